@@ -1,0 +1,142 @@
+"""Settings from environment variables: one place, typed, with safe defaults.
+
+Every setting is read here and nowhere else. `load_settings()` returns a plain dict
+for `app.config`; tests pass overrides to `create_app(config)`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+TRUE = {"1", "true", "yes", "on"}
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    return value.strip().lower() in TRUE
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise RuntimeError(f"{name} must be a whole number, got {value!r}") from exc
+
+
+def instance_secret(instance_path: Path, filename: str) -> str:
+    """A random secret generated once into instance/ (never committed)."""
+    instance_path.mkdir(parents=True, exist_ok=True)
+    path = instance_path / filename
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(48)
+    # O_EXCL so two workers starting together agree on one secret.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
+
+
+def load_settings(instance_path: Path) -> dict[str, Any]:
+    env = env_str("KASSA_ENV", "development")
+    production = env == "production"
+    database_url = env_str("DATABASE_URL") or f"sqlite:///{instance_path / 'kassa.db'}"
+    if database_url.startswith("postgres://"):  # Heroku-style URLs
+        database_url = "postgresql+psycopg://" + database_url[len("postgres://"):]
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://"):]
+
+    secret_key = env_str("SECRET_KEY")
+    if not secret_key and not production:
+        secret_key = instance_secret(instance_path, "secret_key")
+
+    return {
+        "KASSA_ENV": env,
+        "DEBUG": env_bool("FLASK_DEBUG", False),
+        "SECRET_KEY": secret_key,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "PUBLIC_BASE_URL": (env_str("PUBLIC_BASE_URL", "http://127.0.0.1:5000") or "").rstrip("/"),
+        "STORE_NAME": env_str("STORE_NAME", "Kassa demo store"),
+        "MAX_CONTENT_LENGTH": env_int("MAX_CONTENT_LENGTH", 256 * 1024),
+        # Checkout
+        "CHECKOUT_EXPIRY_MINUTES": env_int("CHECKOUT_EXPIRY_MINUTES", 30),
+        "CAPTURE_METHOD": env_str("CAPTURE_METHOD", "automatic"),
+        # Sandbox gateway: on unless turned off; always on when no real gateway is configured.
+        "SANDBOX_ENABLED": env_bool("SANDBOX_ENABLED", True),
+        "SANDBOX_WEBHOOK_SECRET": env_str("SANDBOX_WEBHOOK_SECRET"),
+        "SANDBOX_DELIVER_WEBHOOKS": env_bool("SANDBOX_DELIVER_WEBHOOKS", True),
+        "SANDBOX_WEBHOOK_URL": env_str("SANDBOX_WEBHOOK_URL"),
+        # "once" or "twice_out_of_order" (every event twice, newest first)
+        "SANDBOX_WEBHOOK_MODE": env_str("SANDBOX_WEBHOOK_MODE", "once"),
+        "SANDBOX_WEBHOOK_DELAY_SECONDS": float(env_str("SANDBOX_WEBHOOK_DELAY_SECONDS", "0.3") or 0.3),
+        # Stripe
+        "STRIPE_SECRET_KEY": env_str("STRIPE_SECRET_KEY"),
+        "STRIPE_WEBHOOK_SECRET": env_str("STRIPE_WEBHOOK_SECRET"),
+        "STRIPE_API_BASE": env_str("STRIPE_API_BASE"),
+        # Razorpay
+        "RAZORPAY_KEY_ID": env_str("RAZORPAY_KEY_ID"),
+        "RAZORPAY_KEY_SECRET": env_str("RAZORPAY_KEY_SECRET"),
+        "RAZORPAY_WEBHOOK_SECRET": env_str("RAZORPAY_WEBHOOK_SECRET"),
+        "RAZORPAY_API_BASE": env_str("RAZORPAY_API_BASE"),
+        "RAZORPAY_CHECKOUT_JS": env_str(
+            "RAZORPAY_CHECKOUT_JS", "https://checkout.razorpay.com/v1/checkout.js"
+        ),
+        # Webhooks
+        "WEBHOOK_TOLERANCE_SECONDS": env_int("WEBHOOK_TOLERANCE_SECONDS", 300),
+        # Jobs: no broker means tasks run in-process after the transaction commits.
+        "CELERY_BROKER_URL": env_str("CELERY_BROKER_URL"),
+        "JOBS_EAGER": env_bool("JOBS_EAGER", False),
+        # Rate limits
+        "RATELIMIT_ENABLED": env_bool("RATELIMIT_ENABLED", True),
+        "RATELIMIT_STORAGE_URI": env_str("RATELIMIT_STORAGE_URI", "memory://"),
+        # Sessions and cookies
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": env_bool("SESSION_COOKIE_SECURE", production),
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "WTF_CSRF_TIME_LIMIT": None,
+        # Allowed extra hosts for return URLs (comma separated)
+        "ALLOWED_RETURN_HOSTS": [
+            h.strip() for h in (env_str("ALLOWED_RETURN_HOSTS", "") or "").split(",") if h.strip()
+        ],
+        "LOG_LEVEL": env_str("LOG_LEVEL", "INFO"),
+        "LOG_JSON": env_bool("LOG_JSON", production),
+    }
+
+
+def check_production(config: dict[str, Any]) -> None:
+    """Refuse to start a production app with missing or default secrets."""
+    if config.get("KASSA_ENV") != "production" or config.get("TESTING"):
+        return
+    problems = []
+    if not config.get("SECRET_KEY") or len(str(config["SECRET_KEY"])) < 32:
+        problems.append("SECRET_KEY must be set to a random value of at least 32 characters")
+    if config.get("STRIPE_SECRET_KEY") and not config.get("STRIPE_WEBHOOK_SECRET"):
+        problems.append("STRIPE_WEBHOOK_SECRET is required when STRIPE_SECRET_KEY is set")
+    if config.get("RAZORPAY_KEY_ID") and not (
+        config.get("RAZORPAY_KEY_SECRET") and config.get("RAZORPAY_WEBHOOK_SECRET")
+    ):
+        problems.append("RAZORPAY_KEY_SECRET and RAZORPAY_WEBHOOK_SECRET are required with "
+                        "RAZORPAY_KEY_ID")
+    if config.get("SANDBOX_ENABLED") and config.get("SANDBOX_WEBHOOK_SECRET") in (None, ""):
+        problems.append("SANDBOX_WEBHOOK_SECRET is required when the sandbox is enabled in "
+                        "production (or set SANDBOX_ENABLED=false)")
+    if problems:
+        raise RuntimeError("Refusing to start in production: " + "; ".join(problems))

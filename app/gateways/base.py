@@ -1,0 +1,216 @@
+"""The gateway port: a small protocol and plain value types.
+
+Only app/gateways/<name>.py imports a gateway SDK. The core sees these types:
+it asks an adapter to create a hosted checkout, to retrieve the truth about a
+payment, to refund, to capture, and to verify and interpret webhooks. Adapters
+translate everything gateway-specific (amount forms, status words, event types)
+into the updates below, which the core applies through its state machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from app.models.enums import DisputeStatus, PaymentStatus, RefundStatus
+
+
+class GatewayError(Exception):
+    """A gateway call failed. `code` is one of Kassa's error codes.
+
+    Codes: card_declined, payment_failed, invalid_request, authentication_failed
+    (our credentials), rate_limited, gateway_unavailable (connection/5xx/timeout),
+    idempotency_conflict, not_found.
+    `retryable` is True only when the gateway says a retry with the same
+    idempotency key is safe.
+    """
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False,
+                 http_status: int | None = None, decline_code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.http_status = http_status
+        self.decline_code = decline_code
+
+
+class SignatureError(Exception):
+    """A webhook whose signature is missing, wrong, or outside the time tolerance."""
+
+
+@dataclass(frozen=True, slots=True)
+class LineItem:
+    name: str
+    unit_amount: int          # minor units
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutRequest:
+    """Everything an adapter needs to open a hosted checkout for one payment attempt."""
+
+    payment_id: str           # our public payment id (pay_...)
+    order_id: str             # our public order id (ord_...)
+    amount: int               # minor units; equals the sum of line items
+    currency: str             # ISO 4217, upper case (adapters convert to their form)
+    line_items: tuple[LineItem, ...]
+    customer_email: str
+    customer_name: str
+    success_url: str          # may contain {CHECKOUT_SESSION_ID} for Stripe-style gateways
+    cancel_url: str
+    idempotency_key: str      # stable per attempt: a retried create never makes a second one
+    expires_at: datetime
+    capture_method: str = "automatic"   # or "manual"
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutSession:
+    reference: str            # gateway's id for the checkout (session id / order id)
+    redirect_url: str         # where to send the customer's browser (303)
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRef:
+    """How an update names its payment: any of these may be known."""
+
+    payment_id: str | None = None           # ours, from metadata / receipt
+    reference: str | None = None            # gateway checkout reference
+    gateway_payment_id: str | None = None   # payment intent / payment id
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentUpdate:
+    """What the gateway says about a payment. Applied through the state machine."""
+
+    ref: PaymentRef
+    status: PaymentStatus
+    amount: int | None = None               # as the gateway sees it (checked against ours)
+    currency: str | None = None             # upper case
+    gateway_payment_id: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    payment_method: Mapping[str, Any] | None = None   # brand, last4, vpa...: safe fields only
+    capture_deadline: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundUpdate:
+    ref: PaymentRef
+    gateway_refund_id: str
+    amount: int
+    currency: str
+    status: RefundStatus
+    refund_id: str | None = None            # ours (rfd_...), from metadata / notes
+    reason: str | None = None
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DisputeUpdate:
+    ref: PaymentRef
+    gateway_dispute_id: str
+    amount: int
+    currency: str
+    status: DisputeStatus
+    gateway_status: str | None = None
+    reason: str | None = None
+    evidence_due_by: datetime | None = None
+
+
+Update = PaymentUpdate | RefundUpdate | DisputeUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedEvent:
+    """A webhook whose signature checked out. `payload` is the parsed body."""
+
+    event_id: str
+    event_type: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    refund_id: str            # ours (rfd_...)
+    payment_id: str           # ours (pay_...)
+    reference: str | None     # gateway checkout reference
+    gateway_payment_id: str | None
+    amount: int
+    currency: str
+    reason: str | None
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefundResult:
+    gateway_refund_id: str
+    status: RefundStatus
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRequest:
+    payment_id: str
+    reference: str | None
+    gateway_payment_id: str | None
+    amount: int
+    currency: str
+    idempotency_key: str
+
+
+@dataclass(slots=True)
+class ReturnParams:
+    """What the browser brought back to a return URL: a hint, never proof."""
+
+    args: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Gateway(Protocol):
+    name: str             # "sandbox", "stripe", "razorpay"
+    display_name: str     # shown to customers
+
+    def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
+        """Open a hosted checkout. Must be idempotent on request.idempotency_key."""
+        ...
+
+    def retrieve(self, ref: PaymentRef) -> PaymentUpdate:
+        """Ask the gateway for the truth about one payment (sync, return pages, reconcile)."""
+        ...
+
+    def confirm_return(self, ref: PaymentRef, params: ReturnParams) -> PaymentUpdate | None:
+        """Called when the browser lands on the success URL.
+
+        Return a verified update (re-fetched from the gateway, never read from the URL),
+        or None to wait for the webhook.
+        """
+        ...
+
+    def cancel_checkout(self, ref: PaymentRef) -> None:
+        """Close an open checkout so it can no longer be paid (expire the session)."""
+        ...
+
+    def refund(self, request: RefundRequest) -> RefundResult:
+        """Refund all or part of a captured payment. Idempotent on request.idempotency_key."""
+        ...
+
+    def capture(self, request: CaptureRequest) -> PaymentUpdate:
+        """Capture an authorized payment (manual capture)."""
+        ...
+
+    def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> VerifiedEvent:
+        """Check the signature over the raw body; raise SignatureError if it fails."""
+        ...
+
+    def interpret(self, event: VerifiedEvent) -> list[Update]:
+        """Translate a verified event into updates; [] for types we only store."""
+        ...
+
+    def redact(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Remove secrets (client secrets and the like) before the payload is stored."""
+        ...

@@ -1,0 +1,22 @@
+"""All models, importable from one place (and seen by Alembic autogenerate)."""
+
+from app.models.catalog import Product
+from app.models.enums import (
+    ApiKeyScope,
+    DisputeStatus,
+    OrderStatus,
+    PaymentStatus,
+    RefundStatus,
+    Role,
+    WebhookStatus,
+)
+from app.models.events import AuditEntry, Receipt, WebhookEvent
+from app.models.orders import Dispute, Order, OrderItem, Payment, Refund
+from app.models.users import ApiKey, IdempotencyKey, SandboxRefund, SandboxSession, User
+
+__all__ = [
+    "ApiKey", "ApiKeyScope", "AuditEntry", "Dispute", "DisputeStatus", "IdempotencyKey",
+    "Order", "OrderItem", "OrderStatus", "Payment", "PaymentStatus", "Product", "Receipt",
+    "Refund", "RefundStatus", "Role", "SandboxRefund", "SandboxSession", "User",
+    "WebhookEvent", "WebhookStatus",
+]

@@ -1,0 +1,202 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.base import UTCDateTime, public_id, utcnow
+from app.models.enums import (
+    DisputeStatus,
+    OrderStatus,
+    PaymentStatus,
+    RefundStatus,
+    values,
+)
+
+if TYPE_CHECKING:
+    from app.models.catalog import Product
+
+FINAL_PAYMENT_STATUSES = frozenset(
+    {PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED,
+     PaymentStatus.FAILED, PaymentStatus.CANCELED, PaymentStatus.EXPIRED}
+)
+
+
+class Order(db.Model):
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("total_amount > 0", name="total_positive"),
+        CheckConstraint(f"status IN ({values(OrderStatus)})", name="status_valid"),
+        Index("ix_orders_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True, default=lambda: public_id("ord"))
+    status: Mapped[str] = mapped_column(String(24), default=OrderStatus.PENDING)
+    currency: Mapped[str] = mapped_column(String(3))
+    total_amount: Mapped[int]
+    customer_email: Mapped[str] = mapped_column(String(254), index=True)
+    customer_name: Mapped[str] = mapped_column(String(200))
+    # True while the items' stock is held for this order; flipped exactly once on release.
+    stock_reserved: Mapped[bool] = mapped_column(default=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    items: Mapped[list[OrderItem]] = relationship(
+        back_populates="order", cascade="all, delete-orphan", order_by="OrderItem.id"
+    )
+    payments: Mapped[list[Payment]] = relationship(
+        back_populates="order", order_by="Payment.id"
+    )
+
+    @property
+    def latest_payment(self) -> Payment | None:
+        return self.payments[-1] if self.payments else None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status not in (OrderStatus.PENDING,)
+
+
+class OrderItem(db.Model):
+    __tablename__ = "order_items"
+    __table_args__ = (
+        CheckConstraint("quantity BETWEEN 1 AND 99", name="quantity_range"),
+        CheckConstraint("unit_amount > 0", name="unit_amount_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id", ondelete="SET NULL"))
+    # Snapshot of the catalog at purchase time: later price edits never change an order.
+    sku: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    unit_amount: Mapped[int]
+    quantity: Mapped[int]
+
+    order: Mapped[Order] = relationship(back_populates="items")
+    product: Mapped[Product | None] = relationship()
+
+    @property
+    def line_amount(self) -> int:
+        return self.unit_amount * self.quantity
+
+
+class Payment(db.Model):
+    """One attempt at paying an order through one gateway."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("amount_refunded >= 0 AND amount_refunded <= amount",
+                        name="refunded_within_amount"),
+        CheckConstraint(f"status IN ({values(PaymentStatus)})", name="status_valid"),
+        CheckConstraint("capture_method IN ('automatic', 'manual')", name="capture_method_valid"),
+        UniqueConstraint("gateway", "gateway_reference"),
+        UniqueConstraint("gateway", "gateway_payment_id"),
+        Index("ix_payments_created", "created_at", "id"),
+        Index("ix_payments_status_created", "status", "created_at"),
+        Index("ix_payments_gateway_created", "gateway", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True, default=lambda: public_id("pay"))
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    gateway: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(24), default=PaymentStatus.CREATED)
+    amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_refunded: Mapped[int] = mapped_column(default=0)
+    capture_method: Mapped[str] = mapped_column(String(10), default="automatic")
+    # Sent with the gateway create call; derived from the attempt so a retry never duplicates.
+    idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
+    # Stripe Checkout Session id / Razorpay order id / sandbox session id.
+    gateway_reference: Mapped[str | None] = mapped_column(String(255))
+    # Stripe PaymentIntent id / Razorpay payment id / sandbox payment id.
+    gateway_payment_id: Mapped[str | None] = mapped_column(String(255))
+    checkout_url: Mapped[str | None] = mapped_column(Text)
+    failure_code: Mapped[str | None] = mapped_column(String(100))
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    # Safe-to-keep method details only: brand, last4, wallet, vpa. Never a full number.
+    payment_method: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    customer_email: Mapped[str] = mapped_column(String(254), index=True)
+    authorized_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    capture_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    captured_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    order: Mapped[Order] = relationship(back_populates="payments")
+    refunds: Mapped[list[Refund]] = relationship(back_populates="payment", order_by="Refund.id")
+    disputes: Mapped[list[Dispute]] = relationship(back_populates="payment", order_by="Dispute.id")
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_PAYMENT_STATUSES
+
+    @property
+    def amount_captured(self) -> int:
+        captured = {PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED,
+                    PaymentStatus.REFUNDED}
+        return self.amount if self.status in captured else 0
+
+    @property
+    def net_amount(self) -> int:
+        return self.amount_captured - self.amount_refunded
+
+
+class Refund(db.Model):
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(f"status IN ({values(RefundStatus)})", name="status_valid"),
+        UniqueConstraint("gateway", "gateway_refund_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True, default=lambda: public_id("rfd"))
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    gateway: Mapped[str] = mapped_column(String(20))
+    amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default=RefundStatus.PENDING)
+    gateway_refund_id: Mapped[str | None] = mapped_column(String(255))
+    idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
+    # "user:3", "api_key:7", "gateway" (made in the gateway's own dashboard), "job"
+    requested_by: Mapped[str] = mapped_column(String(80))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    payment: Mapped[Payment] = relationship(back_populates="refunds")
+
+
+class Dispute(db.Model):
+    __tablename__ = "disputes"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(f"status IN ({values(DisputeStatus)})", name="status_valid"),
+        UniqueConstraint("gateway", "gateway_dispute_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    gateway: Mapped[str] = mapped_column(String(20))
+    gateway_dispute_id: Mapped[str] = mapped_column(String(255))
+    amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default=DisputeStatus.OPEN)
+    # The gateway's own status word (needs_response, under_review, won, lost, ...).
+    gateway_status: Mapped[str | None] = mapped_column(String(40))
+    evidence_due_by: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    payment: Mapped[Payment] = relationship(back_populates="disputes")

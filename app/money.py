@@ -1,0 +1,140 @@
+"""Money as integer minor units plus an ISO 4217 currency.
+
+Amounts never travel as floats: they are parsed from text with Decimal, checked
+against the currency's exponent, and stored as whole minor units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from babel.numbers import format_currency
+
+# ISO 4217 exponents that differ from the usual 2. Gateways agree with ISO for
+# these (Stripe's zero-decimal list; Razorpay follows ISO as well).
+ZERO_DECIMAL = frozenset(
+    "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split()
+)
+THREE_DECIMAL = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
+
+# Currencies we accept at all: ISO codes Babel knows, so formatting works.
+_KNOWN: frozenset[str] | None = None
+
+
+def _known_currencies() -> frozenset[str]:
+    global _KNOWN
+    if _KNOWN is None:
+        from babel.core import get_global
+
+        _KNOWN = frozenset(get_global("currency_fractions").keys()) | frozenset(
+            __import__("babel.numbers", fromlist=["list_currencies"]).list_currencies()
+        )
+    return _KNOWN
+
+
+class MoneyError(ValueError):
+    """An amount or currency that cannot be represented."""
+
+
+def normalize_currency(code: str) -> str:
+    """Upper-case and check an ISO 4217 code."""
+    if not isinstance(code, str) or len(code.strip()) != 3 or not code.strip().isalpha():
+        raise MoneyError(f"{code!r} is not a three-letter ISO 4217 currency code")
+    upper = code.strip().upper()
+    if upper not in _known_currencies():
+        raise MoneyError(f"{upper} is not a known ISO 4217 currency")
+    return upper
+
+
+def exponent(currency: str) -> int:
+    """Number of decimal places of the currency's minor unit."""
+    cur = normalize_currency(currency)
+    if cur in ZERO_DECIMAL:
+        return 0
+    if cur in THREE_DECIMAL:
+        return 3
+    return 2
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    amount_minor: int
+    currency: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.amount_minor, bool) or not isinstance(self.amount_minor, int):
+            raise MoneyError("amount_minor must be an integer number of minor units")
+        object.__setattr__(self, "currency", normalize_currency(self.currency))
+
+    @classmethod
+    def parse(cls, text: str, currency: str) -> Money:
+        """Parse a typed amount such as "12.50" into minor units.
+
+        More decimals than the currency has is an error, never a rounding.
+        """
+        places = exponent(currency)
+        cleaned = str(text).strip().replace(",", "") if text is not None else ""
+        if not cleaned:
+            raise MoneyError("Enter an amount")
+        try:
+            value = Decimal(cleaned)
+        except InvalidOperation as exc:
+            raise MoneyError(f"{text!r} is not an amount") from exc
+        if not value.is_finite():
+            raise MoneyError(f"{text!r} is not an amount")
+        exp = value.as_tuple().exponent
+        assert isinstance(exp, int)
+        if -exp > places:
+            if places == 0:
+                raise MoneyError(f"{normalize_currency(currency)} has no minor unit: "
+                                 f"enter a whole amount")
+            raise MoneyError(
+                f"{normalize_currency(currency)} allows at most {places} decimal places"
+            )
+        minor = value.scaleb(places)
+        return cls(int(minor), currency)
+
+    @property
+    def decimal(self) -> Decimal:
+        return Decimal(self.amount_minor).scaleb(-exponent(self.currency))
+
+    def to_major_string(self) -> str:
+        """Plain decimal text with exactly the currency's places ("12.50", "1000", "1.250")."""
+        places = exponent(self.currency)
+        return f"{self.decimal:.{places}f}"
+
+    def format(self, locale: str = "en_US") -> str:
+        """For people: "$12.50", "¥1,000", "BHD 1.250"."""
+        # CLDR's digits differ from ISO for a few currencies (IQD), so the number
+        # of places shown is ours, not Babel's.
+        places = exponent(self.currency)
+        pattern = "¤#,##0" + ("." + "0" * places if places else "")
+        return format_currency(
+            self.decimal, self.currency, format=pattern, locale=locale, currency_digits=False
+        )
+
+    def __add__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.amount_minor + other.amount_minor, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.amount_minor - other.amount_minor, self.currency)
+
+    def __mul__(self, factor: int) -> Money:
+        if not isinstance(factor, int) or isinstance(factor, bool):
+            raise MoneyError("Money can only be multiplied by a whole number")
+        return Money(self.amount_minor * factor, self.currency)
+
+    def _same(self, other: Money) -> None:
+        if self.currency != other.currency:
+            raise MoneyError(f"cannot mix {self.currency} and {other.currency}")
+
+    def __str__(self) -> str:
+        return f"{self.to_major_string()} {self.currency}"
+
+
+def format_minor(amount_minor: int, currency: str, locale: str = "en_US") -> str:
+    """Template helper: format integer minor units for people."""
+    return Money(amount_minor, currency).format(locale)
