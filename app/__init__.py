@@ -42,7 +42,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     jobs.init_app(app)
     registry.init_app(app)
 
-    from app import auth, cli, errors, templating
+    from app import auth, cli, errors, security, templating
     from app.checkout import bp as checkout_bp
     from app.sandbox import bp as sandbox_bp
     from app.webhooks import bp as webhooks_bp
@@ -55,6 +55,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if "sandbox" in app.extensions["kassa_gateways"]:
         app.register_blueprint(sandbox_bp)
     auth.init_app(app)
+    security.init_app(app)   # headers/CSP on every response, session lifetimes
     templating.init_app(app)
     errors.init_app(app)
     cli.init_app(app)

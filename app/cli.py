@@ -90,7 +90,7 @@ def init_app(app: Flask) -> None:
             password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
         from app.auth.passwords import password_problem
 
-        problem = password_problem(password)
+        problem = password_problem(password, email=email)
         if problem:
             raise click.BadParameter(problem, param_hint="--password")
         user = create_merchant(email, role, password)

@@ -110,7 +110,29 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": env_bool("SESSION_COOKIE_SECURE", production),
+        # __Host- cookies are sent only over HTTPS, to this exact host, for Path=/.
+        "SESSION_COOKIE_NAME": env_str(
+            "SESSION_COOKIE_NAME", "__Host-kassa_session" if production else "kassa_session"),
+        "SESSION_COOKIE_PATH": "/",
+        "SESSION_COOKIE_DOMAIN": None,
         "REMEMBER_COOKIE_HTTPONLY": True,
+        # Merchant sessions end after this long without a request / after this long at all.
+        "SESSION_IDLE_MINUTES": env_int("SESSION_IDLE_MINUTES", 30),
+        "SESSION_MAX_HOURS": env_int("SESSION_MAX_HOURS", 12),
+        # Security headers (app/security.py)
+        "HSTS_ENABLED": env_bool("HSTS_ENABLED", production),
+        "HSTS_MAX_AGE": env_int("HSTS_MAX_AGE", 31536000),
+        "CSP_REPORT_URI": env_str("CSP_REPORT_URI", "/csp-report"),
+        "CSP_REPORT_RATE_LIMIT": env_str("CSP_REPORT_RATE_LIMIT", "30 per minute"),
+        # Two-factor sign-in: owners must enrol before reaching merchant pages.
+        "REQUIRE_2FA_FOR_OWNERS": env_bool("REQUIRE_2FA_FOR_OWNERS", production),
+        "TOTP_ISSUER": env_str("TOTP_ISSUER", "Kassa"),
+        # Abuse limits: failed sign-ins per account and per address in a window; checkouts.
+        "LOGIN_THROTTLE_ENABLED": env_bool("LOGIN_THROTTLE_ENABLED", True),
+        "LOGIN_FAILURES_PER_ACCOUNT": env_int("LOGIN_FAILURES_PER_ACCOUNT", 5),
+        "LOGIN_FAILURES_PER_ADDRESS": env_int("LOGIN_FAILURES_PER_ADDRESS", 20),
+        "LOGIN_THROTTLE_MINUTES": env_int("LOGIN_THROTTLE_MINUTES", 15),
+        "CHECKOUT_RATE_LIMIT": env_str("CHECKOUT_RATE_LIMIT", "10 per minute"),
         "WTF_CSRF_TIME_LIMIT": None,
         # Allowed extra hosts for return URLs (comma separated)
         "ALLOWED_RETURN_HOSTS": [
@@ -138,5 +160,45 @@ def check_production(config: dict[str, Any]) -> None:
     if config.get("SANDBOX_ENABLED") and config.get("SANDBOX_WEBHOOK_SECRET") in (None, ""):
         problems.append("SANDBOX_WEBHOOK_SECRET is required when the sandbox is enabled in "
                         "production (or set SANDBOX_ENABLED=false)")
+    problems.extend(_default_secret_problems(config))
+    if not config.get("SESSION_COOKIE_SECURE"):
+        problems.append("SESSION_COOKIE_SECURE must be on in production (cookies only over "
+                        "HTTPS)")
+    name = str(config.get("SESSION_COOKIE_NAME") or "")
+    if not name.startswith("__Host-"):
+        problems.append("SESSION_COOKIE_NAME must start with __Host- in production")
+    if not str(config.get("PUBLIC_BASE_URL") or "").startswith("https://"):
+        problems.append("PUBLIC_BASE_URL must be an https:// URL in production")
     if problems:
         raise RuntimeError("Refusing to start in production: " + "; ".join(problems))
+
+
+# Values seen in examples, tutorials and our own docs/tests: never acceptable as secrets.
+KNOWN_DEFAULT_SECRETS = {
+    "", "secret", "changeme", "change-me", "change_me", "dev", "development", "test",
+    "testing", "default", "password", "kassa", "notasecret", "not-a-secret", "xxx",
+    "your-secret-key", "your_secret_key", "secret-key", "secret_key", "supersecret",
+    "test-secret-key-not-for-production-0123456789abcdef",
+}
+SECRET_SETTINGS = ("SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
+                   "RAZORPAY_KEY_SECRET", "RAZORPAY_WEBHOOK_SECRET", "SANDBOX_WEBHOOK_SECRET")
+
+
+def _looks_default(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in KNOWN_DEFAULT_SECRETS:
+        return True
+    # Placeholders such as "sk_live_...", "whsec_xxx", "<your key>", "change-this".
+    if any(marker in lowered for marker in ("change", "placeholder", "example", "your_",
+                                            "your-", "<", "...", "xxxx")):
+        return True
+    return len(set(lowered)) <= 2   # "aaaa...", "0000..."
+
+
+def _default_secret_problems(config: dict[str, Any]) -> list[str]:
+    problems = []
+    for name in SECRET_SETTINGS:
+        value = config.get(name)
+        if value and _looks_default(str(value)):
+            problems.append(f"{name} is a default or placeholder value; set a real secret")
+    return problems

@@ -27,3 +27,6 @@ def init_app(app: Flask) -> None:
     login_manager.user_loader(load_user)
     login_manager.login_message = "Please sign in to continue."
     login_manager.login_view = "auth.login"
+    from app.auth import throttle
+
+    throttle.init_app(app)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, PasswordField
+from wtforms import EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import InputRequired, Length
 
 
@@ -14,3 +14,7 @@ class LoginForm(FlaskForm):
 
 class EmptyForm(FlaskForm):
     """CSRF-only form for buttons that POST (logout, refund confirm...)."""
+
+
+class TwoFactorForm(FlaskForm):
+    code = StringField("Code", validators=[InputRequired("Enter the code."), Length(max=40)])

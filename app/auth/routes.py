@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
@@ -13,19 +12,16 @@ from werkzeug.wrappers import Response
 
 from app.auth import service
 from app.auth.forms import EmptyForm, LoginForm
+from app.auth.throttle import throttle
+from app.security import is_safe_next
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def safe_next(target: str | None, default: str) -> str:
-    """Only same-site relative paths: never //host, /\\host or an absolute URL."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return default
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc:
-        return default
-    return target
+    """Only same-site relative paths: never //host, /\\host, encoded or schemed URLs."""
+    return target if is_safe_next(target) else default  # type: ignore[return-value]
 
 
 def roles_required(*roles: str) -> Callable[[F], F]:
@@ -51,10 +47,15 @@ def login() -> Response | str | tuple[str, int]:
     if request.method == "GET":
         form.next.data = request.args.get("next", "")
     if form.validate_on_submit():
-        user = service.authenticate(form.email.data or "", form.password.data or "")
+        email = form.email.data or ""
+        blocked = throttle().check(email)   # before the password is even looked at
+        if blocked:
+            form.form_errors.append(blocked.message)
+            return render_template("auth/login.html", form=form), 429
+        user = service.authenticate(email, form.password.data or "")
         if user is not None:
-            service.start_session(user)
-            return redirect(safe_next(form.next.data, "/dashboard/"), code=303)
+            return two_factor.password_ok(user, form.next.data)
+        throttle().failed(email)
         form.form_errors.append("Wrong email or password.")
         return render_template("auth/login.html", form=form), 401
     status = 400 if request.method == "POST" else 200
@@ -69,3 +70,6 @@ def logout() -> Response:
         abort(400)
     service.end_session(current_user if current_user.is_authenticated else None)
     return redirect(url_for("auth.login"), code=303)
+
+
+from app.auth import two_factor  # noqa: E402  (its views live on this blueprint)

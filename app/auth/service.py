@@ -52,3 +52,20 @@ def end_session(user: User | None) -> None:
                 audit.record(Actor("user", str(fresh.id)), "user.logout", fresh)
     logout_user()
     session.clear()
+
+
+def change_role(user_id: int, role: str, actor: Actor) -> User:
+    """Give a user another role; their sessions end (a privilege change rotates the token)."""
+    from app.models import Role
+
+    if role not in {r.value for r in Role}:
+        raise ValueError(f"unknown role {role!r}")
+    with unit_of_work():
+        user = db.session.get(User, user_id)
+        if user is None:
+            raise LookupError(f"no user {user_id}")
+        previous = user.role
+        user.role = role
+        user.session_token = secrets.token_hex(16)
+        audit.record(actor, "user.role_changed", user, from_state=previous, to_state=role)
+    return user

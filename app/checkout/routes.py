@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import abort, make_response, redirect, render_template, request
+from flask import abort, current_app, make_response, redirect, render_template, request
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from app.checkout import bp
 from app.checkout.forms import CheckoutForm, RetryForm
-from app.extensions import db, htmx
+from app.extensions import db, htmx, limiter
 from app.gateways import registry
 from app.models import Product
 from app.payments import checkout, orders
@@ -16,6 +16,13 @@ from app.payments.audit import CUSTOMER
 from app.payments.errors import KassaError, NotFound
 from app.payments.orders import ItemRequest
 from app.payments.status import is_settled
+
+
+# Each checkout POST creates an order and reserves stock: limit them per client address.
+checkout_limit = limiter.limit(
+    lambda: current_app.config["CHECKOUT_RATE_LIMIT"], methods=["POST"],
+    error_message="Too many checkout attempts from your network. Please wait a minute and "
+                  "try again.")
 
 
 def _product_or_404(sku: str) -> Product:
@@ -37,6 +44,7 @@ def storefront() -> str:
 
 
 @bp.route("/products/<sku>", methods=["GET", "POST"])
+@checkout_limit
 def product(sku: str) -> str | Response | tuple[str, int]:
     """A product with its checkout form; POST starts the payment (303 to the gateway)."""
     item = _product_or_404(sku)
@@ -90,6 +98,7 @@ def _retry_form() -> RetryForm:
 
 
 @bp.post("/orders/<order_id>/retry")
+@checkout_limit
 def retry(order_id: str) -> Response | tuple[str, int]:
     """Start a new payment attempt for this order (or a new order with the same items)."""
     form = _retry_form()

@@ -1,0 +1,378 @@
+"""Security headers, the Content-Security-Policy, session lifetimes and URL checks.
+
+Every response (pages, htmx partials, API, webhooks, static files, errors) leaves through
+`_security_headers`. The CSP allows scripts and styles from our origin or carrying this
+request's nonce (`csp_nonce()` in templates), and nothing inline otherwise. A page that
+needs a third-party script (Razorpay's checkout.js) asks for it on that response only:
+
+    g.csp_extra_script_src = ["https://checkout.razorpay.com"]      # or
+    csp_allow(script_src=[...], frame_src=[...], connect_src=[...])  # any directive
+
+Known gateway script hosts bring the companions their script needs (see
+GATEWAY_SCRIPT_PROFILES). The script inventory (PCI DSS 4.0 req. 6.4.3) is
+SCRIPT_INVENTORY: our own scripts are served with Subresource Integrity from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    g,
+    redirect,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user, logout_user, user_logged_in
+from werkzeug.wrappers import Response
+
+from app.extensions import csrf, limiter
+
+log = logging.getLogger(__name__)
+
+CSP_HEADER = "Content-Security-Policy"
+
+# Origins that gateways' hosted flows navigate or post to from our pages. Form submissions
+# that end in a redirect are checked against form-action too (our checkout form's 303 to
+# Stripe Checkout), and Razorpay's redirect mode posts a form to api.razorpay.com.
+GATEWAY_FORM_ACTION = {
+    "stripe": ["https://checkout.stripe.com"],
+    "razorpay": ["https://api.razorpay.com"],
+    "sandbox": [],   # the sandbox's hosted page is on our own origin
+}
+
+# What a gateway's script needs besides its own host, from the gateway's published CSP
+# allowlist (Razorpay: razorpay/razorpay-magento etc/csp_whitelist.xml): checkout.js loads
+# a risk-detection bundle from cdn.razorpay.com, opens its modal in an iframe on
+# api.razorpay.com and reports to lumberjack. The iframe may use the Payment Request API.
+GATEWAY_SCRIPT_PROFILES: dict[str, dict[str, list[str]]] = {
+    "https://checkout.razorpay.com": {
+        "script-src": ["https://checkout.razorpay.com", "https://cdn.razorpay.com"],
+        "frame-src": ["https://api.razorpay.com"],
+        "connect-src": ["https://lumberjack.razorpay.com",
+                        "https://lumberjack-metrics.razorpay.com"],
+        "img-src": ["https://cdn.razorpay.com"],
+        "form-action": ["https://api.razorpay.com"],
+        "permissions-payment": ['"https://api.razorpay.com"'],
+    },
+}
+
+# PCI DSS 4.0 6.4.3: every script a payment page may run, why it is there, and (for files we
+# serve) its SHA-384. Templates emit integrity= from this table, so a swapped file is refused
+# by the browser; tests/integration/security pins the scripts each payment page loads.
+SCRIPT_INVENTORY: dict[str, dict[str, str]] = {
+    "js/htmx.min.js": {
+        "integrity": "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg",
+        "purpose": "htmx 2.0.11 (vendored, see static/js/VENDORED.md): live order status, "
+                   "dashboard partials",
+    },
+}
+
+# Pages whose URLs carry gateway references: send no Referer from them at all.
+NO_REFERRER_ENDPOINTS = {"checkout.payment_return", "checkout.payment_cancel"}
+NO_REFERRER_BLUEPRINTS = {"sandbox", "auth"}
+
+PERMISSIONS = ("accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+               "microphone=(), usb=()")
+
+# Blueprints a merchant owner without 2FA may still use when REQUIRE_2FA_FOR_OWNERS is on
+# (public pages and the enrolment pages themselves).
+TWO_FACTOR_EXEMPT_BLUEPRINTS = {"auth", "checkout", "sandbox", "webhooks", "security", "api"}
+
+bp = Blueprint("security", __name__)
+
+
+# --------------------------------------------------------------------------- nonce and CSP
+
+
+def csp_nonce() -> str:
+    """This request's nonce (made on first use), for <script nonce> and <style nonce>."""
+    nonce = g.get("_csp_nonce")
+    if nonce is None:
+        nonce = g._csp_nonce = secrets.token_urlsafe(18)
+    return str(nonce)
+
+
+def csp_allow(**directives: Iterable[str]) -> None:
+    """Ask for extra sources on this response only: csp_allow(script_src=[...])."""
+    extra: dict[str, list[str]] = g.setdefault("csp_extra", {})
+    for name, sources in directives.items():
+        bucket = extra.setdefault(name.replace("_", "-"), [])
+        bucket.extend(s for s in sources if s not in bucket)
+
+
+def origin_of(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _base_directives(app: Flask) -> dict[str, list[str]]:
+    form_action = ["'self'"]
+    public = origin_of(app.config.get("PUBLIC_BASE_URL") or "")
+    if public:
+        form_action.append(public)
+    gateways = app.extensions.get("kassa_gateways", {})
+    for name in gateways:
+        form_action.extend(GATEWAY_FORM_ACTION.get(name, []))
+        # A local stand-in for the gateway's API (tests, development) hosts its pages too.
+        override = app.config.get(f"{name.upper()}_API_BASE")
+        if override and origin_of(override):
+            form_action.append(origin_of(override))  # type: ignore[arg-type]
+    return {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": list(dict.fromkeys(form_action)),
+    }
+
+
+def _extras() -> dict[str, list[str]]:
+    extra: dict[str, list[str]] = {}
+    for name, sources in (g.get("csp_extra") or {}).items():
+        extra.setdefault(name, []).extend(sources)
+    for attr, name in (("csp_extra_script_src", "script-src"),
+                       ("csp_extra_frame_src", "frame-src"),
+                       ("csp_extra_connect_src", "connect-src"),
+                       ("csp_extra_img_src", "img-src")):
+        extra.setdefault(name, []).extend(g.get(attr) or [])
+    for host in list(extra.get("script-src", [])):
+        for name, sources in GATEWAY_SCRIPT_PROFILES.get(host.rstrip("/"), {}).items():
+            extra.setdefault(name, []).extend(sources)
+    return {name: sources for name, sources in extra.items() if sources}
+
+
+def build_csp(nonce: str | None, extra: dict[str, list[str]] | None = None,
+              report_uri: str | None = None) -> str:
+    directives = {k: list(v) for k, v in current_app.extensions["kassa_csp_base"].items()}
+    for name, sources in (extra or {}).items():
+        if name.startswith("permissions-"):
+            continue
+        current = [s for s in directives.get(name, directives["default-src"]) if s != "'none'"]
+        for source in sources:
+            if source not in current:
+                current.append(source)
+        directives[name] = current
+    if nonce:
+        directives["script-src"].append(f"'nonce-{nonce}'")
+        directives["style-src"].append(f"'nonce-{nonce}'")
+    if request.is_secure:
+        directives["upgrade-insecure-requests"] = []
+    if report_uri:
+        directives["report-uri"] = [report_uri]
+    return "; ".join(" ".join([name, *sources]).strip() for name, sources in directives.items())
+
+
+def _security_headers(response: Response) -> Response:
+    config = current_app.config
+    extra = _extras()
+    nonce = csp_nonce()
+    response.headers[CSP_HEADER] = build_csp(nonce, extra, config.get("CSP_REPORT_URI"))
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Cross-Origin-Opener-Policy"] = "same-origin-allow-popups"
+    response.headers["Referrer-Policy"] = _referrer_policy()
+    payment = " ".join(["self", *extra.get("permissions-payment", [])])
+    response.headers["Permissions-Policy"] = f"{PERMISSIONS}, payment=({payment})"
+    if config.get("HSTS_ENABLED") and (request.is_secure or
+                                       str(config.get("PUBLIC_BASE_URL", "")).startswith("https:")):
+        response.headers["Strict-Transport-Security"] = f"max-age={int(config['HSTS_MAX_AGE'])}"
+    if _private_response():
+        # Sign-in pages, recovery codes, merchant pages: never kept by a shared cache.
+        response.headers["Cache-Control"] = "no-store"
+        response.headers.add("Vary", "Cookie")
+    return response
+
+
+def _referrer_policy() -> str:
+    endpoint = request.endpoint or ""
+    if endpoint in NO_REFERRER_ENDPOINTS or request.blueprint in NO_REFERRER_BLUEPRINTS:
+        return "no-referrer"
+    return str(g.get("referrer_policy") or "strict-origin-when-cross-origin")
+
+
+def _private_response() -> bool:
+    if request.blueprint in ("auth", "dashboard"):
+        return True
+    return "_user_id" in session
+
+
+# --------------------------------------------------------------------------- script integrity
+
+
+def script_integrity(filename: str) -> str:
+    """The pinned SRI hash of one of our scripts (empty when it is not in the inventory)."""
+    entry = SCRIPT_INVENTORY.get(filename)
+    return entry["integrity"] if entry else ""
+
+
+# --------------------------------------------------------------------------- redirects
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\s]")
+
+
+def is_safe_next(target: str | None) -> bool:
+    """True for a same-site relative path: never //host, /\\host, encoded tricks, schemes."""
+    if not target or len(target) > 2000:
+        return False
+    # Browsers drop tabs and newlines inside URLs ("/\t/evil" becomes "//evil") and
+    # treat "\" as "/"; decoding catches "/%5Cevil" and "/%2F/evil" after a second parse.
+    for candidate in (target, unquote(target), unquote(unquote(target))):
+        if _CONTROL.search(candidate) or "\\" in candidate:
+            return False
+        if not candidate.startswith("/") or candidate.startswith("//"):
+            return False
+        parts = urlsplit(candidate)
+        if parts.scheme or parts.netloc:
+            return False
+    return True
+
+
+def allowed_return_hosts() -> set[str]:
+    config = current_app.config
+    hosts = {h.lower() for h in config.get("ALLOWED_RETURN_HOSTS", [])}
+    public = urlsplit(config.get("PUBLIC_BASE_URL") or "")
+    if public.netloc:
+        hosts.add(public.netloc.lower())
+        if public.hostname:
+            hosts.add(public.hostname.lower())
+    return hosts
+
+
+def is_allowed_return_url(url: str | None) -> bool:
+    """An absolute http(s) URL on our public host or a configured ALLOWED_RETURN_HOSTS host.
+
+    For return/cancel URLs that merchants' systems pass to the API. Hosts match exactly
+    (with or without the port); no userinfo, no backslashes, https except for loopback.
+    """
+    if not url or len(url) > 2000 or _CONTROL.search(url) or "\\" in url:
+        return False
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        return False
+    public_scheme = urlsplit(current_app.config.get("PUBLIC_BASE_URL") or "").scheme
+    if parts.scheme == "http" and public_scheme == "https" and parts.hostname not in (
+            "localhost", "127.0.0.1", "::1"):
+        return False
+    hosts = allowed_return_hosts()
+    return parts.netloc.lower() in hosts or (parts.port is None and parts.hostname in hosts)
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+def _stamp_login(sender: Any, user: Any = None, **extra: Any) -> None:
+    now = int(time.time())
+    session["kassa_login_at"] = now
+    session["kassa_seen_at"] = now
+
+
+def _enforce_session_lifetime() -> Response | None:
+    """Idle and absolute timeouts for merchant sessions; owners enrol in 2FA if required."""
+    if "_user_id" not in session:
+        return None
+    config = current_app.config
+    now = int(time.time())
+    login_at = session.get("kassa_login_at")
+    seen_at = session.get("kassa_seen_at")
+    if (not isinstance(login_at, int) or not isinstance(seen_at, int)
+            or now - seen_at > int(config["SESSION_IDLE_MINUTES"]) * 60
+            or now - login_at > int(config["SESSION_MAX_HOURS"]) * 3600):
+        # The request goes on as an anonymous one: protected views send it to sign in.
+        logout_user()
+        session.clear()
+        g.session_expired = True
+        return None
+    if now - seen_at >= 30:   # don't rewrite the cookie on every poll
+        session["kassa_seen_at"] = now
+    if (config.get("REQUIRE_2FA_FOR_OWNERS") and request.blueprint
+            not in TWO_FACTOR_EXEMPT_BLUEPRINTS and request.endpoint not in (None, "static")
+            and current_user.is_authenticated and current_user.role == "owner"
+            and not current_user.totp_enabled):
+        target = url_for("auth.two_factor_setup")
+        if request.headers.get("HX-Request") == "true":
+            response = Response(status=204)
+            response.headers["HX-Redirect"] = target
+            return response
+        return redirect(target, code=303)
+    return None
+
+
+# --------------------------------------------------------------------------- CSP reports
+
+
+@bp.post("/csp-report")
+@csrf.exempt
+@limiter.limit(lambda: current_app.config["CSP_REPORT_RATE_LIMIT"])
+def csp_report() -> tuple[str, int]:
+    """Browsers report blocked scripts here (PCI DSS 11.6.1 change and tamper detection)."""
+    raw = request.get_data(cache=False)[:16384]
+    try:
+        payload = json.loads(raw or b"null")
+    except ValueError:
+        return "", 400
+    reports = payload if isinstance(payload, list) else [payload]
+    for item in reports[:20]:
+        if not isinstance(item, dict):
+            continue
+        body = item.get("csp-report") or item.get("body") or {}
+        if not isinstance(body, dict):
+            continue
+        log.warning(
+            "csp violation",
+            extra={
+                "csp_directive": str(body.get("effective-directive")
+                                     or body.get("effectiveDirective")
+                                     or body.get("violated-directive") or "")[:100],
+                # Only origins and paths: query strings may carry personal data.
+                "csp_blocked": _trim_url(body.get("blocked-uri") or body.get("blockedURL")),
+                "csp_document": _trim_url(body.get("document-uri") or body.get("documentURL")),
+                "csp_source": _trim_url(body.get("source-file") or body.get("sourceFile")),
+            },
+        )
+    return "", 204
+
+
+def _trim_url(value: Any) -> str:
+    text = str(value or "")[:500]
+    parts = urlsplit(text)
+    if parts.scheme in ("http", "https"):
+        return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return text.split("?")[0][:100]
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def init_app(app: Flask) -> None:
+    """Register headers, session checks, the CSP report endpoint and rate-limit exemptions."""
+    app.extensions["kassa_csp_base"] = _base_directives(app)
+    app.after_request(_security_headers)
+    app.before_request(_enforce_session_lifetime)
+    user_logged_in.connect(_stamp_login, app)
+    app.jinja_env.globals.update(csp_nonce=csp_nonce, script_integrity=script_integrity)
+    app.register_blueprint(bp)
+    # Gateways retry until they get a 2xx: never rate-limit them (they are signature-checked).
+    from app.webhooks import bp as webhooks_bp
+
+    limiter.exempt(webhooks_bp)
