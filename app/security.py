@@ -246,14 +246,21 @@ def is_safe_next(target: str | None) -> bool:
     return True
 
 
-def allowed_return_hosts() -> set[str]:
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def allowed_return_hosts() -> set[tuple[str, int | None]]:
+    """(host, port) pairs; port None means the URL's scheme's default port."""
     config = current_app.config
-    hosts = {h.lower() for h in config.get("ALLOWED_RETURN_HOSTS", [])}
+    hosts: set[tuple[str, int | None]] = set()
+    for entry in config.get("ALLOWED_RETURN_HOSTS", []):
+        parts = urlsplit("//" + entry.strip().lower())
+        if parts.hostname:
+            hosts.add((parts.hostname, parts.port))
     public = urlsplit(config.get("PUBLIC_BASE_URL") or "")
-    if public.netloc:
-        hosts.add(public.netloc.lower())
-        if public.hostname:
-            hosts.add(public.hostname.lower())
+    if public.hostname:
+        port = public.port if public.port != _DEFAULT_PORTS.get(public.scheme) else None
+        hosts.add((public.hostname.lower(), port))
     return hosts
 
 
@@ -261,21 +268,25 @@ def is_allowed_return_url(url: str | None) -> bool:
     """An absolute http(s) URL on our public host or a configured ALLOWED_RETURN_HOSTS host.
 
     For return/cancel URLs that merchants' systems pass to the API. Hosts match exactly
-    (with or without the port); no userinfo, no backslashes, https except for loopback.
+    (no subdomains); no userinfo, no backslashes or control characters; when we are served
+    over https, plain http is allowed only for loopback hosts.
     """
     if not url or len(url) > 2000 or _CONTROL.search(url) or "\\" in url:
         return False
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
         return False
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
         return False
     public_scheme = urlsplit(current_app.config.get("PUBLIC_BASE_URL") or "").scheme
     if parts.scheme == "http" and public_scheme == "https" and parts.hostname not in (
             "localhost", "127.0.0.1", "::1"):
         return False
-    hosts = allowed_return_hosts()
-    return parts.netloc.lower() in hosts or (parts.port is None and parts.hostname in hosts)
+    if port == _DEFAULT_PORTS[parts.scheme]:
+        port = None
+    return (parts.hostname.lower(), port) in allowed_return_hosts()
 
 
 # --------------------------------------------------------------------------- sessions

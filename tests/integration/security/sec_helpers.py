@@ -51,9 +51,9 @@ def login(client: Any, email: str = OWNER_EMAIL, password: str = OWNER_PASSWORD,
     return client.post("/auth/login", data=data)
 
 
-def start_checkout(client: Any, sku: str = "tee-usd", **fields: Any) -> Any:
-    page = client.get(f"/products/{sku}")
+def start_checkout(client: Any, product: str = "tee-usd", **fields: Any) -> Any:
+    page = client.get(f"/products/{product}")
     data = {"email": "shopper.one@example.com", "name": "Sam Shopper", "quantity": "1",
             "gateway": "sandbox", "csrf_token": csrf_from(page.get_data(as_text=True))}
     data.update({k: str(v) for k, v in fields.items()})
-    return client.post(f"/products/{sku}", data=data)
+    return client.post(f"/products/{product}", data=data)
