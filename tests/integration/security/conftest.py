@@ -161,7 +161,7 @@ def live_app(make_app: Callable[..., Any]) -> Iterator[tuple[Any, str]]:
     server = make_server("127.0.0.1", 0, lambda e, s: [], threaded=True)
     base = f"http://127.0.0.1:{server.server_port}"
     app = make_app(PUBLIC_BASE_URL=base, SANDBOX_DELIVER_WEBHOOKS=True,
-                   SANDBOX_WEBHOOK_DELAY_SECONDS=0.05)
+                   SANDBOX_WEBHOOK_DELAY_SECONDS=0.05, LOG_LEVEL="DEBUG")
     server.app = app
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               daemon=True)
