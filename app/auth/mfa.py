@@ -61,9 +61,8 @@ def begin_enrolment(user: User) -> str:
     with unit_of_work():
         row = lock(User, id=user.id)
         assert row is not None
-        if not row.totp_secret or row.totp_enabled:
-            if not row.totp_enabled:
-                row.totp_secret = pyotp.random_base32()   # 160 bits
+        if not row.totp_enabled and not row.totp_secret:
+            row.totp_secret = pyotp.random_base32()   # 160 bits
         secret = str(row.totp_secret)
     return secret
 

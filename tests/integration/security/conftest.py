@@ -95,6 +95,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import flask_migrate
 
     from app import create_app
+    from app.cli import create_merchant, seed_demo_data
 
     path = tmp_path_factory.mktemp("template") / "template.sqlite"
     app = create_app(base_config(f"sqlite:///{path}"))
@@ -103,6 +104,11 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
             warnings.filterwarnings("ignore", message="'get_engine' is deprecated",
                                     category=DeprecationWarning)
             flask_migrate.upgrade(directory=str(ROOT / "migrations"))
+        # Seeded once here (password hashing is slow); every test gets a copy.
+        app.instance_path = str(path.parent / "instance")
+        with app.app_context():
+            seed_demo_data()
+            create_merchant(OWNER_EMAIL, "owner", OWNER_PASSWORD)
     finally:
         _dispose(app)
     return path
@@ -110,9 +116,8 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def make_app(sqlite_template: Path, tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """make_app(**overrides): an app on this test's own database, demo data seeded."""
+    """make_app(**overrides): an app on this test's own copy of the seeded database."""
     from app import create_app
-    from app.cli import create_merchant, seed_demo_data
 
     db_path = tmp_path / "kassa.sqlite"
     with contextlib.closing(sqlite3.connect(sqlite_template)) as src, \
@@ -126,10 +131,6 @@ def make_app(sqlite_template: Path, tmp_path: Path) -> Iterator[Callable[..., An
         app = create_app(config)
         # Receipts (.eml outbox) and the demo password file go to tmp, not the checkout.
         app.instance_path = str(tmp_path / "instance")
-        if not apps:
-            with app.app_context():
-                seed_demo_data()
-                create_merchant(OWNER_EMAIL, "owner", OWNER_PASSWORD)
         apps.append(app)
         return app
 

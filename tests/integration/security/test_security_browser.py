@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,40 +25,65 @@ document.addEventListener('securitypolicyviolation', (e) => {
 """
 
 
-@pytest.fixture(scope="module")
-def chromium(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """The shared session browser when tests/browser's fixtures are visible, else our own
-    (two sync Playwright instances cannot run at once in one process)."""
-    try:
-        yield request.getfixturevalue("browser")
-        return
-    except pytest.FixtureLookupError:
-        pass
+def in_browser(scenario: Callable[[Any], None]) -> None:
+    """Run `scenario(browser)` with its own headless Chromium, in a thread of its own.
+
+    Playwright's sync API refuses to start while another sync instance runs in the same
+    thread (the shared session browser of tests/browser); a separate thread has its own
+    event loop, so these tests work in any run order.
+    """
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing (Debian's chromium package)")
-    from playwright.sync_api import sync_playwright
+    errors: list[BaseException] = []
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    def run() -> None:
+        from playwright.sync_api import sync_playwright
+
         try:
-            yield browser
-        finally:
-            browser.close()
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+                try:
+                    scenario(browser)
+                finally:
+                    browser.close()
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the test's thread)
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="security-browser")
+    thread.start()
+    thread.join(timeout=90)
+    assert not thread.is_alive(), "the browser scenario hung"
+    if errors:
+        raise errors[0]
 
 
 def test_storefront_checkout_sandbox_and_merchant_pages_have_no_csp_violations(
-        chromium: Any, live_app: tuple[Any, str]) -> None:
+        live_app: tuple[Any, str]) -> None:
     from sec_helpers import OWNER_EMAIL, OWNER_PASSWORD
 
-    app, base = live_app
+    _app, base = live_app
+    console: list[str] = []
+    visited: list[tuple[str, list[str]]] = []
+    in_browser(lambda browser: _customer_and_merchant(browser, base, console, visited,
+                                                      OWNER_EMAIL, OWNER_PASSWORD))
+    violations = [(url, v) for url, v in visited if v]
+    csp_console = [line for line in console if "Content Security Policy" in line
+                   or "Content-Security-Policy" in line]
+    assert not violations, violations
+    assert not csp_console, csp_console
+    assert not [line for line in console if line.startswith("pageerror")], console
+    assert len(visited) == 7
+
+
+def _customer_and_merchant(chromium: Any, base: str, console: list[str],
+                           visited: list[tuple[str, list[str]]], email: str,
+                           password: str) -> None:
     context = chromium.new_context(base_url=base)
     context.set_default_timeout(15_000)
     context.add_init_script(COLLECT)
     page = context.new_page()
-    console: list[str] = []
     page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
     page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-    visited: list[tuple[str, list[str]]] = []
 
     def check() -> None:
         visited.append((page.url, page.evaluate("window.__cspViolations")))
@@ -84,8 +110,8 @@ def test_storefront_checkout_sandbox_and_merchant_pages_have_no_csp_violations(
         check()
 
         page.goto("/auth/login")
-        page.get_by_label("Email").fill(OWNER_EMAIL)
-        page.get_by_label("Password").fill(OWNER_PASSWORD)
+        page.get_by_label("Email").fill(email)
+        page.get_by_label("Password").fill(password)
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_load_state()
         page.goto("/auth/2fa/setup")
@@ -96,16 +122,8 @@ def test_storefront_checkout_sandbox_and_merchant_pages_have_no_csp_violations(
     finally:
         context.close()
 
-    violations = [(url, v) for url, v in visited if v]
-    csp_console = [line for line in console if "Content Security Policy" in line
-                   or "Content-Security-Policy" in line]
-    assert not violations, violations
-    assert not csp_console, csp_console
-    assert not [line for line in console if line.startswith("pageerror")], console
-    assert len(visited) == 7
 
-
-def test_the_browser_check_does_see_violations(chromium: Any, live_app: tuple[Any, str]) -> None:
+def test_the_browser_check_does_see_violations(live_app: tuple[Any, str]) -> None:
     """Control: unsigned inline code is blocked and reported, signed inline code runs."""
     app, base = live_app
 
@@ -118,16 +136,23 @@ def test_the_browser_check_does_see_violations(chromium: Any, live_app: tuple[An
                 '<script>window.unsigned = 1;</script><style>p { color: red }</style>'
                 '<p style="color: blue">x</p>')
 
-    context = chromium.new_context(base_url=base)
-    context.add_init_script(COLLECT)
-    page = context.new_page()
-    try:
-        page.goto("/_test/inline")
-        page.wait_for_timeout(200)
-        violations = page.evaluate("window.__cspViolations")
-        assert page.evaluate("window.signed") == 1
-        assert page.evaluate("window.unsigned") is None
-    finally:
-        context.close()
+    seen: dict[str, Any] = {}
+
+    def scenario(chromium: Any) -> None:
+        context = chromium.new_context(base_url=base)
+        context.add_init_script(COLLECT)
+        page = context.new_page()
+        try:
+            page.goto("/_test/inline")
+            page.wait_for_timeout(200)
+            seen["violations"] = page.evaluate("window.__cspViolations")
+            seen["signed"] = page.evaluate("window.signed")
+            seen["unsigned"] = page.evaluate("window.unsigned")
+        finally:
+            context.close()
+
+    in_browser(scenario)
+    violations = seen["violations"]
+    assert seen["signed"] == 1 and seen["unsigned"] is None
     directives = {v.split()[0] for v in violations}
     assert {"script-src-elem", "style-src-elem", "style-src-attr"} <= directives, violations

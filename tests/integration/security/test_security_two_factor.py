@@ -33,7 +33,7 @@ def enrol(client: Any, app: Any) -> tuple[str, list[str]]:
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     # The QR code is inline SVG drawn by us: no image from another host.
-    assert re.search(r"<svg[^>]*>.*<path", html, re.S)
+    assert re.search(r"<svg[^>]*>.*<path", html, re.DOTALL)
     assert "<img" not in html
     secret = re.search(r'<code class="totp-secret">([A-Z2-7]+)</code>', html).group(1)  # type: ignore[union-attr]
     assert _user(app).totp_enabled is False
@@ -157,7 +157,7 @@ def test_owners_must_enrol_when_required(make_app: Any) -> None:
 @pytest.mark.parametrize("which", ["disable", "recovery-codes"])
 def test_managing_2fa_needs_a_current_code(app: Any, which: str) -> None:
     client = app.test_client()
-    secret, codes = enrol(client, app)
+    _secret, codes = enrol(client, app)
     page = client.get("/auth/2fa/setup").get_data(as_text=True)
     token = csrf_from(page)
     bad = client.post(f"/auth/2fa/{which}", data={"code": "123456", "csrf_token": token})
