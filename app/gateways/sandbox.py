@@ -132,8 +132,9 @@ class SandboxProcessor:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def session(self) -> Session:
-        # Its own session and transactions: the sandbox is "another server".
-        return Session(db.engine, expire_on_commit=False)
+        # Its own session and transactions: the sandbox is "another server". Its
+        # transactions write, so on SQLite they start with BEGIN IMMEDIATE (app/db.py).
+        return Session(db.engine.execution_options(kassa_write=True), expire_on_commit=False)
 
     # -- checkout ----------------------------------------------------------------
     def create(self, request: CheckoutRequest) -> SandboxSession:
