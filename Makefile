@@ -36,7 +36,9 @@ chromium:  ## install Debian's Chromium for the browser tests if it is missing
 run: $(STAMP)  ## migrate, seed the demo store and serve it on http://$(HOST):$(PORT)
 	$(BIN)/flask --app wsgi db upgrade
 	$(BIN)/flask --app wsgi seed-demo
-	$(BIN)/flask --app wsgi run --host $(HOST) --port $(PORT)
+	@# Sandbox redirects and webhooks go to PUBLIC_BASE_URL: follow HOST/PORT unless it is set.
+	PUBLIC_BASE_URL="$${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)}" \
+	  $(BIN)/flask --app wsgi run --host $(HOST) --port $(PORT)
 
 test: $(STAMP) chromium  ## the whole suite, browser tests included (PYTEST_ARGS=... to narrow)
 	@# Never point the suite at a server by ourselves: a database URL is the user's choice.
