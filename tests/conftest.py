@@ -11,9 +11,9 @@ See tests/README.md for how to use each fixture.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
-import re
 import secrets
 import sqlite3
 import sys
@@ -418,8 +418,8 @@ def live_server(app: Any, _live_http_server: Any) -> Iterator[str]:
 
 
 class _CsrfFinder(HTMLParser):
-    """Finds a CSRF token in a page: a hidden `csrf_token` input, or the
-    `<meta name="csrf-token">` that htmx requests read."""
+    """Finds a CSRF token in a page: a hidden `csrf_token` input, the
+    `<meta name="csrf-token">`, or `hx-headers='{"X-CSRFToken": ...}'` that htmx sends."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -433,17 +433,15 @@ class _CsrfFinder(HTMLParser):
             self.token = a["value"]
         elif tag == "meta" and a.get("name") == "csrf-token" and a.get("content"):
             self.token = a["content"]
+        elif a.get("hx-headers"):
+            with contextlib.suppress(ValueError, AttributeError):
+                self.token = json.loads(a["hx-headers"] or "").get("X-CSRFToken") or None
 
 
 def find_csrf_token(html: str) -> str | None:
     finder = _CsrfFinder()
     finder.feed(html)
     finder.close()
-    if finder.token is None:
-        # hx-headers='{"X-CSRFToken": "..."}' on an element
-        match = re.search(r'X-CSRFToken&#34;:\s*&#34;([^&]+)&#34;|"X-CSRFToken":\s*"([^"]+)"', html)
-        if match:
-            return match.group(1) or match.group(2)
     return finder.token
 
 
@@ -489,7 +487,7 @@ class AuthActions:
             follow_redirects=follow_redirects,
         )
 
-    def logout(self, token_from: str = "/dashboard/", *, follow_redirects: bool = False) -> Any:
+    def logout(self, token_from: str = "/auth/login", *, follow_redirects: bool = False) -> Any:
         """POST /auth/logout with a token taken from a page the merchant can see."""
         token = get_csrf_token(self._client, token_from)
         return self._client.post(
