@@ -323,9 +323,9 @@ def database_url(request: pytest.FixtureRequest, db_backend: str, tmp_path: Path
 
 
 @pytest.fixture
-def make_app(database_url: str) -> Iterator[Callable[..., Any]]:
+def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """`make_app(**config)`: an app on this test's database with the test defaults plus
-    `config`. Engines are disposed at teardown."""
+    `config`. Its instance folder is a tmp dir. Engines are disposed at teardown."""
     from app import create_app
 
     apps: list[Any] = []
@@ -334,6 +334,9 @@ def make_app(database_url: str) -> Iterator[Callable[..., Any]]:
         config = default_test_config(database_url)
         config.update(overrides)
         app = create_app(config)
+        # Anything written at run time (seed-demo's password file...) lands in tmp, not in
+        # the checkout's instance/. Settings were already read with SECRET_KEY given.
+        app.instance_path = str(tmp_path / "instance")
         apps.append(app)
         return app
 
@@ -463,7 +466,7 @@ def csrf_token() -> Callable[[Any, str], str]:
 class AuthActions:
     """Merchant login for test-client tests: `auth.create()` then `auth.login()`."""
 
-    EMAIL = "owner@example.test"
+    EMAIL = "owner@example.com"
     PASSWORD = "correct horse battery staple"
 
     def __init__(self, client: Any, runner: Any) -> None:
