@@ -28,8 +28,8 @@ from app.payments import audit, orders
 from app.payments.audit import Actor
 from app.payments.errors import InvalidState, NotFound, PaymentGatewayFailed
 from app.payments.orders import ItemRequest
-from app.payments.updates import apply_payment_update
 from app.payments.uow import lock, unit_of_work
+from app.payments.updates import apply_payment_update
 
 OPEN_STATUSES = (PaymentStatus.CREATED, PaymentStatus.PROCESSING)
 

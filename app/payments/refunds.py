@@ -24,8 +24,8 @@ from app.payments.errors import (
     RefundExceedsRemaining,
     ValidationFailed,
 )
-from app.payments.updates import apply_payment_update, apply_refund_update
 from app.payments.uow import lock, unit_of_work
+from app.payments.updates import apply_payment_update, apply_refund_update
 
 REFUNDABLE = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED})
 

@@ -73,10 +73,10 @@ def _apply_payment_update(payment: Payment, update: PaymentUpdate, actor: Actor,
         payment.gateway_payment_id = update.gateway_payment_id
     if update.payment_method:
         payment.payment_method = dict(update.payment_method)
-    if update.failure_code or update.failure_message:
-        if update.status not in state.CAPTURED and update.status != PaymentStatus.AUTHORIZED:
-            payment.failure_code = update.failure_code
-            payment.failure_message = update.failure_message
+    failed_news = update.status not in state.CAPTURED and update.status != PaymentStatus.AUTHORIZED
+    if (update.failure_code or update.failure_message) and failed_news:
+        payment.failure_code = update.failure_code
+        payment.failure_message = update.failure_message
     if update.capture_deadline and payment.capture_deadline is None:
         payment.capture_deadline = update.capture_deadline
     details: dict[str, Any] = {"source": source}
