@@ -13,9 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the application: settings, extensions, gateways, blueprints, CLI, errors."""
+    instance_path = (config or {}).get("INSTANCE_PATH") or ROOT / "instance"
     app = Flask(
         __name__,
-        instance_path=str(ROOT / "instance"),
+        instance_path=str(instance_path),
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
@@ -43,11 +44,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     registry.init_app(app)
 
     from app import auth, cli, errors, security, templating
+    from app.auth.routes import bp as auth_bp
     from app.checkout import bp as checkout_bp
     from app.sandbox import bp as sandbox_bp
     from app.webhooks import bp as webhooks_bp
-
-    from app.auth.routes import bp as auth_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(checkout_bp)
