@@ -177,6 +177,10 @@ def build_csp(nonce: str | None, extra: dict[str, list[str]] | None = None,
         directives["upgrade-insecure-requests"] = []
     if report_uri:
         directives["report-uri"] = [report_uri]
+        if request.is_secure:
+            # The Reporting API (report-to) takes only secure endpoints; report-uri stays
+            # for browsers without it.
+            directives["report-to"] = ["csp"]
     return "; ".join(" ".join([name, *sources]).strip() for name, sources in directives.items())
 
 
@@ -184,7 +188,11 @@ def _security_headers(response: Response) -> Response:
     config = current_app.config
     extra = _extras()
     nonce = csp_nonce()
-    response.headers[CSP_HEADER] = build_csp(nonce, extra, config.get("CSP_REPORT_URI"))
+    report_uri = config.get("CSP_REPORT_URI")
+    response.headers[CSP_HEADER] = build_csp(nonce, extra, report_uri)
+    if report_uri and request.is_secure:
+        endpoint = report_uri if "://" in report_uri else request.host_url.rstrip("/") + report_uri
+        response.headers["Reporting-Endpoints"] = f'csp="{endpoint}"'
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Cross-Origin-Opener-Policy"] = "same-origin-allow-popups"

@@ -219,6 +219,8 @@ def test_hsts_only_when_enabled_and_over_https(make_app: Any) -> None:
     secure = client.get("/", base_url="https://localhost")
     assert secure.headers["Strict-Transport-Security"] == "max-age=31536000"
     assert "upgrade-insecure-requests" in secure.headers["Content-Security-Policy"]
+    assert "report-to csp" in secure.headers["Content-Security-Policy"]
+    assert secure.headers["Reporting-Endpoints"] == 'csp="https://localhost/csp-report"'
     off = make_app(HSTS_ENABLED=False).test_client()
     assert "Strict-Transport-Security" not in off.get("/", base_url="https://localhost").headers
 
