@@ -322,7 +322,11 @@ def _enforce_session_lifetime() -> Response | None:
         session.clear()
         g.session_expired = True
         return None
-    if now - seen_at >= 30:   # don't rewrite the cookie on every poll
+    # Activity is a page load or a form post. htmx GETs don't count: a dashboard left open
+    # with self-polling widgets must still time out. Refreshed at most every 30 s so the
+    # cookie is not rewritten on every request.
+    background = request.method == "GET" and request.headers.get("HX-Request") == "true"
+    if not background and now - seen_at >= 30:
         session["kassa_seen_at"] = now
     if (config.get("REQUIRE_2FA_FOR_OWNERS") and request.blueprint
             not in TWO_FACTOR_EXEMPT_BLUEPRINTS and request.endpoint not in (None, "static")

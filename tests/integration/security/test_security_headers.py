@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from flask import g
-from sec_helpers import login, start_checkout
+from sec_helpers import csrf_from, login, start_checkout
 from werkzeug.routing import IntegerConverter
 
 from app.security import SCRIPT_INVENTORY, csp_allow
@@ -98,19 +98,32 @@ def check_html(response: Any, csp: dict[str, list[str]], where: str) -> InlineCo
 
 @pytest.fixture
 def samples(app: Any, client: Any) -> dict[str, str]:
-    """Real ids from seeded data: an order, a payment, a sandbox session."""
-    response = start_checkout(client)
-    assert response.status_code == 303
+    """Real ids from seeded data: an open attempt (sandbox page), and a paid, partly
+    refunded order (return, refund and merchant pages)."""
+    from app.extensions import db
     from app.models import Payment
+    from app.payments.audit import SYSTEM
+    from app.payments.refunds import create_refund
 
+    paid = start_checkout(client)
+    page = client.get(paid.headers["Location"]).get_data(as_text=True)
+    client.post(paid.headers["Location"], data={"scenario": "succeed",
+                                                "csrf_token": csrf_from(page)})
+    processor = app.extensions["kassa_gateways"]["sandbox"].processor
+    for body, headers in processor.undelivered:
+        assert client.post("/webhooks/sandbox", data=body, headers=headers).status_code == 200
+    processor.undelivered.clear()
+    assert start_checkout(client, "mug-eur").status_code == 303
     with app.app_context():
-        from app.extensions import db
-
-        payment = db.session.query(Payment).order_by(Payment.id.desc()).first()
-        assert payment is not None
-        return {"sku": "tee-usd", "order_id": payment.order.public_id,
-                "payment_id": payment.public_id, "session_id": str(payment.gateway_reference),
-                "gateway": "sandbox", "filename": "css/app.css"}
+        payments = db.session.query(Payment).order_by(Payment.id).all()
+        assert [p.status for p in payments] == ["succeeded", "processing"]
+        refund = create_refund(payments[0].public_id, 500, "requested_by_customer", SYSTEM)
+        return {"sku": "tee-usd", "order_id": payments[0].order.public_id,
+                "payment_id": payments[0].public_id, "refund_id": refund.public_id,
+                "session_id": str(payments[1].gateway_reference),
+                "open_payment_id": payments[1].public_id, "gateway": "sandbox",
+                "filename": "css/app.css", "public_id": payments[0].public_id,
+                "user_id": "1"}
 
 
 def crawl_urls(app: Any, samples: dict[str, str]) -> list[tuple[str, str, str]]:
@@ -240,7 +253,7 @@ def test_payment_pages_load_exactly_the_inventoried_scripts(
         app: Any, client: Any, samples: dict[str, str]) -> None:
     pages = ["/", f"/products/{samples['sku']}", f"/sandbox/pay/{samples['session_id']}",
              f"/checkout/return/{samples['payment_id']}", f"/orders/{samples['order_id']}",
-             f"/checkout/cancel/{samples['payment_id']}"]
+             f"/checkout/cancel/{samples['open_payment_id']}"]
     for url in pages:
         response = client.get(url)
         assert response.status_code == 200, url

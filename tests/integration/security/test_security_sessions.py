@@ -72,6 +72,20 @@ def test_activity_keeps_the_session_but_the_absolute_limit_ends_it(app: Any, cli
     assert not _signed_in(client)
 
 
+def test_self_polling_htmx_requests_do_not_keep_an_idle_session_alive(app: Any,
+                                                                      client: Any) -> None:
+    login(client)
+    with client.session_transaction() as session:
+        session["kassa_seen_at"] = int(time.time()) - 29 * 60
+    for _ in range(3):
+        client.get("/", headers={"HX-Request": "true"})
+    with client.session_transaction() as session:
+        assert time.time() - session["kassa_seen_at"] > 28 * 60
+    client.get("/")   # a real page view is activity
+    with client.session_transaction() as session:
+        assert time.time() - session["kassa_seen_at"] < 5
+
+
 def test_a_session_without_login_time_is_not_trusted(app: Any, client: Any) -> None:
     login(client)
     with client.session_transaction() as session:
