@@ -43,10 +43,11 @@ log = logging.getLogger(__name__)
 # Stripe's own minor units (https://docs.stripe.com/currencies). They differ from
 # ISO 4217 for a few currencies, so conversion from our ISO minor units happens here.
 STRIPE_ZERO_DECIMAL = frozenset(
-    "BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split()
+    ["BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA",
+     "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"]
 )
 # Three-decimal currencies: Stripe requires the last digit to be 0 (amounts in tens).
-STRIPE_THREE_DECIMAL = frozenset("BHD JOD KWD OMR TND".split())
+STRIPE_THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
 # ISK is zero-decimal in ISO but two-decimal in Stripe's API (amounts in hundreds).
 STRIPE_WHOLE_UNITS_ONLY = frozenset({"ISK"})
 
@@ -126,7 +127,7 @@ def check_key_safety(secret_key: str, debug: bool) -> None:
 EXPIRY_MIN = timedelta(minutes=30)
 EXPIRY_MAX = timedelta(hours=24)
 # Stripe checks the window when the request arrives, so keep a margin for transit.
-EXPIRY_MARGIN = timedelta(seconds=90)
+EXPIRY_MARGIN = timedelta(seconds=120)
 
 REFUND_REASONS = {
     "duplicate": "duplicate",
@@ -293,12 +294,27 @@ class StripeGateway:
         return url
 
     def _expires_at(self, requested: datetime | None) -> int:
-        now = datetime.now(UTC)
-        wanted = requested or now + self._expiry
+        """Stripe's expires_at for an attempt: deterministic for one request.
+
+        A repeated create (double click, retried job) must send identical parameters,
+        or Stripe answers idempotency_error instead of replaying the session. So the
+        value depends on the requested expiry, not on the clock, except when the
+        request falls outside Stripe's 30 min .. 24 h window; then it is clamped on a
+        5 minute grid so repeats within minutes still agree.
+        """
+        now = time.time()
+        wanted = requested or datetime.now(UTC) + self._expiry
         if wanted.tzinfo is None:
             wanted = wanted.replace(tzinfo=UTC)
-        low, high = now + EXPIRY_MIN + EXPIRY_MARGIN, now + EXPIRY_MAX - EXPIRY_MARGIN
-        return int(min(max(wanted, low), high).timestamp())
+        # Whole minutes plus a margin for the request's transit to Stripe.
+        value = -(-int(wanted.timestamp()) // 60) * 60 + int(EXPIRY_MARGIN.total_seconds())
+        low = now + (EXPIRY_MIN + EXPIRY_MARGIN).total_seconds()
+        high = now + (EXPIRY_MAX - EXPIRY_MARGIN).total_seconds()
+        if value < low:
+            value = -(-int(low) // 300) * 300
+        elif value > high:
+            value = int(high) // 300 * 300
+        return value
 
     def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
         currency = request.currency.upper()

@@ -139,6 +139,8 @@ class FakeStripe:
     api_keys: set[str] | None = None           # None: any sk_/rk_ key is accepted
     refund_status: str = "succeeded"           # status of new refunds
     charge_refunds_in_events: bool = True      # include charge.refunds in charge.refunded
+    # Called with each recorded API request before it is handled (simulate races).
+    before_request: Callable[[RecordedRequest], None] | None = None
     base_url: str = ""
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     payment_intents: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -182,6 +184,7 @@ class FakeStripe:
                                    request_handler=_QuietHandler)
         self.base_url = f"http://{host}:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.02},  # quick shutdown
                                         name="fake-stripe", daemon=True)
         self._thread.start()
         self._deliverer = threading.Thread(target=self._deliver_loop,
@@ -236,6 +239,8 @@ class FakeStripe:
             if canned.should_retry is not None:
                 headers["Stripe-Should-Retry"] = "true" if canned.should_retry else "false"
             return self._json(canned.status, canned.body, record, headers)
+        if self.before_request is not None:
+            self.before_request(record)
         auth = request.headers.get("Authorization", "")
         key = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
         if not (key in self.api_keys if self.api_keys is not None
