@@ -17,7 +17,6 @@ import stripe
 
 from app.gateways.base import (
     CaptureRequest,
-    CheckoutRequest,
     DisputeUpdate,
     Gateway,
     GatewayError,
@@ -56,20 +55,6 @@ def gateway(fake_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch  # noqa: F8
                        max_network_retries=2, timeout=5)
     yield gw
     gw.close()
-
-
-def checkout_request(**overrides) -> CheckoutRequest:
-    values = {
-        "payment_id": "pay_abc", "order_id": "ord_xyz", "amount": 3700, "currency": "USD",
-        "line_items": (LineItem("Blue mug", 1250, 2), LineItem("Tea towel", 1200, 1)),
-        "customer_email": "ada@example.com", "customer_name": "Ada",
-        "success_url": "https://shop.example/checkout/return/pay_abc?session_id={CHECKOUT_SESSION_ID}",
-        "cancel_url": "https://shop.example/checkout/cancel/pay_abc",
-        "idempotency_key": "checkout-pay_abc-1",
-        "expires_at": datetime.now(UTC) + timedelta(minutes=45),
-    }
-    values.update(overrides)
-    return CheckoutRequest(**values)  # type: ignore[arg-type]
 
 
 def test_implements_the_gateway_protocol(gateway: StripeGateway) -> None:
