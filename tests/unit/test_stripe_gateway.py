@@ -41,6 +41,7 @@ from tests.fakes.stripe_api import FakeStripe, decode_form
 from tests.fakes.stripe_fixtures import (
     FAKE_SECRET_KEY,
     FAKE_WEBHOOK_SECRET,
+    checkout_request,
     fake_stripe,  # noqa: F401  (fixture)
 )
 from tests.fakes.stripe_signing import make_event, signature_header, signed_event
