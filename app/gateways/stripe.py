@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -248,6 +249,7 @@ class StripeGateway:
             raise ValueError("a Stripe webhook secret is required")
         self.mode = key_mode(secret_key)
         self._webhook_secret = webhook_secret
+        self._payment_ids: dict[str, str] = {}   # payment intent → our payment (immutable)
         self._tolerance = webhook_tolerance
         self._expiry = timedelta(minutes=checkout_expiry_minutes)
         self._public_base_url = public_base_url.rstrip("/")
@@ -381,14 +383,7 @@ class StripeGateway:
         if ref.reference:
             return self.session_update(self._retrieve_session(ref.reference))
         if ref.gateway_payment_id:
-            pi = self._call(
-                "payment_intent.retrieve",
-                lambda: self._client.v1.payment_intents.retrieve(
-                    ref.gateway_payment_id,  # type: ignore[arg-type]
-                    params={"expand": ["latest_charge"]},
-                ),
-            )
-            return self.payment_intent_update(pi)
+            return self.payment_intent_update(self._payment_intent(ref.gateway_payment_id))
         raise GatewayError("not_found", "No Stripe reference is known for this payment.")
 
     def confirm_return(self, ref: PaymentRef, params: ReturnParams) -> PaymentUpdate | None:
@@ -637,6 +632,10 @@ class StripeGateway:
         return VerifiedEvent(event_id=payload["id"], event_type=payload["type"], payload=payload)
 
     def interpret(self, event: VerifiedEvent) -> list[Update]:
+        updates = self._interpret(event)
+        return [self._enrich(update) for update in updates]
+
+    def _interpret(self, event: VerifiedEvent) -> list[Update]:
         obj = ((event.payload.get("data") or {}).get("object")) or {}
         kind = event.event_type
         if kind.startswith("checkout.session."):
@@ -664,6 +663,58 @@ class StripeGateway:
                     "charge.dispute.closed"):
             return [self.dispute_update(obj)]
         return []
+
+    def _enrich(self, update: Update) -> Update:
+        """Fill in what an event's object does not carry, from the PaymentIntent.
+
+        A dispute, or a refund made in Stripe's dashboard, names only the payment
+        intent; its metadata names our payment, so the event matches even when it
+        arrives before the one that told us the intent's id. A session event names its
+        intent only by id; the intent's latest charge has the card brand and last 4.
+        Runs in the event job (never in the webhook request), so a failure here is
+        retried with the job.
+        """
+        pi_id = update.ref.gateway_payment_id
+        if not pi_id:
+            return update
+        if isinstance(update, PaymentUpdate):
+            if update.payment_method or update.status not in (PaymentStatus.SUCCEEDED,
+                                                              PaymentStatus.AUTHORIZED):
+                return update
+            try:
+                pi = self._payment_intent(pi_id)
+            except GatewayError:
+                return update      # details are a nicety; the status is what matters
+            changes: dict[str, Any] = {
+                "payment_method": _card_details(_obj(pi.get("latest_charge")))}
+            if pi.get("status") == "requires_capture":
+                changes["status"] = PaymentStatus.AUTHORIZED
+                changes["capture_deadline"] = self._capture_deadline(pi)
+            return replace(update, **changes)
+        if update.ref.payment_id:
+            return update
+        payment_id = self._payment_ids.get(pi_id)
+        if payment_id is None:
+            try:
+                pi = self._payment_intent(pi_id)
+            except GatewayError as exc:
+                if exc.code == "not_found":
+                    return update
+                raise
+            payment_id = (pi.get("metadata") or {}).get("payment_id")
+            if not payment_id:
+                return update      # not one of ours (made outside Kassa)
+            if len(self._payment_ids) > 4096:
+                self._payment_ids.clear()
+            self._payment_ids[pi_id] = payment_id
+        return replace(update, ref=replace(update.ref, payment_id=payment_id))
+
+    def _payment_intent(self, pi_id: str) -> dict[str, Any]:
+        return self._call(  # type: ignore[no-any-return]
+            "payment_intent.retrieve",
+            lambda: self._client.v1.payment_intents.retrieve(
+                pi_id, params={"expand": ["latest_charge"]}),
+        )
 
     def redact(self, payload: dict[str, Any]) -> dict[str, Any]:
         return redact(payload)
@@ -718,8 +769,6 @@ class StripeGateway:
 
 
 def _replace_status(update: PaymentUpdate, status: PaymentStatus) -> PaymentUpdate:
-    from dataclasses import replace
-
     if status in (PaymentStatus.SUCCEEDED,):
         return replace(update, status=status, failure_code=None, failure_message=None)
     return replace(update, status=status)

@@ -694,6 +694,43 @@ def test_interpret_events_the_fake_emitted_end_to_end(gateway, fake_stripe) -> N
         kinds["refund.created"][0].gateway_refund_id
     assert kinds["charge.dispute.created"][0].status == DisputeStatus.OPEN
     assert kinds["payment_intent.succeeded"] == []
+    # Filled in from the payment intent: the dispute names only the intent, and the
+    # session event carries no card details.
+    assert kinds["charge.dispute.created"][0].ref.payment_id == "pay_abc"
+    assert kinds["checkout.session.completed"][0].payment_method == {"brand": "visa",
+                                                                     "last4": "4242"}
+
+
+def test_dashboard_refund_is_matched_through_the_payment_intent(gateway, fake_stripe) -> None:  # noqa: F811
+    _, pi = _paid(gateway, fake_stripe)
+    refund = fake_stripe.dashboard_refund(pi, 700)
+    event = fake_stripe.events_of("refund.created")[-1]
+    [update] = gateway.interpret(VerifiedEvent(event["id"], event["type"], event))
+    assert update.gateway_refund_id == refund["id"]
+    assert update.refund_id is None                      # not one Kassa asked for
+    assert update.ref.payment_id == "pay_abc"
+    before = len(fake_stripe.calls("GET"))
+    gateway.interpret(VerifiedEvent(event["id"], event["type"], event))
+    assert len(fake_stripe.calls("GET")) == before       # the intent's owner is cached
+
+
+def test_manual_capture_session_event_is_authorized_per_the_intent(gateway, fake_stripe) -> None:  # noqa: F811
+    session = gateway.create_checkout(checkout_request(capture_method="manual"))
+    fake_stripe.complete_session(session.reference)
+    event = fake_stripe.events_of("checkout.session.completed")[-1]
+    [update] = gateway.interpret(VerifiedEvent(event["id"], event["type"], event))
+    assert update.status == PaymentStatus.AUTHORIZED
+    assert update.capture_deadline is not None
+
+
+def test_enrichment_errors_are_retried_with_the_job(gateway, fake_stripe) -> None:  # noqa: F811
+    _, pi = _paid(gateway, fake_stripe)
+    fake_stripe.dashboard_refund(pi, 700)
+    event = fake_stripe.events_of("refund.created")[-1]
+    fake_stripe.queue_error(503, "api_error", should_retry=False, path="/v1/payment_intents")
+    with pytest.raises(GatewayError) as err:
+        gateway.interpret(VerifiedEvent(event["id"], event["type"], event))
+    assert err.value.code == "gateway_unavailable"
 
 
 # ----------------------------------------------------------------------------- redact
