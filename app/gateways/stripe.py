@@ -670,7 +670,8 @@ class StripeGateway:
         A dispute, or a refund made in Stripe's dashboard, names only the payment
         intent; its metadata names our payment, so the event matches even when it
         arrives before the one that told us the intent's id. A session event names its
-        intent only by id; the intent's latest charge has the card brand and last 4.
+        intent only by id; the intent's latest charge has the card brand and last 4, and
+        its last payment error says why an async payment failed.
         Runs in the event job (never in the webhook request), so a failure here is
         retried with the job.
         """
@@ -678,18 +679,25 @@ class StripeGateway:
         if not pi_id:
             return update
         if isinstance(update, PaymentUpdate):
-            if update.payment_method or update.status not in (PaymentStatus.SUCCEEDED,
-                                                              PaymentStatus.AUTHORIZED):
+            paid = update.status in (PaymentStatus.SUCCEEDED, PaymentStatus.AUTHORIZED)
+            failed = update.status == PaymentStatus.FAILED
+            if not ((paid and not update.payment_method)
+                    or (failed and not update.failure_code)):
                 return update
             try:
                 pi = self._payment_intent(pi_id)
             except GatewayError:
                 return update      # details are a nicety; the status is what matters
-            changes: dict[str, Any] = {
-                "payment_method": _card_details(_obj(pi.get("latest_charge")))}
-            if pi.get("status") == "requires_capture":
-                changes["status"] = PaymentStatus.AUTHORIZED
-                changes["capture_deadline"] = self._capture_deadline(pi)
+            changes: dict[str, Any] = {}
+            if paid:
+                changes["payment_method"] = _card_details(_obj(pi.get("latest_charge")))
+                if pi.get("status") == "requires_capture":
+                    changes["status"] = PaymentStatus.AUTHORIZED
+                    changes["capture_deadline"] = self._capture_deadline(pi)
+            else:
+                error = pi.get("last_payment_error") or {}
+                changes["failure_code"] = error.get("decline_code") or error.get("code")
+                changes["failure_message"] = error.get("message")
             return replace(update, **changes)
         if update.ref.payment_id:
             return update

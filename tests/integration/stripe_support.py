@@ -1,28 +1,24 @@
 """Helpers for Stripe integration tests: an app wired to the fake Stripe API, signed
 webhook delivery through the test client, and a checkout started the way a customer does.
 
-Kept out of conftest.py so it merges beside the foundation's fixtures; tests import
-the fixtures from here.
+Builds on tests/integration/conftest.py's `make_app` (migrated, seeded, CSRF off, jobs
+inline). Kept out of conftest.py so it merges beside the foundation's fixtures; tests
+import the fixtures from here.
 """
+
+# Fixtures imported from tests/fakes and tests/integration shadow their names here.
 
 from __future__ import annotations
 
-import os
-import re
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_migrate import upgrade
 from sqlalchemy import func, select
 
-from app import create_app
-from app.cli import seed_demo_data
 from app.extensions import db
 from app.models import AuditEntry, Payment, WebhookEvent
 from tests.fakes.stripe_api import FakeStripe
@@ -32,14 +28,7 @@ from tests.fakes.stripe_signing import signed_event
 
 def stripe_settings(fake: FakeStripe, **overrides: Any) -> dict[str, Any]:
     settings: dict[str, Any] = {
-        "TESTING": True,
-        "SECRET_KEY": "test-secret-" + "x" * 40,
-        "WTF_CSRF_ENABLED": False,
-        "JOBS_EAGER": True,
-        "RATELIMIT_ENABLED": False,
         "SANDBOX_ENABLED": False,
-        "SANDBOX_DELIVER_WEBHOOKS": False,
-        "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
         "STRIPE_SECRET_KEY": FAKE_SECRET_KEY,
         "STRIPE_WEBHOOK_SECRET": FAKE_WEBHOOK_SECRET,
         "STRIPE_API_BASE": fake.base_url,
@@ -51,49 +40,19 @@ def stripe_settings(fake: FakeStripe, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def pg_database_url() -> Iterator[str]:
-    """A fresh PostgreSQL database (TEST_DATABASE_URL's server), dropped afterwards."""
-    base = os.environ.get("TEST_DATABASE_URL")
-    if not base:
-        pytest.skip("TEST_DATABASE_URL is not set (PostgreSQL tests)")
-    name = f"kassa_stripe_{secrets.token_hex(6)}"
-    admin = base.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = re.sub(r"/[^/]*$", f"/{name}", base)
-    if not url.startswith("postgresql+psycopg://"):
-        url = url.replace("postgresql://", "postgresql+psycopg://", 1)
-    yield url
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def make_stripe_app(tmp_path: Any, fake_stripe: FakeStripe  # noqa: F811
+def make_stripe_app(make_app: Callable[..., Flask], fake_stripe: FakeStripe
                     ) -> Iterator[Callable[..., Flask]]:
-    """Build a migrated, seeded app whose Stripe gateway talks to the fake."""
+    """`make_app` (migrated, seeded) with Stripe configured against the fake."""
     apps: list[Flask] = []
 
     def factory(**overrides: Any) -> Flask:
-        settings = stripe_settings(fake_stripe, **overrides)
-        settings.setdefault("SQLALCHEMY_DATABASE_URI",
-                            f"sqlite:///{tmp_path / f'kassa{len(apps)}.db'}")
-        app = create_app(settings)
-        # Demo password file and receipt outbox go to the test's tmp dir, not the repo.
-        app.instance_path = str(tmp_path / "instance")
-        with app.app_context():
-            upgrade()
-            seed_demo_data()
+        app = make_app(**stripe_settings(fake_stripe, **overrides))
         apps.append(app)
         return app
 
     yield factory
     for app in apps:
-        app.extensions["kassa_jobs"].shutdown()
         app.extensions["kassa_gateways"]["stripe"].close()
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
 
 
 @dataclass
@@ -157,7 +116,7 @@ def _public(event: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def shop(make_stripe_app: Callable[..., Flask], fake_stripe: FakeStripe  # noqa: F811
+def shop(make_stripe_app: Callable[..., Flask], fake_stripe: FakeStripe
          ) -> Iterator[Shop]:
     app = make_stripe_app()
     with app.test_client() as client:

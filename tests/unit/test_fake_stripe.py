@@ -1,6 +1,9 @@
 """The fake Stripe API's own behaviour that other tests and the dev server rely on:
 the hosted page, signed webhook delivery, the events list and the HTTP controls."""
 
+# Fixtures imported from tests/fakes and tests/integration shadow their names here.
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import time
@@ -24,13 +27,13 @@ from tests.fakes.stripe_fixtures import (
 
 
 @pytest.fixture
-def gateway(fake_stripe: FakeStripe) -> Iterator[StripeGateway]:  # noqa: F811
+def gateway(fake_stripe: FakeStripe) -> Iterator[StripeGateway]:
     gw = StripeGateway(FAKE_SECRET_KEY, FAKE_WEBHOOK_SECRET, api_base=fake_stripe.base_url)
     yield gw
     gw.close()
 
 
-def test_hosted_page_pay_redirects_to_success_with_session_id(gateway, fake_stripe) -> None:  # noqa: F811
+def test_hosted_page_pay_redirects_to_success_with_session_id(gateway, fake_stripe) -> None:
     session = gateway.create_checkout(checkout_request())
     with requests.Session() as browser:
         page = browser.get(session.redirect_url)
@@ -47,7 +50,7 @@ def test_hosted_page_pay_redirects_to_success_with_session_id(gateway, fake_stri
         PaymentStatus.SUCCEEDED
 
 
-def test_hosted_page_decline_keeps_the_session_open(gateway, fake_stripe) -> None:  # noqa: F811
+def test_hosted_page_decline_keeps_the_session_open(gateway, fake_stripe) -> None:
     session = gateway.create_checkout(checkout_request())
     with requests.Session() as browser:
         declined = browser.post(f"{session.redirect_url}/complete", data={"outcome": "failed"})
@@ -56,7 +59,7 @@ def test_hosted_page_decline_keeps_the_session_open(gateway, fake_stripe) -> Non
     assert [e["type"] for e in fake_stripe.events] == ["payment_intent.payment_failed"]
 
 
-def test_webhooks_are_delivered_signed_and_verifiable(gateway, fake_stripe,  # noqa: F811
+def test_webhooks_are_delivered_signed_and_verifiable(gateway, fake_stripe,
                                                       httpserver: HTTPServer) -> None:
     received: list[tuple[bytes, dict[str, str]]] = []
 
@@ -76,7 +79,7 @@ def test_webhooks_are_delivered_signed_and_verifiable(gateway, fake_stripe,  # n
     assert all(d.status == 200 for d in fake_stripe.deliveries)
 
 
-def test_events_list_filters(fake_stripe) -> None:  # noqa: F811
+def test_events_list_filters(fake_stripe) -> None:
     old = fake_stripe.emit("charge.succeeded", {"id": "ch_1"})
     old["created"] -= 1000
     fake_stripe.emit("checkout.session.completed", {"id": "cs_1"})

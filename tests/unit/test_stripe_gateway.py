@@ -5,6 +5,9 @@ form-encoded parameters, idempotency keys, headers), how Stripe's answers and
 errors map to Kassa's types, and how webhooks are verified and interpreted.
 """
 
+# Fixtures imported from tests/fakes and tests/integration shadow their names here.
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import json
@@ -48,7 +51,7 @@ from tests.fakes.stripe_signing import make_event, signature_header, signed_even
 
 
 @pytest.fixture
-def gateway(fake_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+def gateway(fake_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
             ) -> Iterator[StripeGateway]:
     # The SDK's real backoff is ≥0.5 s per retry; the retry logic itself is untouched.
     monkeypatch.setattr(stripe.HTTPClient, "INITIAL_DELAY", 0.01)
@@ -64,7 +67,7 @@ def test_implements_the_gateway_protocol(gateway: StripeGateway) -> None:
 
 
 # ----------------------------------------------------------------------------- create
-def test_create_checkout_sends_exact_parameters(gateway, fake_stripe) -> None:  # noqa: F811
+def test_create_checkout_sends_exact_parameters(gateway, fake_stripe) -> None:
     request = checkout_request()
     session = gateway.create_checkout(request)
 
@@ -98,7 +101,7 @@ def test_create_checkout_sends_exact_parameters(gateway, fake_stripe) -> None:  
     assert session.expires_at is not None and int(session.expires_at.timestamp()) == expires_at
 
 
-def test_success_url_gets_the_session_placeholder_when_missing(gateway, fake_stripe) -> None:  # noqa: F811
+def test_success_url_gets_the_session_placeholder_when_missing(gateway, fake_stripe) -> None:
     gateway.create_checkout(checkout_request(success_url="https://shop.example/r/pay_abc"))
     gateway.create_checkout(checkout_request(success_url="https://shop.example/r?p=pay_abc",
                                              idempotency_key="k2"))
@@ -107,13 +110,13 @@ def test_success_url_gets_the_session_placeholder_when_missing(gateway, fake_str
                     "https://shop.example/r?p=pay_abc&session_id={CHECKOUT_SESSION_ID}"]
 
 
-def test_manual_capture_is_asked_for(gateway, fake_stripe) -> None:  # noqa: F811
+def test_manual_capture_is_asked_for(gateway, fake_stripe) -> None:
     gateway.create_checkout(checkout_request(capture_method="manual"))
     [call] = fake_stripe.calls("POST", "/v1/checkout/sessions")
     assert call.form["payment_intent_data"]["capture_method"] == "manual"
 
 
-def test_expiry_is_the_requested_one_plus_a_transit_margin(gateway, fake_stripe) -> None:  # noqa: F811
+def test_expiry_is_the_requested_one_plus_a_transit_margin(gateway, fake_stripe) -> None:
     request = checkout_request(expires_at=datetime.now(UTC) + timedelta(minutes=30))
     gateway.create_checkout(request)
     [call] = fake_stripe.calls("POST", "/v1/checkout/sessions")
@@ -123,7 +126,7 @@ def test_expiry_is_the_requested_one_plus_a_transit_margin(gateway, fake_stripe)
 
 
 @pytest.mark.parametrize("minutes", [5, 60 * 48])
-def test_expiry_is_clamped_to_stripes_window(gateway, fake_stripe, minutes) -> None:  # noqa: F811
+def test_expiry_is_clamped_to_stripes_window(gateway, fake_stripe, minutes) -> None:
     now = time.time()
     session = gateway.create_checkout(checkout_request(
         expires_at=datetime.now(UTC) + timedelta(minutes=minutes)))
@@ -134,14 +137,14 @@ def test_expiry_is_clamped_to_stripes_window(gateway, fake_stripe, minutes) -> N
     assert session.reference in fake_stripe.sessions
 
 
-def test_line_items_must_add_up(gateway, fake_stripe) -> None:  # noqa: F811
+def test_line_items_must_add_up(gateway, fake_stripe) -> None:
     with pytest.raises(GatewayError) as err:
         gateway.create_checkout(checkout_request(amount=9999))
     assert err.value.code == "invalid_request"
     assert fake_stripe.calls() == []
 
 
-def test_a_repeated_create_replays_the_same_session(gateway, fake_stripe) -> None:  # noqa: F811
+def test_a_repeated_create_replays_the_same_session(gateway, fake_stripe) -> None:
     request = checkout_request()
     first = gateway.create_checkout(request)
     time.sleep(1.1)            # parameters must not depend on the clock
@@ -162,7 +165,7 @@ def test_same_key_with_other_parameters_is_an_idempotency_conflict(gateway) -> N
 
 
 # ----------------------------------------------------------------------------- retries
-def test_retry_after_500_with_should_retry_uses_the_same_key(gateway, fake_stripe) -> None:  # noqa: F811
+def test_retry_after_500_with_should_retry_uses_the_same_key(gateway, fake_stripe) -> None:
     fake_stripe.queue_error(500, "api_error", should_retry=True, path="/v1/checkout/sessions")
     session = gateway.create_checkout(checkout_request())
     calls = fake_stripe.calls("POST", "/v1/checkout/sessions")
@@ -172,7 +175,7 @@ def test_retry_after_500_with_should_retry_uses_the_same_key(gateway, fake_strip
     assert len(fake_stripe.sessions) == 1 and session.reference in fake_stripe.sessions
 
 
-def test_no_retry_when_stripe_says_not_to(gateway, fake_stripe) -> None:  # noqa: F811
+def test_no_retry_when_stripe_says_not_to(gateway, fake_stripe) -> None:
     fake_stripe.queue_error(500, "api_error", should_retry=False)
     with pytest.raises(GatewayError) as err:
         gateway.create_checkout(checkout_request())
@@ -185,14 +188,14 @@ def test_no_retry_when_stripe_says_not_to(gateway, fake_stripe) -> None:  # noqa
     (400, "invalid_request_error", "parameter_invalid_integer"),
     (402, "card_error", "card_declined"),
 ])
-def test_no_retry_on_client_errors(gateway, fake_stripe, status, type_, code) -> None:  # noqa: F811
+def test_no_retry_on_client_errors(gateway, fake_stripe, status, type_, code) -> None:
     fake_stripe.queue_error(status, type_, code=code, times=3)
     with pytest.raises(GatewayError):
         gateway.create_checkout(checkout_request())
     assert len(fake_stripe.calls()) == 1
 
 
-def test_retries_give_up_after_max_network_retries(gateway, fake_stripe) -> None:  # noqa: F811
+def test_retries_give_up_after_max_network_retries(gateway, fake_stripe) -> None:
     fake_stripe.queue_error(503, "api_error", should_retry=True, times=5)
     with pytest.raises(GatewayError) as err:
         gateway.create_checkout(checkout_request())
@@ -212,7 +215,7 @@ def test_retries_give_up_after_max_network_retries(gateway, fake_stripe) -> None
     (400, "idempotency_error", {}, "idempotency_conflict", False),
     (500, "api_error", {"should_retry": False}, "gateway_unavailable", False),
 ])
-def test_errors_map_to_kassa_codes(gateway, fake_stripe, status, type_, extra, code,  # noqa: F811
+def test_errors_map_to_kassa_codes(gateway, fake_stripe, status, type_, extra, code,
                                    retryable) -> None:
     # times=3 so the SDK's own retries (of 429) see the same answer
     fake_stripe.queue_error(status, type_, times=3, **extra)
@@ -239,7 +242,7 @@ def test_unreachable_stripe_is_gateway_unavailable() -> None:
         gw.close()
 
 
-def test_slow_stripe_times_out(fake_stripe) -> None:  # noqa: F811
+def test_slow_stripe_times_out(fake_stripe) -> None:
     fake_stripe.latency_ms = 1500
     gw = StripeGateway(FAKE_SECRET_KEY, FAKE_WEBHOOK_SECRET, api_base=fake_stripe.base_url,
                        max_network_retries=0, timeout=0.3)
@@ -253,7 +256,7 @@ def test_slow_stripe_times_out(fake_stripe) -> None:  # noqa: F811
         gw.close()
 
 
-def test_all_sdk_bases_point_at_the_configured_api_base(fake_stripe) -> None:  # noqa: F811
+def test_all_sdk_bases_point_at_the_configured_api_base(fake_stripe) -> None:
     gw = StripeGateway(FAKE_SECRET_KEY, FAKE_WEBHOOK_SECRET, api_base=fake_stripe.base_url + "/")
     try:
         bases = gw._client._requestor._options.base_addresses
@@ -264,7 +267,7 @@ def test_all_sdk_bases_point_at_the_configured_api_base(fake_stripe) -> None:  #
 
 
 # ----------------------------------------------------------------------------- retrieve
-def test_retrieve_open_session_is_processing_with_expand(gateway, fake_stripe) -> None:  # noqa: F811
+def test_retrieve_open_session_is_processing_with_expand(gateway, fake_stripe) -> None:
     session = gateway.create_checkout(checkout_request())
     update = gateway.retrieve(PaymentRef(reference=session.reference))
     call = fake_stripe.calls("GET")[-1]
@@ -275,7 +278,7 @@ def test_retrieve_open_session_is_processing_with_expand(gateway, fake_stripe) -
     assert (update.amount, update.currency) == (3700, "USD")
 
 
-def test_retrieve_paid_session(gateway, fake_stripe) -> None:  # noqa: F811
+def test_retrieve_paid_session(gateway, fake_stripe) -> None:
     session = gateway.create_checkout(checkout_request())
     fake_stripe.complete_session(session.reference, "paid", brand="mastercard", last4="4444")
     update = gateway.retrieve(PaymentRef(reference=session.reference))
@@ -287,7 +290,7 @@ def test_retrieve_paid_session(gateway, fake_stripe) -> None:  # noqa: F811
     assert update.failure_code is None
 
 
-def test_retrieve_unpaid_complete_session_is_processing(gateway, fake_stripe) -> None:  # noqa: F811
+def test_retrieve_unpaid_complete_session_is_processing(gateway, fake_stripe) -> None:
     session = gateway.create_checkout(checkout_request())
     fake_stripe.complete_session(session.reference, "unpaid")
     assert gateway.retrieve(PaymentRef(reference=session.reference)).status == \
@@ -298,14 +301,14 @@ def test_retrieve_unpaid_complete_session_is_processing(gateway, fake_stripe) ->
     assert update.failure_code == "payment_method_provider_decline"
 
 
-def test_retrieve_expired_session(gateway, fake_stripe) -> None:  # noqa: F811
+def test_retrieve_expired_session(gateway, fake_stripe) -> None:
     session = gateway.create_checkout(checkout_request())
     fake_stripe.expire_session(session.reference)
     assert gateway.retrieve(PaymentRef(reference=session.reference)).status == \
         PaymentStatus.EXPIRED
 
 
-def test_retrieve_declined_attempt_stays_processing_with_reason(gateway, fake_stripe) -> None:  # noqa: F811
+def test_retrieve_declined_attempt_stays_processing_with_reason(gateway, fake_stripe) -> None:
     session = gateway.create_checkout(checkout_request())
     fake_stripe.complete_session(session.reference, "failed")
     update = gateway.retrieve(PaymentRef(reference=session.reference))
@@ -314,7 +317,7 @@ def test_retrieve_declined_attempt_stays_processing_with_reason(gateway, fake_st
     assert update.failure_message == "Your card was declined."
 
 
-def test_manual_capture_authorizes_then_captures(gateway, fake_stripe) -> None:  # noqa: F811
+def test_manual_capture_authorizes_then_captures(gateway, fake_stripe) -> None:
     session = gateway.create_checkout(checkout_request(capture_method="manual"))
     fake_stripe.complete_session(session.reference, "paid")
     update = gateway.retrieve(PaymentRef(reference=session.reference))
@@ -334,7 +337,7 @@ def test_manual_capture_authorizes_then_captures(gateway, fake_stripe) -> None: 
     assert captured.payment_method == {"brand": "visa", "last4": "4242"}
 
 
-def test_retrieve_by_payment_intent_only(gateway, fake_stripe) -> None:  # noqa: F811
+def test_retrieve_by_payment_intent_only(gateway, fake_stripe) -> None:
     session = gateway.create_checkout(checkout_request())
     fake_stripe.complete_session(session.reference)
     pi = fake_stripe.sessions[session.reference]["payment_intent"]
@@ -343,7 +346,7 @@ def test_retrieve_by_payment_intent_only(gateway, fake_stripe) -> None:  # noqa:
 
 
 # ----------------------------------------------------------------------------- return
-def test_confirm_return_uses_our_session_not_the_urls(gateway, fake_stripe) -> None:  # noqa: F811
+def test_confirm_return_uses_our_session_not_the_urls(gateway, fake_stripe) -> None:
     ours = gateway.create_checkout(checkout_request())
     other = gateway.create_checkout(checkout_request(payment_id="pay_other",
                                                      idempotency_key="other"))
@@ -363,7 +366,7 @@ def test_confirm_return_without_reference_waits(gateway) -> None:
 
 
 # ----------------------------------------------------------------------------- cancel
-def test_cancel_expires_an_open_session_only(gateway, fake_stripe) -> None:  # noqa: F811
+def test_cancel_expires_an_open_session_only(gateway, fake_stripe) -> None:
     open_session = gateway.create_checkout(checkout_request())
     gateway.cancel_checkout(PaymentRef(reference=open_session.reference))
     assert fake_stripe.sessions[open_session.reference]["status"] == "expired"
@@ -377,7 +380,7 @@ def test_cancel_expires_an_open_session_only(gateway, fake_stripe) -> None:  # n
     assert len(fake_stripe.calls("POST", "/v1/checkout/sessions/*")) == 1  # the one expire
 
 
-def test_cancel_racing_a_completion_is_not_an_error(gateway, fake_stripe) -> None:  # noqa: F811
+def test_cancel_racing_a_completion_is_not_an_error(gateway, fake_stripe) -> None:
     session = gateway.create_checkout(checkout_request())
 
     def customer_pays_first(record) -> None:
@@ -405,7 +408,7 @@ def refund_request(pi: str | None, reference: str | None = None, **kw) -> Refund
     return RefundRequest(**values)  # type: ignore[arg-type]
 
 
-def test_refund_params_and_idempotency(gateway, fake_stripe) -> None:  # noqa: F811
+def test_refund_params_and_idempotency(gateway, fake_stripe) -> None:
     _, pi = _paid(gateway, fake_stripe)
     result = gateway.refund(refund_request(pi))
     again = gateway.refund(refund_request(pi))          # a retried job: same key
@@ -419,7 +422,7 @@ def test_refund_params_and_idempotency(gateway, fake_stripe) -> None:  # noqa: F
     assert len(fake_stripe.refunds) == 1
 
 
-def test_several_partial_refunds_then_too_much(gateway, fake_stripe) -> None:  # noqa: F811
+def test_several_partial_refunds_then_too_much(gateway, fake_stripe) -> None:
     _, pi = _paid(gateway, fake_stripe)
     gateway.refund(refund_request(pi, amount=1000, refund_id="rfd_1", idempotency_key="a"))
     gateway.refund(refund_request(pi, amount=2000, refund_id="rfd_2", idempotency_key="b"))
@@ -429,7 +432,7 @@ def test_several_partial_refunds_then_too_much(gateway, fake_stripe) -> None:  #
     assert sum(r["amount"] for r in fake_stripe.refunds.values()) == 3000
 
 
-def test_refund_reason_is_mapped_or_omitted(gateway, fake_stripe) -> None:  # noqa: F811
+def test_refund_reason_is_mapped_or_omitted(gateway, fake_stripe) -> None:
     _, pi = _paid(gateway, fake_stripe)
     gateway.refund(refund_request(pi, reason="fraud", amount=100, idempotency_key="a"))
     gateway.refund(refund_request(pi, reason="changed their mind", amount=100,
@@ -439,13 +442,13 @@ def test_refund_reason_is_mapped_or_omitted(gateway, fake_stripe) -> None:  # no
     assert reasons == ["fraudulent", None, None]
 
 
-def test_refund_finds_the_payment_intent_from_the_session(gateway, fake_stripe) -> None:  # noqa: F811
+def test_refund_finds_the_payment_intent_from_the_session(gateway, fake_stripe) -> None:
     ref, pi = _paid(gateway, fake_stripe)
     gateway.refund(refund_request(None, reference=ref))
     assert fake_stripe.calls("POST", "/v1/refunds")[0].form["payment_intent"] == pi
 
 
-def test_pending_refund_result(gateway, fake_stripe) -> None:  # noqa: F811
+def test_pending_refund_result(gateway, fake_stripe) -> None:
     _, pi = _paid(gateway, fake_stripe)
     fake_stripe.refund_status = "pending"
     assert gateway.refund(refund_request(pi)).status == RefundStatus.PENDING
@@ -473,7 +476,7 @@ def test_three_decimal_amounts_must_end_in_zero(currency, amount) -> None:
 
 @pytest.mark.parametrize("currency,unit,expected", [
     ("JPY", 1500, "1500"), ("USD", 1999, "1999"), ("BHD", 12340, "12340")])
-def test_checkout_amounts_in_0_2_3_decimal_currencies(gateway, fake_stripe, currency, unit,  # noqa: F811
+def test_checkout_amounts_in_0_2_3_decimal_currencies(gateway, fake_stripe, currency, unit,
                                                       expected) -> None:
     gateway.create_checkout(checkout_request(currency=currency, amount=unit * 2,
                                              line_items=(LineItem("Thing", unit, 2),)))
@@ -486,7 +489,7 @@ def test_checkout_amounts_in_0_2_3_decimal_currencies(gateway, fake_stripe, curr
     assert (update.amount, update.currency) == (unit * 2, currency)
 
 
-def test_bad_three_decimal_checkout_never_reaches_stripe(gateway, fake_stripe) -> None:  # noqa: F811
+def test_bad_three_decimal_checkout_never_reaches_stripe(gateway, fake_stripe) -> None:
     with pytest.raises(GatewayError):
         gateway.create_checkout(checkout_request(currency="KWD", amount=1255,
                                                  line_items=(LineItem("X", 1255, 1),)))
@@ -678,7 +681,7 @@ def test_other_events_give_nothing(gateway, event_type) -> None:
     assert gateway.interpret(_verified(event_type, {"id": "x", "object": "thing"})) == []
 
 
-def test_interpret_events_the_fake_emitted_end_to_end(gateway, fake_stripe) -> None:  # noqa: F811
+def test_interpret_events_the_fake_emitted_end_to_end(gateway, fake_stripe) -> None:
     _, pi = _paid(gateway, fake_stripe, capture_method="automatic")
     gateway.refund(refund_request(pi))
     fake_stripe.create_dispute(pi)
@@ -701,7 +704,7 @@ def test_interpret_events_the_fake_emitted_end_to_end(gateway, fake_stripe) -> N
                                                                      "last4": "4242"}
 
 
-def test_dashboard_refund_is_matched_through_the_payment_intent(gateway, fake_stripe) -> None:  # noqa: F811
+def test_dashboard_refund_is_matched_through_the_payment_intent(gateway, fake_stripe) -> None:
     _, pi = _paid(gateway, fake_stripe)
     refund = fake_stripe.dashboard_refund(pi, 700)
     event = fake_stripe.events_of("refund.created")[-1]
@@ -714,7 +717,7 @@ def test_dashboard_refund_is_matched_through_the_payment_intent(gateway, fake_st
     assert len(fake_stripe.calls("GET")) == before       # the intent's owner is cached
 
 
-def test_manual_capture_session_event_is_authorized_per_the_intent(gateway, fake_stripe) -> None:  # noqa: F811
+def test_manual_capture_session_event_is_authorized_per_the_intent(gateway, fake_stripe) -> None:
     session = gateway.create_checkout(checkout_request(capture_method="manual"))
     fake_stripe.complete_session(session.reference)
     event = fake_stripe.events_of("checkout.session.completed")[-1]
@@ -723,7 +726,7 @@ def test_manual_capture_session_event_is_authorized_per_the_intent(gateway, fake
     assert update.capture_deadline is not None
 
 
-def test_enrichment_errors_are_retried_with_the_job(gateway, fake_stripe) -> None:  # noqa: F811
+def test_enrichment_errors_are_retried_with_the_job(gateway, fake_stripe) -> None:
     _, pi = _paid(gateway, fake_stripe)
     fake_stripe.dashboard_refund(pi, 700)
     event = fake_stripe.events_of("refund.created")[-1]
