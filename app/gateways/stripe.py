@@ -215,6 +215,15 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
+def _quiet_sdk_debug_log() -> None:
+    """The SDK logs whole request and response bodies at DEBUG (client secrets, card
+    brand and last 4, customer emails); keep its logger at INFO unless an operator set
+    a level for it on purpose."""
+    sdk_log = logging.getLogger("stripe")
+    if sdk_log.level == logging.NOTSET:
+        sdk_log.setLevel(logging.INFO)
+
+
 def redact(payload: Any) -> Any:
     """A copy of a JSON-like tree without client secrets (anywhere in it)."""
     if isinstance(payload, Mapping):
@@ -248,6 +257,7 @@ class StripeGateway:
         if not webhook_secret:
             raise ValueError("a Stripe webhook secret is required")
         self.mode = key_mode(secret_key)
+        _quiet_sdk_debug_log()
         self._webhook_secret = webhook_secret
         self._payment_ids: dict[str, str] = {}   # payment intent → our payment (immutable)
         self._tolerance = webhook_tolerance

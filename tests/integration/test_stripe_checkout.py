@@ -481,3 +481,32 @@ def test_refund_row_idempotency_keys_are_unique_per_gateway_refund(shop: Shop) -
     with shop.app.app_context():
         rows = db.session.execute(select(Refund)).scalars().all()
         assert sorted(r.amount for r in rows) == [100, 200]
+
+
+# ----------------------------------------------------------------------------- settings
+def _settings(tmp_path: Any, **overrides: Any) -> dict[str, Any]:
+    return {"TESTING": True, "SECRET_KEY": "k" * 40,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'settings.db'}", **overrides}
+
+
+def test_stripe_is_active_only_with_both_secrets(tmp_path: Any) -> None:
+    from app import create_app
+
+    app = create_app(_settings(tmp_path, STRIPE_SECRET_KEY="sk_test_x"))
+    assert "stripe" not in app.extensions["kassa_gateways"]
+    app = create_app(_settings(tmp_path, STRIPE_SECRET_KEY="sk_test_x",
+                               STRIPE_WEBHOOK_SECRET="whsec_x"))
+    gateway = app.extensions["kassa_gateways"]["stripe"]
+    assert gateway.mode == "test"
+    gateway.close()
+
+
+def test_live_key_in_debug_mode_refuses_to_start(tmp_path: Any) -> None:
+    from app import create_app
+
+    with pytest.raises(RuntimeError, match="live Stripe key"):
+        create_app(_settings(tmp_path, DEBUG=True, STRIPE_SECRET_KEY="sk_live_x",
+                             STRIPE_WEBHOOK_SECRET="whsec_x"))
+    with pytest.raises(RuntimeError, match="not a Stripe secret key"):
+        create_app(_settings(tmp_path, STRIPE_SECRET_KEY="pk_test_x",
+                             STRIPE_WEBHOOK_SECRET="whsec_x"))

@@ -11,6 +11,7 @@ errors map to Kassa's types, and how webhooks are verified and interpreted.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -755,3 +756,19 @@ def test_fake_decodes_stripe_form_encoding() -> None:
              ("m[k]", "v")]
     assert decode_form(pairs) == {"a": {"b": [{"c": "1"}, {"c": "2"}]},
                                   "expand": ["x", "y"], "m": {"k": "v"}}
+
+
+def test_logs_name_what_happened_without_secrets_or_card_data(gateway, fake_stripe,
+                                                              caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    session = gateway.create_checkout(checkout_request())
+    fake_stripe.complete_session(session.reference, brand="visa", last4="4242")
+    gateway.retrieve(PaymentRef(reference=session.reference))
+    fake_stripe.queue_error(402, "card_error", code="card_declined",
+                            decline_code="insufficient_funds", times=1)
+    with pytest.raises(GatewayError):
+        gateway.create_checkout(checkout_request(idempotency_key="other"))
+    text = caplog.text
+    assert "card_declined" in text and "insufficient_funds" in text
+    for secret in (FAKE_SECRET_KEY, FAKE_WEBHOOK_SECRET, "_secret_", "4242"):
+        assert secret not in text
