@@ -510,3 +510,13 @@ def test_live_key_in_debug_mode_refuses_to_start(tmp_path: Any) -> None:
     with pytest.raises(RuntimeError, match="not a Stripe secret key"):
         create_app(_settings(tmp_path, STRIPE_SECRET_KEY="pk_test_x",
                              STRIPE_WEBHOOK_SECRET="whsec_x"))
+
+
+def test_sync_brings_a_payment_up_to_date_when_webhooks_were_missed(shop: Shop) -> None:
+    payment_id, session_id = shop.buy()
+    shop.fake.complete_session(session_id, brand="visa", last4="1881")   # never delivered
+    with shop.app.test_request_context():
+        refund_service.sync_payment(payment_id, merchant())
+    payment = shop.payment(payment_id)
+    assert (payment.status, payment.order.status) == ("succeeded", "paid")
+    assert payment.payment_method == {"brand": "visa", "last4": "1881"}
