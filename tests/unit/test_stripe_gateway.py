@@ -461,13 +461,15 @@ def test_pending_refund_result(gateway, fake_stripe) -> None:
     ("JPY", 1000, 1000),    # 0 decimals
     ("BHD", 1250, 1250),    # 3 decimals, last digit 0
     ("ISK", 5, 500),        # ISO zero-decimal, Stripe two-decimal
+    ("MGA", 50000, 500),    # ISO two-decimal, Stripe zero-decimal
 ])
 def test_amount_conversion(currency, ours, theirs) -> None:
     assert to_stripe_amount(ours, currency) == theirs
     assert from_stripe_amount(theirs, currency) == ours
 
 
-@pytest.mark.parametrize("currency,amount", [("BHD", 1255), ("KWD", 1), ("JOD", 999)])
+@pytest.mark.parametrize("currency,amount", [("BHD", 1255), ("KWD", 1), ("JOD", 999),
+                                             ("MGA", 50050)])
 def test_three_decimal_amounts_must_end_in_zero(currency, amount) -> None:
     with pytest.raises(GatewayError) as err:
         to_stripe_amount(amount, currency)
