@@ -407,25 +407,32 @@ class StripeGateway:
         return self.retrieve(ref)
 
     def cancel_checkout(self, ref: PaymentRef) -> None:
+        """Expire an open session. Already expired: done. Completed (the customer paid
+        meanwhile): GatewayError, so the core leaves the payment to the webhook instead
+        of marking money that was taken as canceled."""
         if not ref.reference:
             return
         session = self._retrieve_session(ref.reference)
-        if session.get("status") != "open":
-            return
-        try:
-            self._call(
-                "checkout.expire",
-                lambda: self._client.v1.checkout.sessions.expire(
-                    ref.reference,  # type: ignore[arg-type]
-                    options={"idempotency_key": f"expire-{ref.reference}"},
-                ),
-            )
-        except GatewayError as exc:
-            if exc.code != "invalid_request":
-                raise
-            # Completed or expired between our retrieve and the expire: not an error.
-            if self._retrieve_session(ref.reference).get("status") == "open":
-                raise
+        if session.get("status") == "open":
+            try:
+                self._call(
+                    "checkout.expire",
+                    lambda: self._client.v1.checkout.sessions.expire(
+                        ref.reference,  # type: ignore[arg-type]
+                        options={"idempotency_key": f"expire-{ref.reference}"},
+                    ),
+                )
+                return
+            except GatewayError as exc:
+                if exc.code != "invalid_request":
+                    raise
+                # Completed or expired between our retrieve and the expire.
+                session = self._retrieve_session(ref.reference)
+                if session.get("status") == "open":
+                    raise
+        if session.get("status") == "complete":
+            raise GatewayError("invalid_request",
+                               "This checkout was already completed; it cannot be canceled.")
 
     # ------------------------------------------------------------------ refunds
     def _payment_intent_id(self, reference: str | None, gateway_payment_id: str | None) -> str:

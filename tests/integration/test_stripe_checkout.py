@@ -126,6 +126,19 @@ def test_retry_expires_the_open_session_and_opens_a_new_one(shop: Shop) -> None:
     assert shop.payment(payment_id).status == "canceled"
 
 
+def test_retry_after_the_customer_paid_meanwhile_never_cancels_the_money(
+        shop: Shop) -> None:
+    payment_id, session_id = shop.buy()
+    order_id = shop.payment(payment_id).order.public_id
+    since = len(shop.fake.events)
+    shop.fake.complete_session(session_id)         # paid in another tab; webhook not yet in
+    shop.client.post(f"/orders/{order_id}/retry", data={"gateway": "stripe"})
+    assert shop.payment(payment_id).status == "processing"      # not canceled
+    shop.deliver_all(new_events(shop.fake, since, "checkout.session.completed"))
+    payment = shop.payment(payment_id)
+    assert (payment.status, payment.order.status) == ("succeeded", "paid")
+
+
 def test_stripe_down_shows_a_plain_message_and_keeps_the_order_retryable(
         shop: Shop) -> None:
     shop.fake.queue_error(503, "api_error", should_retry=True, path="/v1/checkout/sessions")

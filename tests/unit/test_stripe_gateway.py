@@ -367,31 +367,49 @@ def test_confirm_return_without_reference_waits(gateway) -> None:
 
 
 # ----------------------------------------------------------------------------- cancel
-def test_cancel_expires_an_open_session_only(gateway, fake_stripe) -> None:
-    open_session = gateway.create_checkout(checkout_request())
-    gateway.cancel_checkout(PaymentRef(reference=open_session.reference))
-    assert fake_stripe.sessions[open_session.reference]["status"] == "expired"
-    assert fake_stripe.calls("POST", f"/v1/checkout/sessions/{open_session.reference}/expire")
-
-    paid = gateway.create_checkout(checkout_request(idempotency_key="k-paid"))
-    fake_stripe.complete_session(paid.reference)
-    gateway.cancel_checkout(PaymentRef(reference=paid.reference))      # not an error
-    gateway.cancel_checkout(PaymentRef(reference=open_session.reference))  # twice: fine
-    assert fake_stripe.sessions[paid.reference]["status"] == "complete"
-    assert len(fake_stripe.calls("POST", "/v1/checkout/sessions/*")) == 1  # the one expire
+def test_cancel_expires_an_open_session(gateway, fake_stripe) -> None:
+    session = gateway.create_checkout(checkout_request())
+    gateway.cancel_checkout(PaymentRef(reference=session.reference))
+    assert fake_stripe.sessions[session.reference]["status"] == "expired"
+    [expire] = fake_stripe.calls("POST", "/v1/checkout/sessions/*")
+    assert expire.path == f"/v1/checkout/sessions/{session.reference}/expire"
+    gateway.cancel_checkout(PaymentRef(reference=session.reference))   # again: nothing to do
+    assert len(fake_stripe.calls("POST", "/v1/checkout/sessions/*")) == 1
 
 
-def test_cancel_racing_a_completion_is_not_an_error(gateway, fake_stripe) -> None:
+def test_cancel_of_a_completed_session_says_so(gateway, fake_stripe) -> None:
+    session = gateway.create_checkout(checkout_request())
+    fake_stripe.complete_session(session.reference)
+    with pytest.raises(GatewayError) as err:
+        gateway.cancel_checkout(PaymentRef(reference=session.reference))
+    assert err.value.code == "invalid_request" and not err.value.retryable
+    assert fake_stripe.calls("POST", "/v1/checkout/sessions/*") == []   # no expire tried
+    assert fake_stripe.sessions[session.reference]["status"] == "complete"
+
+
+def test_cancel_racing_a_payment_reports_the_completion(gateway, fake_stripe) -> None:
     session = gateway.create_checkout(checkout_request())
 
     def customer_pays_first(record) -> None:
         if record.path.endswith("/expire"):
             fake_stripe.complete_session(session.reference)
     fake_stripe.before_request = customer_pays_first
-    gateway.cancel_checkout(PaymentRef(reference=session.reference))
+    with pytest.raises(GatewayError):
+        gateway.cancel_checkout(PaymentRef(reference=session.reference))
     [expire] = fake_stripe.calls("POST", "/v1/checkout/sessions/*")
     assert expire.status == 400
     assert fake_stripe.sessions[session.reference]["status"] == "complete"
+
+
+def test_cancel_racing_an_expiry_is_fine(gateway, fake_stripe) -> None:
+    session = gateway.create_checkout(checkout_request())
+
+    def stripe_expires_first(record) -> None:
+        if record.path.endswith("/expire"):
+            fake_stripe.expire_session(session.reference)
+    fake_stripe.before_request = stripe_expires_first
+    gateway.cancel_checkout(PaymentRef(reference=session.reference))
+    assert fake_stripe.sessions[session.reference]["status"] == "expired"
 
 
 # ----------------------------------------------------------------------------- refunds
