@@ -109,16 +109,25 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         # Rate limits
         "RATELIMIT_ENABLED": env_bool("RATELIMIT_ENABLED", True),
         "RATELIMIT_STORAGE_URI": env_str("RATELIMIT_STORAGE_URI", "memory://"),
+        # Failed merchant sign-ins allowed per account and per client address.
+        "LOGIN_LIMIT_ACCOUNT": env_str("LOGIN_LIMIT_ACCOUNT", "5 per 15 minutes"),
+        "LOGIN_LIMIT_ADDRESS": env_str("LOGIN_LIMIT_ADDRESS", "20 per 15 minutes"),
         # Sessions and cookies
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": env_bool("SESSION_COOKIE_SECURE", production),
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "WTF_CSRF_TIME_LIMIT": None,
+        # Allowed extra hosts for return URLs (comma separated)
+        "ALLOWED_RETURN_HOSTS": [
+            h.strip() for h in (env_str("ALLOWED_RETURN_HOSTS", "") or "").split(",") if h.strip()
+        ],
+        # Security (app/security.py, app/auth/): cookies, session lifetimes, headers, 2FA.
         # __Host- cookies are sent only over HTTPS, to this exact host, for Path=/.
         "SESSION_COOKIE_NAME": env_str(
             "SESSION_COOKIE_NAME", "__Host-kassa_session" if production else "kassa_session"),
         "SESSION_COOKIE_PATH": "/",
         "SESSION_COOKIE_DOMAIN": None,
-        "REMEMBER_COOKIE_HTTPONLY": True,
         # Merchant sessions end after this long without a request / after this long at all.
         "SESSION_IDLE_MINUTES": env_int("SESSION_IDLE_MINUTES", 30),
         "SESSION_MAX_HOURS": env_int("SESSION_MAX_HOURS", 12),
@@ -130,17 +139,9 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         # Two-factor sign-in: owners must enrol before reaching merchant pages.
         "REQUIRE_2FA_FOR_OWNERS": env_bool("REQUIRE_2FA_FOR_OWNERS", production),
         "TOTP_ISSUER": env_str("TOTP_ISSUER", "Kassa"),
-        # Abuse limits: failed sign-ins per account and per address in a window; checkouts.
+        # Abuse limits: the sign-in throttle (limits above) and checkout creation.
         "LOGIN_THROTTLE_ENABLED": env_bool("LOGIN_THROTTLE_ENABLED", True),
-        "LOGIN_FAILURES_PER_ACCOUNT": env_int("LOGIN_FAILURES_PER_ACCOUNT", 5),
-        "LOGIN_FAILURES_PER_ADDRESS": env_int("LOGIN_FAILURES_PER_ADDRESS", 20),
-        "LOGIN_THROTTLE_MINUTES": env_int("LOGIN_THROTTLE_MINUTES", 15),
         "CHECKOUT_RATE_LIMIT": env_str("CHECKOUT_RATE_LIMIT", "10 per minute"),
-        "WTF_CSRF_TIME_LIMIT": None,
-        # Allowed extra hosts for return URLs (comma separated)
-        "ALLOWED_RETURN_HOSTS": [
-            h.strip() for h in (env_str("ALLOWED_RETURN_HOSTS", "") or "").split(",") if h.strip()
-        ],
         "LOG_LEVEL": env_str("LOG_LEVEL", "INFO"),
         "LOG_JSON": env_bool("LOG_JSON", production),
     }

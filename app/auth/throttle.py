@@ -1,9 +1,11 @@
 """Failed sign-in throttling, per account and per client address.
 
-Only failures count (a wrong password, a wrong 2FA code): after LOGIN_FAILURES_PER_ACCOUNT
-failures for one email, or LOGIN_FAILURES_PER_ADDRESS from one address, within
-LOGIN_THROTTLE_MINUTES, further attempts are refused before the password is even checked,
-with a message saying how long to wait. A success clears the account's count.
+Only failures count (a wrong password, a wrong 2FA code): past LOGIN_LIMIT_ACCOUNT
+failures for one email (any case, any address) or LOGIN_LIMIT_ADDRESS from one address
+("5 per 15 minutes"), further attempts are refused before the password is even checked,
+with a message saying how long to wait. A success clears the account's count. This is a
+security control, on even when RATELIMIT_ENABLED is off (LOGIN_THROTTLE_ENABLED=false
+turns it off).
 
 Counts live in the rate limiter's storage (RATELIMIT_STORAGE_URI: memory for one
 process, Redis when several workers must agree). Account keys are hashes: the store never
@@ -18,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from flask import Flask, current_app, request
-from limits import RateLimitItemPerMinute, storage, strategies
+from limits import RateLimitItem, parse, storage, strategies
 
 
 @dataclass(frozen=True)
@@ -42,14 +44,13 @@ class LoginThrottle:
             self.limiter = strategies.MovingWindowRateLimiter(self.storage)
         else:
             self.limiter = strategies.FixedWindowRateLimiter(self.storage)
-        minutes = int(app.config.get("LOGIN_THROTTLE_MINUTES", 15))
-        self.per_account = RateLimitItemPerMinute(
-            int(app.config.get("LOGIN_FAILURES_PER_ACCOUNT", 5)), minutes)
-        self.per_address = RateLimitItemPerMinute(
-            int(app.config.get("LOGIN_FAILURES_PER_ADDRESS", 20)), minutes)
+        self.per_account: RateLimitItem = parse(
+            str(app.config.get("LOGIN_LIMIT_ACCOUNT") or "5 per 15 minutes"))
+        self.per_address: RateLimitItem = parse(
+            str(app.config.get("LOGIN_LIMIT_ADDRESS") or "20 per 15 minutes"))
         self.enabled = bool(app.config.get("LOGIN_THROTTLE_ENABLED", True))
 
-    def _keys(self, email: str) -> list[tuple[object, str, str]]:
+    def _keys(self, email: str) -> list[tuple[RateLimitItem, str, str]]:
         account = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
         return [(self.per_account, "kassa-login-account", account),
                 (self.per_address, "kassa-login-address", request.remote_addr or "unknown")]
@@ -59,20 +60,20 @@ class LoginThrottle:
         if not self.enabled:
             return None
         for item, scope, key in self._keys(email):
-            if not self.limiter.test(item, scope, key):   # type: ignore[arg-type]
-                stats = self.limiter.get_window_stats(item, scope, key)   # type: ignore[arg-type]
+            if not self.limiter.test(item, scope, key):
+                stats = self.limiter.get_window_stats(item, scope, key)
                 return Blocked(max(1, int(stats.reset_time - time.time())))
         return None
 
     def failed(self, email: str) -> None:
         if self.enabled:
             for item, scope, key in self._keys(email):
-                self.limiter.hit(item, scope, key)   # type: ignore[arg-type]
+                self.limiter.hit(item, scope, key)
 
     def succeeded(self, email: str) -> None:
         if self.enabled:
             item, scope, key = self._keys(email)[0]
-            self.limiter.clear(item, scope, key)   # type: ignore[arg-type]
+            self.limiter.clear(item, scope, key)
 
 
 def init_app(app: Flask) -> None:

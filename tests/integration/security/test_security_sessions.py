@@ -188,7 +188,7 @@ def test_failed_sign_ins_are_throttled_per_account(app: Any, client: Any) -> Non
 
 
 def test_failed_sign_ins_are_throttled_per_address(make_app: Any) -> None:
-    app = make_app(LOGIN_FAILURES_PER_ADDRESS=3, LOGIN_FAILURES_PER_ACCOUNT=100)
+    app = make_app(LOGIN_LIMIT_ADDRESS="3 per 15 minutes", LOGIN_LIMIT_ACCOUNT="100 per hour")
     client = app.test_client()
     for n in range(3):
         assert _attempt(client, f"user{n}@spray.example", "Winter2024!!!").status_code == 401
