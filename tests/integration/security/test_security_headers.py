@@ -123,7 +123,8 @@ def samples(app: Any, client: Any) -> dict[str, str]:
                 "session_id": str(payments[1].gateway_reference),
                 "open_payment_id": payments[1].public_id, "gateway": "sandbox",
                 "filename": "css/app.css", "public_id": payments[0].public_id,
-                "user_id": "1"}
+                # <int:...> arguments: database ids
+                "int:payment_id": str(payments[0].id), "int:order_id": str(payments[0].order.id)}
 
 
 def crawl_urls(app: Any, samples: dict[str, str]) -> list[tuple[str, str, str]]:
@@ -135,13 +136,10 @@ def crawl_urls(app: Any, samples: dict[str, str]) -> list[tuple[str, str, str]]:
         for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.endpoint == "auth.logout"):
             values: dict[str, Any] = {}
             for arg in rule.arguments:
-                converter = rule._converters.get(arg)
-                if arg in samples:
-                    values[arg] = samples[arg]
-                elif isinstance(converter, IntegerConverter):
-                    values[arg] = 1
+                if isinstance(rule._converters.get(arg), IntegerConverter):
+                    values[arg] = int(samples.get(f"int:{arg}", 1))
                 else:
-                    values[arg] = "sample"
+                    values[arg] = samples.get(arg, "sample")
             url = url_for(rule.endpoint, **values)
             for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
                 out.append((rule.endpoint, method, url))
