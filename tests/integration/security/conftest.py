@@ -161,8 +161,10 @@ def live_app(make_app: Callable[..., Any]) -> Iterator[tuple[Any, str]]:
 
     server = make_server("127.0.0.1", 0, lambda e, s: [], threaded=True)
     base = f"http://127.0.0.1:{server.server_port}"
+    # Plain HTTP on loopback: the `requests` clients only send cookies not marked Secure.
     app = make_app(PUBLIC_BASE_URL=base, SANDBOX_DELIVER_WEBHOOKS=True,
-                   SANDBOX_WEBHOOK_DELAY_SECONDS=0.05, LOG_LEVEL="DEBUG")
+                   SANDBOX_WEBHOOK_DELAY_SECONDS=0.05, LOG_LEVEL="DEBUG",
+                   SESSION_COOKIE_SECURE=False)
     server.app = app
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               daemon=True)
