@@ -43,13 +43,13 @@ log = logging.getLogger(__name__)
 
 CSP_HEADER = "Content-Security-Policy"
 
-# Origins that gateways' hosted flows navigate or post to from our pages. Form submissions
-# that end in a redirect are checked against form-action too (our checkout form's 303 to
-# Stripe Checkout), and Razorpay's redirect mode posts a form to api.razorpay.com.
+# Gateways whose hosted page our forms redirect to: a form submission that ends in a
+# redirect is checked against form-action too (the checkout and retry forms' 303 to Stripe
+# Checkout), so every page allows it. Razorpay's redirect mode posts to api.razorpay.com
+# only from the Razorpay page, which gets it from GATEWAY_SCRIPT_PROFILES; the sandbox's
+# hosted page is on our own origin.
 GATEWAY_FORM_ACTION = {
     "stripe": ["https://checkout.stripe.com"],
-    "razorpay": ["https://api.razorpay.com"],
-    "sandbox": [],   # the sandbox's hosted page is on our own origin
 }
 
 # What a gateway's script needs besides its own host, from the gateway's published CSP
@@ -126,11 +126,13 @@ def _base_directives(app: Flask) -> dict[str, list[str]]:
         form_action.append(public)
     gateways = app.extensions.get("kassa_gateways", {})
     for name in gateways:
-        form_action.extend(GATEWAY_FORM_ACTION.get(name, []))
+        if name not in GATEWAY_FORM_ACTION:
+            continue
+        form_action.extend(GATEWAY_FORM_ACTION[name])
         # A local stand-in for the gateway's API (tests, development) hosts its pages too.
-        override = app.config.get(f"{name.upper()}_API_BASE")
-        if override and origin_of(override):
-            form_action.append(origin_of(override))  # type: ignore[arg-type]
+        override = origin_of(app.config.get(f"{name.upper()}_API_BASE") or "")
+        if override:
+            form_action.append(override)
     return {
         "default-src": ["'self'"],
         "script-src": ["'self'"],
