@@ -121,9 +121,6 @@ def origin_of(url: str) -> str | None:
 
 def _base_directives(app: Flask) -> dict[str, list[str]]:
     form_action = ["'self'"]
-    public = origin_of(app.config.get("PUBLIC_BASE_URL") or "")
-    if public:
-        form_action.append(public)
     gateways = app.extensions.get("kassa_gateways", {})
     for name in gateways:
         if name not in GATEWAY_FORM_ACTION:
@@ -164,10 +161,17 @@ def _extras() -> dict[str, list[str]]:
 def build_csp(nonce: str | None, extra: dict[str, list[str]] | None = None,
               report_uri: str | None = None) -> str:
     directives = {k: list(v) for k, v in current_app.extensions["kassa_csp_base"].items()}
+    public = origin_of(current_app.config.get("PUBLIC_BASE_URL") or "")
+    if public and public != request.host_url.rstrip("/"):
+        # Served under another name than PUBLIC_BASE_URL (localhost vs 127.0.0.1 in
+        # development): our redirects to the hosted sandbox page go to the public one.
+        directives["form-action"].append(public)
     for name, sources in (extra or {}).items():
         if name.startswith("permissions-"):
             continue
-        current = [s for s in directives.get(name, directives["default-src"]) if s != "'none'"]
+        # A directive the base leaves to default-src starts empty: a page that allows
+        # Razorpay's frames does not thereby allow frames from anywhere else.
+        current = [s for s in directives.get(name, []) if s != "'none'"]
         for source in sources:
             if source not in current:
                 current.append(source)
