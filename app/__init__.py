@@ -1,0 +1,59 @@
+"""Kassa: a self-hosted, server-rendered checkout and payments app."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the application: settings, extensions, gateways, blueprints, CLI, errors."""
+    app = Flask(
+        __name__,
+        instance_path=str(ROOT / "instance"),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    from app.config import check_production, load_settings
+
+    app.config.update(load_settings(Path(app.instance_path)))
+    if config:
+        app.config.update(config)
+    check_production(app.config)
+
+    from app import db as db_setup
+    from app import jobs
+    from app.extensions import csrf, db, htmx, login_manager, migrate
+    from app.gateways import registry
+
+    db.init_app(app)
+    db_setup.configure_engine(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), compare_type=True,
+                     render_item=db_setup.render_migration_item)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    htmx.init_app(app)
+    jobs.init_app(app)
+    registry.init_app(app)
+
+    from app import auth, cli, errors, templating
+    from app.checkout import bp as checkout_bp
+    from app.sandbox import bp as sandbox_bp
+    from app.webhooks import bp as webhooks_bp
+
+    app.register_blueprint(checkout_bp)
+    app.register_blueprint(webhooks_bp)
+    if "sandbox" in app.extensions["kassa_gateways"]:
+        app.register_blueprint(sandbox_bp)
+    auth.init_app(app)
+    templating.init_app(app)
+    errors.init_app(app)
+    cli.init_app(app)
+
+    logging.getLogger("app").setLevel(app.config.get("LOG_LEVEL", "INFO"))
+    return app

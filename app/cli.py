@@ -1,0 +1,97 @@
+"""flask commands: seed-demo, create-merchant."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from sqlalchemy import select
+from werkzeug.security import generate_password_hash
+
+from app.extensions import db
+from app.models import Product, Role, User
+
+DEMO_EMAIL = "demo@kassa.localhost"
+
+DEMO_PRODUCTS = [
+    # sku, name, description, unit_amount (minor units), currency, stock (None = unlimited)
+    ("tee-usd", "Kassa T-shirt", "Organic cotton, screen printed.", 2500, "USD", None),
+    ("mug-eur", "Enamel mug", "Holds 350 ml of coffee; survives camping.", 1450, "EUR", None),
+    ("notebook-inr", "Dot-grid notebook", "A5, 120 gsm, lay-flat binding.", 49900, "INR", None),
+    ("tenugui-jpy", "Tenugui towel", "Hand-dyed cotton towel from Osaka.", 1800, "JPY", None),
+    ("print-usd", "Signed print (limited)", "Numbered risograph print, 30 x 40 cm.", 6000,
+     "USD", 5),
+]
+
+
+def seed_demo_data() -> tuple[list[str], str, str | None]:
+    """Create the demo catalog and merchant if missing. Returns (created skus, email, password)."""
+    created = []
+    for sku, name, description, amount, currency, stock in DEMO_PRODUCTS:
+        if db.session.execute(select(Product).where(Product.sku == sku)).scalar_one_or_none():
+            continue
+        db.session.add(Product(sku=sku, name=name, description=description, unit_amount=amount,
+                               currency=currency, stock=stock, active=True))
+        created.append(sku)
+    password_file = Path(current_app.instance_path) / "demo_merchant_password.txt"
+    password = password_file.read_text().strip() if password_file.exists() else None
+    user = db.session.execute(select(User).where(User.email == DEMO_EMAIL)).scalar_one_or_none()
+    if user is None:
+        password = secrets.token_urlsafe(12)
+        db.session.add(User(email=DEMO_EMAIL, password_hash=generate_password_hash(password),
+                            role=Role.OWNER, session_token=secrets.token_hex(16)))
+        password_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(password)
+    db.session.commit()
+    return created, DEMO_EMAIL, password
+
+
+def create_merchant(email: str, role: str, password: str) -> User:
+    email = email.strip().lower()
+    user = db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+    if user is None:
+        user = User(email=email, role=role, password_hash=generate_password_hash(password),
+                    session_token=secrets.token_hex(16))
+        db.session.add(user)
+    else:
+        user.role = role
+        user.password_hash = generate_password_hash(password)
+        user.session_token = secrets.token_hex(16)   # a new password ends old sessions
+    db.session.commit()
+    return user
+
+
+def init_app(app: Flask) -> None:
+    @app.cli.command("seed-demo")
+    def seed_demo() -> None:
+        """Create the demo catalog and a demo merchant (idempotent)."""
+        created, email, password = seed_demo_data()
+        click.echo(f"Demo catalog: {len(created)} product(s) added "
+                   f"({len(DEMO_PRODUCTS) - len(created)} already there).")
+        if password:
+            click.echo(f"Demo merchant: {email} / password: {password}")
+        else:
+            click.echo(f"Demo merchant: {email} (password set earlier; reset it with "
+                       f"`flask --app wsgi create-merchant {email} --role owner`)")
+
+    @app.cli.command("create-merchant")
+    @click.argument("email")
+    @click.option("--role", type=click.Choice([r.value for r in Role]), default="owner",
+                  show_default=True)
+    @click.option("--password", help="Prompted for (hidden) when not given.")
+    def create_merchant_command(email: str, role: str, password: str | None) -> None:
+        """Create a merchant user, or reset an existing one's role and password."""
+        if password is None:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        from app.auth.passwords import password_problem
+
+        problem = password_problem(password)
+        if problem:
+            raise click.BadParameter(problem, param_hint="--password")
+        user = create_merchant(email, role, password)
+        click.echo(f"Merchant {user.email} ({user.role}) is ready.")

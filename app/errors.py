@@ -1,0 +1,33 @@
+"""Domain errors and HTTP errors become responses here, in one place.
+
+Blueprints that speak JSON (the API) register their own handlers for their prefix;
+everything else gets a plain page (or a fragment for htmx requests).
+"""
+
+from __future__ import annotations
+
+from flask import Flask, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from app.payments.errors import KassaError
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(KassaError)
+    def domain_error(exc: KassaError) -> tuple[str, int]:
+        return render_template("errors/error.html", title="Something went wrong",
+                               message=exc.message, status=exc.http_status), exc.http_status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[str, int]:
+        status = exc.code or 500
+        if request.path.startswith("/webhooks/"):
+            return f"{exc.name}\n", status
+        return render_template("errors/error.html", title=exc.name,
+                               message=exc.description, status=status), status
+
+    @app.errorhandler(500)
+    def server_error(exc: Exception) -> tuple[str, int]:
+        return render_template("errors/error.html", title="Server error",
+                               message="Something went wrong on our side. Nothing was charged "
+                                       "twice; please try again.", status=500), 500

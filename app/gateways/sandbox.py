@@ -1,0 +1,438 @@
+"""The sandbox gateway: an offline stand-in that behaves like a hosted checkout.
+
+It has two halves, kept apart as if they ran on different servers:
+- `SandboxGateway` is the adapter the core talks to (the Gateway protocol);
+- `SandboxProcessor` is the "gateway's server": it owns the sandbox_* tables (in its
+  own database session, never the core's transaction), runs the hosted payment page's
+  scenarios, and delivers HMAC-signed webhooks over HTTP after the redirect, at least
+  once, optionally twice and newest-first to exercise duplicate and out-of-order handling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.extensions import db
+from app.gateways.base import (
+    CaptureRequest,
+    CheckoutRequest,
+    CheckoutSession,
+    GatewayError,
+    PaymentRef,
+    PaymentUpdate,
+    RefundRequest,
+    RefundResult,
+    RefundUpdate,
+    ReturnParams,
+    SignatureError,
+    Update,
+    VerifiedEvent,
+)
+from app.models import PaymentStatus, RefundStatus, SandboxRefund, SandboxSession
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "Kassa-Signature"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    label: str
+    hint: str
+    challenge: bool = False
+
+
+# What the customer can pick on the hosted page, like test card numbers.
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("succeed", "Pay successfully", "card 4242 4242 4242 4242"),
+    Scenario("decline", "Card declined", "card 4000 0000 0000 0002"),
+    Scenario("insufficient_funds", "Insufficient funds", "card 4000 0000 0000 9995"),
+    Scenario("3ds_succeed", "3-D Secure challenge, then success", "card 4000 0027 6000 3184",
+             challenge=True),
+    Scenario("3ds_fail", "3-D Secure challenge, then failure", "card 4000 0084 0000 1629",
+             challenge=True),
+    Scenario("abandon", "Abandon checkout", "close the page and go back to the shop"),
+)
+SCENARIO_KEYS = {s.key for s in SCENARIOS}
+
+FAILURES = {
+    "decline": ("card_declined", "Your card was declined."),
+    "insufficient_funds": ("insufficient_funds", "Your card has insufficient funds."),
+    "3ds_fail": ("authentication_failed",
+                 "The card's 3-D Secure authentication failed. Try another card."),
+}
+
+_STATUS_FROM_SESSION = {
+    "open": PaymentStatus.PROCESSING,
+    "processing": PaymentStatus.PROCESSING,
+    "authorized": PaymentStatus.AUTHORIZED,
+    "succeeded": PaymentStatus.SUCCEEDED,
+    "failed": PaymentStatus.FAILED,
+    "expired": PaymentStatus.EXPIRED,
+}
+
+
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    """The signature header value: t=<unix time>,v1=<hex HMAC-SHA256 of "t.body">."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={ts},v1={mac}"
+
+
+def verify_signature(secret: str, body: bytes, header: str | None, tolerance: int,
+                     now: float | None = None) -> None:
+    if not header:
+        raise SignatureError("missing signature header")
+    parts: dict[str, list[str]] = {}
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        parts.setdefault(key, []).append(value)
+    try:
+        ts = int(parts["t"][0])
+    except (KeyError, ValueError):
+        raise SignatureError("malformed signature header") from None
+    current = time.time() if now is None else now
+    if abs(current - ts) > tolerance:
+        raise SignatureError("timestamp outside the tolerance (replayed or clock skew)")
+    expected = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    if not any(hmac.compare_digest(expected, given) for given in parts.get("v1", [])):
+        raise SignatureError("signature mismatch")
+
+
+@dataclass
+class SandboxProcessor:
+    """The sandbox's 'server side': hosted page scenarios, refunds, webhook delivery."""
+
+    base_url: str
+    webhook_url: str
+    webhook_secret: str
+    deliver: bool = True
+    mode: str = "once"                 # or "twice_out_of_order"
+    delay: float = 0.3
+    # Events built while delivery is off (tests post them through the test client).
+    undelivered: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def session(self) -> Session:
+        # Its own session and transactions: the sandbox is "another server".
+        return Session(db.engine, expire_on_commit=False)
+
+    # -- checkout ----------------------------------------------------------------
+    def create(self, request: CheckoutRequest) -> SandboxSession:
+        with self.session() as s:
+            existing = s.execute(select(SandboxSession).where(
+                SandboxSession.idempotency_key == request.idempotency_key)).scalar_one_or_none()
+            if existing is not None:
+                return existing
+            sid = "sbx_cs_" + secrets.token_urlsafe(18)
+            row = SandboxSession(
+                id=sid, idempotency_key=request.idempotency_key, amount=request.amount,
+                currency=request.currency, description=request.description,
+                customer_email=request.customer_email,
+                metadata_json={"order_id": request.order_id, "payment_id": request.payment_id},
+                success_url=request.success_url.replace("{CHECKOUT_SESSION_ID}", sid),
+                cancel_url=request.cancel_url, capture_method=request.capture_method,
+                expires_at=request.expires_at,
+            )
+            s.add(row)
+            s.commit()
+            return row
+
+    def get(self, session_id: str) -> SandboxSession | None:
+        with self.session() as s:
+            return s.get(SandboxSession, session_id)
+
+    def complete(self, session_id: str, scenario: str) -> str:
+        """The customer picked a scenario on the hosted page: returns where to redirect."""
+        if scenario not in SCENARIO_KEYS:
+            raise ValueError("unknown scenario")
+        with self._lock, self.session() as s:
+            row = s.get(SandboxSession, session_id, with_for_update=True)
+            if row is None:
+                raise LookupError(session_id)
+            if row.status != "open":
+                # Paying twice (back button, double click) changes nothing.
+                return row.cancel_url if row.status == "expired" else row.success_url
+            if datetime.now(UTC) > row.expires_at:
+                row.status = "expired"
+                events = [self._event("checkout.expired", row)]
+                s.commit()
+                self._send(events)
+                return row.cancel_url
+            events = []
+            if scenario == "abandon":
+                # Abandoning: what a gateway reports once the session times out.
+                row.status = "expired"
+                events.append(self._event("checkout.expired", row))
+                target = row.cancel_url
+            elif scenario in FAILURES:
+                row.failure_code, row.failure_message = FAILURES[scenario]
+                row.status = "failed"
+                row.payment_id = "sbx_pay_" + secrets.token_urlsafe(12)
+                events.append(self._event("payment.processing", row))
+                events.append(self._event("payment.failed", row))
+                target = row.success_url
+            else:
+                row.payment_id = "sbx_pay_" + secrets.token_urlsafe(12)
+                row.card_last4 = "3184" if scenario == "3ds_succeed" else "4242"
+                events.append(self._event("payment.processing", row))
+                if row.capture_method == "manual":
+                    row.status = "authorized"
+                    events.append(self._event("payment.authorized", row))
+                else:
+                    row.status = "succeeded"
+                    events.append(self._event("payment.succeeded", row))
+                target = row.success_url
+            # Rebuild event snapshots after the final state so each carries its own status.
+            s.commit()
+        self._send(events)
+        return target
+
+    def expire(self, session_id: str) -> None:
+        with self.session() as s:
+            row = s.get(SandboxSession, session_id, with_for_update=True)
+            if row is None:
+                raise GatewayError("not_found", "No such sandbox session.", http_status=404)
+            if row.status == "open":
+                row.status = "expired"
+                s.commit()
+
+    def capture(self, session_id: str) -> SandboxSession:
+        with self.session() as s:
+            row = s.get(SandboxSession, session_id, with_for_update=True)
+            if row is None:
+                raise GatewayError("not_found", "No such sandbox session.", http_status=404)
+            if row.status == "authorized":
+                row.status = "succeeded"
+                events = [self._event("payment.succeeded", row)]
+                s.commit()
+                self._send(events)
+            elif row.status != "succeeded":
+                raise GatewayError("invalid_request", "This payment cannot be captured.")
+            return row
+
+    def refund(self, request: RefundRequest) -> SandboxRefund:
+        with self._lock, self.session() as s:
+            existing = s.execute(select(SandboxRefund).where(
+                SandboxRefund.idempotency_key == request.idempotency_key)).scalar_one_or_none()
+            if existing is not None:
+                return existing
+            row = s.get(SandboxSession, request.reference or "", with_for_update=True)
+            if row is None:
+                raise GatewayError("not_found", "No such sandbox payment.", http_status=404)
+            if row.status != "succeeded":
+                raise GatewayError("invalid_request", "This payment has not been captured.")
+            if request.amount > row.amount - row.amount_refunded:
+                raise GatewayError("invalid_request",
+                                   "Refund amount exceeds the amount left on the charge.")
+            row.amount_refunded += request.amount
+            refund = SandboxRefund(id="sbx_re_" + secrets.token_urlsafe(12), session_id=row.id,
+                                   idempotency_key=request.idempotency_key,
+                                   amount=request.amount, status="succeeded",
+                                   reason=request.reason,
+                                   metadata_json={"refund_id": request.refund_id,
+                                                  "payment_id": request.payment_id})
+            s.add(refund)
+            s.flush()
+            events = [self._refund_event("refund.succeeded", row, refund)]
+            s.commit()
+            # The API answers "pending"; the outcome comes by webhook, as with real gateways.
+            refund.status = "pending"
+        self._send(events)
+        return refund
+
+    # -- webhooks ----------------------------------------------------------------
+    def _event(self, event_type: str, row: SandboxSession) -> dict[str, Any]:
+        status = {"payment.processing": "processing", "payment.succeeded": "succeeded",
+                  "payment.authorized": "authorized", "payment.failed": "failed",
+                  "checkout.expired": "expired"}[event_type]
+        return {
+            "id": "evt_sbx_" + secrets.token_urlsafe(12),
+            "type": event_type,
+            "created": int(time.time()),
+            "data": {"object": {
+                "id": row.id, "object": "checkout.session", "status": status,
+                "amount": row.amount, "currency": row.currency,
+                "payment_id": row.payment_id, "metadata": dict(row.metadata_json),
+                "failure_code": row.failure_code if status == "failed" else None,
+                "failure_message": row.failure_message if status == "failed" else None,
+                "card": {"brand": "visa", "last4": row.card_last4} if row.card_last4 else None,
+                "capture_method": row.capture_method,
+            }},
+        }
+
+    def _refund_event(self, event_type: str, row: SandboxSession,
+                      refund: SandboxRefund) -> dict[str, Any]:
+        return {
+            "id": "evt_sbx_" + secrets.token_urlsafe(12),
+            "type": event_type,
+            "created": int(time.time()),
+            "data": {"object": {
+                "id": refund.id, "object": "refund", "status": "succeeded",
+                "amount": refund.amount, "currency": row.currency, "session": row.id,
+                "payment_id": row.payment_id, "metadata": dict(refund.metadata_json or {}),
+                "session_metadata": dict(row.metadata_json),
+            }},
+        }
+
+    def signed(self, event: dict[str, Any], timestamp: int | None = None
+               ) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps(event, separators=(",", ":")).encode()
+        return body, {"Content-Type": "application/json",
+                      SIGNATURE_HEADER: sign(self.webhook_secret, body, timestamp)}
+
+    def _send(self, events: list[dict[str, Any]]) -> None:
+        if self.mode == "twice_out_of_order":
+            plan = list(reversed(events)) + list(events)
+        else:
+            plan = list(events)
+        if not self.deliver:
+            self.undelivered.extend(self.signed(e) for e in plan)
+            return
+        thread = threading.Thread(target=self._deliver_all, args=(plan,), daemon=True,
+                                  name="sandbox-webhooks")
+        thread.start()
+
+    def _deliver_all(self, plan: list[dict[str, Any]]) -> None:
+        time.sleep(self.delay)
+        for event in plan:
+            self._deliver_one(event)
+
+    def _deliver_one(self, event: dict[str, Any]) -> None:
+        # At least once: retry with backoff until a 2xx, like a real gateway (bounded here).
+        for attempt in range(6):
+            body, headers = self.signed(event)   # fresh timestamp per attempt
+            try:
+                response = requests.post(self.webhook_url, data=body, headers=headers, timeout=5)
+                if 200 <= response.status_code < 300:
+                    return
+                log.warning("sandbox webhook answered %s", response.status_code)
+            except Exception as exc:  # a gateway keeps trying whatever went wrong
+                log.warning("sandbox webhook delivery failed: %s", type(exc).__name__)
+            time.sleep(min(8.0, 0.25 * 2 ** attempt))
+
+
+class SandboxGateway:
+    """The adapter the core talks to."""
+
+    name = "sandbox"
+    display_name = "Sandbox (test payments)"
+
+    def __init__(self, processor: SandboxProcessor, tolerance: int = 300) -> None:
+        self.processor = processor
+        self.tolerance = tolerance
+
+    @classmethod
+    def from_app(cls, app: Flask) -> SandboxGateway:
+        cfg = app.config
+        secret = cfg.get("SANDBOX_WEBHOOK_SECRET") or hmac.new(
+            str(cfg["SECRET_KEY"]).encode(), b"kassa-sandbox-webhooks", hashlib.sha256
+        ).hexdigest()
+        base = cfg["PUBLIC_BASE_URL"]
+        processor = SandboxProcessor(
+            base_url=base,
+            webhook_url=cfg.get("SANDBOX_WEBHOOK_URL") or f"{base}/webhooks/sandbox",
+            webhook_secret=secret,
+            deliver=bool(cfg.get("SANDBOX_DELIVER_WEBHOOKS", True)),
+            mode=cfg.get("SANDBOX_WEBHOOK_MODE") or "once",
+            delay=float(cfg.get("SANDBOX_WEBHOOK_DELAY_SECONDS", 0.3)),
+        )
+        return cls(processor, int(cfg.get("WEBHOOK_TOLERANCE_SECONDS", 300)))
+
+    def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
+        row = self.processor.create(request)
+        return CheckoutSession(reference=row.id,
+                               redirect_url=f"{self.processor.base_url}/sandbox/pay/{row.id}",
+                               expires_at=row.expires_at)
+
+    def _update_from_row(self, row: SandboxSession) -> PaymentUpdate:
+        return PaymentUpdate(
+            ref=PaymentRef(payment_id=row.metadata_json.get("payment_id"), reference=row.id),
+            status=_STATUS_FROM_SESSION[row.status],
+            amount=row.amount, currency=row.currency, gateway_payment_id=row.payment_id,
+            failure_code=row.failure_code, failure_message=row.failure_message,
+            payment_method={"brand": "visa", "last4": row.card_last4} if row.card_last4 else None,
+        )
+
+    def retrieve(self, ref: PaymentRef) -> PaymentUpdate:
+        row = self.processor.get(ref.reference or "")
+        if row is None:
+            raise GatewayError("not_found", "No such sandbox session.", http_status=404)
+        return self._update_from_row(row)
+
+    def confirm_return(self, ref: PaymentRef, params: ReturnParams) -> PaymentUpdate | None:
+        # The sandbox confirms by webhook, like an asynchronous gateway: the return page
+        # shows "confirming" until it lands.
+        return None
+
+    def cancel_checkout(self, ref: PaymentRef) -> None:
+        self.processor.expire(ref.reference or "")
+
+    def refund(self, request: RefundRequest) -> RefundResult:
+        row = self.processor.refund(request)
+        return RefundResult(gateway_refund_id=row.id, status=RefundStatus(row.status))
+
+    def capture(self, request: CaptureRequest) -> PaymentUpdate:
+        return self._update_from_row(self.processor.capture(request.reference or ""))
+
+    def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> VerifiedEvent:
+        verify_signature(self.processor.webhook_secret, body, headers.get(SIGNATURE_HEADER),
+                         self.tolerance)
+        try:
+            payload = json.loads(body)
+            return VerifiedEvent(str(payload["id"]), str(payload["type"]), payload)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SignatureError("signed body is not a sandbox event") from exc
+
+    def interpret(self, event: VerifiedEvent) -> list[Update]:
+        obj = event.payload.get("data", {}).get("object", {})
+        if event.event_type.startswith("refund."):
+            meta = obj.get("session_metadata") or {}
+            status = {"refund.succeeded": RefundStatus.SUCCEEDED,
+                      "refund.failed": RefundStatus.FAILED}.get(event.event_type)
+            if status is None:
+                return []
+            return [RefundUpdate(
+                ref=PaymentRef(payment_id=meta.get("payment_id"), reference=obj.get("session")),
+                gateway_refund_id=obj["id"], amount=int(obj["amount"]),
+                currency=str(obj["currency"]), status=status,
+                refund_id=(obj.get("metadata") or {}).get("refund_id"))]
+        status = {"payment.processing": PaymentStatus.PROCESSING,
+                  "payment.authorized": PaymentStatus.AUTHORIZED,
+                  "payment.succeeded": PaymentStatus.SUCCEEDED,
+                  "payment.failed": PaymentStatus.FAILED,
+                  "checkout.expired": PaymentStatus.EXPIRED}.get(event.event_type)
+        if status is None:
+            return []
+        meta = obj.get("metadata") or {}
+        card = obj.get("card")
+        deadline = None
+        if status == PaymentStatus.AUTHORIZED:
+            deadline = datetime.fromtimestamp(event.payload.get("created", time.time()),
+                                              UTC) + timedelta(days=7)
+        return [PaymentUpdate(
+            ref=PaymentRef(payment_id=meta.get("payment_id"), reference=obj.get("id")),
+            status=status, amount=obj.get("amount"), currency=obj.get("currency"),
+            gateway_payment_id=obj.get("payment_id"), failure_code=obj.get("failure_code"),
+            failure_message=obj.get("failure_message"),
+            payment_method={"brand": card["brand"], "last4": card["last4"]} if card else None,
+            capture_deadline=deadline)]
+
+    def redact(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return payload   # the sandbox sends no secrets

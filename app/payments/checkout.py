@@ -1,0 +1,219 @@
+"""Payment attempts: commit the intent, call the gateway, record its answer.
+
+The attempt row (with its idempotency key) is committed before the gateway is
+called, so a crash between the two leaves a row that reconciliation can finish,
+and a retried create reuses the key: the gateway never makes a second session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from flask import current_app, url_for
+from sqlalchemy import select
+
+from app.extensions import db
+from app.gateways import registry
+from app.gateways.base import (
+    CheckoutRequest,
+    GatewayError,
+    LineItem,
+    PaymentRef,
+    ReturnParams,
+)
+from app.models import Order, OrderStatus, Payment, PaymentStatus
+from app.models.base import public_id
+from app.payments import audit, orders
+from app.payments.audit import Actor
+from app.payments.errors import InvalidState, NotFound, PaymentGatewayFailed
+from app.payments.orders import ItemRequest
+from app.payments.updates import apply_payment_update
+from app.payments.uow import lock, unit_of_work
+
+OPEN_STATUSES = (PaymentStatus.CREATED, PaymentStatus.PROCESSING)
+
+
+def external_url(endpoint: str, **values: object) -> str:
+    """An absolute URL on the configured public base (what customers and gateways reach)."""
+    return current_app.config["PUBLIC_BASE_URL"] + url_for(endpoint, **values)
+
+
+def _new_attempt(order: Order, gateway_name: str, actor: Actor) -> Payment:
+    pid = public_id("pay")
+    payment = Payment(
+        public_id=pid,
+        order=order,
+        gateway=gateway_name,
+        amount=order.total_amount,
+        currency=order.currency,
+        customer_email=order.customer_email,
+        capture_method=current_app.config.get("CAPTURE_METHOD", "automatic"),
+        idempotency_key=f"kassa-checkout-{pid}",
+        expires_at=order.expires_at,
+    )
+    db.session.add(payment)
+    db.session.flush()
+    audit.record(actor, "payment.created", payment, to_state=payment.status,
+                 details={"gateway": gateway_name, "amount": payment.amount,
+                          "currency": payment.currency})
+    return payment
+
+
+def create_checkout(items: Sequence[ItemRequest], email: str, name: str, gateway_name: str,
+                    actor: Actor, *, success_url: str | None = None,
+                    cancel_url: str | None = None) -> Payment:
+    """Order + first payment attempt + hosted checkout; returns the payment."""
+    registry.get_gateway(gateway_name)   # unknown/unconfigured gateway: fail before any write
+    with unit_of_work():
+        order = orders.create_order(items, email, name, actor)
+        payment = _new_attempt(order, gateway_name, actor)
+        payment_id = payment.id
+    return open_checkout(payment_id, actor, success_url=success_url, cancel_url=cancel_url)
+
+
+def retry_checkout(order_public_id: str, gateway_name: str, actor: Actor) -> Payment:
+    """A new attempt after a cancel or a failure.
+
+    A pending order gets a new attempt (earlier open attempts are closed at the
+    gateway); a failed, expired or canceled order is bought again as a new order with
+    the same items, because its stock was already released.
+    """
+    registry.get_gateway(gateway_name)
+    order = orders.get_order(order_public_id)
+    if order.status != OrderStatus.PENDING:
+        if order.status not in (OrderStatus.FAILED, OrderStatus.EXPIRED, OrderStatus.CANCELED):
+            raise InvalidState("This order is already paid.")
+        items = [ItemRequest(i.sku, i.quantity) for i in order.items]
+        return create_checkout(items, order.customer_email, order.customer_name, gateway_name,
+                               actor)
+    with unit_of_work():
+        order = lock(Order, id=order.id)
+        assert order is not None
+        if order.status != OrderStatus.PENDING:
+            raise InvalidState("This order changed meanwhile; please reload.")
+        earlier = [p.id for p in order.payments if p.status in OPEN_STATUSES]
+        payment = _new_attempt(order, gateway_name, actor)
+        payment_id = payment.id
+    for old_id in earlier:
+        cancel_attempt(old_id, actor)
+    return open_checkout(payment_id, actor)
+
+
+def open_checkout(payment_id: int, actor: Actor, *, success_url: str | None = None,
+                  cancel_url: str | None = None) -> Payment:
+    payment = db.session.get(Payment, payment_id)
+    assert payment is not None
+    gateway = registry.get_gateway(payment.gateway)
+    order = payment.order
+    request = CheckoutRequest(
+        payment_id=payment.public_id,
+        order_id=order.public_id,
+        amount=payment.amount,
+        currency=payment.currency,
+        line_items=tuple(LineItem(i.name, i.unit_amount, i.quantity) for i in order.items),
+        customer_email=order.customer_email,
+        customer_name=order.customer_name,
+        success_url=success_url or external_url(
+            "checkout.payment_return", payment_id=payment.public_id
+        ) + "?session_id={CHECKOUT_SESSION_ID}",
+        cancel_url=cancel_url or external_url("checkout.payment_cancel",
+                                              payment_id=payment.public_id),
+        idempotency_key=payment.idempotency_key,
+        expires_at=order.expires_at,
+        capture_method=payment.capture_method,
+        description=", ".join(f"{i.quantity} × {i.name}" for i in order.items),
+    )
+    try:
+        session = gateway.create_checkout(request)
+    except GatewayError as exc:
+        with unit_of_work():
+            payment = lock(Payment, id=payment_id)
+            assert payment is not None
+            payment.failure_code = exc.code
+            payment.failure_message = exc.message
+            if not exc.retryable:
+                # A definitive refusal: this attempt can never open.
+                from app.payments.updates import fail_attempt
+
+                fail_attempt(payment, exc.code, exc.message, actor)
+            else:
+                audit.record(actor, "payment.gateway_error", payment,
+                             details={"code": exc.code, "message": exc.message})
+        raise PaymentGatewayFailed(exc.code, _customer_message(exc)) from exc
+    with unit_of_work():
+        payment = lock(Payment, id=payment_id)
+        assert payment is not None
+        payment.gateway_reference = session.reference
+        payment.checkout_url = session.redirect_url
+        if session.expires_at:
+            payment.expires_at = session.expires_at
+        from app.payments.state import transition_payment
+
+        if payment.status == PaymentStatus.CREATED:
+            transition_payment(payment, PaymentStatus.PROCESSING, actor,
+                               reason="checkout opened",
+                               details={"reference": session.reference})
+    return payment
+
+
+def _customer_message(exc: GatewayError) -> str:
+    if exc.code in ("card_declined", "payment_failed"):
+        return exc.message
+    if exc.code in ("gateway_unavailable", "rate_limited"):
+        return "The payment provider is not answering right now. Please try again in a minute."
+    return "We could not start the payment. Please try again, or choose another method."
+
+
+def cancel_attempt(payment_id: int, actor: Actor) -> None:
+    """Close an open attempt at the gateway, then mark it canceled."""
+    payment = db.session.get(Payment, payment_id)
+    if payment is None or payment.status not in OPEN_STATUSES:
+        return
+    gateway = registry.get_gateway(payment.gateway)
+    if payment.gateway_reference:
+        try:
+            gateway.cancel_checkout(PaymentRef(payment.public_id, payment.gateway_reference,
+                                               payment.gateway_payment_id))
+        except GatewayError as exc:
+            # Paid meanwhile, or the gateway is down: leave it for the webhook/reconcile.
+            with unit_of_work():
+                payment = lock(Payment, id=payment_id)
+                assert payment is not None
+                audit.record(actor, "payment.cancel_failed", payment,
+                             details={"code": exc.code, "message": exc.message})
+            return
+    with unit_of_work():
+        payment = lock(Payment, id=payment_id)
+        assert payment is not None
+        from app.payments.state import transition_payment
+
+        transition_payment(payment, PaymentStatus.CANCELED, actor, reason="replaced by a new attempt")
+
+
+def get_payment(payment_public_id: str) -> Payment:
+    payment = db.session.execute(
+        select(Payment).where(Payment.public_id == payment_public_id)
+    ).scalar_one_or_none()
+    if payment is None:
+        raise NotFound("No such payment.")
+    return payment
+
+
+def confirm_return(payment_public_id: str, args: dict[str, str], actor: Actor) -> Payment:
+    """The browser came back: ask the gateway (never the URL) what happened."""
+    payment = get_payment(payment_public_id)
+    gateway = registry.get_gateway(payment.gateway)
+    ref = PaymentRef(payment.public_id, payment.gateway_reference, payment.gateway_payment_id)
+    try:
+        update = gateway.confirm_return(ref, ReturnParams(args))
+    except GatewayError as exc:
+        with unit_of_work():
+            locked = lock(Payment, id=payment.id)
+            assert locked is not None
+            audit.record(actor, "payment.return_unverified", locked,
+                         details={"code": exc.code, "message": exc.message})
+        return payment
+    if update is not None:
+        apply_payment_update(payment.gateway, update, actor, source="return page")
+    db.session.refresh(payment)
+    return payment

@@ -1,0 +1,119 @@
+"""Email receipts: exactly one per paid order and per succeeded refund.
+
+The receipts table's unique (kind, subject) key is the guard: however often a
+webhook arrives, only the first insert wins and only its job sends. With no SMTP
+server configured, receipts are written as .eml files into instance/outbox/.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from email.message import EmailMessage
+from pathlib import Path
+
+from flask import current_app, render_template
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from app import jobs
+from app.extensions import db
+from app.models import Order, Receipt, Refund
+from app.models.base import utcnow
+from app.payments.uow import lock, unit_of_work
+
+log = logging.getLogger(__name__)
+
+
+def _claim(kind: str, subject_id: str, order: Order) -> int | None:
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    result = db.session.execute(
+        insert(Receipt).values(kind=kind, subject_id=subject_id, order_id=order.id,
+                               recipient=order.customer_email, status="pending", attempts=0,
+                               created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["kind", "subject_id"])
+        .returning(Receipt.id)
+    )
+    return result.scalar_one_or_none()
+
+
+@jobs.task("receipts.order_paid")
+def order_paid(order_id: int) -> None:
+    with unit_of_work():
+        order = db.session.get(Order, order_id)
+        if order is None:
+            return
+        receipt_id = _claim("order_paid", order.public_id, order)
+    if receipt_id is not None:
+        send(receipt_id)
+
+
+@jobs.task("receipts.refund_succeeded")
+def refund_succeeded(refund_id: int) -> None:
+    with unit_of_work():
+        refund = db.session.get(Refund, refund_id)
+        if refund is None:
+            return
+        receipt_id = _claim("refund_succeeded", refund.public_id, refund.payment.order)
+    if receipt_id is not None:
+        send(receipt_id)
+
+
+def _build(receipt: Receipt) -> EmailMessage:
+    order = db.session.get(Order, receipt.order_id)
+    assert order is not None
+    refund = None
+    if receipt.kind == "refund_succeeded":
+        from sqlalchemy import select
+
+        refund = db.session.execute(
+            select(Refund).where(Refund.public_id == receipt.subject_id)).scalar_one()
+    store = current_app.config["STORE_NAME"]
+    msg = EmailMessage()
+    msg["From"] = current_app.config.get("MAIL_DEFAULT_SENDER") or "receipts@kassa.localhost"
+    msg["To"] = receipt.recipient
+    subject = (f"Your refund from {store}" if refund else f"Your receipt from {store}")
+    msg["Subject"] = f"{subject} ({order.public_id})"
+    msg["Message-ID"] = f"<{receipt.kind}.{receipt.subject_id}@kassa>"
+    msg.set_content(render_template("emails/receipt.txt", order=order, refund=refund,
+                                    store=store))
+    return msg
+
+
+def send(receipt_id: int) -> None:
+    with unit_of_work():
+        receipt = lock(Receipt, id=receipt_id)
+        if receipt is None or receipt.status == "sent":
+            return
+        message = _build(receipt)
+        receipt.attempts += 1
+    try:
+        server = current_app.config.get("MAIL_SERVER")
+        if server:
+            port = int(current_app.config.get("MAIL_PORT") or 587)
+            with smtplib.SMTP(server, port, timeout=10) as smtp:
+                if current_app.config.get("MAIL_USE_TLS"):
+                    smtp.starttls()
+                if current_app.config.get("MAIL_USERNAME"):
+                    smtp.login(current_app.config["MAIL_USERNAME"],
+                               current_app.config["MAIL_PASSWORD"])
+                smtp.send_message(message)
+        else:
+            outbox = Path(current_app.instance_path) / "outbox"
+            outbox.mkdir(parents=True, exist_ok=True)
+            # One file name per receipt: a resend after a crash overwrites, never duplicates.
+            (outbox / f"{receipt_id:08d}-{message['Message-ID'].strip('<>')}.eml").write_bytes(
+                bytes(message))
+    except Exception as exc:
+        with unit_of_work():
+            receipt = lock(Receipt, id=receipt_id)
+            if receipt is not None:
+                receipt.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                receipt.status = "failed"
+        raise
+    with unit_of_work():
+        receipt = lock(Receipt, id=receipt_id)
+        if receipt is not None:
+            receipt.status = "sent"
+            receipt.sent_at = utcnow()
+            receipt.last_error = None

@@ -1,0 +1,243 @@
+"""The payment, order, refund and dispute state machines.
+
+Gateways deliver events at least once and in any order, so every table here is
+monotonic: a state can only move "forward", repeated events are duplicates and
+older news is stale. Because the order is total, the final state after any set of
+events is the same whatever order they arrived in. One exception is deliberate:
+money beats everything — a payment that failed or expired and later turns out to
+have been captured becomes succeeded (the money was taken; the merchant must see it).
+
+Every function here is called inside a unit of work with the row locked, and writes
+its audit entry in that same transaction.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from app.models import (
+    Dispute,
+    DisputeStatus,
+    Order,
+    OrderStatus,
+    Payment,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+)
+from app.models.base import utcnow
+from app.payments import audit
+from app.payments.audit import Actor
+
+P = PaymentStatus
+
+# current state -> states a gateway event may move it to
+PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
+    P.CREATED: frozenset({P.PROCESSING, P.FAILED, P.EXPIRED, P.CANCELED, P.AUTHORIZED,
+                          P.SUCCEEDED}),
+    P.PROCESSING: frozenset({P.FAILED, P.EXPIRED, P.CANCELED, P.AUTHORIZED, P.SUCCEEDED}),
+    # A declined attempt whose checkout then closes is expired; late money still wins.
+    P.FAILED: frozenset({P.EXPIRED, P.CANCELED, P.AUTHORIZED, P.SUCCEEDED}),
+    P.EXPIRED: frozenset({P.CANCELED, P.AUTHORIZED, P.SUCCEEDED}),
+    P.CANCELED: frozenset({P.AUTHORIZED, P.SUCCEEDED}),
+    P.AUTHORIZED: frozenset({P.SUCCEEDED}),
+    P.SUCCEEDED: frozenset(),
+    P.PARTIALLY_REFUNDED: frozenset(),
+    P.REFUNDED: frozenset(),
+}
+
+# The order in which gateway news supersedes older news (used to tell stale from invalid).
+PAYMENT_RANK: dict[PaymentStatus, int] = {
+    P.CREATED: 0, P.PROCESSING: 1, P.FAILED: 2, P.EXPIRED: 3, P.CANCELED: 4,
+    P.AUTHORIZED: 5, P.SUCCEEDED: 6, P.PARTIALLY_REFUNDED: 6, P.REFUNDED: 6,
+}
+
+CAPTURED = frozenset({P.SUCCEEDED, P.PARTIALLY_REFUNDED, P.REFUNDED})
+NO_MONEY_FINAL = frozenset({P.FAILED, P.EXPIRED, P.CANCELED})
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"      # the payment is already in that state
+    STALE = "stale"              # older news than what we know
+    INVALID = "invalid"          # not a move the table allows (recorded, never applied)
+
+
+def payment_outcome(current: PaymentStatus, target: PaymentStatus) -> Outcome:
+    """Classify a gateway-reported status against the current one (pure; table-tested)."""
+    if target in (P.PARTIALLY_REFUNDED, P.REFUNDED):
+        return Outcome.INVALID   # refund states follow refunds, never a status report
+    effective = P.SUCCEEDED if current in CAPTURED else current
+    if target == effective:
+        return Outcome.DUPLICATE
+    if target in PAYMENT_TRANSITIONS[effective]:
+        return Outcome.APPLIED
+    if PAYMENT_RANK[target] < PAYMENT_RANK[effective]:
+        return Outcome.STALE
+    return Outcome.INVALID
+
+
+def transition_payment(payment: Payment, target: PaymentStatus, actor: Actor, *,
+                       reason: str, details: dict[str, Any] | None = None) -> Outcome:
+    """The one place a payment's status changes because a gateway said so."""
+    current = PaymentStatus(payment.status)
+    outcome = payment_outcome(current, target)
+    info = {"reason": reason, **(details or {})}
+    if outcome is not Outcome.APPLIED:
+        audit.record(actor, f"payment.event_{outcome.value}", payment, from_state=current,
+                     to_state=target, details=info)
+        return outcome
+    payment.status = target
+    now = utcnow()
+    if target == P.AUTHORIZED and payment.authorized_at is None:
+        payment.authorized_at = now
+    if target == P.SUCCEEDED and payment.captured_at is None:
+        payment.captured_at = now
+    if target == P.SUCCEEDED and current in NO_MONEY_FINAL:
+        info["late_success"] = True
+    audit.record(actor, "payment.status_changed", payment, from_state=current, to_state=target,
+                 details=info)
+    sync_order(payment.order, actor)
+    return outcome
+
+
+def apply_refund_totals(payment: Payment, actor: Actor) -> None:
+    """Recompute amount_refunded from the refund rows and move the refund states."""
+    refunded = sum(r.amount for r in payment.refunds if r.status == RefundStatus.SUCCEEDED)
+    before_amount = payment.amount_refunded
+    payment.amount_refunded = refunded
+    current = PaymentStatus(payment.status)
+    if current not in CAPTURED:
+        return
+    if refunded == 0:
+        target = P.SUCCEEDED
+    elif refunded >= payment.amount:
+        target = P.REFUNDED
+    else:
+        target = P.PARTIALLY_REFUNDED
+    if target != current or refunded != before_amount:
+        payment.status = target
+        audit.record(actor, "payment.refund_totals", payment, from_state=current,
+                     to_state=target, details={"amount_refunded": refunded,
+                                               "previous_amount_refunded": before_amount})
+        sync_order(payment.order, actor)
+
+
+# --- orders -------------------------------------------------------------------------
+
+O = OrderStatus
+ORDER_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    O.PENDING: frozenset({O.PAID, O.FAILED, O.EXPIRED, O.CANCELED}),
+    O.FAILED: frozenset({O.PAID, O.EXPIRED, O.CANCELED}),     # late money wins
+    O.EXPIRED: frozenset({O.PAID, O.CANCELED}),
+    O.CANCELED: frozenset({O.PAID}),
+    O.PAID: frozenset({O.PARTIALLY_REFUNDED, O.REFUNDED}),
+    O.PARTIALLY_REFUNDED: frozenset({O.REFUNDED, O.PAID}),   # a refund failed after all
+    O.REFUNDED: frozenset({O.PARTIALLY_REFUNDED, O.PAID}),
+}
+
+_ORDER_FROM_PAYMENT = {
+    P.SUCCEEDED: O.PAID,
+    P.PARTIALLY_REFUNDED: O.PARTIALLY_REFUNDED,
+    P.REFUNDED: O.REFUNDED,
+    P.FAILED: O.FAILED,
+    P.EXPIRED: O.EXPIRED,
+    P.CANCELED: O.CANCELED,
+}
+
+
+def desired_order_status(order: Order) -> OrderStatus:
+    """The order follows its captured payment if any, else its latest attempt."""
+    for payment in order.payments:
+        if payment.status in CAPTURED:
+            return _ORDER_FROM_PAYMENT[PaymentStatus(payment.status)]
+    latest = order.latest_payment
+    if latest is None:
+        return OrderStatus(order.status)
+    return _ORDER_FROM_PAYMENT.get(PaymentStatus(latest.status), O.PENDING)
+
+
+def sync_order(order: Order, actor: Actor) -> None:
+    from app.payments import inventory  # late import: inventory imports this module
+
+    current = OrderStatus(order.status)
+    target = desired_order_status(order)
+    if target == current or target not in ORDER_TRANSITIONS[current]:
+        return
+    order.status = target
+    audit.record(actor, "order.status_changed", order, from_state=current, to_state=target)
+    if target in (O.FAILED, O.EXPIRED, O.CANCELED):
+        inventory.release(order, actor)
+    elif target == O.PAID and not order.stock_reserved:
+        inventory.reserve_again(order, actor)
+    if target == O.PAID:
+        from app import jobs
+
+        jobs.enqueue("receipts.order_paid", order.id)
+
+
+# --- refunds and disputes -------------------------------------------------------------
+
+R = RefundStatus
+REFUND_RANK = {R.PENDING: 0, R.SUCCEEDED: 1, R.FAILED: 2, R.CANCELED: 2}
+REFUND_TRANSITIONS: dict[RefundStatus, frozenset[RefundStatus]] = {
+    R.PENDING: frozenset({R.SUCCEEDED, R.FAILED, R.CANCELED}),
+    # Stripe: a refund can fail after it succeeded (the card was closed, say).
+    R.SUCCEEDED: frozenset({R.FAILED}),
+    R.FAILED: frozenset(),
+    R.CANCELED: frozenset(),
+}
+
+
+def transition_refund(refund: Refund, target: RefundStatus, actor: Actor, *,
+                      reason: str, details: dict[str, Any] | None = None) -> Outcome:
+    current = RefundStatus(refund.status)
+    info = {"reason": reason, **(details or {})}
+    if target == current:
+        outcome = Outcome.DUPLICATE
+    elif target in REFUND_TRANSITIONS[current]:
+        outcome = Outcome.APPLIED
+    elif REFUND_RANK[target] < REFUND_RANK[current]:
+        outcome = Outcome.STALE
+    else:
+        outcome = Outcome.INVALID
+    if outcome is not Outcome.APPLIED:
+        audit.record(actor, f"refund.event_{outcome.value}", refund, from_state=current,
+                     to_state=target, details=info, payment=refund.payment)
+        return outcome
+    refund.status = target
+    audit.record(actor, "refund.status_changed", refund, from_state=current, to_state=target,
+                 details=info, payment=refund.payment)
+    apply_refund_totals(refund.payment, actor)
+    if target == R.SUCCEEDED:
+        from app import jobs
+
+        jobs.enqueue("receipts.refund_succeeded", refund.id)
+    return outcome
+
+
+D = DisputeStatus
+DISPUTE_RANK = {D.OPEN: 0, D.CLOSED: 1, D.WON: 2, D.LOST: 2}
+
+
+def transition_dispute(dispute: Dispute, target: DisputeStatus, actor: Actor, *,
+                       reason: str, details: dict[str, Any] | None = None) -> Outcome:
+    current = DisputeStatus(dispute.status)
+    info = {"reason": reason, **(details or {})}
+    if target == current:
+        outcome = Outcome.DUPLICATE
+    elif DISPUTE_RANK[target] > DISPUTE_RANK[current]:
+        outcome = Outcome.APPLIED
+    elif DISPUTE_RANK[target] < DISPUTE_RANK[current]:
+        outcome = Outcome.STALE
+    else:
+        outcome = Outcome.INVALID   # won after lost or the reverse: keep the first verdict
+    if outcome is Outcome.APPLIED:
+        dispute.status = target
+        action = "dispute.status_changed"
+    else:
+        action = f"dispute.event_{outcome.value}"
+    audit.record(actor, action, dispute, from_state=current, to_state=target, details=info,
+                 payment=dispute.payment)
+    return outcome

@@ -1,0 +1,5 @@
+"""Imported by app.jobs.init_app so every job name is registered."""
+
+from app.payments import events, receipts
+
+__all__ = ["events", "receipts"]

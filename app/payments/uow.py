@@ -1,0 +1,68 @@
+"""Units of work: one transaction per state change, with row locks that work everywhere.
+
+PostgreSQL: rows are locked with SELECT ... FOR UPDATE inside the transaction.
+SQLite: a write transaction starts with BEGIN IMMEDIATE (set up in app/db.py), which
+takes the database's single write lock up front, so two writers can never interleave
+a read and a write.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from sqlalchemy import select
+
+from app import jobs
+from app.extensions import db
+
+T = TypeVar("T")
+_depth = threading.local()
+
+
+@contextmanager
+def unit_of_work() -> Iterator[None]:
+    """Run the block in one write transaction; commit, or roll back on error.
+
+    Jobs enqueued inside the block are dispatched only after the commit succeeds.
+    A unit of work opened inside another one joins it (one transaction, one commit).
+    """
+    depth = getattr(_depth, "value", 0)
+    if depth:
+        _depth.value = depth + 1
+        try:
+            yield
+        finally:
+            _depth.value = depth
+        return
+    session = db.session()
+    if session.in_transaction():
+        # Close any read transaction left open so the write one can start fresh (and,
+        # on SQLite, start as BEGIN IMMEDIATE).
+        session.commit()
+    session.connection(execution_options={"kassa_write": True})
+    jobs.begin_batch()
+    _depth.value = 1
+    try:
+        yield
+        session.commit()
+    except BaseException:
+        session.rollback()
+        jobs.discard_batch()
+        raise
+    finally:
+        _depth.value = 0
+    jobs.flush_batch()
+
+
+def lock(model: type[T], **filters: object) -> T | None:
+    """Load one row with a write lock, refreshing whatever the session had cached."""
+    stmt = (
+        select(model)
+        .filter_by(**filters)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return db.session.execute(stmt).scalars().first()

@@ -1,0 +1,61 @@
+"""The sandbox gateway's hosted payment page (registered only when the sandbox is on)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request
+from flask_wtf import FlaskForm
+from werkzeug.wrappers import Response
+
+from app.gateways.sandbox import SCENARIOS, SandboxGateway, SandboxProcessor
+
+bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
+
+
+def _processor() -> SandboxProcessor:
+    gateway = current_app.extensions["kassa_gateways"]["sandbox"]
+    assert isinstance(gateway, SandboxGateway)
+    return gateway.processor
+
+
+@bp.get("/pay/<session_id>")
+def pay(session_id: str) -> str:
+    """The hosted page: the customer picks what their 'card' does."""
+    row = _processor().get(session_id)
+    if row is None:
+        abort(404)
+    return render_template("sandbox/pay.html", session=row, scenarios=SCENARIOS,
+                           form=FlaskForm())
+
+
+@bp.post("/pay/<session_id>")
+def submit(session_id: str) -> Response | str:
+    """Run the chosen scenario (3-D Secure ones go through a challenge first)."""
+    form = FlaskForm()
+    if not form.validate_on_submit():
+        abort(400)
+    scenario = request.form.get("scenario", "")
+    processor = _processor()
+    if processor.get(session_id) is None:
+        abort(404)
+    if scenario in ("3ds_succeed", "3ds_fail"):
+        return redirect(f"/sandbox/pay/{session_id}/challenge?scenario={scenario}", code=303)
+    try:
+        target = processor.complete(session_id, scenario)
+    except ValueError:
+        abort(400)
+    return redirect(target, code=303)
+
+
+@bp.route("/pay/<session_id>/challenge", methods=["GET", "POST"])
+def challenge(session_id: str) -> Response | str:
+    """A 3-D Secure challenge: the customer completes or fails authentication."""
+    row = _processor().get(session_id)
+    if row is None:
+        abort(404)
+    form = FlaskForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400)
+        outcome = "3ds_succeed" if request.form.get("result") == "complete" else "3ds_fail"
+        return redirect(_processor().complete(session_id, outcome), code=303)
+    return render_template("sandbox/challenge.html", session=row, form=form)
