@@ -115,6 +115,13 @@ _SECRET_KEYS = frozenset({"number", "card_number", "cvv", "cvc", "token", "token
 # ---------------------------------------------------------------- amounts
 
 
+def _currency(code: str) -> str:
+    try:
+        return normalize_currency(code)
+    except MoneyError as exc:
+        raise GatewayError("invalid_request", str(exc)) from exc
+
+
 def to_razorpay_amount(amount_minor: int, currency: str) -> int:
     """Our minor units -> Razorpay's "currency subunits" (ISO exponents for both).
 
@@ -122,11 +129,8 @@ def to_razorpay_amount(amount_minor: int, currency: str) -> int:
     what we check is what Razorpay would reject: an unsupported 3-decimal currency or a
     3-decimal amount whose last digit is not 0.
     """
-    try:
-        cur = normalize_currency(currency)
-        places = exponent(cur)
-    except MoneyError as exc:
-        raise GatewayError("invalid_request", str(exc)) from exc
+    cur = _currency(currency)
+    places = exponent(cur)
     if isinstance(amount_minor, bool) or not isinstance(amount_minor, int) or amount_minor <= 0:
         raise GatewayError("invalid_request", "amount must be a positive whole number of "
                                               "minor units")
@@ -335,7 +339,7 @@ class RazorpayGateway:
 
     def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
         """Create (or find again) the Razorpay order for this attempt."""
-        currency = normalize_currency(request.currency)
+        currency = _currency(request.currency)
         amount = to_razorpay_amount(request.amount, currency)
         receipt = request.payment_id
         if len(receipt) > RECEIPT_MAX_LENGTH:
@@ -383,7 +387,7 @@ class RazorpayGateway:
         return {
             "key": self.key_id,
             "amount": to_razorpay_amount(amount, currency),
-            "currency": normalize_currency(currency),
+            "currency": _currency(currency),
             "order_id": reference,
             "name": store_name,
             "description": description,
@@ -401,7 +405,7 @@ class RazorpayGateway:
         still lands (a modal left open) arrives by webhook, where the core treats money
         on a closed attempt as it does for any gateway.
         """
-        return None
+        return
 
     # ------------------------------------------------------------ verification
 
@@ -532,7 +536,7 @@ class RazorpayGateway:
 
     def capture(self, request: CaptureRequest) -> PaymentUpdate:
         """Capture an authorized payment; a repeat after success reports the capture."""
-        currency = normalize_currency(request.currency)
+        currency = _currency(request.currency)
         amount = to_razorpay_amount(request.amount, currency)
         payment_id = request.gateway_payment_id or self._payment_in_order(
             request.reference, ("authorized", "captured"))
@@ -564,7 +568,7 @@ class RazorpayGateway:
         The body is built only from the request, so a retry sends the same bytes
         (Razorpay rejects a different body under the same key).
         """
-        currency = normalize_currency(request.currency)
+        currency = _currency(request.currency)
         amount = to_razorpay_amount(request.amount, currency)
         payment_id = request.gateway_payment_id or self._payment_in_order(
             request.reference, ("captured", "refunded"))

@@ -108,7 +108,9 @@ class FakeRazorpay:
         self._server = make_server(host, port, self.app, threaded=True,
                                    request_handler=_QuietHandler)
         self.url = f"http://{host}:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval keeps shutdown (once per test) fast.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True)
         self._thread.start()
         return self.url
 
