@@ -28,7 +28,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     from app import db as db_setup
     from app import jobs
-    from app.extensions import csrf, db, htmx, login_manager, migrate
+    from app.extensions import csrf, db, htmx, limiter, login_manager, migrate
     from app.gateways import registry
 
     db.init_app(app)
@@ -38,6 +38,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     login_manager.init_app(app)
     htmx.init_app(app)
+    limiter.init_app(app)
     jobs.init_app(app)
     registry.init_app(app)
 
@@ -46,6 +47,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.sandbox import bp as sandbox_bp
     from app.webhooks import bp as webhooks_bp
 
+    from app.auth.routes import bp as auth_bp
+
+    app.register_blueprint(auth_bp)
     app.register_blueprint(checkout_bp)
     app.register_blueprint(webhooks_bp)
     if "sandbox" in app.extensions["kassa_gateways"]:

@@ -1,6 +1,8 @@
 """Extensions, created here uninitialised and wired in create_app() with init_app."""
 
 from flask_htmx import HTMX
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -27,3 +29,5 @@ migrate = Migrate()
 csrf = CSRFProtect()
 login_manager = LoginManager()
 htmx = HTMX()
+# Limits are set per route; storage and on/off come from RATELIMIT_* settings.
+limiter = Limiter(key_func=get_remote_address, default_limits=[])

@@ -26,3 +26,4 @@ def load_user(user_id: str) -> User | None:
 def init_app(app: Flask) -> None:
     login_manager.user_loader(load_user)
     login_manager.login_message = "Please sign in to continue."
+    login_manager.login_view = "auth.login"

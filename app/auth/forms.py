@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import EmailField, HiddenField, PasswordField
+from wtforms.validators import InputRequired, Length
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[InputRequired("Enter your email."), Length(max=254)])
+    password = PasswordField("Password", validators=[InputRequired("Enter your password."),
+                                                     Length(max=1024)])
+    next = HiddenField()
+
+
+class EmptyForm(FlaskForm):
+    """CSRF-only form for buttons that POST (logout, refund confirm...)."""

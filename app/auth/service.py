@@ -1,0 +1,54 @@
+"""Signing merchants in and out."""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import session
+from flask_login import login_user, logout_user
+from sqlalchemy import func, select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.extensions import db
+from app.models import User
+from app.models.base import utcnow
+from app.payments import audit
+from app.payments.audit import Actor
+from app.payments.uow import unit_of_work
+
+# Checked against when the email is unknown, so both paths cost the same time.
+_DUMMY_HASH = generate_password_hash("kassa-timing-equaliser")
+
+
+def authenticate(email: str, password: str) -> User | None:
+    user = db.session.execute(
+        select(User).where(func.lower(User.email) == email.strip().lower())
+    ).scalar_one_or_none()
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password)
+        return None
+    if not check_password_hash(user.password_hash, password) or not user.active:
+        return None
+    return user
+
+
+def start_session(user: User) -> None:
+    """Log the user in with a fresh session: new token, old session data dropped."""
+    with unit_of_work():
+        user.session_token = secrets.token_hex(16)
+        user.last_login_at = utcnow()
+        audit.record(Actor("user", str(user.id)), "user.login", user)
+    session.clear()   # no fixation: nothing from the anonymous session survives
+    login_user(user)
+
+
+def end_session(user: User | None) -> None:
+    """Log out and invalidate the session on the server (the token rotates)."""
+    if user is not None and getattr(user, "id", None):
+        with unit_of_work():
+            fresh = db.session.get(User, user.id)
+            if fresh is not None:
+                fresh.session_token = secrets.token_hex(16)
+                audit.record(Actor("user", str(fresh.id)), "user.logout", fresh)
+    logout_user()
+    session.clear()
