@@ -292,6 +292,19 @@ class RazorpayGateway:
             base_url=(api_base or DEFAULT_API_BASE).rstrip("/"),
         )
 
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> RazorpayGateway | None:
+        """The app's Razorpay gateway, or None unless all three secrets are set."""
+        key_id = config.get("RAZORPAY_KEY_ID")
+        key_secret = config.get("RAZORPAY_KEY_SECRET")
+        webhook_secret = config.get("RAZORPAY_WEBHOOK_SECRET")
+        if not (key_id and key_secret and webhook_secret):
+            return None
+        return cls(key_id, key_secret, webhook_secret,
+                   public_base_url=config.get("PUBLIC_BASE_URL") or "",
+                   api_base=config.get("RAZORPAY_API_BASE"),
+                   timeout=float(config.get("RAZORPAY_TIMEOUT_SECONDS") or 10.0))
+
     # ------------------------------------------------------------ transport
 
     def _call(self, fn: Callable[..., Any], *args: Any,

@@ -21,9 +21,16 @@ def _sandbox(config: dict[str, Any], app: Flask) -> Gateway | None:
     return SandboxGateway.from_app(app)
 
 
+def _razorpay(config: dict[str, Any], app: Flask) -> Gateway | None:
+    from app.gateways.razorpay import RazorpayGateway
+
+    return RazorpayGateway.from_config(config)
+
+
 # name -> factory returning the gateway, or None when not configured
 FACTORIES: dict[str, Callable[[dict[str, Any], Flask], Gateway | None]] = {
     "sandbox": _sandbox,
+    "razorpay": _razorpay,
 }
 
 ORDER = ("stripe", "razorpay", "sandbox")

@@ -1,0 +1,99 @@
+"""Razorpay Standard Checkout: our page that opens checkout.js, and its callback.
+
+The page is the attempt's `checkout_url` (the adapter points create_checkout there).
+checkout.js is its only third-party script, allowed by this page's CSP alone; our own
+static/js/razorpay-checkout.js reads the options from a data- attribute (no inline
+script). With `redirect: true` Razorpay POSTs the result to the callback, which only
+asks the core to verify it with Razorpay: the posted fields prove nothing by themselves.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import abort, current_app, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from app import csp
+from app.checkout import bp
+from app.extensions import csrf
+from app.gateways import registry
+from app.gateways.razorpay import RazorpayGateway
+from app.models import Payment, PaymentStatus
+from app.payments import checkout
+from app.payments.audit import CUSTOMER
+from app.payments.errors import KassaError, NotFound
+
+PAYABLE = (PaymentStatus.CREATED, PaymentStatus.PROCESSING)
+FAILURE_FIELDS = ("error[code]", "error[metadata][payment_id]")
+
+
+def _razorpay_payment(payment_id: str) -> tuple[Payment, RazorpayGateway]:
+    try:
+        payment = checkout.get_payment(payment_id)
+        gateway = registry.get_gateway("razorpay")
+    except KassaError:
+        abort(404)
+    if payment.gateway != "razorpay" or not isinstance(gateway, RazorpayGateway):
+        abort(404)
+    return payment, gateway
+
+
+def _allow_checkout_js() -> str:
+    src = current_app.config["RAZORPAY_CHECKOUT_JS"]
+    script_origin = csp.origin(src)
+    # Razorpay's modal is an iframe on api.razorpay.com that talks to *.razorpay.com;
+    # a local stand-in (tests) needs only its own origin.
+    others = [script_origin]
+    if (urlsplit(src).hostname or "").endswith("razorpay.com"):
+        others += ["https://api.razorpay.com", "https://*.razorpay.com"]
+    csp.allow(script_src=[script_origin], frame_src=others, connect_src=others,
+              img_src=others)
+    return str(src)
+
+
+@bp.get("/checkout/razorpay/<payment_id>")
+def razorpay_pay(payment_id: str) -> str | Response:
+    """Razorpay Checkout for one payment attempt: opens the modal, shows a failed try."""
+    payment, gateway = _razorpay_payment(payment_id)
+    if payment.status not in PAYABLE or not payment.gateway_reference:
+        return redirect(url_for("checkout.payment_return", payment_id=payment.public_id),
+                        code=303)
+    order = payment.order
+    options = gateway.checkout_options(
+        reference=payment.gateway_reference, amount=payment.amount, currency=payment.currency,
+        store_name=current_app.config["STORE_NAME"],
+        description=", ".join(f"{i.quantity} × {i.name}" for i in order.items)[:255],
+        customer_name=order.customer_name, customer_email=order.customer_email,
+        callback_url=checkout.external_url("checkout.razorpay_callback",
+                                           payment_id=payment.public_id),
+        order_id=order.public_id, payment_id=payment.public_id)
+    return render_template(
+        "checkout/razorpay.html", payment=payment, order=order, options=options,
+        checkout_js=_allow_checkout_js(),
+        cancel_url=url_for("checkout.payment_cancel", payment_id=payment.public_id),
+        # After a failed try the customer reads Razorpay's reason first, then retries.
+        auto_open=not payment.failure_message)
+
+
+@bp.post("/checkout/razorpay/<payment_id>/callback")
+@csrf.exempt
+def razorpay_callback(payment_id: str) -> Response:
+    """Razorpay posts the outcome here (redirect mode): verify with Razorpay, then redirect."""
+    _razorpay_payment(payment_id)
+    fields = request.form.to_dict()
+    try:
+        payment = checkout.confirm_return(payment_id, fields, CUSTOMER)
+    except NotFound:
+        abort(404)
+    if any(name in fields for name in FAILURE_FIELDS) and payment.status in PAYABLE:
+        # A failed try leaves the Razorpay order payable: back to the page, with the reason.
+        return redirect(url_for("checkout.razorpay_pay", payment_id=payment.public_id),
+                        code=303)
+    return redirect(url_for("checkout.payment_return", payment_id=payment.public_id), code=303)
+
+
+@bp.after_request
+def _razorpay_csp(response: Response) -> Response:
+    # Only requests that asked for extras (the Razorpay page) get a changed header.
+    return csp.apply(response)
