@@ -47,7 +47,8 @@ def client(app: Flask) -> FlaskClient:
 
 def fresh(payment_public_id: str) -> Payment:
     """Re-read a payment after requests that used their own sessions."""
-    db.session.expire_all()
+    # End the read transaction: SQLite (WAL) would keep showing its old snapshot.
+    db.session.rollback()
     payment = db.session.execute(
         select(Payment).where(Payment.public_id == payment_public_id)).scalar_one()
     return payment
@@ -394,3 +395,41 @@ def test_orders_are_not_duplicated_when_the_first_create_timed_out(
         assert reopened.gateway_reference in fake.orders
         assert len(fake.orders) == 1
         assert db.session.execute(select(func.count()).select_from(Order)).scalar_one() == 1
+
+
+def test_sync_brings_an_attempt_up_to_date_from_its_order(client: FlaskClient,
+                                                          fake: FakeRazorpay) -> None:
+    payment = start_checkout()
+    fake.add_payment(payment.gateway_reference or "", "failed")
+    paid = fake.add_payment(payment.gateway_reference or "", method="upi")
+    # Neither callback nor webhook arrived (customer closed the tab, webhook delayed).
+    refunds.sync_payment(payment.public_id, MERCHANT)
+    payment = fresh(payment.public_id)
+    assert (payment.status, payment.gateway_payment_id) == ("succeeded", paid["id"])
+    assert payment.payment_method == {"method": "upi", "vpa": "customer@okbank"}
+    assert fake.calls("GET", f"/v1/orders/{payment.gateway_reference}/payments")
+
+
+def test_stored_webhooks_keep_no_card_numbers_or_tokens(client: FlaskClient,
+                                                        fake: FakeRazorpay) -> None:
+    payment = start_checkout()
+    paid = fake.add_payment(payment.gateway_reference or "")
+    payload = fake.event_payload("payment.captured", payment_id=paid["id"])
+    entity = payload["payload"]["payment"]["entity"]
+    entity["token_id"] = "token_SavedCard0001"
+    entity["card"]["number"] = "4111111111111111"
+    from tests.fakes.razorpay_signing import signed_webhook
+
+    post_webhook(client, *signed_webhook(fake.webhook_secret, payload))
+    stored = db.session.execute(select(WebhookEvent.payload)).scalar_one()
+    assert "4111111111111111" not in stored and "token_SavedCard0001" not in stored
+    assert json.loads(stored)["payload"]["payment"]["entity"]["card"]["last4"] == "1111"
+    assert fresh(payment.public_id).status == "succeeded"
+
+
+def test_razorpay_is_active_only_with_all_three_secrets(tmp_path: Path, fake: FakeRazorpay,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    app = make_app(tmp_path, fake, monkeypatch, RAZORPAY_WEBHOOK_SECRET=None,
+                   SANDBOX_ENABLED=True, SANDBOX_DELIVER_WEBHOOKS=False)
+    assert "razorpay" not in app.extensions["kassa_gateways"]
+    assert app.test_client().post("/webhooks/razorpay", data=b"{}").status_code == 404
