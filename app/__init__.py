@@ -13,9 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the application: settings, extensions, gateways, blueprints, CLI, errors."""
+    instance_path = (config or {}).get("INSTANCE_PATH") or ROOT / "instance"
     app = Flask(
         __name__,
-        instance_path=str(ROOT / "instance"),
+        instance_path=str(instance_path),
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
