@@ -8,44 +8,19 @@ server-side verification with the fake -> "Paid".
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pytest
 from flask import Flask
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import ConsoleMessage, Page, expect
 from sqlalchemy import select
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from app.extensions import db
 from app.models import Payment
 from tests.fakes.razorpay_api import FakeRazorpay
-from tests.integration.razorpay_app import make_app, start_checkout
+from tests.integration.razorpay_app import add_products, razorpay_config, start_checkout
 
-pytestmark = pytest.mark.browser
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_request(self, *args: object, **kwargs: object) -> None:
-        pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
-        yield chromium
-        chromium.close()
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("live_server", "csp_violations")]
 
 
 @pytest.fixture
@@ -55,37 +30,33 @@ def fake() -> Iterator[FakeRazorpay]:
 
 
 @pytest.fixture
-def live(tmp_path: Path, fake: FakeRazorpay, monkeypatch: pytest.MonkeyPatch
-         ) -> Iterator[Flask]:
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    app = make_app(tmp_path, fake, monkeypatch, PUBLIC_BASE_URL=base)
-    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        with app.test_request_context(base_url=base):
-            yield app
-    finally:
-        server.shutdown()
-        server.server_close()
+def app(request: pytest.FixtureRequest, make_app: Callable[..., Flask],
+        fake: FakeRazorpay) -> Iterator[Flask]:
+    """The shared app fixture's Kassa, with Razorpay (on the fake) as its only gateway."""
+    overrides = razorpay_config(fake)
+    if "live_server" in request.fixturenames:
+        server = request.getfixturevalue("_live_http_server")
+        overrides["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{server.server_port}"
+    app = make_app(**overrides)
+    with app.app_context():
+        add_products()
+    with app.test_request_context(base_url=overrides.get("PUBLIC_BASE_URL")):
+        yield app
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    page = context.new_page()
-    violations: list[str] = []
+def csp_violations(page: Page) -> Iterator[list[str]]:
+    """Console reports of anything the page's CSP refused; must stay empty."""
+    seen: list[str] = []
 
     def watch(message: ConsoleMessage) -> None:
         if "Content Security Policy" in message.text or "Refused to" in message.text:
-            violations.append(message.text)
+            seen.append(message.text)
 
     page.on("console", watch)
-    yield page
-    context.close()
+    yield seen
     # checkout.js, our script and the stand-in's calls to its origin all passed the CSP.
-    assert violations == []
+    assert seen == []
 
 
 def status_of(payment_public_id: str) -> tuple[str, str]:
@@ -96,7 +67,7 @@ def status_of(payment_public_id: str) -> tuple[str, str]:
     return payment.status, payment.order.status
 
 
-def test_pay_through_checkout_js_and_the_callback_to_paid(live: Flask, page: Page,
+def test_pay_through_checkout_js_and_the_callback_to_paid(page: Page,
                                                           fake: FakeRazorpay) -> None:
     payment = start_checkout()
 
@@ -113,7 +84,7 @@ def test_pay_through_checkout_js_and_the_callback_to_paid(live: Flask, page: Pag
     assert status_of(payment.public_id) == ("succeeded", "paid")
 
 
-def test_a_failed_try_shows_the_reason_then_a_retry_pays(live: Flask, page: Page,
+def test_a_failed_try_shows_the_reason_then_a_retry_pays(page: Page,
                                                          fake: FakeRazorpay) -> None:
     payment = start_checkout()
 
@@ -131,7 +102,7 @@ def test_a_failed_try_shows_the_reason_then_a_retry_pays(live: Flask, page: Page
     assert len(fake.orders) == 1
 
 
-def test_dismissing_the_modal_leads_to_the_cancel_page(live: Flask, page: Page) -> None:
+def test_dismissing_the_modal_leads_to_the_cancel_page(page: Page) -> None:
     payment = start_checkout()
 
     page.goto(payment.checkout_url or "")

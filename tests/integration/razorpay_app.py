@@ -1,20 +1,16 @@
-"""A Kassa app wired to the fake Razorpay API, for integration and browser tests.
+"""Helpers for tests that run Kassa against the fake Razorpay API.
 
-SQLite in a tmp directory (the core supports it with BEGIN IMMEDIATE); the instance
-path is moved to tmp as well so receipts never land in the worktree.
+Apps come from the shared `make_app` fixture (tests/conftest.py: migrated database,
+instance path in tmp); these helpers add the Razorpay settings, a small catalog and a
+way to start an attempt through the core.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-import pytest
-from flask import Flask
+from sqlalchemy import select
 
-from app import create_app
 from app.extensions import db
 from app.models import Payment, Product
 from app.payments import checkout
@@ -27,42 +23,33 @@ PRODUCTS = [("notebook-inr", "Dot-grid notebook", 49900, "INR"),
             ("incense-kwd", "Oud incense", 12340, "KWD")]
 
 
-def make_app(tmp_path: Path, fake: FakeRazorpay, monkeypatch: pytest.MonkeyPatch,
-             **overrides: Any) -> Flask:
-    # load_settings() would otherwise write a secret key into the worktree's instance/.
-    monkeypatch.setenv("SECRET_KEY", "test-secret-key-" + "x" * 32)
-    config = {
-        "TESTING": True,
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'kassa.db'}",
-        "PUBLIC_BASE_URL": "http://localhost",
+def razorpay_config(fake: FakeRazorpay, **overrides: Any) -> dict[str, Any]:
+    """Settings that make Razorpay the only gateway, talking to `fake`."""
+    return {
         "SANDBOX_ENABLED": False,
-        "JOBS_EAGER": True,
-        "RATELIMIT_ENABLED": False,
         "RAZORPAY_KEY_ID": fake.key_id,
         "RAZORPAY_KEY_SECRET": fake.key_secret,
         "RAZORPAY_WEBHOOK_SECRET": fake.webhook_secret,
         "RAZORPAY_API_BASE": fake.url,
         "RAZORPAY_CHECKOUT_JS": f"{fake.url}/v1/checkout.js",
+        # On, whatever the fixture's default: Razorpay's POST to the callback has no token.
+        "WTF_CSRF_ENABLED": True,
         **overrides,
     }
-    app = create_app(config)
-    app.instance_path = str(tmp_path / "instance")
-    with app.app_context():
-        db.create_all()
-        for sku, name, amount, currency in PRODUCTS:
-            db.session.add(Product(sku=sku, name=name, description=name, unit_amount=amount,
-                                   currency=currency, stock=None, active=True))
-        db.session.commit()
-    return app
 
 
-@contextmanager
-def running_fake() -> Iterator[FakeRazorpay]:
-    with FakeRazorpay().running() as fake:
-        yield fake
+def add_products() -> None:
+    """The catalog (inside an app context); skus the app already has are kept."""
+    have = set(db.session.execute(select(Product.sku)).scalars())
+    for sku, name, amount, currency in PRODUCTS:
+        if sku in have:
+            continue
+        db.session.add(Product(sku=sku, name=name, description=name, unit_amount=amount,
+                               currency=currency, stock=None, active=True))
+    db.session.commit()
 
 
 def start_checkout(sku: str = "notebook-inr", quantity: int = 1) -> Payment:
-    """Order + Razorpay attempt through the core (inside an app context)."""
+    """Order + Razorpay attempt through the core (inside a request context)."""
     return checkout.create_checkout([ItemRequest(sku, quantity)], "asha@example.com", "Asha",
                                     "razorpay", CUSTOMER)

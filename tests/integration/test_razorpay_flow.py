@@ -8,8 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pytest
 from flask import Flask
@@ -21,7 +20,7 @@ from app.models import AuditEntry, Order, Payment, Refund, WebhookEvent
 from app.payments import refunds
 from app.payments.audit import Actor
 from tests.fakes.razorpay_api import FakeRazorpay
-from tests.integration.razorpay_app import make_app, start_checkout
+from tests.integration.razorpay_app import add_products, razorpay_config, start_checkout
 
 MERCHANT = Actor("user", "merchant@example.com")
 
@@ -33,16 +32,23 @@ def fake() -> Iterator[FakeRazorpay]:
 
 
 @pytest.fixture
-def app(tmp_path: Path, fake: FakeRazorpay, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
-    app = make_app(tmp_path, fake, monkeypatch)
-    # A request context: the core builds absolute URLs with url_for.
-    with app.test_request_context():
-        yield app
+def make_razorpay_app(make_app: Callable[..., Flask], fake: FakeRazorpay
+                      ) -> Callable[..., Flask]:
+    """An app (shared make_app: migrated database) with Razorpay on the fake, and products."""
+    def factory(**overrides: object) -> Flask:
+        app = make_app(**razorpay_config(fake, **overrides))
+        with app.app_context():
+            add_products()
+        return app
+    return factory
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+def app(make_razorpay_app: Callable[..., Flask]) -> Iterator[Flask]:
+    app = make_razorpay_app()
+    # A request context: the core builds absolute URLs with url_for.
+    with app.test_request_context():
+        yield app
 
 
 def fresh(payment_public_id: str) -> Payment:
@@ -72,8 +78,9 @@ def post_webhook(client: FlaskClient, body: bytes, headers: dict[str, str]) -> d
 
 def test_the_checkout_page_opens_razorpay_with_our_order(app: Flask, client: FlaskClient,
                                                          fake: FakeRazorpay) -> None:
+    base = app.config["PUBLIC_BASE_URL"]
     payment = start_checkout()
-    assert payment.checkout_url == f"http://localhost/checkout/razorpay/{payment.public_id}"
+    assert payment.checkout_url == f"{base}/checkout/razorpay/{payment.public_id}"
     assert payment.gateway_reference in fake.orders
 
     response = client.get(f"/checkout/razorpay/{payment.public_id}")
@@ -89,7 +96,7 @@ def test_the_checkout_page_opens_razorpay_with_our_order(app: Flask, client: Fla
         "description": "1 × Dot-grid notebook",
         "prefill": {"name": "Asha", "email": "asha@example.com"},
         "notes": {"order_id": payment.order.public_id, "payment_id": payment.public_id},
-        "callback_url": f"http://localhost/checkout/razorpay/{payment.public_id}/callback",
+        "callback_url": f"{base}/checkout/razorpay/{payment.public_id}/callback",
         "redirect": True,
     }
     assert fake.key_secret not in html and fake.webhook_secret not in html
@@ -207,8 +214,8 @@ def test_a_paid_attempt_no_longer_opens_checkout(client: FlaskClient, fake: Fake
 
 
 def test_manual_capture_keeps_the_deadline_and_captures_from_the_core(
-        tmp_path: Path, fake: FakeRazorpay, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = make_app(tmp_path, fake, monkeypatch, CAPTURE_METHOD="manual")
+        make_razorpay_app: Callable[..., Flask], fake: FakeRazorpay) -> None:
+    app = make_razorpay_app(CAPTURE_METHOD="manual")
     with app.test_request_context():
         client = app.test_client()
         payment = start_checkout()
@@ -275,6 +282,20 @@ def final_state(payment: Payment) -> tuple[object, ...]:
 
 def test_every_ordering_of_the_webhooks_ends_in_the_same_state(client: FlaskClient,
                                                                fake: FakeRazorpay) -> None:
+    check_every_ordering(client, fake)
+
+
+@pytest.mark.postgres
+def test_every_ordering_on_postgresql(pg_url: str, make_razorpay_app: Callable[..., Flask],
+                                      fake: FakeRazorpay) -> None:
+    # Row locks (SELECT ... FOR UPDATE) instead of SQLite's single writer.
+    app = make_razorpay_app(SQLALCHEMY_DATABASE_URI=pg_url)
+    with app.test_request_context():
+        check_every_ordering(app.test_client(), fake)
+        db.session.remove()
+
+
+def check_every_ordering(client: FlaskClient, fake: FakeRazorpay) -> None:
     finals = set()
     for order in itertools.permutations(EVENTS):
         payment, _ = deliver_in_order(client, fake, order)
@@ -378,8 +399,8 @@ def test_zero_and_three_decimal_currencies_reach_razorpay_unchanged(
 
 
 def test_orders_are_not_duplicated_when_the_first_create_timed_out(
-        tmp_path: Path, fake: FakeRazorpay, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = make_app(tmp_path, fake, monkeypatch, RAZORPAY_TIMEOUT_SECONDS=0.3)
+        make_razorpay_app: Callable[..., Flask], fake: FakeRazorpay) -> None:
+    app = make_razorpay_app(RAZORPAY_TIMEOUT_SECONDS=0.3)
     with app.test_request_context():
         fake.queue_latency(1.0, path="/v1/orders", method="POST")
         with pytest.raises(Exception) as err:
@@ -427,9 +448,8 @@ def test_stored_webhooks_keep_no_card_numbers_or_tokens(client: FlaskClient,
     assert fresh(payment.public_id).status == "succeeded"
 
 
-def test_razorpay_is_active_only_with_all_three_secrets(tmp_path: Path, fake: FakeRazorpay,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    app = make_app(tmp_path, fake, monkeypatch, RAZORPAY_WEBHOOK_SECRET=None,
-                   SANDBOX_ENABLED=True, SANDBOX_DELIVER_WEBHOOKS=False)
+def test_razorpay_is_active_only_with_all_three_secrets(make_app: Callable[..., Flask],
+                                                        fake: FakeRazorpay) -> None:
+    app = make_app(**razorpay_config(fake, RAZORPAY_WEBHOOK_SECRET=None, SANDBOX_ENABLED=True))
     assert "razorpay" not in app.extensions["kassa_gateways"]
     assert app.test_client().post("/webhooks/razorpay", data=b"{}").status_code == 404
