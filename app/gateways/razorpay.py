@@ -70,6 +70,8 @@ CAPTURE_WINDOW = timedelta(days=3)
 RECEIPT_MAX_LENGTH = 40
 # X-Refund-Idempotency: "at least 10 characters, alphabets, numbers, hyphens, underscores".
 _REFUND_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{10,}$")
+# What a Razorpay payment id looks like; browser-sent ids go into URL paths only if they match.
+_PAYMENT_ID_RE = re.compile(r"^pay_[A-Za-z0-9]{6,40}$")
 # Three-decimal currencies Razorpay accepts; the last digit must be 0 (its docs).
 RAZORPAY_THREE_DECIMAL = frozenset({"KWD", "BHD", "OMR"})
 
@@ -463,6 +465,10 @@ class RazorpayGateway:
     def _verified_update(self, ref: PaymentRef, razorpay_payment_id: str
                          ) -> PaymentUpdate | None:
         order_id = ref.reference or ""
+        if not _PAYMENT_ID_RE.match(razorpay_payment_id):
+            # The failure fields are unsigned: never let them steer a request path.
+            log.warning("razorpay callback with a malformed payment id for order %s", order_id)
+            return None
         payment = self._call(self._client.payment.fetch, razorpay_payment_id,
                              {"expand[]": "card"})
         if payment.get("order_id") != order_id:

@@ -374,9 +374,14 @@ def test_forged_callbacks_prove_nothing(gw: RazorpayGateway, fake: FakeRazorpay)
         {"razorpay_order_id": order_a, "razorpay_payment_id": paid_b["id"]},
         # the failure fields are unsigned: they point at B's captured payment
         {"error[code]": "BAD_REQUEST_ERROR", "error[metadata][payment_id]": paid_b["id"]},
+        # ... or try to steer the request path elsewhere
+        {"error[code]": "BAD_REQUEST_ERROR",
+         "error[metadata][payment_id]": f"../orders/{order_a}"},
     ]
     for fields in forged:
         assert gw.confirm_return(ref_a, ReturnParams(fields)) is None, fields
+    # Nothing got as far as reading an order.
+    assert not any(r.path.startswith("/v1/orders/") for r in fake.requests)
 
 
 def test_a_signed_callback_for_a_payment_of_another_order_is_refused(
