@@ -327,7 +327,7 @@ class SandboxProcessor:
                 if 200 <= response.status_code < 300:
                     return
                 log.warning("sandbox webhook answered %s", response.status_code)
-            except Exception as exc:  # a gateway keeps trying whatever went wrong
+            except requests.RequestException as exc:  # a gateway keeps trying
                 self.deliveries.append((event["id"], 0))
                 log.warning("sandbox webhook delivery failed: %s", type(exc).__name__)
             time.sleep(min(8.0, 0.25 * 2 ** attempt))
