@@ -130,6 +130,7 @@ def test_a_verified_callback_marks_the_order_paid(client: FlaskClient,
     payment = start_checkout()
     paid = fake.add_payment(payment.gateway_reference or "")
 
+    before = len(fake.requests)
     # CSRF stays on in this app: Razorpay's POST carries no token, the route is exempt.
     response = client.post(f"/checkout/razorpay/{payment.public_id}/callback",
                            data=fake.callback_fields(payment.gateway_reference or "",
@@ -137,6 +138,9 @@ def test_a_verified_callback_marks_the_order_paid(client: FlaskClient,
 
     assert response.status_code == 303
     assert response.headers["Location"].endswith(f"/checkout/return/{payment.public_id}")
+    # Verification costs two reads at Razorpay: the payment, then our order.
+    assert [(r.method, r.path) for r in fake.requests[before:]] == [
+        ("GET", f"/v1/payments/{paid['id']}"), ("GET", f"/v1/orders/{payment.gateway_reference}")]
     payment = fresh(payment.public_id)
     assert (payment.status, payment.order.status) == ("succeeded", "paid")
     assert payment.gateway_payment_id == paid["id"]

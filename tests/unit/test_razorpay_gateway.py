@@ -698,3 +698,13 @@ def test_redact_drops_card_numbers_and_tokens_but_keeps_last4(gw: RazorpayGatewa
     assert "token_id" not in entity
     assert entity["description"] == "card [redacted]" and entity["contact"] == "+919999999999"
     assert "4111111111111111" not in json.dumps(clean)
+
+
+def test_from_config_needs_all_three_secrets(fake: FakeRazorpay) -> None:
+    config = {"RAZORPAY_KEY_ID": "rzp_test_k", "RAZORPAY_KEY_SECRET": "s",
+              "RAZORPAY_WEBHOOK_SECRET": "w", "PUBLIC_BASE_URL": PUBLIC,
+              "RAZORPAY_API_BASE": fake.url}
+    built = RazorpayGateway.from_config(config)
+    assert built is not None and built.checkout_url("pay_1") == f"{PUBLIC}/checkout/razorpay/pay_1"
+    for missing in ("RAZORPAY_KEY_ID", "RAZORPAY_KEY_SECRET", "RAZORPAY_WEBHOOK_SECRET"):
+        assert RazorpayGateway.from_config({**config, missing: None}) is None
