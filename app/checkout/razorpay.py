@@ -47,6 +47,10 @@ def _allow_checkout_js() -> str:
     others = [script_origin]
     if (urlsplit(src).hostname or "").endswith("razorpay.com"):
         others += ["https://api.razorpay.com", "https://*.razorpay.com"]
+        # The real checkout.js builds its overlay with inline styles; without this the
+        # modal may not show. Not verified against live Razorpay (no network here); the
+        # stand-in in tests needs no such exception and runs under style-src 'self'.
+        csp.allow(style_src=["'unsafe-inline'"])
     csp.allow(script_src=[script_origin], frame_src=others, connect_src=others,
               img_src=others)
     return str(src)

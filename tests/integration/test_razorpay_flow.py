@@ -457,3 +457,17 @@ def test_razorpay_is_active_only_with_all_three_secrets(make_app: Callable[..., 
     app = make_app(**razorpay_config(fake, RAZORPAY_WEBHOOK_SECRET=None, SANDBOX_ENABLED=True))
     assert "razorpay" not in app.extensions["kassa_gateways"]
     assert app.test_client().post("/webhooks/razorpay", data=b"{}").status_code == 404
+
+
+def test_the_real_checkout_host_gets_razorpays_frames_and_nothing_inline_for_scripts(
+        make_razorpay_app: Callable[..., Flask]) -> None:
+    app = make_razorpay_app(RAZORPAY_CHECKOUT_JS="https://checkout.razorpay.com/v1/checkout.js")
+    with app.test_request_context():
+        payment = start_checkout()
+        response = app.test_client().get(f"/checkout/razorpay/{payment.public_id}")
+    policy = dict(part.strip().split(" ", 1) for part in
+                  response.headers["Content-Security-Policy"].split(";"))
+    assert policy["script-src"] == "'self' https://checkout.razorpay.com"
+    assert "https://api.razorpay.com" in policy["frame-src"]
+    assert "'unsafe-inline'" not in policy["script-src"]
+    assert policy["frame-ancestors"] == "'none'" and policy["object-src"] == "'none'"
