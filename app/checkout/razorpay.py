@@ -39,21 +39,35 @@ def _razorpay_payment(payment_id: str) -> tuple[Payment, RazorpayGateway]:
     return payment, gateway
 
 
+# What the real checkout.js needs besides its own host, from Razorpay's published CSP
+# allowlist (razorpay/razorpay-magento etc/csp_whitelist.xml): a bundle and images on
+# cdn.razorpay.com, the modal in an iframe on api.razorpay.com, logging to lumberjack;
+# in redirect mode it submits a form to api.razorpay.com.
+RAZORPAY_HOSTED = {
+    "script-src": ["https://cdn.razorpay.com"],
+    "img-src": ["https://cdn.razorpay.com"],
+    "frame-src": ["https://api.razorpay.com"],
+    "connect-src": ["https://lumberjack.razorpay.com", "https://lumberjack-metrics.razorpay.com"],
+    "form-action": ["https://api.razorpay.com"],
+    # checkout.js builds its overlay with inline styles. Not verified against live
+    # Razorpay (no network here); the stand-in in tests runs under style-src 'self'.
+    "style-src": ["'unsafe-inline'"],
+}
+
+
 def _allow_checkout_js() -> str:
-    src = current_app.config["RAZORPAY_CHECKOUT_JS"]
+    """Allow RAZORPAY_CHECKOUT_JS (and what it needs) on this response only."""
+    src = str(current_app.config["RAZORPAY_CHECKOUT_JS"])
     script_origin = csp.origin(src)
-    # Razorpay's modal is an iframe on api.razorpay.com that talks to *.razorpay.com;
-    # a local stand-in (tests) needs only its own origin.
-    others = [script_origin]
-    if (urlsplit(src).hostname or "").endswith("razorpay.com"):
-        others += ["https://api.razorpay.com", "https://*.razorpay.com"]
-        # The real checkout.js builds its overlay with inline styles; without this the
-        # modal may not show. Not verified against live Razorpay (no network here); the
-        # stand-in in tests needs no such exception and runs under style-src 'self'.
-        csp.allow(style_src=["'unsafe-inline'"])
-    csp.allow(script_src=[script_origin], frame_src=others, connect_src=others,
-              img_src=others)
-    return str(src)
+    extra: dict[str, list[str]] = {"script-src": [script_origin]}
+    if (urlsplit(src).hostname or "").endswith(".razorpay.com"):
+        for name, sources in RAZORPAY_HOSTED.items():
+            extra.setdefault(name, []).extend(sources)
+    else:
+        # A local stand-in (tests, development): its modal calls back to its own origin.
+        extra["connect-src"] = [script_origin]
+    csp.allow(**{name.replace("-", "_"): sources for name, sources in extra.items()})
+    return src
 
 
 @bp.get("/checkout/razorpay/<payment_id>")

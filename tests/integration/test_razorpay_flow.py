@@ -467,7 +467,9 @@ def test_the_real_checkout_host_gets_razorpays_frames_and_nothing_inline_for_scr
         response = app.test_client().get(f"/checkout/razorpay/{payment.public_id}")
     policy = dict(part.strip().split(" ", 1) for part in
                   response.headers["Content-Security-Policy"].split(";"))
-    assert policy["script-src"] == "'self' https://checkout.razorpay.com"
-    assert "https://api.razorpay.com" in policy["frame-src"]
+    assert policy["script-src"] == ("'self' https://checkout.razorpay.com "
+                                    "https://cdn.razorpay.com")
+    assert policy["frame-src"] == "https://api.razorpay.com"
+    assert policy["form-action"] == "'self' https://api.razorpay.com"
     assert "'unsafe-inline'" not in policy["script-src"]
     assert policy["frame-ancestors"] == "'none'" and policy["object-src"] == "'none'"
