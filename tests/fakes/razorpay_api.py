@@ -3,7 +3,8 @@
 It keeps orders, payments, refunds and disputes in memory, answers in Razorpay's shapes
 (including its error object), and records every request: method, path, query, JSON body,
 basic auth and the X-Refund-Idempotency header. Tests can queue canned errors, connection
-resets and latency. It also serves a stand-in for checkout.js at /v1/checkout.js whose
+resets and latency. With `webhook_url` set it also sends the signed webhooks Razorpay would
+(payment.*, order.paid, refund.*) when the modal pays, a capture or a refund happens. It also serves a stand-in for checkout.js at /v1/checkout.js whose
 "Pay", "Fail" and "Dismiss" buttons drive the fake the way Razorpay's modal would.
 
     with FakeRazorpay().running() as fake:      # or the `razorpay_api` pytest fixture
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -83,7 +85,8 @@ class _DropConnection(ConnectionResetError):
 
 class FakeRazorpay:
     def __init__(self, key_id: str = "rzp_test_fakekey", key_secret: str = "fake_key_secret",
-                 webhook_secret: str = "fake_webhook_secret") -> None:
+                 webhook_secret: str = "fake_webhook_secret",
+                 webhook_url: str | None = None) -> None:
         self.key_id = key_id
         self.key_secret = key_secret
         self.webhook_secret = webhook_secret
@@ -96,6 +99,12 @@ class FakeRazorpay:
         self.requests: list[Recorded] = []
         self.injections: deque[Injection] = deque()
         self.refund_initial_status = "pending"
+        # When set, the events Razorpay would send are POSTed here (signed, in a thread,
+        # after `webhook_delay`), as the modal, capture and refund calls cause them.
+        self.webhook_url = webhook_url
+        self.webhook_delay = 0.05
+        self.deliveries: list[tuple[str, int | str]] = []   # (event type, HTTP status/error)
+        self._senders: list[threading.Thread] = []
         self.lock = threading.RLock()
         self.app = self._make_app()
         self.url = ""
@@ -115,6 +124,7 @@ class FakeRazorpay:
         return self.url
 
     def stop(self) -> None:
+        self.wait_for_deliveries()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -330,6 +340,42 @@ class FakeRazorpay:
         return signed_webhook(secret or self.webhook_secret, self.event_payload(kind, **ids),
                               event_id)
 
+    def deliver(self, *events: tuple[str, dict[str, str]]) -> None:
+        """Send (kind, ids) events to webhook_url in order, each once, in the background.
+
+        Payloads are built now, so they describe the moment the event happened.
+        """
+        if not self.webhook_url:
+            return
+        built = [(kind, *self.webhook(kind, **ids)) for kind, ids in events]
+        sender = threading.Thread(target=self._send, args=(built,), daemon=True)
+        self._senders.append(sender)
+        sender.start()
+
+    def _send(self, built: list[tuple[str, bytes, dict[str, str]]]) -> None:
+        for kind, body, headers in built:
+            time.sleep(self.webhook_delay)
+            try:
+                status: int | str = requests.post(self.webhook_url or "", data=body,
+                                                  headers=headers, timeout=10).status_code
+            except requests.RequestException as exc:
+                status = type(exc).__name__
+            with self.lock:
+                self.deliveries.append((kind, status))
+
+    def wait_for_deliveries(self, timeout: float = 10.0) -> None:
+        for sender in list(self._senders):
+            sender.join(timeout)
+
+    def _payment_events(self, payment: dict[str, Any]) -> list[tuple[str, dict[str, str]]]:
+        ids = {"payment_id": payment["id"]}
+        if payment["status"] == "failed":
+            return [("payment.failed", ids)]
+        events = [("payment.authorized", ids)]
+        if payment["status"] == "captured":
+            events += [("payment.captured", ids), ("order.paid", ids)]
+        return events
+
     # ------------------------------------------------------------ the API
 
     def _make_refund(self, payment_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -475,6 +521,8 @@ class FakeRazorpay:
                 if body.get("currency") not in (None, payment["currency"]):
                     return _error(400, "Currency does not match the payment currency")
                 fake.capture_now(payment_id)
+                fake.deliver(("payment.captured", {"payment_id": payment_id}),
+                             ("order.paid", {"payment_id": payment_id}))
                 return jsonify(fake.payments[payment_id])
 
         @app.post("/v1/payments/<payment_id>/refund")
@@ -505,6 +553,10 @@ class FakeRazorpay:
                 refund = fake._make_refund(payment_id, body)
                 if key is not None:
                     fake._refund_keys[key] = (payment_id, body, refund["id"])
+                events = [("refund.created", {"refund_id": refund["id"]})]
+                if refund["status"] == "processed":
+                    events.append(("refund.processed", {"refund_id": refund["id"]}))
+                fake.deliver(*events)
                 return jsonify(refund)
 
         @app.get("/v1/payments/<payment_id>/refunds")
@@ -543,6 +595,7 @@ class FakeRazorpay:
             elif outcome == "fail":
                 p = fake.add_payment(order_id, "failed",
                                      method=request.form.get("method", "card"))
+                fake.deliver(*fake._payment_events(p))
                 fields = fake.failure_fields(p["id"])
                 resp = jsonify({"error": {
                     "code": fields["error[code]"], "description": fields["error[description]"],
@@ -551,6 +604,7 @@ class FakeRazorpay:
                     "metadata": {"order_id": order_id, "payment_id": p["id"]}}})
             else:
                 p = fake.add_payment(order_id, method=request.form.get("method", "card"))
+                fake.deliver(*fake._payment_events(p))
                 resp = jsonify(fake.callback_fields(order_id, p["id"]))
             resp.headers["Access-Control-Allow-Origin"] = "*"
             return resp
@@ -572,8 +626,10 @@ def main() -> None:
     parser.add_argument("--key-id", default="rzp_test_fakekey")
     parser.add_argument("--key-secret", default="fake_key_secret")
     parser.add_argument("--webhook-secret", default="fake_webhook_secret")
+    parser.add_argument("--webhook-url", default=None,
+                        help="POST signed events here, e.g. http://127.0.0.1:5000/webhooks/razorpay")
     args = parser.parse_args()
-    fake = FakeRazorpay(args.key_id, args.key_secret, args.webhook_secret)
+    fake = FakeRazorpay(args.key_id, args.key_secret, args.webhook_secret, args.webhook_url)
     url = fake.start(args.host, args.port)
     print(f"fake Razorpay on {url} (checkout.js: {url}/v1/checkout.js); Ctrl-C stops it",
           flush=True)

@@ -9,6 +9,7 @@ import itertools
 import json
 import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -473,3 +474,26 @@ def test_the_real_checkout_host_gets_razorpays_frames_and_nothing_inline_for_scr
     assert policy["form-action"] == "'self' https://api.razorpay.com"
     assert "'unsafe-inline'" not in policy["script-src"]
     assert policy["frame-ancestors"] == "'none'" and policy["object-src"] == "'none'"
+
+
+def test_webhooks_alone_settle_a_payment_over_http(serve: Callable[..., Any],
+                                                   fake: FakeRazorpay) -> None:
+    """The customer pays and closes the tab: no callback, Razorpay's webhooks do it all."""
+    import requests
+
+    server = serve(**razorpay_config(fake))
+    live_app: Flask = server.app
+    fake.webhook_url = f"{server.url}/webhooks/razorpay"
+    with live_app.test_request_context(base_url=server.url):
+        payment = start_checkout()
+        paid = requests.post(f"{fake.url}/_fake/checkout/{payment.gateway_reference}/pay",
+                             data={"outcome": "success", "key": fake.key_id}, timeout=10)
+        assert paid.ok
+        fake.wait_for_deliveries()
+        assert fake.deliveries == [("payment.authorized", 200), ("payment.captured", 200),
+                                   ("order.paid", 200)]
+        live_app.extensions["kassa_jobs"].wait_idle()
+        payment = fresh(payment.public_id)
+        assert (payment.status, payment.order.status) == ("succeeded", "paid")
+        assert transitions(payment, "succeeded") == 1
+        db.session.remove()
