@@ -20,6 +20,7 @@ from app.extensions import csrf
 from app.gateways import registry
 from app.gateways.razorpay import RazorpayGateway
 from app.models import Payment, PaymentStatus
+from app.models.base import utcnow
 from app.payments import checkout
 from app.payments.audit import CUSTOMER
 from app.payments.errors import KassaError, NotFound
@@ -76,6 +77,11 @@ def razorpay_pay(payment_id: str) -> str | Response:
     payment, gateway = _razorpay_payment(payment_id)
     if payment.status not in PAYABLE or not payment.gateway_reference:
         return redirect(url_for("checkout.payment_return", payment_id=payment.public_id),
+                        code=303)
+    if payment.expires_at is not None and payment.expires_at <= utcnow():
+        # Razorpay orders never expire by themselves: past our deadline, never open the
+        # modal again; the cancel page offers a fresh attempt.
+        return redirect(url_for("checkout.payment_cancel", payment_id=payment.public_id),
                         code=303)
     order = payment.order
     options = gateway.checkout_options(

@@ -9,6 +9,7 @@ import itertools
 import json
 import re
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -497,3 +498,12 @@ def test_webhooks_alone_settle_a_payment_over_http(serve: Callable[..., Any],
         assert (payment.status, payment.order.status) == ("succeeded", "paid")
         assert transitions(payment, "succeeded") == 1
         db.session.remove()
+
+
+def test_an_attempt_past_its_deadline_never_opens_the_modal(client: FlaskClient) -> None:
+    payment = start_checkout()
+    payment.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    db.session.commit()
+    response = client.get(f"/checkout/razorpay/{payment.public_id}")
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith(f"/checkout/cancel/{payment.public_id}")
