@@ -114,6 +114,21 @@ _SECRET_KEYS = frozenset({"number", "card_number", "cvv", "cvc", "token", "token
                           "razorpay_signature", "signature"})
 
 
+def key_mode(key_id: str) -> str:
+    """"live", "test", or "unknown" from the key id's prefix (rzp_live_ / rzp_test_)."""
+    if key_id.startswith("rzp_live_"):
+        return "live"
+    if key_id.startswith("rzp_test_"):
+        return "test"
+    return "unknown"
+
+
+def check_key_safety(key_id: str, debug: bool) -> None:
+    """Refuse live keys in debug mode (the debugger would expose real money)."""
+    if key_mode(key_id) == "live" and debug:
+        raise RuntimeError("Refusing to start: a live Razorpay key is configured in debug mode")
+
+
 # ---------------------------------------------------------------- amounts
 
 
@@ -284,6 +299,7 @@ class RazorpayGateway:
         if not (key_id and key_secret and webhook_secret):
             raise ValueError("Razorpay needs a key id, a key secret and a webhook secret")
         self.key_id = key_id
+        self.mode = key_mode(key_id)
         self._key_secret = key_secret
         self._webhook_secret = webhook_secret
         self.public_base_url = public_base_url.rstrip("/")

@@ -507,3 +507,9 @@ def test_an_attempt_past_its_deadline_never_opens_the_modal(client: FlaskClient)
     response = client.get(f"/checkout/razorpay/{payment.public_id}")
     assert response.status_code == 303
     assert response.headers["Location"].endswith(f"/checkout/cancel/{payment.public_id}")
+
+
+def test_a_live_key_in_debug_mode_stops_the_app(make_app: Callable[..., Flask],
+                                                fake: FakeRazorpay) -> None:
+    with pytest.raises(RuntimeError, match="live Razorpay key"):
+        make_app(**razorpay_config(fake, RAZORPAY_KEY_ID="rzp_live_realmoney", DEBUG=True))

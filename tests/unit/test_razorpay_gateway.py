@@ -708,3 +708,14 @@ def test_from_config_needs_all_three_secrets(fake: FakeRazorpay) -> None:
     assert built is not None and built.checkout_url("pay_1") == f"{PUBLIC}/checkout/razorpay/pay_1"
     for missing in ("RAZORPAY_KEY_ID", "RAZORPAY_KEY_SECRET", "RAZORPAY_WEBHOOK_SECRET"):
         assert RazorpayGateway.from_config({**config, missing: None}) is None
+
+
+def test_live_keys_are_refused_in_debug_mode() -> None:
+    from app.gateways.razorpay import check_key_safety, key_mode
+
+    assert [key_mode(k) for k in ("rzp_live_abc", "rzp_test_abc", "abc")] == [
+        "live", "test", "unknown"]
+    check_key_safety("rzp_test_abc", debug=True)
+    check_key_safety("rzp_live_abc", debug=False)
+    with pytest.raises(RuntimeError, match="live Razorpay key"):
+        check_key_safety("rzp_live_abc", debug=True)
