@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from app.extensions import db
 from app.models import AuditEntry, Order, Payment, Refund, WebhookEvent
 from app.payments import refunds
 from app.payments.audit import Actor
+from app.payments.errors import PaymentGatewayFailed
 from tests.fakes.razorpay_api import FakeRazorpay
 from tests.integration.razorpay_app import add_products, razorpay_config, start_checkout
 
@@ -513,3 +515,24 @@ def test_a_live_key_in_debug_mode_stops_the_app(make_app: Callable[..., Flask],
                                                 fake: FakeRazorpay) -> None:
     with pytest.raises(RuntimeError, match="live Razorpay key"):
         make_app(**razorpay_config(fake, RAZORPAY_KEY_ID="rzp_live_realmoney", DEBUG=True))
+
+
+def test_no_secret_or_card_number_reaches_the_logs(client: FlaskClient, fake: FakeRazorpay,
+                                                    caplog: pytest.LogCaptureFixture,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    caplog.set_level(logging.DEBUG)
+    payment = start_checkout()
+    paid = fake.add_payment(payment.gateway_reference or "")
+    fields = fake.callback_fields(payment.gateway_reference or "", paid["id"])
+    client.post(f"/checkout/razorpay/{payment.public_id}/callback", data=fields)
+    client.post(f"/checkout/razorpay/{payment.public_id}/callback",
+                data={**fields, "razorpay_signature": "f" * 64})       # a forged one, logged
+    post_webhook(client, *fake.webhook("payment.captured", payment_id=paid["id"]))
+    refunds.create_refund(payment.public_id, 100, None, MERCHANT)
+    fake.queue_reset(path="/v1/payments")                               # the SDK prints here
+    with pytest.raises(PaymentGatewayFailed):
+        refunds.create_refund(payment.public_id, 100, None, MERCHANT)
+    logged = caplog.text + "".join(capsys.readouterr())
+    assert "razorpay callback signature mismatch" in logged
+    for secret in (fake.key_secret, fake.webhook_secret, fields["razorpay_signature"]):
+        assert secret not in logged
