@@ -8,7 +8,6 @@ a blueprint's handlers, because no route matched).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from typing import Any
 
@@ -105,7 +104,7 @@ def _retry_after() -> int:
     current = limiter.current_limit
     if current is None:
         return 60
-    return max(1, math.ceil(current.reset_at - time.time()))
+    return max(1, int(current.reset_at - time.time()))
 
 
 def http_error_response(exc: HTTPException) -> Response:
