@@ -3,22 +3,29 @@ gateway for the port, and a PostgreSQL database of our own."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from flask_migrate import upgrade
 from werkzeug.test import TestResponse
 
+from app import create_app
 from app.api.keys import create_api_key
+from app.cli import seed_demo_data
+from app.extensions import db
 from app.gateways.base import (
     CaptureRequest,
     CheckoutRequest,
@@ -95,6 +102,69 @@ def complete_at_sandbox(app: Flask, session_id: str, scenario: str = "succeed") 
     with app.app_context():
         app.extensions["kassa_gateways"]["sandbox"].processor.complete(session_id, scenario)
     deliver_webhooks(app)
+
+
+def _base_config(tmp_path: Path, database_uri: str) -> dict[str, Any]:
+    # The same settings as tests/integration/conftest.py's make_app.
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-" + "x" * 40,
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "SQLALCHEMY_DATABASE_URI": database_uri,
+        "WTF_CSRF_ENABLED": False,
+        "JOBS_EAGER": True,
+        "SANDBOX_DELIVER_WEBHOOKS": False,
+        "RATELIMIT_ENABLED": False,
+        "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
+        "SANDBOX_WEBHOOK_SECRET": "whsec_sandbox_test_secret",
+    }
+
+
+def _migrate_and_seed(app: Flask) -> None:
+    with app.app_context():
+        upgrade()
+        seed_demo_data()
+
+
+@pytest.fixture(scope="session")
+def api_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated, demo-seeded SQLite file per session; each app gets a copy (fast)."""
+    root = tmp_path_factory.mktemp("api-template")
+    path = root / "template.db"
+    app = create_app(_base_config(root, f"sqlite:///{path}"))
+    _migrate_and_seed(app)
+    with app.app_context():
+        db.engine.dispose()
+    return path
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, api_sqlite_template: Path) -> Iterator[Callable[..., Flask]]:
+    """Like tests/integration's make_app (migrated, seeded), but SQLite apps start from a
+    copy of a session template instead of running the migrations again."""
+    apps: list[Flask] = []
+
+    def factory(**overrides: Any) -> Flask:
+        target = tmp_path / f"kassa-{len(apps)}.db"
+        config = _base_config(tmp_path, f"sqlite:///{target}")
+        config.update(overrides)
+        if "SQLALCHEMY_DATABASE_URI" in overrides:
+            app = create_app(config)
+            _migrate_and_seed(app)
+        else:
+            with contextlib.closing(sqlite3.connect(api_sqlite_template)) as src, \
+                    contextlib.closing(sqlite3.connect(target)) as dst:
+                src.backup(dst)
+            app = create_app(config)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        app.extensions["kassa_jobs"].shutdown()
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 @pytest.fixture
