@@ -30,7 +30,7 @@ def rate_limit_key() -> str:
 limiter.limit(lambda: current_app.config["API_RATE_LIMIT"], key_func=rate_limit_key,
               scope="api")(bp)
 
-from app.api import docs, errors, routes  # noqa: E402,F401  (routes register on bp)
+from app.api import docs, errors, routes  # noqa: F401  (routes register on bp)
 
 errors.register(bp)
 

@@ -12,9 +12,9 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import g, request

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from flask import current_app
@@ -64,6 +64,11 @@ def _check_return_url(value: str | None) -> str | None:
 
 class CheckoutSessionCreate(Request):
     """Start a purchase of catalog items: creates the order and its first payment attempt."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "items": [{"sku": "tee-usd", "quantity": 1}],
+        "customer": {"email": "ada@example.com", "name": "Ada Lovelace"},
+    }]})
 
     items: list[CheckoutItem] = Field(min_length=1, max_length=20)
     customer: Customer
@@ -234,8 +239,6 @@ class ErrorEnvelope(BaseModel):
     success: Literal[False]
     error: ErrorBody
 
-
-Limit = Annotated[int, Field(ge=1, le=100)]
 
 # Every model that appears in the OpenAPI document, by role.
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (CheckoutSessionCreate, PaymentConfirm,

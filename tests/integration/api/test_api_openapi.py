@@ -150,10 +150,10 @@ def test_schemathesis_finds_no_server_errors_and_no_drift(
                     json.dumps(case.path_parameters, sort_keys=True).encode()) % 2 == 0:
                 case.path_parameters = {k: ids.get(k, v) for k, v in case.path_parameters.items()}
             response = case.call_and_validate(headers=headers, checks=checks)
-            seen.setdefault(operation.label, set()).add(response.status_code)
+            seen.setdefault(case.operation.label, set()).add(response.status_code)
 
         run()
 
     # The fuzzing reached the success path of every operation, not only its errors.
     ok = {label for label, codes in seen.items() if codes & {200, 201}}
-    assert len(ok) >= 9, seen
+    assert len(ok) >= 10, seen   # all but capture (which needs an authorized payment)
