@@ -29,7 +29,7 @@ from app.payments.audit import Actor
 from app.payments.errors import InvalidState, NotFound, PaymentGatewayFailed
 from app.payments.orders import ItemRequest
 from app.payments.uow import lock, unit_of_work
-from app.payments.updates import apply_payment_update
+from app.payments.updates import apply_update_now
 
 OPEN_STATUSES = (PaymentStatus.CREATED, PaymentStatus.PROCESSING)
 
@@ -218,6 +218,6 @@ def confirm_return(payment_public_id: str, args: dict[str, str], actor: Actor) -
                          details={"code": exc.code, "message": exc.message})
         return payment
     if update is not None:
-        apply_payment_update(payment.gateway, update, actor, source="return page")
+        apply_update_now(payment.gateway, update, actor, source="return page")
     db.session.refresh(payment)
     return payment
