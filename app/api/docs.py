@@ -39,5 +39,8 @@ def _constraints(schema: dict[str, Any]) -> str:
 @docs_bp.get("/docs")
 def api_docs() -> str:
     """The API reference, generated from /api/v1/openapi.json."""
-    return render_template("api/docs.html", spec=build(current_app), label=_schema_label,
+    spec = build(current_app)
+    tags = list(dict.fromkeys(tag for ops in spec["paths"].values() for op in ops.values()
+                              for tag in op["tags"]))
+    return render_template("api/docs.html", spec=spec, tags=tags, label=_schema_label,
                            constraints=_constraints)

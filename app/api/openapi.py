@@ -164,6 +164,9 @@ def build(app: Flask) -> dict[str, Any]:
             success_headers["Idempotent-Replayed"] = {
                 "description": "`true` when this is a stored response being replayed.",
                 "schema": {"type": "string", "enum": ["true"]}}
+        if spec.status == 201:
+            success_headers["Location"] = {"description": "URL of the created resource.",
+                                           "schema": {"type": "string"}}
         if spec.response is not None:
             data_ref = key_map[(spec.response, "serialization")]
             responses[str(spec.status)] = {

@@ -15,8 +15,9 @@ from app.money import format_minor
 
 
 def ok(data: BaseModel | Iterable[BaseModel], status: int = 200, *,
-       next_cursor: str | None | bool = False) -> Response:
-    """`{"success": true, "data": ...}`; lists also carry `next_cursor` (null at the end)."""
+       next_cursor: str | None | bool = False, location: str | None = None) -> Response:
+    """`{"success": true, "data": ...}`; lists also carry `next_cursor` (null at the end).
+    `location` is the created resource's URL (201 answers)."""
     body: dict[str, Any] = {"success": True}
     if isinstance(data, BaseModel):
         body["data"] = data.model_dump(mode="json")
@@ -25,6 +26,8 @@ def ok(data: BaseModel | Iterable[BaseModel], status: int = 200, *,
         body["next_cursor"] = next_cursor or None
     response = jsonify(body)
     response.status_code = status
+    if location:
+        response.headers["Location"] = location
     return response
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import Response, current_app, jsonify
+from flask import Response, current_app, jsonify, request, url_for
 
 from app.api import bp, keys, present, queries
 from app.api import schemas as s
@@ -53,7 +53,8 @@ def create_checkout_session(body: s.CheckoutSessionCreate) -> Response:
         [ItemRequest(i.sku, i.quantity) for i in body.items], body.customer.email,
         body.customer.name, gateway, keys.actor(), success_url=body.success_url,
         cancel_url=body.cancel_url)
-    return present.ok(present.checkout_session(payment), 201)
+    return present.ok(present.checkout_session(payment), 201,
+                      location=url_for(".get_payment", payment_id=payment.public_id))
 
 
 @bp.get("/orders/<order_id>")
@@ -136,14 +137,13 @@ def create_refund(payment_id: str, body: s.RefundCreate) -> Response:
     """Refund `amount` (minor units), or everything left when omitted."""
     refund = refunds.create_refund(payment_id, body.amount, body.reason, keys.actor(),
                                    idempotency_key=_refund_key())
-    return present.ok(present.refund(refund), 201)
+    return present.ok(present.refund(refund), 201,
+                      location=url_for(".get_refund", refund_id=refund.public_id))
 
 
 def _refund_key() -> str | None:
     # With an Idempotency-Key, a retry after a crash reaches the core with the same refund
     # key, so the gateway is never asked twice even if our stored response was lost.
-    from flask import request
-
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None

@@ -21,10 +21,12 @@ from tests.integration.api.conftest import (
 
 
 def test_checkout_pay_refund_through_the_api(api: Api) -> None:
-    created = api.post("/checkout-sessions", checkout_body(
-        items=[{"sku": "tee-usd", "quantity": 2}])).get_json()
+    response = api.post("/checkout-sessions", checkout_body(
+        items=[{"sku": "tee-usd", "quantity": 2}]))
+    created = response.get_json()
     assert created["success"] is True
     data = created["data"]
+    assert response.headers["Location"] == f"/api/v1/payments/{data['payment']['id']}"
     base = api.app.config["PUBLIC_BASE_URL"]
     assert data["checkout_url"] == f"{base}/sandbox/pay/{data['payment']['gateway_reference']}"
     assert data["order"]["status"] == "pending" and data["order"]["total_amount"] == 5000
@@ -43,6 +45,7 @@ def test_checkout_pay_refund_through_the_api(api: Api) -> None:
                                                            "reason": "one shirt back"})
     assert partial.status_code == 201
     refund = partial.get_json()["data"]
+    assert partial.headers["Location"] == f"/api/v1/refunds/{refund['id']}"
     assert refund["status"] == "pending" and refund["amount"] == 1000
     deliver_webhooks(api.app)
     refund = api.get(f"/refunds/{refund['id']}").get_json()["data"]
