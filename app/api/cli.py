@@ -1,11 +1,12 @@
-"""flask commands for API keys: create-api-key, revoke-api-key, list-api-keys."""
+"""flask commands for the API: create-api-key, revoke-api-key, list-api-keys,
+purge-idempotency-keys."""
 
 from __future__ import annotations
 
 import click
 from flask import Flask
 
-from app.api import keys
+from app.api import idempotency, keys
 from app.models import ApiKeyScope
 from app.payments.audit import Actor
 from app.payments.errors import NotFound
@@ -42,3 +43,8 @@ def init_app(app: Flask) -> None:
             used = key.last_used_at.isoformat(timespec="seconds") if key.last_used_at else "never"
             state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
             click.echo(f"{key.prefix}  {key.scope:5}  {state:18}  last used {used}  {key.name}")
+
+    @app.cli.command("purge-idempotency-keys")
+    def purge_idempotency_keys_command() -> None:
+        """Delete stored Idempotency-Key responses older than their replay window."""
+        click.echo(f"Deleted {idempotency.purge_expired()} expired idempotency key(s).")

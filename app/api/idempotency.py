@@ -121,6 +121,14 @@ def _release(row_id: int) -> None:
         db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == row_id))
 
 
+def purge_expired() -> int:
+    """Delete stored responses past their replay window (run daily: cron or a job)."""
+    with unit_of_work():
+        result = db.session.execute(
+            delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow()))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def _replay(stored: dict[str, Any]) -> Response:
     response = Response(stored["body"], status=stored["status"])
     for name, value in stored["headers"].items():

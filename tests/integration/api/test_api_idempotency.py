@@ -171,6 +171,19 @@ def test_keys_expire(api: Api) -> None:
         assert row.expires_at > utcnow() + timedelta(hours=23)
 
 
+def test_expired_keys_are_purged(api: Api) -> None:
+    api.post("/checkout-sessions", checkout_body(), headers={"Idempotency-Key": "old-2"})
+    api.post("/checkout-sessions", checkout_body(), headers={"Idempotency-Key": "new-2"})
+    with api.app.app_context():
+        db.session.execute(update(IdempotencyKey).where(IdempotencyKey.key == "old-2")
+                           .values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    result = api.app.test_cli_runner().invoke(args=["purge-idempotency-keys"])
+    assert "Deleted 1 expired" in result.output
+    with api.app.app_context():
+        assert db.session.execute(select(IdempotencyKey.key)).scalars().all() == ["new-2"]
+
+
 def test_refunds_with_a_key_happen_once(api: Api) -> None:
     created = api.post("/checkout-sessions", checkout_body()).get_json()["data"]
     complete_at_sandbox(api.app, created["payment"]["gateway_reference"])
