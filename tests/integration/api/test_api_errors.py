@@ -4,6 +4,8 @@ errors (404, 405, 413, 415, 429, 500) that never turn into an HTML page."""
 
 from __future__ import annotations
 
+import secrets
+import socket
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -314,6 +316,29 @@ def test_api_keys_are_rate_limited_per_key(make_app: Callable[..., Flask]) -> No
     assert [first.get("/payments").status_code for _ in range(3)] == [200, 200, 200]
     assert_json_error(first.get("/payments"), 429, "rate_limited")
     assert second.get("/payments").status_code == 200
+
+
+def test_limits_are_kept_in_redis_when_configured(make_app: Callable[..., Flask]) -> None:
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
+    except OSError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    prefix = f"kassa-api-test-{secrets.token_hex(4)}"
+    uri = "redis://127.0.0.1:6379/15"
+    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI=uri,
+                   RATELIMIT_KEY_PREFIX=prefix, API_CHECKOUT_RATE_LIMIT="1 per minute")
+    api = Api(app)
+    assert api.post("/checkout-sessions", checkout_body()).status_code == 201
+    assert_json_error(api.post("/checkout-sessions", checkout_body()), 429, "rate_limited")
+    import redis
+
+    client = redis.Redis.from_url(uri)
+    try:
+        keys = client.keys(f"*{prefix}*")
+        assert keys, "the limiter kept its counters somewhere else"
+        client.delete(*keys)
+    finally:
+        client.close()
 
 
 def test_rate_limits_can_be_turned_off(make_app: Callable[..., Flask]) -> None:
