@@ -31,7 +31,7 @@ ERROR_TEXT = {
     409: "Conflict: invalid_state, out_of_stock, or idempotency_key_in_progress",
     413: "Body too large (payload_too_large)",
     415: "Body is not application/json",
-    422: "refund_exceeds_remaining, or idempotency_key_reused with another body",
+    422: "idempotency_key_reused with another body; refund_exceeds_remaining",
     429: "Too many requests (rate_limited); see Retry-After",
     502: "The gateway refused our call (gateway_error)",
     503: "The gateway is not answering (gateway_unavailable); see Retry-After",
@@ -186,6 +186,8 @@ def build(app: Flask) -> dict[str, Any]:
             codes.add(404)
         if spec.body is not None:
             codes |= {413, 415}
+        if method == "post":
+            codes |= {409, 422}   # Idempotency-Key in progress / reused
         for code in sorted(codes):
             responses[str(code)] = {"description": ERROR_TEXT.get(code, "Error"),
                                     "content": error_response["content"]}
