@@ -51,12 +51,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(checkout_bp)
+    from app.api import init_app as init_api   # the JSON door: /api/v1, /api/docs
+
+    init_api(app)
     app.register_blueprint(webhooks_bp)
     if "sandbox" in app.extensions["kassa_gateways"]:
         app.register_blueprint(sandbox_bp)
-    from app import api
-
-    api.init_app(app)
     auth.init_app(app)
     templating.init_app(app)
     errors.init_app(app)
