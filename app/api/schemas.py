@@ -51,6 +51,9 @@ def _check_return_url(value: str | None) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
         raise ValueError("must be an absolute http(s) URL without credentials")
     public = urlsplit(current_app.config.get("PUBLIC_BASE_URL") or "")
+    if public.scheme == "https" and parts.scheme == "http" and \
+            parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+        raise ValueError("must be an https URL")
     allowed = {h.lower() for h in current_app.config.get("ALLOWED_RETURN_HOSTS", [])}
     if public.netloc:
         allowed.add(public.netloc.lower())

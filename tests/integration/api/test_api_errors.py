@@ -182,6 +182,18 @@ def test_return_urls_only_on_allowed_hosts(make_app: Callable[..., Flask], url: 
 # --------------------------------------------------------------------------- domain errors
 
 
+def test_an_https_store_only_returns_to_https(make_app: Callable[..., Flask]) -> None:
+    app = make_app(PUBLIC_BASE_URL="https://pay.example.com",
+                   ALLOWED_RETURN_HOSTS=["shop.example.com"])
+    api = Api(app)
+    insecure = api.post("/checkout-sessions",
+                        checkout_body(success_url="http://shop.example.com/thanks"))
+    assert_json_error(insecure, 400, "validation_error")
+    secure = api.post("/checkout-sessions",
+                      checkout_body(success_url="https://shop.example.com/thanks"))
+    assert secure.status_code == 201
+
+
 def test_domain_errors_map_to_codes(api: Api, public_api: Api) -> None:
     assert_json_error(api.get("/orders/ord_missing"), 404, "not_found")
     assert_json_error(api.get("/payments/pay_missing"), 404, "not_found")
