@@ -98,6 +98,8 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "RAZORPAY_KEY_SECRET": env_str("RAZORPAY_KEY_SECRET"),
         "RAZORPAY_WEBHOOK_SECRET": env_str("RAZORPAY_WEBHOOK_SECRET"),
         "RAZORPAY_API_BASE": env_str("RAZORPAY_API_BASE"),
+        # Read timeout of every Razorpay API call (connect timeout is 5 s).
+        "RAZORPAY_TIMEOUT_SECONDS": float(env_str("RAZORPAY_TIMEOUT_SECONDS", "10") or 10),
         "RAZORPAY_CHECKOUT_JS": env_str(
             "RAZORPAY_CHECKOUT_JS", "https://checkout.razorpay.com/v1/checkout.js"
         ),
