@@ -113,8 +113,8 @@ def list_payments() -> Response:
 @idempotent(s.PaymentConfirm)
 def confirm_payment(payment_id: str, body: s.PaymentConfirm) -> Response:
     """Verify the browser's result with the gateway and apply it."""
-    args = body.model_dump(exclude_none=True)
-    return present.ok(present.payment(checkout.confirm_return(payment_id, args, keys.actor())))
+    return present.ok(present.payment(
+        checkout.confirm_return(payment_id, body.gateway_args(), keys.actor())))
 
 
 @bp.post("/payments/<payment_id>/capture")

@@ -90,6 +90,22 @@ class CheckoutSessionCreate(Request):
         return _check_return_url(value)
 
 
+class RazorpayErrorMetadata(Request):
+    order_id: str | None = Field(default=None, max_length=255)
+    payment_id: str | None = Field(default=None, max_length=255)
+
+
+class RazorpayError(Request):
+    """Razorpay Checkout's `payment.failed` handler argument (`response.error`)."""
+
+    code: str | None = Field(default=None, max_length=255)
+    description: str | None = Field(default=None, max_length=1000)
+    source: str | None = Field(default=None, max_length=255)
+    step: str | None = Field(default=None, max_length=255)
+    reason: str | None = Field(default=None, max_length=255)
+    metadata: RazorpayErrorMetadata | None = None
+
+
 class PaymentConfirm(Request):
     """What the browser got back from the gateway. A hint: it is verified with the gateway."""
 
@@ -98,6 +114,21 @@ class PaymentConfirm(Request):
     razorpay_payment_id: str | None = Field(default=None, max_length=255)
     razorpay_order_id: str | None = Field(default=None, max_length=255)
     razorpay_signature: str | None = Field(default=None, max_length=255)
+    error: RazorpayError | None = Field(
+        default=None, description="Razorpay's failure handler fields (unsigned: the payment "
+                                  "they name is fetched from Razorpay).")
+
+    def gateway_args(self) -> dict[str, str]:
+        """The fields as the gateway's return parameters (Razorpay's form names)."""
+        args = self.model_dump(exclude_none=True, exclude={"error"})
+        if self.error is not None:
+            for name, value in self.error.model_dump(exclude_none=True,
+                                                     exclude={"metadata"}).items():
+                args[f"error[{name}]"] = value
+            if self.error.metadata is not None:
+                for name, value in self.error.metadata.model_dump(exclude_none=True).items():
+                    args[f"error[metadata][{name}]"] = value
+        return args
 
 
 class CaptureCreate(Request):
