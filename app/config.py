@@ -98,6 +98,8 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "RAZORPAY_KEY_SECRET": env_str("RAZORPAY_KEY_SECRET"),
         "RAZORPAY_WEBHOOK_SECRET": env_str("RAZORPAY_WEBHOOK_SECRET"),
         "RAZORPAY_API_BASE": env_str("RAZORPAY_API_BASE"),
+        # Read timeout of every Razorpay API call (connect timeout is 5 s).
+        "RAZORPAY_TIMEOUT_SECONDS": float(env_str("RAZORPAY_TIMEOUT_SECONDS", "10") or 10),
         "RAZORPAY_CHECKOUT_JS": env_str(
             "RAZORPAY_CHECKOUT_JS", "https://checkout.razorpay.com/v1/checkout.js"
         ),
@@ -109,6 +111,12 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         # Rate limits
         "RATELIMIT_ENABLED": env_bool("RATELIMIT_ENABLED", True),
         "RATELIMIT_STORAGE_URI": env_str("RATELIMIT_STORAGE_URI", "memory://"),
+        # JSON API (app/api): per API key (or client address when there is none), and for
+        # the public, unauthenticated checkout-session endpoint per client address.
+        "API_RATE_LIMIT": env_str("API_RATE_LIMIT", "300 per minute"),
+        "API_CHECKOUT_RATE_LIMIT": env_str("API_CHECKOUT_RATE_LIMIT", "20 per minute"),
+        # How long a stored Idempotency-Key response is replayed.
+        "API_IDEMPOTENCY_HOURS": env_int("API_IDEMPOTENCY_HOURS", 24),
         # Failed merchant sign-ins allowed per account and per client address.
         "LOGIN_LIMIT_ACCOUNT": env_str("LOGIN_LIMIT_ACCOUNT", "5 per 15 minutes"),
         "LOGIN_LIMIT_ADDRESS": env_str("LOGIN_LIMIT_ADDRESS", "20 per 15 minutes"),

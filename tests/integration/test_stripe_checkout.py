@@ -132,8 +132,12 @@ def test_retry_after_the_customer_paid_meanwhile_never_cancels_the_money(
     order_id = shop.payment(payment_id).order.public_id
     since = len(shop.fake.events)
     shop.fake.complete_session(session_id)         # paid in another tab; webhook not yet in
-    shop.client.post(f"/orders/{order_id}/retry", data={"gateway": "stripe"})
-    assert shop.payment(payment_id).status == "processing"      # not canceled
+    sessions_before = len(shop.fake.sessions)
+    refused = shop.client.post(f"/orders/{order_id}/retry", data={"gateway": "stripe"})
+    assert refused.status_code == 422
+    assert "paid meanwhile" in refused.get_data(as_text=True)
+    assert len(shop.fake.sessions) == sessions_before   # no second session to pay twice
+    assert shop.payment(payment_id).status == "succeeded"       # the retry synced it
     shop.deliver_all(new_events(shop.fake, since, "checkout.session.completed"))
     payment = shop.payment(payment_id)
     assert (payment.status, payment.order.status) == ("succeeded", "paid")
