@@ -161,11 +161,6 @@ def _extras() -> dict[str, list[str]]:
 def build_csp(nonce: str | None, extra: dict[str, list[str]] | None = None,
               report_uri: str | None = None) -> str:
     directives = {k: list(v) for k, v in current_app.extensions["kassa_csp_base"].items()}
-    public = origin_of(current_app.config.get("PUBLIC_BASE_URL") or "")
-    if public and public != request.host_url.rstrip("/"):
-        # Served under another name than PUBLIC_BASE_URL (localhost vs 127.0.0.1 in
-        # development): our redirects to the hosted sandbox page go to the public one.
-        directives["form-action"].append(public)
     for name, sources in (extra or {}).items():
         if name.startswith("permissions-"):
             continue
