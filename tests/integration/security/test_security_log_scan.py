@@ -40,7 +40,9 @@ def luhn_ok(digits: str) -> bool:
 
 def card_like(text: str) -> list[str]:
     found = []
-    for match in re.finditer(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])", text):
+    # Delimited by anything but letters and digits: a run of digits inside a hex id or a
+    # random token is not a card number (and would make the scan flaky).
+    for match in re.finditer(r"(?<![A-Za-z0-9])(?:\d[ -]?){12,18}\d(?![A-Za-z0-9])", text):
         digits = re.sub(r"\D", "", match.group(0))
         if 13 <= len(digits) <= 19 and luhn_ok(digits):
             found.append(match.group(0))
@@ -50,6 +52,8 @@ def card_like(text: str) -> list[str]:
 def test_luhn_scanner_finds_cards() -> None:
     assert card_like(f"card {CARD} and 4000 0000 0000 0002 and 5555-5555-5555-4444")
     assert not card_like("order 1763916450 took 4242424242424241 ms")
+    assert card_like('{"card": "4242424242424242"} pan=4242424242424242;')
+    assert not card_like("request_id=a0102268137373f 0102268137373ab")
 
 
 class Capture(logging.Handler):
