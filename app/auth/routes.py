@@ -12,6 +12,7 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from app.auth import service
+from app.auth.throttle import per_account, per_address
 from app.auth.forms import EmptyForm, LoginForm
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -45,6 +46,8 @@ def roles_required(*roles: str) -> Callable[[F], F]:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@per_address
+@per_account
 def login() -> Response | str | tuple[str, int]:
     """Merchant sign-in."""
     form = LoginForm()
