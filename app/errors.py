@@ -7,6 +7,7 @@ everything else gets a plain page (or a fragment for htmx requests).
 from __future__ import annotations
 
 from flask import Flask, render_template, request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from app.payments.errors import KassaError
@@ -17,6 +18,13 @@ def init_app(app: Flask) -> None:
     def domain_error(exc: KassaError) -> tuple[str, int]:
         return render_template("errors/error.html", title="Something went wrong",
                                message=exc.message, status=exc.http_status), exc.http_status
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError) -> tuple[str, int]:
+        return render_template(
+            "errors/error.html", title="Please try again",
+            message="This form expired or was sent from another site, so nothing was done. "
+                    "Go back, reload the page and send it again.", status=400), 400
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[str, int]:

@@ -127,11 +127,14 @@ class SandboxProcessor:
     delay: float = 0.3
     # Events built while delivery is off (tests post them through the test client).
     undelivered: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
+    # (event id, HTTP status or 0 for a connection error) of every delivery attempt.
+    deliveries: list[tuple[str, int]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def session(self) -> Session:
-        # Its own session and transactions: the sandbox is "another server".
-        return Session(db.engine, expire_on_commit=False)
+        # Its own session and transactions: the sandbox is "another server". Its
+        # transactions write, so on SQLite they start with BEGIN IMMEDIATE (app/db.py).
+        return Session(db.engine.execution_options(kassa_write=True), expire_on_commit=False)
 
     # -- checkout ----------------------------------------------------------------
     def create(self, request: CheckoutRequest) -> SandboxSession:
@@ -320,10 +323,12 @@ class SandboxProcessor:
             body, headers = self.signed(event)   # fresh timestamp per attempt
             try:
                 response = requests.post(self.webhook_url, data=body, headers=headers, timeout=5)
+                self.deliveries.append((event["id"], response.status_code))
                 if 200 <= response.status_code < 300:
                     return
                 log.warning("sandbox webhook answered %s", response.status_code)
-            except Exception as exc:  # a gateway keeps trying whatever went wrong
+            except requests.RequestException as exc:  # a gateway keeps trying
+                self.deliveries.append((event["id"], 0))
                 log.warning("sandbox webhook delivery failed: %s", type(exc).__name__)
             time.sleep(min(8.0, 0.25 * 2 ** attempt))
 

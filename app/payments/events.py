@@ -23,8 +23,8 @@ from app.gateways.base import VerifiedEvent
 from app.models import WebhookEvent, WebhookStatus
 from app.models.base import utcnow
 from app.payments.audit import gateway_actor
-from app.payments.updates import apply_update
 from app.payments.uow import lock, unit_of_work
+from app.payments.updates import apply_update
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,151 @@
+"""The core against a real database: stock under concurrency, refunds, migrations."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from flask import Flask
+from sqlalchemy import func, select, text
+
+from app.extensions import db
+from app.models import AuditEntry, Order, Payment, Product, Refund
+from app.payments import refunds
+from app.payments.audit import CUSTOMER, Actor
+from app.payments.errors import InvalidState, OutOfStock, RefundExceedsRemaining
+from app.payments.orders import ItemRequest, create_order
+from app.payments.uow import unit_of_work
+from tests.integration.test_webhooks import start_purchase
+
+MERCHANT = Actor("user", "1")
+
+
+def deliver(app: Flask, events: list[tuple[bytes, dict[str, str]]]) -> None:
+    client = app.test_client()
+    for body, headers in events:
+        assert client.post("/webhooks/sandbox", data=body, headers=headers).status_code == 200
+
+
+def paid_payment(app: Flask) -> str:
+    payment, events = start_purchase(app)
+    deliver(app, events)
+    return payment.public_id
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_schema_matches_models(backend: str, make_app: Callable[..., Flask],
+                               request: pytest.FixtureRequest) -> None:
+    """Models and migrations never drift apart (autogenerate finds nothing to do)."""
+    overrides = {}
+    if backend == "postgres":
+        overrides["SQLALCHEMY_DATABASE_URI"] = request.getfixturevalue("pg_url")
+    app = make_app(**overrides)
+    with app.app_context(), db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
+                                db.metadata)
+        assert diff == []
+        if backend == "sqlite":
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+@pytest.mark.postgres
+def test_twenty_buyers_for_five_units(make_app: Callable[..., Flask], pg_url: str) -> None:
+    app = make_app(SQLALCHEMY_DATABASE_URI=pg_url,
+                   SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 25, "max_overflow": 0})
+    barrier = threading.Barrier(20)
+    results: list[str] = []
+
+    def buy(n: int) -> None:
+        with app.app_context():
+            barrier.wait()
+            try:
+                with unit_of_work():
+                    create_order([ItemRequest("print-usd", 1)], f"b{n}@example.com", "Buyer",
+                                 CUSTOMER)
+                results.append("ok")
+            except OutOfStock:
+                results.append("sold out")
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=buy, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results.count("ok") == 5 and results.count("sold out") == 15
+    with app.app_context():
+        assert db.session.execute(
+            select(Product.stock).where(Product.sku == "print-usd")).scalar_one() == 0
+        assert db.session.execute(select(func.count(Order.id))).scalar_one() == 5
+
+
+def test_quantities_and_prices_come_from_the_catalog(make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+    with app.app_context():
+        with unit_of_work():
+            order = create_order([ItemRequest("print-usd", 2)], "d@example.com", "Di", CUSTOMER)
+        assert order.total_amount == 12000 and order.currency == "USD"
+        assert order.items[0].unit_amount == 6000
+        with pytest.raises(OutOfStock), unit_of_work():
+            create_order([ItemRequest("print-usd", 4)], "d@example.com", "Di", CUSTOMER)
+        # The failed attempt rolled back whole: stock and orders as before.
+        assert db.session.execute(
+            select(Product.stock).where(Product.sku == "print-usd")).scalar_one() == 3
+        assert db.session.execute(select(func.count(Order.id))).scalar_one() == 1
+
+
+def test_partial_and_full_refunds_never_exceed_the_payment(make_app: Callable[..., Flask]
+                                                           ) -> None:
+    app = make_app()
+    payment_id = paid_payment(app)
+    processor = app.extensions["kassa_gateways"]["sandbox"].processor
+    with app.test_request_context():
+        first = refunds.create_refund(payment_id, 1000, "damaged", MERCHANT)
+        assert first.status == "pending" and first.gateway_refund_id
+        with pytest.raises(RefundExceedsRemaining):
+            refunds.create_refund(payment_id, 1501, None, MERCHANT)
+        deliver(app, processor.undelivered)
+        processor.undelivered.clear()
+        db.session.rollback()
+        payment = db.session.execute(
+            select(Payment).where(Payment.public_id == payment_id)).scalar_one()
+        assert payment.status == "partially_refunded" and payment.amount_refunded == 1000
+        assert payment.order.status == "partially_refunded"
+        rest = refunds.create_refund(payment_id, None, None, MERCHANT)  # the rest
+        assert rest.amount == 1500
+        deliver(app, processor.undelivered)
+        db.session.rollback()
+        payment = db.session.execute(
+            select(Payment).where(Payment.public_id == payment_id)).scalar_one()
+        assert payment.status == "refunded" and payment.amount_refunded == 2500
+        assert payment.order.status == "refunded"
+        with pytest.raises(InvalidState):
+            refunds.create_refund(payment_id, 1, None, MERCHANT)
+
+
+def test_same_idempotency_key_refunds_once(make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+    payment_id = paid_payment(app)
+    with app.test_request_context():
+        a = refunds.create_refund(payment_id, 500, None, MERCHANT, idempotency_key="form-123")
+        b = refunds.create_refund(payment_id, 500, None, MERCHANT, idempotency_key="form-123")
+        assert a.id == b.id
+        assert db.session.execute(select(func.count(Refund.id))).scalar_one() == 1
+
+
+def test_every_change_is_audited_with_its_actor(make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+    payment_id = paid_payment(app)
+    with app.test_request_context():
+        refunds.create_refund(payment_id, 100, "goodwill", MERCHANT)
+        entries = db.session.execute(select(AuditEntry).order_by(AuditEntry.id)).scalars().all()
+        actions = [(e.actor_type, e.action) for e in entries]
+        assert ("customer", "order.created") in actions
+        assert ("gateway", "payment.status_changed") in actions
+        assert ("user", "refund.requested") in actions
+        assert all(e.order_id is not None for e in entries)

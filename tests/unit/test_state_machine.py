@@ -1,0 +1,90 @@
+"""The payment state machine, tested as tables: every (current, reported) pair, and every
+delivery order of a set of events ends in the same state."""
+
+import itertools
+
+import pytest
+
+from app.models import PaymentStatus as P
+from app.payments.state import (
+    PAYMENT_RANK,
+    PAYMENT_TRANSITIONS,
+    Outcome,
+    payment_outcome,
+)
+
+GATEWAY_REPORTED = [P.CREATED, P.PROCESSING, P.AUTHORIZED, P.SUCCEEDED, P.FAILED, P.CANCELED,
+                    P.EXPIRED]
+
+# (current, reported) -> expected outcome, written out by hand: this is the spec.
+A, D, S, I = Outcome.APPLIED, Outcome.DUPLICATE, Outcome.STALE, Outcome.INVALID
+EXPECTED = {
+    P.CREATED:    {P.CREATED: D, P.PROCESSING: A, P.AUTHORIZED: A, P.SUCCEEDED: A, P.FAILED: A,
+                   P.CANCELED: A, P.EXPIRED: A},
+    P.PROCESSING: {P.CREATED: S, P.PROCESSING: D, P.AUTHORIZED: A, P.SUCCEEDED: A, P.FAILED: A,
+                   P.CANCELED: A, P.EXPIRED: A},
+    P.FAILED:     {P.CREATED: S, P.PROCESSING: S, P.AUTHORIZED: A, P.SUCCEEDED: A, P.FAILED: D,
+                   P.CANCELED: A, P.EXPIRED: A},
+    P.EXPIRED:    {P.CREATED: S, P.PROCESSING: S, P.AUTHORIZED: A, P.SUCCEEDED: A, P.FAILED: S,
+                   P.CANCELED: A, P.EXPIRED: D},
+    P.CANCELED:   {P.CREATED: S, P.PROCESSING: S, P.AUTHORIZED: A, P.SUCCEEDED: A, P.FAILED: S,
+                   P.CANCELED: D, P.EXPIRED: S},
+    P.AUTHORIZED: {P.CREATED: S, P.PROCESSING: S, P.AUTHORIZED: D, P.SUCCEEDED: A, P.FAILED: S,
+                   P.CANCELED: S, P.EXPIRED: S},
+    P.SUCCEEDED:  {P.CREATED: S, P.PROCESSING: S, P.AUTHORIZED: S, P.SUCCEEDED: D, P.FAILED: S,
+                   P.CANCELED: S, P.EXPIRED: S},
+    # Refund states count as "succeeded" for gateway status reports.
+    P.PARTIALLY_REFUNDED: {P.CREATED: S, P.PROCESSING: S, P.AUTHORIZED: S, P.SUCCEEDED: D,
+                           P.FAILED: S, P.CANCELED: S, P.EXPIRED: S},
+    P.REFUNDED:   {P.CREATED: S, P.PROCESSING: S, P.AUTHORIZED: S, P.SUCCEEDED: D, P.FAILED: S,
+                   P.CANCELED: S, P.EXPIRED: S},
+}
+
+
+@pytest.mark.parametrize(("current", "reported"),
+                         [(c, r) for c in EXPECTED for r in GATEWAY_REPORTED])
+def test_every_pair(current: P, reported: P) -> None:
+    assert payment_outcome(current, reported) is EXPECTED[current][reported]
+
+
+@pytest.mark.parametrize("current", list(P))
+@pytest.mark.parametrize("target", [P.PARTIALLY_REFUNDED, P.REFUNDED])
+def test_refund_states_never_come_from_status_reports(current: P, target: P) -> None:
+    assert payment_outcome(current, target) is Outcome.INVALID
+
+
+def test_table_only_moves_forward() -> None:
+    for current, targets in PAYMENT_TRANSITIONS.items():
+        for target in targets:
+            assert PAYMENT_RANK[target] > PAYMENT_RANK[current], (current, target)
+
+
+def _final(events: tuple[P, ...]) -> P:
+    state = P.CREATED
+    for event in events:
+        if payment_outcome(state, event) is Outcome.APPLIED:
+            state = event
+    return state
+
+
+def test_final_state_never_depends_on_delivery_order() -> None:
+    # Every subset of up to five distinct reports, in every order, twice over.
+    for size in range(1, 6):
+        for subset in itertools.combinations(GATEWAY_REPORTED, size):
+            finals = {_final(order) for order in itertools.permutations(subset)}
+            assert len(finals) == 1, (subset, finals)
+            doubled = {_final(order + order) for order in itertools.permutations(subset)}
+            assert doubled == finals
+
+
+@pytest.mark.parametrize(("events", "final"), [
+    ((P.PROCESSING, P.SUCCEEDED), P.SUCCEEDED),
+    ((P.SUCCEEDED, P.PROCESSING), P.SUCCEEDED),
+    ((P.FAILED, P.SUCCEEDED), P.SUCCEEDED),       # late money wins
+    ((P.EXPIRED, P.FAILED), P.EXPIRED),
+    ((P.FAILED, P.EXPIRED), P.EXPIRED),
+    ((P.AUTHORIZED, P.PROCESSING, P.SUCCEEDED), P.SUCCEEDED),
+    ((P.PROCESSING, P.FAILED), P.FAILED),
+])
+def test_known_sequences(events: tuple[P, ...], final: P) -> None:
+    assert _final(events) is final
