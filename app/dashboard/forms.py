@@ -7,11 +7,17 @@ from typing import Any
 
 from flask_wtf import FlaskForm
 from wtforms import DateField, HiddenField, SearchField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
 from app.dashboard.queries import SORTS, PaymentFilters
 from app.models import ApiKeyScope, PaymentStatus, WebhookStatus
 from app.money import Money, MoneyError
+
+
+def options(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
+    """(value, label) pairs as WTForms choices (tuples are deprecated in WTForms 3.3)."""
+    return [SelectChoice(value, label) for value, label in pairs]
 
 
 class FilterForm(FlaskForm):
@@ -27,20 +33,21 @@ class FilterForm(FlaskForm):
     currency = SelectField("Currency", validators=[Optional()])
     date_from = DateField("From", validators=[Optional()])
     date_to = DateField("To", validators=[Optional()])
-    sort = SelectField("Sort", choices=list(SORTS.items()), validators=[Optional()])
+    sort = SelectField("Sort", choices=options(list(SORTS.items())), validators=[Optional()])
 
     def __init__(self, *args: Any, gateways: list[str], currencies: list[str],
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.status.choices = [("", "Any status")] + [
-            (s.value, s.value.replace("_", " ").capitalize()) for s in PaymentStatus]
-        self.gateway.choices = [("", "Any gateway")] + [(g, g.capitalize()) for g in gateways]
-        self.currency.choices = [("", "Any currency")] + [(c, c) for c in currencies]
+        self.status.choices = options([("", "Any status")] + [
+            (s.value, s.value.replace("_", " ").capitalize()) for s in PaymentStatus])
+        self.gateway.choices = options([("", "Any gateway")] + [(g, g.capitalize())
+                                                                for g in gateways])
+        self.currency.choices = options([("", "Any currency")] + [(c, c) for c in currencies])
 
     def filters(self) -> PaymentFilters:
         """Valid filters only: a bad value is dropped (and shown as an error)."""
         def pick(f: SelectField) -> str | None:
-            values = {str(v) for v, _ in f.choices}  # type: ignore[misc, union-attr]
+            values = {c.value for c in f.choices}  # type: ignore[union-attr]
             return f.data if f.data and f.data in values and not f.errors else None
 
         date_from = self.date_from.data if not self.date_from.errors else None
@@ -65,7 +72,7 @@ class RefundForm(FlaskForm):
     submission of the same form refund once."""
 
     amount = StringField("Amount to refund", validators=[InputRequired("Enter an amount.")])
-    reason = SelectField("Reason", choices=REFUND_REASONS,
+    reason = SelectField("Reason", choices=options(REFUND_REASONS),
                          validators=[InputRequired("Pick a reason.")])
     token = HiddenField()
     confirm = HiddenField()
@@ -102,8 +109,8 @@ class ApiKeyForm(FlaskForm):
     name = StringField("Name", validators=[InputRequired("Give the key a name."),
                                            Length(max=100)],
                        description="What uses this key, e.g. “shop backend”.")
-    scope = SelectField("Access", choices=[(ApiKeyScope.WRITE.value, "Read and write"),
-                                           (ApiKeyScope.READ.value, "Read only")])
+    scope = SelectField("Access", choices=options([(ApiKeyScope.WRITE.value, "Read and write"),
+                                                   (ApiKeyScope.READ.value, "Read only")]))
 
 
 class WebhookFilterForm(FlaskForm):
@@ -111,8 +118,8 @@ class WebhookFilterForm(FlaskForm):
         csrf = False
 
     status = SelectField("Status", validators=[Optional()],
-                         choices=[("", "Any status")] + [(s.value, s.value.capitalize())
-                                                         for s in WebhookStatus])
+                         choices=options([("", "Any status")] + [
+                             (s.value, s.value.capitalize()) for s in WebhookStatus]))
     gateway = SelectField("Gateway", validators=[Optional()])
 
 

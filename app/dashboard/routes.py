@@ -40,6 +40,7 @@ from app.dashboard.forms import (
     FilterForm,
     RefundForm,
     WebhookFilterForm,
+    options,
 )
 from app.extensions import db, htmx, login_manager
 from app.gateways import registry
@@ -106,9 +107,9 @@ def _error_status(code: int) -> int:
     return 200 if _partial_wanted() else code
 
 
-def _render(page: str, partial: str, status: int = 200, **context: Any) -> BaseResponse:
+def _render(full: str, partial: str, status: int = 200, **context: Any) -> BaseResponse:
     """The partial for htmx swaps, the full page (which includes it) otherwise."""
-    template = partial if _partial_wanted() else page
+    template = partial if _partial_wanted() else full
     if status >= 400:
         status = _error_status(status)
     return make_response(render_template(template, **context), status)
@@ -383,8 +384,8 @@ def sync(public_id: str) -> BaseResponse:
 def webhooks() -> BaseResponse:
     """The webhook inbox: status, attempts, errors, outcome; newest first."""
     form = WebhookFilterForm(request.args)
-    form.gateway.choices = [("", "Any gateway")] + [(g, g.capitalize())
-                                                    for g in sorted(registry.gateways())]
+    form.gateway.choices = options([("", "Any gateway")] + [
+        (g, g.capitalize()) for g in sorted(registry.gateways())])
     form.validate()
     status = form.status.data if form.status.data and not form.status.errors else None
     gateway = form.gateway.data if form.gateway.data and not form.gateway.errors else None
