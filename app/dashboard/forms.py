@@ -31,8 +31,8 @@ class FilterForm(FlaskForm):
     status = SelectField("Status", validators=[Optional()])
     gateway = SelectField("Gateway", validators=[Optional()])
     currency = SelectField("Currency", validators=[Optional()])
-    date_from = DateField("From", validators=[Optional()])
-    date_to = DateField("To", validators=[Optional()])
+    date_from = DateField("From", name="from", validators=[Optional()])
+    date_to = DateField("To", name="to", validators=[Optional()])
     sort = SelectField("Sort", choices=options(list(SORTS.items())), validators=[Optional()])
 
     def __init__(self, *args: Any, gateways: list[str], currencies: list[str],

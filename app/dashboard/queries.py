@@ -96,7 +96,7 @@ def _search_condition(q: str) -> Any:
         conditions.append(Payment.customer_email.in_({q, q.lower()}))
     else:
         # The unique indexes lead with gateway, so name every gateway to use them.
-        names = sorted(set(registry.gateways()) | {"stripe", "razorpay", "sandbox"})
+        names = gateway_choices()
         conditions.append(and_(Payment.gateway.in_(names), Payment.gateway_reference == q))
         conditions.append(and_(Payment.gateway.in_(names), Payment.gateway_payment_id == q))
     return or_(*conditions)
@@ -187,10 +187,24 @@ def export_rows(filters: PaymentFilters, batch: int = 1000) -> Iterator[Sequence
         yield from partition
 
 
-def currencies_in_use() -> list[str]:
-    """Currencies that payments were made in (small; for the filter's choices)."""
-    rows = db.session.execute(select(Order.currency).distinct().order_by(Order.currency))
-    return [r[0] for r in rows]
+def currency_choices(requested: str | None = None) -> list[str]:
+    """The catalog's currencies (a small table, unlike a DISTINCT over every payment),
+    plus any valid ISO code asked for in the URL."""
+    from app.models import Product
+    from app.money import MoneyError, normalize_currency
+
+    found = set(db.session.execute(select(Product.currency).distinct()).scalars())
+    if requested:
+        try:
+            found.add(normalize_currency(requested))
+        except MoneyError:
+            pass
+    return sorted(found)
+
+
+def gateway_choices() -> list[str]:
+    """Every gateway Kassa knows, configured now or not (old payments stay filterable)."""
+    return sorted(set(registry.ORDER) | set(registry.gateways()))
 
 
 def is_final(payment: Payment) -> bool:

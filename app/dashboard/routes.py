@@ -142,8 +142,8 @@ def overview() -> BaseResponse:
 # --- payments list -------------------------------------------------------------------
 
 def _filter_form() -> FilterForm:
-    form = FilterForm(request.args, gateways=sorted(registry.gateways()),
-                      currencies=queries.currencies_in_use())
+    form = FilterForm(request.args, gateways=queries.gateway_choices(),
+                      currencies=queries.currency_choices(request.args.get("currency")))
     form.validate()
     return form
 
@@ -385,7 +385,7 @@ def webhooks() -> BaseResponse:
     """The webhook inbox: status, attempts, errors, outcome; newest first."""
     form = WebhookFilterForm(request.args)
     form.gateway.choices = options([("", "Any gateway")] + [
-        (g, g.capitalize()) for g in sorted(registry.gateways())])
+        (g, g.capitalize()) for g in queries.gateway_choices()])
     form.validate()
     status = form.status.data if form.status.data and not form.status.errors else None
     gateway = form.gateway.data if form.gateway.data and not form.gateway.errors else None
