@@ -12,8 +12,8 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from app.auth import service
-from app.auth.throttle import per_account, per_address
 from app.auth.forms import EmptyForm, LoginForm
+from app.auth.throttle import per_account, per_address
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 F = TypeVar("F", bound=Callable[..., Any])

@@ -14,7 +14,6 @@ from app.models import ApiKey, Refund
 from tests.integration.dashboard.conftest import (
     HX,
     csrf_token,
-    hx_headers,
     make_payment,
     sandbox_payment,
 )

@@ -124,8 +124,8 @@ def test_only_in_flight_rows_poll_and_stop_when_final(
         moving = make_payment(status="processing").public_id
         done = make_payment(status="succeeded").public_id
     html = client.get("/dashboard/payments").get_data(as_text=True)
-    moving_row = re.search(rf'<tr id="row-{moving}"[^>]*>', html, re.S)
-    done_row = re.search(rf'<tr id="row-{done}"[^>]*>', html, re.S)
+    moving_row = re.search(rf'<tr id="row-{moving}"[^>]*>', html, re.DOTALL)
+    done_row = re.search(rf'<tr id="row-{done}"[^>]*>', html, re.DOTALL)
     assert moving_row and 'hx-trigger="every 2s"' in moving_row.group(0)
     assert done_row and "hx-trigger" not in done_row.group(0)
     response = client.get(f"/dashboard/payments/{moving}/row", headers=HX)
