@@ -91,7 +91,11 @@ def _search_condition(q: str) -> Any:
     q = q.strip()
     conditions: list[Any] = [Payment.public_id == q]
     if q.startswith("ord_"):
-        conditions.append(Payment.order_id.in_(select(Order.id).where(Order.public_id == q)))
+        # Looked up first: an IN (subquery) inside an OR makes PostgreSQL scan every payment.
+        order_id = db.session.execute(
+            select(Order.id).where(Order.public_id == q)).scalar_one_or_none()
+        if order_id is not None:
+            conditions.append(Payment.order_id == order_id)
     if "@" in q:
         conditions.append(Payment.customer_email.in_({q, q.lower()}))
     else:
