@@ -194,9 +194,9 @@ def _major(amount: int, currency: str) -> str:
     return f"{'-' if amount < 0 else ''}{whole}.{part:0{places}d}"
 
 
-def _csv_cell(value: Any) -> Any:
+def _csv_cell(value: str) -> str:
     # Spreadsheet formula injection: text starting with = + - @ is shown, never run.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
 
@@ -219,10 +219,12 @@ def export_csv() -> BaseResponse:
              reference, gateway_pid, failure) = row
             created_at = created.astimezone(UTC) if created.tzinfo else created.replace(
                 tzinfo=UTC)
-            writer.writerow([_csv_cell(v) for v in (
+            # Only text that came from customers or gateways can start a formula.
+            writer.writerow((
                 pid, created_at.isoformat(), order_id, status, gateway,
-                _major(amount, currency), _major(refunded, currency), currency, email,
-                reference or "", gateway_pid or "", failure or "")])
+                _major(amount, currency), _major(refunded, currency), currency,
+                _csv_cell(email), _csv_cell(reference or ""), _csv_cell(gateway_pid or ""),
+                _csv_cell(failure or "")))
             if count % 500 == 0:
                 yield buffer.getvalue()
                 buffer.seek(0)
