@@ -7,11 +7,14 @@ shadow the shared ones.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
+import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -51,12 +54,15 @@ def base_config(tmp_path: Any) -> dict[str, Any]:
     }
 
 
-def build_app(tmp_path: Any, **overrides: Any) -> Flask:
+def build_app(tmp_path: Any, *, migrated: bool = False, **overrides: Any) -> Flask:
+    """A seeded app with an owner, an admin and a viewer; migrated here unless the
+    database already is (a copy of the session's migrated SQLite template)."""
     config = base_config(tmp_path)
     config.update(overrides)
     app = create_app(config)
     with app.app_context():
-        upgrade()
+        if not migrated:
+            upgrade()
         seed_demo_data()
         for role in ("owner", "admin", "viewer"):
             db.session.add(User(email=f"{role}@shop.test", password_hash=PASSWORD_HASH,
@@ -73,15 +79,29 @@ def dispose(app: Flask) -> None:
 
 
 @pytest.fixture
-def dash_app(tmp_path: Any) -> Iterator[Flask]:
-    app = build_app(tmp_path)
+def dash_app(tmp_path: Any, sqlite_template: Path) -> Iterator[Flask]:
+    """The app on this test's own SQLite file, copied from the migrated template."""
+    path = tmp_path / "kassa.db"
+    with contextlib.closing(sqlite3.connect(sqlite_template)) as src, \
+            contextlib.closing(sqlite3.connect(path)) as dst:
+        src.backup(dst)
+    app = build_app(tmp_path, migrated=True)
     yield app
     dispose(app)
 
 
-@pytest.fixture
+def truncate_all(app: Flask) -> None:
+    """Empty every table (PostgreSQL), so the next test starts from a clean database."""
+    with app.app_context():
+        names = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+        db.session.execute(db.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        db.session.commit()
+
+
+@pytest.fixture(scope="module")
 def dash_pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database (kassa_dash_<random>), dropped afterwards."""
+    """A PostgreSQL database of our own (kassa_dash_<random>), migrated on first use by
+    build_app, shared by the module's tests (each truncates after itself), then dropped."""
     base = os.environ.get("TEST_DATABASE_URL")
     if not base:
         pytest.skip("TEST_DATABASE_URL is not set (PostgreSQL tests)")

@@ -23,6 +23,7 @@ from tests.integration.dashboard.conftest import (
     hx_headers,
     login,
     sandbox_payment,
+    truncate_all,
 )
 
 pytestmark = pytest.mark.postgres
@@ -97,4 +98,5 @@ def test_twenty_concurrent_full_refunds_make_one(dash_pg_url: str, tmp_path: Any
                                          ).scalar_one()
             assert payment.status == "refunded" and payment.amount_refunded == 2500
     finally:
+        truncate_all(app)
         dispose(app)
