@@ -227,3 +227,40 @@ def test_capture_an_authorized_payment_and_sync(
                            data={"csrf_token": csrf.group(1)})
     assert response.status_code == 303
     assert "Payment synced" in client.get(page_url).get_data(as_text=True)
+
+
+def test_change_button_and_links_from_internal_ids(
+        dash_app: Flask, signed_in: Callable[[str], FlaskClient]) -> None:
+    client = signed_in("owner")
+    pid = sandbox_payment(dash_app, client)
+    headers = hx_headers(client, f"/dashboard/payments/{pid}")
+    fresh = client.get(f"/dashboard/payments/{pid}/refund-form", headers=headers)
+    html = fresh.get_data(as_text=True)
+    assert fresh.status_code == 200 and "Review refund" in html and "<html" not in html
+    assert client.get(f"/dashboard/payments/{pid}/refund-form").status_code == 302
+    with dash_app.app_context():
+        internal = db.session.execute(select(Payment.id).where(Payment.public_id == pid)
+                                      ).scalar_one()
+    response = client.get(f"/dashboard/payments/by-id/{internal}")
+    assert response.status_code == 302 and response.headers["Location"].endswith(pid)
+    assert client.get("/dashboard/payments/by-id/999999").status_code == 404
+
+
+def test_in_flight_payment_panel_polls_until_final(
+        dash_app: Flask, signed_in: Callable[[str], FlaskClient]) -> None:
+    client = signed_in("viewer")
+    with dash_app.app_context():
+        pid = make_payment(status="processing").public_id
+    html = client.get(f"/dashboard/payments/{pid}").get_data(as_text=True)
+    panel = re.search(r'<section id="payment-status"[^>]*>', html)
+    assert panel and 'hx-trigger="every 1s"' in panel.group(0)
+    polled = client.get(f"/dashboard/payments/{pid}/status", headers={"HX-Request": "true"})
+    assert polled.status_code == 200 and "Processing" in polled.get_data(as_text=True)
+    with dash_app.app_context():
+        db.session.execute(db.text("UPDATE payments SET status='failed', "
+                                   "failure_message='Your card was declined.' "
+                                   "WHERE public_id=:p"), {"p": pid})
+        db.session.commit()
+    polled = client.get(f"/dashboard/payments/{pid}/status", headers={"HX-Request": "true"})
+    assert polled.status_code == 286
+    assert "Your card was declined." in polled.get_data(as_text=True)
