@@ -263,10 +263,19 @@ def payment(public_id: str) -> BaseResponse:
         "dashboard/payment.html", timeline=queries.timeline(p), **_payment_context(p)))
 
 
-def _status_widget(payment: Payment, status: int = 200, **extra: Any) -> BaseResponse:
-    response = make_response(render_template("dashboard/_payment_status.html",
-                                             **_payment_context(payment, **extra)), status)
-    if payment.is_final and not queries.has_pending_refunds(payment) and status == 200:
+def _with_timeline(payment: Payment, settled: bool, extra: dict[str, Any]) -> dict[str, Any]:
+    """Send the timeline along once something finished, so the history catches up."""
+    if settled or extra.get("action_message") or extra.get("action_error") \
+            or extra.get("refresh_lists"):
+        return {**extra, "timeline_oob": True, "timeline": queries.timeline(payment)}
+    return extra
+
+
+def _status_widget(payment: Payment, **extra: Any) -> BaseResponse:
+    settled = payment.is_final and not queries.has_pending_refunds(payment)
+    context = _payment_context(payment, **_with_timeline(payment, settled, extra))
+    response = make_response(render_template("dashboard/_payment_status.html", **context))
+    if settled:
         response.status_code = POLL_STOP
     return response
 
@@ -304,9 +313,11 @@ def refund_list(public_id: str) -> BaseResponse:
     p = _payment_or_404(public_id)
     if not _partial_wanted():
         return redirect(url_for("dashboard.payment", public_id=public_id) + "#refunds")
+    settled = not queries.has_pending_refunds(p)
     response = make_response(render_template("dashboard/_refund_list.html",
-                                             **_payment_context(p)))
-    if not queries.has_pending_refunds(p):
+                                             **_payment_context(p, **_with_timeline(p, settled,
+                                                                                    {}))))
+    if settled:
         response.status_code = POLL_STOP
     return response
 
@@ -315,6 +326,8 @@ def _refund_form_response(payment: Payment, form: RefundForm, status: int,
                           **extra: Any) -> BaseResponse:
     if not _partial_wanted():
         extra.pop("refresh_lists", None)   # out-of-band swaps only make sense in fragments
+    else:
+        extra = _with_timeline(payment, False, extra)
     context = _payment_context(payment, refund_form=form, **extra)
     status = _error_status(status) if status >= 400 else status
     if _partial_wanted():

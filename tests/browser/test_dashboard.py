@@ -105,6 +105,7 @@ def test_merchant_filters_refunds_and_exports(app: Any, live_server: str, page: 
     expect(refund_status).to_have_text("Succeeded", timeout=10_000)
     expect(page.locator("#payment-status [data-status]")).to_have_text("Partially refunded")
     expect(page.locator('[data-amount="net"]')).to_have_text("€19.00")
+    expect(page.locator("#timeline")).to_contain_text("refund.succeeded")   # caught up too
     assert page.evaluate("window.__sameDocument") is True
 
     # Export the filtered list as CSV.

@@ -264,3 +264,24 @@ def test_in_flight_payment_panel_polls_until_final(
     polled = client.get(f"/dashboard/payments/{pid}/status", headers={"HX-Request": "true"})
     assert polled.status_code == 286
     assert "Your card was declined." in polled.get_data(as_text=True)
+
+
+def test_timeline_catches_up_when_a_refund_settles(
+        dash_app: Flask, signed_in: Callable[[str], FlaskClient]) -> None:
+    client = signed_in("owner")
+    pid = sandbox_payment(dash_app, client)
+    page_url = f"/dashboard/payments/{pid}"
+    headers = hx_headers(client, page_url)
+    token = form_token(client.get(page_url).get_data(as_text=True))
+    html = client.post(f"/dashboard/payments/{pid}/refund",
+                       data={"amount": "5", "reason": "other", "token": token,
+                             "confirm": "yes"}, headers=headers).get_data(as_text=True)
+    assert html.count('id="timeline" hx-swap-oob="true"') == 1
+    assert "refund.requested" in html
+    pending = client.get(f"/dashboard/payments/{pid}/refunds", headers=headers)
+    assert pending.status_code == 200 and 'id="timeline"' not in pending.get_data(as_text=True)
+    deliver_webhooks(dash_app, client)
+    settled = client.get(f"/dashboard/payments/{pid}/refunds", headers=headers)
+    body = settled.get_data(as_text=True)
+    assert settled.status_code == 286 and 'id="timeline" hx-swap-oob="true"' in body
+    assert "refund.succeeded" in body
