@@ -1,15 +1,15 @@
-"""Merchant API keys: only a lookup prefix and a SHA-256 hash are stored; the full
-key is shown once, when it is created.
+"""Merchant API keys: shown once, stored as a lookup prefix and a SHA-256 hash.
 
-Minimal version written by the dashboard work (create, list, revoke); the API work
-owns this module and may extend it (authentication, last_used_at) at merge.
+Minimal stand-in written by the dashboard work so its API keys page runs before the API
+branch lands. It mirrors that branch's interface (create_api_key, revoke_api_key by
+prefix, list_api_keys, hash_key; keys look like `kassa_<12 hex>_<43 characters>`):
+at merge, take the API branch's app/api/keys.py over this file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
 
 from sqlalchemy import select
 
@@ -18,47 +18,46 @@ from app.models import ApiKey, ApiKeyScope
 from app.models.base import utcnow
 from app.payments import audit
 from app.payments.audit import Actor
-from app.payments.errors import NotFound, ValidationFailed
-from app.payments.uow import lock, unit_of_work
-
-KEY_PREFIX = "kassa_sk_"
+from app.payments.errors import NotFound
+from app.payments.uow import unit_of_work
 
 
-def hash_key(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
+def hash_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_api_key(name: str, scope: str, actor: Actor,
+def create_api_key(name: str, scope: str = ApiKeyScope.WRITE, actor: Actor = audit.SYSTEM,
                    created_by_id: int | None = None) -> tuple[ApiKey, str]:
-    """Make a key. Returns the row and the full secret (never stored, shown once)."""
-    name = (name or "").strip()
+    """Make a key; returns (row, the full key). The full key is never stored or shown again."""
+    scope = ApiKeyScope(scope)
+    name = name.strip()[:100]
     if not name:
-        raise ValidationFailed("Give the key a name.", details=[{"field": "name"}])
-    if scope not in {s.value for s in ApiKeyScope}:
-        raise ValidationFailed("Unknown scope.", details=[{"field": "scope"}])
-    prefix = KEY_PREFIX + secrets.token_hex(6)
-    raw = f"{prefix}_{secrets.token_urlsafe(32)}"
+        raise ValueError("an API key needs a name")
+    prefix = "kassa_" + secrets.token_hex(6)
+    token = f"{prefix}_{secrets.token_urlsafe(32)}"
     with unit_of_work():
-        key = ApiKey(name=name[:100], prefix=prefix, key_hash=hash_key(raw), scope=scope,
+        key = ApiKey(name=name, prefix=prefix, key_hash=hash_key(token), scope=scope,
                      created_by_id=created_by_id)
         db.session.add(key)
         db.session.flush()
-        audit.record(actor, "api_key.created", key, details={"prefix": prefix, "scope": scope})
-    return key, raw
+        audit.record(actor, "api_key.created", key, details={"name": name, "scope": scope,
+                                                             "prefix": prefix})
+    return key, token
 
 
-def revoke_api_key(key_id: int, actor: Actor) -> ApiKey:
-    """Revoke a key (idempotent: revoking twice keeps the first time)."""
+def revoke_api_key(prefix: str, actor: Actor = audit.SYSTEM) -> ApiKey:
+    """Revoke by prefix (what lists show); revoking twice changes nothing."""
     with unit_of_work():
-        key = lock(ApiKey, id=key_id)
+        key = db.session.execute(
+            select(ApiKey).where(ApiKey.prefix == prefix).with_for_update()
+        ).scalar_one_or_none()
         if key is None:
             raise NotFound("No such API key.")
         if key.revoked_at is None:
             key.revoked_at = utcnow()
-            audit.record(actor, "api_key.revoked", key, details={"prefix": key.prefix})
+            audit.record(actor, "api_key.revoked", key, details={"prefix": prefix})
     return key
 
 
-def list_api_keys() -> Sequence[ApiKey]:
-    """All keys, newest first (revoked ones included, marked)."""
-    return db.session.execute(select(ApiKey).order_by(ApiKey.id.desc())).scalars().all()
+def list_api_keys() -> list[ApiKey]:
+    return list(db.session.execute(select(ApiKey).order_by(ApiKey.id)).scalars())

@@ -469,19 +469,19 @@ def create_key() -> BaseResponse:
                                           _actor(), created_by_id=current_user.id)
             status = 201
             form = ApiKeyForm(formdata=None)
-        except KassaError as exc:
-            form.form_errors.append(exc.message)
+        except (KassaError, ValueError) as exc:
+            form.form_errors.append(getattr(exc, "message", None) or "Check the name and access.")
     return _render("dashboard/api_keys.html", "dashboard/_api_keys.html", status=status,
                    keys=list_api_keys(), form=form, button_form=ButtonForm(),
                    new_secret=secret)
 
 
-@bp.post("/api-keys/<int:key_id>/revoke")
+@bp.post("/api-keys/<prefix>/revoke")
 @roles_required(*MANAGERS)
-def revoke_key(key_id: int) -> BaseResponse:
+def revoke_key(prefix: str) -> BaseResponse:
     """Revoke a key: requests with it fail from now on."""
     try:
-        key = revoke_api_key(key_id, _actor())
+        key = revoke_api_key(prefix, _actor())
     except KassaError as exc:
         abort(exc.http_status)
     if not _partial_wanted():

@@ -122,23 +122,23 @@ def test_api_keys_create_shown_once_then_revoke(
     html = response.get_data(as_text=True)
     assert response.status_code == 201
     secret = re.search(r'id="new-secret" type="text" readonly value="([^"]+)"', html)
-    assert secret and secret.group(1).startswith("kassa_sk_")
+    assert secret and re.fullmatch(r"kassa_[0-9a-f]{12}_[A-Za-z0-9_-]{40,64}", secret.group(1))
     assert response.headers["Cache-Control"] == "no-store"
     with dash_app.app_context():
         key = db.session.execute(select(ApiKey)).scalar_one()
         assert key.key_hash == hash_key(secret.group(1)) and secret.group(1) not in key.key_hash
         assert secret.group(1).startswith(key.prefix)
-        key_id = key.id
+        prefix = key.prefix
     listing = client.get("/dashboard/api-keys").get_data(as_text=True)
     assert "shop backend" in listing and secret.group(1) not in listing   # shown once
     empty = client.post("/dashboard/api-keys", data={"name": "", "scope": "write"},
                         headers=headers).get_data(as_text=True)
     assert "Give the key a name." in empty
-    revoked = client.post(f"/dashboard/api-keys/{key_id}/revoke", headers=headers)
+    revoked = client.post(f"/dashboard/api-keys/{prefix}/revoke", headers=headers)
     assert "revoked" in revoked.get_data(as_text=True)
     with dash_app.app_context():
-        key = db.session.get(ApiKey, key_id)
-        assert key is not None and key.revoked_at is not None
+        key = db.session.execute(select(ApiKey).where(ApiKey.prefix == prefix)).scalar_one()
+        assert key.revoked_at is not None
 
 
 def test_sign_in_is_throttled_per_account_and_per_address(tmp_path: object) -> None:

@@ -109,7 +109,7 @@ def _write_requests(pid: str) -> list[tuple[str, dict[str, str]]]:
         (f"/dashboard/payments/{pid}/sync", {}),
         ("/dashboard/webhooks/1/reprocess", {}),
         ("/dashboard/api-keys", {"name": "shop", "scope": "write"}),
-        ("/dashboard/api-keys/1/revoke", {}),
+        ("/dashboard/api-keys/kassa_000000000000/revoke", {}),
     ]
 
 
