@@ -148,10 +148,13 @@ _ORDER_FROM_PAYMENT = {
 
 
 def desired_order_status(order: Order) -> OrderStatus:
-    """The order follows its captured payment if any, else its latest attempt."""
+    """The order follows its captured payment if any; stays pending while any attempt is
+    still open; otherwise it ends the way its latest attempt ended."""
     for payment in order.payments:
         if payment.status in CAPTURED:
             return _ORDER_FROM_PAYMENT[PaymentStatus(payment.status)]
+    if any(p.status in (P.CREATED, P.PROCESSING, P.AUTHORIZED) for p in order.payments):
+        return O.PENDING
     latest = order.latest_payment
     if latest is None:
         return OrderStatus(order.status)
