@@ -79,6 +79,16 @@ def test_merchant_filters_refunds_and_exports(app: Any, live_server: str, page: 
     expect(rows).to_have_count(2)
     page.go_forward()
     expect(rows).to_have_count(1)
+    # Typing a search narrows the results by itself (no button press), URL in step.
+    page.get_by_label("Currency").select_option("")
+    expect(rows).to_have_count(2)
+    page.get_by_label("Search").fill(ids["USD"])
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(ids["USD"])
+    expect(page).to_have_url(re.compile(rf"/dashboard/payments\?q={ids['USD']}$"))
+    expect(page.get_by_label("Search")).to_be_focused()   # typing is never interrupted
+    page.goto("/dashboard/payments?currency=EUR")
+    expect(rows).to_have_count(1)
 
     # Open the payment.
     page.get_by_role("link", name=ids["EUR"]).click()
