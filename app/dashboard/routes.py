@@ -371,6 +371,8 @@ def refund(public_id: str) -> BaseResponse:
 
 
 def _button_action(public_id: str, action: str) -> BaseResponse:
+    """Capture or sync, then answer the status widget (or 303 back without htmx)."""
+    _payment_or_404(public_id)
     error = None
     try:
         if action == "capture":
@@ -379,11 +381,9 @@ def _button_action(public_id: str, action: str) -> BaseResponse:
         else:
             sync_payment(public_id, _actor())
             message = "Payment synced with the gateway."
-    except KassaError as exc:
-        if exc.http_status == 404 and action == "capture" and not queries.payment_detail(
-                public_id):
-            abort(404)
+    except KassaError as exc:   # declined, unavailable, wrong state: say so in the panel
         error, message = exc.message, None
+    db.session.expire_all()     # the core committed in its own units of work
     p = _payment_or_404(public_id)
     if not _partial_wanted():
         flash(error or message or "", "error" if error else "success")
