@@ -52,6 +52,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(checkout_bp)
+    from app.api import init_app as init_api  # the JSON door: /api/v1, /api/docs
+
+    init_api(app)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(dashboard_bp)
     if "sandbox" in app.extensions["kassa_gateways"]:

@@ -114,6 +114,12 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         # Failed merchant sign-ins allowed per account and per client address.
         "LOGIN_LIMIT_ACCOUNT": env_str("LOGIN_LIMIT_ACCOUNT", "5 per 15 minutes"),
         "LOGIN_LIMIT_ADDRESS": env_str("LOGIN_LIMIT_ADDRESS", "20 per 15 minutes"),
+        # JSON API (app/api): per API key (or client address when there is none), and for
+        # the public, unauthenticated checkout-session endpoint per client address.
+        "API_RATE_LIMIT": env_str("API_RATE_LIMIT", "300 per minute"),
+        "API_CHECKOUT_RATE_LIMIT": env_str("API_CHECKOUT_RATE_LIMIT", "20 per minute"),
+        # How long a stored Idempotency-Key response is replayed.
+        "API_IDEMPOTENCY_HOURS": env_int("API_IDEMPOTENCY_HOURS", 24),
         # Sessions and cookies
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

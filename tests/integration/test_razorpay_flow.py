@@ -296,16 +296,17 @@ def test_every_ordering_of_the_webhooks_ends_in_the_same_state(client: FlaskClie
 @pytest.mark.postgres
 def test_every_ordering_on_postgresql(pg_url: str, make_razorpay_app: Callable[..., Flask],
                                       fake: FakeRazorpay) -> None:
-    # Row locks (SELECT ... FOR UPDATE) instead of SQLite's single writer.
+    # Row locks (SELECT ... FOR UPDATE) instead of SQLite's single writer. SQLite already
+    # runs all 120 orderings; here every 8th (15, each event twice) keeps CI quick.
     app = make_razorpay_app(SQLALCHEMY_DATABASE_URI=pg_url)
     with app.test_request_context():
-        check_every_ordering(app.test_client(), fake)
+        check_every_ordering(app.test_client(), fake, every=8)
         db.session.remove()
 
 
-def check_every_ordering(client: FlaskClient, fake: FakeRazorpay) -> None:
+def check_every_ordering(client: FlaskClient, fake: FakeRazorpay, every: int = 1) -> None:
     finals = set()
-    for order in itertools.permutations(EVENTS):
+    for order in itertools.islice(itertools.permutations(EVENTS), 0, None, every):
         payment, _ = deliver_in_order(client, fake, order)
         state = final_state(payment)
         assert state == ("partially_refunded", "partially_refunded", 9900,
