@@ -111,6 +111,9 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         # Rate limits
         "RATELIMIT_ENABLED": env_bool("RATELIMIT_ENABLED", True),
         "RATELIMIT_STORAGE_URI": env_str("RATELIMIT_STORAGE_URI", "memory://"),
+        # Failed merchant sign-ins allowed per account and per client address.
+        "LOGIN_LIMIT_ACCOUNT": env_str("LOGIN_LIMIT_ACCOUNT", "5 per 15 minutes"),
+        "LOGIN_LIMIT_ADDRESS": env_str("LOGIN_LIMIT_ADDRESS", "20 per 15 minutes"),
         # JSON API (app/api): per API key (or client address when there is none), and for
         # the public, unauthenticated checkout-session endpoint per client address.
         "API_RATE_LIMIT": env_str("API_RATE_LIMIT", "300 per minute"),
@@ -120,8 +123,12 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         # Sessions and cookies
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": env_bool("SESSION_COOKIE_SECURE", production),
+        # Secure unless running the debug server over plain http (override with the env var).
+        "SESSION_COOKIE_SECURE": env_bool("SESSION_COOKIE_SECURE",
+                                          production or not env_bool("FLASK_DEBUG", False)),
         "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SECURE": env_bool("SESSION_COOKIE_SECURE",
+                                           production or not env_bool("FLASK_DEBUG", False)),
         "WTF_CSRF_TIME_LIMIT": None,
         # Allowed extra hosts for return URLs (comma separated)
         "ALLOWED_RETURN_HOSTS": [
