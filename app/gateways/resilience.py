@@ -237,7 +237,7 @@ class ResilientGateway:
         """Optional protocol method: one refund's current state."""
         getter = getattr(self.inner, "retrieve_refund", None)
         if not callable(getter):
-            raise AttributeError("retrieve_refund")
+            raise NotImplementedError(f"{self.name} cannot retrieve refunds")
         return self.call("retrieve_refund", lambda: getter(ref, gateway_refund_id))
 
     @property
