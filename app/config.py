@@ -105,6 +105,7 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "JOBS_EAGER": env_bool("JOBS_EAGER", False),
         # Redis only: how long an unacknowledged task waits before another worker gets it
         # (must exceed the longest task; RabbitMQ redelivers as soon as a worker dies).
+        "CELERY_QUEUE": env_str("CELERY_QUEUE", "kassa"),
         "CELERY_VISIBILITY_TIMEOUT": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
         # Periodic tasks without a broker: a small in-process scheduler thread (make run).
         "SCHEDULER_ENABLED": env_bool("SCHEDULER_ENABLED", True),

@@ -47,7 +47,7 @@ def make_celery(app: Flask) -> Celery:
         task_acks_late=True,                 # ack after the task ran, not when it arrived
         task_reject_on_worker_lost=True,     # a killed worker's task goes back to the queue
         worker_prefetch_multiplier=1,        # never hold tasks another worker could run
-        task_default_queue="kassa",
+        task_default_queue=app.config.get("CELERY_QUEUE") or "kassa",
         timezone="UTC",
         enable_utc=True,
         worker_hijack_root_logger=False,

@@ -3,7 +3,7 @@
 KASSA_FAULT_POINT (setting FAULT_POINT) names one point, e.g. "after_gateway_checkout":
 the process calls os._exit(1) there — right after the gateway acted and before our
 commit — exactly the crash that reconciliation must repair. "<point>:sleep=<seconds>"
-stalls instead (a worker killed mid-task). KASSA_FAULT_MARKER, when set, is a file
+stalls instead (a worker killed mid-task); "<point>:raise" raises (a failing job). KASSA_FAULT_MARKER, when set, is a file
 touched on arrival so a test knows the process got there. Production refuses to start
 with a fault point set (app/config.py).
 
@@ -34,4 +34,6 @@ def hit(point: str) -> None:
     if action.startswith("sleep="):
         time.sleep(float(action.split("=", 1)[1]))
         return
+    if action == "raise":
+        raise RuntimeError(f"injected fault at {point}")
     os._exit(1)   # no cleanup, no commit, no rollback: a crash
