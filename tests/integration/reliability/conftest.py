@@ -46,6 +46,9 @@ def rel_pg_url() -> Iterator[str]:
     name = f"kassa_rel_{secrets.token_hex(5)}"
     with psycopg.connect(_admin(base), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+        # Commits need not wait for the disk here (a test database, not crash-safety of the
+        # server): the tests are about our transactions, and this halves their run time.
+        conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     url = re.sub(r"/[^/]*$", f"/{name}", base)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
