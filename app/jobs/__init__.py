@@ -76,7 +76,7 @@ def dispatch(name: str, *args: Any) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app.config.get("CELERY_BROKER_URL") and not app.config.get("JOBS_EAGER"):
         try:
-            celery_app(app).send_task(name, args=list(args))
+            get_celery(app).send_task(name, args=list(args))
         except Exception:
             # The change is committed; the periodic sweeps (webhook retries, receipts,
             # reconcile) pick up what this job would have done.
@@ -86,7 +86,7 @@ def dispatch(name: str, *args: Any) -> None:
     runner.submit(name, args)
 
 
-def celery_app(app: Flask) -> Any:
+def get_celery(app: Flask) -> Any:
     """The app's Celery instance, built on first use (only when a broker is set)."""
     celery = app.extensions.get("kassa_celery")
     if celery is None:
@@ -151,7 +151,7 @@ def init_app(app: Flask) -> None:
     from app.payments import tasks  # noqa: F401
 
     if app.config.get("CELERY_BROKER_URL"):
-        celery_app(app)
+        get_celery(app)
     from app.jobs import scheduler
 
     scheduler.init_app(app)

@@ -155,9 +155,10 @@ class Worker:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.terminate()
+            # Cold shutdown (SIGQUIT): its tasks are acked late, so nothing can be lost.
+            self.proc.send_signal(signal.SIGQUIT)
             try:
-                self.proc.wait(15)
+                self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 self.kill()
         self.log.close()
