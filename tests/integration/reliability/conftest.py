@@ -217,7 +217,8 @@ def run_in_subprocess(app: Flask, action: str, arg: str, **config: Any
     env = {k: v for k, v in os.environ.items() if not k.startswith("KASSA_")}
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run([sys.executable, "-c", SUBPROCESS, json.dumps(settings), action, arg],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
 
 
 def count(app: Flask, model: Any, *where: Any) -> int:
