@@ -123,7 +123,9 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "WEBHOOK_MAX_ATTEMPTS": env_int("WEBHOOK_MAX_ATTEMPTS", 8),
         "WEBHOOK_RETRY_BASE_SECONDS": env_int("WEBHOOK_RETRY_BASE_SECONDS", 10),
         # Gateway calls: timeout per call, bounded retries for transient failures, breaker.
-        "GATEWAY_TIMEOUT_SECONDS": float(env_str("GATEWAY_TIMEOUT_SECONDS", "10") or 10),
+        "GATEWAY_TIMEOUT_SECONDS": float(env_str("GATEWAY_TIMEOUT_SECONDS", "8") or 8),
+        # All attempts of one call end within this (below gunicorn's 30 s worker timeout).
+        "GATEWAY_DEADLINE_SECONDS": float(env_str("GATEWAY_DEADLINE_SECONDS", "25") or 25),
         "GATEWAY_MAX_ATTEMPTS": env_int("GATEWAY_MAX_ATTEMPTS", 3),
         "GATEWAY_BACKOFF_SECONDS": float(env_str("GATEWAY_BACKOFF_SECONDS", "0.5") or 0.5),
         "GATEWAY_BACKOFF_MAX_SECONDS": float(env_str("GATEWAY_BACKOFF_MAX_SECONDS", "5") or 5),

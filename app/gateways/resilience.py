@@ -23,6 +23,7 @@ import random
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,22 +53,24 @@ TRANSIENT_CODES = frozenset({"rate_limited", "gateway_unavailable"})
 
 @dataclass(frozen=True)
 class Policy:
-    timeout: float = 10.0            # seconds, per HTTP call (adapters apply it)
+    timeout: float = 8.0             # seconds, per HTTP call (adapters apply it)
     max_attempts: int = 3            # including the first
     backoff: float = 0.5             # first delay; doubles per attempt
     backoff_max: float = 5.0
     breaker_threshold: int = 5       # consecutive transient failures that open the breaker
     breaker_cooldown: float = 30.0   # seconds open before one trial call
+    deadline: float = 25.0           # no new attempt that could end after this (seconds)
 
     @classmethod
     def from_config(cls, config: Any) -> Policy:
         return cls(
-            timeout=float(config.get("GATEWAY_TIMEOUT_SECONDS", 10)),
+            timeout=float(config.get("GATEWAY_TIMEOUT_SECONDS", 8)),
             max_attempts=max(1, int(config.get("GATEWAY_MAX_ATTEMPTS", 3))),
             backoff=float(config.get("GATEWAY_BACKOFF_SECONDS", 0.5)),
             backoff_max=float(config.get("GATEWAY_BACKOFF_MAX_SECONDS", 5)),
             breaker_threshold=max(1, int(config.get("GATEWAY_BREAKER_THRESHOLD", 5))),
             breaker_cooldown=float(config.get("GATEWAY_BREAKER_COOLDOWN_SECONDS", 30)),
+            deadline=float(config.get("GATEWAY_DEADLINE_SECONDS", 25)),
         )
 
 
@@ -156,8 +159,8 @@ class ResilientGateway:
         self.display_name = inner.display_name
         self.breaker = CircuitBreaker(policy.breaker_threshold, policy.breaker_cooldown)
         self.sleep = sleep
-        # (method, attempt number, error code) of every failed attempt: for logs and tests.
-        self.failures: list[tuple[str, int, str]] = []
+        # (method, attempt number, error code) of recent failed attempts: for logs and tests.
+        self.failures: deque[tuple[str, int, str]] = deque(maxlen=200)
 
     def __getattr__(self, item: str) -> Any:
         # verify_webhook, interpret, redact, processor...: local work, no network.
@@ -169,6 +172,7 @@ class ResilientGateway:
         return random.uniform(cap / 2, cap)
 
     def call(self, method: str, fn: Callable[[], T]) -> T:
+        started = time.monotonic()
         for attempt in range(1, self.policy.max_attempts + 1):
             if not self.breaker.allow():
                 raise GatewayError(
@@ -191,13 +195,18 @@ class ResilientGateway:
                 self.failures.append((method, attempt, error.code))
                 log.warning("gateway %s.%s attempt %s/%s failed: %s", self.name, method,
                             attempt, self.policy.max_attempts, error.code)
-                if attempt == self.policy.max_attempts:
+                delay = self._delay(attempt)
+                # A request thread must answer before the server gives up on it (gunicorn's
+                # timeout): no attempt that could run past the deadline.
+                out_of_time = (time.monotonic() - started + delay + self.policy.timeout
+                               > self.policy.deadline)
+                if attempt == self.policy.max_attempts or out_of_time:
                     raise GatewayError(
                         error.code,
                         f"{self.display_name} did not answer after {attempt} attempts "
                         f"({error.message})",
                         retryable=True, http_status=error.http_status) from exc
-                self.sleep(self._delay(attempt))
+                self.sleep(delay)
                 continue
             self.breaker.success()
             return result

@@ -36,6 +36,7 @@ def make_celery(app: Flask) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)   # beat's schedule file
     celery = Celery(app.import_name, task_cls=FlaskTask)
     celery.conf.update(
         broker_url=broker,
@@ -62,7 +63,8 @@ def make_celery(app: Flask) -> Celery:
         beat_schedule_filename=str(Path(app.instance_path) / "celerybeat-schedule"),
     )
     for name, fn in jobs.TASKS.items():
-        celery.task(name=name)(_runner(name, fn))
+        # shared=False: each Celery app runs its own Flask app (tests build several).
+        celery.task(name=name, shared=False)(_runner(name, fn))
     app.extensions["kassa_celery"] = celery
     return celery
 

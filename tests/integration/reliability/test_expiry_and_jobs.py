@@ -191,3 +191,22 @@ def test_receipts_go_out_over_smtp_exactly_once(make_app: Callable[..., Flask],
     assert message["To"] == "cy@example.com" and message["From"] == "shop@example.com"
     assert "Your receipt" in message["Subject"]
     assert not list((Path(app.instance_path) / "outbox").glob("*.eml"))
+
+
+def test_celery_app_settings_and_beat_schedule(make_app: Callable[..., Flask]) -> None:
+    app = make_app(CELERY_BROKER_URL="redis://127.0.0.1:1/0", CELERY_QUEUE="q1",
+                   EXPIRE_INTERVAL_SECONDS=60)
+    celery = app.extensions["kassa_celery"]
+    conf = celery.conf
+    assert (conf.task_acks_late, conf.task_reject_on_worker_lost,
+            conf.worker_prefetch_multiplier) == (True, True, 1)
+    assert conf.task_serializer == "json" and conf.accept_content == ["json"]
+    assert conf.task_default_queue == "q1"
+    schedule = {entry["task"]: entry["schedule"] for entry in conf.beat_schedule.values()}
+    assert set(schedule) == {"payments.reconcile", "checkouts.expire", "webhooks.retry_due",
+                             "receipts.resend_pending"}
+    assert schedule["checkouts.expire"] == timedelta(seconds=60)
+    from app import jobs
+
+    celery.loader.import_default_modules()
+    assert set(jobs.TASKS) <= set(celery.tasks)

@@ -193,7 +193,7 @@ def test_definitive_errors_are_not_retried(fake: FlakyGatewayServer) -> None:
     gateway.inner = Refusing(fake.url, 0.3)
     with pytest.raises(GatewayError) as caught:
         gateway.create_checkout(_request())
-    assert caught.value.code == "card_declined" and gateway.failures == []
+    assert caught.value.code == "card_declined" and not gateway.failures
 
 
 def test_gives_up_after_bounded_attempts_with_a_clear_error(fake: FlakyGatewayServer) -> None:
@@ -278,3 +278,14 @@ def test_through_the_core_a_checkout_survives_a_flaky_gateway_and_an_outage(
         assert stuck.gateway_reference == fake.objects[stuck_key]["id"]
     assert len(fake.objects) == 2
     assert any("created → processing" in c for c in report.changes)
+
+
+def test_retries_stop_at_the_deadline(fake: FlakyGatewayServer) -> None:
+    # A request thread has to answer before the server's own timeout: no late attempts.
+    gateway = _wrapped(fake, max_attempts=10, deadline=0.5, backoff=0.05, backoff_max=0.05)
+    fake.script = ["503"] * 10
+    started = time.monotonic()
+    with pytest.raises(GatewayError) as caught:
+        gateway.create_checkout(_request())
+    assert time.monotonic() - started < 0.6
+    assert len(fake.requests) < 10 and "did not answer after" in caught.value.message
