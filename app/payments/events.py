@@ -24,8 +24,9 @@ from app.gateways import registry
 from app.gateways.base import VerifiedEvent
 from app.models import WebhookEvent, WebhookStatus
 from app.models.base import utcnow
-from app.payments import faults
-from app.payments.audit import gateway_actor
+from app.payments import audit, faults
+from app.payments.audit import Actor, gateway_actor
+from app.payments.errors import NotFound
 from app.payments.uow import lock, unit_of_work
 from app.payments.updates import apply_update
 
@@ -158,6 +159,31 @@ def retry_due() -> int:
     return len(ids)
 
 
-def reprocess(event_row_id: int) -> str | None:
-    """Run a failed or dead event again now (merchant's button, CLI)."""
+def reprocess(event_row_id: int, actor: Actor | None = None) -> str | None:
+    """Run a failed or dead event again now (merchant's button, CLI); audited when a
+    person asked. Raises what processing raised (the row records it too)."""
+    if actor is not None:
+        with unit_of_work():
+            row = lock(WebhookEvent, id=event_row_id)
+            if row is None:
+                raise NotFound("No such webhook event.")
+            audit.record(actor, "webhook.reprocess_requested", row, from_state=row.status,
+                         details={"event_id": row.event_id, "attempts": row.attempts})
     return process(event_row_id, force=True)
+
+
+def inbox(status: str | None = None, limit: int = 50) -> list[WebhookEvent]:
+    """The merchant's view of the inbox, newest first; `status="dead"` for the dead letters."""
+    stmt = select(WebhookEvent).order_by(WebhookEvent.id.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(WebhookEvent.status == status)
+    return list(db.session.execute(stmt).scalars())
+
+
+def counts_by_status() -> dict[str, int]:
+    """How many inbox events are in each status (dashboard badge: dead > 0 needs a look)."""
+    from sqlalchemy import func
+
+    rows = db.session.execute(
+        select(WebhookEvent.status, func.count()).group_by(WebhookEvent.status)).all()
+    return {str(status): int(n) for status, n in rows}

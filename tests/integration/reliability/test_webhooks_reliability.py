@@ -18,7 +18,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import AuditEntry, Order, Payment, Receipt, SandboxSession, WebhookEvent
 from app.payments import events
-from app.payments.audit import CUSTOMER
+from app.payments.audit import CUSTOMER, Actor
 from app.payments.checkout import create_checkout
 from app.payments.orders import ItemRequest
 from app.payments.reconcile import reconcile
@@ -154,10 +154,18 @@ def test_failing_event_backs_off_then_goes_dead_and_can_be_reprocessed(
     with app.app_context():
         assert db.session.get(Payment, payment.id).status == "processing"
 
+    with app.app_context():      # what the merchant's inbox shows
+        assert [e.id for e in events.inbox(status="dead")] == [dead.id]
+        assert events.counts_by_status() == {"dead": 1}
+
     # The merchant fixes the cause and reprocesses it.
     app.config["FAULT_POINT"] = None
     with app.app_context():
-        assert events.reprocess(dead.id) == "applied"
+        assert events.reprocess(dead.id, Actor("user", "owner@example.com")) == "applied"
+        assert events.counts_by_status() == {"processed": 1}
+        assert db.session.execute(select(AuditEntry.actor_id).where(
+            AuditEntry.action == "webhook.reprocess_requested")).scalar_one() == \
+            "owner@example.com"
     done = row()
     assert done.status == "processed" and done.last_error is None
     with app.app_context():
