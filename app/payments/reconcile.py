@@ -178,8 +178,9 @@ def pull_events(report: Report) -> None:
                                       "was never delivered; applied")
 
 
-def reconcile() -> Report:
-    """One pass over everything that may be behind. Safe to run at any time, repeatedly."""
+def reconcile(limit: int = 1000) -> Report:
+    """One pass over everything that may be behind (oldest first, at most `limit` payments
+    and `limit` refunds, so one run stays bounded). Safe to run at any time, repeatedly."""
     report = Report()
     pull_events(report)
     cutoff = utcnow() - _grace_cutoff()
@@ -187,10 +188,10 @@ def reconcile() -> Report:
         select(Payment.id).where(
             Payment.status.in_((PaymentStatus.CREATED, PaymentStatus.PROCESSING,
                                 PaymentStatus.AUTHORIZED)),
-            Payment.updated_at <= cutoff).order_by(Payment.id)).scalars().all()
+            Payment.updated_at <= cutoff).order_by(Payment.id).limit(limit)).scalars().all()
     refund_ids = db.session.execute(
         select(Refund.id).where(Refund.status == RefundStatus.PENDING,
-                                Refund.updated_at <= cutoff).order_by(Refund.id)
+                                Refund.updated_at <= cutoff).order_by(Refund.id).limit(limit)
     ).scalars().all()
     db.session.rollback()
     for payment_id in payment_ids:
