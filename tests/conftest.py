@@ -55,7 +55,7 @@ TEST_SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"
 
 
 def default_test_config(database_uri: str) -> dict[str, Any]:
-    """The configuration every test app starts from; tests override keys via make_app()."""
+    """The configuration every test app starts from; tests override keys via build_app()."""
     return {
         "TESTING": True,
         "SECRET_KEY": TEST_SECRET_KEY,
@@ -323,8 +323,8 @@ def database_url(request: pytest.FixtureRequest, db_backend: str, tmp_path: Path
 
 
 @pytest.fixture
-def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """`make_app(**config)`: an app on this test's database with the test defaults plus
+def build_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """`build_app(**config)`: an app on this test's database with the test defaults plus
     `config`. Its instance folder is a tmp dir. Engines are disposed at teardown."""
     from app import create_app
 
@@ -365,7 +365,7 @@ def _live_http_server() -> Iterator[Any]:
 
 
 @pytest.fixture
-def app(request: pytest.FixtureRequest, make_app: Callable[..., Any]) -> Any:
+def app(request: pytest.FixtureRequest, build_app: Callable[..., Any]) -> Any:
     """The Kassa app for this test (SQLite, or PostgreSQL for `postgres` tests).
 
     When the test also uses `live_server`, PUBLIC_BASE_URL is the live server's address and
@@ -376,7 +376,7 @@ def app(request: pytest.FixtureRequest, make_app: Callable[..., Any]) -> Any:
         server = request.getfixturevalue("_live_http_server")
         overrides["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{server.server_port}"
         overrides["SANDBOX_DELIVER_WEBHOOKS"] = True
-    return make_app(**overrides)
+    return build_app(**overrides)
 
 
 @pytest.fixture

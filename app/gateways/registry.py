@@ -21,9 +21,44 @@ def _sandbox(config: dict[str, Any], app: Flask) -> Gateway | None:
     return SandboxGateway.from_app(app)
 
 
+def _stripe(config: dict[str, Any], app: Flask) -> Gateway | None:
+    """Active when both the secret key and the webhook secret are set."""
+    if not (config.get("STRIPE_SECRET_KEY") and config.get("STRIPE_WEBHOOK_SECRET")):
+        if config.get("STRIPE_SECRET_KEY"):
+            app.logger.warning("Stripe is off: STRIPE_WEBHOOK_SECRET is not set")
+        return None
+    from app.gateways.stripe import StripeGateway, check_key_safety
+
+    check_key_safety(config["STRIPE_SECRET_KEY"], bool(app.debug or config.get("DEBUG")))
+    gateway = StripeGateway.from_config(config)
+    app.logger.info("Stripe gateway active with %s keys%s", gateway.mode,
+                    f" (API base {config['STRIPE_API_BASE']})"
+                    if config.get("STRIPE_API_BASE") else "")
+    return gateway
+
+
+def _razorpay(config: dict[str, Any], app: Flask) -> Gateway | None:
+    """Active when the key id, key secret and webhook secret are all set."""
+    from app.gateways.razorpay import RazorpayGateway, check_key_safety
+
+    gateway = RazorpayGateway.from_config(config)
+    if gateway is None:
+        if config.get("RAZORPAY_KEY_ID"):
+            app.logger.warning("Razorpay is off: RAZORPAY_KEY_SECRET and "
+                               "RAZORPAY_WEBHOOK_SECRET are both needed")
+        return None
+    check_key_safety(gateway.key_id, bool(app.debug or config.get("DEBUG")))
+    app.logger.info("Razorpay gateway active with %s keys%s", gateway.mode,
+                    f" (API base {config['RAZORPAY_API_BASE']})"
+                    if config.get("RAZORPAY_API_BASE") else "")
+    return gateway
+
+
 # name -> factory returning the gateway, or None when not configured
 FACTORIES: dict[str, Callable[[dict[str, Any], Flask], Gateway | None]] = {
+    "stripe": _stripe,
     "sandbox": _sandbox,
+    "razorpay": _razorpay,
 }
 
 ORDER = ("stripe", "razorpay", "sandbox")
