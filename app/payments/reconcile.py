@@ -232,13 +232,16 @@ def expire_order(order_id: int) -> bool:
             gateway = registry.get_gateway(gateway_name)
             ref = PaymentRef(public_id, reference, gateway_payment_id)
             try:
-                gateway.cancel_checkout(ref)
-                # Its final word: a payment that completed just before the close wins.
-                apply_update_now(gateway_name, gateway.retrieve(ref), EXPIRER,
-                                 source="expiry")
+                try:
+                    gateway.cancel_checkout(ref)
+                finally:
+                    # Its final word either way: a payment completed just before the close
+                    # (the gateway then refuses to expire it) is applied as paid.
+                    apply_update_now(gateway_name, gateway.retrieve(ref), EXPIRER,
+                                     source="expiry")
             except GatewayError as exc:
-                # Paid meanwhile (the session cannot be expired) or the gateway is down:
-                # never expire what we could not close; the next run or a webhook decides.
+                # The gateway is down or refused: never expire what we could not close;
+                # the next run or a webhook decides.
                 with unit_of_work():
                     payment = lock(Payment, id=payment_id)
                     if payment is not None:
@@ -270,7 +273,9 @@ def expire_overdue(limit: int = 200) -> int:
     """Periodic: expire pending orders whose checkout window has passed."""
     ids = db.session.execute(
         select(Order.id).where(Order.status == OrderStatus.PENDING,
-                               Order.expires_at <= utcnow())
+                               Order.expires_at <= utcnow(),
+                               # Authorized money waits for capture, not for the window.
+                               ~Order.payments.any(Payment.status == PaymentStatus.AUTHORIZED))
         .order_by(Order.expires_at).limit(limit)).scalars().all()
     db.session.rollback()
     expired = 0
