@@ -1,8 +1,8 @@
 """Resilient gateway calls: timeouts, bounded retries with backoff, a circuit breaker.
 
-The registry wraps every adapter in `ResilientGateway`. Only transient failures are
-retried (connection errors, timeouts, 429, 5xx, or whatever the adapter marks
-`retryable`), and always with the very same request object, so the idempotency key the
+The registry wraps every adapter in `ResilientGateway`. Only failures the adapter marks
+`retryable` are retried (connection errors, timeouts, 429, 5xx: adapters set it when a
+repeat with the same idempotency key is safe), and always with the very same request object, so the idempotency key the
 gateway deduplicates on never changes between attempts: a retry can never make a second
 session, capture or refund. Definitive answers (a decline, a bad request) are returned
 at once and count as the gateway answering.
@@ -192,6 +192,13 @@ class ResilientGateway:
                         raise
                     raise error from exc
                 self.breaker.failure()
+                if not error.retryable:
+                    # The adapter knows when a repeat could act twice (no idempotency key
+                    # for this call): the gateway is struggling, but we must not retry.
+                    self.failures.append((method, attempt, error.code))
+                    if error is exc:
+                        raise
+                    raise error from exc
                 self.failures.append((method, attempt, error.code))
                 log.warning("gateway %s.%s attempt %s/%s failed: %s", self.name, method,
                             attempt, self.policy.max_attempts, error.code)

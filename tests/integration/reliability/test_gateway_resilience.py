@@ -289,3 +289,21 @@ def test_retries_stop_at_the_deadline(fake: FlakyGatewayServer) -> None:
         gateway.create_checkout(_request())
     assert time.monotonic() - started < 0.6
     assert len(fake.requests) < 10 and "did not answer after" in caught.value.message
+
+
+def test_a_call_the_adapter_says_is_unsafe_to_repeat_is_not_retried(
+        fake: FlakyGatewayServer) -> None:
+    # A 5xx for a call without an idempotency key: repeating it might act twice.
+    gateway = _wrapped(fake, breaker_threshold=2)
+
+    class NoKey(HttpGateway):
+        def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
+            raise GatewayError("gateway_unavailable", "Server error.", retryable=False,
+                               http_status=502)
+
+    gateway.inner = NoKey(fake.url, 0.3)
+    for _ in range(2):
+        with pytest.raises(GatewayError) as caught:
+            gateway.create_checkout(_request())
+        assert caught.value.message == "Server error."
+    assert len(gateway.failures) == 2 and gateway.breaker.state == "open"   # one try each
