@@ -92,7 +92,8 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "STRIPE_API_BASE": env_str("STRIPE_API_BASE"),
         # Per-request timeout and the SDK's own retries (same idempotency key each time).
         "STRIPE_TIMEOUT_SECONDS": float(env_str("STRIPE_TIMEOUT_SECONDS", "10") or 10),
-        "STRIPE_MAX_NETWORK_RETRIES": env_int("STRIPE_MAX_NETWORK_RETRIES", 2),
+        # 0: app/gateways/resilience.py retries (same key); SDK retries underneath would multiply.
+        "STRIPE_MAX_NETWORK_RETRIES": env_int("STRIPE_MAX_NETWORK_RETRIES", 0),
         # Razorpay
         "RAZORPAY_KEY_ID": env_str("RAZORPAY_KEY_ID"),
         "RAZORPAY_KEY_SECRET": env_str("RAZORPAY_KEY_SECRET"),
@@ -118,6 +119,7 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "EXPIRE_INTERVAL_SECONDS": env_int("EXPIRE_INTERVAL_SECONDS", 60),
         "WEBHOOK_RETRY_INTERVAL_SECONDS": env_int("WEBHOOK_RETRY_INTERVAL_SECONDS", 60),
         "RECEIPT_RESEND_INTERVAL_SECONDS": env_int("RECEIPT_RESEND_INTERVAL_SECONDS", 300),
+        "IDEMPOTENCY_PURGE_INTERVAL_SECONDS": env_int("IDEMPOTENCY_PURGE_INTERVAL_SECONDS", 3600),
         # Reconcile leaves records younger than this alone (their request may still be running).
         "RECONCILE_GRACE_SECONDS": env_int("RECONCILE_GRACE_SECONDS", 120),
         # How far back reconcile asks gateways that can list events (Stripe) for missed ones.

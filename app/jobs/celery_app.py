@@ -25,6 +25,8 @@ PERIODIC: dict[str, tuple[str, str]] = {
     "expire-checkouts": ("checkouts.expire", "EXPIRE_INTERVAL_SECONDS"),
     "retry-webhooks": ("webhooks.retry_due", "WEBHOOK_RETRY_INTERVAL_SECONDS"),
     "resend-receipts": ("receipts.resend_pending", "RECEIPT_RESEND_INTERVAL_SECONDS"),
+    "purge-idempotency-keys": ("api.purge_idempotency_keys",
+                               "IDEMPOTENCY_PURGE_INTERVAL_SECONDS"),
 }
 
 

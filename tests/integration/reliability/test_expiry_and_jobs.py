@@ -204,7 +204,7 @@ def test_celery_app_settings_and_beat_schedule(make_app: Callable[..., Flask]) -
     assert conf.task_default_queue == "q1"
     schedule = {entry["task"]: entry["schedule"] for entry in conf.beat_schedule.values()}
     assert set(schedule) == {"payments.reconcile", "checkouts.expire", "webhooks.retry_due",
-                             "receipts.resend_pending"}
+                             "receipts.resend_pending", "api.purge_idempotency_keys"}
     assert schedule["checkouts.expire"] == timedelta(seconds=60)
     from app import jobs
 
