@@ -16,7 +16,7 @@ PORT ?= 5000
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install run test bench lint clean distclean chromium
+.PHONY: help install run test bench lint clean distclean chromium worker beat reconcile
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -39,6 +39,15 @@ run: $(STAMP)  ## migrate, seed the demo store and serve it on http://$(HOST):$(
 	@# Sandbox redirects and webhooks go to PUBLIC_BASE_URL: follow HOST/PORT unless it is set.
 	PUBLIC_BASE_URL="$${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)}" \
 	  $(BIN)/flask --app wsgi run --host $(HOST) --port $(PORT)
+
+worker: $(STAMP)  ## a Celery worker for the jobs (needs CELERY_BROKER_URL; make run needs none)
+	$(BIN)/celery -A app.jobs.worker worker --loglevel=INFO
+
+beat: $(STAMP)  ## Celery beat: reconcile, expiry, webhook retries, receipt resends (needs CELERY_BROKER_URL)
+	$(BIN)/celery -A app.jobs.worker beat --loglevel=INFO
+
+reconcile: $(STAMP)  ## bring open payments and pending refunds up to date from the gateways
+	$(BIN)/flask --app wsgi reconcile
 
 test: $(STAMP) chromium  ## the whole suite, browser tests included (PYTEST_ARGS=... to narrow)
 	@# Never point the suite at a server by ourselves: a database URL is the user's choice.

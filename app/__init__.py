@@ -46,6 +46,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app import auth, cli, errors, security, templating
     from app.auth.routes import bp as auth_bp
     from app.checkout import bp as checkout_bp
+    from app.dashboard import bp as dashboard_bp
     from app.sandbox import bp as sandbox_bp
     from app.webhooks import bp as webhooks_bp
 
@@ -55,6 +56,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     init_api(app)
     app.register_blueprint(webhooks_bp)
+    app.register_blueprint(dashboard_bp)
     if "sandbox" in app.extensions["kassa_gateways"]:
         app.register_blueprint(sandbox_bp)
     auth.init_app(app)

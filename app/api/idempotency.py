@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from werkzeug.exceptions import HTTPException
 
+from app import jobs
 from app.api import errors
 from app.api.parsing import parse_body
 from app.extensions import db
@@ -121,8 +122,9 @@ def _release(row_id: int) -> None:
         db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == row_id))
 
 
+@jobs.task("api.purge_idempotency_keys")
 def purge_expired() -> int:
-    """Delete stored responses past their replay window (run daily: cron or a job)."""
+    """Delete stored responses past their replay window (a periodic job, or the CLI)."""
     with unit_of_work():
         result = db.session.execute(
             delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow()))

@@ -75,7 +75,12 @@ def init_app(app: Flask) -> None:
             gateways[name] = gateway
     if not gateways:
         gateways["sandbox"] = _sandbox(app.config, app)  # type: ignore[assignment]
-    app.extensions["kassa_gateways"] = gateways
+    # Every adapter gets timeouts, bounded retries and a circuit breaker (resilience.py).
+    from app.gateways.resilience import Policy, ResilientGateway
+
+    policy = Policy.from_config(app.config)
+    app.extensions["kassa_gateways"] = {
+        name: ResilientGateway(gw, policy) for name, gw in gateways.items()}
 
 
 def gateways() -> dict[str, Gateway]:

@@ -24,7 +24,7 @@ from app.gateways.base import (
 )
 from app.models import Order, OrderStatus, Payment, PaymentStatus
 from app.models.base import public_id, utcnow
-from app.payments import audit, orders
+from app.payments import audit, faults, orders
 from app.payments.audit import Actor
 from app.payments.errors import InvalidState, NotFound, PaymentGatewayFailed
 from app.payments.orders import ItemRequest
@@ -150,6 +150,7 @@ def open_checkout(payment_id: int, actor: Actor, *, success_url: str | None = No
     )
     try:
         session = gateway.create_checkout(request)
+        faults.hit("after_gateway_checkout")
     except GatewayError as exc:
         with unit_of_work():
             payment = lock(Payment, id=payment_id)

@@ -189,3 +189,10 @@ def test_a_second_captured_attempt_is_flagged(make_app: Callable[..., Flask]) ->
         flags = db.session.execute(select(AuditEntry).where(
             AuditEntry.action == "order.paid_twice")).scalars().all()
         assert len(flags) == 1 and flags[0].details == {"payment": second.public_id}
+
+
+def test_customer_emails_are_stored_lower_cased(make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+    with app.app_context(), unit_of_work():
+        order = create_order([ItemRequest("tee-usd", 1)], " Raj@Example.COM ", "Raj", CUSTOMER)
+        assert order.customer_email == "raj@example.com"

@@ -410,7 +410,8 @@ def test_zero_and_three_decimal_currencies_reach_razorpay_unchanged(
 
 def test_orders_are_not_duplicated_when_the_first_create_timed_out(
         make_razorpay_app: Callable[..., Flask], fake: FakeRazorpay) -> None:
-    app = make_razorpay_app(RAZORPAY_TIMEOUT_SECONDS=0.3)
+    # One attempt (no retry layer retries): the adapter's own answer to a timeout.
+    app = make_razorpay_app(RAZORPAY_TIMEOUT_SECONDS=0.3, GATEWAY_MAX_ATTEMPTS=1)
     with app.test_request_context():
         fake.queue_latency(1.0, path="/v1/orders", method="POST")
         with pytest.raises(Exception) as err:
@@ -531,7 +532,8 @@ def test_no_secret_or_card_number_reaches_the_logs(client: FlaskClient, fake: Fa
                 data={**fields, "razorpay_signature": "f" * 64})       # a forged one, logged
     post_webhook(client, *fake.webhook("payment.captured", payment_id=paid["id"]))
     refunds.create_refund(payment.public_id, 100, None, MERCHANT)
-    fake.queue_reset(path="/v1/payments")                               # the SDK prints here
+    for _ in range(3):   # every attempt of the retry layer (GATEWAY_MAX_ATTEMPTS)
+        fake.queue_reset(path="/v1/payments")                           # the SDK prints here
     with pytest.raises(PaymentGatewayFailed):
         refunds.create_refund(payment.public_id, 100, None, MERCHANT)
     logged = caplog.text + "".join(capsys.readouterr())

@@ -145,7 +145,9 @@ def test_retry_after_the_customer_paid_meanwhile_never_cancels_the_money(
 
 def test_stripe_down_shows_a_plain_message_and_keeps_the_order_retryable(
         shop: Shop) -> None:
-    shop.fake.queue_error(503, "api_error", should_retry=True, path="/v1/checkout/sessions")
+    for _ in range(3):   # down for every attempt of the retry layer (GATEWAY_MAX_ATTEMPTS)
+        shop.fake.queue_error(503, "api_error", should_retry=True,
+                              path="/v1/checkout/sessions")
     response = shop.client.post("/products/tee-usd", data={
         "email": "ann@example.com", "name": "Ann Lee", "quantity": 1, "gateway": "stripe"})
     text = response.get_data(as_text=True)
