@@ -72,4 +72,4 @@ def logout() -> Response:
     return redirect(url_for("auth.login"), code=303)
 
 
-from app.auth import two_factor  # noqa: E402  (its views live on this blueprint)
+from app.auth import two_factor

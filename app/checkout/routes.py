@@ -17,7 +17,6 @@ from app.payments.errors import KassaError, NotFound
 from app.payments.orders import ItemRequest
 from app.payments.status import is_settled
 
-
 # Each checkout POST creates an order and reserves stock: limit them per client address.
 checkout_limit = limiter.limit(
     lambda: current_app.config["CHECKOUT_RATE_LIMIT"], methods=["POST"],

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path[:1]:
     sys.path.insert(0, str(ROOT))
 
-from sec_helpers import OWNER_EMAIL, OWNER_PASSWORD, SANDBOX_SECRET, SECRET_KEY  # noqa: E402
+from sec_helpers import OWNER_EMAIL, OWNER_PASSWORD, SANDBOX_SECRET, SECRET_KEY
 
 _CLEAR_PREFIXES = ("STRIPE_", "RAZORPAY_", "SANDBOX_", "KASSA_", "RATELIMIT_", "SESSION_",
                    "JOBS_", "LOG_", "CHECKOUT_", "WEBHOOK_", "HSTS_", "CSP_", "LOGIN_",
