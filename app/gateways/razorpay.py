@@ -619,6 +619,35 @@ class RazorpayGateway:
             status=_REFUND_STATUS.get(str(refund.get("status")), RefundStatus.PENDING),
         )
 
+    def retrieve_refund(self, ref: PaymentRef, gateway_refund_id: str) -> RefundUpdate:
+        """GET /refunds/{id}: one refund's current state, for reconciliation.
+
+        Normal-speed refunds stay pending for days; when refund.processed is lost, this is
+        how the refund settles (re-sending works only while the idempotency key lives).
+        """
+        refund = self._call(self._client.refund.fetch, gateway_refund_id)
+        currency = str(refund.get("currency", "")).upper()
+        notes = _notes(refund)
+        rzp_payment = refund.get("payment_id") or None
+        if rzp_payment and ref.gateway_payment_id and rzp_payment != ref.gateway_payment_id:
+            raise GatewayError("invalid_request",
+                               f"Razorpay refund {gateway_refund_id} belongs to another payment.")
+        status = _REFUND_STATUS.get(str(refund.get("status")), RefundStatus.PENDING)
+        return RefundUpdate(
+            # A dashboard refund has no notes of ours: the caller knows whose it is.
+            ref=PaymentRef(payment_id=notes.get("payment_id") or ref.payment_id,
+                           reference=ref.reference,
+                           gateway_payment_id=rzp_payment or ref.gateway_payment_id),
+            gateway_refund_id=str(refund.get("id") or gateway_refund_id),
+            amount=from_razorpay_amount(refund.get("amount"), currency),
+            currency=currency,
+            status=status,
+            refund_id=notes.get("refund_id"),
+            reason=notes.get("reason"),
+            failure_reason=(_clean(refund.get("error_description"))
+                            if status == RefundStatus.FAILED else None),
+        )
+
     # ------------------------------------------------------------ webhooks
 
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> VerifiedEvent:

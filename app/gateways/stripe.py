@@ -156,6 +156,25 @@ DISPUTE_STATUS = {
 
 SESSION_EXPAND = ["payment_intent", "payment_intent.latest_charge"]
 
+# The event types interpret() turns into updates. Reconciliation lists exactly these from
+# /v1/events (Stripe accepts at most 20 in `types`); anything else gives no update.
+HANDLED_EVENTS = (
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+    "checkout.session.expired",
+    "payment_intent.payment_failed",
+    "charge.refunded",
+    "refund.created",
+    "refund.updated",
+    "refund.failed",
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
+)
+EVENTS_PAGE_SIZE = 100      # Stripe's largest page
+EVENTS_MAX = 5000           # per list_events call, so one reconcile run stays bounded
+
 USER_MESSAGES = {
     "card_declined": "Your card was declined. Please try another card or payment method.",
     "invalid_request": "The payment could not be started. Please try again or contact the store.",
@@ -251,6 +270,7 @@ class StripeGateway:
         max_network_retries: int = 2,
         webhook_tolerance: int = 300,
         stripe_version: str | None = None,
+        events_max: int = EVENTS_MAX,
     ) -> None:
         if not secret_key:
             raise ValueError("a Stripe secret key is required")
@@ -261,6 +281,7 @@ class StripeGateway:
         self._webhook_secret = webhook_secret
         self._payment_ids: dict[str, str] = {}   # payment intent → our payment (immutable)
         self._tolerance = webhook_tolerance
+        self._events_max = max(1, events_max)
         self._expiry = timedelta(minutes=checkout_expiry_minutes)
         self._public_base_url = public_base_url.rstrip("/")
         self._http = stripe.RequestsClient(timeout=timeout)
@@ -469,6 +490,21 @@ class StripeGateway:
             failure_reason=refund.get("failure_reason"),
         )
 
+    def retrieve_refund(self, ref: PaymentRef, gateway_refund_id: str) -> RefundUpdate:
+        """One refund's current state (reconciliation of a refund whose webhook was lost)."""
+        refund = self._call("refund.retrieve",
+                            lambda: self._client.v1.refunds.retrieve(gateway_refund_id))
+        update = self.refund_update(refund)
+        pi_id = update.ref.gateway_payment_id
+        if pi_id and ref.gateway_payment_id and pi_id != ref.gateway_payment_id:
+            raise GatewayError("invalid_request",
+                               f"Stripe refund {gateway_refund_id} belongs to another payment.")
+        # A dashboard refund carries no metadata of ours: the caller knows whose it is.
+        return replace(update, ref=PaymentRef(
+            payment_id=update.ref.payment_id or ref.payment_id,
+            reference=ref.reference,
+            gateway_payment_id=pi_id or ref.gateway_payment_id))
+
     def capture(self, request: CaptureRequest) -> PaymentUpdate:
         pi_id = self._payment_intent_id(request.reference, request.gateway_payment_id)
         params = {"amount_to_capture": to_stripe_amount(request.amount, request.currency),
@@ -648,6 +684,44 @@ class StripeGateway:
             raise SignatureError("signed body is not a Stripe event")
         return VerifiedEvent(event_id=payload["id"], event_type=payload["type"], payload=payload)
 
+    def list_events(self, since: datetime) -> list[VerifiedEvent]:
+        """Events of the handled types created at or after `since`, oldest first, each as
+        a webhook delivers it (the Event object, redacted): reconciliation stores them
+        through the inbox, so only the ones never delivered are applied.
+
+        Stripe lists newest first; pages follow `starting_after` and stop after
+        `events_max` events. When more exist, the oldest are left out and logged (a
+        shorter RECONCILE_EVENTS_LOOKBACK_HOURS or a higher bound covers them).
+        """
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        params: dict[str, Any] = {"created": {"gte": int(since.timestamp())},
+                                  "types": list(HANDLED_EVENTS),
+                                  "limit": min(EVENTS_PAGE_SIZE, self._events_max)}
+        events: list[VerifiedEvent] = []
+        seen: set[str] = set()
+        while True:
+            page = self._call_raw(
+                "events.list",
+                lambda: self._client.v1.events.list(params=dict(params)))  # type: ignore[arg-type]
+            items = [e for e in page.get("data") or [] if isinstance(e, Mapping)]
+            for item in items:
+                event_id, event_type = item.get("id"), item.get("type")
+                if not (isinstance(event_id, str) and isinstance(event_type, str)) \
+                        or event_id in seen:
+                    continue
+                seen.add(event_id)
+                events.append(VerifiedEvent(event_id, event_type, redact(dict(item))))
+            if not page.get("has_more") or not items:
+                break
+            if len(events) >= self._events_max:
+                log.warning("stripe events since %s: stopped after %s; older ones were not "
+                            "listed", since.isoformat(), len(events))
+                break
+            params["starting_after"] = items[-1].get("id")
+        # Oldest first: applied in the order Stripe created them.
+        return list(reversed(events[: self._events_max]))
+
     def interpret(self, event: VerifiedEvent) -> list[Update]:
         updates = self._interpret(event)
         return [self._enrich(update) for update in updates]
@@ -655,6 +729,8 @@ class StripeGateway:
     def _interpret(self, event: VerifiedEvent) -> list[Update]:
         obj = ((event.payload.get("data") or {}).get("object")) or {}
         kind = event.event_type
+        if kind not in HANDLED_EVENTS:
+            return []
         if kind.startswith("checkout.session."):
             update = self.session_update(obj)
             if kind == "checkout.session.async_payment_succeeded":
@@ -750,6 +826,18 @@ class StripeGateway:
             return _plain(fn())
         except stripe.StripeError as exc:
             raise self._translate(what, exc) from None
+
+    def _call_raw(self, what: str, fn: Any) -> dict[str, Any]:
+        """Like _call, but the response's JSON exactly as Stripe sent it (list pages: the
+        events in them are stored as delivered, untouched by the SDK's object model)."""
+        try:
+            result = fn()
+        except stripe.StripeError as exc:
+            raise self._translate(what, exc) from None
+        raw = getattr(getattr(result, "last_response", None), "data", None)
+        if isinstance(raw, dict):
+            return raw
+        return result.to_dict(for_json=True)  # type: ignore[no-any-return]
 
     @staticmethod
     def _translate(what: str, exc: stripe.StripeError) -> GatewayError:
