@@ -22,6 +22,7 @@ from app.gateways import registry
 from app.gateways.base import VerifiedEvent
 from app.models import WebhookEvent, WebhookStatus
 from app.models.base import utcnow
+from app.observability import observe_webhook_processed
 from app.payments.audit import gateway_actor
 from app.payments.updates import apply_update
 from app.payments.uow import lock, unit_of_work
@@ -88,6 +89,7 @@ def process(event_row_id: int, *, force: bool = False) -> str | None:
             row.last_error = None
             row.next_attempt_at = None
             row.outcome = (", ".join(outcomes) if outcomes else "stored only")[:200]
+            observe_webhook_processed(row.gateway, row.received_at, row.processed_at)
             return row.outcome
     except Exception as exc:
         _record_failure(event_row_id, exc)
