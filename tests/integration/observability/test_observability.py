@@ -174,3 +174,22 @@ def test_request_id_is_generated_or_honoured_and_logged(make_app: Callable[..., 
               and r.get("route") == "/products/<sku>"]
     assert access and access[-1]["request_id"] == "trace-abc-12345"
     assert access[-1]["status"] == 200 and access[-1]["duration_ms"] >= 0
+
+
+def test_forwarded_headers_are_trusted_only_when_configured(
+        make_app: Callable[..., Flask]) -> None:
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example.com",
+               "X-Forwarded-For": "203.0.113.9"}
+    direct = make_app().test_client()
+    assert direct.get("/healthz", headers=headers).request.url.startswith("http://localhost")
+    proxied = make_app(PROXY_FIX_HOPS=1)
+
+    @proxied.get("/_where")
+    def where() -> dict[str, str]:
+        """Echo what the app believes about the request."""
+        from flask import request
+
+        return {"url": request.url, "remote": request.remote_addr or ""}
+
+    answer = proxied.test_client().get("/_where", headers=headers).json
+    assert answer == {"url": "https://shop.example.com/_where", "remote": "203.0.113.9"}

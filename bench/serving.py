@@ -1,0 +1,244 @@
+"""Benchmarks against the app served by gunicorn: checkout under gateway latency, webhook
+intake, checkout page weight, worker memory."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from app.gateways.sandbox import sign
+from bench.harness import (
+    OUT,
+    WEBHOOK_SECRET,
+    Database,
+    Process,
+    Server,
+    app_env,
+    free_port,
+    loadgen,
+    wait_http,
+)
+
+
+@dataclass
+class Sizes:
+    full: bool
+
+    def pick(self, full: Any, quick: Any) -> Any:
+        return full if self.full else quick
+
+
+def checkout_under_latency(db: Database, sizes: Sizes) -> dict[str, Any]:
+    """a. Checkout creation: 200 customers, the gateway answering in 0 ms then 250 ms."""
+    clients = sizes.pick(200, 16)
+    total = sizes.pick(12000, 60)
+    max_seconds = sizes.pick(30, 5)
+    latency_ms = sizes.pick(250, 50)
+    gateway_port = free_port()
+    fake = Process(["-m", "bench.fake_gateway", "--port", str(gateway_port)])
+    server = None
+    try:
+        wait_http(f"http://127.0.0.1:{gateway_port}/health")
+        server = Server("bench.wsgi_kassa:app", app_env(
+            db, BENCH_GATEWAY_URL=f"http://127.0.0.1:{gateway_port}")).start()
+        cfg = {"host": "127.0.0.1", "port": server.port, "sku": "tee-usd",
+               "gateway": "benchpay", "expect_location": f"127.0.0.1:{gateway_port}/pay/",
+               "clients": clients, "total": total, "max_seconds": max_seconds}
+        runs = {}
+        # Warm-up (connections, caches, JIT-free Python still likes warm caches).
+        loadgen("checkout", dict(cfg, total=sizes.pick(1000, 10), max_seconds=5))
+        for ms in (0, latency_ms):
+            requests.post(f"http://127.0.0.1:{gateway_port}/control/latency/{ms}", timeout=5)
+            runs[ms] = loadgen("checkout", cfg)
+        metrics = requests.get(server.url + "/metrics", timeout=10).text
+        base, slow = runs[0], runs[latency_ms]
+        return {
+            "name": "checkout",
+            "setup": {"workers": server.env["WEB_CONCURRENCY"], "threads": server.env["THREADS"],
+                      "customers": clients, "requests per run (max)": total,
+                      "seconds per run (max)": max_seconds, "latency_ms": latency_ms},
+            "baseline_0ms": base, f"latency_{latency_ms}ms": slow,
+            "ratio": round(slow["rate"] / base["rate"], 3) if base["rate"] else None,
+            "gateway_metric_present": "kassa_gateway_request_duration_seconds_count" in metrics,
+        }
+    finally:
+        if server is not None:
+            server.stop()
+        fake.stop()
+
+
+def _signed_events(count: int, path: str) -> str:
+    """Distinct sandbox events, signed now (the tolerance is 5 minutes)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    target = OUT / "webhook-events.jsonl"
+    stamp = int(time.time())
+    with open(target, "w") as fh:
+        for n in range(count):
+            event = {"id": f"evt_bench_{stamp}_{n:07d}", "type": "payment.succeeded",
+                     "created": stamp,
+                     "data": {"object": {"id": f"sbx_cs_bench_{n}", "object": "checkout.session",
+                                         "status": "succeeded", "amount": 2500,
+                                         "currency": "USD", "payment_id": f"sbx_pay_{n}",
+                                         "metadata": {"payment_id": f"pay_bench_{n}"}}}}
+            body = json.dumps(event, separators=(",", ":"))
+            headers = {"Content-Type": "application/json",
+                       "Kassa-Signature": sign(WEBHOOK_SECRET, body.encode(), stamp)}
+            fh.write(json.dumps({"body": body, "headers": headers}) + "\n")
+    return str(target)
+
+
+def webhook_intake(db: Database, sizes: Sizes) -> dict[str, Any]:
+    """b. Webhook intake: distinct signed events from 64 senders; bare Flask as baseline."""
+    senders = sizes.pick(64, 16)
+    total = sizes.pick(20000, 100)
+    max_seconds = sizes.pick(30, 5)
+    path = "/webhooks/sandbox"
+    results: dict[str, Any] = {"name": "webhooks",
+                               "setup": {"senders": senders, "events (max)": total,
+                                         "seconds (max)": max_seconds}}
+    bare = Server("bench.wsgi_bare:app", app_env(db)).start()
+    try:
+        events_file = _signed_events(sizes.pick(3000, 50), path)
+        cfg = {"host": "127.0.0.1", "port": bare.port, "path": path, "clients": senders,
+               "total": total, "max_seconds": max_seconds, "events_file": events_file}
+        loadgen("webhooks", dict(cfg, total=sizes.pick(2000, 20), max_seconds=5))
+        results["baseline_bare_flask"] = loadgen("webhooks", cfg)
+    finally:
+        bare.stop()
+    server = Server("bench.wsgi_kassa:app", app_env(db)).start()
+    try:
+        events_file = _signed_events(total, path)
+        cfg = {"host": "127.0.0.1", "port": server.port, "path": path, "clients": senders,
+               "total": total, "max_seconds": max_seconds, "events_file": events_file}
+        before = db.scalar("SELECT count(*) FROM webhook_events")
+        started = time.monotonic()
+        run = loadgen("webhooks", cfg)
+        results["kassa"] = run
+        stored = db.scalar("SELECT count(*) FROM webhook_events") - before
+        # Processing runs on each worker's in-process job pool; wait for the backlog.
+        deadline = time.monotonic() + sizes.pick(300, 30)
+        pending = None
+        while time.monotonic() < deadline:
+            pending = db.scalar("SELECT count(*) FROM webhook_events WHERE status = 'received'")
+            if pending == 0:
+                break
+            time.sleep(0.5)
+        results["stored"] = stored
+        results["all_acked_events_in_inbox"] = stored == run["ok"]
+        results["unprocessed_after_wait"] = pending
+        results["processed_all_after_s"] = round(time.monotonic() - started, 1) \
+            if pending == 0 else None
+        results["outcomes"] = db.scalar(
+            "SELECT json_object_agg(coalesce(outcome, status), n) FROM (SELECT outcome, status, "
+            "count(*) n FROM webhook_events GROUP BY 1, 2) t")
+    finally:
+        server.stop()
+    base = results["baseline_bare_flask"]["rate"]
+    results["ratio"] = round(results["kassa"]["rate"] / base, 3) if base else None
+    return results
+
+
+class _Assets(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.assets: list[tuple[str, str, bool]] = []   # (kind, url, blocking)
+        self.in_head = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: (v or "") for k, v in attrs}
+        if tag == "head":
+            self.in_head = True
+        elif tag == "body":
+            self.in_head = False
+        elif tag == "script" and a.get("src"):
+            blocking = not ("defer" in a or "async" in a or a.get("type") == "module")
+            self.assets.append(("script", a["src"], blocking))
+        elif tag == "link" and "stylesheet" in a.get("rel", "").split():
+            media = a.get("media", "all")
+            self.assets.append(("stylesheet", a.get("href", ""),
+                                media in ("", "all", "screen")))
+        elif tag == "link" and a.get("rel") in ("preload", "icon", "modulepreload") \
+                and a.get("href"):
+            self.assets.append((a["rel"], a["href"], False))
+        elif tag in ("img", "iframe") and a.get("src"):
+            self.assets.append((tag, a["src"], False))
+
+
+def page_weight(db: Database, sizes: Sizes) -> dict[str, Any]:
+    """d. The checkout page and what it loads: raw and gzip sizes, render-blocking requests."""
+    server = Server("bench.wsgi_kassa:app", app_env(db, WEB_CONCURRENCY="1", THREADS="4")).start()
+    try:
+        page_url = server.url + "/products/tee-usd"
+        page = requests.get(page_url, timeout=10)
+        parser = _Assets()
+        parser.feed(page.text)
+        host = urlsplit(page_url).netloc
+        items = [{"url": "/products/tee-usd", "kind": "document", "status": page.status_code,
+                  "raw": len(page.content), "gzip": len(gzip.compress(page.content, 6)),
+                  "blocking": True}]
+        third_party_blocking = []
+        for kind, src, blocking in parser.assets:
+            url = urljoin(page_url, src)
+            other_site = urlsplit(url).netloc != host
+            if other_site:
+                if blocking:
+                    third_party_blocking.append(url)
+                items.append({"url": url, "kind": kind, "status": "not fetched (other site)",
+                              "raw": 0, "gzip": 0, "blocking": blocking})
+                continue
+            response = requests.get(url, timeout=10)
+            items.append({"url": urlsplit(url).path, "kind": kind, "status": response.status_code,
+                          "raw": len(response.content),
+                          "gzip": len(gzip.compress(response.content, 6)),
+                          "blocking": blocking})
+        served_gzip = requests.get(page_url, headers={"Accept-Encoding": "gzip"},
+                                   timeout=10).headers.get("Content-Encoding") == "gzip"
+        total_raw = sum(i["raw"] for i in items)
+        total_gzip = sum(i["gzip"] for i in items)
+        return {"name": "page", "items": items, "total_raw_bytes": total_raw,
+                "total_gzip_bytes": total_gzip, "server_compresses": served_gzip,
+                "budget_bytes": 50 * 1024,
+                "ratio": round(total_raw / (50 * 1024), 3),
+                "third_party_render_blocking": third_party_blocking,
+                "missing": [i["url"] for i in items if i["status"] == 404]}
+    finally:
+        server.stop()
+
+
+def worker_memory(db: Database, sizes: Sizes) -> dict[str, Any]:
+    """e. RSS per worker after N requests (pages, status polls and checkouts)."""
+    total = sizes.pick(10000, 200)
+    gateway_port = free_port()
+    fake = Process(["-m", "bench.fake_gateway", "--port", str(gateway_port)])
+    server = None
+    try:
+        wait_http(f"http://127.0.0.1:{gateway_port}/health")
+        server = Server("bench.wsgi_kassa:app", app_env(
+            db, BENCH_GATEWAY_URL=f"http://127.0.0.1:{gateway_port}")).start()
+        booted = server.worker_rss_mb()
+        checkouts = total // 5
+        paths = ["/", "/products/tee-usd", "/products/mug-eur", "/products/notebook-inr",
+                 "/healthz", "/products/print-usd"]
+        first = loadgen("checkout", {"host": "127.0.0.1", "port": server.port, "sku": "mug-eur",
+                                     "gateway": "benchpay",
+                                     "expect_location": f"127.0.0.1:{gateway_port}/pay/",
+                                     "clients": 32, "total": checkouts, "max_seconds": 120})
+        second = loadgen("gets", {"host": "127.0.0.1", "port": server.port, "paths": paths,
+                                  "clients": 32, "total": total - checkouts, "max_seconds": 120})
+        after = server.worker_rss_mb()
+        served = first["requests"] + second["requests"]
+        return {"name": "memory", "requests": served, "errors": first["errors"] + second["errors"],
+                "rss_mb_after_boot": booted, "rss_mb_after_requests": after,
+                "ratio": round(max(after) / max(booted), 3) if booted and after else None,
+                "threads_per_worker": server.env["THREADS"]}
+    finally:
+        if server is not None:
+            server.stop()
+        fake.stop()
