@@ -130,7 +130,8 @@ def seed_bench(n: int, *, batch: int = 20_000, days: int = 730, seed: int = 8,
     db.session.commit()
     postgres = db.engine.dialect.name == "postgresql"
     done = 0
-    rows = _rows(n, order_base, item_base, payment_base, products, days, seed)
+    # The seed moves with the first id, so a second run appends different public ids.
+    rows = _rows(n, order_base, item_base, payment_base, products, days, seed + order_base)
     while done < n:
         size = min(batch, n - done)
         orders, items, payments = [], [], []

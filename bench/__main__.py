@@ -43,9 +43,16 @@ def headline(result: dict[str, Any]) -> str:
                 f"ratio {result['ratio']}")
     if name == "webhooks":
         k, b = result["kassa"], result["baseline_bare_flask"]
-        return (f"webhooks: {k['rate']} events/s acked (p50 {k['p50_ms']} ms, p99 {k['p99_ms']}"
-                f" ms, errors {k['errors']}), all in inbox: {result['all_acked_events_in_inbox']}"
-                f"; bare Flask {b['rate']}/s (p99 {b['p99_ms']} ms); ratio {result['ratio']}")
+        text = (f"webhooks: {k['rate']} events/s acked (p50 {k['p50_ms']} ms, p99 "
+                f"{k['p99_ms']} ms, errors {k['errors']}; in-process processing, all processed "
+                f"after {k['all_processed_after_s']} s)")
+        if "kassa_with_broker" in result:
+            w = result["kassa_with_broker"]
+            text += (f"; with a broker {w['rate']}/s (p50 {w['p50_ms']} ms, p99 {w['p99_ms']} "
+                     f"ms, errors {w['errors']}; worker done after {w['all_processed_after_s']} s)")
+        return text + (f"; every acked event in the inbox: {result['all_acked_events_in_inbox']}"
+                       f"; bare Flask {b['rate']}/s (p99 {b['p99_ms']} ms); ratio "
+                       f"{result['ratio']} (with broker {result.get('ratio_with_broker')})")
     if name == "dashboard":
         worst = max(q["p95_ms"] for q in result["list_queries"])
         return (f"dashboard ({result['payments']} payments): worst list p95 {worst} ms, "
@@ -71,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
                         ",".join(BENCHES))
     parser.add_argument("--payments", type=int, default=None,
                         help="payments to seed for the dashboard bench (default 1,000,000)")
+    parser.add_argument("--stripe", action="store_true",
+                        help="checkout bench through the Stripe adapter and its fake "
+                             "(tests/fakes/stripe_api.py) instead of bench.gateway")
     args = parser.parse_args(argv)
+    serving.USE_STRIPE = args.stripe
     if not postgres_available():
         print("bench: PostgreSQL is not reachable (set BENCH_DATABASE_URL)", file=sys.stderr)
         return 2
@@ -97,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
             print(headline(result), flush=True)
     finally:
+        serving.stop_shared()
         db.drop()
     payload = {"quick": args.quick, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC",
                                                              time.gmtime(started)),

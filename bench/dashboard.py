@@ -138,8 +138,8 @@ def seed(db: Database, count: int) -> float:
 
 
 def run(app_db: Database, sizes: Any) -> dict[str, Any]:
-    count = PAYMENTS_OVERRIDE or sizes.pick(1_000_000, 2_000)
-    repeat = sizes.pick(40, 3)
+    count = PAYMENTS_OVERRIDE or sizes.pick(1_000_000, 1_000)
+    repeat = sizes.pick(40, 2)
     db = Database.create("dash")
     try:
         db.migrate_and_seed_demo()

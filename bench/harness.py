@@ -128,11 +128,13 @@ class Server:
             try:
                 if requests.get(self.url + "/healthz", timeout=1).status_code == 200 \
                         and len(self.worker_pids()) >= workers:
-                    time.sleep(0.5)   # let the other workers finish booting
+                    # Let the other workers finish booting (each answers /healthz).
+                    for _ in range(workers * 2):
+                        requests.get(self.url + "/healthz", timeout=5)
                     return self
             except requests.RequestException:
                 pass
-            time.sleep(0.2)
+            time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"gunicorn did not become healthy; see {self.log_path}")
 
@@ -202,9 +204,10 @@ def loadgen(scenario: str, cfg: dict[str, Any], timeout: float = 300) -> dict[st
 class Process:
     """A helper process (the fake gateway) stopped on exit."""
 
-    def __init__(self, args: list[str]) -> None:
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
         OUT.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen([sys.executable, *args], cwd=ROOT,
+                                     env=dict(os.environ, **(env or {})),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def stop(self) -> None:

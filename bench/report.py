@@ -38,12 +38,14 @@ def write_report(payload: dict[str, Any], path: Path) -> None:
             out.append("")
             out.append(f"Setup: {result.get('setup')}. Ratio: {result.get('ratio')}.")
             if name == "webhooks":
-                out.append("")
-                out.append(f"Stored in the inbox: {result.get('stored')} (every acknowledged "
-                           f"event: {result.get('all_acked_events_in_inbox')}); unprocessed "
-                           f"after the wait: {result.get('unprocessed_after_wait')}; all "
-                           f"processed {result.get('processed_all_after_s')} s after the "
-                           f"first send; outcomes {result.get('outcomes')}.")
+                for key in ("kassa", "kassa_with_broker"):
+                    if key in result:
+                        r = result[key]
+                        out += ["", f"{key}: stored {r['stored']} (every acknowledged event: "
+                                f"{r['all_acked_events_in_inbox']}); unprocessed after the wait:"
+                                f" {r['unprocessed_after_wait']}; all processed "
+                                f"{r['all_processed_after_s']} s after the first send "
+                                f"({r['processed_per_s']}/s); outcomes {r['outcomes']}."]
         elif name == "dashboard":
             out.append(f"{result['payments']} payments seeded in {result['seed_seconds']} s.")
             out.append("")
