@@ -13,13 +13,14 @@ Settings (environment):
   BIND              address to listen on (default 0.0.0.0:$PORT, PORT default 8000)
   TIMEOUT           seconds a worker may be silent before it is restarted (default 30)
   GRACEFUL_TIMEOUT  seconds to finish in-flight requests on restart/shutdown (default 30)
-  KEEPALIVE         seconds to hold an idle keep-alive connection (default 5; put it above
-                    the load balancer's idle timeout... below, rather: the LB must close first)
+  KEEPALIVE         seconds to hold an idle keep-alive connection (default 5); behind a load
+                    balancer make it longer than the balancer's idle timeout, so the
+                    balancer closes idle connections first and never reuses a dead one
   MAX_REQUESTS      restart a worker after this many requests (default 0 = never), with
                     MAX_REQUESTS_JITTER (default 10% of it) so workers don't restart together
   FORWARDED_ALLOW_IPS  proxies whose X-Forwarded-* headers are trusted (default 127.0.0.1)
-  PROMETHEUS_MULTIPROC_DIR  set it (an empty, writable directory) so /metrics adds up all
-                    workers; it is wiped at start and a dead worker's files are cleaned.
+  PROMETHEUS_MULTIPROC_DIR  set it (a writable directory) so /metrics adds up all workers;
+                    its *.db files are removed at start, a dead worker's gauges on exit.
   LOG_JSON          JSON logs (default on in production); access log lines are JSON too.
 
 The app is NOT preloaded: each worker builds its own app after the fork, so database
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +71,10 @@ def on_starting(server: Any) -> None:
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         path = Path(directory)
-        if path.exists():
-            shutil.rmtree(path)
         path.mkdir(parents=True, exist_ok=True)
+        # Only prometheus_client's own files: the directory may not be ours alone.
+        for stale in path.glob("*.db"):
+            stale.unlink(missing_ok=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:
