@@ -43,11 +43,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     registry.init_app(app)
 
     from app import auth, cli, errors, templating
+    from app.auth.routes import bp as auth_bp
     from app.checkout import bp as checkout_bp
     from app.sandbox import bp as sandbox_bp
     from app.webhooks import bp as webhooks_bp
-
-    from app.auth.routes import bp as auth_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(checkout_bp)

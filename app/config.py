@@ -90,6 +90,9 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "STRIPE_SECRET_KEY": env_str("STRIPE_SECRET_KEY"),
         "STRIPE_WEBHOOK_SECRET": env_str("STRIPE_WEBHOOK_SECRET"),
         "STRIPE_API_BASE": env_str("STRIPE_API_BASE"),
+        # Per-request timeout and the SDK's own retries (same idempotency key each time).
+        "STRIPE_TIMEOUT_SECONDS": float(env_str("STRIPE_TIMEOUT_SECONDS", "10") or 10),
+        "STRIPE_MAX_NETWORK_RETRIES": env_int("STRIPE_MAX_NETWORK_RETRIES", 2),
         # Razorpay
         "RAZORPAY_KEY_ID": env_str("RAZORPAY_KEY_ID"),
         "RAZORPAY_KEY_SECRET": env_str("RAZORPAY_KEY_SECRET"),

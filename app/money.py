@@ -14,9 +14,9 @@ from babel.numbers import format_currency
 # ISO 4217 exponents that differ from the usual 2. Gateways agree with ISO for
 # these (Stripe's zero-decimal list; Razorpay follows ISO as well).
 ZERO_DECIMAL = frozenset(
-    "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split()
+    ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"]
 )
-THREE_DECIMAL = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
+THREE_DECIMAL = frozenset(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"])
 
 # Currencies we accept at all: ISO codes Babel knows, so formatting works.
 _KNOWN: frozenset[str] | None = None

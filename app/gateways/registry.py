@@ -21,8 +21,25 @@ def _sandbox(config: dict[str, Any], app: Flask) -> Gateway | None:
     return SandboxGateway.from_app(app)
 
 
+def _stripe(config: dict[str, Any], app: Flask) -> Gateway | None:
+    """Active when both the secret key and the webhook secret are set."""
+    if not (config.get("STRIPE_SECRET_KEY") and config.get("STRIPE_WEBHOOK_SECRET")):
+        if config.get("STRIPE_SECRET_KEY"):
+            app.logger.warning("Stripe is off: STRIPE_WEBHOOK_SECRET is not set")
+        return None
+    from app.gateways.stripe import StripeGateway, check_key_safety
+
+    check_key_safety(config["STRIPE_SECRET_KEY"], bool(app.debug or config.get("DEBUG")))
+    gateway = StripeGateway.from_config(config)
+    app.logger.info("Stripe gateway active with %s keys%s", gateway.mode,
+                    f" (API base {config['STRIPE_API_BASE']})"
+                    if config.get("STRIPE_API_BASE") else "")
+    return gateway
+
+
 # name -> factory returning the gateway, or None when not configured
 FACTORIES: dict[str, Callable[[dict[str, Any], Flask], Gateway | None]] = {
+    "stripe": _stripe,
     "sandbox": _sandbox,
 }
 

@@ -132,8 +132,9 @@ class SandboxProcessor:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def session(self) -> Session:
-        # Its own session and transactions: the sandbox is "another server".
-        return Session(db.engine, expire_on_commit=False)
+        # Its own session and transactions: the sandbox is "another server". Its
+        # transactions write, so on SQLite they start with BEGIN IMMEDIATE (app/db.py).
+        return Session(db.engine.execution_options(kassa_write=True), expire_on_commit=False)
 
     # -- checkout ----------------------------------------------------------------
     def create(self, request: CheckoutRequest) -> SandboxSession:
@@ -326,7 +327,7 @@ class SandboxProcessor:
                 if 200 <= response.status_code < 300:
                     return
                 log.warning("sandbox webhook answered %s", response.status_code)
-            except Exception as exc:  # a gateway keeps trying whatever went wrong
+            except requests.RequestException as exc:  # a gateway keeps trying
                 self.deliveries.append((event["id"], 0))
                 log.warning("sandbox webhook delivery failed: %s", type(exc).__name__)
             time.sleep(min(8.0, 0.25 * 2 ** attempt))

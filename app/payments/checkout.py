@@ -8,6 +8,7 @@ and a retried create reuses the key: the gateway never makes a second session.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 from flask import current_app, url_for
 from sqlalchemy import select
@@ -22,13 +23,13 @@ from app.gateways.base import (
     ReturnParams,
 )
 from app.models import Order, OrderStatus, Payment, PaymentStatus
-from app.models.base import public_id
+from app.models.base import public_id, utcnow
 from app.payments import audit, orders
 from app.payments.audit import Actor
 from app.payments.errors import InvalidState, NotFound, PaymentGatewayFailed
 from app.payments.orders import ItemRequest
-from app.payments.updates import apply_payment_update
 from app.payments.uow import lock, release_connection, unit_of_work
+from app.payments.updates import apply_update_now
 
 OPEN_STATUSES = (PaymentStatus.CREATED, PaymentStatus.PROCESSING)
 
@@ -92,6 +93,9 @@ def retry_checkout(order_public_id: str, gateway_name: str, actor: Actor) -> Pay
         if order.status != OrderStatus.PENDING:
             raise InvalidState("This order changed meanwhile; please reload.")
         earlier = [p.id for p in order.payments if p.status in OPEN_STATUSES]
+        # A new attempt gets a full checkout window; the stock stays held meanwhile.
+        order.expires_at = utcnow() + timedelta(
+            minutes=current_app.config["CHECKOUT_EXPIRY_MINUTES"])
         payment = _new_attempt(order, gateway_name, actor)
         payment_id = payment.id
     for old_id in earlier:
@@ -216,6 +220,6 @@ def confirm_return(payment_public_id: str, args: dict[str, str], actor: Actor) -
                          details={"code": exc.code, "message": exc.message})
         return payment
     if update is not None:
-        apply_payment_update(payment.gateway, update, actor, source="return page")
+        apply_update_now(payment.gateway, update, actor, source="return page")
     db.session.refresh(payment)
     return payment

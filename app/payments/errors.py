@@ -3,7 +3,7 @@ a page or form message elsewhere); the core never builds responses itself."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class KassaError(Exception):
@@ -59,7 +59,7 @@ class PaymentGatewayFailed(KassaError):
     code = "gateway_unavailable"
     http_status = 502
 
-    STATUS_BY_CODE = {
+    STATUS_BY_CODE: ClassVar[dict[str, int]] = {
         "card_declined": 402,
         "payment_failed": 402,
         "invalid_request": 502,

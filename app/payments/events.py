@@ -24,8 +24,8 @@ from app.models import WebhookEvent, WebhookStatus
 from app.models.base import utcnow
 from app.observability import observe_webhook_processed
 from app.payments.audit import gateway_actor
-from app.payments.updates import apply_update
 from app.payments.uow import lock, unit_of_work
+from app.payments.updates import apply_update
 
 log = logging.getLogger(__name__)
 

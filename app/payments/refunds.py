@@ -18,14 +18,16 @@ from app.models import Payment, PaymentStatus, Refund, RefundStatus
 from app.models.base import public_id
 from app.payments import audit, state
 from app.payments.audit import Actor
+from app.payments.checkout import get_payment
 from app.payments.errors import (
     InvalidState,
+    NotFound,
     PaymentGatewayFailed,
     RefundExceedsRemaining,
     ValidationFailed,
 )
-from app.payments.updates import apply_payment_update, apply_refund_update
 from app.payments.uow import lock, unit_of_work
+from app.payments.updates import apply_update_now
 
 REFUNDABLE = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED})
 
@@ -56,8 +58,6 @@ def create_refund(payment_public_id: str, amount: int | None, reason: str | None
             return existing
         payment = lock(Payment, public_id=payment_public_id)
         if payment is None:
-            from app.payments.errors import NotFound
-
             raise NotFound("No such payment.")
         # Re-check under the lock: a concurrent request may have taken the key meanwhile.
         existing = db.session.execute(
@@ -114,7 +114,7 @@ def send_refund(refund_id: int, actor: Actor) -> Refund:
         raise PaymentGatewayFailed(exc.code, exc.message) from exc
     from app.gateways.base import RefundUpdate
 
-    apply_refund_update(payment.gateway, RefundUpdate(
+    apply_update_now(payment.gateway, RefundUpdate(
         ref=PaymentRef(payment.public_id, payment.gateway_reference, payment.gateway_payment_id),
         gateway_refund_id=result.gateway_refund_id, amount=refund.amount,
         currency=refund.currency, status=result.status, refund_id=refund.public_id,
@@ -126,13 +126,7 @@ def send_refund(refund_id: int, actor: Actor) -> Refund:
 
 def capture_payment(payment_public_id: str, actor: Actor) -> Payment:
     """Capture an authorized (manual-capture) payment in full."""
-    payment = db.session.execute(
-        select(Payment).where(Payment.public_id == payment_public_id)
-    ).scalar_one_or_none()
-    if payment is None:
-        from app.payments.errors import NotFound
-
-        raise NotFound("No such payment.")
+    payment = get_payment(payment_public_id)
     if payment.status != PaymentStatus.AUTHORIZED:
         raise InvalidState("Only an authorized payment can be captured.")
     gateway = registry.get_gateway(payment.gateway)
@@ -147,26 +141,20 @@ def capture_payment(payment_public_id: str, actor: Actor) -> Payment:
             currency=payment.currency, idempotency_key=f"kassa-capture-{payment.public_id}"))
     except GatewayError as exc:
         raise PaymentGatewayFailed(exc.code, exc.message) from exc
-    apply_payment_update(payment.gateway, update, actor, source="capture response")
+    apply_update_now(payment.gateway, update, actor, source="capture response")
     db.session.refresh(payment)
     return payment
 
 
 def sync_payment(payment_public_id: str, actor: Actor) -> Payment:
     """Bring one payment up to date from the gateway (dashboard button, reconcile)."""
-    payment = db.session.execute(
-        select(Payment).where(Payment.public_id == payment_public_id)
-    ).scalar_one_or_none()
-    if payment is None:
-        from app.payments.errors import NotFound
-
-        raise NotFound("No such payment.")
+    payment = get_payment(payment_public_id)
     gateway = registry.get_gateway(payment.gateway)
     try:
         update = gateway.retrieve(PaymentRef(payment.public_id, payment.gateway_reference,
                                              payment.gateway_payment_id))
     except GatewayError as exc:
         raise PaymentGatewayFailed(exc.code, exc.message) from exc
-    apply_payment_update(payment.gateway, update, actor, source="sync")
+    apply_update_now(payment.gateway, update, actor, source="sync")
     db.session.refresh(payment)
     return payment

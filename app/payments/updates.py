@@ -50,17 +50,6 @@ def _mismatch(payment: Payment, amount: int | None, currency: str | None) -> dic
     return problems or None
 
 
-def apply_payment_update(gateway: str, update: PaymentUpdate, actor: Actor, *,
-                         source: str) -> Outcome | None:
-    from app.payments.uow import unit_of_work
-
-    with unit_of_work():
-        payment = find_payment(gateway, update.ref)
-        if payment is None:
-            return None
-        return _apply_payment_update(payment, update, actor, source)
-
-
 def _apply_payment_update(payment: Payment, update: PaymentUpdate, actor: Actor,
                           source: str) -> Outcome:
     mismatch = _mismatch(payment, update.amount, update.currency)
@@ -73,10 +62,10 @@ def _apply_payment_update(payment: Payment, update: PaymentUpdate, actor: Actor,
         payment.gateway_payment_id = update.gateway_payment_id
     if update.payment_method:
         payment.payment_method = dict(update.payment_method)
-    if update.failure_code or update.failure_message:
-        if update.status not in state.CAPTURED and update.status != PaymentStatus.AUTHORIZED:
-            payment.failure_code = update.failure_code
-            payment.failure_message = update.failure_message
+    failed_news = update.status not in state.CAPTURED and update.status != PaymentStatus.AUTHORIZED
+    if (update.failure_code or update.failure_message) and failed_news:
+        payment.failure_code = update.failure_code
+        payment.failure_message = update.failure_message
     if update.capture_deadline and payment.capture_deadline is None:
         payment.capture_deadline = update.capture_deadline
     details: dict[str, Any] = {"source": source}
@@ -90,17 +79,6 @@ def fail_attempt(payment: Payment, code: str, message: str, actor: Actor) -> Non
     payment.failure_message = message
     state.transition_payment(payment, PaymentStatus.FAILED, actor, reason="gateway refused",
                              details={"failure_code": code})
-
-
-def apply_refund_update(gateway: str, update: RefundUpdate, actor: Actor, *,
-                        source: str) -> Outcome | None:
-    from app.payments.uow import unit_of_work
-
-    with unit_of_work():
-        payment = find_payment(gateway, update.ref)
-        if payment is None:
-            return None
-        return _apply_refund_update(payment, update, actor, source)
 
 
 def _apply_refund_update(payment: Payment, update: RefundUpdate, actor: Actor,
@@ -144,17 +122,6 @@ def _apply_refund_update(payment: Payment, update: RefundUpdate, actor: Actor,
                                    details={"gateway_refund_id": update.gateway_refund_id})
 
 
-def apply_dispute_update(gateway: str, update: DisputeUpdate, actor: Actor, *,
-                         source: str) -> Outcome | None:
-    from app.payments.uow import unit_of_work
-
-    with unit_of_work():
-        payment = find_payment(gateway, update.ref)
-        if payment is None:
-            return None
-        return _apply_dispute_update(payment, update, actor, source)
-
-
 def _apply_dispute_update(payment: Payment, update: DisputeUpdate, actor: Actor,
                           source: str) -> Outcome:
     dispute = db.session.execute(
@@ -179,6 +146,15 @@ def _apply_dispute_update(payment: Payment, update: DisputeUpdate, actor: Actor,
     if update.evidence_due_by:
         dispute.evidence_due_by = update.evidence_due_by
     return state.transition_dispute(dispute, update.status, actor, reason=source)
+
+
+def apply_update_now(gateway: str, update: Update, actor: Actor, *,
+                     source: str) -> Outcome | None:
+    """Apply one update in its own unit of work (or the caller's, if one is open)."""
+    from app.payments.uow import unit_of_work
+
+    with unit_of_work():
+        return apply_update(gateway, update, actor, source=source)
 
 
 def apply_update(gateway: str, update: Update, actor: Actor, *, source: str) -> Outcome | None:

@@ -26,7 +26,7 @@ def receive(gateway: str) -> tuple[Response, int]:
     """Accept one gateway event."""
     body = request.get_data(cache=False)
     try:
-        stored, event_id = events.receive(gateway, body, request.headers)
+        stored, _event_id = events.receive(gateway, body, request.headers)
     except GatewayNotAvailable:
         return jsonify(error="unknown gateway"), 404
     except SignatureError as exc:

@@ -5,9 +5,8 @@ Revises:
 Create Date: 2026-11-23 16:33:51.011164
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'ec0d3b61ec30'

@@ -1,0 +1,68 @@
+# Kassa: the two commands of the README quick start are `make run` and `make test`.
+# Everything they need (virtualenv, Python packages, Debian's Chromium) is installed here,
+# so they work on a fresh machine and in CI (.ci/run) alike.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Reinstall only when pyproject.toml is newer than this stamp.
+STAMP := $(VENV)/.installed
+
+HOST ?= 127.0.0.1
+PORT ?= 5000
+PYTEST_ARGS ?=
+BENCH_ARGS ?=
+
+.PHONY: help install run test bench lint clean distclean chromium
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)  ## create .venv and install the project with its dev tools
+
+chromium:  ## install Debian's Chromium for the browser tests if it is missing
+	@scripts/ensure-chromium.sh
+
+run: $(STAMP)  ## migrate, seed the demo store and serve it on http://$(HOST):$(PORT)
+	$(BIN)/flask --app wsgi db upgrade
+	$(BIN)/flask --app wsgi seed-demo
+	@# Sandbox redirects and webhooks go to PUBLIC_BASE_URL: follow HOST/PORT unless it is set.
+	PUBLIC_BASE_URL="$${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)}" \
+	  $(BIN)/flask --app wsgi run --host $(HOST) --port $(PORT)
+
+test: $(STAMP) chromium  ## the whole suite, browser tests included (PYTEST_ARGS=... to narrow)
+	@# Never point the suite at a server by ourselves: a database URL is the user's choice.
+	@if [ -z "$${TEST_DATABASE_URL:-}" ] && (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then \
+	  echo "note: PostgreSQL answers on 127.0.0.1:5432 but TEST_DATABASE_URL is unset, so the"; \
+	  echo "      tests marked 'postgres' are skipped. To run them as well (see README):"; \
+	  echo "      TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres make test"; \
+	fi
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)  ## run the benchmarks in bench/ (BENCH_ARGS=... passed on)
+	@if [ ! -f bench/__main__.py ]; then \
+	  echo "make bench: bench/__main__.py is missing, so there are no benchmarks to run yet" >&2; \
+	  exit 1; \
+	fi
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+lint: $(STAMP)  ## ruff
+	$(BIN)/ruff check .
+
+clean:  ## remove caches and test output (keeps .venv and instance/)
+	rm -rf .pytest_cache .ruff_cache test-results bench/out build dist
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
+	find . -path ./$(VENV) -prune -o -type d -name '*.egg-info' -exec rm -rf {} +
+
+distclean: clean  ## also remove .venv (instance/ with the database and secret key stays)
+	rm -rf $(VENV)

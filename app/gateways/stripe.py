@@ -1,0 +1,799 @@
+"""Stripe Checkout behind the gateway port, with the official SDK's StripeClient.
+
+The only module that imports `stripe`. Credentials come in through the
+constructor (no global `stripe.api_key`), so tests and a local Stripe emulator
+can point one client at another address. Everything Stripe-specific (lowercase
+currencies, Stripe's own minor units, status words, event types, error classes)
+is translated here into the plain types of app.gateways.base.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import stripe
+
+from app.gateways.base import (
+    CaptureRequest,
+    CheckoutRequest,
+    CheckoutSession,
+    DisputeUpdate,
+    GatewayError,
+    PaymentRef,
+    PaymentUpdate,
+    RefundRequest,
+    RefundResult,
+    RefundUpdate,
+    ReturnParams,
+    SignatureError,
+    Update,
+    VerifiedEvent,
+)
+from app.models.enums import DisputeStatus, PaymentStatus, RefundStatus
+from app.money import exponent as iso_exponent
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------- amounts
+# Stripe's own minor units (https://docs.stripe.com/currencies). They differ from
+# ISO 4217 for a few currencies, so conversion from our ISO minor units happens here.
+STRIPE_ZERO_DECIMAL = frozenset(
+    ["BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA",
+     "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"]
+)
+# Three-decimal currencies: Stripe requires the last digit to be 0 (amounts in tens).
+STRIPE_THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
+# ISK is zero-decimal in ISO but two-decimal in Stripe's API (amounts in hundreds).
+STRIPE_WHOLE_UNITS_ONLY = frozenset({"ISK"})
+
+
+def stripe_exponent(currency: str) -> int:
+    """Decimal places of an amount as Stripe's API counts them."""
+    cur = currency.upper()
+    if cur in STRIPE_ZERO_DECIMAL:
+        return 0
+    if cur in STRIPE_THREE_DECIMAL:
+        return 3
+    return 2  # Stripe: "unless otherwise noted, currencies are two-decimal"
+
+
+def to_stripe_amount(amount_minor: int, currency: str) -> int:
+    """Our integer ISO minor units → Stripe's integer amount, or GatewayError.
+
+    Never rounds: an amount Stripe cannot take exactly is refused with a message
+    the merchant can act on (fix the price), rather than charging something else.
+    """
+    cur = currency.upper()
+    ours, theirs = iso_exponent(cur), stripe_exponent(cur)
+    if theirs >= ours:
+        value = amount_minor * 10 ** (theirs - ours)
+    else:
+        factor = 10 ** (ours - theirs)
+        if amount_minor % factor:
+            raise GatewayError("invalid_request",
+                               f"Stripe only accepts whole {cur} amounts.")
+        value = amount_minor // factor
+    if cur in STRIPE_THREE_DECIMAL and value % 10:
+        raise GatewayError(
+            "invalid_request",
+            f"Stripe requires {cur} amounts to end in 0 (multiples of 0.010 {cur}).",
+        )
+    if cur in STRIPE_WHOLE_UNITS_ONLY and value % 100:
+        raise GatewayError("invalid_request", f"Stripe only accepts whole {cur} amounts.")
+    return value
+
+
+def from_stripe_amount(amount: int, currency: str) -> int:
+    """Stripe's integer amount → our integer ISO minor units."""
+    cur = currency.upper()
+    ours, theirs = iso_exponent(cur), stripe_exponent(cur)
+    if ours >= theirs:
+        return int(amount) * 10 ** (ours - theirs)
+    factor = 10 ** (theirs - ours)
+    if amount % factor:
+        # Cannot happen for amounts we created; a dashboard-made odd amount is
+        # rounded down rather than crashing event processing forever.
+        log.warning("stripe amount %s %s has sub-unit digits; rounding down", amount, cur)
+    return int(amount) // factor
+
+
+# --------------------------------------------------------------------------- keys
+def key_mode(secret_key: str) -> str:
+    """'test' or 'live' from a Stripe secret or restricted key's prefix."""
+    for prefix in ("sk_", "rk_"):
+        if secret_key.startswith(prefix + "test_"):
+            return "test"
+        if secret_key.startswith(prefix + "live_"):
+            return "live"
+    raise ValueError("not a Stripe secret key (expected sk_test_/sk_live_/rk_test_/rk_live_)")
+
+
+def check_key_safety(secret_key: str, debug: bool) -> None:
+    """Refuse a live key in debug mode, and anything that is not a secret key."""
+    try:
+        mode = key_mode(secret_key)
+    except ValueError as exc:
+        raise RuntimeError(f"STRIPE_SECRET_KEY is {exc}") from None
+    if mode == "live" and debug:
+        raise RuntimeError("Refusing to start: a live Stripe key is configured in debug mode")
+
+
+# --------------------------------------------------------------------------- helpers
+EXPIRY_MIN = timedelta(minutes=30)
+EXPIRY_MAX = timedelta(hours=24)
+# Stripe checks the window when the request arrives, so keep a margin for transit.
+EXPIRY_MARGIN = timedelta(seconds=120)
+
+REFUND_REASONS = {
+    "duplicate": "duplicate",
+    "fraudulent": "fraudulent",
+    "fraud": "fraudulent",
+    "requested_by_customer": "requested_by_customer",
+    "customer_request": "requested_by_customer",
+    "customer": "requested_by_customer",
+}
+
+REFUND_STATUS = {
+    "pending": RefundStatus.PENDING,
+    "requires_action": RefundStatus.PENDING,
+    "succeeded": RefundStatus.SUCCEEDED,
+    "failed": RefundStatus.FAILED,
+    "canceled": RefundStatus.CANCELED,
+}
+
+DISPUTE_STATUS = {
+    "won": DisputeStatus.WON,
+    "lost": DisputeStatus.LOST,
+    "warning_closed": DisputeStatus.CLOSED,
+    "prevented": DisputeStatus.CLOSED,
+}
+
+SESSION_EXPAND = ["payment_intent", "payment_intent.latest_charge"]
+
+USER_MESSAGES = {
+    "card_declined": "Your card was declined. Please try another card or payment method.",
+    "invalid_request": "The payment could not be started. Please try again or contact the store.",
+    "authentication_failed": "Payments are temporarily unavailable. Please try again later.",
+    "rate_limited": "The payment provider is busy. Please try again in a moment.",
+    "gateway_unavailable": "The payment provider is not reachable right now. "
+                           "Please try again in a moment.",
+    "idempotency_conflict": "This payment is already being processed. Please refresh the page.",
+    "not_found": "The payment could not be found at the payment provider.",
+}
+
+
+def _ts(value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    return datetime.fromtimestamp(int(value), tz=UTC)
+
+
+def _id(value: Any) -> str | None:
+    """An expandable field: an id string, an expanded object, or null."""
+    if isinstance(value, Mapping):
+        return value.get("id")
+    return value if isinstance(value, str) else None
+
+
+def _obj(value: Any) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) else None
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """StripeObject → plain dict (recursively), so one mapper serves API and webhooks."""
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    return dict(obj)
+
+
+def _card_details(charge: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """Brand and last 4 only: the card details safe to keep."""
+    if not charge:
+        return None
+    pmd = charge.get("payment_method_details") or {}
+    card = pmd.get("card") or {}
+    if not card:
+        return None
+    details = {k: str(card[k]) for k in ("brand", "last4") if card.get(k)}
+    return details or None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    getter = getattr(headers, "get", None)
+    value = getter(name) if getter else None
+    if value is None:
+        lname = name.lower()
+        for key, val in headers.items():
+            if key.lower() == lname:
+                return val
+    return value
+
+
+def _quiet_sdk_debug_log() -> None:
+    """The SDK logs whole request and response bodies at DEBUG (client secrets, card
+    brand and last 4, customer emails); keep its logger at INFO unless an operator set
+    a level for it on purpose."""
+    sdk_log = logging.getLogger("stripe")
+    if sdk_log.level == logging.NOTSET:
+        sdk_log.setLevel(logging.INFO)
+
+
+def redact(payload: Any) -> Any:
+    """A copy of a JSON-like tree without client secrets (anywhere in it)."""
+    if isinstance(payload, Mapping):
+        return {k: redact(v) for k, v in payload.items() if k != "client_secret"}
+    if isinstance(payload, list):
+        return [redact(v) for v in payload]
+    return payload
+
+
+class StripeGateway:
+    """Stripe Checkout Sessions, refunds, capture and signed webhooks."""
+
+    name = "stripe"
+    display_name = "Card (Stripe)"
+
+    def __init__(
+        self,
+        secret_key: str,
+        webhook_secret: str,
+        *,
+        api_base: str | None = None,
+        checkout_expiry_minutes: int = 30,
+        public_base_url: str = "",
+        timeout: float = 10.0,
+        max_network_retries: int = 2,
+        webhook_tolerance: int = 300,
+        stripe_version: str | None = None,
+    ) -> None:
+        if not secret_key:
+            raise ValueError("a Stripe secret key is required")
+        if not webhook_secret:
+            raise ValueError("a Stripe webhook secret is required")
+        self.mode = key_mode(secret_key)
+        _quiet_sdk_debug_log()
+        self._webhook_secret = webhook_secret
+        self._payment_ids: dict[str, str] = {}   # payment intent → our payment (immutable)
+        self._tolerance = webhook_tolerance
+        self._expiry = timedelta(minutes=checkout_expiry_minutes)
+        self._public_base_url = public_base_url.rstrip("/")
+        self._http = stripe.RequestsClient(timeout=timeout)
+        bases: dict[str, str] = {}
+        if api_base:
+            base = api_base.rstrip("/")
+            # Every base, so no call can leak to the real Stripe from a dev/CI setup.
+            bases = {"api": base, "connect": base, "files": base, "meter_events": base}
+        self._client = stripe.StripeClient(
+            secret_key,
+            base_addresses=bases or None,  # type: ignore[arg-type]
+            max_network_retries=max_network_retries,
+            http_client=self._http,
+            stripe_version=stripe_version,
+        )
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> StripeGateway:
+        return cls(
+            config["STRIPE_SECRET_KEY"],
+            config["STRIPE_WEBHOOK_SECRET"],
+            api_base=config.get("STRIPE_API_BASE"),
+            checkout_expiry_minutes=int(config.get("CHECKOUT_EXPIRY_MINUTES") or 30),
+            public_base_url=config.get("PUBLIC_BASE_URL") or "",
+            timeout=float(config.get("STRIPE_TIMEOUT_SECONDS") or 10.0),
+            max_network_retries=int(config.get("STRIPE_MAX_NETWORK_RETRIES", 2)),
+            webhook_tolerance=int(config.get("WEBHOOK_TOLERANCE_SECONDS") or 300),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    # ------------------------------------------------------------------ checkout
+    def _absolute(self, url: str) -> str:
+        if url.startswith("/") and self._public_base_url:
+            return self._public_base_url + url
+        return url
+
+    def _success_url(self, url: str) -> str:
+        url = self._absolute(url)
+        if "{CHECKOUT_SESSION_ID}" not in url:
+            url += ("&" if "?" in url else "?") + "session_id={CHECKOUT_SESSION_ID}"
+        return url
+
+    def _expires_at(self, requested: datetime | None) -> int:
+        """Stripe's expires_at for an attempt: deterministic for one request.
+
+        A repeated create (double click, retried job) must send identical parameters,
+        or Stripe answers idempotency_error instead of replaying the session. So the
+        value depends on the requested expiry, not on the clock, except when the
+        request falls outside Stripe's 30 min .. 24 h window; then it is clamped on a
+        5 minute grid so repeats within minutes still agree.
+        """
+        now = time.time()
+        wanted = requested or datetime.now(UTC) + self._expiry
+        if wanted.tzinfo is None:
+            wanted = wanted.replace(tzinfo=UTC)
+        # Whole minutes plus a margin for the request's transit to Stripe.
+        value = -(-int(wanted.timestamp()) // 60) * 60 + int(EXPIRY_MARGIN.total_seconds())
+        low = now + (EXPIRY_MIN + EXPIRY_MARGIN).total_seconds()
+        high = now + (EXPIRY_MAX - EXPIRY_MARGIN).total_seconds()
+        if value < low:
+            value = -(-int(low) // 300) * 300
+        elif value > high:
+            value = int(high) // 300 * 300
+        return value
+
+    def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
+        currency = request.currency.upper()
+        if sum(li.unit_amount * li.quantity for li in request.line_items) != request.amount:
+            raise GatewayError("invalid_request", "Line items do not add up to the amount.")
+        to_stripe_amount(request.amount, currency)
+        metadata = {"order_id": request.order_id, "payment_id": request.payment_id}
+        if request.capture_method == "manual":
+            # Lets a webhook's session (which names its payment intent only by id) say
+            # that a "paid" session is an authorization, without another API call.
+            metadata["capture_method"] = "manual"
+        pi_data: dict[str, Any] = {"metadata": dict(metadata)}
+        if request.capture_method == "manual":
+            pi_data["capture_method"] = "manual"
+        if request.description:
+            pi_data["description"] = request.description[:1000]
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "line_items": [
+                {
+                    "price_data": {
+                        "currency": currency.lower(),
+                        "unit_amount": to_stripe_amount(li.unit_amount, currency),
+                        "product_data": {"name": li.name[:250]},
+                    },
+                    "quantity": li.quantity,
+                }
+                for li in request.line_items
+            ],
+            "client_reference_id": request.payment_id,
+            "metadata": metadata,
+            "payment_intent_data": pi_data,
+            "success_url": self._success_url(request.success_url),
+            "cancel_url": self._absolute(request.cancel_url),
+            "expires_at": self._expires_at(request.expires_at),
+        }
+        if request.customer_email:
+            params["customer_email"] = request.customer_email
+        session = self._call(
+            "checkout.create",
+            lambda: self._client.v1.checkout.sessions.create(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": request.idempotency_key},
+            ),
+        )
+        log.info("stripe checkout session %s created for %s", session["id"],
+                 request.payment_id)
+        return CheckoutSession(
+            reference=session["id"],
+            redirect_url=session["url"],
+            expires_at=_ts(session.get("expires_at")),
+        )
+
+    # ------------------------------------------------------------------ retrieve
+    def _retrieve_session(self, session_id: str) -> dict[str, Any]:
+        return self._call(
+            "checkout.retrieve",
+            lambda: self._client.v1.checkout.sessions.retrieve(
+                session_id, params={"expand": SESSION_EXPAND}
+            ),
+        )
+
+    def retrieve(self, ref: PaymentRef) -> PaymentUpdate:
+        if ref.reference:
+            return self.session_update(self._retrieve_session(ref.reference))
+        if ref.gateway_payment_id:
+            return self.payment_intent_update(self._payment_intent(ref.gateway_payment_id))
+        raise GatewayError("not_found", "No Stripe reference is known for this payment.")
+
+    def confirm_return(self, ref: PaymentRef, params: ReturnParams) -> PaymentUpdate | None:
+        if not ref.reference:
+            return None
+        hint = params.args.get("session_id")
+        if hint and hint != ref.reference:
+            # The URL is the customer's to edit: only our stored session counts.
+            log.warning("stripe return for %s carried a foreign session id; ignored",
+                        ref.payment_id)
+        return self.retrieve(ref)
+
+    def cancel_checkout(self, ref: PaymentRef) -> None:
+        """Expire an open session. Already expired: done. Completed (the customer paid
+        meanwhile): GatewayError, so the core leaves the payment to the webhook instead
+        of marking money that was taken as canceled."""
+        if not ref.reference:
+            return
+        session = self._retrieve_session(ref.reference)
+        if session.get("status") == "open":
+            try:
+                self._call(
+                    "checkout.expire",
+                    lambda: self._client.v1.checkout.sessions.expire(
+                        ref.reference,  # type: ignore[arg-type]
+                        options={"idempotency_key": f"expire-{ref.reference}"},
+                    ),
+                )
+                return
+            except GatewayError as exc:
+                if exc.code != "invalid_request":
+                    raise
+                # Completed or expired between our retrieve and the expire.
+                session = self._retrieve_session(ref.reference)
+                if session.get("status") == "open":
+                    raise
+        if session.get("status") == "complete":
+            raise GatewayError("invalid_request",
+                               "This checkout was already completed; it cannot be canceled.")
+
+    # ------------------------------------------------------------------ refunds
+    def _payment_intent_id(self, reference: str | None, gateway_payment_id: str | None) -> str:
+        if gateway_payment_id:
+            return gateway_payment_id
+        if reference:
+            pi = _id(self._retrieve_session(reference).get("payment_intent"))
+            if pi:
+                return pi
+        raise GatewayError("invalid_request", "This payment has no captured Stripe payment.")
+
+    def refund(self, request: RefundRequest) -> RefundResult:
+        if request.amount <= 0:
+            raise GatewayError("invalid_request", "A refund must be for a positive amount.")
+        params: dict[str, Any] = {
+            "payment_intent": self._payment_intent_id(request.reference,
+                                                      request.gateway_payment_id),
+            "amount": to_stripe_amount(request.amount, request.currency),
+            "metadata": {"refund_id": request.refund_id, "payment_id": request.payment_id},
+        }
+        reason = REFUND_REASONS.get((request.reason or "").strip().lower())
+        if reason:
+            params["reason"] = reason
+        refund = self._call(
+            "refund.create",
+            lambda: self._client.v1.refunds.create(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": request.idempotency_key},
+            ),
+        )
+        return RefundResult(
+            gateway_refund_id=refund["id"],
+            status=REFUND_STATUS.get(refund.get("status") or "", RefundStatus.PENDING),
+            failure_reason=refund.get("failure_reason"),
+        )
+
+    def capture(self, request: CaptureRequest) -> PaymentUpdate:
+        pi_id = self._payment_intent_id(request.reference, request.gateway_payment_id)
+        params = {"amount_to_capture": to_stripe_amount(request.amount, request.currency),
+                  "expand": ["latest_charge"]}
+        pi = self._call(
+            "payment_intent.capture",
+            lambda: self._client.v1.payment_intents.capture(
+                pi_id,
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": request.idempotency_key},
+            ),
+        )
+        return self.payment_intent_update(pi, payment_id=request.payment_id,
+                                          reference=request.reference)
+
+    # ------------------------------------------------------------------ mapping
+    def session_update(self, session: Mapping[str, Any]) -> PaymentUpdate:
+        """What a Checkout Session (payment_intent maybe expanded) says about our payment."""
+        metadata = session.get("metadata") or {}
+        pi = _obj(session.get("payment_intent"))
+        pi_id = _id(session.get("payment_intent"))
+        currency = (session.get("currency") or "").upper() or None
+        amount = session.get("amount_total")
+        ref = PaymentRef(
+            payment_id=metadata.get("payment_id") or session.get("client_reference_id"),
+            reference=session.get("id"),
+            gateway_payment_id=pi_id,
+        )
+        status_word, payment_status = session.get("status"), session.get("payment_status")
+        pi_status = pi.get("status") if pi else None
+        error = (pi or {}).get("last_payment_error") or {}
+        failure_code = error.get("decline_code") or error.get("code")
+        failure_message = error.get("message")
+        capture_deadline = None
+        if status_word == "expired":
+            status = PaymentStatus.EXPIRED
+        elif status_word == "complete":
+            if pi_status == "requires_capture" or (
+                pi is None and payment_status == "paid"
+                and metadata.get("capture_method") == "manual"
+            ):
+                status = PaymentStatus.AUTHORIZED
+                capture_deadline = self._capture_deadline(pi)
+            elif pi_status == "canceled":
+                status = PaymentStatus.CANCELED
+            elif payment_status in ("paid", "no_payment_required"):
+                status = PaymentStatus.SUCCEEDED
+            elif pi_status == "requires_payment_method" and error:
+                status = PaymentStatus.FAILED     # async method failed after completion
+            else:
+                status = PaymentStatus.PROCESSING  # async method still in flight
+        else:
+            # Open: the customer is (or may come back) at Stripe; a failed attempt is
+            # recorded but is not final, they may retry on the same page.
+            status = PaymentStatus.PROCESSING
+        if status in (PaymentStatus.SUCCEEDED, PaymentStatus.AUTHORIZED):
+            failure_code = failure_message = None
+        return PaymentUpdate(
+            ref=ref,
+            status=status,
+            amount=from_stripe_amount(amount, currency) if amount is not None and currency
+            else None,
+            currency=currency,
+            gateway_payment_id=pi_id,
+            failure_code=failure_code,
+            failure_message=failure_message,
+            payment_method=_card_details(_obj((pi or {}).get("latest_charge"))),
+            capture_deadline=capture_deadline,
+        )
+
+    @staticmethod
+    def _capture_deadline(pi: Mapping[str, Any] | None) -> datetime | None:
+        charge = _obj((pi or {}).get("latest_charge")) or {}
+        card = (charge.get("payment_method_details") or {}).get("card") or {}
+        if card.get("capture_before"):
+            return _ts(card["capture_before"])
+        if pi and pi.get("created"):
+            # Card authorizations are held for 7 days by default.
+            return _ts(pi["created"]) + timedelta(days=7)  # type: ignore[operator]
+        return None
+
+    def payment_intent_update(self, pi: Mapping[str, Any], *, payment_id: str | None = None,
+                              reference: str | None = None) -> PaymentUpdate:
+        """What a PaymentIntent says (sync without a session, capture responses)."""
+        metadata = pi.get("metadata") or {}
+        currency = (pi.get("currency") or "").upper() or None
+        status_map = {
+            "succeeded": PaymentStatus.SUCCEEDED,
+            "requires_capture": PaymentStatus.AUTHORIZED,
+            "canceled": PaymentStatus.CANCELED,
+        }
+        status = status_map.get(pi.get("status") or "", PaymentStatus.PROCESSING)
+        error = pi.get("last_payment_error") or {}
+        amount = pi.get("amount_received") if status == PaymentStatus.SUCCEEDED else None
+        amount = amount or pi.get("amount")
+        return PaymentUpdate(
+            ref=PaymentRef(payment_id=payment_id or metadata.get("payment_id"),
+                           reference=reference, gateway_payment_id=pi.get("id")),
+            status=status,
+            amount=from_stripe_amount(amount, currency) if amount is not None and currency
+            else None,
+            currency=currency,
+            gateway_payment_id=pi.get("id"),
+            failure_code=None if status == PaymentStatus.SUCCEEDED
+            else (error.get("decline_code") or error.get("code")),
+            failure_message=None if status == PaymentStatus.SUCCEEDED else error.get("message"),
+            payment_method=_card_details(_obj(pi.get("latest_charge"))),
+            capture_deadline=self._capture_deadline(pi)
+            if status == PaymentStatus.AUTHORIZED else None,
+        )
+
+    @staticmethod
+    def refund_update(refund: Mapping[str, Any],
+                      charge: Mapping[str, Any] | None = None) -> RefundUpdate:
+        metadata = refund.get("metadata") or {}
+        charge_meta = (charge or {}).get("metadata") or {}
+        currency = (refund.get("currency") or (charge or {}).get("currency") or "").upper()
+        pi_id = _id(refund.get("payment_intent")) or _id((charge or {}).get("payment_intent"))
+        return RefundUpdate(
+            ref=PaymentRef(payment_id=metadata.get("payment_id") or charge_meta.get("payment_id"),
+                           gateway_payment_id=pi_id),
+            gateway_refund_id=refund["id"],
+            amount=from_stripe_amount(int(refund.get("amount") or 0), currency),
+            currency=currency,
+            status=REFUND_STATUS.get(refund.get("status") or "", RefundStatus.PENDING),
+            refund_id=metadata.get("refund_id") or None,
+            reason=refund.get("reason"),
+            failure_reason=refund.get("failure_reason"),
+        )
+
+    @staticmethod
+    def dispute_update(dispute: Mapping[str, Any]) -> DisputeUpdate:
+        currency = (dispute.get("currency") or "").upper()
+        metadata = dispute.get("metadata") or {}
+        evidence = dispute.get("evidence_details") or {}
+        return DisputeUpdate(
+            ref=PaymentRef(payment_id=metadata.get("payment_id"),
+                           gateway_payment_id=_id(dispute.get("payment_intent"))),
+            gateway_dispute_id=dispute["id"],
+            amount=from_stripe_amount(int(dispute.get("amount") or 0), currency),
+            currency=currency,
+            status=DISPUTE_STATUS.get(dispute.get("status") or "", DisputeStatus.OPEN),
+            gateway_status=dispute.get("status"),
+            reason=dispute.get("reason"),
+            evidence_due_by=_ts(evidence.get("due_by")),
+        )
+
+    # ------------------------------------------------------------------ webhooks
+    def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> VerifiedEvent:
+        header = _header(headers, "Stripe-Signature")
+        if not header:
+            raise SignatureError("missing Stripe-Signature header")
+        try:
+            text = body.decode("utf-8") if isinstance(body, (bytes, bytearray)) else str(body)
+        except UnicodeDecodeError:
+            raise SignatureError("body is not UTF-8") from None
+        try:
+            self._client.construct_event(text, header, self._webhook_secret, self._tolerance)
+        except stripe.SignatureVerificationError as exc:
+            raise SignatureError(f"bad Stripe signature: {exc.user_message}") from None
+        except ValueError:
+            raise SignatureError("signed body is not a Stripe event") from None
+        # The SDK only rejects old timestamps; a future one is as suspicious.
+        try:
+            items = [part.split("=", 1) for part in header.split(",")]
+            timestamp = int(next(v for k, *v in items if k == "t")[0])
+        except (StopIteration, ValueError, IndexError):
+            raise SignatureError("bad Stripe-Signature timestamp") from None
+        if timestamp > time.time() + self._tolerance:
+            raise SignatureError("Stripe-Signature timestamp is in the future")
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            raise SignatureError("body is not JSON") from None
+        if (not isinstance(payload, dict) or not isinstance(payload.get("id"), str)
+                or not isinstance(payload.get("type"), str)):
+            raise SignatureError("signed body is not a Stripe event")
+        return VerifiedEvent(event_id=payload["id"], event_type=payload["type"], payload=payload)
+
+    def interpret(self, event: VerifiedEvent) -> list[Update]:
+        updates = self._interpret(event)
+        return [self._enrich(update) for update in updates]
+
+    def _interpret(self, event: VerifiedEvent) -> list[Update]:
+        obj = ((event.payload.get("data") or {}).get("object")) or {}
+        kind = event.event_type
+        if kind.startswith("checkout.session."):
+            update = self.session_update(obj)
+            if kind == "checkout.session.async_payment_succeeded":
+                update = _replace_status(update, PaymentStatus.SUCCEEDED)
+            elif kind == "checkout.session.async_payment_failed":
+                update = _replace_status(update, PaymentStatus.FAILED)
+            elif kind == "checkout.session.expired":
+                update = _replace_status(update, PaymentStatus.EXPIRED)
+            elif kind != "checkout.session.completed":
+                return []
+            return [update]
+        if kind == "payment_intent.payment_failed":
+            # Not terminal in Checkout: the session stays open and the customer may try
+            # another card. Record why, keep the payment processing.
+            update = self.payment_intent_update(obj)
+            return [_replace_status(update, PaymentStatus.PROCESSING)]
+        if kind == "charge.refunded":
+            refunds = (obj.get("refunds") or {}).get("data") or []
+            return [self.refund_update(r, obj) for r in refunds if isinstance(r, Mapping)]
+        if kind in ("refund.created", "refund.updated", "refund.failed"):
+            return [self.refund_update(obj)]
+        if kind in ("charge.dispute.created", "charge.dispute.updated",
+                    "charge.dispute.closed"):
+            return [self.dispute_update(obj)]
+        return []
+
+    def _enrich(self, update: Update) -> Update:
+        """Fill in what an event's object does not carry, from the PaymentIntent.
+
+        A dispute, or a refund made in Stripe's dashboard, names only the payment
+        intent; its metadata names our payment, so the event matches even when it
+        arrives before the one that told us the intent's id. A session event names its
+        intent only by id; the intent's latest charge has the card brand and last 4, and
+        its last payment error says why an async payment failed.
+        Runs in the event job (never in the webhook request), so a failure here is
+        retried with the job.
+        """
+        pi_id = update.ref.gateway_payment_id
+        if not pi_id:
+            return update
+        if isinstance(update, PaymentUpdate):
+            paid = update.status in (PaymentStatus.SUCCEEDED, PaymentStatus.AUTHORIZED)
+            failed = update.status == PaymentStatus.FAILED
+            if not ((paid and not update.payment_method)
+                    or (failed and not update.failure_code)):
+                return update
+            try:
+                pi = self._payment_intent(pi_id)
+            except GatewayError:
+                return update      # details are a nicety; the status is what matters
+            changes: dict[str, Any] = {}
+            if paid:
+                changes["payment_method"] = _card_details(_obj(pi.get("latest_charge")))
+                if pi.get("status") == "requires_capture":
+                    changes["status"] = PaymentStatus.AUTHORIZED
+                    changes["capture_deadline"] = self._capture_deadline(pi)
+            else:
+                error = pi.get("last_payment_error") or {}
+                changes["failure_code"] = error.get("decline_code") or error.get("code")
+                changes["failure_message"] = error.get("message")
+            return replace(update, **changes)
+        if update.ref.payment_id:
+            return update
+        payment_id = self._payment_ids.get(pi_id)
+        if payment_id is None:
+            try:
+                pi = self._payment_intent(pi_id)
+            except GatewayError as exc:
+                if exc.code == "not_found":
+                    return update
+                raise
+            payment_id = (pi.get("metadata") or {}).get("payment_id")
+            if not payment_id:
+                return update      # not one of ours (made outside Kassa)
+            if len(self._payment_ids) > 4096:
+                self._payment_ids.clear()
+            self._payment_ids[pi_id] = payment_id
+        return replace(update, ref=replace(update.ref, payment_id=payment_id))
+
+    def _payment_intent(self, pi_id: str) -> dict[str, Any]:
+        return self._call(  # type: ignore[no-any-return]
+            "payment_intent.retrieve",
+            lambda: self._client.v1.payment_intents.retrieve(
+                pi_id, params={"expand": ["latest_charge"]}),
+        )
+
+    def redact(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return redact(payload)
+
+    # ------------------------------------------------------------------ errors
+    def _call(self, what: str, fn: Any) -> Any:
+        try:
+            return _plain(fn())
+        except stripe.StripeError as exc:
+            raise self._translate(what, exc) from None
+
+    @staticmethod
+    def _translate(what: str, exc: stripe.StripeError) -> GatewayError:
+        status = exc.http_status
+        stripe_code = getattr(exc, "code", None)
+        headers = exc.headers or {}
+        should_retry = headers.get("stripe-should-retry") or headers.get("Stripe-Should-Retry")
+        decline_code = None
+        if isinstance(exc, stripe.CardError):
+            decline_code = exc.error.decline_code if exc.error else None
+            code = "card_declined"
+            message = exc.user_message or USER_MESSAGES[code]
+            retryable = False
+        elif isinstance(exc, stripe.IdempotencyError):
+            code, retryable = "idempotency_conflict", False
+        elif isinstance(exc, stripe.InvalidRequestError):
+            code = "not_found" if status == 404 or stripe_code == "resource_missing" \
+                else "invalid_request"
+            retryable = False
+        elif isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
+            code, retryable = "authentication_failed", False
+        elif isinstance(exc, stripe.RateLimitError):
+            code, retryable = "rate_limited", True
+        elif isinstance(exc, stripe.APIConnectionError):
+            code, retryable = "gateway_unavailable", True
+        else:
+            code = "gateway_unavailable"
+            # Same rule as the SDK's own retries: Stripe's header decides, else 409/5xx.
+            if should_retry is not None:
+                retryable = should_retry == "true"
+            else:
+                retryable = status is not None and (status == 409 or status >= 500)
+        if code != "card_declined":
+            message = USER_MESSAGES[code]
+        log.warning(
+            "stripe %s failed: %s (%s) http=%s stripe_code=%s decline=%s request=%s retryable=%s",
+            what, code, type(exc).__name__, status, stripe_code, decline_code,
+            getattr(exc, "request_id", None), retryable,
+        )
+        return GatewayError(code, message, retryable=retryable, http_status=status,
+                            decline_code=decline_code)
+
+
+def _replace_status(update: PaymentUpdate, status: PaymentStatus) -> PaymentUpdate:
+    if status in (PaymentStatus.SUCCEEDED,):
+        return replace(update, status=status, failure_code=None, failure_message=None)
+    return replace(update, status=status)
