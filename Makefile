@@ -16,7 +16,7 @@ PORT ?= 5000
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install run test bench lint clean distclean chromium
+.PHONY: help install run serve test bench lint clean distclean chromium
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -39,6 +39,10 @@ run: $(STAMP)  ## migrate, seed the demo store and serve it on http://$(HOST):$(
 	@# Sandbox redirects and webhooks go to PUBLIC_BASE_URL: follow HOST/PORT unless it is set.
 	PUBLIC_BASE_URL="$${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)}" \
 	  $(BIN)/flask --app wsgi run --host $(HOST) --port $(PORT)
+
+serve: $(STAMP)  ## production server: migrate, then gunicorn -c gunicorn.conf.py (see docs/DEPLOYMENT.md)
+	$(BIN)/flask --app wsgi db upgrade
+	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 test: $(STAMP) chromium  ## the whole suite, browser tests included (PYTEST_ARGS=... to narrow)
 	@# Never point the suite at a server by ourselves: a database URL is the user's choice.

@@ -32,7 +32,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, g, jsonify, request
@@ -142,7 +141,7 @@ class DatabaseCollector(Collector):
                 families.append(GaugeMetricFamily(
                     "kassa_webhook_unprocessed", "Inbox events not yet processed.",
                     value=unprocessed))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a scrape must answer even then
                 logging.getLogger(__name__).warning("metrics: database counts failed: %s",
                                                     type(exc).__name__)
             finally:
@@ -170,7 +169,7 @@ def broker_queue_depth(url: str | None, queues: tuple[str, ...] = ("celery",)
             return {q: int(client.llen(q)) for q in queues}  # type: ignore[arg-type]
         finally:
             client.close()
-    except Exception:
+    except Exception:  # noqa: BLE001 - no number is better than a failed scrape
         return None
 
 
@@ -182,7 +181,7 @@ def check_database() -> str | None:
         with db.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         return None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
         return f"{type(exc).__name__}"
 
 
@@ -206,7 +205,7 @@ def check_broker(url: str | None, timeout: float) -> str | None:
         with socket.create_connection((parts.hostname or "localhost",
                                        parts.port or default_port), timeout=timeout):
             return None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
         return f"{type(exc).__name__}"
 
 

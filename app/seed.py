@@ -118,8 +118,8 @@ def _rows(n: int, first_order_id: int, first_item_id: int, first_payment_id: int
 def seed_bench(n: int, *, batch: int = 20_000, days: int = 730, seed: int = 8,
                progress: Callable[[int], None] | None = None) -> int:
     """Append n orders with their items and one payment each. Returns n."""
-    products = [dict(id=p.id, sku=p.sku, name=p.name, unit_amount=p.unit_amount,
-                     currency=p.currency)
+    products = [{"id": p.id, "sku": p.sku, "name": p.name, "unit_amount": p.unit_amount,
+                 "currency": p.currency}
                 for p in db.session.execute(select(Product).where(Product.active.is_(True)))
                 .scalars()]
     if not products:

@@ -78,11 +78,12 @@ def main(argv: list[str] | None = None) -> int:
                         ",".join(BENCHES))
     parser.add_argument("--payments", type=int, default=None,
                         help="payments to seed for the dashboard bench (default 1,000,000)")
-    parser.add_argument("--stripe", action="store_true",
-                        help="checkout bench through the Stripe adapter and its fake "
-                             "(tests/fakes/stripe_api.py) instead of bench.gateway")
+    parser.add_argument("--gateway", choices=["stripe", "bench"], default=None,
+                        help="checkout through the Stripe adapter and its fake "
+                             "(tests/fakes/stripe_api.py; the default when present) or "
+                             "through bench/gateway.py and bench/fake_gateway.py")
     args = parser.parse_args(argv)
-    serving.USE_STRIPE = args.stripe
+    serving.USE_STRIPE = (args.gateway == "stripe") if args.gateway else serving.stripe_available()
     if not postgres_available():
         print("bench: PostgreSQL is not reachable (set BENCH_DATABASE_URL)", file=sys.stderr)
         return 2
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {name} ...", flush=True)
             try:
                 result = BENCHES[name](db, sizes)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - report it and run the next one
                 traceback.print_exc()
                 result = {"name": name, "error": f"{type(exc).__name__}: {exc}"}
             result["bench_seconds"] = round(time.monotonic() - t0, 1)

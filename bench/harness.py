@@ -49,7 +49,7 @@ def postgres_available() -> bool:
         with psycopg.connect(_plain(admin_url()), connect_timeout=2) as conn:
             conn.execute("SELECT 1")
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 - unreachable, for whatever reason
         return False
 
 
@@ -116,9 +116,10 @@ class Server:
             "PROMETHEUS_MULTIPROC_DIR": str(OUT / f"prom-{self.port}"),
         })
         env.update(self.env)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), self.app],
-            cwd=ROOT, env=env, stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT)
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
+                 self.app], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         workers = int(env.get("WEB_CONCURRENCY", "2"))
         while time.monotonic() < deadline:
@@ -195,7 +196,8 @@ def app_env(db: Database, **extra: str) -> dict[str, str]:
 def loadgen(scenario: str, cfg: dict[str, Any], timeout: float = 300) -> dict[str, Any]:
     """Run the load generator as its own process; returns its summary."""
     out = subprocess.run([sys.executable, "-m", "bench.loadgen", scenario, json.dumps(cfg)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+                         cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                         check=False)
     if out.returncode != 0:
         raise RuntimeError(f"load generator failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -256,6 +258,6 @@ def machine() -> dict[str, str]:
             for setting in ("shared_buffers", "max_connections"):
                 value = conn.execute(f"SHOW {setting}").fetchone()
                 info[f"postgres {setting}"] = str(value[0]) if value else "?"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - describe the machine anyway
         info["database"] = f"unavailable ({type(exc).__name__})"
     return info

@@ -16,9 +16,9 @@ def write_report(payload: dict[str, Any], path: Path) -> None:
     from bench.__main__ import headline
 
     out = ["# Kassa benchmark results", "",
-           f"Run started {payload['started']} with `python -m bench` (full mode). Regenerate "
+           (f"Run started {payload['started']} with `python -m bench` (full mode). Regenerate "
            "with `make bench`; numbers are from one run on the machine below, the app and "
-           "its load generator sharing its CPUs.", "", "## Machine", "",
+           "its load generator sharing its CPUs."), "", "## Machine", "",
            _table(["", ""], [[k, v] for k, v in payload["machine"].items()]), "",
            "## Summary", ""]
     for result in payload["results"]:
@@ -41,11 +41,11 @@ def write_report(payload: dict[str, Any], path: Path) -> None:
                 for key in ("kassa", "kassa_with_broker"):
                     if key in result:
                         r = result[key]
-                        out += ["", f"{key}: stored {r['stored']} (every acknowledged event: "
+                        out += ["", (f"{key}: stored {r['stored']} (every acknowledged event: "
                                 f"{r['all_acked_events_in_inbox']}); unprocessed after the wait:"
                                 f" {r['unprocessed_after_wait']}; all processed "
                                 f"{r['all_processed_after_s']} s after the first send "
-                                f"({r['processed_per_s']}/s); outcomes {r['outcomes']}."]
+                                f"({r['processed_per_s']}/s); outcomes {r['outcomes']}.")]
         elif name == "dashboard":
             out.append(f"{result['payments']} payments seeded in {result['seed_seconds']} s.")
             out.append("")
@@ -53,19 +53,19 @@ def write_report(payload: dict[str, Any], path: Path) -> None:
                               [[q["query"], q["rows"], q["p50_ms"], q["p95_ms"]]
                                for q in result["list_queries"]]))
             ov = result["overview"]
-            out += ["", f"90-day overview ({ov['rows']} day×currency rows): p50 {ov['p50_ms']} "
-                    f"ms, p95 {ov['p95_ms']} ms.", "",
+            out += ["", (f"90-day overview ({ov['rows']} day×currency rows): p50 {ov['p50_ms']} "
+                    f"ms, p95 {ov['p95_ms']} ms."), "",
                     f"CSV export: {result['csv']}"]
         elif name == "page":
             out.append(_table(["resource", "kind", "status", "raw bytes", "gzip bytes",
                                "render-blocking"],
                               [[i["url"], i["kind"], i["status"], i["raw"], i["gzip"],
                                 i["blocking"]] for i in result["items"]]))
-            out += ["", f"Total {result['total_raw_bytes']} B raw, {result['total_gzip_bytes']}"
+            out += ["", (f"Total {result['total_raw_bytes']} B raw, {result['total_gzip_bytes']}"
                     f" B gzipped (server compresses: {result['server_compresses']}); "
                     f"render-blocking requests to other sites: "
                     f"{result['third_party_render_blocking'] or 'none'}; missing: "
-                    f"{result['missing'] or 'none'}."]
+                    f"{result['missing'] or 'none'}.")]
         elif name == "memory":
             out.append(f"After boot: {result['rss_mb_after_boot']} MB per worker; after "
                        f"{result['requests']} requests ({result['errors']} errors): "

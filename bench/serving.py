@@ -36,9 +36,16 @@ class Sizes:
         return full if self.full else quick
 
 
-# Set by `python -m bench --stripe`: drive the real Stripe adapter against
-# tests/fakes/stripe_api.py (needs the Stripe branch merged) instead of bench.gateway.
+# Set by `python -m bench --gateway stripe|bench`: drive the real Stripe adapter against
+# tests/fakes/stripe_api.py, or bench/gateway.py against bench/fake_gateway.py.
 USE_STRIPE = False
+
+
+def stripe_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None
+               for m in ("app.gateways.stripe", "tests.fakes.stripe_api"))
 
 
 def _gateway_target(port: int) -> dict[str, Any]:
@@ -157,7 +164,7 @@ def _redis_url() -> str | None:
 
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
         return url
-    except Exception:
+    except Exception:  # noqa: BLE001 - no Redis: skip the broker run
         return None
 
 

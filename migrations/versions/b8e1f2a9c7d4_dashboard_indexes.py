@@ -13,7 +13,6 @@ with CREATE INDEX CONCURRENTLY (same names); this migration then has nothing to 
 """
 from alembic import op
 
-
 # revision identifiers, used by Alembic.
 revision = 'b8e1f2a9c7d4'
 down_revision = 'ec0d3b61ec30'

@@ -91,7 +91,7 @@ def test_metrics_show_latency_by_route_payments_and_webhook_lag(
 
     assert client.get("/products/tee-usd").status_code == 200
     assert client.get("/products/mug-eur").status_code == 200
-    payment, events = start_purchase(app)
+    _payment, events = start_purchase(app)
     for body, headers in events:
         assert client.post("/webhooks/sandbox", data=body, headers=headers).status_code == 200
 
