@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         db.migrate_and_seed_demo()
         for name in names:
             t0 = time.monotonic()
+            load_before = os.getloadavg()[0]
             print(f"== {name} ...", flush=True)
             try:
                 result = BENCHES[name](db, sizes)
@@ -106,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 result = {"name": name, "error": f"{type(exc).__name__}: {exc}"}
             result["bench_seconds"] = round(time.monotonic() - t0, 1)
+            # Other work on the machine skews everything: say how busy it was.
+            result["load_average_1min"] = {"before": round(load_before, 2),
+                                           "after": round(os.getloadavg()[0], 2)}
             results.append(result)
             print(headline(result), flush=True)
     finally:

@@ -26,6 +26,11 @@ def write_report(payload: dict[str, Any], path: Path) -> None:
     for result in payload["results"]:
         name = result["name"]
         out += ["", f"## {name}", ""]
+        if "load_average_1min" in result:
+            la = result["load_average_1min"]
+            out.append(f"Took {result.get('bench_seconds')} s; 1-minute load average "
+                       f"{la['before']} before, {la['after']} after (2 CPUs).")
+            out.append("")
         if "error" in result:
             out.append(f"Failed: `{result['error']}`")
             continue

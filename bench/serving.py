@@ -191,7 +191,7 @@ def _intake_run(db: Database, sizes: Sizes, label: str, extra_env: dict[str, str
         started = time.monotonic()
         run = loadgen("webhooks", cfg)
         stored = db.scalar(f"SELECT count(*) FROM webhook_events WHERE event_id LIKE '{like}'")
-        deadline = time.monotonic() + sizes.pick(300, 15)
+        deadline = time.monotonic() + sizes.pick(180, 15)
         pending = None
         while time.monotonic() < deadline:
             pending = db.scalar("SELECT count(*) FROM webhook_events WHERE status = 'received' "
@@ -334,9 +334,11 @@ def worker_memory(db: Database, sizes: Sizes) -> dict[str, Any]:
         first = loadgen("checkout", {"host": "127.0.0.1", "port": server.port, "sku": "mug-eur",
                                      "gateway": target["gateway"],
                                      "expect_location": f"127.0.0.1:{gateway_port}/pay/",
-                                     "clients": 32, "total": checkouts, "max_seconds": 120})
+                                     "clients": 32, "total": checkouts,
+                                     "max_seconds": sizes.pick(400, 60)}, timeout=900)
         second = loadgen("gets", {"host": "127.0.0.1", "port": server.port, "paths": paths,
-                                  "clients": 32, "total": total - checkouts, "max_seconds": 120})
+                                  "clients": 32, "total": total - checkouts,
+                                  "max_seconds": sizes.pick(400, 60)}, timeout=900)
         after = server.worker_rss_mb()
         served = first["requests"] + second["requests"]
         return {"name": "memory", "requests": served, "errors": first["errors"] + second["errors"],
