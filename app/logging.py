@@ -182,6 +182,10 @@ def configure(level: str = "INFO", json_lines: bool = False, stream: Any = None)
     root.addHandler(handler)
     if root.level == logging.WARNING or root.level == logging.NOTSET:
         root.setLevel(level)
+    # SDKs log every API call at INFO (URLs, ids): keep them for LOG_LEVEL=DEBUG only.
+    for sdk in ("stripe", "razorpay", "urllib3"):
+        logging.getLogger(sdk).setLevel(logging.DEBUG if str(level).upper() == "DEBUG"
+                                        else logging.WARNING)
     # gunicorn's own error log goes through the same filter.
     for name in ("gunicorn.error",):
         for h in logging.getLogger(name).handlers:

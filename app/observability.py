@@ -233,6 +233,11 @@ def init_app(app: Flask) -> None:
     """Wire logging, request ids, timing, the probe endpoints and gateway timing."""
     kassa_logging.configure(app.config.get("LOG_LEVEL", "INFO"),
                             json_lines=bool(app.config.get("LOG_JSON")))
+    # Flask gives app.logger (named "app", like our package) its own stderr handler when it
+    # is first used; that handler would print every line a second time, unfiltered.
+    from flask.logging import default_handler
+
+    app.logger.removeHandler(default_handler)
     app.extensions["kassa_db_collector"] = DatabaseCollector(app)
     _instrument_gateways(app)
     trust_request_id = bool(app.config.get("TRUST_REQUEST_ID", True))

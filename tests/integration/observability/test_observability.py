@@ -193,3 +193,15 @@ def test_forwarded_headers_are_trusted_only_when_configured(
 
     answer = proxied.test_client().get("/_where", headers=headers).json
     assert answer == {"url": "https://shop.example.com/_where", "remote": "203.0.113.9"}
+
+
+def test_each_log_line_is_written_once_through_the_filter(
+        build_app: Callable[..., Flask], capfd: pytest.CaptureFixture[str]) -> None:
+    # build_app: migrations ran earlier in the session, so nothing reconfigured logging since.
+    app = build_app(LOG_JSON=True)
+    app.logger.info("paid by jane@example.com with 4242 4242 4242 4242")
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if "paid by" in line]
+    assert len(lines) == 1
+    assert "jane@" not in lines[0] and "4242 4242" not in lines[0]
+    assert json.loads(lines[0])["message"] == "paid by j***@example.com with [CARD ****4242]"
