@@ -151,7 +151,9 @@ def engine_options(database_url: str) -> dict[str, Any]:
     threads = env_int("THREADS", 16)
     options["pool_size"] = env_int("DB_POOL_SIZE", min(threads, 10))
     options["max_overflow"] = env_int("DB_MAX_OVERFLOW", 10)
-    options["pool_timeout"] = env_int("DB_POOL_TIMEOUT", 10)
+    # As long as gunicorn's TIMEOUT: under overload a request waits for a connection
+    # rather than failing while the worker would still be allowed to answer it.
+    options["pool_timeout"] = env_int("DB_POOL_TIMEOUT", 30)
     options["pool_recycle"] = env_int("DB_POOL_RECYCLE", 1800)
     return options
 

@@ -186,8 +186,8 @@ def app_env(db: Database, **extra: str) -> dict[str, str]:
         "LOG_LEVEL": "INFO",                # the JSON access log line per request included
         "WEB_CONCURRENCY": str(os.cpu_count() or 2),
         "THREADS": "128",
-        "DB_POOL_SIZE": "10",
-        "DB_MAX_OVERFLOW": "6",
+        "DB_POOL_SIZE": "16",
+        "DB_MAX_OVERFLOW": "8",             # 2 workers x 24 = 48 of PostgreSQL's 100
     }
     env.update(extra)
     return env
