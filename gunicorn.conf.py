@@ -57,8 +57,9 @@ max_requests_jitter = _int("MAX_REQUESTS_JITTER", max_requests // 10)
 worker_connections = _int("WORKER_CONNECTIONS", 1000)
 preload_app = False
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
-# Access log off by default: the app logs one JSON line per request with its request id.
-accesslog = os.environ.get("ACCESS_LOG") or None
+# gunicorn's access log off by default: the app writes one JSON line per request, with its
+# request id (ACCESS_LOG=false turns that off). GUNICORN_ACCESS_LOG=- adds gunicorn's own.
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # Uploads are tiny (forms, webhooks); refuse anything absurd early.
