@@ -123,6 +123,8 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "LOG_JSON": env_bool("LOG_JSON", production),
         # Proxies in front of the app whose X-Forwarded-* headers are trusted (app/serving.py).
         "PROXY_FIX_HOPS": env_int("PROXY_FIX_HOPS", 0),
+        # Static files gzipped by the app (off when a proxy in front compresses).
+        "STATIC_GZIP": env_bool("STATIC_GZIP", True),
         # Observability (app/observability.py): /healthz, /readyz, /metrics.
         # Trust an incoming X-Request-ID (from our own load balancer) when it looks safe.
         "TRUST_REQUEST_ID": env_bool("TRUST_REQUEST_ID", True),

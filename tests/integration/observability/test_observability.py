@@ -205,3 +205,25 @@ def test_each_log_line_is_written_once_through_the_filter(
     assert len(lines) == 1
     assert "jane@" not in lines[0] and "4242 4242" not in lines[0]
     assert json.loads(lines[0])["message"] == "paid by j***@example.com with [CARD ****4242]"
+
+
+def test_static_files_are_gzipped_pages_are_not(make_app: Callable[..., Flask]) -> None:
+    import gzip
+
+    from app import ROOT
+
+    client = make_app().test_client()
+    raw = (ROOT / "static" / "js" / "htmx.min.js").read_bytes()
+    zipped = client.get("/static/js/htmx.min.js", headers={"Accept-Encoding": "gzip, br"})
+    assert zipped.status_code == 200 and zipped.headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in zipped.headers["Vary"]
+    assert gzip.decompress(zipped.data) == raw
+    assert int(zipped.headers["Content-Length"]) == len(zipped.data) < len(raw) // 2
+    plain = client.get("/static/js/htmx.min.js")
+    try:
+        assert "Content-Encoding" not in plain.headers and plain.data == raw
+    finally:
+        plain.close()   # an uncompressed static response streams the open file
+    # Pages carry the CSRF token beside reflected input (BREACH): never compressed.
+    page = client.get("/products/tee-usd", headers={"Accept-Encoding": "gzip"})
+    assert page.status_code == 200 and "Content-Encoding" not in page.headers
