@@ -61,9 +61,9 @@ def headline(result: dict[str, Any]) -> str:
                 f"rows, RSS growth {result['csv']['rss_growth_mb']} MB; "
                 f"ratio (worst p95 / 50 ms) {result['ratio']}")
     if name == "page":
-        return (f"page weight: {result['total_raw_bytes']} B raw, {result['total_gzip_bytes']} B "
-                f"gzip; third-party render-blocking: {len(result['third_party_render_blocking'])};"
-                f" ratio to 50 KB {result['ratio']}")
+        return (f"page weight: {result['total_transferred_bytes']} B transferred "
+                f"({result['total_raw_bytes']} B uncompressed); third-party render-blocking: "
+                f"{len(result['third_party_render_blocking'])}; ratio to 50 KB {result['ratio']}")
     if name == "memory":
         return (f"memory: RSS per worker {result['rss_mb_after_requests']} MB after "
                 f"{result['requests']} requests (boot {result['rss_mb_after_boot']} MB); "

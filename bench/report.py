@@ -62,15 +62,16 @@ def write_report(payload: dict[str, Any], path: Path) -> None:
                     f"ms, p95 {ov['p95_ms']} ms."), "",
                     f"CSV export: {result['csv']}"]
         elif name == "page":
-            out.append(_table(["resource", "kind", "status", "raw bytes", "gzip bytes",
-                               "render-blocking"],
-                              [[i["url"], i["kind"], i["status"], i["raw"], i["gzip"],
-                                i["blocking"]] for i in result["items"]]))
-            out += ["", (f"Total {result['total_raw_bytes']} B raw, {result['total_gzip_bytes']}"
-                    f" B gzipped (server compresses: {result['server_compresses']}); "
-                    f"render-blocking requests to other sites: "
-                    f"{result['third_party_render_blocking'] or 'none'}; missing: "
-                    f"{result['missing'] or 'none'}.")]
+            out.append(_table(["resource", "kind", "status", "uncompressed bytes",
+                               "transferred bytes", "encoding", "render-blocking"],
+                              [[i["url"], i["kind"], i["status"], i["raw"], i["transferred"],
+                                i["encoding"], i["blocking"]] for i in result["items"]]))
+            out += ["", (f"Total {result['total_transferred_bytes']} B transferred, "
+                    f"{result['total_raw_bytes']} B uncompressed ({result['total_gzip_bytes']} B"
+                    " if a proxy gzipped everything, pages included); render-blocking requests "
+                    f"to other sites: {result['third_party_render_blocking'] or 'none'}; "
+                    f"missing: {result['missing'] or 'none'}. Static files are gzipped by the "
+                    "app (STATIC_GZIP); pages are not (BREACH).")]
         elif name == "memory":
             out.append(f"After boot: {result['rss_mb_after_boot']} MB per worker; after "
                        f"{result['requests']} requests ({result['errors']} errors): "
