@@ -16,7 +16,7 @@ PORT ?= 5000
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install run serve test bench lint clean distclean chromium
+.PHONY: help install run serve test bench lint clean distclean chromium worker beat reconcile
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -43,6 +43,15 @@ run: $(STAMP)  ## migrate, seed the demo store and serve it on http://$(HOST):$(
 serve: $(STAMP)  ## production server: migrate, then gunicorn -c gunicorn.conf.py (see docs/DEPLOYMENT.md)
 	$(BIN)/flask --app wsgi db upgrade
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+worker: $(STAMP)  ## a Celery worker for the jobs (needs CELERY_BROKER_URL; make run needs none)
+	$(BIN)/celery -A app.jobs.worker worker --loglevel=INFO
+
+beat: $(STAMP)  ## Celery beat: reconcile, expiry, webhook retries, receipt resends (needs CELERY_BROKER_URL)
+	$(BIN)/celery -A app.jobs.worker beat --loglevel=INFO
+
+reconcile: $(STAMP)  ## bring open payments and pending refunds up to date from the gateways
+	$(BIN)/flask --app wsgi reconcile
 
 test: $(STAMP) chromium  ## the whole suite, browser tests included (PYTEST_ARGS=... to narrow)
 	@# Never point the suite at a server by ourselves: a database URL is the user's choice.

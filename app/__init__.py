@@ -45,12 +45,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app import auth, cli, errors, templating
     from app.auth.routes import bp as auth_bp
     from app.checkout import bp as checkout_bp
+    from app.dashboard import bp as dashboard_bp
     from app.sandbox import bp as sandbox_bp
     from app.webhooks import bp as webhooks_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(checkout_bp)
+    from app.api import init_app as init_api  # the JSON door: /api/v1, /api/docs
+
+    init_api(app)
     app.register_blueprint(webhooks_bp)
+    app.register_blueprint(dashboard_bp)
     if "sandbox" in app.extensions["kassa_gateways"]:
         app.register_blueprint(sandbox_bp)
     auth.init_app(app)

@@ -1,4 +1,5 @@
-"""flask commands: seed-demo, create-merchant, seed-bench."""
+"""flask commands: seed-demo, create-merchant, reconcile, expire-checkouts, reprocess-webhook,
+seed-bench."""
 
 from __future__ import annotations
 
@@ -67,6 +68,7 @@ def create_merchant(email: str, role: str, password: str) -> User:
 
 
 def init_app(app: Flask) -> None:
+    init_reliability_commands(app)
     @app.cli.command("seed-demo")
     def seed_demo() -> None:
         """Create the demo catalog and a demo merchant (idempotent)."""
@@ -110,3 +112,35 @@ def init_app(app: Flask) -> None:
             seed_bench(count, batch=batch, days=days, progress=bar.update)
         click.echo(f"Added {count} orders and payments.")
 
+
+def init_reliability_commands(app: Flask) -> None:
+    @app.cli.command("reconcile")
+    @click.option("--grace", type=int, default=None,
+                  help="Skip records changed in the last N seconds (default: "
+                       "RECONCILE_GRACE_SECONDS).")
+    def reconcile_command(grace: int | None) -> None:
+        """Bring open payments and pending refunds up to date from the gateways."""
+        from app.payments.reconcile import reconcile
+
+        if grace is not None:
+            current_app.config["RECONCILE_GRACE_SECONDS"] = grace
+        report = reconcile()
+        for line in report.lines():
+            click.echo(line)
+        if report.errors:
+            raise SystemExit(1)
+
+    @app.cli.command("expire-checkouts")
+    def expire_checkouts_command() -> None:
+        """Expire pending orders whose checkout window has passed (stock is released)."""
+        from app.payments.reconcile import expire_overdue
+
+        click.echo(f"Expired {expire_overdue()} order(s).")
+
+    @app.cli.command("reprocess-webhook")
+    @click.argument("event_row_id", type=int)
+    def reprocess_webhook_command(event_row_id: int) -> None:
+        """Process a failed or dead webhook event again (by its inbox row id)."""
+        from app.payments.events import reprocess
+
+        click.echo(f"Outcome: {reprocess(event_row_id)}")

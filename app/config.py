@@ -92,12 +92,15 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "STRIPE_API_BASE": env_str("STRIPE_API_BASE"),
         # Per-request timeout and the SDK's own retries (same idempotency key each time).
         "STRIPE_TIMEOUT_SECONDS": float(env_str("STRIPE_TIMEOUT_SECONDS", "10") or 10),
-        "STRIPE_MAX_NETWORK_RETRIES": env_int("STRIPE_MAX_NETWORK_RETRIES", 2),
+        # 0: app/gateways/resilience.py retries (same key); SDK retries underneath would multiply.
+        "STRIPE_MAX_NETWORK_RETRIES": env_int("STRIPE_MAX_NETWORK_RETRIES", 0),
         # Razorpay
         "RAZORPAY_KEY_ID": env_str("RAZORPAY_KEY_ID"),
         "RAZORPAY_KEY_SECRET": env_str("RAZORPAY_KEY_SECRET"),
         "RAZORPAY_WEBHOOK_SECRET": env_str("RAZORPAY_WEBHOOK_SECRET"),
         "RAZORPAY_API_BASE": env_str("RAZORPAY_API_BASE"),
+        # Read timeout of every Razorpay API call (connect timeout is 5 s).
+        "RAZORPAY_TIMEOUT_SECONDS": float(env_str("RAZORPAY_TIMEOUT_SECONDS", "10") or 10),
         "RAZORPAY_CHECKOUT_JS": env_str(
             "RAZORPAY_CHECKOUT_JS", "https://checkout.razorpay.com/v1/checkout.js"
         ),
@@ -106,14 +109,66 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         # Jobs: no broker means tasks run in-process after the transaction commits.
         "CELERY_BROKER_URL": env_str("CELERY_BROKER_URL"),
         "JOBS_EAGER": env_bool("JOBS_EAGER", False),
+        # Redis only: how long an unacknowledged task waits before another worker gets it
+        # (must exceed the longest task; RabbitMQ redelivers as soon as a worker dies).
+        "CELERY_QUEUE": env_str("CELERY_QUEUE", "kassa"),
+        "CELERY_VISIBILITY_TIMEOUT": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+        # Periodic tasks without a broker: a small in-process scheduler thread (make run).
+        "SCHEDULER_ENABLED": env_bool("SCHEDULER_ENABLED", True),
+        "RECONCILE_INTERVAL_SECONDS": env_int("RECONCILE_INTERVAL_SECONDS", 300),
+        "EXPIRE_INTERVAL_SECONDS": env_int("EXPIRE_INTERVAL_SECONDS", 60),
+        "WEBHOOK_RETRY_INTERVAL_SECONDS": env_int("WEBHOOK_RETRY_INTERVAL_SECONDS", 60),
+        "RECEIPT_RESEND_INTERVAL_SECONDS": env_int("RECEIPT_RESEND_INTERVAL_SECONDS", 300),
+        "IDEMPOTENCY_PURGE_INTERVAL_SECONDS": env_int("IDEMPOTENCY_PURGE_INTERVAL_SECONDS", 3600),
+        # Reconcile leaves records younger than this alone (their request may still be running).
+        "RECONCILE_GRACE_SECONDS": env_int("RECONCILE_GRACE_SECONDS", 120),
+        # How far back reconcile asks gateways that can list events (Stripe) for missed ones.
+        "RECONCILE_EVENTS_LOOKBACK_HOURS": env_int("RECONCILE_EVENTS_LOOKBACK_HOURS", 72),
+        # Gateways forget idempotency keys (Stripe: after 24 h): never re-send an older refund.
+        "REFUND_RESEND_MAX_HOURS": env_int("REFUND_RESEND_MAX_HOURS", 23),
+        # Webhook processing: attempts before an event is dead-lettered, first backoff step.
+        "WEBHOOK_MAX_ATTEMPTS": env_int("WEBHOOK_MAX_ATTEMPTS", 8),
+        "WEBHOOK_RETRY_BASE_SECONDS": env_int("WEBHOOK_RETRY_BASE_SECONDS", 10),
+        # Gateway calls: timeout per call, bounded retries for transient failures, breaker.
+        "GATEWAY_TIMEOUT_SECONDS": float(env_str("GATEWAY_TIMEOUT_SECONDS", "8") or 8),
+        # All attempts of one call end within this (below gunicorn's 30 s worker timeout).
+        "GATEWAY_DEADLINE_SECONDS": float(env_str("GATEWAY_DEADLINE_SECONDS", "25") or 25),
+        "GATEWAY_MAX_ATTEMPTS": env_int("GATEWAY_MAX_ATTEMPTS", 3),
+        "GATEWAY_BACKOFF_SECONDS": float(env_str("GATEWAY_BACKOFF_SECONDS", "0.5") or 0.5),
+        "GATEWAY_BACKOFF_MAX_SECONDS": float(env_str("GATEWAY_BACKOFF_MAX_SECONDS", "5") or 5),
+        "GATEWAY_BREAKER_THRESHOLD": env_int("GATEWAY_BREAKER_THRESHOLD", 5),
+        "GATEWAY_BREAKER_COOLDOWN_SECONDS": float(
+            env_str("GATEWAY_BREAKER_COOLDOWN_SECONDS", "30") or 30),
+        # Receipts by SMTP; with no MAIL_SERVER they are written to instance/outbox/*.eml.
+        "MAIL_SERVER": env_str("MAIL_SERVER"),
+        "MAIL_PORT": env_int("MAIL_PORT", 587),
+        "MAIL_USE_TLS": env_bool("MAIL_USE_TLS", True),
+        "MAIL_USERNAME": env_str("MAIL_USERNAME"),
+        "MAIL_PASSWORD": env_str("MAIL_PASSWORD"),
+        "MAIL_DEFAULT_SENDER": env_str("MAIL_DEFAULT_SENDER", "receipts@kassa.localhost"),
+        # Crash tests only: kill the process at a named point (see app/payments/faults.py).
+        "FAULT_POINT": env_str("KASSA_FAULT_POINT"),
         # Rate limits
         "RATELIMIT_ENABLED": env_bool("RATELIMIT_ENABLED", True),
         "RATELIMIT_STORAGE_URI": env_str("RATELIMIT_STORAGE_URI", "memory://"),
+        # Failed merchant sign-ins allowed per account and per client address.
+        "LOGIN_LIMIT_ACCOUNT": env_str("LOGIN_LIMIT_ACCOUNT", "5 per 15 minutes"),
+        "LOGIN_LIMIT_ADDRESS": env_str("LOGIN_LIMIT_ADDRESS", "20 per 15 minutes"),
+        # JSON API (app/api): per API key (or client address when there is none), and for
+        # the public, unauthenticated checkout-session endpoint per client address.
+        "API_RATE_LIMIT": env_str("API_RATE_LIMIT", "300 per minute"),
+        "API_CHECKOUT_RATE_LIMIT": env_str("API_CHECKOUT_RATE_LIMIT", "20 per minute"),
+        # How long a stored Idempotency-Key response is replayed.
+        "API_IDEMPOTENCY_HOURS": env_int("API_IDEMPOTENCY_HOURS", 24),
         # Sessions and cookies
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": env_bool("SESSION_COOKIE_SECURE", production),
+        # Secure unless running the debug server over plain http (override with the env var).
+        "SESSION_COOKIE_SECURE": env_bool("SESSION_COOKIE_SECURE",
+                                          production or not env_bool("FLASK_DEBUG", False)),
         "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SECURE": env_bool("SESSION_COOKIE_SECURE",
+                                           production or not env_bool("FLASK_DEBUG", False)),
         "WTF_CSRF_TIME_LIMIT": None,
         # Allowed extra hosts for return URLs (comma separated)
         "ALLOWED_RETURN_HOSTS": [
@@ -177,5 +232,7 @@ def check_production(config: dict[str, Any]) -> None:
     if config.get("SANDBOX_ENABLED") and config.get("SANDBOX_WEBHOOK_SECRET") in (None, ""):
         problems.append("SANDBOX_WEBHOOK_SECRET is required when the sandbox is enabled in "
                         "production (or set SANDBOX_ENABLED=false)")
+    if config.get("FAULT_POINT"):
+        problems.append("KASSA_FAULT_POINT is for crash tests only; unset it")
     if problems:
         raise RuntimeError("Refusing to start in production: " + "; ".join(problems))

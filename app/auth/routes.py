@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 
 from app.auth import service
 from app.auth.forms import EmptyForm, LoginForm
+from app.auth.throttle import per_account, per_address
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,6 +46,8 @@ def roles_required(*roles: str) -> Callable[[F], F]:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@per_address
+@per_account
 def login() -> Response | str | tuple[str, int]:
     """Merchant sign-in."""
     form = LoginForm()

@@ -214,3 +214,23 @@ class Gateway(Protocol):
     def redact(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Remove secrets (client secrets and the like) before the payload is stored."""
         ...
+
+
+@runtime_checkable
+class ListsEvents(Protocol):
+    """Optional: a gateway that can list its recent events (Stripe's /v1/events).
+
+    Reconciliation feeds them through the inbox's insert-or-ignore path, so events that
+    were delivered already are skipped and any that never arrived are applied.
+    """
+
+    def list_events(self, since: datetime) -> list[VerifiedEvent]:
+        ...
+
+
+@runtime_checkable
+class RetrievesRefunds(Protocol):
+    """Optional: ask the gateway for one refund's current state (reconciliation)."""
+
+    def retrieve_refund(self, ref: PaymentRef, gateway_refund_id: str) -> RefundUpdate:
+        ...

@@ -37,10 +37,28 @@ def _stripe(config: dict[str, Any], app: Flask) -> Gateway | None:
     return gateway
 
 
+def _razorpay(config: dict[str, Any], app: Flask) -> Gateway | None:
+    """Active when the key id, key secret and webhook secret are all set."""
+    from app.gateways.razorpay import RazorpayGateway, check_key_safety
+
+    gateway = RazorpayGateway.from_config(config)
+    if gateway is None:
+        if config.get("RAZORPAY_KEY_ID"):
+            app.logger.warning("Razorpay is off: RAZORPAY_KEY_SECRET and "
+                               "RAZORPAY_WEBHOOK_SECRET are both needed")
+        return None
+    check_key_safety(gateway.key_id, bool(app.debug or config.get("DEBUG")))
+    app.logger.info("Razorpay gateway active with %s keys%s", gateway.mode,
+                    f" (API base {config['RAZORPAY_API_BASE']})"
+                    if config.get("RAZORPAY_API_BASE") else "")
+    return gateway
+
+
 # name -> factory returning the gateway, or None when not configured
 FACTORIES: dict[str, Callable[[dict[str, Any], Flask], Gateway | None]] = {
     "stripe": _stripe,
     "sandbox": _sandbox,
+    "razorpay": _razorpay,
 }
 
 ORDER = ("stripe", "razorpay", "sandbox")
@@ -57,7 +75,12 @@ def init_app(app: Flask) -> None:
             gateways[name] = gateway
     if not gateways:
         gateways["sandbox"] = _sandbox(app.config, app)  # type: ignore[assignment]
-    app.extensions["kassa_gateways"] = gateways
+    # Every adapter gets timeouts, bounded retries and a circuit breaker (resilience.py).
+    from app.gateways.resilience import Policy, ResilientGateway
+
+    policy = Policy.from_config(app.config)
+    app.extensions["kassa_gateways"] = {
+        name: ResilientGateway(gw, policy) for name, gw in gateways.items()}
 
 
 def gateways() -> dict[str, Gateway]:

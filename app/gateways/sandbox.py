@@ -212,6 +212,9 @@ class SandboxProcessor:
             row = s.get(SandboxSession, session_id, with_for_update=True)
             if row is None:
                 raise GatewayError("not_found", "No such sandbox session.", http_status=404)
+            if row.status in ("authorized", "succeeded"):
+                # Like Stripe: a completed checkout cannot be expired.
+                raise GatewayError("invalid_request", "This checkout is already paid.")
             if row.status == "open":
                 row.status = "expired"
                 s.commit()

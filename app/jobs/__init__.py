@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 TASKS: dict[str, Callable[..., Any]] = {}
 _local = threading.local()
+_build_lock = threading.Lock()
 
 
 def task(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -71,9 +72,29 @@ def enqueue(name: str, *args: Any) -> None:
 
 
 def dispatch(name: str, *args: Any) -> None:
+    """Send a job to Celery when a broker is configured, else to the in-process runner."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if app.config.get("CELERY_BROKER_URL") and not app.config.get("JOBS_EAGER"):
+        try:
+            get_celery(app).send_task(name, args=list(args))
+        except Exception:
+            # The change is committed; the periodic sweeps (webhook retries, receipts,
+            # reconcile) pick up what this job would have done.
+            log.exception("could not send job %s to the broker", name)
+        return
     runner: JobRunner = app.extensions["kassa_jobs"]
     runner.submit(name, args)
+
+
+def get_celery(app: Flask) -> Any:
+    """The app's Celery instance, built on first use (only when a broker is set)."""
+    celery = app.extensions.get("kassa_celery")
+    if celery is None:
+        from app.jobs.celery_app import make_celery
+
+        with _build_lock:
+            celery = app.extensions.get("kassa_celery") or make_celery(app)
+    return celery
 
 
 class JobRunner:
@@ -128,3 +149,9 @@ def init_app(app: Flask) -> None:
     app.extensions["kassa_jobs"] = JobRunner(app)
     # Import task modules so their names are registered.
     from app.payments import tasks  # noqa: F401
+
+    if app.config.get("CELERY_BROKER_URL"):
+        get_celery(app)
+    from app.jobs import scheduler
+
+    scheduler.init_app(app)

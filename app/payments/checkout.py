@@ -24,7 +24,7 @@ from app.gateways.base import (
 )
 from app.models import Order, OrderStatus, Payment, PaymentStatus
 from app.models.base import public_id, utcnow
-from app.payments import audit, orders
+from app.payments import audit, faults, orders
 from app.payments.audit import Actor
 from app.payments.errors import InvalidState, NotFound, PaymentGatewayFailed
 from app.payments.orders import ItemRequest
@@ -98,9 +98,30 @@ def retry_checkout(order_public_id: str, gateway_name: str, actor: Actor) -> Pay
             minutes=current_app.config["CHECKOUT_EXPIRY_MINUTES"])
         payment = _new_attempt(order, gateway_name, actor)
         payment_id = payment.id
+    # Close the earlier attempts before opening the new one: an attempt the gateway will
+    # not close may have been paid in another tab, and a second session would let the
+    # customer pay twice.
     for old_id in earlier:
-        cancel_attempt(old_id, actor)
+        if not cancel_attempt(old_id, actor) and not _closed_after_sync(old_id, actor):
+            with unit_of_work():
+                new = lock(Payment, id=payment_id)
+                assert new is not None
+                from app.payments.state import transition_payment
+
+                transition_payment(new, PaymentStatus.CANCELED, actor,
+                                   reason="an earlier attempt is paid or in progress")
+            raise InvalidState("This order has a payment in progress or was paid meanwhile; "
+                               "check its status before paying again.")
     return open_checkout(payment_id, actor)
+
+
+def _closed_after_sync(payment_id: int, actor: Actor) -> bool:
+    from app.payments.refunds import sync_payment
+
+    stuck = db.session.get(Payment, payment_id)
+    assert stuck is not None
+    synced = sync_payment(stuck.public_id, actor)
+    return synced.status in (PaymentStatus.CANCELED, PaymentStatus.EXPIRED, PaymentStatus.FAILED)
 
 
 def open_checkout(payment_id: int, actor: Actor, *, success_url: str | None = None,
@@ -130,6 +151,7 @@ def open_checkout(payment_id: int, actor: Actor, *, success_url: str | None = No
     release_connection()   # don't hold a pooled connection while the gateway thinks
     try:
         session = gateway.create_checkout(request)
+        faults.hit("after_gateway_checkout")
     except GatewayError as exc:
         with unit_of_work():
             payment = lock(Payment, id=payment_id)
@@ -169,11 +191,14 @@ def _customer_message(exc: GatewayError) -> str:
     return "We could not start the payment. Please try again, or choose another method."
 
 
-def cancel_attempt(payment_id: int, actor: Actor) -> None:
-    """Close an open attempt at the gateway, then mark it canceled."""
+def cancel_attempt(payment_id: int, actor: Actor) -> bool:
+    """Close an open attempt at the gateway, then mark it canceled.
+
+    False when the gateway would not close it (paid meanwhile, or unreachable).
+    """
     payment = db.session.get(Payment, payment_id)
     if payment is None or payment.status not in OPEN_STATUSES:
-        return
+        return True
     gateway = registry.get_gateway(payment.gateway)
     if payment.gateway_reference:
         try:
@@ -186,13 +211,14 @@ def cancel_attempt(payment_id: int, actor: Actor) -> None:
                 assert payment is not None
                 audit.record(actor, "payment.cancel_failed", payment,
                              details={"code": exc.code, "message": exc.message})
-            return
+            return False
     with unit_of_work():
         payment = lock(Payment, id=payment_id)
         assert payment is not None
         from app.payments.state import transition_payment
 
         transition_payment(payment, PaymentStatus.CANCELED, actor, reason="replaced by a new attempt")
+    return True
 
 
 def get_payment(payment_public_id: str) -> Payment:

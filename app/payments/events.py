@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from collections.abc import Mapping
 from datetime import timedelta
 
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -23,7 +25,9 @@ from app.gateways.base import VerifiedEvent
 from app.models import WebhookEvent, WebhookStatus
 from app.models.base import utcnow
 from app.observability import observe_webhook_processed
-from app.payments.audit import gateway_actor
+from app.payments import audit, faults
+from app.payments.audit import Actor, gateway_actor
+from app.payments.errors import NotFound
 from app.payments.uow import lock, unit_of_work
 from app.payments.updates import apply_update
 
@@ -39,6 +43,20 @@ def receive(gateway_name: str, body: bytes, headers: Mapping[str, str]) -> tuple
     """
     gateway = registry.get_gateway(gateway_name)
     event = gateway.verify_webhook(body, headers)
+    row_id = store(gateway_name, event)
+    if row_id is None:
+        log.info("webhook duplicate", extra={"gateway": gateway_name, "event_id": event.event_id})
+    return row_id is not None, event.event_id
+
+
+def store(gateway_name: str, event: VerifiedEvent) -> int | None:
+    """Insert a verified event into the inbox unless it is there already, and enqueue its
+    processing after the commit. Returns the new row id, or None for a duplicate.
+
+    Used by webhook intake and by reconciliation (events listed from the gateway), so an
+    event is applied once whichever way it arrived.
+    """
+    gateway = registry.get_gateway(gateway_name)
     payload = json.dumps(gateway.redact(event.payload), separators=(",", ":"), sort_keys=True)
     values = {"gateway": gateway_name, "event_id": event.event_id[:255],
               "event_type": event.event_type[:100], "payload": payload,
@@ -53,9 +71,7 @@ def receive(gateway_name: str, body: bytes, headers: Mapping[str, str]) -> tuple
         row_id = result.scalar_one_or_none()
         if row_id is not None:
             jobs.enqueue("webhooks.process", row_id)
-    if row_id is None:
-        log.info("webhook duplicate", extra={"gateway": gateway_name, "event_id": event.event_id})
-    return row_id is not None, event.event_id
+    return row_id
 
 
 @jobs.task("webhooks.process")
@@ -83,6 +99,7 @@ def process(event_row_id: int, *, force: bool = False) -> str | None:
 
                     payment = find_payment(row.gateway, update.ref)
                     row.payment_id = payment.id if payment else None
+            faults.hit("webhook_process")
             row.attempts += 1
             row.status = WebhookStatus.PROCESSED
             row.processed_at = utcnow()
@@ -103,12 +120,23 @@ def _record_failure(event_row_id: int, exc: Exception) -> None:
             return
         row.attempts += 1
         row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        if row.attempts >= MAX_ATTEMPTS:
+        max_attempts = int(current_app.config.get("WEBHOOK_MAX_ATTEMPTS", MAX_ATTEMPTS))
+        if row.attempts >= max_attempts:
+            # Dead-lettered: shown in the merchant's inbox, reprocessable by hand.
             row.status = WebhookStatus.DEAD
             row.next_attempt_at = None
+            log.error("webhook event dead after %s attempts", row.attempts,
+                      extra={"gateway": row.gateway, "event_id": row.event_id})
         else:
             row.status = WebhookStatus.FAILED
-            row.next_attempt_at = utcnow() + timedelta(seconds=min(3600, 2 ** row.attempts * 5))
+            row.next_attempt_at = utcnow() + retry_delay(row.attempts)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff with jitter: base, 2×base, 4×base... capped at an hour."""
+    base = float(current_app.config.get("WEBHOOK_RETRY_BASE_SECONDS", 10))
+    step = min(3600.0, base * 2 ** max(0, attempts - 1))
+    return timedelta(seconds=random.uniform(step * 0.75, step))
 
 
 def due_for_retry(limit: int = 100) -> list[int]:
@@ -120,3 +148,44 @@ def due_for_retry(limit: int = 100) -> list[int]:
         | ((WebhookEvent.status == WebhookStatus.RECEIVED) & (WebhookEvent.received_at <= stale))
     ).order_by(WebhookEvent.id).limit(limit)
     return list(db.session.execute(stmt).scalars())
+
+
+@jobs.task("webhooks.retry_due")
+def retry_due() -> int:
+    """Periodic: re-run events whose backoff has passed (and received ones whose job was
+    lost). Each runs as its own job, so one poison event cannot block the rest."""
+    ids = due_for_retry()
+    db.session.rollback()   # end the read transaction before the jobs take locks
+    for row_id in ids:
+        jobs.enqueue("webhooks.process", row_id)
+    return len(ids)
+
+
+def reprocess(event_row_id: int, actor: Actor | None = None) -> str | None:
+    """Run a failed or dead event again now (merchant's button, CLI); audited when a
+    person asked. Raises what processing raised (the row records it too)."""
+    if actor is not None:
+        with unit_of_work():
+            row = lock(WebhookEvent, id=event_row_id)
+            if row is None:
+                raise NotFound("No such webhook event.")
+            audit.record(actor, "webhook.reprocess_requested", row, from_state=row.status,
+                         details={"event_id": row.event_id, "attempts": row.attempts})
+    return process(event_row_id, force=True)
+
+
+def inbox(status: str | None = None, limit: int = 50) -> list[WebhookEvent]:
+    """The merchant's view of the inbox, newest first; `status="dead"` for the dead letters."""
+    stmt = select(WebhookEvent).order_by(WebhookEvent.id.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(WebhookEvent.status == status)
+    return list(db.session.execute(stmt).scalars())
+
+
+def counts_by_status() -> dict[str, int]:
+    """How many inbox events are in each status (dashboard badge: dead > 0 needs a look)."""
+    from sqlalchemy import func
+
+    rows = db.session.execute(
+        select(WebhookEvent.status, func.count()).group_by(WebhookEvent.status)).all()
+    return {str(status): int(n) for status, n in rows}

@@ -69,7 +69,8 @@ def create_order(items: Sequence[ItemRequest], email: str, name: str, actor: Act
     order = Order(
         public_id=public_id("ord"),
         currency=currencies.pop(),
-        customer_email=email.strip(),
+        # Stored lower-cased so every search finds it (mail systems treat it so in practice).
+        customer_email=email.strip().lower(),
         customer_name=name.strip(),
         total_amount=sum(products[i.sku].unit_amount * i.quantity for i in items),
         expires_at=utcnow() + timedelta(minutes=current_app.config["CHECKOUT_EXPIRY_MINUTES"]),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from app.models.base import utcnow
 from app.payments.uow import lock, unit_of_work
 
 log = logging.getLogger(__name__)
+
+# A claim older than this is taken to be a crashed sender: the receipt is sent again.
+SENDING_LEASE = timedelta(minutes=10)
 
 
 def _claim(kind: str, subject_id: str, order: Order) -> int | None:
@@ -85,8 +89,15 @@ def send(receipt_id: int) -> None:
         receipt = lock(Receipt, id=receipt_id)
         if receipt is None or receipt.status == "sent":
             return
+        if receipt.status == "sending" and receipt.sent_at and \
+                receipt.sent_at > utcnow() - SENDING_LEASE:
+            return   # another worker is sending it right now
         message = _build(receipt)
         receipt.attempts += 1
+        # Claimed under the row lock: a concurrent resend sees "sending" and stays out.
+        # While sending, sent_at holds when the claim was taken (its lease).
+        receipt.status = "sending"
+        receipt.sent_at = utcnow()
     try:
         server = current_app.config.get("MAIL_SERVER")
         if server:
@@ -110,6 +121,7 @@ def send(receipt_id: int) -> None:
             if receipt is not None:
                 receipt.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 receipt.status = "failed"
+                receipt.sent_at = None
         raise
     with unit_of_work():
         receipt = lock(Receipt, id=receipt_id)
@@ -117,3 +129,49 @@ def send(receipt_id: int) -> None:
             receipt.status = "sent"
             receipt.sent_at = utcnow()
             receipt.last_error = None
+
+
+@jobs.task("receipts.resend_pending")
+def resend_pending() -> int:
+    """Periodic: send receipts that failed, were never sent (their job was lost), or whose
+    sender died mid-send; and claim receipts for recently paid orders and succeeded refunds
+    whose receipt job never ran. Returns how many were (re)sent."""
+    from sqlalchemy import and_, or_, select
+
+    from app.models import OrderStatus, RefundStatus
+
+    now = utcnow()
+    settle = now - timedelta(minutes=2)      # leave the normal path time to finish
+    recent = now - timedelta(days=1)         # never mail old orders after an upgrade
+    paid = (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED)
+    orders_without = db.session.execute(
+        select(Order.id).outerjoin(Receipt, and_(Receipt.kind == "order_paid",
+                                                 Receipt.subject_id == Order.public_id))
+        .where(Order.status.in_(paid), Order.updated_at >= recent,
+               Order.updated_at <= settle, Receipt.id.is_(None))).scalars().all()
+    refunds_without = db.session.execute(
+        select(Refund.id).outerjoin(Receipt, and_(Receipt.kind == "refund_succeeded",
+                                                  Receipt.subject_id == Refund.public_id))
+        .where(Refund.status == RefundStatus.SUCCEEDED, Refund.updated_at >= recent,
+               Refund.updated_at <= settle, Receipt.id.is_(None))).scalars().all()
+    stuck = db.session.execute(
+        select(Receipt.id).where(or_(
+            and_(Receipt.status.in_(("pending", "failed")), Receipt.created_at <= settle,
+                 Receipt.attempts < 10),
+            and_(Receipt.status == "sending", Receipt.sent_at <= now - SENDING_LEASE),
+        ))).scalars().all()
+    db.session.rollback()
+    count = 0
+    for order_id in orders_without:
+        order_paid(order_id)
+        count += 1
+    for refund_id in refunds_without:
+        refund_succeeded(refund_id)
+        count += 1
+    for receipt_id in stuck:
+        try:
+            send(receipt_id)
+            count += 1
+        except Exception:   # recorded on the row; the next sweep tries again
+            log.exception("receipt %s could not be sent", receipt_id)
+    return count

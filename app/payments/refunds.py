@@ -16,7 +16,7 @@ from app.gateways import registry
 from app.gateways.base import CaptureRequest, GatewayError, PaymentRef, RefundRequest
 from app.models import Payment, PaymentStatus, Refund, RefundStatus
 from app.models.base import public_id
-from app.payments import audit, state
+from app.payments import audit, faults, state
 from app.payments.audit import Actor
 from app.payments.checkout import get_payment
 from app.payments.errors import (
@@ -99,6 +99,7 @@ def send_refund(refund_id: int, actor: Actor) -> Refund:
     )
     try:
         result = gateway.refund(request)
+        faults.hit("after_gateway_refund")
     except GatewayError as exc:
         with unit_of_work():
             locked = lock(Refund, id=refund_id)
@@ -139,6 +140,7 @@ def capture_payment(payment_public_id: str, actor: Actor) -> Payment:
             payment_id=payment.public_id, reference=payment.gateway_reference,
             gateway_payment_id=payment.gateway_payment_id, amount=payment.amount,
             currency=payment.currency, idempotency_key=f"kassa-capture-{payment.public_id}"))
+        faults.hit("after_gateway_capture")
     except GatewayError as exc:
         raise PaymentGatewayFailed(exc.code, exc.message) from exc
     apply_update_now(payment.gateway, update, actor, source="capture response")

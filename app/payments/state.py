@@ -96,6 +96,13 @@ def transition_payment(payment: Payment, target: PaymentStatus, actor: Actor, *,
         payment.captured_at = now
     if target == P.SUCCEEDED and current in NO_MONEY_FINAL:
         info["late_success"] = True
+    if target == P.SUCCEEDED and any(
+            p.id != payment.id and p.status in CAPTURED for p in payment.order.payments):
+        # Two attempts of one order both took money (an old tab, a gateway that can't
+        # close orders): the merchant must refund one. Make it loud in the audit trail.
+        info["paid_twice"] = True
+        audit.record(actor, "order.paid_twice", payment.order,
+                     details={"payment": payment.public_id})
     audit.record(actor, "payment.status_changed", payment, from_state=current, to_state=target,
                  details=info)
     sync_order(payment.order, actor)
@@ -148,10 +155,13 @@ _ORDER_FROM_PAYMENT = {
 
 
 def desired_order_status(order: Order) -> OrderStatus:
-    """The order follows its captured payment if any, else its latest attempt."""
+    """The order follows its captured payment if any; stays pending while any attempt is
+    still open; otherwise it ends the way its latest attempt ended."""
     for payment in order.payments:
         if payment.status in CAPTURED:
             return _ORDER_FROM_PAYMENT[PaymentStatus(payment.status)]
+    if any(p.status in (P.CREATED, P.PROCESSING, P.AUTHORIZED) for p in order.payments):
+        return O.PENDING
     latest = order.latest_payment
     if latest is None:
         return OrderStatus(order.status)

@@ -10,9 +10,12 @@ def is_settled(order: Order) -> bool:
     if order.status != OrderStatus.PENDING:
         return True
     latest = order.latest_payment
-    return latest is not None and latest.status in (
-        PaymentStatus.AUTHORIZED, PaymentStatus.FAILED, PaymentStatus.CANCELED,
-        PaymentStatus.EXPIRED)
+    if latest is None:
+        return False
+    if latest.status == PaymentStatus.AUTHORIZED:
+        # Waiting on the merchant only under manual capture; otherwise capture is seconds away.
+        return latest.capture_method == "manual"
+    return latest.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED, PaymentStatus.EXPIRED)
 
 
 def headline(order: Order) -> str:
@@ -21,7 +24,8 @@ def headline(order: Order) -> str:
         if latest is None or latest.status in (PaymentStatus.CREATED, PaymentStatus.PROCESSING):
             return "Confirming your payment…"
         if latest.status == PaymentStatus.AUTHORIZED:
-            return "Payment authorized"
+            return ("Payment authorized" if latest.capture_method == "manual"
+                    else "Confirming your payment…")
         return "Payment not completed"
     return {
         OrderStatus.PAID: "Paid",

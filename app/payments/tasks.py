@@ -1,5 +1,5 @@
 """Imported by app.jobs.init_app so every job name is registered."""
 
-from app.payments import events, receipts
+from app.payments import events, receipts, reconcile
 
-__all__ = ["events", "receipts"]
+__all__ = ["events", "receipts", "reconcile"]

@@ -13,6 +13,7 @@ bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
 
 def _processor() -> SandboxProcessor:
     gateway = current_app.extensions["kassa_gateways"]["sandbox"]
+    gateway = getattr(gateway, "inner", gateway)   # unwrap the resilience layer
     assert isinstance(gateway, SandboxGateway)
     return gateway.processor
 

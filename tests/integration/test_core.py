@@ -149,3 +149,50 @@ def test_every_change_is_audited_with_its_actor(make_app: Callable[..., Flask]) 
         assert ("gateway", "payment.status_changed") in actions
         assert ("user", "refund.requested") in actions
         assert all(e.order_id is not None for e in entries)
+
+
+def test_retry_never_opens_a_second_checkout_for_a_paid_order(
+        make_app: Callable[..., Flask]) -> None:
+    """Paid in another tab, webhook not here yet: "try again" must not let them pay twice."""
+    from app.gateways.sandbox import SandboxSession
+    from app.payments.checkout import retry_checkout
+
+    app = make_app()
+    payment, _events = start_purchase(app, "succeed")   # paid at the gateway, no webhook yet
+    with app.test_request_context():
+        order_id = db.session.get(Payment, payment.id).order.public_id
+        with pytest.raises(InvalidState, match="paid meanwhile"):
+            retry_checkout(order_id, "sandbox", CUSTOMER)
+        db.session.rollback()
+        assert db.session.execute(select(func.count(SandboxSession.id))).scalar_one() == 1
+        order = db.session.execute(select(Order)).scalar_one()
+        assert order.status == "paid"   # the retry's sync found the payment
+
+
+def test_a_second_captured_attempt_is_flagged(make_app: Callable[..., Flask]) -> None:
+    """Money wins, but two captures on one order must be visible to the merchant."""
+    from app.gateways.base import PaymentRef, PaymentUpdate
+    from app.models import PaymentStatus
+    from app.payments.checkout import _new_attempt
+    from app.payments.updates import apply_update_now
+
+    app = make_app()
+    first = paid_payment(app)
+    with app.test_request_context():
+        order = db.session.execute(select(Payment).where(Payment.public_id == first)
+                                   ).scalar_one().order
+        with unit_of_work():
+            second = _new_attempt(order, "sandbox", CUSTOMER)
+        apply_update_now("sandbox", PaymentUpdate(PaymentRef(payment_id=second.public_id),
+                                                  PaymentStatus.SUCCEEDED, amount=2500,
+                                                  currency="USD"), CUSTOMER, source="test")
+        flags = db.session.execute(select(AuditEntry).where(
+            AuditEntry.action == "order.paid_twice")).scalars().all()
+        assert len(flags) == 1 and flags[0].details == {"payment": second.public_id}
+
+
+def test_customer_emails_are_stored_lower_cased(make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+    with app.app_context(), unit_of_work():
+        order = create_order([ItemRequest("tee-usd", 1)], " Raj@Example.COM ", "Raj", CUSTOMER)
+        assert order.customer_email == "raj@example.com"

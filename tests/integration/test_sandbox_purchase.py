@@ -152,7 +152,7 @@ def test_retry_after_cancel_on_a_pending_order_opens_a_new_attempt(
         order_id = payment.order.public_id
     cancel_page = browser.get(f"/checkout/cancel/{payment.public_id}")
     again = browser.submit(cancel_page, f"/orders/{order_id}/retry", {"gateway": "sandbox"})
-    assert "/sandbox/pay/" in again.url and again.url != hosted.url
+    assert "/sandbox/pay/" in again.url and again.url != hosted.url, again.text
     paid = browser.submit(again, None, {"scenario": "succeed"})
     assert paid.status_code == 200
     with server.app.app_context():

@@ -132,8 +132,12 @@ def test_retry_after_the_customer_paid_meanwhile_never_cancels_the_money(
     order_id = shop.payment(payment_id).order.public_id
     since = len(shop.fake.events)
     shop.fake.complete_session(session_id)         # paid in another tab; webhook not yet in
-    shop.client.post(f"/orders/{order_id}/retry", data={"gateway": "stripe"})
-    assert shop.payment(payment_id).status == "processing"      # not canceled
+    sessions_before = len(shop.fake.sessions)
+    refused = shop.client.post(f"/orders/{order_id}/retry", data={"gateway": "stripe"})
+    assert refused.status_code == 422
+    assert "paid meanwhile" in refused.get_data(as_text=True)
+    assert len(shop.fake.sessions) == sessions_before   # no second session to pay twice
+    assert shop.payment(payment_id).status == "succeeded"       # the retry synced it
     shop.deliver_all(new_events(shop.fake, since, "checkout.session.completed"))
     payment = shop.payment(payment_id)
     assert (payment.status, payment.order.status) == ("succeeded", "paid")
@@ -141,7 +145,9 @@ def test_retry_after_the_customer_paid_meanwhile_never_cancels_the_money(
 
 def test_stripe_down_shows_a_plain_message_and_keeps_the_order_retryable(
         shop: Shop) -> None:
-    shop.fake.queue_error(503, "api_error", should_retry=True, path="/v1/checkout/sessions")
+    for _ in range(3):   # down for every attempt of the retry layer (GATEWAY_MAX_ATTEMPTS)
+        shop.fake.queue_error(503, "api_error", should_retry=True,
+                              path="/v1/checkout/sessions")
     response = shop.client.post("/products/tee-usd", data={
         "email": "ann@example.com", "name": "Ann Lee", "quantity": 1, "gateway": "stripe"})
     text = response.get_data(as_text=True)

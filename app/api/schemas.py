@@ -1,0 +1,281 @@
+"""Request and response schemas of the JSON API (pydantic v2).
+
+The same models validate requests, serialise responses and generate the OpenAPI
+document (app/api/openapi.py), so the document can never drift from the code.
+Request models forbid unknown fields; every error names its field by path.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from flask import current_app
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from app.models.enums import OrderStatus, PaymentStatus, RefundStatus
+
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,40}$"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Request(BaseModel):
+    """Base of request bodies and query strings: unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class CheckoutItem(Request):
+    sku: str = Field(min_length=1, max_length=64, examples=["tee-usd"])
+    quantity: int = Field(ge=1, le=99, examples=[1])
+
+
+class Customer(Request):
+    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$",
+                       examples=["ada@example.com"])
+    name: str = Field(min_length=1, max_length=200, pattern=r"\S", examples=["Ada Lovelace"])
+
+
+def _check_return_url(value: str | None) -> str | None:
+    """Only absolute http(s) URLs on our public host or an ALLOWED_RETURN_HOSTS host."""
+    if value is None:
+        return None
+    if _CONTROL.search(value) or "\\" in value:
+        raise ValueError("must be a plain absolute URL")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        raise ValueError("must be an absolute http(s) URL without credentials")
+    public = urlsplit(current_app.config.get("PUBLIC_BASE_URL") or "")
+    if public.scheme == "https" and parts.scheme == "http" and \
+            parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+        raise ValueError("must be an https URL")
+    allowed = {h.lower() for h in current_app.config.get("ALLOWED_RETURN_HOSTS", [])}
+    if public.netloc:
+        allowed.add(public.netloc.lower())
+    if public.hostname:
+        allowed.add(public.hostname.lower())
+    netloc = parts.netloc.lower()
+    if netloc not in allowed and not (parts.port is None and parts.hostname in allowed):
+        raise ValueError("this host is not allowed for return URLs (ALLOWED_RETURN_HOSTS)")
+    return value
+
+
+class CheckoutSessionCreate(Request):
+    """Start a purchase of catalog items: creates the order and its first payment attempt."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "items": [{"sku": "tee-usd", "quantity": 1}],
+        "customer": {"email": "ada@example.com", "name": "Ada Lovelace"},
+    }]})
+
+    items: list[CheckoutItem] = Field(min_length=1, max_length=20)
+    customer: Customer
+    gateway: str | None = Field(default=None, min_length=1, max_length=20,
+                                pattern=r"^[a-z0-9_]+$",
+                                description="Defaults to the first active gateway.")
+    success_url: str | None = Field(
+        default=None, max_length=2000,
+        description="Where the gateway sends the customer after paying. Must be on our "
+                    "public host or an allowed host. May contain {CHECKOUT_SESSION_ID}.")
+    cancel_url: str | None = Field(default=None, max_length=2000)
+
+    @field_validator("success_url", "cancel_url")
+    @classmethod
+    def _allowed_host(cls, value: str | None) -> str | None:
+        return _check_return_url(value)
+
+
+class RazorpayErrorMetadata(Request):
+    order_id: str | None = Field(default=None, max_length=255)
+    payment_id: str | None = Field(default=None, max_length=255)
+
+
+class RazorpayError(Request):
+    """Razorpay Checkout's `payment.failed` handler argument (`response.error`)."""
+
+    code: str | None = Field(default=None, max_length=255)
+    description: str | None = Field(default=None, max_length=1000)
+    source: str | None = Field(default=None, max_length=255)
+    step: str | None = Field(default=None, max_length=255)
+    reason: str | None = Field(default=None, max_length=255)
+    metadata: RazorpayErrorMetadata | None = None
+
+
+class PaymentConfirm(Request):
+    """What the browser got back from the gateway. A hint: it is verified with the gateway."""
+
+    session_id: str | None = Field(default=None, max_length=255,
+                                   description="Stripe Checkout Session id (or sandbox session).")
+    razorpay_payment_id: str | None = Field(default=None, max_length=255)
+    razorpay_order_id: str | None = Field(default=None, max_length=255)
+    razorpay_signature: str | None = Field(default=None, max_length=255)
+    error: RazorpayError | None = Field(
+        default=None, description="Razorpay's failure handler fields (unsigned: the payment "
+                                  "they name is fetched from Razorpay).")
+
+    def gateway_args(self) -> dict[str, str]:
+        """The fields as the gateway's return parameters (Razorpay's form names)."""
+        args = self.model_dump(exclude_none=True, exclude={"error"})
+        if self.error is not None:
+            for name, value in self.error.model_dump(exclude_none=True,
+                                                     exclude={"metadata"}).items():
+                args[f"error[{name}]"] = value
+            if self.error.metadata is not None:
+                for name, value in self.error.metadata.model_dump(exclude_none=True).items():
+                    args[f"error[metadata][{name}]"] = value
+        return args
+
+
+class CaptureCreate(Request):
+    """Capture an authorized payment in full (no fields yet)."""
+
+
+class RefundCreate(Request):
+    amount: int | None = Field(default=None, ge=1, le=10**12,
+                               description="Minor units; omit to refund everything left.")
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class PageQuery(Request):
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=100,
+                               description="next_cursor of the previous page.")
+
+
+class OrderListQuery(PageQuery):
+    status: OrderStatus | None = None
+    email: str | None = Field(default=None, max_length=254)
+    created_after: AwareDatetime | None = Field(default=None,
+                                                description="Created at or after (inclusive).")
+    created_before: AwareDatetime | None = Field(default=None,
+                                                 description="Created before (exclusive).")
+
+
+class PaymentListQuery(OrderListQuery):
+    status: PaymentStatus | None = None  # type: ignore[assignment]
+    gateway: str | None = Field(default=None, max_length=20)
+    currency: str | None = Field(default=None, min_length=3, max_length=3,
+                                 pattern=r"^[A-Za-z]{3}$")
+
+
+class PaymentGetQuery(Request):
+    refresh: bool = Field(default=False, description="Ask the gateway first (sync).")
+
+
+# --------------------------------------------------------------------------- responses
+
+
+class Product(BaseModel):
+    sku: str
+    name: str
+    description: str
+    unit_amount: int = Field(description="Price in minor units of the currency.")
+    currency: str
+    price_display: str
+    stock: int | None = Field(description="Units left; null means unlimited.")
+
+
+class OrderItem(BaseModel):
+    sku: str
+    name: str
+    unit_amount: int
+    quantity: int
+    line_amount: int
+
+
+class OrderCustomer(BaseModel):
+    email: str
+    name: str
+
+
+class Order(BaseModel):
+    id: str
+    status: OrderStatus
+    currency: str
+    total_amount: int
+    customer: OrderCustomer
+    items: list[OrderItem]
+    payment_ids: list[str]
+    expires_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+class Payment(BaseModel):
+    id: str
+    order_id: str
+    status: PaymentStatus
+    amount: int
+    amount_refunded: int
+    currency: str
+    gateway: str
+    gateway_reference: str | None = Field(
+        description="Stripe Checkout Session id / Razorpay order id / sandbox session id.")
+    gateway_payment_id: str | None = Field(
+        description="Stripe PaymentIntent id / Razorpay payment id / sandbox payment id.")
+    capture_method: Literal["automatic", "manual"]
+    checkout_url: str | None
+    failure_code: str | None
+    failure_message: str | None
+    payment_method: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Refund(BaseModel):
+    id: str
+    payment_id: str
+    status: RefundStatus
+    amount: int
+    currency: str
+    reason: str | None
+    gateway_refund_id: str | None
+    failure_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CheckoutSession(BaseModel):
+    checkout_url: str | None = Field(description="Send the customer's browser here.")
+    order: Order
+    payment: Payment
+
+
+class Event(BaseModel):
+    source: Literal["audit", "gateway"]
+    at: datetime
+    type: str = Field(description="Audit action (payment.succeeded...) or gateway event type.")
+    actor: str | None
+    from_state: str | None
+    to_state: str | None
+    details: dict[str, Any] | None
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    field: str | None = Field(default=None, description="Path of the bad field, e.g. items.0.sku")
+    message: str | None = None
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["validation_error"])
+    message: str
+    details: list[ErrorDetail]
+
+
+class ErrorEnvelope(BaseModel):
+    success: Literal[False]
+    error: ErrorBody
+
+
+# Every model that appears in the OpenAPI document, by role.
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (CheckoutSessionCreate, PaymentConfirm,
+                                               CaptureCreate, RefundCreate)
+RESPONSE_MODELS: tuple[type[BaseModel], ...] = (Product, Order, Payment, Refund,
+                                                CheckoutSession, Event, ErrorEnvelope)

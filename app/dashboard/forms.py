@@ -1,0 +1,127 @@
+"""Dashboard forms: list filters (GET, no CSRF), refund, API keys, CSRF-only buttons."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import DateField, HiddenField, SearchField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import InputRequired, Length, Optional, ValidationError
+
+from app.dashboard.queries import SORTS, PaymentFilters
+from app.models import ApiKeyScope, PaymentStatus, WebhookStatus
+from app.money import Money, MoneyError
+
+
+def options(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
+    """(value, label) pairs as WTForms choices (tuples are deprecated in WTForms 3.3)."""
+    return [SelectChoice(value, label) for value, label in pairs]
+
+
+class FilterForm(FlaskForm):
+    """The payments list's filters: a plain GET form, so filtered views are links."""
+
+    class Meta:
+        csrf = False   # reading only; GET parameters
+
+    q = SearchField("Search", validators=[Optional(), Length(max=254)],
+                    description="Payment id, order id, gateway id or customer email")
+    status = SelectField("Status", validators=[Optional()])
+    gateway = SelectField("Gateway", validators=[Optional()])
+    currency = SelectField("Currency", validators=[Optional()])
+    date_from = DateField("From", name="from", validators=[Optional()])
+    date_to = DateField("To", name="to", validators=[Optional()])
+    sort = SelectField("Sort", choices=options(list(SORTS.items())), validators=[Optional()])
+
+    def __init__(self, *args: Any, gateways: list[str], currencies: list[str],
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.status.choices = options([("", "Any status")] + [
+            (s.value, s.value.replace("_", " ").capitalize()) for s in PaymentStatus])
+        self.gateway.choices = options([("", "Any gateway")] + [(g, g.capitalize())
+                                                                for g in gateways])
+        self.currency.choices = options([("", "Any currency")] + [(c, c) for c in currencies])
+
+    def filters(self) -> PaymentFilters:
+        """Valid filters only: a bad value is dropped (and shown as an error)."""
+        def pick(f: SelectField) -> str | None:
+            values = {c.value for c in f.choices}  # type: ignore[union-attr]
+            return f.data if f.data and f.data in values and not f.errors else None
+
+        date_from = self.date_from.data if not self.date_from.errors else None
+        date_to = self.date_to.data if not self.date_to.errors else None
+        return PaymentFilters(
+            status=pick(self.status), gateway=pick(self.gateway), currency=pick(self.currency),
+            date_from=date_from, date_to=date_to,
+            q=(self.q.data or "").strip()[:254] if not self.q.errors else "",
+            sort=self.sort.data if self.sort.data in SORTS else "newest")
+
+
+REFUND_REASONS = [
+    ("requested_by_customer", "Requested by the customer"),
+    ("duplicate", "Duplicate payment"),
+    ("fraudulent", "Fraudulent"),
+    ("other", "Other"),
+]
+
+
+class RefundForm(FlaskForm):
+    """Refund part or all of a payment; a token minted at render time makes a repeated
+    submission of the same form refund once."""
+
+    amount = StringField("Amount to refund", validators=[InputRequired("Enter an amount.")])
+    reason = SelectField("Reason", choices=options(REFUND_REASONS),
+                         validators=[InputRequired("Pick a reason.")])
+    token = HiddenField()
+    confirm = HiddenField()
+
+    def __init__(self, *args: Any, currency: str, remaining: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.currency = currency
+        self.remaining = remaining
+        self.amount_minor: int | None = None
+        if not self.token.data:
+            self.token.data = secrets.token_urlsafe(16)
+        if self.amount.data is None:
+            self.amount.data = Money(remaining, currency).to_major_string() if remaining else ""
+
+    def validate_amount(self, field: StringField) -> None:
+        try:
+            money = Money.parse(field.data or "", self.currency)
+        except MoneyError as exc:
+            raise ValidationError(str(exc)) from None
+        if money.amount_minor <= 0:
+            raise ValidationError("Enter an amount greater than zero.")
+        if money.amount_minor > self.remaining:
+            left = Money(self.remaining, self.currency).format()
+            raise ValidationError(f"At most {left} can still be refunded.")
+        self.amount_minor = money.amount_minor
+
+    def validate_token(self, field: HiddenField) -> None:
+        value = field.data or ""
+        if not (8 <= len(value) <= 40) or not value.replace("-", "").replace("_", "").isalnum():
+            raise ValidationError("This form has expired; reload the page.")
+
+
+class ApiKeyForm(FlaskForm):
+    name = StringField("Name", validators=[InputRequired("Give the key a name."),
+                                           Length(max=100)],
+                       description="What uses this key, e.g. “shop backend”.")
+    scope = SelectField("Access", choices=options([(ApiKeyScope.WRITE.value, "Read and write"),
+                                                   (ApiKeyScope.READ.value, "Read only")]))
+
+
+class WebhookFilterForm(FlaskForm):
+    class Meta:
+        csrf = False
+
+    status = SelectField("Status", validators=[Optional()],
+                         choices=options([("", "Any status")] + [
+                             (s.value, s.value.capitalize()) for s in WebhookStatus]))
+    gateway = SelectField("Gateway", validators=[Optional()])
+
+
+class ButtonForm(FlaskForm):
+    """CSRF-only form for buttons that POST (capture, sync, reprocess, revoke)."""

@@ -1,0 +1,746 @@
+"""Razorpay adapter: orders, Standard Checkout verification, capture, refunds, webhooks.
+
+The only module that imports the `razorpay` SDK. Everything Razorpay-specific (amount
+form, status words, event shapes, signatures, error shapes) is translated here into the
+plain value types of app.gateways.base.
+
+Decisions worth knowing (details at each function):
+
+* One Razorpay order per payment attempt, also when `create_checkout` is retried after a
+  timeout. The Orders API has no idempotency key, so the order's `receipt` is our payment
+  id and, before creating, we list orders filtered by that receipt (GET /v1/orders?receipt=)
+  and reuse the one we made. The core runs one create per attempt at a time (row lock on
+  the payment), so the only window left is "our create reached Razorpay, the answer was
+  lost, and the list does not show it yet"; Razorpay's list is read-your-writes in
+  practice, and the worst outcome is a second, never-paid order with the same receipt,
+  which `retrieve` and the webhooks would still resolve to the same attempt.
+* A browser callback is a hint. `confirm_return` verifies the signature against the order
+  id stored in OUR database (never the one the browser sent), re-fetches the payment and
+  the order from Razorpay and checks order, receipt, amount, currency and status. Anything
+  that does not verify returns None ("nothing proven, wait for the webhook"): a forged
+  callback must change nothing, and raising a payment_failed error would let anyone who
+  can post to our callback fail somebody else's attempt.
+* A failed Razorpay payment does not close its order: the customer may retry in the same
+  checkout. So `payment.failed` (and a retrieve that only finds failed payments) maps to
+  PROCESSING with the failure code and message; the core expires the attempt when its
+  time is up. This also keeps the final state independent of webhook order (a late
+  `payment.failed` for an earlier try can never undo a capture).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import razorpay
+import requests
+from razorpay import errors as rzp_errors
+
+from app.gateways.base import (
+    CaptureRequest,
+    CheckoutRequest,
+    CheckoutSession,
+    DisputeUpdate,
+    GatewayError,
+    PaymentRef,
+    PaymentUpdate,
+    RefundRequest,
+    RefundResult,
+    RefundUpdate,
+    ReturnParams,
+    SignatureError,
+    Update,
+    VerifiedEvent,
+)
+from app.models.enums import DisputeStatus, PaymentStatus, RefundStatus
+from app.money import MoneyError, exponent, normalize_currency
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_BASE = "https://api.razorpay.com"
+# Razorpay auto-refunds an authorized payment that is not captured within 3 days of its
+# creation (capture settings docs); the deadline is shown to the merchant.
+CAPTURE_WINDOW = timedelta(days=3)
+RECEIPT_MAX_LENGTH = 40
+# X-Refund-Idempotency: "at least 10 characters, alphabets, numbers, hyphens, underscores".
+_REFUND_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{10,}$")
+# What a Razorpay payment id looks like; browser-sent ids go into URL paths only if they match.
+_PAYMENT_ID_RE = re.compile(r"^pay_[A-Za-z0-9]{6,40}$")
+# Three-decimal currencies Razorpay accepts; the last digit must be 0 (its docs).
+RAZORPAY_THREE_DECIMAL = frozenset({"KWD", "BHD", "OMR"})
+
+_PAYMENT_STATUS = {
+    "captured": PaymentStatus.SUCCEEDED,
+    # "refunded" is a captured payment whose money went back; refunds travel as
+    # RefundUpdates, the payment itself was paid.
+    "refunded": PaymentStatus.SUCCEEDED,
+    "authorized": PaymentStatus.AUTHORIZED,
+    "created": PaymentStatus.PROCESSING,
+    "pending": PaymentStatus.PROCESSING,
+    # See the module docstring: a failed payment leaves the order payable.
+    "failed": PaymentStatus.PROCESSING,
+}
+_REFUND_STATUS = {
+    "pending": RefundStatus.PENDING,
+    "created": RefundStatus.PENDING,
+    "processed": RefundStatus.SUCCEEDED,
+    "failed": RefundStatus.FAILED,
+}
+_REFUND_EVENTS = {
+    "refund.created": RefundStatus.PENDING,
+    "refund.processed": RefundStatus.SUCCEEDED,
+    "refund.failed": RefundStatus.FAILED,
+}
+_DISPUTE_EVENTS = {
+    "payment.dispute.created": DisputeStatus.OPEN,
+    "payment.dispute.under_review": DisputeStatus.OPEN,
+    "payment.dispute.action_required": DisputeStatus.OPEN,
+    "payment.dispute.won": DisputeStatus.WON,
+    "payment.dispute.lost": DisputeStatus.LOST,
+    "payment.dispute.closed": DisputeStatus.CLOSED,
+}
+HANDLED_EVENTS = frozenset(
+    {"payment.authorized", "payment.captured", "payment.failed", "order.paid"}
+    | set(_REFUND_EVENTS) | set(_DISPUTE_EVENTS)
+)
+# Keys whose values are never stored, wherever they appear in a payload.
+_SECRET_KEYS = frozenset({"number", "card_number", "cvv", "cvc", "token", "token_id",
+                          "razorpay_signature", "signature"})
+
+
+def key_mode(key_id: str) -> str:
+    """"live", "test", or "unknown" from the key id's prefix (rzp_live_ / rzp_test_)."""
+    if key_id.startswith("rzp_live_"):
+        return "live"
+    if key_id.startswith("rzp_test_"):
+        return "test"
+    return "unknown"
+
+
+def check_key_safety(key_id: str, debug: bool) -> None:
+    """Refuse live keys in debug mode (the debugger would expose real money)."""
+    if key_mode(key_id) == "live" and debug:
+        raise RuntimeError("Refusing to start: a live Razorpay key is configured in debug mode")
+
+
+# ---------------------------------------------------------------- amounts
+
+
+def _currency(code: str) -> str:
+    try:
+        return normalize_currency(code)
+    except MoneyError as exc:
+        raise GatewayError("invalid_request", str(exc)) from exc
+
+
+def to_razorpay_amount(amount_minor: int, currency: str) -> int:
+    """Our minor units -> Razorpay's "currency subunits" (ISO exponents for both).
+
+    Razorpay uses the ISO exponent (JPY 0, INR 2, KWD 3), so the number is unchanged;
+    what we check is what Razorpay would reject: an unsupported 3-decimal currency or a
+    3-decimal amount whose last digit is not 0.
+    """
+    cur = _currency(currency)
+    places = exponent(cur)
+    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int) or amount_minor <= 0:
+        raise GatewayError("invalid_request", "amount must be a positive whole number of "
+                                              "minor units")
+    if places == 3:
+        if cur not in RAZORPAY_THREE_DECIMAL:
+            raise GatewayError("invalid_request", f"Razorpay does not accept {cur}")
+        if amount_minor % 10:
+            raise GatewayError("invalid_request",
+                               f"Razorpay needs {cur} amounts whose third decimal is 0")
+    return amount_minor
+
+
+def from_razorpay_amount(amount: Any, currency: str) -> int:
+    """Razorpay subunits -> our minor units (same exponent; only type-checked)."""
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise GatewayError("gateway_unavailable", f"Razorpay sent a non-integer amount {amount!r}")
+    exponent(currency)  # raises for a currency we do not know
+    return amount
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _ts(value: Any) -> datetime | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return datetime.fromtimestamp(value, tz=UTC)
+    return None
+
+
+def _notes(entity: Mapping[str, Any] | None) -> dict[str, Any]:
+    # Razorpay sends empty notes as [] rather than {}.
+    notes = (entity or {}).get("notes")
+    return dict(notes) if isinstance(notes, Mapping) else {}
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        lname = name.lower()
+        for key, val in headers.items():
+            if key.lower() == lname:
+                return val
+    return value
+
+
+def _clean(value: Any) -> str | None:
+    """Razorpay fills unknown error fields with "NA"."""
+    if value in (None, "", "NA"):
+        return None
+    return str(value)
+
+
+def payment_method_details(payment: Mapping[str, Any]) -> dict[str, Any]:
+    """The method details safe to keep: method, card network and last4, vpa, wallet, bank."""
+    details: dict[str, Any] = {}
+    method = payment.get("method")
+    if method:
+        details["method"] = method
+    card = payment.get("card")
+    if isinstance(card, Mapping):
+        for src, dst in (("network", "brand"), ("last4", "last4"), ("type", "funding"),
+                         ("issuer", "issuer")):
+            if card.get(src):
+                details[dst] = card[src]
+    vpa = payment.get("vpa") or (payment.get("upi") or {}).get("vpa")
+    if vpa:
+        details["vpa"] = vpa
+    for key in ("wallet", "bank"):
+        if payment.get(key):
+            details[key] = payment[key]
+    return details
+
+
+def failure_code(entity: Mapping[str, Any]) -> str | None:
+    """Razorpay's specific reason (insufficient_funds, ...) over its generic code."""
+    return _clean(entity.get("error_reason")) or _clean(entity.get("error_code"))
+
+
+def failure_message(entity: Mapping[str, Any]) -> str | None:
+    """Razorpay's description, written for the customer."""
+    return _clean(entity.get("error_description"))
+
+
+def redact(payload: Any) -> Any:
+    """Drop card numbers, tokens and signatures anywhere in a payload; keep last4."""
+    if isinstance(payload, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in payload.items():
+            if str(key).lower() in _SECRET_KEYS:
+                continue
+            out[key] = redact(value)
+        return out
+    if isinstance(payload, list):
+        return [redact(v) for v in payload]
+    if isinstance(payload, str):
+        return _PAN_RE.sub(lambda m: "[redacted]" if _luhn(m.group()) else m.group(), payload)
+    return payload
+
+
+# 13-19 digits, optionally grouped by spaces or dashes, as card numbers are written.
+_PAN_RE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+
+
+def _luhn(text: str) -> bool:
+    digits = re.sub(r"\D", "", text)
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def sign(secret: str, message: str | bytes) -> str:
+    """Hex HMAC-SHA256, Razorpay's signature for callbacks and webhooks."""
+    body = message.encode() if isinstance(message, str) else message
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _equal(expected: str, given: str | None) -> bool:
+    if not given:
+        return False
+    # Bytes so a non-ASCII forgery is a mismatch, not a TypeError.
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))
+
+
+# ---------------------------------------------------------------- the adapter
+
+
+class RazorpayGateway:
+    """Razorpay Standard Checkout behind the Gateway protocol.
+
+    Credentials are constructor arguments (nothing global); `api_base` points the SDK at
+    a local fake or emulator. Every call has a timeout and the SDK's own retry loop stays
+    off: retries are the core's decision, made safe by receipt lookup (orders),
+    X-Refund-Idempotency (refunds) and re-fetching (capture).
+    """
+
+    name = "razorpay"
+    display_name = "Razorpay"
+
+    def __init__(self, key_id: str, key_secret: str, webhook_secret: str, *,
+                 public_base_url: str, api_base: str | None = None,
+                 timeout: float = 10.0, connect_timeout: float = 5.0,
+                 session: requests.Session | None = None) -> None:
+        if not (key_id and key_secret and webhook_secret):
+            raise ValueError("Razorpay needs a key id, a key secret and a webhook secret")
+        self.key_id = key_id
+        self.mode = key_mode(key_id)
+        self._key_secret = key_secret
+        self._webhook_secret = webhook_secret
+        self.public_base_url = public_base_url.rstrip("/")
+        self._timeout = (connect_timeout, timeout)
+        self._client = razorpay.Client(
+            session=session or requests.Session(),
+            auth=(key_id, key_secret),
+            base_url=(api_base or DEFAULT_API_BASE).rstrip("/"),
+        )
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> RazorpayGateway | None:
+        """The app's Razorpay gateway, or None unless all three secrets are set."""
+        key_id = config.get("RAZORPAY_KEY_ID")
+        key_secret = config.get("RAZORPAY_KEY_SECRET")
+        webhook_secret = config.get("RAZORPAY_WEBHOOK_SECRET")
+        if not (key_id and key_secret and webhook_secret):
+            return None
+        return cls(key_id, key_secret, webhook_secret,
+                   public_base_url=config.get("PUBLIC_BASE_URL") or "",
+                   api_base=config.get("RAZORPAY_API_BASE"),
+                   timeout=float(config.get("RAZORPAY_TIMEOUT_SECONDS") or 10.0))
+
+    # ------------------------------------------------------------ transport
+
+    def _call(self, fn: Callable[..., Any], *args: Any,
+              headers: Mapping[str, str] | None = None) -> Any:
+        """Run one SDK call with a timeout and turn every failure into a GatewayError.
+
+        The SDK's exceptions keep only the description, so a per-request `response` hook
+        (a plain requests option the SDK passes through) keeps the response for the
+        status code and the full Razorpay error object.
+        """
+        responses: list[requests.Response] = []
+
+        def keep(response: requests.Response, *_: Any, **__: Any) -> requests.Response:
+            responses.append(response)
+            return response
+
+        options: dict[str, Any] = {"timeout": self._timeout, "hooks": {"response": [keep]}}
+        if headers:
+            options["headers"] = dict(headers)
+        try:
+            result = fn(*args, **options)
+        except (rzp_errors.BadRequestError, rzp_errors.GatewayError,
+                rzp_errors.ServerError) as exc:
+            raise _error_from_response(responses[-1] if responses else None, str(exc)) from exc
+        except requests.Timeout as exc:
+            raise GatewayError("gateway_unavailable", "Razorpay did not answer in time",
+                               retryable=True) from exc
+        except requests.ConnectionError as exc:
+            raise GatewayError("gateway_unavailable", "Could not reach Razorpay",
+                               retryable=True) from exc
+        except requests.RequestException as exc:
+            # Includes a body that is not JSON (a proxy's HTML 502, say).
+            raise _error_from_response(responses[-1] if responses else None,
+                                       "Razorpay sent an unreadable answer") from exc
+        if not isinstance(result, dict):
+            raise GatewayError("gateway_unavailable", "Razorpay sent an unexpected answer",
+                               retryable=True)
+        return result
+
+    # ------------------------------------------------------------ checkout
+
+    def checkout_url(self, payment_id: str) -> str:
+        """Our own page that opens Razorpay Checkout for this attempt."""
+        return f"{self.public_base_url}/checkout/razorpay/{payment_id}"
+
+    def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
+        """Create (or find again) the Razorpay order for this attempt."""
+        currency = _currency(request.currency)
+        amount = to_razorpay_amount(request.amount, currency)
+        receipt = request.payment_id
+        if len(receipt) > RECEIPT_MAX_LENGTH:
+            raise GatewayError("invalid_request", "payment id is too long for a Razorpay receipt")
+        order = self._find_order(receipt, amount, currency)
+        if order is None:
+            body = {
+                "amount": amount,
+                "currency": currency,
+                "receipt": receipt,
+                "notes": {"order_id": request.order_id, "payment_id": request.payment_id},
+                # Explicit per order: it overrides the dashboard's capture setting, so a
+                # dashboard set to manual cannot leave our payments to be auto-refunded.
+                "payment": {
+                    "capture": "manual" if request.capture_method == "manual" else "automatic",
+                },
+            }
+            order = self._call(self._client.order.create, body)
+        return CheckoutSession(reference=str(order["id"]),
+                               redirect_url=self.checkout_url(request.payment_id),
+                               expires_at=request.expires_at)
+
+    def _find_order(self, receipt: str, amount: int, currency: str) -> dict[str, Any] | None:
+        """The order we already made for this receipt, if an earlier try got through."""
+        listing = self._call(self._client.order.all, {"receipt": receipt, "count": 100})
+        # The filter is documented as "contains": compare exactly here.
+        mine = [o for o in listing.get("items", []) if o.get("receipt") == receipt]
+        if not mine:
+            return None
+        for order in mine:
+            if order.get("amount") != amount or order.get("currency") != currency:
+                raise GatewayError(
+                    "idempotency_conflict",
+                    f"Razorpay order {order.get('id')} has receipt {receipt} but "
+                    f"{order.get('amount')} {order.get('currency')}, not {amount} {currency}")
+        # Prefer one a customer already used; otherwise the oldest.
+        mine.sort(key=lambda o: (o.get("status") == "created", o.get("created_at") or 0))
+        return mine[0]
+
+    def checkout_options(self, *, reference: str, amount: int, currency: str,
+                         store_name: str, description: str, customer_name: str,
+                         customer_email: str, callback_url: str, order_id: str,
+                         payment_id: str) -> dict[str, Any]:
+        """The options for `new Razorpay(options)` on our checkout page (no secrets)."""
+        return {
+            "key": self.key_id,
+            "amount": to_razorpay_amount(amount, currency),
+            "currency": _currency(currency),
+            "order_id": reference,
+            "name": store_name,
+            "description": description,
+            "prefill": {"name": customer_name, "email": customer_email},
+            "notes": {"order_id": order_id, "payment_id": payment_id},
+            "callback_url": callback_url,
+            # Full-page POST to callback_url: works where pop-ups/iframes are blocked.
+            "redirect": True,
+        }
+
+    def cancel_checkout(self, ref: PaymentRef) -> None:
+        """Razorpay orders cannot be closed; nothing to call.
+
+        Our checkout page refuses to open a canceled/expired attempt, and a payment that
+        still lands (a modal left open) arrives by webhook, where the core treats money
+        on a closed attempt as it does for any gateway.
+        """
+        return
+
+    # ------------------------------------------------------------ verification
+
+    def verify_payment_signature(self, order_id: str, razorpay_payment_id: str,
+                                 signature: str | None) -> bool:
+        """HMAC-SHA256(key_secret, "order_id|payment_id") in constant time.
+
+        `order_id` must be the one stored in our database for this attempt.
+        """
+        if not order_id or not razorpay_payment_id:
+            return False
+        return _equal(sign(self._key_secret, f"{order_id}|{razorpay_payment_id}"), signature)
+
+    def confirm_return(self, ref: PaymentRef, params: ReturnParams) -> PaymentUpdate | None:
+        """Verify a checkout callback (success or failure fields) with Razorpay itself.
+
+        Returns a PaymentUpdate built only from what Razorpay answers, or None when
+        nothing could be proven (forged or mismatched callback, payment not settled yet).
+        The browser's razorpay_order_id is ignored: ref.reference is our stored order id.
+        """
+        order_id = ref.reference
+        args = params.args
+        if not order_id:
+            return None
+        payment_id = args.get("razorpay_payment_id")
+        if payment_id or args.get("razorpay_signature"):
+            if not self.verify_payment_signature(order_id, payment_id or "",
+                                                 args.get("razorpay_signature")):
+                log.warning("razorpay callback signature mismatch for order %s", order_id)
+                return None
+            update = self._verified_update(ref, payment_id or "")
+            if update is None or update.status not in (PaymentStatus.SUCCEEDED,
+                                                       PaymentStatus.AUTHORIZED):
+                return None
+            return update
+        failed_id = args.get("error[metadata][payment_id]")
+        if failed_id:
+            # The failure fields are unsigned: believe only what the payment says.
+            return self._verified_update(ref, failed_id)
+        return None
+
+    def _verified_update(self, ref: PaymentRef, razorpay_payment_id: str
+                         ) -> PaymentUpdate | None:
+        order_id = ref.reference or ""
+        if not _PAYMENT_ID_RE.match(razorpay_payment_id):
+            # The failure fields are unsigned: never let them steer a request path.
+            log.warning("razorpay callback with a malformed payment id for order %s", order_id)
+            return None
+        payment = self._call(self._client.payment.fetch, razorpay_payment_id,
+                             {"expand[]": "card"})
+        if payment.get("order_id") != order_id:
+            log.warning("razorpay payment %s belongs to %s, not our order %s",
+                        razorpay_payment_id, payment.get("order_id"), order_id)
+            return None
+        order = self._call(self._client.order.fetch, order_id)
+        problems = []
+        if ref.payment_id and order.get("receipt") != ref.payment_id:
+            problems.append(f"receipt {order.get('receipt')!r} is not {ref.payment_id!r}")
+        if payment.get("amount") != order.get("amount"):
+            problems.append(f"amount {payment.get('amount')} is not {order.get('amount')}")
+        if payment.get("currency") != order.get("currency"):
+            problems.append(f"currency {payment.get('currency')} is not {order.get('currency')}")
+        if problems:
+            log.warning("razorpay payment %s does not match order %s: %s",
+                        razorpay_payment_id, order_id, "; ".join(problems))
+            return None
+        return self._payment_update(payment, ref)
+
+    def _payment_update(self, payment: Mapping[str, Any], ref: PaymentRef | None = None,
+                        status: PaymentStatus | None = None) -> PaymentUpdate:
+        currency = str(payment.get("currency", "")).upper()
+        raw_status = str(payment.get("status", ""))
+        mapped = status or _PAYMENT_STATUS.get(raw_status, PaymentStatus.PROCESSING)
+        notes = _notes(payment)
+        ref = PaymentRef(
+            payment_id=(ref.payment_id if ref and ref.payment_id else notes.get("payment_id")),
+            reference=(ref.reference if ref and ref.reference else payment.get("order_id")),
+            gateway_payment_id=payment.get("id"),
+        )
+        deadline = None
+        if mapped is PaymentStatus.AUTHORIZED:
+            # "within 3 days of creation": created_at is the conservative start.
+            created = _ts(payment.get("created_at"))
+            deadline = created + CAPTURE_WINDOW if created else None
+        failed = raw_status == "failed"
+        return PaymentUpdate(
+            ref=ref,
+            status=mapped,
+            amount=from_razorpay_amount(payment.get("amount"), currency) if currency else None,
+            currency=currency or None,
+            gateway_payment_id=payment.get("id"),
+            failure_code=failure_code(payment) if failed else None,
+            failure_message=failure_message(payment) if failed else None,
+            payment_method=payment_method_details(payment) or None,
+            capture_deadline=deadline,
+        )
+
+    # ------------------------------------------------------------ sync
+
+    def retrieve(self, ref: PaymentRef) -> PaymentUpdate:
+        """The attempt's state from its order's payments (any captured wins)."""
+        if not ref.reference:
+            if not ref.gateway_payment_id:
+                raise GatewayError("invalid_request", "nothing to look the payment up by")
+            payment = self._call(self._client.payment.fetch, ref.gateway_payment_id,
+                                 {"expand[]": "card"})
+            return self._payment_update(payment, ref)
+        listing = self._call(self._client.order.payments, ref.reference)
+        payments = sorted(listing.get("items", []), key=lambda p: p.get("created_at") or 0)
+        for wanted in (("captured", "refunded"), ("authorized",)):
+            found = [p for p in payments if p.get("status") in wanted]
+            if found:
+                return self._payment_update(found[-1], ref)
+        if not payments:
+            return PaymentUpdate(ref=ref, status=PaymentStatus.PROCESSING)
+        in_flight = [p for p in payments if p.get("status") != "failed"]
+        # Only failures so far: the order is still payable, so report the latest error
+        # on a PROCESSING update (see the module docstring).
+        return self._payment_update((in_flight or payments)[-1], ref)
+
+    # ------------------------------------------------------------ capture and refund
+
+    def _payment_in_order(self, order_id: str | None, statuses: tuple[str, ...]) -> str:
+        if not order_id:
+            raise GatewayError("invalid_request", "no Razorpay order for this payment")
+        listing = self._call(self._client.order.payments, order_id)
+        found = [p for p in listing.get("items", []) if p.get("status") in statuses]
+        if not found:
+            raise GatewayError("invalid_request",
+                               f"order {order_id} has no {'/'.join(statuses)} payment")
+        return str(found[-1]["id"])
+
+    def capture(self, request: CaptureRequest) -> PaymentUpdate:
+        """Capture an authorized payment; a repeat after success reports the capture."""
+        currency = _currency(request.currency)
+        amount = to_razorpay_amount(request.amount, currency)
+        payment_id = request.gateway_payment_id or self._payment_in_order(
+            request.reference, ("authorized", "captured"))
+        ref = PaymentRef(payment_id=request.payment_id, reference=request.reference,
+                         gateway_payment_id=payment_id)
+        try:
+            payment = self._call(self._client.payment.capture, payment_id, amount,
+                                 {"currency": currency})
+        except GatewayError as exc:
+            if exc.code != "invalid_request":
+                raise
+            # Capture has no idempotency key: a retry after a lost answer gets "already
+            # captured". The payment itself says whether our capture went through.
+            payment = self._call(self._client.payment.fetch, payment_id, {"expand[]": "card"})
+            if payment.get("status") != "captured" or payment.get("amount") != amount:
+                raise
+        return self._payment_update(payment, ref)
+
+    def refund_idempotency_key(self, request: RefundRequest) -> str:
+        """Our refund id, or a digest of it when it breaks Razorpay's key rules."""
+        key = request.refund_id
+        if _REFUND_KEY_RE.match(key):
+            return key
+        return "rfd-" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+    def refund(self, request: RefundRequest) -> RefundResult:
+        """POST /payments/{id}/refund with X-Refund-Idempotency = our refund id.
+
+        The body is built only from the request, so a retry sends the same bytes
+        (Razorpay rejects a different body under the same key).
+        """
+        currency = _currency(request.currency)
+        amount = to_razorpay_amount(request.amount, currency)
+        payment_id = request.gateway_payment_id or self._payment_in_order(
+            request.reference, ("captured", "refunded"))
+        notes = {"refund_id": request.refund_id, "payment_id": request.payment_id}
+        if request.reason:
+            notes["reason"] = request.reason[:256]
+        body = {"amount": amount, "speed": "normal", "notes": notes,
+                "receipt": request.refund_id[:RECEIPT_MAX_LENGTH]}
+        refund = self._call(self._client.payment.refund, payment_id, body,
+                            headers={"X-Refund-Idempotency": self.refund_idempotency_key(request)})
+        return RefundResult(
+            gateway_refund_id=str(refund["id"]),
+            status=_REFUND_STATUS.get(str(refund.get("status")), RefundStatus.PENDING),
+        )
+
+    # ------------------------------------------------------------ webhooks
+
+    def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> VerifiedEvent:
+        """X-Razorpay-Signature = hex HMAC-SHA256(webhook secret, raw body), checked first."""
+        signature = _header(headers, "X-Razorpay-Signature")
+        if not signature:
+            raise SignatureError("missing X-Razorpay-Signature")
+        if not _equal(sign(self._webhook_secret, body), signature.strip()):
+            raise SignatureError("X-Razorpay-Signature does not match the body")
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise SignatureError("signed body is not JSON") from exc
+        if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
+            raise SignatureError("signed body is not a Razorpay event")
+        event_id = _header(headers, "x-razorpay-event-id")
+        if not event_id:
+            # Razorpay always sends it; if a proxy drops it, the signed body's digest is
+            # still a stable dedupe key across Razorpay's retries of the same event.
+            event_id = "sha256:" + hashlib.sha256(body).hexdigest()
+        return VerifiedEvent(event_id=event_id, event_type=payload["event"], payload=payload)
+
+    def interpret(self, event: VerifiedEvent) -> list[Update]:
+        """Translate one verified event. Every update is a level (a state), not a delta,
+        so duplicates and any arrival order converge on the same final state."""
+        kind = event.event_type
+        body = event.payload.get("payload") or {}
+        payment = (body.get("payment") or {}).get("entity") or {}
+        if kind in ("payment.authorized", "payment.captured", "payment.failed", "order.paid"):
+            if not payment:
+                return []
+            status = {
+                "payment.authorized": PaymentStatus.AUTHORIZED,
+                "payment.captured": PaymentStatus.SUCCEEDED,
+                "payment.failed": PaymentStatus.PROCESSING,
+                "order.paid": PaymentStatus.SUCCEEDED,
+            }[kind]
+            ref = None
+            if kind == "order.paid":
+                order = (body.get("order") or {}).get("entity") or {}
+                ref = PaymentRef(payment_id=order.get("receipt") or None,
+                                 reference=order.get("id"))
+            return [self._payment_update(payment, ref, status=status)]
+        if kind in _REFUND_EVENTS:
+            refund = (body.get("refund") or {}).get("entity") or {}
+            if not refund.get("id"):
+                return []
+            currency = str(refund.get("currency", "")).upper()
+            notes = _notes(refund)
+            return [RefundUpdate(
+                ref=PaymentRef(payment_id=notes.get("payment_id") or _notes(payment).get(
+                                   "payment_id"),
+                               reference=payment.get("order_id"),
+                               gateway_payment_id=refund.get("payment_id")),
+                gateway_refund_id=str(refund["id"]),
+                amount=from_razorpay_amount(refund.get("amount"), currency),
+                currency=currency,
+                status=_REFUND_EVENTS[kind],
+                # Absent for a refund made in Razorpay's dashboard: the core records it
+                # as a refund that came from the gateway.
+                refund_id=notes.get("refund_id"),
+                reason=notes.get("reason"),
+                failure_reason=(_clean(refund.get("error_description"))
+                                if kind == "refund.failed" else None),
+            )]
+        if kind in _DISPUTE_EVENTS:
+            dispute = (body.get("dispute") or {}).get("entity") or {}
+            if not dispute.get("id"):
+                return []
+            currency = str(dispute.get("currency", "")).upper()
+            return [DisputeUpdate(
+                ref=PaymentRef(payment_id=_notes(payment).get("payment_id"),
+                               reference=payment.get("order_id"),
+                               gateway_payment_id=dispute.get("payment_id") or payment.get("id")),
+                gateway_dispute_id=str(dispute["id"]),
+                amount=from_razorpay_amount(dispute.get("amount"), currency),
+                currency=currency,
+                status=_DISPUTE_EVENTS[kind],
+                gateway_status=dispute.get("status"),
+                reason=dispute.get("reason_code") or dispute.get("reason_description"),
+                evidence_due_by=_ts(dispute.get("respond_by")),
+            )]
+        return []
+
+    def redact(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Razorpay payloads carry no API secrets; drop card numbers and tokens if present."""
+        return redact(payload)
+
+
+def _error_from_response(response: requests.Response | None, fallback: str) -> GatewayError:
+    """Razorpay's error shape -> a Kassa GatewayError.
+
+    {"error": {"code": "BAD_REQUEST_ERROR", "description", "source", "step", "reason",
+    "metadata"}}; the HTTP status decides first (401, 409, 429, 5xx), then the code.
+    """
+    status = response.status_code if response is not None else None
+    error: dict[str, Any] = {}
+    if response is not None:
+        try:
+            body = response.json()
+            if isinstance(body, dict) and isinstance(body.get("error"), dict):
+                error = body["error"]
+        except ValueError:
+            pass
+    code = str(error.get("code") or "").upper()
+    message = str(error.get("description") or fallback or "Razorpay error")
+    reason = _clean(error.get("reason"))
+    if status == 401:
+        return GatewayError("authentication_failed", message, http_status=401)
+    if status == 429:
+        return GatewayError("rate_limited", message, retryable=True, http_status=429)
+    if status == 409:
+        # A request with the same idempotency key is still being processed: retry later.
+        return GatewayError("gateway_unavailable", message, retryable=True, http_status=409)
+    if status is None or status >= 500 or code in ("GATEWAY_ERROR", "SERVER_ERROR"):
+        return GatewayError("gateway_unavailable", message, retryable=True, http_status=status)
+    lowered = message.lower()
+    if status == 404 or "does not exist" in lowered or "not found" in lowered:
+        return GatewayError("not_found", message, http_status=status)
+    if "idempotency key" in lowered:
+        return GatewayError("idempotency_conflict", message, http_status=status)
+    if _clean(error.get("source")) in ("customer", "bank", "issuer", "gateway") or (
+            reason and reason.startswith(("payment_", "card_", "insufficient"))):
+        return GatewayError("payment_failed", message, http_status=status, decline_code=reason)
+    return GatewayError("invalid_request", message, http_status=status, decline_code=reason)

@@ -1,0 +1,212 @@
+"""Fixtures for the dashboard tests: a migrated app with CSRF on, merchants of each role,
+signed-in test clients, and factories for orders and payments.
+
+Kept local until the shared tests/conftest.py lands; names are prefixed so they never
+shadow the shared ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import sqlite3
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from werkzeug.security import generate_password_hash
+
+from app import create_app
+from app.cli import seed_demo_data
+from app.extensions import db
+from app.models import Order, OrderItem, Payment, User
+from app.models.base import public_id
+
+PASSWORD = "correct horse battery staple"
+# Cheap hash for tests: the login path is the same, only faster.
+PASSWORD_HASH = generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000")
+CSRF_META = re.compile(r'"X-CSRFToken": "([^"]+)"')
+CSRF_FIELD = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+def base_config(tmp_path: Any) -> dict[str, Any]:
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "dashboard-test-secret-" + "x" * 40,
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'kassa.db'}",
+        "WTF_CSRF_ENABLED": True,       # every form must carry its token
+        "JOBS_EAGER": True,
+        "SANDBOX_DELIVER_WEBHOOKS": False,
+        "RATELIMIT_ENABLED": False,
+        "SESSION_COOKIE_SECURE": False,  # the test client speaks plain http
+        "REMEMBER_COOKIE_SECURE": False,
+        "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
+        "SANDBOX_WEBHOOK_SECRET": "whsec_sandbox_test_secret",
+    }
+
+
+def build_app(tmp_path: Any, *, migrated: bool = False, **overrides: Any) -> Flask:
+    """A seeded app with an owner, an admin and a viewer; migrated here unless the
+    database already is (a copy of the session's migrated SQLite template)."""
+    config = base_config(tmp_path)
+    config.update(overrides)
+    app = create_app(config)
+    with app.app_context():
+        if not migrated:
+            upgrade()
+        seed_demo_data()
+        for role in ("owner", "admin", "viewer"):
+            db.session.add(User(email=f"{role}@shop.test", password_hash=PASSWORD_HASH,
+                                role=role, session_token=secrets.token_hex(16)))
+        db.session.commit()
+    return app
+
+
+def dispose(app: Flask) -> None:
+    app.extensions["kassa_jobs"].shutdown()
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def dash_app(tmp_path: Any, sqlite_template: Path) -> Iterator[Flask]:
+    """The app on this test's own SQLite file, copied from the migrated template."""
+    path = tmp_path / "kassa.db"
+    with contextlib.closing(sqlite3.connect(sqlite_template)) as src, \
+            contextlib.closing(sqlite3.connect(path)) as dst:
+        src.backup(dst)
+    app = build_app(tmp_path, migrated=True)
+    yield app
+    dispose(app)
+
+
+def truncate_all(app: Flask) -> None:
+    """Empty every table (PostgreSQL), so the next test starts from a clean database."""
+    with app.app_context():
+        names = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+        db.session.execute(db.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        db.session.commit()
+
+
+@pytest.fixture(scope="module")
+def dash_pg_url() -> Iterator[str]:
+    """A PostgreSQL database of our own (kassa_dash_<random>), migrated on first use by
+    build_app, shared by the module's tests (each truncates after itself), then dropped."""
+    base = os.environ.get("TEST_DATABASE_URL")
+    if not base:
+        pytest.skip("TEST_DATABASE_URL is not set (PostgreSQL tests)")
+    name = f"kassa_dash_{secrets.token_hex(6)}"
+    admin = base.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = re.sub(r"/[^/]*$", f"/{name}", base)
+    if not url.startswith("postgresql+psycopg://"):
+        url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    yield url
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def csrf_token(client: FlaskClient, path: str = "/auth/login") -> str:
+    """The token a page carries (hidden field or htmx's hx-headers)."""
+    html = client.get(path).get_data(as_text=True)
+    match = CSRF_FIELD.search(html) or CSRF_META.search(html)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def login(client: FlaskClient, role: str) -> FlaskClient:
+    token = csrf_token(client)
+    response = client.post("/auth/login", data={"email": f"{role}@shop.test",
+                                                 "password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 303, response.get_data(as_text=True)[:300]
+    return client
+
+
+@pytest.fixture
+def signed_in(dash_app: Flask) -> Callable[[str], FlaskClient]:
+    """A test client signed in with the given role."""
+    def make(role: str = "owner") -> FlaskClient:
+        return login(dash_app.test_client(), role)
+    return make
+
+
+def make_payment(*, status: str = "succeeded", amount: int = 2500, currency: str = "USD",
+                 gateway: str = "sandbox", email: str = "ann@example.com",
+                 created_at: datetime | None = None, amount_refunded: int = 0,
+                 gateway_reference: str | None = None, gateway_payment_id: str | None = None,
+                 commit: bool = True) -> Payment:
+    """An order with one item and one payment, written straight to the database
+    (for read-only pages; money-moving tests go through the sandbox instead)."""
+    when = created_at or datetime.now(UTC)
+    order_status = {"succeeded": "paid", "partially_refunded": "partially_refunded",
+                    "refunded": "refunded", "failed": "failed", "expired": "expired",
+                    "canceled": "canceled"}.get(status, "pending")
+    order = Order(currency=currency, total_amount=amount, customer_email=email,
+                  customer_name="Ann Lee", status=order_status, stock_reserved=False,
+                  expires_at=when + timedelta(minutes=30), created_at=when)
+    order.items.append(OrderItem(sku="tee-usd", name="Kassa T-shirt", unit_amount=amount,
+                                 quantity=1))
+    pid = public_id("pay")
+    payment = Payment(public_id=pid, order=order, gateway=gateway, status=status,
+                      amount=amount, currency=currency, amount_refunded=amount_refunded,
+                      idempotency_key=f"test-{pid}", customer_email=email,
+                      gateway_reference=gateway_reference or f"ref_{pid}",
+                      gateway_payment_id=gateway_payment_id, created_at=when)
+    db.session.add(order)
+    db.session.add(payment)
+    if commit:
+        db.session.commit()
+    return payment
+
+
+def sandbox_payment(app: Flask, client: FlaskClient, *, sku: str = "tee-usd",
+                    quantity: int = 1, scenario: str = "succeed",
+                    capture_method: str = "automatic") -> str:
+    """A real payment through the core and the sandbox, its webhooks posted to
+    /webhooks/sandbox; returns the payment's public id."""
+    from app.payments.audit import CUSTOMER
+    from app.payments.checkout import create_checkout
+    from app.payments.orders import ItemRequest
+
+    with app.app_context():
+        app.config["CAPTURE_METHOD"] = capture_method
+        with app.test_request_context():
+            payment = create_checkout([ItemRequest(sku, quantity)], "ann@example.com",
+                                      "Ann Lee", "sandbox", CUSTOMER)
+        app.config["CAPTURE_METHOD"] = "automatic"
+        processor = app.extensions["kassa_gateways"]["sandbox"].processor
+        processor.complete(payment.gateway_reference, scenario)
+        pid = payment.public_id
+    deliver_webhooks(app, client)
+    return pid
+
+
+def deliver_webhooks(app: Flask, client: FlaskClient) -> int:
+    """Post the sandbox's pending events to the webhook endpoint, as the gateway would."""
+    processor = app.extensions["kassa_gateways"]["sandbox"].processor
+    sent = 0
+    while processor.undelivered:
+        body, headers = processor.undelivered.pop(0)
+        response = client.post("/webhooks/sandbox", data=body, headers=headers)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        sent += 1
+    return sent
+
+
+HX = {"HX-Request": "true"}
+
+
+def hx_headers(client: FlaskClient, page: str, **extra: str) -> dict[str, str]:
+    """Headers htmx sends: HX-Request and the CSRF token from the page's hx-headers."""
+    return {**HX, "X-CSRFToken": csrf_token(client, page), **extra}
