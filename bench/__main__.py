@@ -119,9 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"quick": args.quick, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC",
                                                              time.gmtime(started)),
                "machine": machine(), "results": results}
+    for result in results:
+        result["run_started"] = payload["started"]
     out = OUT / ("results-quick.json" if args.quick else "results.json")
+    if not args.quick and args.only and out.exists():
+        # A partial full run replaces its benchmarks in the last full results, keeps the rest.
+        previous = json.loads(out.read_text())
+        fresh = {r["name"] for r in results}
+        kept = [r for r in previous.get("results", []) if r["name"] not in fresh]
+        order = list(BENCHES)
+        payload["results"] = sorted(kept + results, key=lambda r: order.index(r["name"]))
+        payload["started"] = f"{previous.get('started')} (updated {payload['started']})"
     out.write_text(json.dumps(payload, indent=2, default=str))
-    if not args.quick and not args.only:
+    if not args.quick:
         write_report(payload, ROOT / "bench" / "RESULTS.md")
         print(f"wrote {ROOT / 'bench' / 'RESULTS.md'}")
     print(f"wrote {out}")

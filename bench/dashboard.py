@@ -1,15 +1,16 @@
-"""c. The dashboard's core queries at a million payments (PostgreSQL).
+"""c. The dashboard at a million payments (PostgreSQL).
 
 Seeds with `flask seed-bench N` (the real command, progress bar and all), then times the
-queries a payments list and an overview page run, directly through SQLAlchemy:
-- the list: keyset pagination on (created_at, id) newest first, 50 rows, joined to the
-  order, with each filter (status, gateway, currency, date range, combinations) and the
-  search box (exact payment/order id or gateway reference, e-mail prefix);
-- the 90-day overview: payments and captured/refunded sums per day and currency;
-- the CSV export of every row, streamed with a server-side cursor, in a child process
-  whose resident memory is sampled as rows go by (constant memory = flat RSS).
-Times are wall-clock in this process around execute+fetch (driver and loopback
-included, so a little above the server's own time).
+dashboard's own query code, app/dashboard/queries.py, as its pages call it (ORM, cursor
+decoding, the order's eager load; a fresh session per call, like a request):
+- `payment_page` with each filter (status, gateway, currency, date range, combinations),
+  the search box (payment/order id, e-mail, gateway reference, no match), a deep page by
+  cursor and the oldest-first order;
+- `overview(90)`: the 90-day overview's per-day sums;
+- `export_rows`: every row of the CSV export through a server-side cursor, in a child
+  process whose resident memory is sampled as rows go by (constant memory = flat RSS).
+Times are wall-clock around the call in this process (Python, driver and loopback
+included, so above the server's own time).
 """
 
 from __future__ import annotations
@@ -22,107 +23,15 @@ import re
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    create_engine,
-    func,
-    literal_column,
-    or_,
-    select,
-    tuple_,
-)
-from sqlalchemy.engine import Connection
+from sqlalchemy import func, select
 
 from bench.harness import OUT, ROOT, SECRET_KEY, Database
 
 PAYMENTS_OVERRIDE: int | None = None
-PAGE = 50
-CAPTURED = ("succeeded", "partially_refunded", "refunded")
-
-meta = MetaData()
-payments = Table("payments", meta, Column("id", Integer), Column("public_id", String),
-                 Column("order_id", Integer), Column("gateway", String),
-                 Column("status", String), Column("amount", Integer),
-                 Column("amount_refunded", Integer), Column("currency", String),
-                 Column("customer_email", String), Column("gateway_reference", String),
-                 Column("created_at", DateTime(timezone=True)))
-orders = Table("orders", meta, Column("id", Integer), Column("public_id", String),
-               Column("customer_name", String))
-GATEWAY_NAMES = ("stripe", "razorpay", "sandbox")
-
-
-def list_query(*, status: str | None = None, gateway: str | None = None,
-               currency: str | None = None, since: datetime | None = None,
-               until: datetime | None = None, q: str | None = None,
-               after: tuple[datetime, int] | None = None, limit: int = PAGE) -> Any:
-    """The payments list: filters + search, newest first, keyset after (created_at, id)."""
-    stmt = (select(payments.c.id, payments.c.public_id, payments.c.status, payments.c.gateway,
-                   payments.c.amount, payments.c.currency, payments.c.customer_email,
-                   payments.c.created_at, orders.c.public_id.label("order_public_id"),
-                   orders.c.customer_name)
-            .join(orders, orders.c.id == payments.c.order_id))
-    if status:
-        stmt = stmt.where(payments.c.status == status)
-    if gateway:
-        stmt = stmt.where(payments.c.gateway == gateway)
-    if currency:
-        stmt = stmt.where(payments.c.currency == currency)
-    if since:
-        stmt = stmt.where(payments.c.created_at >= since)
-    if until:
-        stmt = stmt.where(payments.c.created_at < until)
-    if q:
-        q = q.strip()
-        if q.startswith("pay_"):
-            stmt = stmt.where(payments.c.public_id == q)
-        elif q.startswith("ord_"):
-            stmt = stmt.where(orders.c.public_id == q)
-        elif "@" in q or not re.match(r"^(cs|pi|order|pay|sbx)_", q):
-            # E-mail prefix: served by ix_payments_email_pattern (varchar_pattern_ops).
-            escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            stmt = stmt.where(payments.c.customer_email.like(escaped + "%", escape="\\"))
-        else:
-            # Gateway ids: the (gateway, gateway_reference) unique index, every gateway.
-            stmt = stmt.where(payments.c.gateway.in_(GATEWAY_NAMES),
-                              or_(payments.c.gateway_reference == q))
-    if after:
-        stmt = stmt.where(tuple_(payments.c.created_at, payments.c.id) < tuple_(*after))
-    return stmt.order_by(payments.c.created_at.desc(), payments.c.id.desc()).limit(limit)
-
-
-def overview_query(days: int = 90, now: datetime | None = None) -> Any:
-    """Per day and currency: payments, captured count and amounts, refunds."""
-    now = now or datetime.now(UTC)
-    # UTC days, spelled as a literal so it matches the expression statistics
-    # (st_payments_created_day, migration b8e1f2a9c7d4) that make the planner hash-aggregate.
-    day = literal_column("date_trunc('day', payments.created_at AT TIME ZONE 'UTC')").label("day")
-    captured = payments.c.status.in_(CAPTURED)
-    return (select(day, payments.c.currency, func.count().label("payments"),
-                   func.count().filter(captured).label("captured"),
-                   func.coalesce(func.sum(payments.c.amount).filter(captured), 0)
-                   .label("captured_amount"),
-                   func.coalesce(func.sum(payments.c.amount_refunded), 0).label("refunded"),
-                   func.count().filter(payments.c.status == "failed").label("failed"))
-            .where(payments.c.created_at >= now - timedelta(days=days))
-            .group_by(day, payments.c.currency).order_by(day))
-
-
-def _timed(conn: Connection, stmt: Any, repeat: int) -> tuple[list[float], int]:
-    times, rows = [], 0
-    for _ in range(repeat):
-        start = time.perf_counter()
-        rows = len(conn.execute(stmt).all())
-        times.append(time.perf_counter() - start)
-    return times, rows
 
 
 def _p(times: list[float], pct: float) -> float:
@@ -149,55 +58,91 @@ def run(app_db: Database, sizes: Any) -> dict[str, Any]:
         if own:
             db.migrate_and_seed_demo()
         seed_seconds = seed(db, count)
-        engine = create_engine(db.url, pool_size=2)
-        results: list[dict[str, Any]] = []
-        with engine.connect() as conn:
-            sample = conn.execute(
-                select(payments.c.public_id, orders.c.public_id, payments.c.customer_email,
-                       payments.c.gateway_reference)
-                .join(orders, orders.c.id == payments.c.order_id)
-                .where(payments.c.id == select(func.max(payments.c.id)).scalar_subquery()
-                       - count // 3)).one()
-            newest = conn.execute(select(func.max(payments.c.created_at))).scalar_one()
-            deep = conn.execute(list_query(limit=PAGE * 20)).all()[-1]
-            old = newest - timedelta(days=365)
-            cases = {
-                "no filter, first page": {},
-                "no filter, page 21 (keyset)": {"after": (deep.created_at, deep.id)},
-                "status=succeeded": {"status": "succeeded"},
-                "status=failed": {"status": "failed"},
-                "status=authorized (1%)": {"status": "authorized"},
-                "gateway=razorpay": {"gateway": "razorpay"},
-                "currency=JPY": {"currency": "JPY"},
-                "status=failed & gateway=sandbox": {"status": "failed", "gateway": "sandbox"},
-                "status=refunded & currency=EUR": {"status": "refunded", "currency": "EUR"},
-                "last 7 days": {"since": newest - timedelta(days=7)},
-                "a 30-day window a year ago": {"since": old - timedelta(days=30), "until": old},
-                "window a year ago & status=failed": {"since": old - timedelta(days=30),
-                                                      "until": old, "status": "failed"},
-                "search: payment id": {"q": sample[0]},
-                "search: order id": {"q": sample[1]},
-                "search: full e-mail": {"q": sample[2]},
-                "search: e-mail prefix": {"q": sample[2].split("@")[0][:8]},
-                "search: gateway reference": {"q": sample[3]},
-                "search: no match": {"q": "nobody.at.all@"},
-            }
-            for label, kwargs in cases.items():
-                times, rows = _timed(conn, list_query(**kwargs), repeat)
-                results.append({"query": label, "rows": rows, "p50_ms": _p(times, 50),
-                                "p95_ms": _p(times, 95)})
-            ov_times, ov_rows = _timed(conn, overview_query(90, newest), repeat)
-        engine.dispose()
+        timed = _through_app(db, count, repeat)
         csv_result = export_in_child(db.url)
-        worst = max(r["p95_ms"] for r in results)
+        worst = max(r["p95_ms"] for r in timed["list_queries"])
         return {"name": "dashboard", "payments": count, "seed_seconds": round(seed_seconds, 1),
-                "list_queries": results,
-                "overview": {"days": 90, "rows": ov_rows, "p50_ms": _p(ov_times, 50),
-                             "p95_ms": _p(ov_times, 95)},
-                "csv": csv_result, "ratio": round(worst / 50.0, 3)}
+                **timed, "csv": csv_result, "ratio": round(worst / 50.0, 3)}
     finally:
         if own:
             db.drop()
+
+
+def _app(url: str) -> Any:
+    from app import create_app
+
+    return create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET_KEY,
+                       "INSTANCE_PATH": str(OUT / "instance"), "LOG_LEVEL": "WARNING",
+                       "ACCESS_LOG": False})
+
+
+def _through_app(db: Database, count: int, repeat: int) -> dict[str, Any]:
+    from app.dashboard import queries as q
+    from app.extensions import db as fdb
+    from app.models import Order, Payment
+
+    app = _app(db.url)
+    results: list[dict[str, Any]] = []
+    with app.app_context():
+        last_id = fdb.session.execute(select(func.max(Payment.id))).scalar_one()
+        sample = fdb.session.execute(
+            select(Payment.public_id, Order.public_id, Payment.customer_email,
+                   Payment.gateway_reference)
+            .join(Order, Order.id == Payment.order_id)
+            .where(Payment.id == last_id - count // 3)).one()
+        newest = fdb.session.execute(select(func.max(Payment.created_at))).scalar_one()
+        fdb.session.remove()
+        cursor = None
+        for _ in range(20):
+            cursor = q.payment_page(q.PaymentFilters(), after=cursor).next_cursor
+            fdb.session.remove()
+        today = newest.date()
+        year_ago = today - timedelta(days=365)
+        window: dict[str, Any] = {"date_from": year_ago - timedelta(days=30),
+                                  "date_to": year_ago}
+        cases: dict[str, tuple[Any, str | None]] = {
+            "no filter, first page": (q.PaymentFilters(), None),
+            "no filter, page 21 (cursor)": (q.PaymentFilters(), cursor),
+            "oldest first": (q.PaymentFilters(sort="oldest"), None),
+            "status=succeeded": (q.PaymentFilters(status="succeeded"), None),
+            "status=failed": (q.PaymentFilters(status="failed"), None),
+            "status=authorized (1%)": (q.PaymentFilters(status="authorized"), None),
+            "gateway=razorpay": (q.PaymentFilters(gateway="razorpay"), None),
+            "currency=JPY": (q.PaymentFilters(currency="JPY"), None),
+            "status=failed & gateway=sandbox": (
+                q.PaymentFilters(status="failed", gateway="sandbox"), None),
+            "status=refunded & currency=EUR": (
+                q.PaymentFilters(status="refunded", currency="EUR"), None),
+            "last 7 days": (q.PaymentFilters(date_from=today - timedelta(days=7)), None),
+            "a 30-day window a year ago": (q.PaymentFilters(**window), None),
+            "window a year ago & status=failed": (
+                q.PaymentFilters(**window, status="failed"), None),
+            "search: payment id": (q.PaymentFilters(q=sample[0]), None),
+            "search: order id": (q.PaymentFilters(q=sample[1]), None),
+            "search: e-mail": (q.PaymentFilters(q=sample[2]), None),
+            "search: gateway reference": (q.PaymentFilters(q=sample[3]), None),
+            "search: no match": (q.PaymentFilters(q="nobody@example.invalid"), None),
+        }
+        for label, (filters, after) in cases.items():
+            times, rows = [], 0
+            for _ in range(repeat):
+                start = time.perf_counter()
+                rows = len(q.payment_page(filters, after=after).payments)
+                times.append(time.perf_counter() - start)
+                fdb.session.remove()
+            results.append({"query": label, "rows": rows, "p50_ms": _p(times, 50),
+                            "p95_ms": _p(times, 95)})
+        ov_times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            q.overview(90, today=today)
+            ov_times.append(time.perf_counter() - start)
+            fdb.session.remove()
+        fdb.engine.dispose()
+    return {"list_queries": results,
+            "overview": {"days": 90, "rows": "per day, gateway and currency",
+                         "p50_ms": _p(ov_times, 50), "p95_ms": _p(ov_times, 95)},
+            "measured": "app.dashboard.queries: payment_page, overview, export_rows"}
 
 
 def export_in_child(url: str) -> dict[str, Any]:
@@ -215,27 +160,23 @@ def _rss_mb() -> float:
 
 
 def export_csv(url: str) -> dict[str, Any]:
-    """Stream every payment as CSV to a sink, sampling RSS (what a streamed response does)."""
-    engine = create_engine(url)
+    """Write every payment as CSV to a sink through the dashboard's export_rows, sampling
+    RSS (what the streamed CSV response does, minus the socket)."""
+    from app.dashboard import queries as q
+    from app.extensions import db as fdb
+    from app.models import Payment
+
+    app = _app(url)
     sink_bytes = 0
     samples: list[tuple[int, float]] = []
     start = time.perf_counter()
     rows = 0
-    with engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(payments)).scalar_one()
-        # A server-side cursor: rows arrive in chunks; nothing holds the whole result.
-        result = conn.execution_options(stream_results=True, yield_per=2000).execute(
-            select(payments.c.public_id, orders.c.public_id, payments.c.created_at,
-                   payments.c.status, payments.c.gateway, payments.c.amount,
-                   payments.c.currency, payments.c.amount_refunded, payments.c.customer_email)
-            .join(orders, orders.c.id == payments.c.order_id)
-            .order_by(payments.c.created_at, payments.c.id))
+    with app.app_context():
+        total = fdb.session.execute(select(func.count(Payment.id))).scalar_one()
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["payment", "order", "created_at", "status", "gateway", "amount",
-                         "currency", "refunded", "email"])
         step = max(1, total // 20)
-        for row in result:
+        for row in q.export_rows(q.PaymentFilters()):
             writer.writerow(row)
             rows += 1
             if rows % 500 == 0:   # one streamed response chunk
@@ -245,7 +186,8 @@ def export_csv(url: str) -> dict[str, Any]:
             if rows % step == 0:
                 samples.append((rows, _rss_mb()))
         sink_bytes += len(buffer.getvalue())
-    engine.dispose()
+        fdb.session.remove()
+        fdb.engine.dispose()
     seconds = time.perf_counter() - start
     first = samples[0][1] if samples else _rss_mb()
     peak = max((s[1] for s in samples), default=first)

@@ -28,8 +28,9 @@ def write_report(payload: dict[str, Any], path: Path) -> None:
         out += ["", f"## {name}", ""]
         if "load_average_1min" in result:
             la = result["load_average_1min"]
-            out.append(f"Took {result.get('bench_seconds')} s; 1-minute load average "
-                       f"{la['before']} before, {la['after']} after (2 CPUs).")
+            out.append(f"Run {result.get('run_started', '')}; took {result.get('bench_seconds')}"
+                       f" s; 1-minute load average {la['before']} before, {la['after']} after "
+                       "(2 CPUs).")
             out.append("")
         if "error" in result:
             out.append(f"Failed: `{result['error']}`")
@@ -54,11 +55,13 @@ def write_report(payload: dict[str, Any], path: Path) -> None:
         elif name == "dashboard":
             out.append(f"{result['payments']} payments seeded in {result['seed_seconds']} s.")
             out.append("")
-            out.append(_table(["list query (50 rows, newest first)", "rows", "p50 ms", "p95 ms"],
+            out.append(f"Measured: {result.get('measured', 'SQL')}.")
+            out.append("")
+            out.append(_table(["payments list (page of 50)", "rows", "p50 ms", "p95 ms"],
                               [[q["query"], q["rows"], q["p50_ms"], q["p95_ms"]]
                                for q in result["list_queries"]]))
             ov = result["overview"]
-            out += ["", (f"90-day overview ({ov['rows']} day×currency rows): p50 {ov['p50_ms']} "
+            out += ["", (f"90-day overview ({ov['rows']}): p50 {ov['p50_ms']} "
                     f"ms, p95 {ov['p95_ms']} ms."), "",
                     f"CSV export: {result['csv']}"]
         elif name == "page":
