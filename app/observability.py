@@ -316,13 +316,20 @@ def init_app(app: Flask) -> None:
 
 
 def _instrument_gateways(app: Flask) -> None:
-    """Time every network call of the configured gateways (the sandbox is local: left bare)."""
-    from app.gateways.instrumented import InstrumentedGateway
+    """Time every network call of the configured gateways (the sandbox is local: left bare).
+
+    The innermost adapter is instrumented in place, under the resilience layer, so each
+    attempt is measured and `.inner` still leads to the adapter itself."""
+    from app.gateways.instrumented import InstrumentedGateway, instrument_in_place
 
     gateways = app.extensions.get("kassa_gateways")
     if not gateways:
         return
     for name, gateway in list(gateways.items()):
-        if name == "sandbox" or isinstance(gateway, InstrumentedGateway):
+        if name == "sandbox":
             continue
-        gateways[name] = InstrumentedGateway(gateway, observe_gateway_call)
+        adapter = gateway
+        while hasattr(adapter, "inner") and not isinstance(adapter, InstrumentedGateway):
+            adapter = adapter.inner
+        if not instrument_in_place(adapter, observe_gateway_call):
+            gateways[name] = InstrumentedGateway(gateway, observe_gateway_call)

@@ -5,10 +5,14 @@ attribute) and records, per gateway and operation, the call's duration and its e
 (`kassa_gateway_request_duration_seconds`, `kassa_gateway_errors_total{code}`). Local
 work (verify_webhook, interpret, redact) is forwarded untimed: it never leaves the box.
 
-Composition with other wrappers (e.g. a retrying/circuit-breaking one): the registry's
-adapter is wrapped by app.observability.init_app after registry.init_app, so it sits
-outermost and measures what the customer waits for, retries included. To time each
-attempt instead, wrap the bare adapter first: `Resilient(InstrumentedGateway(adapter))`.
+Composition with the resilience layer (app/gateways/resilience.py, which retries and
+breaks circuits around the adapter): app.observability.init_app uses
+`instrument_in_place(adapter, observe)` on the innermost adapter, so every attempt is
+timed (a retried call counts twice, with its error code) and the chain stays
+`ResilientGateway(adapter)`: code that unwraps `.inner` and checks the adapter's type
+keeps working. Wrapping with `InstrumentedGateway` instead times whole calls, retries
+included; put it outside: `InstrumentedGateway(ResilientGateway(adapter))` (and then
+`.inner` is no longer the resilience layer).
 """
 
 from __future__ import annotations
@@ -58,3 +62,23 @@ class InstrumentedGateway:
 
     def __repr__(self) -> str:
         return f"InstrumentedGateway({self.inner!r})"
+
+
+def instrument_in_place(adapter: Any, observe: Callable[[str, str, float, str | None], None]
+                        ) -> bool:
+    """Time the adapter's network calls by shadowing its bound methods on the instance.
+
+    Returns False when the adapter cannot take instance attributes (then wrap it instead).
+    """
+    if getattr(adapter, "_kassa_instrumented", False):
+        return True
+    timer = InstrumentedGateway(adapter, observe)
+    try:
+        for operation in TIMED_OPERATIONS:
+            method = getattr(adapter, operation, None)
+            if callable(method):
+                setattr(adapter, operation, timer._timed(operation, method))
+        adapter._kassa_instrumented = True
+    except (AttributeError, TypeError):
+        return False
+    return True
