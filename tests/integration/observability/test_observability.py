@@ -227,3 +227,15 @@ def test_static_files_are_gzipped_pages_are_not(make_app: Callable[..., Flask]) 
     # Pages carry the CSRF token beside reflected input (BREACH): never compressed.
     page = client.get("/products/tee-usd", headers={"Accept-Encoding": "gzip"})
     assert page.status_code == 200 and "Content-Encoding" not in page.headers
+
+
+def test_configured_gateways_are_timed_under_the_resilience_layer(
+        make_app: Callable[..., Flask]) -> None:
+    from app.gateways.stripe import StripeGateway
+
+    app = make_app(STRIPE_SECRET_KEY="sk_test_timing", STRIPE_WEBHOOK_SECRET="whsec_timing")
+    gateway = app.extensions["kassa_gateways"]["stripe"]
+    adapter = getattr(gateway, "inner", gateway)
+    assert isinstance(adapter, StripeGateway)          # code that unwraps one level still works
+    assert adapter._kassa_instrumented
+    assert not hasattr(app.extensions["kassa_gateways"]["sandbox"], "_kassa_instrumented")
