@@ -16,7 +16,7 @@ PORT ?= 5000
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install run test bench lint clean distclean chromium worker beat reconcile
+.PHONY: help install run serve test bench lint clean distclean chromium worker beat reconcile
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -39,6 +39,10 @@ run: $(STAMP)  ## migrate, seed the demo store and serve it on http://$(HOST):$(
 	@# Sandbox redirects and webhooks go to PUBLIC_BASE_URL: follow HOST/PORT unless it is set.
 	PUBLIC_BASE_URL="$${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)}" \
 	  $(BIN)/flask --app wsgi run --host $(HOST) --port $(PORT)
+
+serve: $(STAMP)  ## production server: migrate, then gunicorn -c gunicorn.conf.py (see docs/DEPLOYMENT.md)
+	$(BIN)/flask --app wsgi db upgrade
+	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 worker: $(STAMP)  ## a Celery worker for the jobs (needs CELERY_BROKER_URL; make run needs none)
 	$(BIN)/celery -A app.jobs.worker worker --loglevel=INFO

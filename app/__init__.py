@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +63,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     templating.init_app(app)
     errors.init_app(app)
     cli.init_app(app)
+    from app import observability, serving
+
+    observability.init_app(app)
+    serving.init_app(app)
+
+    # Imported here: a module-level `logging` name would be shadowed by app/logging.py.
+    import logging
 
     logging.getLogger("app").setLevel(app.config.get("LOG_LEVEL", "INFO"))
     return app

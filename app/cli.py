@@ -1,4 +1,5 @@
-"""flask commands: seed-demo, create-merchant, reconcile, expire-checkouts, reprocess-webhook."""
+"""flask commands: seed-demo, create-merchant, reconcile, expire-checkouts, reprocess-webhook,
+seed-bench."""
 
 from __future__ import annotations
 
@@ -96,6 +97,20 @@ def init_app(app: Flask) -> None:
             raise click.BadParameter(problem, param_hint="--password")
         user = create_merchant(email, role, password)
         click.echo(f"Merchant {user.email} ({user.role}) is ready.")
+
+    @app.cli.command("seed-bench")
+    @click.argument("count", type=click.IntRange(1, 50_000_000))
+    @click.option("--batch", default=20_000, show_default=True, help="rows per COPY/commit")
+    @click.option("--days", default=730, show_default=True, help="spread over this many days")
+    def seed_bench_command(count: int, batch: int, days: int) -> None:
+        """Append COUNT realistic orders and payments (benchmarks; PostgreSQL uses COPY)."""
+        from app.seed import seed_bench
+
+        seed_demo_data()
+        with click.progressbar(length=count, label="Seeding payments",
+                               show_pos=True, show_eta=True) as bar:
+            seed_bench(count, batch=batch, days=days, progress=bar.update)
+        click.echo(f"Added {count} orders and payments.")
 
 
 def init_reliability_commands(app: Flask) -> None:

@@ -71,7 +71,7 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "DEBUG": env_bool("FLASK_DEBUG", False),
         "SECRET_KEY": secret_key,
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options(database_url),
         "PUBLIC_BASE_URL": (env_str("PUBLIC_BASE_URL", "http://127.0.0.1:5000") or "").rstrip("/"),
         "STORE_NAME": env_str("STORE_NAME", "Kassa demo store"),
         "MAX_CONTENT_LENGTH": env_int("MAX_CONTENT_LENGTH", 256 * 1024),
@@ -196,7 +196,43 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "CHECKOUT_RATE_LIMIT": env_str("CHECKOUT_RATE_LIMIT", "10 per minute"),
         "LOG_LEVEL": env_str("LOG_LEVEL", "INFO"),
         "LOG_JSON": env_bool("LOG_JSON", production),
+        # Proxies in front of the app whose X-Forwarded-* headers are trusted (app/serving.py).
+        "PROXY_FIX_HOPS": env_int("PROXY_FIX_HOPS", 0),
+        # Static files gzipped by the app (off when a proxy in front compresses).
+        "STATIC_GZIP": env_bool("STATIC_GZIP", True),
+        # Observability (app/observability.py): /healthz, /readyz, /metrics.
+        # Trust an incoming X-Request-ID (from our own load balancer) when it looks safe.
+        "TRUST_REQUEST_ID": env_bool("TRUST_REQUEST_ID", True),
+        "READYZ_TIMEOUT_SECONDS": float(env_str("READYZ_TIMEOUT_SECONDS", "2") or 2),
+        # When set, /metrics wants "Authorization: Bearer <METRICS_TOKEN>".
+        "METRICS_TOKEN": env_str("METRICS_TOKEN"),
+        # Database counts in /metrics are cached this long (scrapes stay cheap).
+        "METRICS_DB_CACHE_SECONDS": env_int("METRICS_DB_CACHE_SECONDS", 10),
+        # One JSON line per request (method, route, status, duration, request id).
+        "ACCESS_LOG": env_bool("ACCESS_LOG", True),
     }
+
+
+def engine_options(database_url: str) -> dict[str, Any]:
+    """The connection pool of one process (each gunicorn worker has its own).
+
+    Request threads do not hold a connection while they wait on a gateway (the core ends
+    its read transaction first, see payments/uow.release_connection), so a worker with
+    100+ threads needs far fewer connections than threads: the default is
+    min(THREADS, 10) plus 10 overflow. Keep workers x (size + overflow) under the
+    server's max_connections (PostgreSQL's default is 100).
+    """
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if database_url.startswith("sqlite"):
+        return options
+    threads = env_int("THREADS", 16)
+    options["pool_size"] = env_int("DB_POOL_SIZE", min(threads, 10))
+    options["max_overflow"] = env_int("DB_MAX_OVERFLOW", 10)
+    # As long as gunicorn's TIMEOUT: under overload a request waits for a connection
+    # rather than failing while the worker would still be allowed to answer it.
+    options["pool_timeout"] = env_int("DB_POOL_TIMEOUT", 30)
+    options["pool_recycle"] = env_int("DB_POOL_RECYCLE", 1800)
+    return options
 
 
 def check_production(config: dict[str, Any]) -> None:

@@ -101,6 +101,10 @@ class Payment(db.Model):
         Index("ix_payments_created", "created_at", "id"),
         Index("ix_payments_status_created", "status", "created_at"),
         Index("ix_payments_gateway_created", "gateway", "created_at"),
+        # The dashboard overview's per-day, per-gateway, per-currency sums over a date range
+        # as an index-only scan (PostgreSQL; a plain created_at index elsewhere).
+        Index("ix_payments_created_overview", "created_at",
+              postgresql_include=["status", "gateway", "currency", "amount"]),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -28,7 +28,7 @@ from app.payments import audit, faults, orders
 from app.payments.audit import Actor
 from app.payments.errors import InvalidState, NotFound, PaymentGatewayFailed
 from app.payments.orders import ItemRequest
-from app.payments.uow import lock, unit_of_work
+from app.payments.uow import lock, release_connection, unit_of_work
 from app.payments.updates import apply_update_now
 
 OPEN_STATUSES = (PaymentStatus.CREATED, PaymentStatus.PROCESSING)
@@ -148,6 +148,7 @@ def open_checkout(payment_id: int, actor: Actor, *, success_url: str | None = No
         capture_method=payment.capture_method,
         description=", ".join(f"{i.quantity} × {i.name}" for i in order.items),
     )
+    release_connection()   # don't hold a pooled connection while the gateway thinks
     try:
         session = gateway.create_checkout(request)
         faults.hit("after_gateway_checkout")
@@ -234,6 +235,7 @@ def confirm_return(payment_public_id: str, args: dict[str, str], actor: Actor) -
     payment = get_payment(payment_public_id)
     gateway = registry.get_gateway(payment.gateway)
     ref = PaymentRef(payment.public_id, payment.gateway_reference, payment.gateway_payment_id)
+    release_connection()
     try:
         update = gateway.confirm_return(ref, ReturnParams(args))
     except GatewayError as exc:

@@ -24,6 +24,7 @@ from app.gateways import registry
 from app.gateways.base import VerifiedEvent
 from app.models import WebhookEvent, WebhookStatus
 from app.models.base import utcnow
+from app.observability import observe_webhook_processed
 from app.payments import audit, faults
 from app.payments.audit import Actor, gateway_actor
 from app.payments.errors import NotFound
@@ -105,6 +106,7 @@ def process(event_row_id: int, *, force: bool = False) -> str | None:
             row.last_error = None
             row.next_attempt_at = None
             row.outcome = (", ".join(outcomes) if outcomes else "stored only")[:200]
+            observe_webhook_processed(row.gateway, row.received_at, row.processed_at)
             return row.outcome
     except Exception as exc:
         _record_failure(event_row_id, exc)

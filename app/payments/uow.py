@@ -57,6 +57,19 @@ def unit_of_work() -> Iterator[None]:
     jobs.flush_batch()
 
 
+def release_connection() -> None:
+    """End a read-only transaction so its pooled connection is free during a slow call.
+
+    Called before waiting on a gateway: with many request threads per worker, a thread
+    that kept its connection for a 250 ms gateway round trip would need a pool as big as
+    the thread count (and PostgreSQL allows 100 connections by default). Loaded objects
+    are expired and reload in the next transaction.
+    """
+    session = db.session()
+    if session.in_transaction() and not (session.new or session.dirty or session.deleted):
+        session.commit()
+
+
 def lock(model: type[T], **filters: object) -> T | None:
     """Load one row with a write lock, refreshing whatever the session had cached."""
     stmt = (

@@ -1,0 +1,358 @@
+"""Benchmarks against the app served by gunicorn: checkout under gateway latency, webhook
+intake, checkout page weight, worker memory."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import time
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from app.gateways.sandbox import sign
+from bench.harness import (
+    OUT,
+    WEBHOOK_SECRET,
+    Database,
+    Process,
+    Server,
+    app_env,
+    free_port,
+    loadgen,
+    wait_http,
+)
+
+
+@dataclass
+class Sizes:
+    full: bool
+
+    def pick(self, full: Any, quick: Any) -> Any:
+        return full if self.full else quick
+
+
+# Set by `python -m bench --gateway stripe|bench`: drive the real Stripe adapter against
+# tests/fakes/stripe_api.py, or bench/gateway.py against bench/fake_gateway.py.
+USE_STRIPE = False
+
+
+def stripe_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None
+               for m in ("app.gateways.stripe", "tests.fakes.stripe_api"))
+
+
+def _gateway_target(port: int) -> dict[str, Any]:
+    """How to start the fake gateway, configure the app, and switch latency."""
+    if USE_STRIPE:
+        return {"args": ["-m", "tests.fakes.stripe_api", "--port", str(port)],
+                "health": f"http://127.0.0.1:{port}/v1/checkout/sessions",
+                "env": {"STRIPE_SECRET_KEY": "sk_test_bench", "STRIPE_WEBHOOK_SECRET":
+                        "whsec_bench_stripe", "STRIPE_API_BASE": f"http://127.0.0.1:{port}"},
+                "gateway": "stripe",
+                "set_latency": lambda ms: requests.post(
+                    f"http://127.0.0.1:{port}/_test/latency", json={"ms": ms}, timeout=5)}
+    return {"args": ["-m", "bench.fake_gateway", "--port", str(port)],
+            "health": f"http://127.0.0.1:{port}/health",
+            "env": {"BENCH_GATEWAY_URL": f"http://127.0.0.1:{port}"},
+            "gateway": "benchpay",
+            "set_latency": lambda ms: requests.post(
+                f"http://127.0.0.1:{port}/control/latency/{ms}", timeout=5)}
+
+
+_SHARED: dict[str, tuple[Server, dict[str, Any], Process, int]] = {}
+
+
+def kassa_with_gateway(db: Database, sizes: Sizes) -> tuple[Server, dict[str, Any], Process, int]:
+    """Kassa under gunicorn plus a fake gateway. Full runs start a fresh pair for each
+    benchmark; quick runs share one (starting gunicorn is most of a quick run's time)."""
+    if not sizes.full and "kassa" in _SHARED:
+        return _SHARED["kassa"]
+    port = free_port()
+    target = _gateway_target(port)
+    fake = Process(target["args"])
+    try:
+        wait_http(target["health"])
+        server = Server("bench.wsgi_kassa:app", app_env(db, **target["env"])).start()
+    except Exception:
+        fake.stop()
+        raise
+    if not sizes.full:
+        _SHARED["kassa"] = (server, target, fake, port)
+    return server, target, fake, port
+
+
+def release(sizes: Sizes, server: Server | None, fake: Process | None) -> None:
+    if sizes.full:
+        if server is not None:
+            server.stop()
+        if fake is not None:
+            fake.stop()
+
+
+def stop_shared() -> None:
+    for server, _target, fake, _port in _SHARED.values():
+        server.stop()
+        fake.stop()
+    _SHARED.clear()
+
+
+def checkout_under_latency(db: Database, sizes: Sizes) -> dict[str, Any]:
+    """a. Checkout creation: 200 customers, the gateway answering in 0 ms then 250 ms."""
+    clients = sizes.pick(200, 16)
+    total = sizes.pick(12000, 40)
+    max_seconds = sizes.pick(30, 3)
+    latency_ms = sizes.pick(250, 50)
+    server, target, fake, gateway_port = kassa_with_gateway(db, sizes)
+    try:
+        cfg = {"host": "127.0.0.1", "port": server.port, "sku": "tee-usd",
+               "gateway": target["gateway"], "expect_location": f"127.0.0.1:{gateway_port}/pay/",
+               "clients": clients, "total": total, "max_seconds": max_seconds}
+        runs = {}
+        # Warm-up: connections, pools, caches.
+        loadgen("checkout", dict(cfg, total=sizes.pick(1000, 5), max_seconds=sizes.pick(5, 2)))
+        for ms in (0, latency_ms):
+            target["set_latency"](ms)
+            runs[ms] = loadgen("checkout", cfg)
+        metrics = requests.get(server.url + "/metrics", timeout=10).text
+        base, slow = runs[0], runs[latency_ms]
+        return {
+            "name": "checkout",
+            "setup": {"gateway": target["gateway"], "workers": server.env["WEB_CONCURRENCY"],
+                      "threads": server.env["THREADS"], "customers": clients,
+                      "requests per run (max)": total, "seconds per run (max)": max_seconds,
+                      "latency_ms": latency_ms},
+            "baseline_0ms": base, f"latency_{latency_ms}ms": slow,
+            "ratio": round(slow["rate"] / base["rate"], 3) if base["rate"] else None,
+            "gateway_metric_present": "kassa_gateway_request_duration_seconds_count" in metrics,
+        }
+    finally:
+        target["set_latency"](0)
+        release(sizes, server, fake)
+
+
+def _signed_events(count: int, label: str) -> str:
+    """Distinct sandbox events, signed now (the tolerance is 5 minutes)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    target = OUT / f"webhook-events-{label}.jsonl"
+    stamp = int(time.time())
+    with open(target, "w") as fh:
+        for n in range(count):
+            event = {"id": f"evt_bench_{label}_{stamp}_{n:07d}", "type": "payment.succeeded",
+                     "created": stamp,
+                     "data": {"object": {"id": f"sbx_cs_bench_{n}", "object": "checkout.session",
+                                         "status": "succeeded", "amount": 2500,
+                                         "currency": "USD", "payment_id": f"sbx_pay_{n}",
+                                         "metadata": {"payment_id": f"pay_bench_{n}"}}}}
+            body = json.dumps(event, separators=(",", ":"))
+            headers = {"Content-Type": "application/json",
+                       "Kassa-Signature": sign(WEBHOOK_SECRET, body.encode(), stamp)}
+            fh.write(json.dumps({"body": body, "headers": headers}) + "\n")
+    return str(target)
+
+
+def _redis_url() -> str | None:
+    url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        return url
+    except Exception:  # noqa: BLE001 - no Redis: skip the broker run
+        return None
+
+
+def _intake_run(db: Database, sizes: Sizes, label: str, extra_env: dict[str, str],
+                senders: int, total: int, max_seconds: float,
+                broker_url: str | None = None) -> dict[str, Any]:
+    """One Kassa intake run: send, then wait until every stored event is processed."""
+    worker = None
+    shared = not sizes.full and not extra_env
+    server = kassa_with_gateway(db, sizes)[0] if shared else \
+        Server("bench.wsgi_kassa:app", app_env(db, **extra_env)).start()
+    try:
+        if broker_url:
+            import redis
+
+            redis.Redis.from_url(broker_url).delete("kassa-bench-jobs")
+            worker = Process(["-m", "bench.broker", broker_url, "--idle", "600"],
+                             env=app_env(db))
+        events_file = _signed_events(total, label)
+        cfg = {"host": "127.0.0.1", "port": server.port, "path": "/webhooks/sandbox",
+               "clients": senders, "total": total, "max_seconds": max_seconds,
+               "events_file": events_file}
+        like = f"evt_bench_{label}_%"
+        started = time.monotonic()
+        run = loadgen("webhooks", cfg)
+        stored = db.scalar(f"SELECT count(*) FROM webhook_events WHERE event_id LIKE '{like}'")
+        deadline = time.monotonic() + sizes.pick(180, 15)
+        pending = None
+        while time.monotonic() < deadline:
+            pending = db.scalar("SELECT count(*) FROM webhook_events WHERE status = 'received' "
+                                f"AND event_id LIKE '{like}'")
+            if pending == 0:
+                break
+            time.sleep(0.25)
+        drained = time.monotonic() - started
+        run.update({
+            "stored": stored, "all_acked_events_in_inbox": stored == run["ok"],
+            "unprocessed_after_wait": pending,
+            "all_processed_after_s": round(drained, 1) if pending == 0 else None,
+            "processed_per_s": round(stored / drained, 1) if pending == 0 and drained else None,
+            "outcomes": db.scalar(
+                "SELECT json_object_agg(coalesce(outcome, status), n) FROM (SELECT outcome, "
+                f"status, count(*) n FROM webhook_events WHERE event_id LIKE '{like}' "
+                "GROUP BY 1, 2) t")})
+        return run
+    finally:
+        if not shared:
+            server.stop()
+        if worker is not None:
+            worker.stop()
+
+
+def webhook_intake(db: Database, sizes: Sizes) -> dict[str, Any]:
+    """b. Webhook intake: distinct signed events from 64 senders; bare Flask as baseline."""
+    senders = sizes.pick(64, 8)
+    total = sizes.pick(20000, 40)
+    max_seconds = sizes.pick(30, 3)
+    results: dict[str, Any] = {"name": "webhooks",
+                               "setup": {"senders": senders, "events (max)": total,
+                                         "seconds (max)": max_seconds}}
+    bare = Server("bench.wsgi_bare:app", app_env(db)).start()
+    try:
+        events_file = _signed_events(sizes.pick(3000, 50), "bare")
+        cfg = {"host": "127.0.0.1", "port": bare.port, "path": "/webhooks/sandbox",
+               "clients": senders, "total": total, "max_seconds": max_seconds,
+               "events_file": events_file}
+        if sizes.full:
+            loadgen("webhooks", dict(cfg, total=2000, max_seconds=5))
+        results["baseline_bare_flask"] = loadgen("webhooks", cfg)
+    finally:
+        bare.stop()
+    # Default deployment without a broker: jobs run on each worker's in-process pool.
+    results["kassa"] = _intake_run(db, sizes, "inproc", {}, senders, total, max_seconds)
+    broker = _redis_url()
+    if broker:
+        # With a broker: the request only enqueues; a separate worker process applies.
+        results["kassa_with_broker"] = _intake_run(
+            db, sizes, "broker", {"BENCH_JOBS_REDIS": broker}, senders, total, max_seconds,
+            broker_url=broker)
+    best = max((results[k] for k in ("kassa", "kassa_with_broker") if k in results),
+               key=lambda r: r["rate"])
+    results["all_acked_events_in_inbox"] = all(
+        results[k]["all_acked_events_in_inbox"] for k in ("kassa", "kassa_with_broker")
+        if k in results)
+    base = results["baseline_bare_flask"]["rate"]
+    results["ratio"] = round(results["kassa"]["rate"] / base, 3) if base else None
+    results["ratio_with_broker"] = round(best["rate"] / base, 3) if base else None
+    return results
+
+
+class _Assets(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.assets: list[tuple[str, str, bool]] = []   # (kind, url, blocking)
+        self.in_head = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: (v or "") for k, v in attrs}
+        if tag == "head":
+            self.in_head = True
+        elif tag == "body":
+            self.in_head = False
+        elif tag == "script" and a.get("src"):
+            blocking = not ("defer" in a or "async" in a or a.get("type") == "module")
+            self.assets.append(("script", a["src"], blocking))
+        elif tag == "link" and "stylesheet" in a.get("rel", "").split():
+            media = a.get("media", "all")
+            self.assets.append(("stylesheet", a.get("href", ""),
+                                media in ("", "all", "screen")))
+        elif tag == "link" and a.get("rel") in ("preload", "icon", "modulepreload") \
+                and a.get("href"):
+            self.assets.append((a["rel"], a["href"], False))
+        elif tag in ("img", "iframe") and a.get("src"):
+            self.assets.append((tag, a["src"], False))
+
+
+def _fetch(url: str) -> tuple[int, bytes, int, str]:
+    """(status, decoded body, bytes on the wire, content-encoding) as a browser gets it."""
+    with requests.get(url, timeout=10, stream=True,
+                      headers={"Accept-Encoding": "gzip, deflate, br"}) as response:
+        wire = response.raw.read(decode_content=False)
+        encoding = response.headers.get("Content-Encoding", "")
+        body = gzip.decompress(wire) if encoding == "gzip" else wire
+        return response.status_code, body, len(wire), encoding
+
+
+def page_weight(db: Database, sizes: Sizes) -> dict[str, Any]:
+    """d. The checkout page and what it loads: bytes transferred, render-blocking requests."""
+    server, _target, fake, _port = kassa_with_gateway(db, sizes)
+    try:
+        page_url = server.url + "/products/tee-usd"
+        status, body, wire, encoding = _fetch(page_url)
+        parser = _Assets()
+        parser.feed(body.decode())
+        host = urlsplit(page_url).netloc
+        items = [{"url": "/products/tee-usd", "kind": "document", "status": status,
+                  "raw": len(body), "transferred": wire, "encoding": encoding or "none",
+                  "gzip_if_proxied": len(gzip.compress(body, 6)), "blocking": True}]
+        third_party_blocking = []
+        for kind, src, blocking in parser.assets:
+            url = urljoin(page_url, src)
+            if urlsplit(url).netloc != host:
+                if blocking:
+                    third_party_blocking.append(url)
+                items.append({"url": url, "kind": kind, "status": "not fetched (other site)",
+                              "raw": 0, "transferred": 0, "encoding": "", "gzip_if_proxied": 0,
+                              "blocking": blocking})
+                continue
+            status, body, wire, encoding = _fetch(url)
+            items.append({"url": urlsplit(url).path, "kind": kind, "status": status,
+                          "raw": len(body), "transferred": wire, "encoding": encoding or "none",
+                          "gzip_if_proxied": len(gzip.compress(body, 6)),
+                          "blocking": blocking})
+        total_raw = sum(i["raw"] for i in items)
+        total_wire = sum(i["transferred"] for i in items)
+        return {"name": "page", "items": items, "total_raw_bytes": total_raw,
+                "total_transferred_bytes": total_wire,
+                "total_gzip_bytes": sum(i["gzip_if_proxied"] for i in items),
+                "budget_bytes": 50 * 1024, "ratio": round(total_wire / (50 * 1024), 3),
+                "third_party_render_blocking": third_party_blocking,
+                "missing": [i["url"] for i in items if i["status"] == 404]}
+    finally:
+        release(sizes, server, fake)
+
+
+def worker_memory(db: Database, sizes: Sizes) -> dict[str, Any]:
+    """e. RSS per worker after N requests (pages, status polls and checkouts)."""
+    total = sizes.pick(10000, 100)
+    server, target, fake, gateway_port = kassa_with_gateway(db, sizes)
+    try:
+        booted = server.worker_rss_mb()
+        checkouts = total // 5
+        paths = ["/", "/products/tee-usd", "/products/mug-eur", "/products/notebook-inr",
+                 "/healthz", "/products/print-usd"]
+        first = loadgen("checkout", {"host": "127.0.0.1", "port": server.port, "sku": "mug-eur",
+                                     "gateway": target["gateway"],
+                                     "expect_location": f"127.0.0.1:{gateway_port}/pay/",
+                                     "clients": 32, "total": checkouts,
+                                     "max_seconds": sizes.pick(400, 60)}, timeout=900)
+        second = loadgen("gets", {"host": "127.0.0.1", "port": server.port, "paths": paths,
+                                  "clients": 32, "total": total - checkouts,
+                                  "max_seconds": sizes.pick(400, 60)}, timeout=900)
+        after = server.worker_rss_mb()
+        served = first["requests"] + second["requests"]
+        return {"name": "memory", "requests": served, "errors": first["errors"] + second["errors"],
+                "rss_mb_after_boot": booted, "rss_mb_after_requests": after,
+                "ratio": round(max(after) / max(booted), 3) if booted and after else None,
+                "threads_per_worker": server.env["THREADS"],
+                "fresh_server": sizes.full}
+    finally:
+        release(sizes, server, fake)

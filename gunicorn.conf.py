@@ -1,0 +1,94 @@
+"""gunicorn settings for production: `gunicorn -c gunicorn.conf.py wsgi:app` (or `make serve`).
+
+A checkout spends most of its time waiting on the gateway's HTTP API, so each worker
+runs many threads (gthread): a thread blocked on a 250 ms gateway call costs a little
+memory, not a CPU. One worker per core keeps the CPUs busy; threads keep requests
+flowing while the gateway waits. The database pool is sized in app/config.py from the
+same THREADS variable (request threads give their connection back while they wait on
+a gateway, so the pool can be much smaller than the thread count).
+
+Settings (environment):
+  WEB_CONCURRENCY   worker processes (default: number of CPUs)
+  THREADS           threads per worker (default 64)
+  BIND              address to listen on (default 0.0.0.0:$PORT, PORT default 8000)
+  TIMEOUT           seconds a worker may be silent before it is restarted (default 30)
+  GRACEFUL_TIMEOUT  seconds to finish in-flight requests on restart/shutdown (default 30)
+  KEEPALIVE         seconds to hold an idle keep-alive connection (default 5); behind a load
+                    balancer make it longer than the balancer's idle timeout, so the
+                    balancer closes idle connections first and never reuses a dead one
+  MAX_REQUESTS      restart a worker after this many requests (default 0 = never), with
+                    MAX_REQUESTS_JITTER (default 10% of it) so workers don't restart together
+  FORWARDED_ALLOW_IPS  proxies whose X-Forwarded-* headers are trusted (default 127.0.0.1)
+  PROMETHEUS_MULTIPROC_DIR  set it (a writable directory) so /metrics adds up all workers;
+                    its *.db files are removed at start, a dead worker's gauges on exit.
+  LOG_JSON          JSON logs (default on in production); access log lines are JSON too.
+
+The app is NOT preloaded: each worker builds its own app after the fork, so database
+engines, the in-process job pool (app/jobs JobRunner threads) and sockets are never
+shared across processes. Preloading would only save a little memory and start-up time.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+port = _int("PORT", 8000)
+bind = os.environ.get("BIND") or f"0.0.0.0:{port}"
+workers = _int("WEB_CONCURRENCY", multiprocessing.cpu_count())
+worker_class = os.environ.get("WORKER_CLASS", "gthread")
+threads = _int("THREADS", 64)
+# Kernel listen queue: bursts of customers wait here instead of being refused.
+backlog = _int("BACKLOG", 2048)
+timeout = _int("TIMEOUT", 30)
+graceful_timeout = _int("GRACEFUL_TIMEOUT", 30)
+keepalive = _int("KEEPALIVE", 5)
+max_requests = _int("MAX_REQUESTS", 0)
+max_requests_jitter = _int("MAX_REQUESTS_JITTER", max_requests // 10)
+# gthread: connections a worker keeps open at once (idle keep-alive ones included).
+worker_connections = _int("WORKER_CONNECTIONS", 1000)
+preload_app = False
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn's access log off by default: the app writes one JSON line per request, with its
+# request id (ACCESS_LOG=false turns that off). GUNICORN_ACCESS_LOG=- adds gunicorn's own.
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# Uploads are tiny (forms, webhooks); refuse anything absurd early.
+limit_request_line = 8190
+proc_name = "kassa"
+
+
+def on_starting(server: Any) -> None:
+    """Start every deployment with an empty metrics directory (stale files would add up)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        # Only prometheus_client's own files: the directory may not be ours alone.
+        for stale in path.glob("*.db"):
+            stale.unlink(missing_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges from the metrics (prometheus_client multiprocess)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_int(worker: Any) -> None:
+    """On SIGINT/SIGQUIT, let queued in-process jobs finish before the worker exits."""
+    app = getattr(worker, "wsgi", None)
+    runner = getattr(app, "extensions", {}).get("kassa_jobs") if app is not None else None
+    if runner is not None:
+        runner.wait_idle(timeout=5)

@@ -1,0 +1,48 @@
+"""The benchmarks in quick mode: each one runs and produces numbers (nothing timed is
+asserted: CI machines are noisy). The full runs are `make bench`.
+
+About 40 s on an idle 2-CPU machine (six gunicorn starts and a small seed); the generous
+subprocess timeout is for shared, overloaded CI hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.bench
+@pytest.mark.postgres
+def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
+    admin = os.environ.get("TEST_DATABASE_URL")
+    if not admin:
+        pytest.skip("TEST_DATABASE_URL is not set (the benchmarks need PostgreSQL)")
+    env = dict(os.environ, BENCH_DATABASE_URL=admin, BENCH_OUT=str(tmp_path))
+    run = subprocess.run([sys.executable, "-m", "bench", "--quick"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = {r["name"]: r for r in
+               json.loads((tmp_path / "results-quick.json").read_text())["results"]}
+    assert set(results) == {"checkout", "webhooks", "dashboard", "page", "memory"}
+    for result in results.values():
+        assert "error" not in result
+        assert isinstance(result["ratio"], (int, float)) and result["ratio"] > 0
+
+    checkout = results["checkout"]
+    for run_ in (checkout["baseline_0ms"], checkout["latency_50ms"]):
+        assert run_["ok"] > 0 and run_["rate"] > 0 and run_["p99_ms"] > 0
+    assert checkout["gateway_metric_present"]
+    webhooks = results["webhooks"]
+    assert webhooks["kassa"]["ok"] > 0 and webhooks["baseline_bare_flask"]["ok"] > 0
+    assert webhooks["all_acked_events_in_inbox"]
+    dashboard = results["dashboard"]
+    assert dashboard["payments"] > 0 and all(q["p95_ms"] > 0 for q in dashboard["list_queries"])
+    assert dashboard["csv"]["rows"] >= dashboard["payments"]   # quick runs share a database
+    assert results["page"]["total_raw_bytes"] > 0
+    assert results["memory"]["rss_mb_after_requests"]
