@@ -112,7 +112,9 @@ class Server:
         env = dict(os.environ)
         env.update({
             "BIND": f"127.0.0.1:{self.port}",
-            "PUBLIC_BASE_URL": self.url,
+            # As behind a TLS-terminating balancer: production insists on an https address
+            # (the load generator talks plain HTTP to the loopback port).
+            "PUBLIC_BASE_URL": self.url.replace("http://", "https://", 1),
             "PROMETHEUS_MULTIPROC_DIR": str(OUT / f"prom-{self.port}"),
         })
         env.update(self.env)
@@ -179,7 +181,8 @@ def app_env(db: Database, **extra: str) -> dict[str, str]:
         "SECRET_KEY": SECRET_KEY,
         "SANDBOX_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "SANDBOX_DELIVER_WEBHOOKS": "false",
-        "SESSION_COOKIE_SECURE": "false",   # plain HTTP on loopback
+        "SESSION_COOKIE_SECURE": "true",    # production requires it; the load generator
+                                            # is not a browser and sends it over loopback
         "RATELIMIT_ENABLED": "false",       # one client address sends everything
         "BENCH_INSTANCE_PATH": str(OUT / "instance"),
         "LOG_JSON": "true",
