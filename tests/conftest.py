@@ -43,8 +43,8 @@ PG_SKIP_REASON = (
 # Settings that the developer's shell may carry and that would make tests depend on it
 # (a real gateway key, a broker, a production flag). Removed for the whole session.
 _ENV_PREFIXES_TO_CLEAR = (
-    "STRIPE_", "RAZORPAY_", "SANDBOX_", "KASSA_", "RATELIMIT_", "SESSION_COOKIE_", "JOBS_",
-    "LOG_", "CHECKOUT_", "WEBHOOK_",
+    "STRIPE_", "RAZORPAY_", "SANDBOX_", "KASSA_", "RATELIMIT_", "SESSION_", "JOBS_",
+    "LOG_", "CHECKOUT_", "WEBHOOK_", "HSTS_", "CSP_", "LOGIN_", "REQUIRE_2FA",
 )
 _ENV_NAMES_TO_CLEAR = (
     "DATABASE_URL", "SECRET_KEY", "PUBLIC_BASE_URL", "CELERY_BROKER_URL", "CAPTURE_METHOD",

@@ -8,8 +8,6 @@ and its instance/ folder (receipts' outbox) in a tmp dir.
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
 import sqlite3
 import sys
 import threading
@@ -27,11 +25,7 @@ if str(ROOT) not in sys.path[:1]:
 
 from sec_helpers import OWNER_EMAIL, OWNER_PASSWORD, SANDBOX_SECRET, SECRET_KEY
 
-_CLEAR_PREFIXES = ("STRIPE_", "RAZORPAY_", "SANDBOX_", "KASSA_", "RATELIMIT_", "SESSION_",
-                   "JOBS_", "LOG_", "CHECKOUT_", "WEBHOOK_", "HSTS_", "CSP_", "LOGIN_",
-                   "REQUIRE_2FA")
-_CLEAR_NAMES = ("DATABASE_URL", "SECRET_KEY", "PUBLIC_BASE_URL", "CELERY_BROKER_URL",
-                "ALLOWED_RETURN_HOSTS", "FLASK_DEBUG")
+from tests.conftest import _preserve_logging
 
 
 def base_config(database_uri: str) -> dict[str, Any]:
@@ -49,39 +43,7 @@ def base_config(database_uri: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _hermetic_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name in _CLEAR_NAMES or name.startswith(_CLEAR_PREFIXES):
-                mp.delenv(name)
-        stray = tmp_path_factory.mktemp("stray") / "from-environment.sqlite"
-        mp.setenv("DATABASE_URL", f"sqlite:///{stray}")
-        mp.setenv("SECRET_KEY", SECRET_KEY)
-        yield
-
-
-@contextlib.contextmanager
-def _preserve_logging() -> Iterator[None]:
-    """Alembic's env.py reconfigures logging; put it back for later tests."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    disabled = {n: lg.disabled for n, lg in logging.Logger.manager.loggerDict.items()
-                if isinstance(lg, logging.Logger)}
-    try:
-        yield
-    finally:
-        for h in list(root.handlers):
-            if h not in handlers:
-                root.removeHandler(h)
-                h.close()
-        for h in handlers:
-            if h not in root.handlers:
-                root.addHandler(h)
-        root.setLevel(level)
-        for n, lg in logging.Logger.manager.loggerDict.items():
-            if isinstance(lg, logging.Logger):
-                lg.disabled = disabled.get(n, False)
+# The session-wide hermetic environment and _preserve_logging come from tests/conftest.py.
 
 
 def _dispose(app: Any) -> None:
