@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -31,17 +30,6 @@ from tests.fakes.razorpay_signing import payment_signature, signed_webhook, webh
 
 PUBLIC = "http://shop.test"
 
-
-@pytest.fixture
-def fake() -> Iterator[FakeRazorpay]:
-    with FakeRazorpay().running() as api:
-        yield api
-
-
-@pytest.fixture
-def gw(fake: FakeRazorpay) -> RazorpayGateway:
-    return RazorpayGateway(fake.key_id, fake.key_secret, fake.webhook_secret,
-                           public_base_url=PUBLIC, api_base=fake.url, timeout=2.0)
 
 
 def checkout_request(payment_id: str = "pay_ours0000000000000001", amount: int = 29500,

@@ -3,7 +3,6 @@ how reconciliation settles a normal-speed refund whose refund.processed webhook 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,17 +22,6 @@ from tests.fakes.razorpay_api import FakeRazorpay
 
 OURS = "pay_ours0000000000000001"
 
-
-@pytest.fixture
-def fake() -> Iterator[FakeRazorpay]:
-    with FakeRazorpay().running() as api:
-        yield api
-
-
-@pytest.fixture
-def gw(fake: FakeRazorpay) -> RazorpayGateway:
-    return RazorpayGateway(fake.key_id, fake.key_secret, fake.webhook_secret,
-                           public_base_url="http://shop.test", api_base=fake.url, timeout=2.0)
 
 
 def _captured(gw: RazorpayGateway, fake: FakeRazorpay) -> tuple[str, str]:
