@@ -181,8 +181,11 @@ def _intake_run(db: Database, sizes: Sizes, label: str, extra_env: dict[str, str
             import redis
 
             redis.Redis.from_url(broker_url).delete("kassa-bench-jobs")
+            # Production settings, as the web workers have them (it refuses to start in
+            # production without an https PUBLIC_BASE_URL).
             worker = Process(["-m", "bench.broker", broker_url, "--idle", "600"],
-                             env=app_env(db))
+                             env=app_env(db, PUBLIC_BASE_URL=server.url.replace(
+                                 "http://", "https://", 1)))
         events_file = _signed_events(total, label)
         cfg = {"host": "127.0.0.1", "port": server.port, "path": "/webhooks/sandbox",
                "clients": senders, "total": total, "max_seconds": max_seconds,

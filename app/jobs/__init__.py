@@ -4,12 +4,17 @@
 so a job never sees data that was rolled back. With no broker configured (the
 embedded default) jobs run on a small in-process thread pool; with JOBS_EAGER they run
 inline right after the commit (tests). Tasks must be idempotent: they may run twice.
+
+Tasks registered with `background=True` (webhook processing) run, in-process, on one
+drainer thread instead of the pool: in order, one job at a time, after the burst that
+enqueued them has been answered (see Drainer). With Celery they are ordinary tasks.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -19,15 +24,20 @@ from flask import Flask, current_app
 log = logging.getLogger(__name__)
 
 TASKS: dict[str, Callable[..., Any]] = {}
+BACKGROUND: set[str] = set()
 _local = threading.local()
 _build_lock = threading.Lock()
 
 
-def task(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a function as a job under a stable name."""
+def task(name: str, *, background: bool = False
+         ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a function as a job under a stable name. `background=True`: in-process,
+    it runs on the drainer thread, after the requests that enqueued it (see Drainer)."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         TASKS[name] = fn
+        if background:
+            BACKGROUND.add(name)
         return fn
 
     return register
@@ -106,10 +116,14 @@ class JobRunner:
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._futures: set[Future[Any]] = set()
+        self.drainer = Drainer(self)
 
     def submit(self, name: str, args: tuple[Any, ...]) -> None:
         if self.eager:
             self.run(name, args)
+            return
+        if name in BACKGROUND:
+            self.drainer.submit(name, args)
             return
         with self._lock:
             if self._executor is None:
@@ -134,15 +148,154 @@ class JobRunner:
         """Block until queued jobs finish (tests and shutdown)."""
         import concurrent.futures
 
-        with self._lock:
-            futures = list(self._futures)
-        concurrent.futures.wait(futures, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            # Pool jobs may enqueue background ones and the other way round.
+            with self._lock:
+                futures = list(self._futures)
+            concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+            drained = self.drainer.wait_idle(max(0.0, deadline - time.monotonic()))
+            with self._lock:
+                pool_idle = not self._futures
+            if (drained and pool_idle) or time.monotonic() >= deadline or \
+                    (not drained and self.drainer.stopped):
+                return
 
     def shutdown(self) -> None:
+        self.drainer.stop()
         with self._lock:
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
                 self._executor = None
+
+
+class Drainer:
+    """Runs background jobs (webhook processing) on one thread, after intake.
+
+    Acknowledging a webhook only needs its row committed; applying it can wait a little.
+    The drainer holds background jobs (deduplicated, in order) until enqueueing has been
+    quiet for `JOBS_BACKGROUND_QUIET_SECONDS` (a burst has been answered), then runs them
+    one by one, each as its own job (its own transaction). While enqueueing goes on without
+    a pause it still runs them, in batches of `JOBS_BACKGROUND_BATCH`, taking at most
+    `JOBS_BACKGROUND_SHARE` of the time, so processing is never starved and never takes the
+    CPU from the requests. The thread exits when it has had nothing to do for a while and
+    starts again on the next job. Jobs still held when the process dies are found by the
+    periodic sweeps (webhooks.retry_due picks up received events after two minutes).
+    """
+
+    LINGER = 5.0          # seconds an idle drainer thread stays before exiting
+
+    def __init__(self, runner: JobRunner) -> None:
+        self.runner = runner
+        config = runner.app.config
+        self.quiet = float(config.get("JOBS_BACKGROUND_QUIET_SECONDS", 0.02))
+        self.share = min(1.0, max(0.01, float(config.get("JOBS_BACKGROUND_SHARE", 0.1))))
+        self.batch = max(1, int(config.get("JOBS_BACKGROUND_BATCH", 20)))
+        self._cond = threading.Condition()
+        self._pending: dict[tuple[str, tuple[Any, ...]], None] = {}
+        self._last_submit = 0.0
+        self._thread: threading.Thread | None = None
+        self._running = 0          # jobs taken but not finished
+        self._hurry = 0            # waiters that want everything run now
+        self._stopping = False
+        self._resume_at = 0.0      # while requests keep coming, run again from then
+
+    def submit(self, name: str, args: tuple[Any, ...]) -> None:
+        with self._cond:
+            self._pending[(name, args)] = None
+            self._last_submit = time.monotonic()
+            if self._thread is None and not self._stopping:
+                # Not a daemon: at exit, what it holds is still run (like the pool's jobs).
+                self._thread = threading.Thread(target=self._loop, name="kassa-drainer")
+                self._thread.start()
+            elif len(self._pending) == 1:
+                self._cond.notify_all()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Run everything held now and wait for it; True when nothing is left."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._hurry += 1
+            self._cond.notify_all()
+            try:
+                while self._pending or self._running:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or (self._thread is None and self._pending):
+                        return False
+                    self._cond.wait(left)
+                return True
+            finally:
+                self._hurry -= 1
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.wait_idle(timeout)
+        with self._cond:
+            self._stopping = True
+            thread = self._thread
+            self._cond.notify_all()
+        if thread is not None:
+            thread.join(timeout)
+
+    def _take(self) -> list[tuple[str, tuple[Any, ...]]] | None:
+        """Wait for work and for the moment to run it; None when the thread should end."""
+        with self._cond:
+            idle_since = time.monotonic()
+            while not self._pending:
+                if self._stopping or time.monotonic() - idle_since >= self.LINGER \
+                        or not threading.main_thread().is_alive():   # interpreter exiting
+                    self._thread = None
+                    self._cond.notify_all()
+                    return None
+                self._cond.wait(0.5)
+            # Hold back while requests keep enqueueing, up to the pause the share asks for.
+            while not self._hurry and not self._stopping:
+                now = time.monotonic()
+                quiet_in = self._last_submit + self.quiet - now
+                pause_in = self._resume_at - now
+                if quiet_in <= 0 or pause_in <= 0:
+                    break
+                self._cond.wait(min(quiet_in, pause_in))
+            jobs = []
+            for key in self._pending:
+                jobs.append(key)
+                if len(jobs) >= self.batch:
+                    break
+            for key in jobs:
+                del self._pending[key]
+            self._running = len(jobs)
+            return jobs
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopping
+
+    def _loop(self) -> None:
+        self._resume_at = time.monotonic() + self.quiet
+        while True:
+            jobs = self._take()
+            if jobs is None:
+                return
+            started = time.monotonic()
+            try:
+                with self.runner.app.app_context():
+                    for name, args in jobs:
+                        self.runner.run(name, args)
+                        with self._cond:
+                            self._running -= 1
+            except Exception:   # the drainer must outlive any one failure
+                log.exception("background jobs failed")
+            finally:
+                with self._cond:
+                    self._running = 0
+                    self._cond.notify_all()
+            now = time.monotonic()
+            busy = now - self._last_submit < self.quiet
+            # While requests keep coming, pause so that running took at most `share`.
+            self._resume_at = now + ((now - started) * (1 / self.share - 1) if busy else 0.0)
 
 
 def init_app(app: Flask) -> None:

@@ -10,18 +10,22 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from app import jobs
 from app.extensions import db
 from app.gateways import registry
-from app.gateways.base import VerifiedEvent
+from app.gateways.base import Gateway, VerifiedEvent
 from app.models import WebhookEvent, WebhookStatus
 from app.models.base import utcnow
 from app.observability import observe_webhook_processed
@@ -34,47 +38,173 @@ from app.payments.updates import apply_update
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
+_writer_lock = threading.Lock()
 
 
 def receive(gateway_name: str, body: bytes, headers: Mapping[str, str]) -> tuple[bool, str]:
     """Verify and store one delivery. Returns (stored_now, event_id).
 
+    The row is committed (grouped with other deliveries arriving at the same moment, see
+    InboxWriter) before this returns; processing is enqueued after that commit.
     Raises SignatureError (answer 400) or GatewayNotAvailable (answer 404).
     """
     gateway = registry.get_gateway(gateway_name)
     event = gateway.verify_webhook(body, headers)
-    row_id = store(gateway_name, event)
+    row_id = inbox_writer().insert(_row(gateway_name, gateway, event))
     if row_id is None:
         log.info("webhook duplicate", extra={"gateway": gateway_name, "event_id": event.event_id})
+    else:
+        jobs.enqueue("webhooks.process", row_id)
     return row_id is not None, event.event_id
+
+
+def _row(gateway_name: str, gateway: Gateway, event: VerifiedEvent) -> dict[str, Any]:
+    """The inbox row's values for a verified event (payload redacted)."""
+    payload = json.dumps(gateway.redact(event.payload), separators=(",", ":"), sort_keys=True)
+    return {"gateway": gateway_name, "event_id": event.event_id[:255],
+            "event_type": event.event_type[:100], "payload": payload,
+            "status": WebhookStatus.RECEIVED.value, "attempts": 0, "received_at": utcnow()}
 
 
 def store(gateway_name: str, event: VerifiedEvent) -> int | None:
     """Insert a verified event into the inbox unless it is there already, and enqueue its
     processing after the commit. Returns the new row id, or None for a duplicate.
 
-    Used by webhook intake and by reconciliation (events listed from the gateway), so an
-    event is applied once whichever way it arrived.
+    Used by reconciliation (events listed from the gateway); webhook intake uses the same
+    insert-or-ignore through InboxWriter, so an event is applied once whichever way it
+    arrived. Inside a caller's unit of work the insert joins its transaction.
     """
-    gateway = registry.get_gateway(gateway_name)
-    payload = json.dumps(gateway.redact(event.payload), separators=(",", ":"), sort_keys=True)
-    values = {"gateway": gateway_name, "event_id": event.event_id[:255],
-              "event_type": event.event_type[:100], "payload": payload,
-              "status": WebhookStatus.RECEIVED, "attempts": 0, "received_at": utcnow()}
+    values = _row(gateway_name, registry.get_gateway(gateway_name), event)
     with unit_of_work():
-        insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        result = db.session.execute(
-            insert(WebhookEvent).values(**values)
-            .on_conflict_do_nothing(index_elements=["gateway", "event_id"])
-            .returning(WebhookEvent.id)
-        )
+        result = db.session.execute(_insert_stmt(db.session.get_bind().dialect.name), values)
         row_id = result.scalar_one_or_none()
         if row_id is not None:
             jobs.enqueue("webhooks.process", row_id)
     return row_id
 
 
-@jobs.task("webhooks.process")
+def _insert_stmt(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (gateway, event_id) DO NOTHING RETURNING id, gateway, event_id."""
+    table = WebhookEvent.__table__
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (insert(table).on_conflict_do_nothing(index_elements=["gateway", "event_id"])
+            .returning(table.c.id, table.c.gateway, table.c.event_id))
+
+
+class _Slot:
+    """One delivery waiting for its row to be written."""
+
+    __slots__ = ("error", "lead", "row_id", "values", "wake")
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+        self.row_id: int | None = None
+        self.error: BaseException | None = None
+        self.lead = False
+        self.wake = threading.Lock()
+        self.wake.acquire()
+
+
+class InboxWriter:
+    """Group commit for webhook intake.
+
+    Each delivery must be committed before it is acknowledged, but a transaction per
+    delivery costs a pool checkout (with its pre-ping), BEGIN, INSERT and COMMIT. Here
+    the request thread that finds no write in progress becomes the leader: it inserts
+    every delivery queued so far in ONE transaction (a multi-row INSERT ... ON CONFLICT
+    DO NOTHING RETURNING), wakes their threads, and hands the leadership to a thread
+    that queued meanwhile. A lone delivery is written at once, by its own thread; under
+    load the batches grow by themselves. Nothing is acknowledged before its commit.
+    """
+
+    MAX_BATCH = 500
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.statement = _insert_stmt(engine.dialect.name)
+        self._lock = threading.Lock()
+        self._queue: list[_Slot] = []
+        self._busy = False
+
+    def insert(self, values: dict[str, Any]) -> int | None:
+        """Insert one row unless (gateway, event_id) exists; its new id, or None."""
+        slot = _Slot(values)
+        with self._lock:
+            self._queue.append(slot)
+            slot.lead = not self._busy
+            self._busy = True
+        if not slot.lead:
+            slot.wake.acquire()     # released when our row is written, or to lead
+        if slot.lead:
+            self._lead()
+        if slot.error is not None:
+            raise slot.error
+        return slot.row_id
+
+    def _lead(self) -> None:
+        with self._lock:
+            batch, self._queue = self._queue[:self.MAX_BATCH], self._queue[self.MAX_BATCH:]
+        try:
+            self._write(batch)
+        finally:
+            with self._lock:
+                if self._queue:
+                    self._queue[0].lead = True
+                    successor: _Slot | None = self._queue[0]
+                else:
+                    successor = None
+                    self._busy = False
+            for slot in batch:
+                if not slot.lead:
+                    slot.wake.release()
+                slot.lead = False
+            if successor is not None:
+                successor.wake.release()
+
+    def _write(self, batch: list[_Slot]) -> None:
+        try:
+            self._insert(batch)
+        except DBAPIError as exc:
+            if len(batch) == 1 or exc.connection_invalidated or \
+                    isinstance(exc, OperationalError | InterfaceError):
+                for slot in batch:
+                    slot.error = exc
+                return
+            # One bad delivery must not fail the others: write them one by one.
+            for slot in batch:
+                try:
+                    self._insert([slot])
+                except Exception as single:  # noqa: BLE001 - answered as that request's error
+                    slot.error = single
+        except Exception as exc:  # noqa: BLE001 - every waiting request answers with it
+            for slot in batch:
+                slot.error = exc
+
+    def _insert(self, batch: list[_Slot]) -> None:
+        first: dict[tuple[str, str], _Slot] = {}
+        for slot in batch:      # the same event twice in one batch: the first one stores it
+            first.setdefault((slot.values["gateway"], slot.values["event_id"]), slot)
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(kassa_write=True)
+            with conn.begin():
+                rows = conn.execute(self.statement, [s.values for s in first.values()]).all()
+        for row_id, gateway, event_id in rows:
+            first[(gateway, event_id)].row_id = row_id
+
+
+def inbox_writer() -> InboxWriter:
+    """This app's intake writer (one per process and app, made on first use)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    writer = app.extensions.get("kassa_inbox_writer")
+    if writer is None:
+        with _writer_lock:
+            writer = app.extensions.get("kassa_inbox_writer")
+            if writer is None:
+                writer = app.extensions["kassa_inbox_writer"] = InboxWriter(db.engine)
+    return writer  # type: ignore[no-any-return]
+
+
+@jobs.task("webhooks.process", background=True)
 def process(event_row_id: int, *, force: bool = False) -> str | None:
     """Apply one stored event exactly once: the inbox row is locked and marked in the
     same transaction as the changes it causes."""
@@ -94,7 +224,8 @@ def process(event_row_id: int, *, force: bool = False) -> str | None:
             for update in updates:
                 outcome = apply_update(row.gateway, update, actor, source=row.event_type)
                 outcomes.append(outcome.value if outcome else "no matching payment")
-                if row.payment_id is None:
+                # No outcome: no payment matched (looking again would find none either).
+                if row.payment_id is None and outcome is not None:
                     from app.payments.updates import find_payment
 
                     payment = find_payment(row.gateway, update.ref)
