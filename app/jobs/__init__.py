@@ -157,8 +157,7 @@ class JobRunner:
             drained = self.drainer.wait_idle(max(0.0, deadline - time.monotonic()))
             with self._lock:
                 pool_idle = not self._futures
-            if (drained and pool_idle) or time.monotonic() >= deadline or \
-                    (not drained and self.drainer.stopped):
+            if (drained and pool_idle) or time.monotonic() >= deadline:
                 return
 
     def shutdown(self) -> None:
@@ -189,7 +188,7 @@ class Drainer:
         self.runner = runner
         config = runner.app.config
         self.quiet = float(config.get("JOBS_BACKGROUND_QUIET_SECONDS", 0.02))
-        self.share = min(1.0, max(0.01, float(config.get("JOBS_BACKGROUND_SHARE", 0.1))))
+        self.share = min(1.0, max(0.01, float(config.get("JOBS_BACKGROUND_SHARE", 0.05))))
         self.batch = max(1, int(config.get("JOBS_BACKGROUND_BATCH", 20)))
         self._cond = threading.Condition()
         self._pending: dict[tuple[str, tuple[Any, ...]], None] = {}
@@ -239,6 +238,9 @@ class Drainer:
             self._cond.notify_all()
         if thread is not None:
             thread.join(timeout)
+        with self._cond:
+            # Like the pool after shutdown(): a later job starts a new thread.
+            self._stopping = False
 
     def _take(self) -> list[tuple[str, tuple[Any, ...]]] | None:
         """Wait for work and for the moment to run it; None when the thread should end."""
@@ -268,10 +270,6 @@ class Drainer:
                 del self._pending[key]
             self._running = len(jobs)
             return jobs
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopping
 
     def _loop(self) -> None:
         self._resume_at = time.monotonic() + self.quiet
