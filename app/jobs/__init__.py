@@ -278,18 +278,16 @@ class Drainer:
             if jobs is None:
                 return
             started = time.monotonic()
-            try:
-                with self.runner.app.app_context():
-                    for name, args in jobs:
-                        self.runner.run(name, args)
-                        with self._cond:
-                            self._running -= 1
-            except Exception:   # the drainer must outlive any one failure
-                log.exception("background jobs failed")
-            finally:
-                with self._cond:
-                    self._running = 0
-                    self._cond.notify_all()
+            for name, args in jobs:
+                try:
+                    self.runner.run_in_context(name, args)   # each in its own app context
+                except Exception:   # the drainer must outlive any one failure
+                    log.exception("job %s failed", name)
+                finally:
+                    with self._cond:
+                        self._running -= 1
+                        if not self._running:
+                            self._cond.notify_all()
             now = time.monotonic()
             busy = now - self._last_submit < self.quiet
             # While requests keep coming, pause so that running took at most `share`.
