@@ -34,7 +34,9 @@ from flask import (
     session,
     url_for,
 )
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user, logout_user, user_logged_in
+from itsdangerous import URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
 from app.extensions import csrf, limiter
@@ -449,8 +451,28 @@ def _trim_url(value: Any) -> str:
 # --------------------------------------------------------------------------- wiring
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the signing serializer kept between requests.
+
+    Flask builds a new serializer on every request (and itsdangerous test-serializes an
+    empty dict while building it); it depends only on the secret keys and the settings
+    below, so it is rebuilt only when those change. Cookies are unchanged, and a session
+    that was not modified is still not re-signed (Flask's should_set_cookie)."""
+
+    _cached: tuple[Any, URLSafeTimedSerializer | None] = (None, None)
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        key = (app.secret_key, tuple(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        cached_key, serializer = self._cached
+        if cached_key != key:
+            serializer = super().get_signing_serializer(app)
+            self._cached = (key, serializer)
+        return serializer
+
+
 def init_app(app: Flask) -> None:
     """Register headers, session checks, the CSP report endpoint and rate-limit exemptions."""
+    app.session_interface = SessionInterface()
     app.extensions["kassa_csp_base"] = _base_directives(app)
     app.after_request(_security_headers)
     app.before_request(_enforce_session_lifetime)
