@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--payments", type=int, default=None,
                         help="payments to seed for the dashboard bench (default 1,000,000)")
     parser.add_argument("--gateway", choices=["stripe", "bench"], default=None,
-                        help="checkout through the Stripe adapter and its fake "
-                             "(tests/fakes/stripe_api.py; the default when present) or "
-                             "through bench/gateway.py and bench/fake_gateway.py")
+                        help="checkout through the Stripe adapter (the official SDK; the "
+                             "default) or through bench/gateway.py (plain requests), both "
+                             "against bench/fake_gateway.py")
     args = parser.parse_args(argv)
     serving.USE_STRIPE = (args.gateway == "stripe") if args.gateway else serving.stripe_available()
     if not postgres_available():

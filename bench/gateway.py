@@ -40,10 +40,15 @@ class BenchGateway:
         try:
             response = self._http().post(
                 f"{self.api_base}/v1/checkout/sessions",
-                data={"amount": request.amount, "currency": request.currency.lower(),
+                data={"mode": "payment",
+                      "line_items[0][price_data][currency]": request.currency.lower(),
+                      "line_items[0][price_data][unit_amount]": request.amount,
+                      "line_items[0][price_data][product_data][name]": "Order",
+                      "line_items[0][quantity]": 1,
                       "success_url": request.success_url, "cancel_url": request.cancel_url,
                       "metadata[payment_id]": request.payment_id},
-                headers={"Idempotency-Key": request.idempotency_key}, timeout=self.timeout)
+                headers={"Idempotency-Key": request.idempotency_key,
+                         "Authorization": "Bearer sk_bench"}, timeout=self.timeout)
         except requests.RequestException as exc:
             raise GatewayError("gateway_unavailable", str(exc), retryable=True) from exc
         if response.status_code != 200:

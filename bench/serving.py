@@ -36,23 +36,23 @@ class Sizes:
         return full if self.full else quick
 
 
-# Set by `python -m bench --gateway stripe|bench`: drive the real Stripe adapter against
-# tests/fakes/stripe_api.py, or bench/gateway.py against bench/fake_gateway.py.
+# Set by `python -m bench --gateway stripe|bench`: drive the real Stripe adapter (the
+# official SDK) or bench/gateway.py (one plain `requests` call), both against
+# bench/fake_gateway.py, a lean asyncio fake of Stripe's Checkout Sessions endpoint.
 USE_STRIPE = False
 
 
 def stripe_available() -> bool:
     import importlib.util
 
-    return all(importlib.util.find_spec(m) is not None
-               for m in ("app.gateways.stripe", "tests.fakes.stripe_api"))
+    return importlib.util.find_spec("app.gateways.stripe") is not None
 
 
 def _gateway_target(port: int) -> dict[str, Any]:
     """How to start the fake gateway, configure the app, and switch latency."""
     if USE_STRIPE:
-        return {"args": ["-m", "tests.fakes.stripe_api", "--port", str(port)],
-                "health": f"http://127.0.0.1:{port}/v1/checkout/sessions",
+        return {"args": ["-m", "bench.fake_gateway", "--port", str(port)],
+                "health": f"http://127.0.0.1:{port}/health",
                 "env": {"STRIPE_SECRET_KEY": "sk_test_bench", "STRIPE_WEBHOOK_SECRET":
                         "whsec_bench_stripe", "STRIPE_API_BASE": f"http://127.0.0.1:{port}"},
                 "gateway": "stripe",

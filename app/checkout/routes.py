@@ -46,24 +46,29 @@ def storefront() -> str:
 @checkout_limit
 def product(sku: str) -> str | Response | tuple[str, int]:
     """A product with its checkout form; POST starts the payment (303 to the gateway)."""
-    item = _product_or_404(sku)
     form = CheckoutForm()
     form.gateway.choices = registry.choices()
     if len(form.gateway.choices) == 1 and not form.gateway.data:
         form.gateway.data = form.gateway.choices[0][0]
     if request.method == "POST":
+        # A valid form goes straight to the checkout, which reads the product in its own
+        # transaction (an unknown or inactive SKU is its NotFound); the page is only
+        # rendered again for errors.
         if form.validate_on_submit():
             try:
                 payment = checkout.create_checkout(
-                    [ItemRequest(item.sku, form.quantity.data or 0)], form.email.data or "",
+                    [ItemRequest(sku, form.quantity.data or 0)], form.email.data or "",
                     form.name.data or "", form.gateway.data or "", CUSTOMER)
+            except NotFound:
+                abort(404)
             except KassaError as exc:
                 # Out of stock, gateway down: say so on the form, change nothing else.
                 form.form_errors.append(exc.message)
             else:
                 return redirect(payment.checkout_url or "/", code=303)
+        item = _product_or_404(sku)
         return render_template("checkout/product.html", product=item, form=form), 422
-    return render_template("checkout/product.html", product=item, form=form)
+    return render_template("checkout/product.html", product=_product_or_404(sku), form=form)
 
 
 @bp.get("/checkout/return/<payment_id>")

@@ -252,6 +252,75 @@ def redact(payload: Any) -> Any:
     return payload
 
 
+class PooledHTTPClient(stripe.HTTPClient):
+    """The SDK's HTTP client on one urllib3 connection pool shared by all threads.
+
+    The SDK's default (requests) keeps a session per thread and, per call, reads the
+    environment for proxies and .netrc, which costs more CPU than the rest of the call;
+    with many request threads that is also many idle connections. This is the SDK's
+    documented extension point (HTTPClient), so retries, idempotency keys, headers and
+    error handling stay the SDK's own. A proxy comes from HTTPS_PROXY, read once.
+    """
+
+    name = "urllib3"
+
+    def __init__(self, timeout: float, *, pool_size: int = 256,
+                 proxy: str | None = None) -> None:
+        import urllib3
+
+        super().__init__(verify_ssl_certs=True, proxy=proxy)
+        self._urllib3 = urllib3
+        self._timeout = urllib3.Timeout(total=timeout)
+        options: dict[str, Any] = {"num_pools": 4, "maxsize": pool_size, "block": False,
+                                   "cert_reqs": "CERT_REQUIRED",
+                                   "ca_certs": stripe.ca_bundle_path}
+        self._pool: Any = (urllib3.ProxyManager(proxy, **options) if proxy
+                           else urllib3.PoolManager(**options))
+
+    def request(self, method: str, url: str, headers: Mapping[str, str] | None,
+                post_data: Any = None, **_: Any) -> tuple[bytes, int, Mapping[str, str]]:
+        response = self._send(method, url, headers, post_data, preload=True)
+        return response.data, response.status, response.headers
+
+    def request_stream(self, method: str, url: str, headers: Mapping[str, str] | None,
+                       post_data: Any = None, **_: Any) -> tuple[Any, int, Mapping[str, str]]:
+        response = self._send(method, url, headers, post_data, preload=False)
+        return response, response.status, response.headers
+
+    def _send(self, method: str, url: str, headers: Mapping[str, str] | None,
+              post_data: Any, *, preload: bool) -> Any:
+        errors = self._urllib3.exceptions
+        try:
+            return self._pool.request(method.upper(), url, headers=dict(headers or {}),
+                                      body=post_data, timeout=self._timeout, retries=False,
+                                      redirect=False, preload_content=preload)
+        except errors.SSLError as exc:
+            # Never retried: a certificate problem doesn't fix itself.
+            raise stripe.APIConnectionError(
+                f"Could not verify Stripe's SSL certificate ({type(exc).__name__}).",
+                should_retry=False) from exc
+        except (errors.TimeoutError, errors.ProtocolError, errors.NewConnectionError,
+                errors.ProxyError, ConnectionError) as exc:
+            # The SDK retries these (max_network_retries) with the same idempotency key.
+            raise stripe.APIConnectionError(
+                f"Unexpected error communicating with Stripe ({type(exc).__name__}: {exc}).",
+                should_retry=True) from exc
+        except errors.HTTPError as exc:
+            raise stripe.APIConnectionError(
+                f"Unexpected error communicating with Stripe ({type(exc).__name__}: {exc}).",
+                should_retry=False) from exc
+
+    def close(self) -> None:
+        self._pool.clear()
+
+
+def _proxy_from_environment() -> str | None:
+    """HTTPS_PROXY as requests would have honoured it (NO_PROXY aside)."""
+    import os
+
+    return os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or None
+
+
 class StripeGateway:
     """Stripe Checkout Sessions, refunds, capture and signed webhooks."""
 
@@ -284,7 +353,7 @@ class StripeGateway:
         self._events_max = max(1, events_max)
         self._expiry = timedelta(minutes=checkout_expiry_minutes)
         self._public_base_url = public_base_url.rstrip("/")
-        self._http = stripe.RequestsClient(timeout=timeout)
+        self._http = PooledHTTPClient(timeout, proxy=_proxy_from_environment())
         bases: dict[str, str] = {}
         if api_base:
             base = api_base.rstrip("/")

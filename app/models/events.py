@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.base import UTCDateTime, utcnow
 from app.models.enums import WebhookStatus
+
+if TYPE_CHECKING:
+    from app.models.orders import Order, Payment
 
 
 class WebhookEvent(db.Model):
@@ -56,6 +59,10 @@ class AuditEntry(db.Model):
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    # Write-only links: an entry for a payment or order created in the same transaction
+    # gets its foreign key at the one flush, so recording never forces an early flush.
+    payment: Mapped[Payment | None] = relationship(lazy="raise")
+    order: Mapped[Order | None] = relationship(lazy="raise")
 
 
 class Receipt(db.Model):

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import insert as sa_insert
+
 from app.extensions import db
 from app.models import AuditEntry, Order, Payment
+from app.models.base import utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,27 +30,56 @@ def gateway_actor(gateway: str, event_id: str | None = None) -> Actor:
     return Actor("gateway", f"{gateway}:{event_id}" if event_id else gateway)
 
 
+# Built once: a statement object reused with new parameters skips rebuilding and
+# re-keying it for SQLAlchemy's compiled cache on every call.
+_INSERT = sa_insert(AuditEntry.__table__)
+
+
+def insert(actor: Actor, action: str, object_type: str, object_id: str, *,
+           from_state: str | None = None, to_state: str | None = None,
+           details: dict[str, Any] | None = None, payment_id: int | None = None,
+           order_id: int | None = None) -> None:
+    """An audit entry written at once, for code that works with rows rather than ORM
+    objects (the checkout's hot path); same table, same transaction rules as record()."""
+    db.session.connection().execute(_INSERT, {
+        "created_at": utcnow(), "actor_type": actor.type, "actor_id": actor.id,
+        "action": action, "object_type": object_type, "object_id": object_id,
+        "from_state": from_state, "to_state": to_state, "details": details or None,
+        "payment_id": payment_id, "order_id": order_id})
+
+
 def record(actor: Actor, action: str, obj: Any, *, from_state: str | None = None,
            to_state: str | None = None, details: dict[str, Any] | None = None,
            payment: Payment | None = None, order: Order | None = None) -> AuditEntry:
-    """Add an audit entry to the current transaction (never committed on its own)."""
+    """Add an audit entry to the current transaction (never committed on its own).
+
+    Links go through relationships, not ids, so recording for an object created in
+    this transaction needs no flush: the one flush at commit fills the keys in.
+    """
     if isinstance(obj, Payment):
         payment = payment or obj
     if isinstance(obj, Order):
         order = order or obj
-    if payment is not None and order is None:
-        order = payment.order
+    object_id = getattr(obj, "public_id", None) or getattr(obj, "id", "")
     entry = AuditEntry(
         actor_type=actor.type,
         actor_id=actor.id,
         action=action,
         object_type=type(obj).__name__.lower(),
-        object_id=str(getattr(obj, "public_id", None) or getattr(obj, "id", "")),
+        object_id=str(object_id),
         from_state=from_state,
         to_state=to_state,
         details=details or None,
-        payment_id=payment.id if payment is not None else None,
-        order_id=order.id if order is not None else None,
     )
+    if payment is not None:
+        entry.payment = payment
+    if order is not None:
+        entry.order = order
+    elif payment is not None:
+        # The payment's order: by key when it has one (no load), else the new object.
+        if payment.order_id is not None:
+            entry.order_id = payment.order_id
+        else:
+            entry.order = payment.order
     db.session.add(entry)
     return entry

@@ -8,10 +8,12 @@ and a retried create reuses the key: the gateway never makes a second session.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from flask import current_app, url_for
-from sqlalchemy import select
+from sqlalchemy import insert, select
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.extensions import db
 from app.gateways import registry
@@ -27,7 +29,7 @@ from app.models.base import public_id, utcnow
 from app.payments import audit, faults, orders
 from app.payments.audit import Actor
 from app.payments.errors import InvalidState, NotFound, PaymentGatewayFailed
-from app.payments.orders import ItemRequest
+from app.payments.orders import ItemRequest, NewOrder
 from app.payments.uow import lock, release_connection, unit_of_work
 from app.payments.updates import apply_update_now
 
@@ -39,25 +41,43 @@ def external_url(endpoint: str, **values: object) -> str:
     return current_app.config["PUBLIC_BASE_URL"] + url_for(endpoint, **values)
 
 
-def _new_attempt(order: Order, gateway_name: str, actor: Actor) -> Payment:
+_INSERT_PAYMENT = insert(Payment.__table__).returning(Payment.__table__.c.id)
+
+
+@dataclass(frozen=True, slots=True)
+class NewAttempt:
+    """A payment attempt just written in the caller's unit of work, as plain values."""
+
+    id: int
+    public_id: str
+    gateway: str
+    amount: int
+    currency: str
+    capture_method: str
+    idempotency_key: str
+
+
+def _new_attempt(order: Order | NewOrder, gateway_name: str, actor: Actor) -> NewAttempt:
+    """Add a payment attempt for the order to the caller's unit of work."""
     pid = public_id("pay")
-    payment = Payment(
-        public_id=pid,
-        order=order,
-        gateway=gateway_name,
-        amount=order.total_amount,
-        currency=order.currency,
-        customer_email=order.customer_email,
-        capture_method=current_app.config.get("CAPTURE_METHOD", "automatic"),
-        idempotency_key=f"kassa-checkout-{pid}",
-        expires_at=order.expires_at,
-    )
-    db.session.add(payment)
-    db.session.flush()
-    audit.record(actor, "payment.created", payment, to_state=payment.status,
-                 details={"gateway": gateway_name, "amount": payment.amount,
-                          "currency": payment.currency})
-    return payment
+    now = utcnow()
+    attempt = NewAttempt(id=0, public_id=pid, gateway=gateway_name, amount=order.total_amount,
+                         currency=order.currency,
+                         capture_method=current_app.config.get("CAPTURE_METHOD", "automatic"),
+                         idempotency_key=f"kassa-checkout-{pid}")
+    payment_id = db.session.connection().execute(_INSERT_PAYMENT, {
+        "public_id": pid, "order_id": order.id, "gateway": gateway_name,
+        "status": PaymentStatus.CREATED, "amount": attempt.amount,
+        "currency": attempt.currency, "amount_refunded": 0,
+        "customer_email": order.customer_email, "capture_method": attempt.capture_method,
+        "idempotency_key": attempt.idempotency_key, "expires_at": order.expires_at,
+        "created_at": now, "updated_at": now,
+    }).scalar_one()
+    audit.insert(actor, "payment.created", "payment", pid, to_state=PaymentStatus.CREATED,
+                 details={"gateway": gateway_name, "amount": attempt.amount,
+                          "currency": attempt.currency},
+                 payment_id=payment_id, order_id=order.id)
+    return replace(attempt, id=payment_id)
 
 
 def create_checkout(items: Sequence[ItemRequest], email: str, name: str, gateway_name: str,
@@ -67,9 +87,10 @@ def create_checkout(items: Sequence[ItemRequest], email: str, name: str, gateway
     registry.get_gateway(gateway_name)   # unknown/unconfigured gateway: fail before any write
     with unit_of_work():
         order = orders.create_order(items, email, name, actor)
-        payment = _new_attempt(order, gateway_name, actor)
-        payment_id = payment.id
-    return open_checkout(payment_id, actor, success_url=success_url, cancel_url=cancel_url)
+        attempt = _new_attempt(order, gateway_name, actor)
+    # Plain values, not ORM objects: nothing to reload after the commit.
+    request = _checkout_request(attempt, order, success_url, cancel_url)
+    return _open(attempt.id, gateway_name, request, actor)
 
 
 def retry_checkout(order_public_id: str, gateway_name: str, actor: Actor) -> Payment:
@@ -96,8 +117,7 @@ def retry_checkout(order_public_id: str, gateway_name: str, actor: Actor) -> Pay
         # A new attempt gets a full checkout window; the stock stays held meanwhile.
         order.expires_at = utcnow() + timedelta(
             minutes=current_app.config["CHECKOUT_EXPIRY_MINUTES"])
-        payment = _new_attempt(order, gateway_name, actor)
-        payment_id = payment.id
+        payment_id = _new_attempt(order, gateway_name, actor).id
     # Close the earlier attempts before opening the new one: an attempt the gateway will
     # not close may have been paid in another tab, and a second session would let the
     # customer pay twice.
@@ -124,13 +144,10 @@ def _closed_after_sync(payment_id: int, actor: Actor) -> bool:
     return synced.status in (PaymentStatus.CANCELED, PaymentStatus.EXPIRED, PaymentStatus.FAILED)
 
 
-def open_checkout(payment_id: int, actor: Actor, *, success_url: str | None = None,
-                  cancel_url: str | None = None) -> Payment:
-    payment = db.session.get(Payment, payment_id)
-    assert payment is not None
-    gateway = registry.get_gateway(payment.gateway)
-    order = payment.order
-    request = CheckoutRequest(
+def _checkout_request(payment: Payment | NewAttempt, order: Order | NewOrder,
+                      success_url: str | None,
+                      cancel_url: str | None) -> CheckoutRequest:
+    return CheckoutRequest(
         payment_id=payment.public_id,
         order_id=order.public_id,
         amount=payment.amount,
@@ -148,6 +165,21 @@ def open_checkout(payment_id: int, actor: Actor, *, success_url: str | None = No
         capture_method=payment.capture_method,
         description=", ".join(f"{i.quantity} × {i.name}" for i in order.items),
     )
+
+
+def open_checkout(payment_id: int, actor: Actor, *, success_url: str | None = None,
+                  cancel_url: str | None = None) -> Payment:
+    """Open the hosted checkout for an attempt that is committed but not yet opened."""
+    payment = db.session.get(Payment, payment_id)
+    assert payment is not None
+    request = _checkout_request(payment, payment.order, success_url, cancel_url)
+    return _open(payment_id, payment.gateway, request, actor)
+
+
+def _open(payment_id: int, gateway_name: str, request: CheckoutRequest,
+          actor: Actor) -> Payment:
+    """Ask the gateway for a hosted checkout, then record its answer on the attempt."""
+    gateway = registry.get_gateway(gateway_name)
     release_connection()   # don't hold a pooled connection while the gateway thinks
     try:
         session = gateway.create_checkout(request)
@@ -180,6 +212,9 @@ def open_checkout(payment_id: int, actor: Actor, *, success_url: str | None = No
             transition_payment(payment, PaymentStatus.PROCESSING, actor,
                                reason="checkout opened",
                                details={"reference": session.reference})
+    # The commit expired the attempt, but its checkout URL is known and never changes:
+    # the caller's redirect reads it without a query.
+    set_committed_value(payment, "checkout_url", session.redirect_url)
     return payment
 
 

@@ -6,6 +6,9 @@ PostgreSQL and SQLite alike, so concurrent buyers can never take the same unit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from sqlalchemy import update
 
 from app.extensions import db
@@ -14,12 +17,15 @@ from app.payments import audit
 from app.payments.audit import Actor
 from app.payments.errors import OutOfStock
 
+if TYPE_CHECKING:
+    from app.payments.orders import OrderLine
 
-def take(product: Product, quantity: int) -> bool:
+
+def _take(product_id: int, quantity: int) -> bool:
     """Take `quantity` units of a product; False when there are not enough."""
     result = db.session.execute(
         update(Product)
-        .where(Product.id == product.id)
+        .where(Product.id == product_id)
         .where((Product.stock.is_(None)) | (Product.stock >= quantity))
         .values(stock=Product.stock - quantity)
         .execution_options(synchronize_session=False)
@@ -36,13 +42,17 @@ def put_back(product_id: int, quantity: int) -> None:
     )
 
 
-def reserve(order: Order, products: dict[int, Product]) -> None:
-    """Reserve every line of a new order or raise OutOfStock (the caller rolls back)."""
-    for item in order.items:
-        product = products[item.product_id or 0]
-        if not take(product, item.quantity):
-            raise OutOfStock(f"Sorry, {product.name} has fewer than {item.quantity} left.",
-                             details=[{"field": "quantity", "sku": product.sku}])
+def reserve_lines(lines: Sequence[tuple[OrderLine, int | None]]) -> None:
+    """Reserve every line of a new order (with its product's stock as read in this
+    transaction) or raise OutOfStock; the caller's unit of work rolls back."""
+    for line, stock in lines:
+        if stock is None:
+            # Unlimited stock: nothing to count, and no UPDATE, so the buyers of one
+            # product don't queue on its row lock.
+            continue
+        if not _take(line.product_id, line.quantity):
+            raise OutOfStock(f"Sorry, {line.name} has fewer than {line.quantity} left.",
+                             details=[{"field": "quantity", "sku": line.sku}])
 
 
 def release(order: Order, actor: Actor) -> None:
@@ -68,7 +78,7 @@ def reserve_again(order: Order, actor: Actor) -> None:
         if item.product_id is None:
             continue
         product = db.session.get(Product, item.product_id)
-        if product is None or not take(product, item.quantity):
+        if product is None or not _take(product.id, item.quantity):
             short.append(item.sku)
     order.stock_reserved = True
     audit.record(actor, "order.stock_reserved_again", order,

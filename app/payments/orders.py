@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 
 from app.extensions import db
-from app.models import Order, OrderItem, Product
+from app.models import Order, OrderItem, OrderStatus, Product
 from app.models.base import public_id, utcnow
 from app.payments import audit, inventory
 from app.payments.audit import Actor
@@ -49,15 +49,48 @@ def _validate(items: Sequence[ItemRequest], email: str, name: str) -> None:
         raise ValidationFailed("Please correct the highlighted fields.", details=details)
 
 
-def create_order(items: Sequence[ItemRequest], email: str, name: str, actor: Actor) -> Order:
-    """Build an order from the catalog and reserve its stock (caller's unit of work)."""
+# The checkout's statements, built once (see audit._INSERT).
+_CATALOG = (select(Product.id, Product.sku, Product.name, Product.unit_amount,
+                   Product.currency, Product.stock)
+            .where(Product.sku.in_(bindparam("skus", expanding=True)),
+                   Product.active.is_(True)))
+_INSERT_ORDER = insert(Order.__table__).returning(Order.__table__.c.id)
+_INSERT_ITEM = insert(OrderItem.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    product_id: int
+    sku: str
+    name: str
+    unit_amount: int
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """An order just written in the caller's unit of work, as plain values: nothing for
+    the ORM to flush, track or reload (this is every checkout's hot path)."""
+
+    id: int
+    public_id: str
+    status: str
+    currency: str
+    total_amount: int
+    customer_email: str
+    customer_name: str
+    expires_at: datetime
+    items: tuple[OrderLine, ...]
+
+
+def create_order(items: Sequence[ItemRequest], email: str, name: str, actor: Actor) -> NewOrder:
+    """Build an order from the catalog and reserve its stock, in the caller's unit of work.
+
+    Prices, names and currency come from the products table, never from the caller.
+    """
     _validate(items, email, name)
     skus = [i.sku for i in items]
-    products = {
-        p.sku: p for p in db.session.execute(
-            select(Product).where(Product.sku.in_(skus), Product.active.is_(True))
-        ).scalars()
-    }
+    products = {p.sku: p for p in db.session.connection().execute(_CATALOG, {"skus": skus})}
     missing = [s for s in skus if s not in products]
     if missing:
         raise NotFound(f"Unknown product: {', '.join(missing)}",
@@ -66,25 +99,39 @@ def create_order(items: Sequence[ItemRequest], email: str, name: str, actor: Act
     if len(currencies) > 1:
         raise ValidationFailed("All items of one order must share a currency.",
                                details=[{"field": "items", "message": "mixed currencies"}])
-    order = Order(
-        public_id=public_id("ord"),
-        currency=currencies.pop(),
+    lines = tuple(OrderLine(products[i.sku].id, i.sku, products[i.sku].name,
+                            products[i.sku].unit_amount, i.quantity) for i in items)
+    now = utcnow()
+    values = {
+        "public_id": public_id("ord"),
+        "status": OrderStatus.PENDING,
+        "currency": currencies.pop(),
         # Stored lower-cased so every search finds it (mail systems treat it so in practice).
-        customer_email=email.strip().lower(),
-        customer_name=name.strip(),
-        total_amount=sum(products[i.sku].unit_amount * i.quantity for i in items),
-        expires_at=utcnow() + timedelta(minutes=current_app.config["CHECKOUT_EXPIRY_MINUTES"]),
-    )
-    for item in items:
-        product = products[item.sku]
-        order.items.append(OrderItem(product_id=product.id, sku=product.sku, name=product.name,
-                                     unit_amount=product.unit_amount, quantity=item.quantity))
-    db.session.add(order)
-    db.session.flush()
-    inventory.reserve(order, {p.id: p for p in products.values()})
-    audit.record(actor, "order.created", order, to_state=order.status,
+        "customer_email": email.strip().lower(),
+        "customer_name": name.strip(),
+        "total_amount": sum(line.unit_amount * line.quantity for line in lines),
+        "stock_reserved": True,
+        "expires_at": now + timedelta(minutes=current_app.config["CHECKOUT_EXPIRY_MINUTES"]),
+        "created_at": now,
+        "updated_at": now,
+    }
+    conn = db.session.connection()
+    order_id = conn.execute(_INSERT_ORDER, values).scalar_one()
+    conn.execute(_INSERT_ITEM, [
+        {"order_id": order_id, "product_id": line.product_id, "sku": line.sku,
+         "name": line.name, "unit_amount": line.unit_amount, "quantity": line.quantity}
+        for line in lines])
+    # Last, so a limited product's row lock is held for as short a time as possible.
+    inventory.reserve_lines([(line, products[line.sku].stock) for line in lines])
+    order = NewOrder(id=order_id, public_id=values["public_id"], status=values["status"],
+                     currency=values["currency"], total_amount=values["total_amount"],
+                     customer_email=values["customer_email"],
+                     customer_name=values["customer_name"], expires_at=values["expires_at"],
+                     items=lines)
+    audit.insert(actor, "order.created", "order", order.public_id, to_state=order.status,
                  details={"total": order.total_amount, "currency": order.currency,
-                          "items": {i.sku: i.quantity for i in items}})
+                          "items": {i.sku: i.quantity for i in items}},
+                 order_id=order_id)
     return order
 
 

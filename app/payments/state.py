@@ -105,7 +105,10 @@ def transition_payment(payment: Payment, target: PaymentStatus, actor: Actor, *,
                      details={"payment": payment.public_id})
     audit.record(actor, "payment.status_changed", payment, from_state=current, to_state=target,
                  details=info)
-    sync_order(payment.order, actor)
+    if not (current in STILL_OPEN and target in STILL_OPEN):
+        # From one open state to another the order's status can't change (it is pending
+        # while any attempt is open), so it isn't even loaded.
+        sync_order(payment.order, actor)
     return outcome
 
 
@@ -154,13 +157,17 @@ _ORDER_FROM_PAYMENT = {
 }
 
 
+# Attempt states that keep their order pending (see desired_order_status).
+STILL_OPEN = frozenset({P.CREATED, P.PROCESSING, P.AUTHORIZED})
+
+
 def desired_order_status(order: Order) -> OrderStatus:
     """The order follows its captured payment if any; stays pending while any attempt is
     still open; otherwise it ends the way its latest attempt ended."""
     for payment in order.payments:
         if payment.status in CAPTURED:
             return _ORDER_FROM_PAYMENT[PaymentStatus(payment.status)]
-    if any(p.status in (P.CREATED, P.PROCESSING, P.AUTHORIZED) for p in order.payments):
+    if any(p.status in STILL_OPEN for p in order.payments):
         return O.PENDING
     latest = order.latest_payment
     if latest is None:
