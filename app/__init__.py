@@ -10,10 +10,33 @@ from flask import Flask
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class Kassa(Flask):
+    """Flask, without an inspect call per hook and view on every request.
+
+    Flask's ensure_sync asks inspect whether each before/after/teardown hook and the view
+    is a coroutine function, every time it calls one (about a dozen per request here).
+    The answer does not change: plain callables already seen are returned at once."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plain_callables: set[Any] = set()
+
+    def ensure_sync(self, func: Any) -> Any:
+        try:
+            if func in self._plain_callables:
+                return func
+        except TypeError:   # unhashable: ask every time
+            return super().ensure_sync(func)
+        result = super().ensure_sync(func)
+        if result is func and len(self._plain_callables) < 4096:
+            self._plain_callables.add(func)
+        return result
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the application: settings, extensions, gateways, blueprints, CLI, errors."""
     instance_path = (config or {}).get("INSTANCE_PATH") or ROOT / "instance"
-    app = Flask(
+    app = Kassa(
         __name__,
         instance_path=str(instance_path),
         template_folder=str(ROOT / "templates"),

@@ -222,9 +222,15 @@ def engine_options(database_url: str) -> dict[str, Any]:
     min(THREADS, 10) plus 10 overflow. Keep workers x (size + overflow) under the
     server's max_connections (PostgreSQL's default is 100).
     """
-    options: dict[str, Any] = {"pool_pre_ping": True}
     if database_url.startswith("sqlite"):
-        return options
+        return {"pool_pre_ping": True}
+    # No `SELECT 1` round trip on every checkout from the pool (a checkout request takes
+    # five connections): app/db.py checks, without a round trip, that the server has not
+    # closed an idle connection (restart, idle timeout, killed backend) before handing it
+    # out, and SQLAlchemy invalidates the pool when a statement meets a dropped connection.
+    # DB_POOL_PRE_PING=true brings back the round trip (e.g. behind a proxy that drops idle
+    # connections silently, without closing the socket).
+    options: dict[str, Any] = {"pool_pre_ping": env_bool("DB_POOL_PRE_PING", False)}
     threads = env_int("THREADS", 16)
     options["pool_size"] = env_int("DB_POOL_SIZE", min(threads, 10))
     options["max_overflow"] = env_int("DB_MAX_OVERFLOW", 10)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import select
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 
 from app.extensions import db
@@ -16,6 +17,37 @@ def configure_engine(app: Flask) -> None:
         engine = db.engine
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
+    elif engine.dialect.name == "postgresql":
+        _configure_postgres(engine)
+
+
+def _configure_postgres(engine: Engine) -> None:
+    @event.listens_for(engine, "checkout")
+    def check_alive(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if connection_was_closed(dbapi_connection):
+            # The pool discards this connection and hands out another (or a new one).
+            raise exc.DisconnectionError("the server closed this pooled connection")
+
+
+def connection_was_closed(dbapi_connection: Any) -> bool:
+    """True when an idle pooled connection is known dead, without a round trip.
+
+    Idle in the pool, a connection has nothing to read: when its socket is readable (or
+    hung up) the server has closed it, usually after sending a FATAL notice (restart,
+    idle_session_timeout, pg_terminate_backend). A stray notice also makes it readable;
+    that costs one reconnect. About 1 us instead of pool_pre_ping's SELECT 1 (~40 us of
+    CPU here, ~100 us of latency, and the server's work)."""
+    if getattr(dbapi_connection, "closed", False):
+        return True
+    fileno = getattr(dbapi_connection, "fileno", None)
+    if fileno is None:   # a driver without a socket to look at: assume alive
+        return False
+    try:
+        poller = select.poll()
+        poller.register(fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):   # closed under us
+        return True
 
 
 def _configure_sqlite(engine: Engine) -> None:

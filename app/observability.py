@@ -32,6 +32,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, g, jsonify, request
@@ -223,6 +224,22 @@ def _metrics_payload(app: Flask) -> bytes:
     return process_part + generate_latest(db_registry)
 
 
+# Methods logged as they are; anything else a client sent goes through the redactor.
+_PLAIN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _log_access(method: str, route: str, status: int, elapsed: float, rid: str) -> None:
+    """One access line: "GET /products/<sku> 200" with status, route and duration_ms.
+
+    Built from the URL rule (never the path, which may carry ids or personal data), the
+    status and a number, so it is a CleanRecord: no per-line regex pass, no findCaller."""
+    if method not in _PLAIN_METHODS:
+        method = kassa_logging.redact(method)
+    log.handle(kassa_logging.clean_record(
+        log.name, logging.INFO, f"{method} {route} {status}", rid,
+        {"status": status, "route": route, "duration_ms": round(elapsed * 1000, 2)}))
+
+
 def _job_runner_depth(app: Flask) -> int:
     runner = app.extensions.get("kassa_jobs")
     futures = getattr(runner, "_futures", None)
@@ -242,6 +259,9 @@ def init_app(app: Flask) -> None:
     _instrument_gateways(app)
     trust_request_id = bool(app.config.get("TRUST_REQUEST_ID", True))
     access_log = bool(app.config.get("ACCESS_LOG", True))
+    # Histogram children by (method, rule, status): labels() validates and locks each time.
+    latency_children: dict[tuple[str, str, int], Any] = {}
+    last_depth: list[int | None] = [None]
 
     @app.before_request
     def start_request() -> None:
@@ -256,19 +276,30 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def finish_request(response: Response) -> Response:
-        rid = g.get("request_id")
+        ctx_g = g._get_current_object()   # type: ignore[attr-defined]
+        rid = getattr(ctx_g, "request_id", None)
         if rid:
             response.headers["X-Request-ID"] = rid
-        started = g.get("request_started")
+        started = getattr(ctx_g, "request_started", None)
         if started is not None:
             elapsed = time.perf_counter() - started
-            route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-            HTTP_LATENCY.labels(request.method, route, str(response.status_code)).observe(elapsed)
-            if access_log:
-                log.info("%s %s %s", request.method, route, response.status_code,
-                         extra={"status": response.status_code, "route": route,
-                                "duration_ms": round(elapsed * 1000, 2)})
-        JOB_QUEUE_DEPTH.set(_job_runner_depth(app))
+            req = request._get_current_object()   # type: ignore[attr-defined]
+            rule = req.url_rule
+            route = rule.rule if rule is not None else "<unmatched>"
+            method = req.method
+            status = response.status_code
+            key = (method, route, status)
+            child = latency_children.get(key)
+            if child is None:
+                child = latency_children[key] = HTTP_LATENCY.labels(method, route, str(status))
+            child.observe(elapsed)
+            if access_log and log.isEnabledFor(logging.INFO):
+                _log_access(method, route, status, elapsed, rid or "-")
+        # A multiprocess gauge write is a locked mmap write: only when the depth changed.
+        depth = _job_runner_depth(app)
+        if depth != last_depth[0]:
+            JOB_QUEUE_DEPTH.set(depth)
+            last_depth[0] = depth
         return response
 
     @app.teardown_request

@@ -34,7 +34,9 @@ from flask import (
     session,
     url_for,
 )
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user, logout_user, user_logged_in
+from itsdangerous import URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
 from app.extensions import csrf, limiter
@@ -160,7 +162,14 @@ def _extras() -> dict[str, list[str]]:
 
 def build_csp(nonce: str | None, extra: dict[str, list[str]] | None = None,
               report_uri: str | None = None) -> str:
-    directives = {k: list(v) for k, v in current_app.extensions["kassa_csp_base"].items()}
+    return _render_csp(current_app.extensions["kassa_csp_base"], nonce, extra, report_uri,
+                       request.is_secure)
+
+
+def _render_csp(base: dict[str, list[str]], nonce: str | None,
+                extra: dict[str, list[str]] | None, report_uri: str | None,
+                secure: bool) -> str:
+    directives = {k: list(v) for k, v in base.items()}
     for name, sources in (extra or {}).items():
         if name.startswith("permissions-"):
             continue
@@ -174,39 +183,93 @@ def build_csp(nonce: str | None, extra: dict[str, list[str]] | None = None,
     if nonce:
         directives["script-src"].append(f"'nonce-{nonce}'")
         directives["style-src"].append(f"'nonce-{nonce}'")
-    if request.is_secure:
+    if secure:
         directives["upgrade-insecure-requests"] = []
     if report_uri:
         directives["report-uri"] = [report_uri]
-        if request.is_secure:
+        if secure:
             # The Reporting API (report-to) takes only secure endpoints; report-uri stays
             # for browsers without it.
             directives["report-to"] = ["csp"]
     return "; ".join(" ".join([name, *sources]).strip() for name, sources in directives.items())
 
 
+_NONCE_MARK = "\x00"   # never in a source expression or a nonce (URL-safe base64)
+_PLAIN_PERMISSIONS = f"{PERMISSIONS}, payment=(self)"
+
+
+class _HeaderCache:
+    """What the security headers of a page without extras look like, per app: the CSP
+    split around its two nonces (by secure/insecure request and report URI), the
+    Reporting-Endpoints value by host. Rebuilt when the base directives are replaced."""
+
+    def __init__(self, base: dict[str, list[str]]) -> None:
+        self.base = base
+        self.csp: dict[tuple[bool, str | None], tuple[str, str, str]] = {}
+        self.endpoints: dict[tuple[str, str, str], str] = {}
+
+    def csp_parts(self, secure: bool, report_uri: str | None) -> tuple[str, str, str]:
+        key = (secure, report_uri)
+        parts = self.csp.get(key)
+        if parts is None:
+            head, mid, tail = _render_csp(self.base, _NONCE_MARK, None, report_uri,
+                                          secure).split(_NONCE_MARK)
+            parts = self.csp[key] = (head, mid, tail)
+        return parts
+
+    def reporting_endpoint(self, report_uri: str) -> str:
+        if "://" in report_uri:
+            return f'csp="{report_uri}"'
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        # The Host header is the client's: the cache is bounded.
+        key = (req.scheme, req.host, req.root_path)
+        value = self.endpoints.get(key)
+        if value is None:
+            if len(self.endpoints) >= 64:
+                self.endpoints.clear()
+            value = self.endpoints[key] = f'csp="{req.host_url.rstrip("/") + report_uri}"'
+        return value
+
+
+def _header_cache(app: Flask) -> _HeaderCache:
+    base = app.extensions["kassa_csp_base"]
+    cache: _HeaderCache | None = app.extensions.get("kassa_security_header_cache")
+    if cache is None or cache.base is not base:
+        cache = app.extensions["kassa_security_header_cache"] = _HeaderCache(base)
+    return cache
+
+
 def _security_headers(response: Response) -> Response:
-    config = current_app.config
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    config = app.config
+    cache = _header_cache(app)
     extra = _extras()
     nonce = csp_nonce()
     report_uri = config.get("CSP_REPORT_URI")
-    response.headers[CSP_HEADER] = build_csp(nonce, extra, report_uri)
-    if report_uri and request.is_secure:
-        endpoint = report_uri if "://" in report_uri else request.host_url.rstrip("/") + report_uri
-        response.headers["Reporting-Endpoints"] = f'csp="{endpoint}"'
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Cross-Origin-Opener-Policy"] = "same-origin-allow-popups"
-    response.headers["Referrer-Policy"] = _referrer_policy()
-    payment = " ".join(["self", *extra.get("permissions-payment", [])])
-    response.headers["Permissions-Policy"] = f"{PERMISSIONS}, payment=({payment})"
-    if config.get("HSTS_ENABLED") and (request.is_secure or
+    secure = request.is_secure
+    headers = response.headers
+    if extra:
+        headers[CSP_HEADER] = _render_csp(cache.base, nonce, extra, report_uri, secure)
+        payment = " ".join(["self", *extra.get("permissions-payment", [])])
+        permissions = f"{PERMISSIONS}, payment=({payment})"
+    else:
+        head, mid, tail = cache.csp_parts(secure, report_uri)
+        headers[CSP_HEADER] = f"{head}{nonce}{mid}{nonce}{tail}"
+        permissions = _PLAIN_PERMISSIONS
+    if report_uri and secure:
+        headers["Reporting-Endpoints"] = cache.reporting_endpoint(report_uri)
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Cross-Origin-Opener-Policy"] = "same-origin-allow-popups"
+    headers["Referrer-Policy"] = _referrer_policy()
+    headers["Permissions-Policy"] = permissions
+    if config.get("HSTS_ENABLED") and (secure or
                                        str(config.get("PUBLIC_BASE_URL", "")).startswith("https:")):
-        response.headers["Strict-Transport-Security"] = f"max-age={int(config['HSTS_MAX_AGE'])}"
+        headers["Strict-Transport-Security"] = f"max-age={int(config['HSTS_MAX_AGE'])}"
     if _private_response():
         # Sign-in pages, recovery codes, merchant pages: never kept by a shared cache.
-        response.headers["Cache-Control"] = "no-store"
-        response.headers.add("Vary", "Cookie")
+        headers["Cache-Control"] = "no-store"
+        headers.add("Vary", "Cookie")
     return response
 
 
@@ -388,8 +451,28 @@ def _trim_url(value: Any) -> str:
 # --------------------------------------------------------------------------- wiring
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the signing serializer kept between requests.
+
+    Flask builds a new serializer on every request (and itsdangerous test-serializes an
+    empty dict while building it); it depends only on the secret keys and the settings
+    below, so it is rebuilt only when those change. Cookies are unchanged, and a session
+    that was not modified is still not re-signed (Flask's should_set_cookie)."""
+
+    _cached: tuple[Any, URLSafeTimedSerializer | None] = (None, None)
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        key = (app.secret_key, tuple(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        cached_key, serializer = self._cached
+        if cached_key != key:
+            serializer = super().get_signing_serializer(app)
+            self._cached = (key, serializer)
+        return serializer
+
+
 def init_app(app: Flask) -> None:
     """Register headers, session checks, the CSP report endpoint and rate-limit exemptions."""
+    app.session_interface = SessionInterface()
     app.extensions["kassa_csp_base"] = _base_directives(app)
     app.after_request(_security_headers)
     app.before_request(_enforce_session_lifetime)

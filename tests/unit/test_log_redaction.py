@@ -8,7 +8,14 @@ import logging
 
 import pytest
 
-from app.logging import RedactingFilter, configure, luhn_valid, redact
+from app.logging import (
+    RedactingFilter,
+    clean_record,
+    configure,
+    json_formatter,
+    luhn_valid,
+    redact,
+)
 
 
 @pytest.mark.parametrize(("text", "gone", "kept"), [
@@ -91,3 +98,33 @@ def test_filter_is_reusable_on_any_handler() -> None:
     finally:
         logger.removeHandler(handler)
     assert stream.getvalue().strip() == "key=sk_test_[REDACTED]"
+
+
+def test_clean_records_take_a_short_cut_to_the_same_json_line() -> None:
+    fields = {"status": 200, "route": "/products/<sku>", "duration_ms": 1.25}
+    clean = clean_record("app.access", logging.INFO, "GET /products/<sku> 200", "rid-123456",
+                         fields)
+    plain = logging.LogRecord("app.access", logging.INFO, __file__, 0,
+                              "GET /products/<sku> 200", None, None)
+    plain.created, plain.msecs = clean.created, clean.msecs
+    plain.request_id = "rid-123456"
+    plain.__dict__.update(fields)
+    formatter = json_formatter()
+    line = formatter.format(clean)
+    assert line == formatter.format(plain)
+    assert list(json.loads(line)) == ["time", "level", "logger", "message", "request_id",
+                                      "status", "route", "duration_ms"]
+
+
+def test_a_clean_record_with_a_traceback_is_still_scrubbed() -> None:
+    logger, stream = _capture(json_lines=True)
+    try:
+        raise ValueError("boom with sk_live_SECRETSECRET")
+    except ValueError:
+        import sys
+
+        record = clean_record(logger.name, logging.ERROR, "failed", "-", {"route": "/x"})
+        record.exc_info = sys.exc_info()
+        logger.handle(record)
+    line = stream.getvalue().strip().splitlines()[-1]
+    assert "SECRETSECRET" not in line and "sk_live_[REDACTED]" in json.loads(line)["exc_info"]

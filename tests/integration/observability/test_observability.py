@@ -174,6 +174,16 @@ def test_request_id_is_generated_or_honoured_and_logged(make_app: Callable[..., 
               and r.get("route") == "/products/<sku>"]
     assert access and access[-1]["request_id"] == "trace-abc-12345"
     assert access[-1]["status"] == 200 and access[-1]["duration_ms"] >= 0
+    assert access[-1]["message"] == "GET /products/<sku> 200"
+
+    # Only the URL rule is logged, never the path.
+    client.get("/products/bob@example.org")
+    client.open("/healthz", method="SK_LIVE_X", headers={"X-Request-ID": "trace-odd-method"})
+    text = stream.getvalue()
+    assert "bob@" not in text
+    odd = [json.loads(line) for line in text.splitlines()
+           if line.startswith("{") and "trace-odd-method" in line]
+    assert odd and odd[-1]["message"] == "SK_LIVE_X <unmatched> 405"
 
 
 def test_forwarded_headers_are_trusted_only_when_configured(

@@ -216,6 +216,26 @@ def test_a_page_can_add_razorpay_checkout_and_only_that_page_gets_it(make_app: A
     assert not any("razorpay" in s or "9999" in s for v in plain.values() for s in v)
 
 
+@pytest.mark.parametrize("base_url", ["http://localhost", "https://localhost",
+                                      "https://shop.example:8443"])
+def test_precomputed_policy_is_the_policy_build_csp_writes(make_app: Any, base_url: str) -> None:
+    # Pages without extras get the policy from a per-app cache, split around the nonce.
+    from app.security import build_csp
+
+    app = make_app()
+    client = app.test_client()
+    for _ in range(2):   # the first response fills the cache, the second uses it
+        response = client.get("/healthz", base_url=base_url)
+        header = response.headers["Content-Security-Policy"]
+        nonce = parse_csp(header)["script-src"][-1][len("'nonce-"):-1]
+        with app.test_request_context("/healthz", base_url=base_url):
+            assert header == build_csp(nonce, {}, app.config["CSP_REPORT_URI"])
+        if base_url.startswith("https"):
+            assert response.headers["Reporting-Endpoints"] == f'csp="{base_url}/csp-report"'
+        else:
+            assert "Reporting-Endpoints" not in response.headers
+
+
 def test_form_action_names_only_enabled_gateways(make_app: Any) -> None:
     app = make_app()
     csp = parse_csp(app.test_client().get("/").headers["Content-Security-Policy"])
