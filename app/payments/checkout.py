@@ -8,7 +8,7 @@ and a retried create reuses the key: the gateway never makes a second session.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app, url_for
@@ -61,23 +61,23 @@ def _new_attempt(order: Order | NewOrder, gateway_name: str, actor: Actor) -> Ne
     """Add a payment attempt for the order to the caller's unit of work."""
     pid = public_id("pay")
     now = utcnow()
-    attempt = NewAttempt(id=0, public_id=pid, gateway=gateway_name, amount=order.total_amount,
-                         currency=order.currency,
-                         capture_method=current_app.config.get("CAPTURE_METHOD", "automatic"),
-                         idempotency_key=f"kassa-checkout-{pid}")
+    capture_method = current_app.config.get("CAPTURE_METHOD", "automatic")
+    idempotency_key = f"kassa-checkout-{pid}"
     payment_id = db.session.connection().execute(_INSERT_PAYMENT, {
         "public_id": pid, "order_id": order.id, "gateway": gateway_name,
-        "status": PaymentStatus.CREATED, "amount": attempt.amount,
-        "currency": attempt.currency, "amount_refunded": 0,
-        "customer_email": order.customer_email, "capture_method": attempt.capture_method,
-        "idempotency_key": attempt.idempotency_key, "expires_at": order.expires_at,
+        "status": PaymentStatus.CREATED, "amount": order.total_amount,
+        "currency": order.currency, "amount_refunded": 0,
+        "customer_email": order.customer_email, "capture_method": capture_method,
+        "idempotency_key": idempotency_key, "expires_at": order.expires_at,
         "created_at": now, "updated_at": now,
     }).scalar_one()
     audit.insert(actor, "payment.created", "payment", pid, to_state=PaymentStatus.CREATED,
-                 details={"gateway": gateway_name, "amount": attempt.amount,
-                          "currency": attempt.currency},
+                 details={"gateway": gateway_name, "amount": order.total_amount,
+                          "currency": order.currency},
                  payment_id=payment_id, order_id=order.id)
-    return replace(attempt, id=payment_id)
+    return NewAttempt(id=payment_id, public_id=pid, gateway=gateway_name,
+                      amount=order.total_amount, currency=order.currency,
+                      capture_method=capture_method, idempotency_key=idempotency_key)
 
 
 def create_checkout(items: Sequence[ItemRequest], email: str, name: str, gateway_name: str,
