@@ -263,7 +263,6 @@ def init_app(app: Flask) -> None:
     latency_children: dict[tuple[str, str, int], Any] = {}
     last_depth: list[int | None] = [None]
 
-    @app.before_request
     def start_request() -> None:
         incoming = request.headers.get("X-Request-ID", "")
         if trust_request_id and SAFE_REQUEST_ID.match(incoming):
@@ -273,6 +272,10 @@ def init_app(app: Flask) -> None:
         g.request_id = rid
         g.request_started = time.perf_counter()
         g.request_id_token = kassa_logging.request_id_var.set(rid)
+
+    # First of all before-request hooks: a request refused by an earlier one (CSRF, the
+    # rate limiter) still gets its request id, access line and latency sample.
+    app.before_request_funcs.setdefault(None, []).insert(0, start_request)
 
     @app.after_request
     def finish_request(response: Response) -> Response:

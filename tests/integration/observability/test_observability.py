@@ -186,6 +186,21 @@ def test_request_id_is_generated_or_honoured_and_logged(make_app: Callable[..., 
     assert odd and odd[-1]["message"] == "SK_LIVE_X <unmatched> 405"
 
 
+def test_a_request_refused_by_csrf_keeps_its_request_id_and_access_line(
+        make_app: Callable[..., Flask]) -> None:
+    app = make_app(WTF_CSRF_ENABLED=True)
+    stream = io.StringIO()
+    kassa_logging.configure("INFO", json_lines=True, stream=stream)
+    refused = app.test_client().post("/products/tee-usd", data={"email": "a@example.com"},
+                                     headers={"X-Request-ID": "trace-csrf-0001"})
+    assert refused.status_code == 400
+    assert refused.headers["X-Request-ID"] == "trace-csrf-0001"
+    access = [json.loads(line) for line in stream.getvalue().splitlines()
+              if line.startswith("{") and "trace-csrf-0001" in line]
+    assert [(r["logger"], r["status"]) for r in access if r["logger"] == "app.access"] == [
+        ("app.access", 400)]
+
+
 def test_forwarded_headers_are_trusted_only_when_configured(
         make_app: Callable[..., Flask]) -> None:
     headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example.com",
