@@ -109,7 +109,7 @@ class InboxWriter:
     """Group commit for webhook intake.
 
     Each delivery must be committed before it is acknowledged, but a transaction per
-    delivery costs a pool checkout (with its pre-ping), BEGIN, INSERT and COMMIT. Here
+    delivery costs a pool checkout, BEGIN, INSERT and COMMIT. Here
     the request thread that finds no write in progress becomes the leader: it inserts
     every delivery queued so far in ONE transaction (a multi-row INSERT ... ON CONFLICT
     DO NOTHING RETURNING), wakes their threads, and hands the leadership to a thread
