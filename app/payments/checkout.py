@@ -199,19 +199,26 @@ def _open(payment_id: int, gateway_name: str, request: CheckoutRequest,
                 audit.record(actor, "payment.gateway_error", payment,
                              details={"code": exc.code, "message": exc.message})
         raise PaymentGatewayFailed(exc.code, _customer_message(exc)) from exc
-    with unit_of_work():
-        payment = lock(Payment, id=payment_id)
-        assert payment is not None
-        payment.gateway_reference = session.reference
-        payment.checkout_url = session.redirect_url
-        if session.expires_at:
-            payment.expires_at = session.expires_at
-        from app.payments.state import transition_payment
+    from app.payments.state import transition_payment, transition_unloaded
 
-        if payment.status == PaymentStatus.CREATED:
-            transition_payment(payment, PaymentStatus.PROCESSING, actor,
-                               reason="checkout opened",
-                               details={"reference": session.reference})
+    opened = {"gateway_reference": session.reference, "checkout_url": session.redirect_url}
+    if session.expires_at:
+        opened["expires_at"] = session.expires_at
+    with unit_of_work():
+        # Usually still `created`: one conditional UPDATE records it. If a webhook moved
+        # the attempt meanwhile, lock it and let the state machine judge.
+        payment = transition_unloaded(payment_id, PaymentStatus.CREATED,
+                                      PaymentStatus.PROCESSING, actor, reason="checkout opened",
+                                      details={"reference": session.reference}, **opened)
+        if payment is None:
+            payment = lock(Payment, id=payment_id)
+            assert payment is not None
+            for key, value in opened.items():
+                setattr(payment, key, value)
+            if payment.status == PaymentStatus.CREATED:
+                transition_payment(payment, PaymentStatus.PROCESSING, actor,
+                                   reason="checkout opened",
+                                   details={"reference": session.reference})
     # The commit expired the attempt, but its checkout URL is known and never changes:
     # the caller's redirect reads it without a query.
     set_committed_value(payment, "checkout_url", session.redirect_url)

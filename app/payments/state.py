@@ -16,6 +16,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import update
+
+from app.extensions import db
 from app.models import (
     Dispute,
     DisputeStatus,
@@ -110,6 +113,36 @@ def transition_payment(payment: Payment, target: PaymentStatus, actor: Actor, *,
         # while any attempt is open), so it isn't even loaded.
         sync_order(payment.order, actor)
     return outcome
+
+
+def transition_unloaded(payment_id: int, expected: PaymentStatus, target: PaymentStatus,
+                        actor: Actor, *, reason: str, details: dict[str, Any] | None = None,
+                        **values: Any) -> Payment | None:
+    """transition_payment for an attempt that isn't loaded, as one compare-and-set UPDATE
+    (which is also its row lock), with the same audit entry; `values` are set with it.
+
+    Only for moves between open states, where nothing else follows (no timestamps, the
+    order stays pending): the checkout's hot path, which would otherwise load and lock
+    the row first. None when the payment is no longer `expected` (a webhook got there
+    first): the caller then takes the locked path through transition_payment.
+    """
+    if not (expected in STILL_OPEN and target in STILL_OPEN - {P.AUTHORIZED}
+            and payment_outcome(expected, target) is Outcome.APPLIED):
+        raise ValueError(f"{expected} -> {target} needs transition_payment")
+    payment = db.session.scalars(
+        update(Payment)
+        .where(Payment.id == payment_id, Payment.status == expected)
+        .values(status=target, **values)
+        .returning(Payment),
+        execution_options={"synchronize_session": False},
+    ).one_or_none()
+    if payment is None:
+        return None
+    audit.insert(actor, "payment.status_changed", "payment", payment.public_id,
+                 from_state=expected, to_state=target,
+                 details={"reason": reason, **(details or {})},
+                 payment_id=payment.id, order_id=payment.order_id)
+    return payment
 
 
 def apply_refund_totals(payment: Payment, actor: Actor) -> None:

@@ -196,3 +196,64 @@ def test_customer_emails_are_stored_lower_cased(make_app: Callable[..., Flask]) 
     with app.app_context(), unit_of_work():
         order = create_order([ItemRequest("tee-usd", 1)], " Raj@Example.COM ", "Raj", CUSTOMER)
         assert order.customer_email == "raj@example.com"
+
+
+class _WebhookFirst:
+    """The sandbox, except that the payment's webhook is applied before create_checkout
+    returns: the checkout then records the session on an attempt that already moved."""
+
+    def __init__(self, inner: object, status: str) -> None:
+        self.inner, self.status = inner, status
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def create_checkout(self, request: object) -> object:
+        from app.gateways.base import PaymentRef, PaymentUpdate
+        from app.payments.audit import gateway_actor
+        from app.payments.updates import apply_update_now
+
+        session = self.inner.create_checkout(request)  # type: ignore[attr-defined]
+        apply_update_now("sandbox", PaymentUpdate(
+            PaymentRef(payment_id=request.payment_id),  # type: ignore[attr-defined]
+            self.status, amount=2500, currency="USD"),  # type: ignore[arg-type]
+            gateway_actor("sandbox", "evt_early"), source="test")
+        return session
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("early", [None, "succeeded", "failed"])
+def test_checkout_records_its_session_whatever_the_webhook_did_first(
+        backend: str, early: str | None, make_app: Callable[..., Flask],
+        request: pytest.FixtureRequest) -> None:
+    """The session's reference and URL are always recorded; the opening never drags a
+    payment that a webhook already moved back to processing."""
+    from app.payments.checkout import create_checkout
+
+    overrides = {}
+    if backend == "postgres":
+        overrides["SQLALCHEMY_DATABASE_URI"] = request.getfixturevalue("pg_url")
+    app = make_app(**overrides)
+    gateways = app.extensions["kassa_gateways"]
+    if early:
+        gateways["sandbox"] = _WebhookFirst(gateways["sandbox"], early)
+    with app.test_request_context():
+        returned = create_checkout([ItemRequest("tee-usd", 1)], "a@example.com", "A",
+                                   "sandbox", CUSTOMER)
+        assert returned.checkout_url
+        db.session.rollback()
+        payment = db.session.execute(select(Payment)).scalar_one()
+        assert payment.gateway_reference and payment.checkout_url == returned.checkout_url
+        assert payment.status == (early or "processing")
+        moves = db.session.execute(
+            select(AuditEntry.actor_type, AuditEntry.action, AuditEntry.from_state,
+                   AuditEntry.to_state, AuditEntry.order_id)
+            .where(AuditEntry.payment_id == payment.id).order_by(AuditEntry.id)).all()
+        opened = ("customer", "payment.status_changed", "created", "processing",
+                  payment.order_id)
+        if early:
+            assert opened not in moves
+            assert ("gateway", "payment.status_changed", "created", early,
+                    payment.order_id) in moves
+        else:
+            assert moves[-1] == opened

@@ -88,3 +88,15 @@ def test_final_state_never_depends_on_delivery_order() -> None:
 ])
 def test_known_sequences(events: tuple[P, ...], final: P) -> None:
     assert _final(events) is final
+
+
+@pytest.mark.parametrize(("expected", "target"), [
+    (c, r) for c in EXPECTED for r in GATEWAY_REPORTED if (c, r) != (P.CREATED, P.PROCESSING)])
+def test_the_unloaded_shortcut_only_opens_attempts(expected: P, target: P) -> None:
+    """Any move with consequences (timestamps, the order, stock) goes through
+    transition_payment on a locked row; the shortcut refuses before touching anything."""
+    from app.payments.audit import CUSTOMER
+    from app.payments.state import transition_unloaded
+
+    with pytest.raises(ValueError, match="needs transition_payment"):
+        transition_unloaded(1, expected, target, CUSTOMER, reason="test")
