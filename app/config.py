@@ -210,6 +210,9 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "METRICS_DB_CACHE_SECONDS": env_int("METRICS_DB_CACHE_SECONDS", 10),
         # One JSON line per request (method, route, status, duration, request id).
         "ACCESS_LOG": env_bool("ACCESS_LOG", True),
+        # Requests of one worker that run at once; the others wait in line, and a request
+        # waiting on a gateway doesn't count (app/admission.py). 0 = no limit.
+        "ACTIVE_REQUESTS": env_int("ACTIVE_REQUESTS", 4),
     }
 
 

@@ -51,6 +51,7 @@ from sqlalchemy import func, select, text
 from werkzeug.wrappers import Response
 
 import app.logging as kassa_logging
+from app.admission import ARRIVED
 
 log = logging.getLogger("app.access")
 
@@ -270,7 +271,8 @@ def init_app(app: Flask) -> None:
         else:
             rid = uuid.uuid4().hex
         g.request_id = rid
-        g.request_started = time.perf_counter()
+        # From its arrival: the time it waited in line (app/admission.py) counts too.
+        g.request_started = request.environ.get(ARRIVED) or time.perf_counter()
         g.request_id_token = kassa_logging.request_id_var.set(rid)
 
     # First of all before-request hooks: a request refused by an earlier one (CSRF, the

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from app import jobs
+from app.admission import waiting_outside
 from app.extensions import db
 from app.gateways import registry
 from app.gateways.base import Gateway, VerifiedEvent
@@ -133,10 +134,13 @@ class InboxWriter:
             self._queue.append(slot)
             slot.lead = not self._busy
             self._busy = True
-        if not slot.lead:
-            slot.wake.acquire()     # released when our row is written, or to lead
-        if slot.lead:
-            self._lead()
+        # Waiting for the batch's commit, the request gives up its place among the worker's
+        # running requests (app/admission.py), so that more deliveries join the next batch.
+        with waiting_outside():
+            if not slot.lead:
+                slot.wake.acquire()     # released when our row is written, or to lead
+            if slot.lead:
+                self._lead()
         if slot.error is not None:
             raise slot.error
         return slot.row_id
