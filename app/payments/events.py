@@ -121,8 +121,9 @@ class InboxWriter:
     Each delivery must be committed before it is acknowledged, but a transaction per
     delivery costs a pool checkout, BEGIN, INSERT and COMMIT. Here
     the request thread that finds no write in progress becomes the leader: it inserts
-    every delivery queued so far in ONE transaction (a multi-row INSERT ... ON CONFLICT
-    DO NOTHING RETURNING), wakes their threads, and hands the leadership to a thread
+    every delivery queued so far in ONE transaction (on PostgreSQL one INSERT ... SELECT
+    FROM unnest(...) ON CONFLICT DO NOTHING RETURNING in autocommit, elsewhere a multi-row
+    insert), wakes their threads, and hands the leadership to a thread
     that queued meanwhile. A lone delivery is written at once, by its own thread; under
     load the batches grow by themselves. Nothing is acknowledged before its commit.
     """
