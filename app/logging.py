@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import sys
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -206,7 +207,72 @@ def text_formatter() -> logging.Formatter:
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever sys.stderr is at the time (test runners swap it)."""
+    """Writes to whatever sys.stderr is at the time (test runners swap it), and never makes
+    a thread wait for another thread's write.
+
+    logging holds the handler's lock across format, write and flush; the write releases the
+    GIL, so under load every request thread that logs queues on that lock while the GIL
+    changes hands back and forth (with 64 concurrent webhook senders the access line cost
+    about 0.3 ms of CPU per request, mostly in context switches). Here each thread formats
+    its own record and appends the line to a buffer (a lock held for the append only); the
+    thread that finds no write in progress writes everything buffered, in order, until the
+    buffer is empty. No line is reordered or left behind; under load a line may reach the
+    stream a moment after its logging call returned, written by another thread.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._pending_lock = threading.Lock()
+        self._writing = False
+
+    def handle(self, record: logging.LogRecord) -> Any:
+        rv = self.filter(record)   # our filters only touch the record itself
+        if rv:
+            self.emit(rv if isinstance(rv, logging.LogRecord) else record)
+        return rv
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:  # noqa: BLE001 - logging's own error path
+            self.handleError(record)
+            return
+        with self._pending_lock:
+            self._pending.append(line)
+            if self._writing:
+                return          # the writing thread takes it on its next round
+            self._writing = True
+        self._write_pending(record)
+
+    def flush(self) -> None:
+        with self._pending_lock:
+            lead = bool(self._pending) and not self._writing
+            if lead:
+                self._writing = True
+        if lead:
+            self._write_pending(None)
+        super().flush()
+
+    def _write_pending(self, record: logging.LogRecord | None) -> None:
+        try:
+            while True:
+                with self._pending_lock:
+                    lines, self._pending = self._pending, []
+                    if not lines:
+                        self._writing = False
+                        return
+                try:
+                    stream = self.stream
+                    stream.write("".join(lines))
+                    stream.flush()
+                except Exception:  # noqa: BLE001 - logging's own error path
+                    if record is not None:
+                        self.handleError(record)
+        except BaseException:
+            with self._pending_lock:
+                self._writing = False
+            raise
 
     @property  # type: ignore[override]
     def stream(self) -> Any:
