@@ -33,6 +33,7 @@ from flask import Flask, Response, request
 ARRIVED = "kassa.arrived"
 # Set on responses whose body is generated while it is sent (the CSV export).
 STREAMED = "kassa.streamed"
+LIVENESS_PATH = "/healthz"
 
 _local = threading.local()
 
@@ -100,6 +101,10 @@ class _Middleware:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
                  ) -> Iterable[bytes]:
         environ[ARRIVED] = time.perf_counter()
+        if environ.get("PATH_INFO") == LIVENESS_PATH:
+            # "Alive" means the worker answers: a liveness probe never waits behind a queue
+            # (an orchestrator would restart a busy but healthy worker).
+            return self.wsgi_app(environ, start_response)
         self.limit.enter()
         try:
             body = self.wsgi_app(environ, start_response)

@@ -54,3 +54,18 @@ def test_a_checkout_waiting_on_its_gateway_leaves_room_for_others(
         slow.release.set()
         buyer.join(10)
     assert results == [303]
+
+
+def test_the_liveness_probe_never_waits_in_line(make_app: Callable[..., Flask]) -> None:
+    app = make_app(ACTIVE_REQUESTS=1)
+    limit = app.wsgi_app.limit
+    limit.enter()          # the one place is taken by a long request
+    try:
+        done: list[int] = []
+        probe = threading.Thread(target=lambda: done.append(
+            app.test_client().get("/healthz").status_code), daemon=True)
+        probe.start()
+        probe.join(10)
+        assert done == [200]
+    finally:
+        limit.leave()
