@@ -10,6 +10,8 @@ a gateway, so the pool can be much smaller than the thread count).
 Settings (environment):
   WEB_CONCURRENCY   worker processes (default: number of CPUs)
   THREADS           threads per worker (default 64)
+                    (the app's ACTIVE_REQUESTS, default 4, bounds how many of them run at
+                    once; requests waiting on a gateway don't count: app/admission.py)
   BIND              address to listen on (default 0.0.0.0:$PORT, PORT default 8000)
   TIMEOUT           seconds a worker may be silent before it is restarted (default 30)
   GRACEFUL_TIMEOUT  seconds to finish in-flight requests on restart/shutdown (default 30)
