@@ -32,6 +32,7 @@ shared across processes. Preloading would only save a little memory and start-up
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from pathlib import Path
@@ -86,6 +87,15 @@ def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker: Any) -> None:
+    """The worker's app is built: hide everything made so far (modules, the app, mappers,
+    compiled templates: ~140,000 objects) from the garbage collector. A full collection
+    otherwise scans all of them, holding the interpreter lock for 30-40 ms and stalling
+    every request of the worker; now it scans only what requests left behind."""
+    gc.collect()
+    gc.freeze()
 
 
 def worker_int(worker: Any) -> None:
