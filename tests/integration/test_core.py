@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -202,22 +203,22 @@ class _WebhookFirst:
     """The sandbox, except that the payment's webhook is applied before create_checkout
     returns: the checkout then records the session on an attempt that already moved."""
 
-    def __init__(self, inner: object, status: str) -> None:
+    def __init__(self, inner: Any, status: str) -> None:
         self.inner, self.status = inner, status
 
-    def __getattr__(self, name: str) -> object:
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def create_checkout(self, request: object) -> object:
+    def create_checkout(self, request: Any) -> Any:
         from app.gateways.base import PaymentRef, PaymentUpdate
+        from app.models import PaymentStatus
         from app.payments.audit import gateway_actor
         from app.payments.updates import apply_update_now
 
-        session = self.inner.create_checkout(request)  # type: ignore[attr-defined]
+        session = self.inner.create_checkout(request)
         apply_update_now("sandbox", PaymentUpdate(
-            PaymentRef(payment_id=request.payment_id),  # type: ignore[attr-defined]
-            self.status, amount=2500, currency="USD"),  # type: ignore[arg-type]
-            gateway_actor("sandbox", "evt_early"), source="test")
+            PaymentRef(payment_id=request.payment_id), PaymentStatus(self.status),
+            amount=2500, currency="USD"), gateway_actor("sandbox", "evt_early"), source="test")
         return session
 
 
