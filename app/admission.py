@@ -86,11 +86,13 @@ def waiting_outside() -> Iterator[None]:
     if limit is None:
         yield
         return
+    _local.limit = None     # a wait nested in this one must not give the place away again
     limit._release()
     try:
         yield
     finally:
         limit._resume()
+        _local.limit = limit
 
 
 class _Middleware:

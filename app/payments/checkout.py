@@ -204,21 +204,21 @@ def _open(payment_id: int, gateway_name: str, request: CheckoutRequest,
     opened = {"gateway_reference": session.reference, "checkout_url": session.redirect_url}
     if session.expires_at:
         opened["expires_at"] = session.expires_at
+    reason, details = "checkout opened", {"reference": session.reference}
     with unit_of_work():
         # Usually still `created`: one conditional UPDATE records it. If a webhook moved
         # the attempt meanwhile, lock it and let the state machine judge.
         payment = transition_unloaded(payment_id, PaymentStatus.CREATED,
-                                      PaymentStatus.PROCESSING, actor, reason="checkout opened",
-                                      details={"reference": session.reference}, **opened)
+                                      PaymentStatus.PROCESSING, actor, reason=reason,
+                                      details=details, **opened)
         if payment is None:
             payment = lock(Payment, id=payment_id)
             assert payment is not None
             for key, value in opened.items():
                 setattr(payment, key, value)
             if payment.status == PaymentStatus.CREATED:
-                transition_payment(payment, PaymentStatus.PROCESSING, actor,
-                                   reason="checkout opened",
-                                   details={"reference": session.reference})
+                transition_payment(payment, PaymentStatus.PROCESSING, actor, reason=reason,
+                                   details=details)
     # The commit expired the attempt, but its checkout URL is known and never changes:
     # the caller's redirect reads it without a query.
     set_committed_value(payment, "checkout_url", session.redirect_url)

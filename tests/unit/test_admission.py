@@ -96,10 +96,17 @@ def test_coming_back_from_the_network_never_waits_in_line() -> None:
     assert not queued.is_alive() and limit.active == 1
 
 
-def test_outside_a_limited_request_it_changes_nothing() -> None:
-    limit = ActiveLimit(1)
+def test_after_its_request_or_inside_another_wait_it_changes_nothing() -> None:
+    limit = ActiveLimit(2)
+    limit.enter()
     with waiting_outside():
-        pass
+        assert limit.active == 0
+        with waiting_outside():       # nested: the place was already given away
+            assert limit.active == 0
+    assert limit.active == 1
+    limit.leave()
+    with waiting_outside():           # the request is over: nothing of it to give away
+        assert limit.active == 0
     assert limit.active == 0
 
 
