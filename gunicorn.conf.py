@@ -10,6 +10,10 @@ a gateway, so the pool can be much smaller than the thread count).
 Settings (environment):
   WEB_CONCURRENCY   worker processes (default: number of CPUs)
   THREADS           threads per worker (default 64)
+  WORKER_CLASS      default app.gunicorn_worker.BalancedThreadWorker: gthread, but a worker
+                    holding more keep-alive connections than its least loaded live sibling
+                    stops accepting until that one catches up (connections otherwise split
+                    unevenly among workers and stay so); "gthread" for gunicorn's own
                     (the app's ACTIVE_REQUESTS, default 4, bounds how many of them run at
                     once; requests waiting on a gateway don't count: app/admission.py)
   BIND              address to listen on (default 0.0.0.0:$PORT, PORT default 8000)
@@ -47,7 +51,7 @@ def _int(name: str, default: int) -> int:
 port = _int("PORT", 8000)
 bind = os.environ.get("BIND") or f"0.0.0.0:{port}"
 workers = _int("WEB_CONCURRENCY", multiprocessing.cpu_count())
-worker_class = os.environ.get("WORKER_CLASS", "gthread")
+worker_class = os.environ.get("WORKER_CLASS", "app.gunicorn_worker.BalancedThreadWorker")
 threads = _int("THREADS", 64)
 # Kernel listen queue: bursts of customers wait here instead of being refused.
 backlog = _int("BACKLOG", 2048)
