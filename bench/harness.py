@@ -4,6 +4,7 @@ separate process, worker RSS read from /proc, and the machine described."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -121,7 +122,8 @@ class Server:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
-                 self.app], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                 self.app], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)   # its own process group: stop() reaches the workers
         deadline = time.monotonic() + timeout
         workers = int(env.get("WEB_CONCURRENCY", "2"))
         while time.monotonic() < deadline:
@@ -170,6 +172,10 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        if self.proc is not None:
+            # Workers outliving their master (killed above) would load the next benchmark.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc = None
 
 
