@@ -109,6 +109,9 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         # Jobs: no broker means tasks run in-process after the transaction commits.
         "CELERY_BROKER_URL": env_str("CELERY_BROKER_URL"),
         "JOBS_EAGER": env_bool("JOBS_EAGER", False),
+        # A stopping worker runs its held webhook jobs for at most this long; the periodic
+        # sweep picks up the rest (app/jobs Drainer).
+        "JOBS_EXIT_SECONDS": env_int("JOBS_EXIT_SECONDS", 10),
         # Redis only: how long an unacknowledged task waits before another worker gets it
         # (must exceed the longest task; RabbitMQ redelivers as soon as a worker dies).
         "CELERY_QUEUE": env_str("CELERY_QUEUE", "kassa"),

@@ -180,6 +180,11 @@ class Drainer:
     CPU from the requests. The thread exits when it has had nothing to do for a while and
     starts again on the next job. Jobs still held when the process dies are found by the
     periodic sweeps (webhooks.retry_due picks up received events after two minutes).
+
+    When the process exits (a worker restarted or stopped), the thread goes on running what
+    it holds for at most `JOBS_EXIT_SECONDS` (default 10, inside gunicorn's graceful timeout)
+    and leaves the rest to those sweeps: a backlog of thousands must not keep a stopped
+    worker alive until it is killed.
     """
 
     LINGER = 5.0          # seconds an idle drainer thread stays before exiting
@@ -190,6 +195,8 @@ class Drainer:
         self.quiet = float(config.get("JOBS_BACKGROUND_QUIET_SECONDS", 0.02))
         self.share = min(1.0, max(0.01, float(config.get("JOBS_BACKGROUND_SHARE", 0.05))))
         self.batch = max(1, int(config.get("JOBS_BACKGROUND_BATCH", 20)))
+        self.exit_seconds = float(config.get("JOBS_EXIT_SECONDS", 10.0))
+        self._exit_by: float | None = None   # set once the interpreter is seen exiting
         self._cond = threading.Condition()
         self._pending: dict[tuple[str, tuple[Any, ...]], None] = {}
         self._last_submit = 0.0
@@ -261,6 +268,13 @@ class Drainer:
                 if quiet_in <= 0 or pause_in <= 0:
                     break
                 self._cond.wait(min(quiet_in, pause_in))
+            if self._past_exit_deadline():
+                log.warning("process exiting: %d background jobs left to the periodic "
+                            "sweeps", len(self._pending))
+                self._pending.clear()
+                self._thread = None
+                self._cond.notify_all()
+                return None
             jobs = []
             for key in self._pending:
                 jobs.append(key)
@@ -270,6 +284,14 @@ class Drainer:
                 del self._pending[key]
             self._running = len(jobs)
             return jobs
+
+    def _past_exit_deadline(self) -> bool:
+        if threading.main_thread().is_alive():
+            return False
+        now = time.monotonic()
+        if self._exit_by is None:
+            self._exit_by = now + self.exit_seconds
+        return now >= self._exit_by
 
     def _loop(self) -> None:
         self._resume_at = time.monotonic() + self.quiet

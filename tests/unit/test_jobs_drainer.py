@@ -3,9 +3,12 @@ keep enqueueing, then run one by one, each once, in order; never lost to a faili
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -127,3 +130,45 @@ def test_jobs_after_a_shutdown_still_run(ran: list[tuple[str, Any]]) -> None:
     r.wait_idle()
     r.shutdown()
     assert ran == [("t.bg", 1), ("t.bg", 2)]
+
+
+EXITING_PROCESS = """
+import sys, time
+from flask import Flask
+from app import jobs
+from app.jobs import JobRunner
+
+done = open(sys.argv[1], "a")
+def slow(n):
+    time.sleep(0.02)
+    done.write(f"{n}\\n")
+    done.flush()
+jobs.TASKS["t.slow"] = slow
+jobs.BACKGROUND.add("t.slow")
+app = Flask(__name__)
+app.config.update(JOBS_EXIT_SECONDS=1, JOBS_BACKGROUND_QUIET_SECONDS=0)
+runner = JobRunner(app)
+for n in range(2000):
+    runner.submit("t.slow", (n,))
+time.sleep(0.2)
+print("main thread done", flush=True)
+"""
+
+
+def test_an_exiting_process_runs_held_jobs_for_a_bounded_time_then_leaves_the_rest(
+        tmp_path: Path) -> None:
+    """2,000 held jobs of 20 ms would keep a stopped worker alive for 40 s; it stops after
+    JOBS_EXIT_SECONDS and leaves the rest to the periodic sweeps."""
+    record = tmp_path / "done.txt"
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", EXITING_PROCESS, str(record)],
+                         cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                         text=True, timeout=60, check=False)
+    elapsed = time.monotonic() - started
+    assert out.returncode == 0, out.stderr
+    assert "main thread done" in out.stdout
+    ran = record.read_text().split()
+    assert ran == [str(n) for n in range(len(ran))]     # in order, none twice
+    assert 10 < len(ran) < 2000
+    assert elapsed < 15
+    assert "background jobs left to the periodic sweeps" in out.stderr
