@@ -106,6 +106,9 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         ),
         # Webhooks
         "WEBHOOK_TOLERANCE_SECONDS": env_int("WEBHOOK_TOLERANCE_SECONDS", 300),
+        # Events the periodic retry sweep picks up at most per run (failed ones past their
+        # backoff, received ones whose job was lost).
+        "WEBHOOK_RETRY_BATCH": env_int("WEBHOOK_RETRY_BATCH", 1000),
         # Jobs: no broker means tasks run in-process after the transaction commits.
         "CELERY_BROKER_URL": env_str("CELERY_BROKER_URL"),
         "JOBS_EAGER": env_bool("JOBS_EAGER", False),

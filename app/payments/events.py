@@ -297,7 +297,7 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=random.uniform(step * 0.75, step))
 
 
-def due_for_retry(limit: int = 100) -> list[int]:
+def due_for_retry(limit: int = 1000) -> list[int]:
     """Failed events whose backoff has passed, and received ones left unprocessed."""
     now = utcnow()
     stale = now - timedelta(minutes=2)
@@ -311,8 +311,10 @@ def due_for_retry(limit: int = 100) -> list[int]:
 @jobs.task("webhooks.retry_due")
 def retry_due() -> int:
     """Periodic: re-run events whose backoff has passed (and received ones whose job was
-    lost). Each runs as its own job, so one poison event cannot block the rest."""
-    ids = due_for_retry()
+    lost). Each runs as its own job, so one poison event cannot block the rest. A batch is
+    large enough that a worker stopped with a backlog (see app/jobs Drainer) is caught up
+    within a sweep or two, not a hundred."""
+    ids = due_for_retry(int(current_app.config.get("WEBHOOK_RETRY_BATCH", 1000)))
     db.session.rollback()   # end the read transaction before the jobs take locks
     for row_id in ids:
         jobs.enqueue("webhooks.process", row_id)

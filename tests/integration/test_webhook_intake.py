@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 from app.extensions import db
 from app.gateways.sandbox import SIGNATURE_HEADER, sign
@@ -177,3 +177,21 @@ def test_a_processing_job_lost_after_the_commit_is_swept_up(
     runner.wait_idle()
     with app.app_context():
         assert events.counts_by_status() == {"processed": 1}
+
+
+def test_a_backlog_left_by_a_stopped_worker_is_swept_up_in_one_run(
+        db_app: Callable[..., Flask]) -> None:
+    """A worker stopped with thousands of events held (JOBS_EXIT_SECONDS) leaves them
+    'received'; the sweep takes them by the batch, not a hundred a minute."""
+    app = db_app(JOBS_EAGER=False, WEBHOOK_RETRY_BATCH=400)
+    old = utcnow() - timedelta(minutes=3)
+    with app.app_context():
+        db.session.execute(insert(WebhookEvent), [
+            {"gateway": "sandbox", "event_id": f"evt_left_{n}", "event_type": "payment.succeeded",
+             "payload": "{}", "status": "received", "attempts": 0, "received_at": old}
+            for n in range(450)])
+        db.session.commit()
+        assert events.retry_due() == 400
+    app.extensions["kassa_jobs"].wait_idle(timeout=60)
+    with app.app_context():
+        assert events.counts_by_status() == {"processed": 400, "received": 50}
