@@ -195,3 +195,28 @@ def test_a_backlog_left_by_a_stopped_worker_is_swept_up_in_one_run(
     app.extensions["kassa_jobs"].wait_idle(timeout=60)
     with app.app_context():
         assert events.counts_by_status() == {"processed": 400, "received": 50}
+
+
+def test_a_batch_stores_every_value_exactly(db_app: Callable[..., Flask]) -> None:
+    """Quotes, backslashes, newlines and non-ASCII text, and the arrival time to the
+    microsecond, come back as they were written (PostgreSQL sends the batch as JSON)."""
+    app = db_app()
+    with app.app_context():
+        writer: InboxWriter = events.inbox_writer()
+    received = utcnow().replace(microsecond=123456)
+    tricky = {"evt_q\"uote": '{"note":"a \\"b\\" \\\\ c\\nd ☃ é"}',
+              "evt_ünï\\code": '{"emoji":"💳","tab":"\\t"}'}
+    slots = [_Slot({"gateway": "sandbox", "event_id": event_id, "event_type": "payment.x",
+                    "payload": payload, "status": "received", "attempts": 0,
+                    "received_at": received}) for event_id, payload in tricky.items()]
+    writer._write(slots)
+    assert all(slot.error is None and slot.row_id is not None for slot in slots)
+    with app.app_context():
+        rows = db.session.execute(select(WebhookEvent)).scalars().all()
+        assert {row.event_id: row.payload for row in rows} == tricky
+        assert {row.id for row in rows} == {slot.row_id for slot in slots}
+        for row in rows:
+            stored_at = row.received_at
+            if stored_at.tzinfo is None:      # SQLite keeps naive UTC
+                stored_at = stored_at.replace(tzinfo=received.tzinfo)
+            assert stored_at == received
