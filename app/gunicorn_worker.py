@@ -93,7 +93,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
+class BalancedThreadWorker(ThreadWorker):
     """gunicorn's gthread worker, holding back from accepting while it is the crowded one."""
 
     board: ConnectionBoard | None = None

@@ -19,7 +19,15 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import dashboard, serving
-from bench.harness import OUT, ROOT, Database, machine, postgres_available
+from bench.harness import (
+    OUT,
+    REFERENCE_LABEL,
+    ROOT,
+    Database,
+    machine,
+    postgres_available,
+    reference_work_ms,
+)
 from bench.report import write_report
 
 BENCHES: dict[str, Callable[[Database, serving.Sizes], dict[str, Any]]] = {
@@ -94,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         dashboard.PAYMENTS_OVERRIDE = args.payments
     OUT.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    machine_info = machine()
     results: list[dict[str, Any]] = []
     db = Database.create("app")
     try:
@@ -118,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         db.drop()
     payload = {"quick": args.quick, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC",
                                                              time.gmtime(started)),
-               "machine": machine(), "results": results}
+               "machine": machine_info, "results": results}
+    machine_info[REFERENCE_LABEL.format(when="at the end")] = str(reference_work_ms())
     for result in results:
         result["run_started"] = payload["started"]
     out = OUT / ("results-quick.json" if args.quick else "results.json")

@@ -241,6 +241,27 @@ def wait_http(url: str, timeout: float = 10.0) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
+REFERENCE_LABEL = "reference work, CPU ms (lower is faster; {when})"
+
+
+def reference_work_ms() -> float:
+    """CPU time of a fixed piece of pure-Python work (JSON round trips), best of three.
+
+    Machines reporting the same CPU model differed by 1.8 times here (bare Flask in the
+    webhook benchmark: 6,696 requests/s one day, 3,735 the next, 2,817 an hour later):
+    this figure, taken at the start and the end of a run, says how fast the machine was,
+    so that runs on different days can be compared."""
+    doc = {"id": "evt_reference", "amount": 2500, "currency": "USD", "lines": list(range(20)),
+           "note": "x" * 100, "metadata": {"payment_id": "pay_reference"}}
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        for _ in range(20000):
+            json.loads(json.dumps(doc))
+        best = min(best, time.process_time() - started)
+    return round(best * 1000, 1)
+
+
 def machine() -> dict[str, str]:
     info: dict[str, str] = {}
     info["cpus (nproc)"] = str(len(os.sched_getaffinity(0)))
@@ -253,6 +274,7 @@ def machine() -> dict[str, str]:
         pass
     info["kernel"] = platform.release()
     info["load average at start (1, 5, 15 min)"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    info[REFERENCE_LABEL.format(when="at start")] = str(reference_work_ms())
     info["python"] = platform.python_version()
     try:
         import gunicorn

@@ -27,8 +27,11 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "bench", "--quick"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    results = {r["name"]: r for r in
-               json.loads((tmp_path / "results-quick.json").read_text())["results"]}
+    payload = json.loads((tmp_path / "results-quick.json").read_text())
+    results = {r["name"]: r for r in payload["results"]}
+    # How fast the machine was, at the start and at the end (runs on other days compare).
+    speed = [float(v) for k, v in payload["machine"].items() if k.startswith("reference work")]
+    assert len(speed) == 2 and all(ms > 0 for ms in speed)
     assert set(results) == {"checkout", "webhooks", "dashboard", "page", "memory"}
     for result in results.values():
         assert "error" not in result
