@@ -247,10 +247,11 @@ REFERENCE_LABEL = "reference work, CPU ms (lower is faster; {when})"
 def reference_work_ms() -> float:
     """CPU time of a fixed piece of pure-Python work (JSON round trips), best of three.
 
-    Machines reporting the same CPU model differed by 1.8 times here (bare Flask in the
-    webhook benchmark: 6,696 requests/s one day, 3,735 the next, 2,817 an hour later):
-    this figure, taken at the start and the end of a run, says how fast the machine was,
-    so that runs on different days can be compared."""
+    Sessions here run on machines that report the same CPU model but need not be equally
+    fast (bare Flask in the webhook benchmark: 6,696 requests/s in one session's run,
+    2,590-3,735/s in the next session's three). This figure, taken at the start and the
+    end of a run, says how fast the machine was, so that runs on different days compare.
+    """
     doc = {"id": "evt_reference", "amount": 2500, "currency": "USD", "lines": list(range(20)),
            "note": "x" * 100, "metadata": {"payment_id": "pay_reference"}}
     best = float("inf")
