@@ -4,17 +4,17 @@ gunicorn's workers all accept from one listening socket, and whichever wakes fir
 the connection. Long-lived keep-alive connections (a load balancer's pool, a gateway
 sending webhooks, a load generator) then split unevenly between the workers and stay
 that way: 64 connections came out 40/24, 44/20 and 49/15 between two workers here. Each
-worker gets about the same CPU, so the crowded worker's requests wait longer (median
-63 ms against 39 ms) while the other one idles whenever its few clients are in transit;
-the uneven runs served 10-35% fewer webhooks than the even ones.
+worker gets about the same CPU, so the crowded worker's clients wait longer: per-client
+medians of 60-63 ms against 39-41 ms in one run (bench/NOTES.md has the figures).
 
 BalancedThreadWorker stops accepting while it holds more connections than the least
 loaded of its live siblings, so the listener is left to them until they catch up.
 The counts live on a small board in shared memory, made by the master before it forks
 the workers; each worker writes its own slot (connections held, heartbeat). A worker
 whose heartbeat is older than STALE_SECONDS (hung, or still booting) is left out of the
-comparison, so it can never hold the others back. The least loaded worker always
-accepts, so a connection never waits for a worker that is holding back.
+comparison, so it can never hold the others back for long (at most STALE_SECONDS after
+it went silent). The least loaded live worker always accepts, so a connection never
+waits for a worker that is holding back.
 """
 
 from __future__ import annotations
