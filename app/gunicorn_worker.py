@@ -5,7 +5,7 @@ the connection. Long-lived keep-alive connections (a load balancer's pool, a gat
 sending webhooks, a load generator) then split unevenly between the workers and stay
 that way: 64 connections came out 40/24, 44/20 and 49/15 between two workers here. Each
 worker gets about the same CPU, so the crowded worker's clients wait longer: per-client
-medians of 60-63 ms against 39-41 ms in one run (bench/NOTES.md has the figures).
+medians of 60-65 ms against 40-42 ms in one run (bench/NOTES.md has the figures).
 
 BalancedThreadWorker stops accepting while it holds more connections than the least
 loaded of its live siblings, so the listener is left to them until they catch up.
