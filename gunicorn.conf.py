@@ -10,12 +10,12 @@ a gateway, so the pool can be much smaller than the thread count).
 Settings (environment):
   WEB_CONCURRENCY   worker processes (default: number of CPUs)
   THREADS           threads per worker (default 64)
+                    (the app's ACTIVE_REQUESTS, default 4, bounds how many of them run at
+                    once; requests waiting on a gateway don't count: app/admission.py)
   WORKER_CLASS      default app.gunicorn_worker.BalancedThreadWorker: gthread, but a worker
                     holding more keep-alive connections than its least loaded live sibling
                     stops accepting until that one catches up (connections otherwise split
                     unevenly among workers and stay so); "gthread" for gunicorn's own
-                    (the app's ACTIVE_REQUESTS, default 4, bounds how many of them run at
-                    once; requests waiting on a gateway don't count: app/admission.py)
   BIND              address to listen on (default 0.0.0.0:$PORT, PORT default 8000)
   TIMEOUT           seconds a worker may be silent before it is restarted (default 30)
   GRACEFUL_TIMEOUT  seconds to finish in-flight requests on restart/shutdown (default 30)

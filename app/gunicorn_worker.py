@@ -19,7 +19,6 @@ waits for a worker that is holding back.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import time
@@ -85,11 +84,11 @@ class ConnectionBoard:
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)      # PermissionError: alive, someone else's
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
 
 
@@ -135,8 +134,7 @@ class BalancedThreadWorker(ThreadWorker):
             super().run()
         finally:
             if self._slot is not None and self.board is not None:
-                with contextlib.suppress(Exception):
-                    self.board.release(self._slot)
+                self.board.release(self._slot)
                 self._slot = None
 
     def notify(self) -> None:
