@@ -1,21 +1,27 @@
 """gunicorn settings for production: `gunicorn -c gunicorn.conf.py wsgi:app` (or `make serve`).
 
 A checkout spends most of its time waiting on the gateway's HTTP API, so each worker
-runs many threads (gthread): a thread blocked on a 250 ms gateway call costs a little
-memory, not a CPU. One worker per core keeps the CPUs busy; threads keep requests
-flowing while the gateway waits. The database pool is sized in app/config.py from the
-same THREADS variable (request threads give their connection back while they wait on
-a gateway, so the pool can be much smaller than the thread count).
+serves many requests at once on gevent (greenlets): a request waiting on a 250 ms gateway
+call, or on the database, costs a little memory, not a CPU, and hands the worker to the
+next request without any interpreter-lock contention between OS threads. One worker per
+core keeps the CPUs busy. The database pool is sized in app/config.py (requests give
+their connection back while they wait on a gateway, and the app's ACTIVE_REQUESTS line
+bounds how many run at once, so the pool can be small).
+
+gevent against gthread, same machine and run (bench/NOTES.md): webhook intake 3,517
+against 2,033 events/s, checkout at 250 ms gateway latency about 320 against 250/s.
 
 Settings (environment):
   WEB_CONCURRENCY   worker processes (default: number of CPUs)
-  THREADS           threads per worker (default 64)
-                    (the app's ACTIVE_REQUESTS, default 4, bounds how many of them run at
-                    once; requests waiting on a gateway don't count: app/admission.py)
-  WORKER_CLASS      default app.gunicorn_worker.BalancedThreadWorker: gthread, but a worker
-                    holding more keep-alive connections than its least loaded live sibling
-                    stops accepting until that one catches up (connections otherwise split
-                    unevenly among workers and stay so); "gthread" for gunicorn's own
+  WORKER_CLASS      default "gevent". "app.gunicorn_worker.BalancedThreadWorker" for OS
+                    threads instead (gthread, but a worker holding more keep-alive
+                    connections than its least loaded sibling stops accepting until that
+                    one catches up), or "gthread" for gunicorn's own
+  WORKER_CONNECTIONS  requests (greenlets) or connections (gthread) a worker holds at
+                    once (default 1000); the app's ACTIVE_REQUESTS, default 4, bounds how
+                    many of them run at once (requests waiting on a gateway don't count:
+                    app/admission.py)
+  THREADS           threads per worker with a thread worker class (default 64)
   BIND              address to listen on (default 0.0.0.0:$PORT, PORT default 8000)
   TIMEOUT           seconds a worker may be silent before it is restarted (default 30)
   GRACEFUL_TIMEOUT  seconds to finish in-flight requests on restart/shutdown (default 30)
@@ -30,8 +36,9 @@ Settings (environment):
   LOG_JSON          JSON logs (default on in production); access log lines are JSON too.
 
 The app is NOT preloaded: each worker builds its own app after the fork, so database
-engines, the in-process job pool (app/jobs JobRunner threads) and sockets are never
-shared across processes. Preloading would only save a little memory and start-up time.
+engines, the in-process job pool (app/jobs JobRunner threads, greenlets under gevent)
+and sockets are never shared across processes. gevent patches the standard library in
+each worker before the app is imported, which is one more reason not to preload. Preloading would only save a little memory and start-up time.
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ def _int(name: str, default: int) -> int:
 port = _int("PORT", 8000)
 bind = os.environ.get("BIND") or f"0.0.0.0:{port}"
 workers = _int("WEB_CONCURRENCY", multiprocessing.cpu_count())
-worker_class = os.environ.get("WORKER_CLASS", "app.gunicorn_worker.BalancedThreadWorker")
+worker_class = os.environ.get("WORKER_CLASS", "gevent")
 threads = _int("THREADS", 64)
 # Kernel listen queue: bursts of customers wait here instead of being refused.
 backlog = _int("BACKLOG", 2048)
@@ -60,7 +67,8 @@ graceful_timeout = _int("GRACEFUL_TIMEOUT", 30)
 keepalive = _int("KEEPALIVE", 5)
 max_requests = _int("MAX_REQUESTS", 0)
 max_requests_jitter = _int("MAX_REQUESTS_JITTER", max_requests // 10)
-# gthread: connections a worker keeps open at once (idle keep-alive ones included).
+# gevent: requests a worker serves at once; gthread: connections it keeps open at once
+# (idle keep-alive ones included).
 worker_connections = _int("WORKER_CONNECTIONS", 1000)
 preload_app = False
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

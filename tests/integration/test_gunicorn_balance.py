@@ -1,5 +1,7 @@
-"""gunicorn as deployed (gunicorn.conf.py): keep-alive connections shared evenly among
-the workers (app/gunicorn_worker.py), and a stuck worker never holds the others back."""
+"""gunicorn.conf.py with the thread worker (WORKER_CLASS=app.gunicorn_worker.
+BalancedThreadWorker, the choice for OS threads instead of the default gevent):
+keep-alive connections shared evenly among the workers, and a stuck worker never holds
+the others back."""
 
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ def server(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="2", THREADS="4", LOG_LEVEL="warning")
-    env.pop("WORKER_CLASS", None)       # the deployed default
+    env["WORKER_CLASS"] = "app.gunicorn_worker.BalancedThreadWorker"
     with open(tmp_path / "gunicorn.log", "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
