@@ -455,19 +455,22 @@ class StripeGateway:
         }
         if request.customer_email:
             params["customer_email"] = request.customer_email
+        # Three fields of the answer are read, so the SDK's object is read as it is, not
+        # copied into plain dicts first (every checkout's hot path).
         session = self._call(
             "checkout.create",
             lambda: self._client.v1.checkout.sessions.create(
                 params=params,  # type: ignore[arg-type]
                 options={"idempotency_key": request.idempotency_key},
             ),
+            plain=False,
         )
         log.info("stripe checkout session %s created for %s", session["id"],
                  request.payment_id)
         return CheckoutSession(
             reference=session["id"],
             redirect_url=session["url"],
-            expires_at=_ts(session.get("expires_at")),
+            expires_at=_ts(session["expires_at"] if "expires_at" in session else None),
         )
 
     # ------------------------------------------------------------------ retrieve
@@ -890,11 +893,12 @@ class StripeGateway:
         return redact(payload)
 
     # ------------------------------------------------------------------ errors
-    def _call(self, what: str, fn: Any) -> Any:
+    def _call(self, what: str, fn: Any, *, plain: bool = True) -> Any:
         try:
-            return _plain(fn())
+            result = fn()
         except stripe.StripeError as exc:
             raise self._translate(what, exc) from None
+        return _plain(result) if plain else result
 
     def _call_raw(self, what: str, fn: Any) -> dict[str, Any]:
         """Like _call, but the response's JSON exactly as Stripe sent it (list pages: the
