@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import select
+import sys
+from functools import cache
 from typing import Any
 
 from flask import Flask
@@ -43,11 +45,22 @@ def connection_was_closed(dbapi_connection: Any) -> bool:
     if fileno is None:   # a driver without a socket to look at: assume alive
         return False
     try:
-        poller = select.poll()
+        poller = _native_poll()()
         poller.register(fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
         return bool(poller.poll(0))
     except (OSError, ValueError):   # closed under us
         return True
+
+
+@cache
+def _native_poll() -> Any:
+    """The operating system's poll(), also under gevent workers: gevent's cooperative
+    poll() builds a watcher and a timer for every call, and a zero-timeout look at one
+    socket never blocks, so there is nothing to cooperate on."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("select"):
+        return monkey.get_original("select", "poll")
+    return select.poll
 
 
 def _configure_sqlite(engine: Engine) -> None:

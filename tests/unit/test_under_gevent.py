@@ -1,5 +1,6 @@
-"""Under gevent workers (the deployed default), a sign-in's ~70 ms password hash must not
-stall the worker's other requests: it runs on gevent's native thread pool."""
+"""Under gevent workers (the deployed default): a sign-in's ~70 ms password hash must not
+stall the worker's other requests (it runs on gevent's native thread pool), and the
+pool's liveness check on a database connection still tells a dead one from a live one."""
 
 from __future__ import annotations
 
@@ -61,3 +62,28 @@ def test_the_same_check_on_the_event_loop_would_stall_them() -> None:
     ok, took_ms, ticks = _run("inline")
     assert ok == "False"
     assert ticks <= 2, (took_ms, ticks)
+
+
+POOL_PROBE = """
+from gevent import monkey
+monkey.patch_all()
+import select, socket
+from app.db import _native_poll, connection_was_closed
+
+class Conn:   # what the check reads from a DB-API connection: closed and fileno()
+    closed = False
+    def __init__(self, sock): self.fileno = sock.fileno
+
+ours, server = socket.socketpair()
+alive = connection_was_closed(Conn(ours))
+server.close()                      # the server went away
+dead = connection_was_closed(Conn(ours))
+print(alive, dead, _native_poll() is select.poll)
+"""
+
+
+def test_the_pools_liveness_check_works_under_gevent_without_its_cooperative_poll() -> None:
+    out = subprocess.run([sys.executable, "-c", POOL_PROBE], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, check=True).stdout.split()
+    assert out[:2] == ["False", "True"]      # a live connection kept, a dead one refused
+    assert out[2] == "False"                 # with the OS's poll(), not gevent's
