@@ -470,7 +470,7 @@ class StripeGateway:
         return CheckoutSession(
             reference=session["id"],
             redirect_url=session["url"],
-            expires_at=_ts(session["expires_at"] if "expires_at" in session else None),
+            expires_at=_ts(getattr(session, "expires_at", None)),
         )
 
     # ------------------------------------------------------------------ retrieve

@@ -11,9 +11,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TypeVar, cast
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
+from sqlalchemy.orm import make_transient_to_detached
 
 from app import jobs
 from app.extensions import db
@@ -79,3 +80,19 @@ def lock(model: type[T], **filters: object) -> T | None:
         .execution_options(populate_existing=True)
     )
     return db.session.execute(stmt).scalars().first()
+
+
+def unloaded(model: type[T], pk: int) -> T:
+    """The ORM object of a row known to exist, without reading it: every attribute loads
+    on first use, as after a commit. For a row just written with a Core statement, whose
+    caller may need only one or two values it already knows (set_committed_value)."""
+    session = db.session()
+    existing = session.identity_map.get(session.identity_key(model, (pk,)))
+    if existing is not None:
+        return cast(T, existing)
+    mapper = inspect(model)
+    obj = mapper.class_manager.new_instance()
+    setattr(obj, mapper.primary_key[0].key, pk)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return cast(T, obj)
