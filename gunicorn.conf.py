@@ -8,8 +8,8 @@ core keeps the CPUs busy. The database pool is sized in app/config.py (requests 
 their connection back while they wait on a gateway, and the app's ACTIVE_REQUESTS line
 bounds how many run at once, so the pool can be small).
 
-gevent against gthread, same machine and run (bench/NOTES.md): webhook intake 3,517
-against 2,033 events/s, checkout at 250 ms gateway latency about 320 against 250/s.
+gevent against the thread worker, same machine and hour (bench/NOTES.md): webhook intake
+3,517 against 2,033 events/s; checkout at 250 ms gateway latency 303-318 against 241-255/s.
 
 Settings (environment):
   WEB_CONCURRENCY   worker processes (default: number of CPUs)

@@ -225,10 +225,11 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
 def engine_options(database_url: str) -> dict[str, Any]:
     """The connection pool of one process (each gunicorn worker has its own).
 
-    Request threads do not hold a connection while they wait on a gateway (the core ends
-    its read transaction first, see payments/uow.release_connection), so a worker with
-    100+ threads needs far fewer connections than threads: the default is
-    min(THREADS, 10) plus 10 overflow. Keep workers x (size + overflow) under the
+    Requests (greenlets or threads) do not hold a connection while they wait on a gateway
+    (the core ends its read transaction first, see payments/uow.release_connection), and
+    at most ACTIVE_REQUESTS of a worker's requests run at once, so a worker serving
+    hundreds of requests needs few connections: the default is min(THREADS, 10) (10 when
+    THREADS is unset) plus 10 overflow. Keep workers x (size + overflow) under the
     server's max_connections (PostgreSQL's default is 100).
     """
     if database_url.startswith("sqlite"):

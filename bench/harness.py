@@ -194,7 +194,10 @@ def app_env(db: Database, **extra: str) -> dict[str, str]:
         "LOG_JSON": "true",
         "LOG_LEVEL": "INFO",                # the JSON access log line per request included
         "WEB_CONCURRENCY": str(os.cpu_count() or 2),
-        "THREADS": "128",
+        # gunicorn.conf.py's default worker class (gevent) unless BENCH_WORKER_CLASS names
+        # another, e.g. app.gunicorn_worker.BalancedThreadWorker with THREADS=128.
+        "WORKER_CLASS": os.environ.get("BENCH_WORKER_CLASS") or "gevent",
+        "THREADS": "128",                   # used by thread worker classes only
         "DB_POOL_SIZE": "16",
         "DB_MAX_OVERFLOW": "8",             # 2 workers x 24 = 48 of PostgreSQL's 100
     }

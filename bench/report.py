@@ -78,8 +78,8 @@ def write_report(payload: dict[str, Any], path: Path) -> None:
         elif name == "memory":
             out.append(f"After boot: {result['rss_mb_after_boot']} MB per worker; after "
                        f"{result['requests']} requests ({result['errors']} errors): "
-                       f"{result['rss_mb_after_requests']} MB; {result['threads_per_worker']} "
-                       f"threads per worker.")
+                       f"{result['rss_mb_after_requests']} MB; worker class "
+                       f"{result.get('worker_class', 'gthread')}.")
     notes = path.parent / "NOTES.md"
     if notes.exists():
         out += ["", notes.read_text().strip()]

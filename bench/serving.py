@@ -131,7 +131,7 @@ def checkout_under_latency(db: Database, sizes: Sizes) -> dict[str, Any]:
         result: dict[str, Any] = {
             "name": "checkout",
             "setup": {"gateway": target["gateway"], "workers": server.env["WEB_CONCURRENCY"],
-                      "threads": server.env["THREADS"], "customers": clients,
+                      "worker class": server.env["WORKER_CLASS"], "customers": clients,
                       "requests per run (max)": total, "seconds per run (max)": max_seconds,
                       "latency_ms": latency_ms, "rounds (0 ms, then the latency)": rounds},
             "baseline_0ms": base, f"latency_{latency_ms}ms": slow,
@@ -384,7 +384,7 @@ def worker_memory(db: Database, sizes: Sizes) -> dict[str, Any]:
         return {"name": "memory", "requests": served, "errors": first["errors"] + second["errors"],
                 "rss_mb_after_boot": booted, "rss_mb_after_requests": after,
                 "ratio": round(max(after) / max(booted), 3) if booted and after else None,
-                "threads_per_worker": server.env["THREADS"],
+                "worker_class": server.env["WORKER_CLASS"],
                 "fresh_server": sizes.full}
     finally:
         release(sizes, server, fake)
