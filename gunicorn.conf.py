@@ -37,8 +37,9 @@ Settings (environment):
 
 The app is NOT preloaded: each worker builds its own app after the fork, so database
 engines, the in-process job pool (app/jobs JobRunner threads, greenlets under gevent)
-and sockets are never shared across processes. gevent patches the standard library in
-each worker before the app is imported, which is one more reason not to preload. Preloading would only save a little memory and start-up time.
+and sockets are never shared across processes; and gevent patches the standard library
+in each worker before the app is imported. Preloading would only save a little memory and
+start-up time.
 """
 
 from __future__ import annotations
