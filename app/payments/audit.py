@@ -35,17 +35,31 @@ def gateway_actor(gateway: str, event_id: str | None = None) -> Actor:
 _INSERT = sa_insert(AuditEntry.__table__)
 
 
+def row(actor: Actor, action: str, object_type: str, object_id: str, *,
+        from_state: str | None = None, to_state: str | None = None,
+        details: dict[str, Any] | None = None, payment_id: int | None = None,
+        order_id: int | None = None) -> dict[str, Any]:
+    """An audit_entries row as values, for code that writes rows rather than ORM objects."""
+    return {"created_at": utcnow(), "actor_type": actor.type, "actor_id": actor.id,
+            "action": action, "object_type": object_type, "object_id": object_id,
+            "from_state": from_state, "to_state": to_state, "details": details or None,
+            "payment_id": payment_id, "order_id": order_id}
+
+
+def insert_row(values: dict[str, Any]) -> None:
+    """Write a row() at once; same table, same transaction rules as record()."""
+    db.session.connection().execute(_INSERT, values)
+
+
 def insert(actor: Actor, action: str, object_type: str, object_id: str, *,
            from_state: str | None = None, to_state: str | None = None,
            details: dict[str, Any] | None = None, payment_id: int | None = None,
            order_id: int | None = None) -> None:
     """An audit entry written at once, for code that works with rows rather than ORM
     objects (the checkout's hot path); same table, same transaction rules as record()."""
-    db.session.connection().execute(_INSERT, {
-        "created_at": utcnow(), "actor_type": actor.type, "actor_id": actor.id,
-        "action": action, "object_type": object_type, "object_id": object_id,
-        "from_state": from_state, "to_state": to_state, "details": details or None,
-        "payment_id": payment_id, "order_id": order_id})
+    insert_row(row(actor, action, object_type, object_id, from_state=from_state,
+                   to_state=to_state, details=details, payment_id=payment_id,
+                   order_id=order_id))
 
 
 def record(actor: Actor, action: str, obj: Any, *, from_state: str | None = None,

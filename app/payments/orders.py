@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import bindparam, insert, select
@@ -83,11 +84,35 @@ class NewOrder:
     items: tuple[OrderLine, ...]
 
 
-def create_order(items: Sequence[ItemRequest], email: str, name: str, actor: Actor) -> NewOrder:
-    """Build an order from the catalog and reserve its stock, in the caller's unit of work.
+@dataclass(frozen=True, slots=True)
+class OrderPlan:
+    """A validated order priced from the catalog, not written yet."""
 
-    Prices, names and currency come from the products table, never from the caller.
-    """
+    values: dict[str, Any]              # the orders row
+    lines: tuple[OrderLine, ...]
+    stock: tuple[int | None, ...]       # each line's product stock, as read
+    quantities: dict[str, int]          # sku -> quantity, for the audit entry
+
+    def audit_row(self, actor: Actor, order_id: int | None) -> dict[str, Any]:
+        return audit.row(actor, "order.created", "order", self.values["public_id"],
+                         to_state=self.values["status"],
+                         details={"total": self.values["total_amount"],
+                                  "currency": self.values["currency"],
+                                  "items": self.quantities},
+                         order_id=order_id)
+
+    def written(self, order_id: int) -> NewOrder:
+        v = self.values
+        return NewOrder(id=order_id, public_id=v["public_id"], status=v["status"],
+                        currency=v["currency"], total_amount=v["total_amount"],
+                        customer_email=v["customer_email"],
+                        customer_name=v["customer_name"], expires_at=v["expires_at"],
+                        items=self.lines)
+
+
+def plan_order(items: Sequence[ItemRequest], email: str, name: str) -> OrderPlan:
+    """Validate the request and price it from the products table (never from the caller),
+    in the caller's unit of work."""
     _validate(items, email, name)
     skus = [i.sku for i in items]
     products = {p.sku: p for p in db.session.connection().execute(_CATALOG, {"skus": skus})}
@@ -115,24 +140,35 @@ def create_order(items: Sequence[ItemRequest], email: str, name: str, actor: Act
         "created_at": now,
         "updated_at": now,
     }
+    return OrderPlan(values, lines, tuple(products[line.sku].stock for line in lines),
+                     {i.sku: i.quantity for i in items})
+
+
+def item_rows(plan: OrderPlan, order_id: int | None) -> list[dict[str, Any]]:
+    return [{"order_id": order_id, "product_id": line.product_id, "sku": line.sku,
+             "name": line.name, "unit_amount": line.unit_amount, "quantity": line.quantity}
+            for line in plan.lines]
+
+
+def reserve(plan: OrderPlan) -> None:
+    """Take the order's stock (limited products only), or raise OutOfStock."""
+    inventory.reserve_lines(list(zip(plan.lines, plan.stock, strict=True)))
+
+
+def create_order(items: Sequence[ItemRequest], email: str, name: str, actor: Actor) -> NewOrder:
+    """Build an order from the catalog and reserve its stock, in the caller's unit of work."""
+    return write_order(plan_order(items, email, name), actor)
+
+
+def write_order(plan: OrderPlan, actor: Actor) -> NewOrder:
+    """Write a planned order, its items, its stock reservation and its audit entry."""
     conn = db.session.connection()
-    order_id = conn.execute(_INSERT_ORDER, values).scalar_one()
-    conn.execute(_INSERT_ITEM, [
-        {"order_id": order_id, "product_id": line.product_id, "sku": line.sku,
-         "name": line.name, "unit_amount": line.unit_amount, "quantity": line.quantity}
-        for line in lines])
+    order_id = conn.execute(_INSERT_ORDER, plan.values).scalar_one()
+    conn.execute(_INSERT_ITEM, item_rows(plan, order_id))
     # Last, so a limited product's row lock is held for as short a time as possible.
-    inventory.reserve_lines([(line, products[line.sku].stock) for line in lines])
-    order = NewOrder(id=order_id, public_id=values["public_id"], status=values["status"],
-                     currency=values["currency"], total_amount=values["total_amount"],
-                     customer_email=values["customer_email"],
-                     customer_name=values["customer_name"], expires_at=values["expires_at"],
-                     items=lines)
-    audit.insert(actor, "order.created", "order", order.public_id, to_state=order.status,
-                 details={"total": order.total_amount, "currency": order.currency,
-                          "items": {i.sku: i.quantity for i in items}},
-                 order_id=order_id)
-    return order
+    reserve(plan)
+    audit.insert_row(plan.audit_row(actor, order_id))
+    return plan.written(order_id)
 
 
 def get_order(order_public_id: str) -> Order:
