@@ -7,14 +7,13 @@ and a retried create reuses the key: the gateway never makes a second session.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app, url_for
-from sqlalchemy import Table, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.extensions import db
@@ -32,6 +31,7 @@ from app.payments import audit, faults, orders
 from app.payments.audit import Actor
 from app.payments.errors import InvalidState, NotFound, PaymentGatewayFailed
 from app.payments.orders import ItemRequest, NewOrder, OrderPlan
+from app.payments.rows import insert_from_json, to_json
 from app.payments.uow import lock, release_connection, unit_of_work
 from app.payments.updates import apply_update_now
 
@@ -99,39 +99,24 @@ def _new_attempt(order: Order | NewOrder, gateway_name: str, actor: Actor) -> Ne
     return _attempt(payment_id, values)
 
 
-def _insert_from_json(table: Table, source: str, links: dict[str, str]) -> str:
-    """INSERT INTO table SELECT its columns from a JSON row or recordset; `links` gives
-    columns taken from earlier statements instead (order_id from o.id)."""
-    columns = [c.name for c in table.columns if c.name != "id"]
-    picks = ", ".join(links.get(c, f"r.{c}") for c in columns)
-    return f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {picks} FROM {source}"
-
-
 # PostgreSQL: a new order, its items, its first attempt and both audit entries in ONE
-# statement (data-modifying CTEs), the rows sent as JSON. Four round trips fewer than one
-# INSERT each; the checkout benchmark is bound by CPU, and every statement costs it in
-# SQLAlchemy, psycopg and the server.
+# statement (app/payments/rows.py): four round trips fewer than one INSERT each.
 _WRITE_ORDER_AND_ATTEMPT = (
-    "WITH o AS (" + _insert_from_json(
+    "WITH o AS (" + insert_from_json(
         Order.__table__, "json_populate_record(NULL::orders, %(order)s::json) r", {})
-    + " RETURNING id), i AS (" + _insert_from_json(
+    + " RETURNING id), i AS (" + insert_from_json(
         OrderItem.__table__,
         "o, json_populate_recordset(NULL::order_items, %(items)s::json) r",
         {"order_id": "o.id"})
-    + "), p AS (" + _insert_from_json(
+    + "), p AS (" + insert_from_json(
         Payment.__table__, "o, json_populate_record(NULL::payments, %(payment)s::json) r",
         {"order_id": "o.id"})
-    + " RETURNING id), a AS (" + _insert_from_json(
+    + " RETURNING id), a AS (" + insert_from_json(
         AuditEntry.__table__,
         "o, p, json_populate_recordset(NULL::audit_entries, %(audit)s::json) r",
         {"order_id": "o.id",
          "payment_id": "CASE WHEN r.object_type = 'payment' THEN p.id END"})
     + ") SELECT o.id, p.id FROM o, p")
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"),
-                      default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
 
 
 def _write_order_and_attempt(plan: OrderPlan, gateway_name: str,
@@ -142,9 +127,9 @@ def _write_order_and_attempt(plan: OrderPlan, gateway_name: str,
                           order["customer_email"], order["expires_at"], gateway_name)
     order_id, payment_id = db.session.connection().exec_driver_sql(
         _WRITE_ORDER_AND_ATTEMPT, {
-            "order": _json(order), "items": _json(orders.item_rows(plan, None)),
-            "payment": _json(values),
-            "audit": _json([plan.audit_row(actor, None),
+            "order": to_json(order), "items": to_json(orders.item_rows(plan, None)),
+            "payment": to_json(values),
+            "audit": to_json([plan.audit_row(actor, None),
                             _attempt_audit_row(actor, values, None)])}).one()
     # Last, so a limited product's row lock is held for as short a time as possible.
     orders.reserve(plan)

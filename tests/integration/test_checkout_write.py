@@ -96,3 +96,27 @@ def test_a_one_statement_checkout_out_of_stock_writes_nothing(
         assert [db.session.query(m).count()
                 for m in (Order, OrderItem, Payment, AuditEntry)] == counts
         assert _stock("print-usd") == left
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_opening_the_checkout_records_the_same_trail_on_both_databases(
+        backend: str, make_app: Callable[..., Flask], request: pytest.FixtureRequest) -> None:
+    # PostgreSQL moves the attempt and writes its audit entry in one statement.
+    overrides = {"SQLALCHEMY_DATABASE_URI": request.getfixturevalue("pg_url")} \
+        if backend == "postgres" else {}
+    with make_app(**overrides).test_request_context():
+        payment = checkout.create_checkout([ItemRequest("tee-usd", 1)], "cy@example.com", "Cy",
+                                           "sandbox", CUSTOMER)
+        assert payment.status == "processing"
+        assert payment.gateway_reference and payment.checkout_url
+        assert payment.updated_at >= payment.created_at
+        trail = db.session.scalars(select(AuditEntry).where(AuditEntry.payment_id == payment.id)
+                                   .order_by(AuditEntry.id)).all()
+        assert [(e.action, e.from_state, e.to_state) for e in trail] == [
+            ("payment.created", None, "created"),
+            ("payment.status_changed", "created", "processing")]
+        opened = trail[1]
+        assert (opened.actor_type, opened.object_type, opened.object_id, opened.order_id) == (
+            "customer", "payment", payment.public_id, payment.order_id)
+        assert opened.details == {"reason": "checkout opened",
+                                  "reference": payment.gateway_reference}
