@@ -9,40 +9,26 @@ import collections
 import http.client
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.integration.gunicorn_run import gunicorn
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    env.update(BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="2", THREADS="4", LOG_LEVEL="warning")
-    env["WORKER_CLASS"] = "app.gunicorn_worker.BalancedThreadWorker"
-    with open(tmp_path / "gunicorn.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
-             "tests.integration.gunicorn_pid_app:app"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    log = tmp_path / "gunicorn.log"
+    with gunicorn("tests.integration.gunicorn_pid_app:app", log, WEB_CONCURRENCY="2",
+                  THREADS="4", LOG_LEVEL="warning",
+                  WORKER_CLASS="app.gunicorn_worker.BalancedThreadWorker") as (port, proc):
         deadline = time.monotonic() + 30
         pids: set[str] = set()
         while len(pids) < 2:         # both workers answer, so both are in their loops
-            assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()
+            assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "workers did not come up"
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
@@ -53,14 +39,6 @@ def server(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
                 time.sleep(0.1)
         time.sleep(0.2)              # the closed probe connections are counted down
         yield port, proc
-    finally:
-        os.killpg(proc.pid, signal.SIGCONT)
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def _open(port: int) -> tuple[http.client.HTTPConnection, str]:

@@ -4,18 +4,14 @@ serving new requests while earlier ones wait on a slow gateway."""
 from __future__ import annotations
 
 import http.client
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.gunicorn_run import gunicorn
+
 CUSTOMERS = 30
 
 
@@ -48,12 +44,6 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _get(port: int) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
@@ -69,40 +59,29 @@ def test_one_default_worker_serves_many_customers_while_the_gateway_is_slow(
         tmp_path: Path) -> None:
     gateway = _Server(("127.0.0.1", 0), SlowGateway)
     threading.Thread(target=gateway.serve_forever, daemon=True).start()
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PROMETHEUS_MULTIPROC_DIR", "WORKER_CLASS")}   # the deployed default
-    # One worker with one thread: whatever serves the customers at once is the worker class.
-    env.update(BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="1", THREADS="1",
-               LOG_LEVEL="info", UPSTREAM_URL=f"http://127.0.0.1:{gateway.server_port}/")
-    with open(tmp_path / "gunicorn.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
-             "tests.integration.gunicorn_upstream_app:app"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log = tmp_path / "gunicorn.log"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()
-            try:
-                assert _get(port) == 200
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "gunicorn did not come up"
-                time.sleep(0.1)
-        SlowGateway.most_waiting = 0
-        with ThreadPoolExecutor(CUSTOMERS) as pool:
-            statuses = list(pool.map(lambda _: _get(port), range(CUSTOMERS)))
-        assert statuses == [200] * CUSTOMERS
-        # They waited on the gateway together, not one after another (one thread: 1).
-        assert SlowGateway.most_waiting >= CUSTOMERS // 2, SlowGateway.most_waiting
-        assert "Using worker: gevent" in (tmp_path / "gunicorn.log").read_text()
+        # One worker with one thread: whatever serves the customers at once is the worker
+        # class, gunicorn.conf.py's default (WORKER_CLASS unset).
+        with gunicorn("tests.integration.gunicorn_upstream_app:app", log, WORKER_CLASS=None,
+                      WEB_CONCURRENCY="1", THREADS="1", LOG_LEVEL="info",
+                      UPSTREAM_URL=f"http://127.0.0.1:{gateway.server_port}/") as (port, proc):
+            deadline = time.monotonic() + 30
+            while True:
+                assert proc.poll() is None, log.read_text()
+                try:
+                    assert _get(port) == 200
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "gunicorn did not come up"
+                    time.sleep(0.1)
+            SlowGateway.most_waiting = 0
+            with ThreadPoolExecutor(CUSTOMERS) as pool:
+                statuses = list(pool.map(lambda _: _get(port), range(CUSTOMERS)))
+            assert statuses == [200] * CUSTOMERS
+            # They waited on the gateway together, not one after another (one thread: 1).
+            assert SlowGateway.most_waiting >= CUSTOMERS // 2, SlowGateway.most_waiting
+            assert "Using worker: gevent" in log.read_text()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
         gateway.shutdown()
         gateway.server_close()
