@@ -133,7 +133,7 @@ def _write_order_and_attempt(plan: OrderPlan, gateway_name: str,
                             _attempt_audit_row(actor, values, None)])}).one()
     # Last, so a limited product's row lock is held for as short a time as possible.
     orders.reserve(plan)
-    return plan.written(order_id), _attempt(payment_id, dict(values, order_id=order_id))
+    return plan.written(order_id), _attempt(payment_id, values)
 
 
 def create_checkout(items: Sequence[ItemRequest], email: str, name: str, gateway_name: str,

@@ -49,6 +49,10 @@ def _written(order_id: int, payment_id: int) -> dict[str, Any]:
             "items": [_row(i) for i in items], "audit": [_row(e) for e in entries]}
 
 
+def _row_counts() -> list[int]:
+    return [db.session.query(m).count() for m in (Order, OrderItem, Payment, AuditEntry)]
+
+
 def _stock(sku: str) -> int | None:
     return db.session.scalar(select(Product.stock).where(Product.sku == sku))
 
@@ -88,13 +92,12 @@ def test_a_one_statement_checkout_out_of_stock_writes_nothing(
     with make_app(SQLALCHEMY_DATABASE_URI=pg_url).app_context():
         left = _stock("print-usd")
         assert left is not None
-        counts = [db.session.query(m).count() for m in (Order, OrderItem, Payment, AuditEntry)]
+        counts = _row_counts()
         with pytest.raises(OutOfStock), unit_of_work():
             plan = orders.plan_order([ItemRequest("tee-usd", 1), ItemRequest("print-usd", 99)],
                                      "bo@example.com", "Bo")
             checkout._write_order_and_attempt(plan, "sandbox", CUSTOMER)
-        assert [db.session.query(m).count()
-                for m in (Order, OrderItem, Payment, AuditEntry)] == counts
+        assert _row_counts() == counts
         assert _stock("print-usd") == left
 
 
