@@ -25,7 +25,7 @@ class Kassa(Flask):
         try:
             if func in self._plain_callables:
                 return func
-        except TypeError:   # unhashable: ask every time
+        except TypeError:  # unhashable: ask every time
             return super().ensure_sync(func)
         result = super().ensure_sync(func)
         if result is func and len(self._plain_callables) < 4096:
@@ -56,8 +56,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     db_setup.configure_engine(app)
-    migrate.init_app(app, db, directory=str(ROOT / "migrations"), compare_type=True,
-                     render_item=db_setup.render_migration_item)
+    migrate.init_app(
+        app,
+        db,
+        directory=str(ROOT / "migrations"),
+        compare_type=True,
+        render_item=db_setup.render_migration_item,
+    )
     csrf.init_app(app)
     login_manager.init_app(app)
     htmx.init_app(app)
@@ -82,7 +87,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if "sandbox" in app.extensions["kassa_gateways"]:
         app.register_blueprint(sandbox_bp)
     auth.init_app(app)
-    security.init_app(app)   # headers/CSP on every response, session lifetimes
+    security.init_app(app)  # headers/CSP on every response, session lifetimes
     templating.init_app(app)
     errors.init_app(app)
     cli.init_app(app)
@@ -90,7 +95,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     observability.init_app(app)
     serving.init_app(app)
-    admission.init_app(app)   # outermost: a request waits in line before anything runs
+    admission.init_app(app)  # outermost: a request waits in line before anything runs
 
     # Imported here: a module-level `logging` name would be shadowed by app/logging.py.
     import logging

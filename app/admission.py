@@ -62,7 +62,7 @@ class ActiveLimit:
                 ticket.acquire()
                 self._line.append(ticket)
         if ticket is not None:
-            ticket.acquire()    # released by the request that hands us its place
+            ticket.acquire()  # released by the request that hands us its place
         _local.limit = self
 
     def leave(self) -> None:
@@ -72,7 +72,7 @@ class ActiveLimit:
     def _release(self) -> None:
         with self._lock:
             if self._line and self.active <= self.limit:
-                self._line.popleft().release()   # the place goes on, the count stays
+                self._line.popleft().release()  # the place goes on, the count stays
             else:
                 self.active -= 1
 
@@ -89,7 +89,7 @@ def waiting_outside() -> Iterator[None]:
     if limit is None:
         yield
         return
-    _local.limit = None     # a wait nested in this one must not give the place away again
+    _local.limit = None  # a wait nested in this one must not give the place away again
     limit._release()
     try:
         yield
@@ -103,8 +103,9 @@ class _Middleware:
         self.wsgi_app = wsgi_app
         self.limit = limit
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
-                 ) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         environ[ARRIVED] = time.perf_counter()
         if environ.get("PATH_INFO") == LIVENESS_PATH:
             # "Alive" means the worker answers: a liveness probe never waits behind a queue

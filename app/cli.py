@@ -23,8 +23,14 @@ DEMO_PRODUCTS = [
     ("mug-eur", "Enamel mug", "Holds 350 ml of coffee; survives camping.", 1450, "EUR", None),
     ("notebook-inr", "Dot-grid notebook", "A5, 120 gsm, lay-flat binding.", 49900, "INR", None),
     ("tenugui-jpy", "Tenugui towel", "Hand-dyed cotton towel from Osaka.", 1800, "JPY", None),
-    ("print-usd", "Signed print (limited)", "Numbered risograph print, 30 x 40 cm.", 6000,
-     "USD", 5),
+    (
+        "print-usd",
+        "Signed print (limited)",
+        "Numbered risograph print, 30 x 40 cm.",
+        6000,
+        "USD",
+        5,
+    ),
 ]
 
 
@@ -34,16 +40,31 @@ def seed_demo_data() -> tuple[list[str], str, str | None]:
     for sku, name, description, amount, currency, stock in DEMO_PRODUCTS:
         if db.session.execute(select(Product).where(Product.sku == sku)).scalar_one_or_none():
             continue
-        db.session.add(Product(sku=sku, name=name, description=description, unit_amount=amount,
-                               currency=currency, stock=stock, active=True))
+        db.session.add(
+            Product(
+                sku=sku,
+                name=name,
+                description=description,
+                unit_amount=amount,
+                currency=currency,
+                stock=stock,
+                active=True,
+            )
+        )
         created.append(sku)
     password_file = Path(current_app.instance_path) / "demo_merchant_password.txt"
     password = password_file.read_text().strip() if password_file.exists() else None
     user = db.session.execute(select(User).where(User.email == DEMO_EMAIL)).scalar_one_or_none()
     if user is None:
         password = secrets.token_urlsafe(12)
-        db.session.add(User(email=DEMO_EMAIL, password_hash=generate_password_hash(password),
-                            role=Role.OWNER, session_token=secrets.token_hex(16)))
+        db.session.add(
+            User(
+                email=DEMO_EMAIL,
+                password_hash=generate_password_hash(password),
+                role=Role.OWNER,
+                session_token=secrets.token_hex(16),
+            )
+        )
         password_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -56,35 +77,45 @@ def create_merchant(email: str, role: str, password: str) -> User:
     email = email.strip().lower()
     user = db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
     if user is None:
-        user = User(email=email, role=role, password_hash=generate_password_hash(password),
-                    session_token=secrets.token_hex(16))
+        user = User(
+            email=email,
+            role=role,
+            password_hash=generate_password_hash(password),
+            session_token=secrets.token_hex(16),
+        )
         db.session.add(user)
     else:
         user.role = role
         user.password_hash = generate_password_hash(password)
-        user.session_token = secrets.token_hex(16)   # a new password ends old sessions
+        user.session_token = secrets.token_hex(16)  # a new password ends old sessions
     db.session.commit()
     return user
 
 
 def init_app(app: Flask) -> None:
     init_reliability_commands(app)
+
     @app.cli.command("seed-demo")
     def seed_demo() -> None:
         """Create the demo catalog and a demo merchant (idempotent)."""
         created, email, password = seed_demo_data()
-        click.echo(f"Demo catalog: {len(created)} product(s) added "
-                   f"({len(DEMO_PRODUCTS) - len(created)} already there).")
+        click.echo(
+            f"Demo catalog: {len(created)} product(s) added "
+            f"({len(DEMO_PRODUCTS) - len(created)} already there)."
+        )
         if password:
             click.echo(f"Demo merchant: {email} / password: {password}")
         else:
-            click.echo(f"Demo merchant: {email} (password set earlier; reset it with "
-                       f"`flask --app wsgi create-merchant {email} --role owner`)")
+            click.echo(
+                f"Demo merchant: {email} (password set earlier; reset it with "
+                f"`flask --app wsgi create-merchant {email} --role owner`)"
+            )
 
     @app.cli.command("create-merchant")
     @click.argument("email")
-    @click.option("--role", type=click.Choice([r.value for r in Role]), default="owner",
-                  show_default=True)
+    @click.option(
+        "--role", type=click.Choice([r.value for r in Role]), default="owner", show_default=True
+    )
     @click.option("--password", help="Prompted for (hidden) when not given.")
     def create_merchant_command(email: str, role: str, password: str | None) -> None:
         """Create a merchant user, or reset an existing one's role and password."""
@@ -107,17 +138,21 @@ def init_app(app: Flask) -> None:
         from app.seed import seed_bench
 
         seed_demo_data()
-        with click.progressbar(length=count, label="Seeding payments",
-                               show_pos=True, show_eta=True) as bar:
+        with click.progressbar(
+            length=count, label="Seeding payments", show_pos=True, show_eta=True
+        ) as bar:
             seed_bench(count, batch=batch, days=days, progress=bar.update)
         click.echo(f"Added {count} orders and payments.")
 
 
 def init_reliability_commands(app: Flask) -> None:
     @app.cli.command("reconcile")
-    @click.option("--grace", type=int, default=None,
-                  help="Skip records changed in the last N seconds (default: "
-                       "RECONCILE_GRACE_SECONDS).")
+    @click.option(
+        "--grace",
+        type=int,
+        default=None,
+        help="Skip records changed in the last N seconds (default: RECONCILE_GRACE_SECONDS).",
+    )
     def reconcile_command(grace: int | None) -> None:
         """Bring open payments and pending refunds up to date from the gateways."""
         from app.payments.reconcile import reconcile

@@ -58,9 +58,9 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
     production = env == "production"
     database_url = env_str("DATABASE_URL") or f"sqlite:///{instance_path / 'kassa.db'}"
     if database_url.startswith("postgres://"):  # Heroku-style URLs
-        database_url = "postgresql+psycopg://" + database_url[len("postgres://"):]
+        database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
     elif database_url.startswith("postgresql://"):
-        database_url = "postgresql+psycopg://" + database_url[len("postgresql://"):]
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
 
     secret_key = env_str("SECRET_KEY")
     if not secret_key and not production:
@@ -85,7 +85,9 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "SANDBOX_WEBHOOK_URL": env_str("SANDBOX_WEBHOOK_URL"),
         # "once" or "twice_out_of_order" (every event twice, newest first)
         "SANDBOX_WEBHOOK_MODE": env_str("SANDBOX_WEBHOOK_MODE", "once"),
-        "SANDBOX_WEBHOOK_DELAY_SECONDS": float(env_str("SANDBOX_WEBHOOK_DELAY_SECONDS", "0.3") or 0.3),
+        "SANDBOX_WEBHOOK_DELAY_SECONDS": float(
+            env_str("SANDBOX_WEBHOOK_DELAY_SECONDS", "0.3") or 0.3
+        ),
         # Stripe
         "STRIPE_SECRET_KEY": env_str("STRIPE_SECRET_KEY"),
         "STRIPE_WEBHOOK_SECRET": env_str("STRIPE_WEBHOOK_SECRET"),
@@ -144,7 +146,8 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "GATEWAY_BACKOFF_MAX_SECONDS": float(env_str("GATEWAY_BACKOFF_MAX_SECONDS", "5") or 5),
         "GATEWAY_BREAKER_THRESHOLD": env_int("GATEWAY_BREAKER_THRESHOLD", 5),
         "GATEWAY_BREAKER_COOLDOWN_SECONDS": float(
-            env_str("GATEWAY_BREAKER_COOLDOWN_SECONDS", "30") or 30),
+            env_str("GATEWAY_BREAKER_COOLDOWN_SECONDS", "30") or 30
+        ),
         # Receipts by SMTP; with no MAIL_SERVER they are written to instance/outbox/*.eml.
         "MAIL_SERVER": env_str("MAIL_SERVER"),
         "MAIL_PORT": env_int("MAIL_PORT", 587),
@@ -170,11 +173,13 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         # Secure unless running the debug server over plain http (override with the env var).
-        "SESSION_COOKIE_SECURE": env_bool("SESSION_COOKIE_SECURE",
-                                          production or not env_bool("FLASK_DEBUG", False)),
+        "SESSION_COOKIE_SECURE": env_bool(
+            "SESSION_COOKIE_SECURE", production or not env_bool("FLASK_DEBUG", False)
+        ),
         "REMEMBER_COOKIE_HTTPONLY": True,
-        "REMEMBER_COOKIE_SECURE": env_bool("SESSION_COOKIE_SECURE",
-                                           production or not env_bool("FLASK_DEBUG", False)),
+        "REMEMBER_COOKIE_SECURE": env_bool(
+            "SESSION_COOKIE_SECURE", production or not env_bool("FLASK_DEBUG", False)
+        ),
         "WTF_CSRF_TIME_LIMIT": None,
         # Allowed extra hosts for return URLs (comma separated)
         "ALLOWED_RETURN_HOSTS": [
@@ -183,7 +188,8 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         # Security (app/security.py, app/auth/): cookies, session lifetimes, headers, 2FA.
         # __Host- cookies are sent only over HTTPS, to this exact host, for Path=/.
         "SESSION_COOKIE_NAME": env_str(
-            "SESSION_COOKIE_NAME", "__Host-kassa_session" if production else "kassa_session"),
+            "SESSION_COOKIE_NAME", "__Host-kassa_session" if production else "kassa_session"
+        ),
         "SESSION_COOKIE_PATH": "/",
         "SESSION_COOKIE_DOMAIN": None,
         # Merchant sessions end after this long without a request / after this long at all.
@@ -263,15 +269,17 @@ def check_production(config: dict[str, Any]) -> None:
     if config.get("RAZORPAY_KEY_ID") and not (
         config.get("RAZORPAY_KEY_SECRET") and config.get("RAZORPAY_WEBHOOK_SECRET")
     ):
-        problems.append("RAZORPAY_KEY_SECRET and RAZORPAY_WEBHOOK_SECRET are required with "
-                        "RAZORPAY_KEY_ID")
+        problems.append(
+            "RAZORPAY_KEY_SECRET and RAZORPAY_WEBHOOK_SECRET are required with RAZORPAY_KEY_ID"
+        )
     if config.get("SANDBOX_ENABLED") and config.get("SANDBOX_WEBHOOK_SECRET") in (None, ""):
-        problems.append("SANDBOX_WEBHOOK_SECRET is required when the sandbox is enabled in "
-                        "production (or set SANDBOX_ENABLED=false)")
+        problems.append(
+            "SANDBOX_WEBHOOK_SECRET is required when the sandbox is enabled in "
+            "production (or set SANDBOX_ENABLED=false)"
+        )
     problems.extend(_default_secret_problems(config))
     if not config.get("SESSION_COOKIE_SECURE"):
-        problems.append("SESSION_COOKIE_SECURE must be on in production (cookies only over "
-                        "HTTPS)")
+        problems.append("SESSION_COOKIE_SECURE must be on in production (cookies only over HTTPS)")
     name = str(config.get("SESSION_COOKIE_NAME") or "")
     if not name.startswith("__Host-"):
         problems.append("SESSION_COOKIE_NAME must start with __Host- in production")
@@ -285,13 +293,36 @@ def check_production(config: dict[str, Any]) -> None:
 
 # Values seen in examples, tutorials and our own docs/tests: never acceptable as secrets.
 KNOWN_DEFAULT_SECRETS = {
-    "", "secret", "changeme", "change-me", "change_me", "dev", "development", "test",
-    "testing", "default", "password", "kassa", "notasecret", "not-a-secret", "xxx",
-    "your-secret-key", "your_secret_key", "secret-key", "secret_key", "supersecret",
+    "",
+    "secret",
+    "changeme",
+    "change-me",
+    "change_me",
+    "dev",
+    "development",
+    "test",
+    "testing",
+    "default",
+    "password",
+    "kassa",
+    "notasecret",
+    "not-a-secret",
+    "xxx",
+    "your-secret-key",
+    "your_secret_key",
+    "secret-key",
+    "secret_key",
+    "supersecret",
     "test-secret-key-not-for-production-0123456789abcdef",
 }
-SECRET_SETTINGS = ("SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
-                   "RAZORPAY_KEY_SECRET", "RAZORPAY_WEBHOOK_SECRET", "SANDBOX_WEBHOOK_SECRET")
+SECRET_SETTINGS = (
+    "SECRET_KEY",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "RAZORPAY_KEY_SECRET",
+    "RAZORPAY_WEBHOOK_SECRET",
+    "SANDBOX_WEBHOOK_SECRET",
+)
 
 
 def _looks_default(value: str) -> bool:
@@ -299,10 +330,12 @@ def _looks_default(value: str) -> bool:
     if lowered in KNOWN_DEFAULT_SECRETS:
         return True
     # Placeholders such as "sk_live_...", "whsec_xxx", "<your key>", "change-this".
-    if any(marker in lowered for marker in ("change", "placeholder", "example", "your_",
-                                            "your-", "<", "...", "xxxx")):
+    if any(
+        marker in lowered
+        for marker in ("change", "placeholder", "example", "your_", "your-", "<", "...", "xxxx")
+    ):
         return True
-    return len(set(lowered)) <= 2   # "aaaa...", "0000..."
+    return len(set(lowered)) <= 2  # "aaaa...", "0000..."
 
 
 def _default_secret_problems(config: dict[str, Any]) -> list[str]:

@@ -54,8 +54,11 @@ def merge(policy: str, extra: Mapping[str, Iterable[str]]) -> str:
     """Add sources to a policy's directives ('none' goes once something is allowed)."""
     directives = parse(policy)
     for name, sources in extra.items():
-        current = [s for s in directives.get(name, directives.get("default-src", ["'self'"]))
-                   if s != "'none'"]
+        current = [
+            s
+            for s in directives.get(name, directives.get("default-src", ["'self'"]))
+            if s != "'none'"
+        ]
         for source in sources:
             if source not in current:
                 current.append(source)

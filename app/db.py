@@ -42,13 +42,13 @@ def connection_was_closed(dbapi_connection: Any) -> bool:
     if getattr(dbapi_connection, "closed", False):
         return True
     fileno = getattr(dbapi_connection, "fileno", None)
-    if fileno is None:   # a driver without a socket to look at: assume alive
+    if fileno is None:  # a driver without a socket to look at: assume alive
         return False
     try:
         poller = _native_poll()()
         poller.register(fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
         return bool(poller.poll(0))
-    except (OSError, ValueError):   # closed under us
+    except (OSError, ValueError):  # closed under us
         return True
 
 

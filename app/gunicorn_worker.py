@@ -26,8 +26,8 @@ from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
 
-SLOTS = 256           # more workers than this in one master share no slots: no balancing
-STALE_SECONDS = 3.0   # a worker's run loop beats at least once a second
+SLOTS = 256  # more workers than this in one master share no slots: no balancing
+STALE_SECONDS = 3.0  # a worker's run loop beats at least once a second
 RECHECK_SECONDS = 0.05  # while holding back, look at the others' counts this often
 
 
@@ -39,8 +39,8 @@ class ConnectionBoard:
         self._lock = multiprocessing.Lock()
         self._pids = multiprocessing.RawArray("q", slots)
         self._counts = multiprocessing.RawArray("q", slots)
-        self._beats = multiprocessing.RawArray("d", slots)   # time.monotonic(), system-wide
-        self._high = multiprocessing.RawValue("q", 0)        # slots in use are below this
+        self._beats = multiprocessing.RawArray("d", slots)  # time.monotonic(), system-wide
+        self._high = multiprocessing.RawValue("q", 0)  # slots in use are below this
 
     def claim(self, pid: int) -> int | None:
         """A free slot for this worker process (a dead worker's slot is free again)."""
@@ -48,8 +48,11 @@ class ConnectionBoard:
             now = time.monotonic()
             for slot in range(len(self._pids)):
                 owner = self._pids[slot]
-                if owner == 0 or owner == pid or (
-                        now - self._beats[slot] > STALE_SECONDS and not _alive(owner)):
+                if (
+                    owner == 0
+                    or owner == pid
+                    or (now - self._beats[slot] > STALE_SECONDS and not _alive(owner))
+                ):
                     self._pids[slot], self._counts[slot], self._beats[slot] = pid, 0, 0.0
                     self._high.value = max(self._high.value, slot + 1)
                     return slot
@@ -84,7 +87,7 @@ class ConnectionBoard:
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)      # PermissionError: alive, someone else's
+        os.kill(pid, 0)  # PermissionError: alive, someone else's
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -127,7 +130,7 @@ class BalancedThreadWorker(ThreadWorker):
             self._slot = board.claim(os.getpid())
             if self._slot is not None:
                 board.publish(self._slot, self._connections)
-        super().init_process()   # loads the app, then runs the worker's loop until exit
+        super().init_process()  # loads the app, then runs the worker's loop until exit
 
     def run(self) -> None:
         try:

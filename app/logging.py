@@ -106,7 +106,11 @@ def redact_value(key: str | None, value: Any, depth: int = 0) -> Any:
 
 # Attributes every LogRecord has; anything else came in through `extra=`.
 _STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {
-    "message", "asctime", "request_id", "taskName"}
+    "message",
+    "asctime",
+    "request_id",
+    "taskName",
+}
 
 
 class CleanRecord(logging.LogRecord):
@@ -116,8 +120,9 @@ class CleanRecord(logging.LogRecord):
     it without the general machinery. Make one with `clean_record()`."""
 
 
-def clean_record(name: str, level: int, message: str, request_id: str,
-                 fields: Mapping[str, Any]) -> CleanRecord:
+def clean_record(
+    name: str, level: int, message: str, request_id: str, fields: Mapping[str, Any]
+) -> CleanRecord:
     """A CleanRecord with `message` (no %-args) and `fields` as its `extra`."""
     record = CleanRecord(name, level, __file__, 0, message, None, None)
     record.request_id = request_id
@@ -129,8 +134,12 @@ class RedactingFilter(logging.Filter):
     """Scrub every record that passes: message, extra fields and traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if (type(record) is CleanRecord and not record.exc_info and not record.exc_text
-                and not record.stack_info):
+        if (
+            type(record) is CleanRecord
+            and not record.exc_info
+            and not record.exc_text
+            and not record.stack_info
+        ):
             return True
         try:
             message = record.getMessage()
@@ -176,12 +185,20 @@ def json_formatter() -> logging.Formatter:
         _second: tuple[int, str] = (-1, "")
 
         def format(self, record: logging.LogRecord) -> str:
-            if (type(record) is not CleanRecord or record.exc_info or record.exc_text
-                    or record.stack_info):
+            if (
+                type(record) is not CleanRecord
+                or record.exc_info
+                or record.exc_text
+                or record.stack_info
+            ):
                 return super().format(record)
-            data: dict[str, Any] = {"time": self._time(record), "level": record.levelname,
-                                    "logger": record.name, "message": record.msg,
-                                    "request_id": record.request_id}  # type: ignore[attr-defined]
+            data: dict[str, Any] = {
+                "time": self._time(record),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.msg,
+                "request_id": record.request_id,
+            }  # type: ignore[attr-defined]
             for key, value in record.__dict__.items():
                 if key not in _STANDARD:
                     data[key] = value
@@ -227,7 +244,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._writing = False
 
     def handle(self, record: logging.LogRecord) -> Any:
-        rv = self.filter(record)   # our filters only touch the record itself
+        rv = self.filter(record)  # our filters only touch the record itself
         if rv:
             self.emit(rv if isinstance(rv, logging.LogRecord) else record)
         return rv
@@ -241,7 +258,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         with self._pending_lock:
             self._pending.append(line)
             if self._writing:
-                return          # the writing thread takes it on its next round
+                return  # the writing thread takes it on its next round
             self._writing = True
         self._write_pending(record)
 
@@ -299,8 +316,9 @@ def configure(level: str = "INFO", json_lines: bool = False, stream: Any = None)
         root.setLevel(level)
     # SDKs log every API call at INFO (URLs, ids): keep them for LOG_LEVEL=DEBUG only.
     for sdk in ("stripe", "razorpay", "urllib3"):
-        logging.getLogger(sdk).setLevel(logging.DEBUG if str(level).upper() == "DEBUG"
-                                        else logging.WARNING)
+        logging.getLogger(sdk).setLevel(
+            logging.DEBUG if str(level).upper() == "DEBUG" else logging.WARNING
+        )
     # gunicorn's own error log goes through the same filter.
     for name in ("gunicorn.error",):
         for h in logging.getLogger(name).handlers:

@@ -14,7 +14,25 @@ from babel.numbers import format_currency
 # ISO 4217 exponents that differ from the usual 2. Gateways agree with ISO for
 # these (Stripe's zero-decimal list; Razorpay follows ISO as well).
 ZERO_DECIMAL = frozenset(
-    ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"]
+    [
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "ISK",
+        "JPY",
+        "KMF",
+        "KRW",
+        "PYG",
+        "RWF",
+        "UGX",
+        "UYI",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    ]
 )
 THREE_DECIMAL = frozenset(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"])
 
@@ -87,8 +105,9 @@ class Money:
         assert isinstance(exp, int)
         if -exp > places:
             if places == 0:
-                raise MoneyError(f"{normalize_currency(currency)} has no minor unit: "
-                                 f"enter a whole amount")
+                raise MoneyError(
+                    f"{normalize_currency(currency)} has no minor unit: enter a whole amount"
+                )
             raise MoneyError(
                 f"{normalize_currency(currency)} allows at most {places} decimal places"
             )

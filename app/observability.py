@@ -58,38 +58,50 @@ log = logging.getLogger("app.access")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 
 HTTP_LATENCY = Histogram(
-    "kassa_http_request_duration_seconds", "Time to answer a request, by URL rule.",
-    ["method", "route", "status"], buckets=LATENCY_BUCKETS)
+    "kassa_http_request_duration_seconds",
+    "Time to answer a request, by URL rule.",
+    ["method", "route", "status"],
+    buckets=LATENCY_BUCKETS,
+)
 GATEWAY_LATENCY = Histogram(
-    "kassa_gateway_request_duration_seconds", "Time of one call to a payment gateway.",
-    ["gateway", "operation"], buckets=LATENCY_BUCKETS)
+    "kassa_gateway_request_duration_seconds",
+    "Time of one call to a payment gateway.",
+    ["gateway", "operation"],
+    buckets=LATENCY_BUCKETS,
+)
 GATEWAY_ERRORS = Counter(
-    "kassa_gateway_errors_total", "Gateway calls that failed, by Kassa error code.",
-    ["gateway", "operation", "code"])
+    "kassa_gateway_errors_total",
+    "Gateway calls that failed, by Kassa error code.",
+    ["gateway", "operation", "code"],
+)
 WEBHOOK_LAG = Histogram(
-    "kassa_webhook_lag_seconds", "From a webhook's receipt to the end of its processing.",
-    ["gateway"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600))
+    "kassa_webhook_lag_seconds",
+    "From a webhook's receipt to the end of its processing.",
+    ["gateway"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
 JOB_QUEUE_DEPTH = Gauge(
-    "kassa_jobs_in_process_queue_depth", "Jobs queued or running on the in-process pool.",
-    multiprocess_mode="livesum")
+    "kassa_jobs_in_process_queue_depth",
+    "Jobs queued or running on the in-process pool.",
+    multiprocess_mode="livesum",
+)
 
 # A request id we pass on unchanged: short, and nothing a log reader could trip over.
 SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$")
 
 
-def observe_gateway_call(gateway: str, operation: str, seconds: float, error: str | None
-                         ) -> None:
+def observe_gateway_call(gateway: str, operation: str, seconds: float, error: str | None) -> None:
     GATEWAY_LATENCY.labels(gateway, operation).observe(seconds)
     if error is not None:
         GATEWAY_ERRORS.labels(gateway, operation, error).inc()
 
 
-def observe_webhook_processed(gateway: str, received_at: datetime | None,
-                              processed_at: datetime | None) -> None:
+def observe_webhook_processed(
+    gateway: str, received_at: datetime | None, processed_at: datetime | None
+) -> None:
     """Called by the inbox processor when an event has been applied."""
     if received_at is not None and processed_at is not None:
-        WEBHOOK_LAG.labels(gateway).observe(max(0.0, (processed_at - received_at)
-                                                .total_seconds()))
+        WEBHOOK_LAG.labels(gateway).observe(max(0.0, (processed_at - received_at).total_seconds()))
 
 
 class DatabaseCollector(Collector):
@@ -115,22 +127,30 @@ class DatabaseCollector(Collector):
         families: list[GaugeMetricFamily] = []
         with self.app.app_context():
             try:
-                payments = GaugeMetricFamily("kassa_payments", "Payments by gateway and status.",
-                                             labels=["gateway", "status"])
+                payments = GaugeMetricFamily(
+                    "kassa_payments",
+                    "Payments by gateway and status.",
+                    labels=["gateway", "status"],
+                )
                 rows = db.session.execute(
-                    select(Payment.gateway, Payment.status, func.count())
-                    .group_by(Payment.gateway, Payment.status)).all()
+                    select(Payment.gateway, Payment.status, func.count()).group_by(
+                        Payment.gateway, Payment.status
+                    )
+                ).all()
                 for gateway, status, count in rows:
                     payments.add_metric([gateway, status], count)
                 families.append(payments)
                 pending = (WebhookStatus.RECEIVED, WebhookStatus.FAILED)
                 oldest, unprocessed = db.session.execute(
-                    select(func.min(WebhookEvent.received_at), func.count())
-                    .where(WebhookEvent.status.in_(pending))).one()
+                    select(func.min(WebhookEvent.received_at), func.count()).where(
+                        WebhookEvent.status.in_(pending)
+                    )
+                ).one()
                 age = GaugeMetricFamily(
                     "kassa_webhook_oldest_unprocessed_age_seconds",
-                    "Age of the oldest received or failed (to be retried) inbox event.")
-                if isinstance(oldest, str):   # SQLite aggregates skip the column type
+                    "Age of the oldest received or failed (to be retried) inbox event.",
+                )
+                if isinstance(oldest, str):  # SQLite aggregates skip the column type
                     oldest = datetime.fromisoformat(oldest)
                 if oldest is not None and oldest.tzinfo is None:
                     from datetime import UTC
@@ -140,26 +160,35 @@ class DatabaseCollector(Collector):
 
                 age.add_metric([], (utcnow() - oldest).total_seconds() if oldest else 0.0)
                 families.append(age)
-                families.append(GaugeMetricFamily(
-                    "kassa_webhook_unprocessed", "Inbox events not yet processed.",
-                    value=unprocessed))
+                families.append(
+                    GaugeMetricFamily(
+                        "kassa_webhook_unprocessed",
+                        "Inbox events not yet processed.",
+                        value=unprocessed,
+                    )
+                )
             except Exception as exc:  # noqa: BLE001 - a scrape must answer even then
-                logging.getLogger(__name__).warning("metrics: database counts failed: %s",
-                                                    type(exc).__name__)
+                logging.getLogger(__name__).warning(
+                    "metrics: database counts failed: %s", type(exc).__name__
+                )
             finally:
                 db.session.remove()
         depth = broker_queue_depth(self.app.config.get("CELERY_BROKER_URL"))
         if depth is not None:
-            broker = GaugeMetricFamily("kassa_jobs_broker_queue_depth",
-                                       "Messages waiting in the Celery broker.", labels=["queue"])
+            broker = GaugeMetricFamily(
+                "kassa_jobs_broker_queue_depth",
+                "Messages waiting in the Celery broker.",
+                labels=["queue"],
+            )
             for queue, n in depth.items():
                 broker.add_metric([queue], n)
             families.append(broker)
         return families
 
 
-def broker_queue_depth(url: str | None, queues: tuple[str, ...] = ("celery",)
-                       ) -> dict[str, int] | None:
+def broker_queue_depth(
+    url: str | None, queues: tuple[str, ...] = ("celery",)
+) -> dict[str, int] | None:
     """Redis brokers keep each queue as a list: its length is the backlog."""
     if not url or not url.startswith(("redis://", "rediss://")):
         return None
@@ -194,8 +223,9 @@ def check_broker(url: str | None, timeout: float) -> str | None:
         if url.startswith(("redis://", "rediss://")):
             import redis
 
-            client = redis.Redis.from_url(url, socket_connect_timeout=timeout,
-                                          socket_timeout=timeout)
+            client = redis.Redis.from_url(
+                url, socket_connect_timeout=timeout, socket_timeout=timeout
+            )
             try:
                 client.ping()
             finally:
@@ -204,8 +234,9 @@ def check_broker(url: str | None, timeout: float) -> str | None:
         # AMQP and others: the broker accepts a TCP connection.
         parts = urlsplit(url)
         default_port = {"amqp": 5672, "amqps": 5671, "pyamqp": 5672}.get(parts.scheme, 5672)
-        with socket.create_connection((parts.hostname or "localhost",
-                                       parts.port or default_port), timeout=timeout):
+        with socket.create_connection(
+            (parts.hostname or "localhost", parts.port or default_port), timeout=timeout
+        ):
             return None
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
         return f"{type(exc).__name__}"
@@ -236,9 +267,15 @@ def _log_access(method: str, route: str, status: int, elapsed: float, rid: str) 
     status and a number, so it is a CleanRecord: no per-line regex pass, no findCaller."""
     if method not in _PLAIN_METHODS:
         method = kassa_logging.redact(method)
-    log.handle(kassa_logging.clean_record(
-        log.name, logging.INFO, f"{method} {route} {status}", rid,
-        {"status": status, "route": route, "duration_ms": round(elapsed * 1000, 2)}))
+    log.handle(
+        kassa_logging.clean_record(
+            log.name,
+            logging.INFO,
+            f"{method} {route} {status}",
+            rid,
+            {"status": status, "route": route, "duration_ms": round(elapsed * 1000, 2)},
+        )
+    )
 
 
 def _job_runner_depth(app: Flask) -> int:
@@ -249,8 +286,9 @@ def _job_runner_depth(app: Flask) -> int:
 
 def init_app(app: Flask) -> None:
     """Wire logging, request ids, timing, the probe endpoints and gateway timing."""
-    kassa_logging.configure(app.config.get("LOG_LEVEL", "INFO"),
-                            json_lines=bool(app.config.get("LOG_JSON")))
+    kassa_logging.configure(
+        app.config.get("LOG_LEVEL", "INFO"), json_lines=bool(app.config.get("LOG_JSON"))
+    )
     # Flask gives app.logger (named "app", like our package) its own stderr handler when it
     # is first used; that handler would print every line a second time, unfiltered.
     from flask.logging import default_handler
@@ -281,14 +319,14 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def finish_request(response: Response) -> Response:
-        ctx_g = g._get_current_object()   # type: ignore[attr-defined]
+        ctx_g = g._get_current_object()  # type: ignore[attr-defined]
         rid = getattr(ctx_g, "request_id", None)
         if rid:
             response.headers["X-Request-ID"] = rid
         started = getattr(ctx_g, "request_started", None)
         if started is not None:
             elapsed = time.perf_counter() - started
-            req = request._get_current_object()   # type: ignore[attr-defined]
+            req = request._get_current_object()  # type: ignore[attr-defined]
             rule = req.url_rule
             route = rule.rule if rule is not None else "<unmatched>"
             method = req.method
@@ -333,8 +371,9 @@ def init_app(app: Flask) -> None:
             checks["broker"] = "not configured"
         failed = [name for name, value in checks.items() if value.startswith("failed")]
         status = 503 if failed else 200
-        return jsonify(status="unavailable" if failed else "ok", failed=failed,
-                       checks=checks), status
+        return jsonify(
+            status="unavailable" if failed else "ok", failed=failed, checks=checks
+        ), status
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -345,8 +384,9 @@ def init_app(app: Flask) -> None:
 
             given = request.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return Response("unauthorized\n", status=401,
-                                headers={"WWW-Authenticate": "Bearer"})
+                return Response(
+                    "unauthorized\n", status=401, headers={"WWW-Authenticate": "Bearer"}
+                )
         JOB_QUEUE_DEPTH.set(_job_runner_depth(app))
         return Response(_metrics_payload(app), mimetype=CONTENT_TYPE_LATEST)
 

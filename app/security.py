@@ -62,8 +62,10 @@ GATEWAY_SCRIPT_PROFILES: dict[str, dict[str, list[str]]] = {
     "https://checkout.razorpay.com": {
         "script-src": ["https://checkout.razorpay.com", "https://cdn.razorpay.com"],
         "frame-src": ["https://api.razorpay.com"],
-        "connect-src": ["https://lumberjack.razorpay.com",
-                        "https://lumberjack-metrics.razorpay.com"],
+        "connect-src": [
+            "https://lumberjack.razorpay.com",
+            "https://lumberjack-metrics.razorpay.com",
+        ],
         "img-src": ["https://cdn.razorpay.com"],
         "form-action": ["https://api.razorpay.com"],
         "permissions-payment": ['"https://api.razorpay.com"'],
@@ -77,7 +79,7 @@ SCRIPT_INVENTORY: dict[str, dict[str, str]] = {
     "js/htmx.min.js": {
         "integrity": "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg",
         "purpose": "htmx 2.0.11 (vendored, see static/js/VENDORED.md): live order status, "
-                   "dashboard partials",
+        "dashboard partials",
     },
 }
 
@@ -85,8 +87,10 @@ SCRIPT_INVENTORY: dict[str, dict[str, str]] = {
 NO_REFERRER_ENDPOINTS = {"checkout.payment_return", "checkout.payment_cancel"}
 NO_REFERRER_BLUEPRINTS = {"sandbox", "auth"}
 
-PERMISSIONS = ("accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
-               "microphone=(), usb=()")
+PERMISSIONS = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+    "microphone=(), usb=()"
+)
 
 # Blueprints a merchant owner without 2FA may still use when REQUIRE_2FA_FOR_OWNERS is on
 # (public pages and the enrolment pages themselves).
@@ -149,10 +153,12 @@ def _extras() -> dict[str, list[str]]:
     extra: dict[str, list[str]] = {}
     for name, sources in (g.get("csp_extra") or {}).items():
         extra.setdefault(name, []).extend(sources)
-    for attr, name in (("csp_extra_script_src", "script-src"),
-                       ("csp_extra_frame_src", "frame-src"),
-                       ("csp_extra_connect_src", "connect-src"),
-                       ("csp_extra_img_src", "img-src")):
+    for attr, name in (
+        ("csp_extra_script_src", "script-src"),
+        ("csp_extra_frame_src", "frame-src"),
+        ("csp_extra_connect_src", "connect-src"),
+        ("csp_extra_img_src", "img-src"),
+    ):
         extra.setdefault(name, []).extend(g.get(attr) or [])
     for host in list(extra.get("script-src", [])):
         for name, sources in GATEWAY_SCRIPT_PROFILES.get(host.rstrip("/"), {}).items():
@@ -160,15 +166,21 @@ def _extras() -> dict[str, list[str]]:
     return {name: sources for name, sources in extra.items() if sources}
 
 
-def build_csp(nonce: str | None, extra: dict[str, list[str]] | None = None,
-              report_uri: str | None = None) -> str:
-    return _render_csp(current_app.extensions["kassa_csp_base"], nonce, extra, report_uri,
-                       request.is_secure)
+def build_csp(
+    nonce: str | None, extra: dict[str, list[str]] | None = None, report_uri: str | None = None
+) -> str:
+    return _render_csp(
+        current_app.extensions["kassa_csp_base"], nonce, extra, report_uri, request.is_secure
+    )
 
 
-def _render_csp(base: dict[str, list[str]], nonce: str | None,
-                extra: dict[str, list[str]] | None, report_uri: str | None,
-                secure: bool) -> str:
+def _render_csp(
+    base: dict[str, list[str]],
+    nonce: str | None,
+    extra: dict[str, list[str]] | None,
+    report_uri: str | None,
+    secure: bool,
+) -> str:
     directives = {k: list(v) for k, v in base.items()}
     for name, sources in (extra or {}).items():
         if name.startswith("permissions-"):
@@ -194,7 +206,7 @@ def _render_csp(base: dict[str, list[str]], nonce: str | None,
     return "; ".join(" ".join([name, *sources]).strip() for name, sources in directives.items())
 
 
-_NONCE_MARK = "\x00"   # never in a source expression or a nonce (URL-safe base64)
+_NONCE_MARK = "\x00"  # never in a source expression or a nonce (URL-safe base64)
 _PLAIN_PERMISSIONS = f"{PERMISSIONS}, payment=(self)"
 
 
@@ -212,8 +224,9 @@ class _HeaderCache:
         key = (secure, report_uri)
         parts = self.csp.get(key)
         if parts is None:
-            head, mid, tail = _render_csp(self.base, _NONCE_MARK, None, report_uri,
-                                          secure).split(_NONCE_MARK)
+            head, mid, tail = _render_csp(self.base, _NONCE_MARK, None, report_uri, secure).split(
+                _NONCE_MARK
+            )
             parts = self.csp[key] = (head, mid, tail)
         return parts
 
@@ -263,8 +276,9 @@ def _security_headers(response: Response) -> Response:
     headers["Cross-Origin-Opener-Policy"] = "same-origin-allow-popups"
     headers["Referrer-Policy"] = _referrer_policy()
     headers["Permissions-Policy"] = permissions
-    if config.get("HSTS_ENABLED") and (secure or
-                                       str(config.get("PUBLIC_BASE_URL", "")).startswith("https:")):
+    if config.get("HSTS_ENABLED") and (
+        secure or str(config.get("PUBLIC_BASE_URL", "")).startswith("https:")
+    ):
         headers["Strict-Transport-Security"] = f"max-age={int(config['HSTS_MAX_AGE'])}"
     if _private_response():
         # Sign-in pages, recovery codes, merchant pages: never kept by a shared cache.
@@ -353,8 +367,11 @@ def is_allowed_return_url(url: str | None) -> bool:
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
         return False
     public_scheme = urlsplit(current_app.config.get("PUBLIC_BASE_URL") or "").scheme
-    if parts.scheme == "http" and public_scheme == "https" and parts.hostname not in (
-            "localhost", "127.0.0.1", "::1"):
+    if (
+        parts.scheme == "http"
+        and public_scheme == "https"
+        and parts.hostname not in ("localhost", "127.0.0.1", "::1")
+    ):
         return False
     if port == _DEFAULT_PORTS[parts.scheme]:
         port = None
@@ -378,9 +395,12 @@ def _enforce_session_lifetime() -> Response | None:
     now = int(time.time())
     login_at = session.get("kassa_login_at")
     seen_at = session.get("kassa_seen_at")
-    if (not isinstance(login_at, int) or not isinstance(seen_at, int)
-            or now - seen_at > int(config["SESSION_IDLE_MINUTES"]) * 60
-            or now - login_at > int(config["SESSION_MAX_HOURS"]) * 3600):
+    if (
+        not isinstance(login_at, int)
+        or not isinstance(seen_at, int)
+        or now - seen_at > int(config["SESSION_IDLE_MINUTES"]) * 60
+        or now - login_at > int(config["SESSION_MAX_HOURS"]) * 3600
+    ):
         # The request goes on as an anonymous one: protected views send it to sign in.
         logout_user()
         session.clear()
@@ -392,10 +412,14 @@ def _enforce_session_lifetime() -> Response | None:
     background = request.method == "GET" and request.headers.get("HX-Request") == "true"
     if not background and now - seen_at >= 30:
         session["kassa_seen_at"] = now
-    if (config.get("REQUIRE_2FA_FOR_OWNERS") and request.blueprint
-            not in TWO_FACTOR_EXEMPT_BLUEPRINTS and request.endpoint not in (None, "static")
-            and current_user.is_authenticated and current_user.role == "owner"
-            and not current_user.totp_enabled):
+    if (
+        config.get("REQUIRE_2FA_FOR_OWNERS")
+        and request.blueprint not in TWO_FACTOR_EXEMPT_BLUEPRINTS
+        and request.endpoint not in (None, "static")
+        and current_user.is_authenticated
+        and current_user.role == "owner"
+        and not current_user.totp_enabled
+    ):
         target = url_for("auth.two_factor_setup")
         if request.headers.get("HX-Request") == "true":
             response = Response(status=204)
@@ -428,9 +452,12 @@ def csp_report() -> tuple[str, int]:
         log.warning(
             "csp violation",
             extra={
-                "csp_directive": str(body.get("effective-directive")
-                                     or body.get("effectiveDirective")
-                                     or body.get("violated-directive") or "")[:100],
+                "csp_directive": str(
+                    body.get("effective-directive")
+                    or body.get("effectiveDirective")
+                    or body.get("violated-directive")
+                    or ""
+                )[:100],
                 # Only origins and paths: query strings may carry personal data.
                 "csp_blocked": _trim_url(body.get("blocked-uri") or body.get("blockedURL")),
                 "csp_document": _trim_url(body.get("document-uri") or body.get("documentURL")),

@@ -24,8 +24,14 @@ from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
-COMPRESSIBLE = {"text/css", "text/javascript", "application/javascript", "image/svg+xml",
-                "text/plain", "application/json"}
+COMPRESSIBLE = {
+    "text/css",
+    "text/javascript",
+    "application/javascript",
+    "image/svg+xml",
+    "text/plain",
+    "application/json",
+}
 MIN_SIZE = 1024
 
 T = TypeVar("T")
@@ -53,7 +59,8 @@ def init_app(app: Flask) -> None:
     hops = int(app.config.get("PROXY_FIX_HOPS") or 0)
     if hops > 0:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops
+        )
     if app.config.get("STATIC_GZIP", True):
         _static_gzip(app)
 
@@ -67,13 +74,16 @@ def _static_gzip(app: Flask) -> None:
         if request.endpoint != "static":
             return response
         response.vary.add("Accept-Encoding")
-        if (response.status_code != 200 or response.mimetype not in COMPRESSIBLE
-                or "gzip" not in request.headers.get("Accept-Encoding", "").lower()
-                or "Content-Encoding" in response.headers):
+        if (
+            response.status_code != 200
+            or response.mimetype not in COMPRESSIBLE
+            or "gzip" not in request.headers.get("Accept-Encoding", "").lower()
+            or "Content-Encoding" in response.headers
+        ):
             return response
         etag, _weak = response.get_etag()
         key = (request.path, etag or "")
-        original = response.response   # the open file: closed below, whatever happens
+        original = response.response  # the open file: closed below, whatever happens
         try:
             with lock:
                 body = cache.get(key)

@@ -46,51 +46,75 @@ def headline(result: dict[str, Any]) -> str:
     if name == "checkout":
         slow_key = next(k for k in result if k.startswith("latency_"))
         b, s = result["baseline_0ms"], result[slow_key]
-        return (f"checkout: {s['rate']} sessions/s at {slow_key[8:]} (p50 {s['p50_ms']} ms, "
-                f"p99 {s['p99_ms']} ms, errors {s['errors']}); baseline 0 ms {b['rate']}/s "
-                f"(p50 {b['p50_ms']} ms, p99 {b['p99_ms']} ms, errors {b['errors']}); "
-                f"ratio {result['ratio']}")
+        return (
+            f"checkout: {s['rate']} sessions/s at {slow_key[8:]} (p50 {s['p50_ms']} ms, "
+            f"p99 {s['p99_ms']} ms, errors {s['errors']}); baseline 0 ms {b['rate']}/s "
+            f"(p50 {b['p50_ms']} ms, p99 {b['p99_ms']} ms, errors {b['errors']}); "
+            f"ratio {result['ratio']}"
+        )
     if name == "webhooks":
         k, b = result["kassa"], result["baseline_bare_flask"]
-        text = (f"webhooks: {k['rate']} events/s acked (p50 {k['p50_ms']} ms, p99 "
-                f"{k['p99_ms']} ms, errors {k['errors']}; in-process processing, all processed "
-                f"after {k['all_processed_after_s']} s)")
+        text = (
+            f"webhooks: {k['rate']} events/s acked (p50 {k['p50_ms']} ms, p99 "
+            f"{k['p99_ms']} ms, errors {k['errors']}; in-process processing, all processed "
+            f"after {k['all_processed_after_s']} s)"
+        )
         if "kassa_with_broker" in result:
             w = result["kassa_with_broker"]
-            text += (f"; with a broker {w['rate']}/s (p50 {w['p50_ms']} ms, p99 {w['p99_ms']} "
-                     f"ms, errors {w['errors']}; worker done after {w['all_processed_after_s']} s)")
-        return text + (f"; every acked event in the inbox: {result['all_acked_events_in_inbox']}"
-                       f"; bare Flask {b['rate']}/s (p99 {b['p99_ms']} ms); ratio "
-                       f"{result['ratio']} (with broker {result.get('ratio_with_broker')})")
+            text += (
+                f"; with a broker {w['rate']}/s (p50 {w['p50_ms']} ms, p99 {w['p99_ms']} "
+                f"ms, errors {w['errors']}; worker done after {w['all_processed_after_s']} s)"
+            )
+        return text + (
+            f"; every acked event in the inbox: {result['all_acked_events_in_inbox']}"
+            f"; bare Flask {b['rate']}/s (p99 {b['p99_ms']} ms); ratio "
+            f"{result['ratio']} (with broker {result.get('ratio_with_broker')})"
+        )
     if name == "dashboard":
         worst = max(q["p95_ms"] for q in result["list_queries"])
-        return (f"dashboard ({result['payments']} payments): worst list p95 {worst} ms, "
-                f"overview p95 {result['overview']['p95_ms']} ms, CSV {result['csv']['rows']} "
-                f"rows, RSS growth {result['csv']['rss_growth_mb']} MB; "
-                f"ratio (worst p95 / 50 ms) {result['ratio']}")
+        return (
+            f"dashboard ({result['payments']} payments): worst list p95 {worst} ms, "
+            f"overview p95 {result['overview']['p95_ms']} ms, CSV {result['csv']['rows']} "
+            f"rows, RSS growth {result['csv']['rss_growth_mb']} MB; "
+            f"ratio (worst p95 / 50 ms) {result['ratio']}"
+        )
     if name == "page":
-        return (f"page weight: {result['total_transferred_bytes']} B transferred "
-                f"({result['total_raw_bytes']} B uncompressed); third-party render-blocking: "
-                f"{len(result['third_party_render_blocking'])}; ratio to 50 KB {result['ratio']}")
+        return (
+            f"page weight: {result['total_transferred_bytes']} B transferred "
+            f"({result['total_raw_bytes']} B uncompressed); third-party render-blocking: "
+            f"{len(result['third_party_render_blocking'])}; ratio to 50 KB {result['ratio']}"
+        )
     if name == "memory":
-        return (f"memory: RSS per worker {result['rss_mb_after_requests']} MB after "
-                f"{result['requests']} requests (boot {result['rss_mb_after_boot']} MB); "
-                f"ratio {result['ratio']}")
+        return (
+            f"memory: RSS per worker {result['rss_mb_after_requests']} MB after "
+            f"{result['requests']} requests (boot {result['rss_mb_after_boot']} MB); "
+            f"ratio {result['ratio']}"
+        )
     return f"{name}: {result}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="small counts (CI)")
-    parser.add_argument("--only", default="", help="comma-separated subset of " +
-                        ",".join(BENCHES))
-    parser.add_argument("--payments", type=int, default=None,
-                        help="payments to seed for the dashboard bench (default 1,000,000)")
-    parser.add_argument("--gateway", choices=["stripe", "bench"], default=None,
-                        help="checkout through the Stripe adapter (the official SDK; the "
-                             "default) or through bench/gateway.py (plain requests), both "
-                             "against bench/fake_gateway.py")
+    parser.add_argument("--only", default="", help="comma-separated subset of " + ",".join(BENCHES))
+    parser.add_argument(
+        "--payments",
+        type=int,
+        default=None,
+        help="payments to seed for the dashboard bench (default 1,000,000)",
+    )
+    parser.add_argument(
+        "--gateway",
+        choices=["stripe", "bench"],
+        default=None,
+        help="checkout through the Stripe adapter (the official SDK; the "
+        "default) or through bench/gateway.py (plain requests), both "
+        "against bench/fake_gateway.py",
+    )
     args = parser.parse_args(argv)
     serving.USE_STRIPE = (args.gateway == "stripe") if args.gateway else serving.stripe_available()
     if not postgres_available():
@@ -118,16 +142,21 @@ def main(argv: list[str] | None = None) -> int:
                 result = {"name": name, "error": f"{type(exc).__name__}: {exc}"}
             result["bench_seconds"] = round(time.monotonic() - t0, 1)
             # Other work on the machine skews everything: say how busy it was.
-            result["load_average_1min"] = {"before": round(load_before, 2),
-                                           "after": round(os.getloadavg()[0], 2)}
+            result["load_average_1min"] = {
+                "before": round(load_before, 2),
+                "after": round(os.getloadavg()[0], 2),
+            }
             results.append(result)
             print(headline(result), flush=True)
     finally:
         serving.stop_shared()
         db.drop()
-    payload = {"quick": args.quick, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC",
-                                                             time.gmtime(started)),
-               "machine": machine_info, "results": results}
+    payload = {
+        "quick": args.quick,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)),
+        "machine": machine_info,
+        "results": results,
+    }
     machine_info[REFERENCE_LABEL.format(when="at the end")] = str(reference_work_ms())
     for result in results:
         result["run_started"] = payload["started"]

@@ -40,8 +40,11 @@ def work(url: str, idle: float) -> int:
     from app import create_app
     from app.jobs import TASKS
 
-    app = create_app({"INSTANCE_PATH": os.environ["BENCH_INSTANCE_PATH"]}
-                     if os.environ.get("BENCH_INSTANCE_PATH") else None)
+    app = create_app(
+        {"INSTANCE_PATH": os.environ["BENCH_INSTANCE_PATH"]}
+        if os.environ.get("BENCH_INSTANCE_PATH")
+        else None
+    )
     client = redis.Redis.from_url(url)
     done = 0
     while True:

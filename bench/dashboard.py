@@ -40,11 +40,20 @@ def _p(times: list[float], pct: float) -> float:
 
 
 def seed(db: Database, count: int) -> float:
-    env = dict(os.environ, DATABASE_URL=db.url, SECRET_KEY=SECRET_KEY,
-               BENCH_INSTANCE_PATH=str(OUT / "instance"), LOG_LEVEL="WARNING")
+    env = dict(
+        os.environ,
+        DATABASE_URL=db.url,
+        SECRET_KEY=SECRET_KEY,
+        BENCH_INSTANCE_PATH=str(OUT / "instance"),
+        LOG_LEVEL="WARNING",
+    )
     start = time.monotonic()
-    subprocess.run([sys.executable, "-m", "flask", "--app", "bench.wsgi_kassa", "seed-bench",
-                    str(count)], cwd=ROOT, env=env, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "bench.wsgi_kassa", "seed-bench", str(count)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
     return time.monotonic() - start
 
 
@@ -61,8 +70,14 @@ def run(app_db: Database, sizes: Any) -> dict[str, Any]:
         timed = _through_app(db, count, repeat)
         csv_result = export_in_child(db.url)
         worst = max(r["p95_ms"] for r in timed["list_queries"])
-        return {"name": "dashboard", "payments": count, "seed_seconds": round(seed_seconds, 1),
-                **timed, "csv": csv_result, "ratio": round(worst / 50.0, 3)}
+        return {
+            "name": "dashboard",
+            "payments": count,
+            "seed_seconds": round(seed_seconds, 1),
+            **timed,
+            "csv": csv_result,
+            "ratio": round(worst / 50.0, 3),
+        }
     finally:
         if own:
             db.drop()
@@ -71,9 +86,15 @@ def run(app_db: Database, sizes: Any) -> dict[str, Any]:
 def _app(url: str) -> Any:
     from app import create_app
 
-    return create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET_KEY,
-                       "INSTANCE_PATH": str(OUT / "instance"), "LOG_LEVEL": "WARNING",
-                       "ACCESS_LOG": False})
+    return create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": url,
+            "SECRET_KEY": SECRET_KEY,
+            "INSTANCE_PATH": str(OUT / "instance"),
+            "LOG_LEVEL": "WARNING",
+            "ACCESS_LOG": False,
+        }
+    )
 
 
 def _through_app(db: Database, count: int, repeat: int) -> dict[str, Any]:
@@ -86,10 +107,15 @@ def _through_app(db: Database, count: int, repeat: int) -> dict[str, Any]:
     with app.app_context():
         last_id = fdb.session.execute(select(func.max(Payment.id))).scalar_one()
         sample = fdb.session.execute(
-            select(Payment.public_id, Order.public_id, Payment.customer_email,
-                   Payment.gateway_reference)
+            select(
+                Payment.public_id,
+                Order.public_id,
+                Payment.customer_email,
+                Payment.gateway_reference,
+            )
             .join(Order, Order.id == Payment.order_id)
-            .where(Payment.id == last_id - count // 3)).one()
+            .where(Payment.id == last_id - count // 3)
+        ).one()
         newest = fdb.session.execute(select(func.max(Payment.created_at))).scalar_one()
         fdb.session.remove()
         cursor = None
@@ -98,8 +124,7 @@ def _through_app(db: Database, count: int, repeat: int) -> dict[str, Any]:
             fdb.session.remove()
         today = newest.date()
         year_ago = today - timedelta(days=365)
-        window: dict[str, Any] = {"date_from": year_ago - timedelta(days=30),
-                                  "date_to": year_ago}
+        window: dict[str, Any] = {"date_from": year_ago - timedelta(days=30), "date_to": year_ago}
         cases: dict[str, tuple[Any, str | None]] = {
             "no filter, first page": (q.PaymentFilters(), None),
             "no filter, page 21 (cursor)": (q.PaymentFilters(), cursor),
@@ -110,13 +135,19 @@ def _through_app(db: Database, count: int, repeat: int) -> dict[str, Any]:
             "gateway=razorpay": (q.PaymentFilters(gateway="razorpay"), None),
             "currency=JPY": (q.PaymentFilters(currency="JPY"), None),
             "status=failed & gateway=sandbox": (
-                q.PaymentFilters(status="failed", gateway="sandbox"), None),
+                q.PaymentFilters(status="failed", gateway="sandbox"),
+                None,
+            ),
             "status=refunded & currency=EUR": (
-                q.PaymentFilters(status="refunded", currency="EUR"), None),
+                q.PaymentFilters(status="refunded", currency="EUR"),
+                None,
+            ),
             "last 7 days": (q.PaymentFilters(date_from=today - timedelta(days=7)), None),
             "a 30-day window a year ago": (q.PaymentFilters(**window), None),
             "window a year ago & status=failed": (
-                q.PaymentFilters(**window, status="failed"), None),
+                q.PaymentFilters(**window, status="failed"),
+                None,
+            ),
             "search: payment id": (q.PaymentFilters(q=sample[0]), None),
             "search: order id": (q.PaymentFilters(q=sample[1]), None),
             "search: e-mail": (q.PaymentFilters(q=sample[2]), None),
@@ -130,8 +161,9 @@ def _through_app(db: Database, count: int, repeat: int) -> dict[str, Any]:
                 rows = len(q.payment_page(filters, after=after).payments)
                 times.append(time.perf_counter() - start)
                 fdb.session.remove()
-            results.append({"query": label, "rows": rows, "p50_ms": _p(times, 50),
-                            "p95_ms": _p(times, 95)})
+            results.append(
+                {"query": label, "rows": rows, "p50_ms": _p(times, 50), "p95_ms": _p(times, 95)}
+            )
         ov_times = []
         for _ in range(repeat):
             start = time.perf_counter()
@@ -139,15 +171,27 @@ def _through_app(db: Database, count: int, repeat: int) -> dict[str, Any]:
             ov_times.append(time.perf_counter() - start)
             fdb.session.remove()
         fdb.engine.dispose()
-    return {"list_queries": results,
-            "overview": {"days": 90, "rows": "per day, gateway and currency",
-                         "p50_ms": _p(ov_times, 50), "p95_ms": _p(ov_times, 95)},
-            "measured": "app.dashboard.queries: payment_page, overview, export_rows"}
+    return {
+        "list_queries": results,
+        "overview": {
+            "days": 90,
+            "rows": "per day, gateway and currency",
+            "p50_ms": _p(ov_times, 50),
+            "p95_ms": _p(ov_times, 95),
+        },
+        "measured": "app.dashboard.queries: payment_page, overview, export_rows",
+    }
 
 
 def export_in_child(url: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "bench.dashboard", "csv", url], cwd=ROOT,
-                         capture_output=True, text=True, timeout=1800, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.dashboard", "csv", url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -179,7 +223,7 @@ def export_csv(url: str) -> dict[str, Any]:
         for row in q.export_rows(q.PaymentFilters()):
             writer.writerow(row)
             rows += 1
-            if rows % 500 == 0:   # one streamed response chunk
+            if rows % 500 == 0:  # one streamed response chunk
                 sink_bytes += len(buffer.getvalue())
                 buffer.seek(0)
                 buffer.truncate()
@@ -191,9 +235,14 @@ def export_csv(url: str) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     first = samples[0][1] if samples else _rss_mb()
     peak = max((s[1] for s in samples), default=first)
-    return {"rows": rows, "seconds": round(seconds, 1), "mb_written": round(sink_bytes / 1e6, 1),
-            "rss_mb_at_5pct": round(first, 1), "rss_mb_peak": round(peak, 1),
-            "rss_growth_mb": round(peak - first, 1)}
+    return {
+        "rows": rows,
+        "seconds": round(seconds, 1),
+        "mb_written": round(sink_bytes / 1e6, 1),
+        "rss_mb_at_5pct": round(first, 1),
+        "rss_mb_peak": round(peak, 1),
+        "rss_growth_mb": round(peak - first, 1),
+    }
 
 
 if __name__ == "__main__":

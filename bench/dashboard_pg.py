@@ -93,10 +93,18 @@ def run(url: str, rows: int) -> None:
     from app.models import User
 
     tmp = tempfile.mkdtemp()
-    app = create_app({"TESTING": True, "SECRET_KEY": "b" * 40, "INSTANCE_PATH": tmp,
-                      "SQLALCHEMY_DATABASE_URI": url, "WTF_CSRF_ENABLED": False,
-                      "SESSION_COOKIE_SECURE": False, "RATELIMIT_ENABLED": False,
-                      "SANDBOX_WEBHOOK_SECRET": "x"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "b" * 40,
+            "INSTANCE_PATH": tmp,
+            "SQLALCHEMY_DATABASE_URI": url,
+            "WTF_CSRF_ENABLED": False,
+            "SESSION_COOKIE_SECURE": False,
+            "RATELIMIT_ENABLED": False,
+            "SANDBOX_WEBHOOK_SECRET": "x",
+        }
+    )
     with app.app_context():
         if not rows:
             return bench(app)
@@ -110,8 +118,14 @@ def run(url: str, rows: int) -> None:
         finally:
             raw.close()
         print(f"filled {rows:,} orders and payments in {time.perf_counter() - start:.1f}s")
-        db.session.add(User(email="bench@example.com", role="owner", session_token="t",
-                            password_hash=generate_password_hash("p", method="pbkdf2:sha256:1")))
+        db.session.add(
+            User(
+                email="bench@example.com",
+                role="owner",
+                session_token="t",
+                password_hash=generate_password_hash("p", method="pbkdf2:sha256:1"),
+            )
+        )
         db.session.commit()
     bench(app)
 
@@ -140,10 +154,14 @@ def bench(app: Any) -> None:
         ("status=processing", "/dashboard/payments?status=processing"),
         ("gateway=razorpay", "/dashboard/payments?gateway=razorpay"),
         ("currency=JPY", "/dashboard/payments?currency=JPY"),
-        ("date range (one week, 6 months ago)",
-         "/dashboard/payments?from=2026-05-01&to=2026-05-07"),
-        ("status+gateway+date", ("/dashboard/payments?status=succeeded&gateway=stripe"
-                                 "&from=2026-03-01&to=2026-03-31")),
+        (
+            "date range (one week, 6 months ago)",
+            "/dashboard/payments?from=2026-05-01&to=2026-05-07",
+        ),
+        (
+            "status+gateway+date",
+            ("/dashboard/payments?status=succeeded&gateway=stripe&from=2026-03-01&to=2026-03-31"),
+        ),
         ("search payment id", "/dashboard/payments?q=pay_b777777"),
         ("search gateway id", "/dashboard/payments?q=pi_b777777"),
         ("search order id", "/dashboard/payments?q=ord_b777777"),
@@ -158,9 +176,10 @@ def bench(app: Any) -> None:
     for label, path in pages:
         ms, status, _ = timed(client, path)
         print(f"{label:45} {ms:16.1f}  {status}")
-    for label, path in [("export status=failed (~100k rows)",
-                         "/dashboard/payments/export.csv?status=failed"),
-                        ("export everything (1M rows)", "/dashboard/payments/export.csv")]:
+    for label, path in [
+        ("export status=failed (~100k rows)", "/dashboard/payments/export.csv?status=failed"),
+        ("export everything (1M rows)", "/dashboard/payments/export.csv"),
+    ]:
         ms, status, body = timed(client, path, repeat=1)
         lines = body.count(b"\n") - 1
         print(f"{label:45} {ms:16.1f}  {status}  {lines:,} rows, {len(body) / 1e6:.1f} MB")

@@ -36,11 +36,12 @@ class State:
     def __init__(self, public_url: str) -> None:
         self.public_url = public_url
         self.sessions: dict[str, bytes] = {}
-        self.replies: dict[str, tuple[int, bytes]] = {}   # Idempotency-Key → answer
+        self.replies: dict[str, tuple[int, bytes]] = {}  # Idempotency-Key → answer
 
 
-def _error(status: int, message: str, type_: str = "invalid_request_error",
-           **extra: str) -> tuple[int, bytes]:
+def _error(
+    status: int, message: str, type_: str = "invalid_request_error", **extra: str
+) -> tuple[int, bytes]:
     return status, json.dumps({"error": {"type": type_, "message": message, **extra}}).encode()
 
 
@@ -62,30 +63,43 @@ def create_session(state: State, body: bytes) -> tuple[int, bytes]:
         return _error(400, "mode must be payment", param="mode")
     items = p.get("line_items") or {}
     if not items:
-        return _error(400, "line_items is required", code="parameter_missing",
-                      param="line_items")
+        return _error(400, "line_items is required", code="parameter_missing", param="line_items")
     try:
-        total = sum(int(i["price_data"]["unit_amount"]) * int(i["quantity"])
-                    for i in items.values())
+        total = sum(
+            int(i["price_data"]["unit_amount"]) * int(i["quantity"]) for i in items.values()
+        )
         currency = next(iter(items.values()))["price_data"]["currency"]
     except (KeyError, ValueError):
         return _error(400, "Invalid line_items", param="line_items")
     if not p.get("success_url"):
-        return _error(400, "success_url is required", code="parameter_missing",
-                      param="success_url")
+        return _error(400, "success_url is required", code="parameter_missing", param="success_url")
     now = int(time.time())
     sid = f"cs_test_{next(_ids):08d}{secrets.token_hex(8)}"
     session = {
-        "id": sid, "object": "checkout.session",
-        "amount_subtotal": total, "amount_total": total, "currency": currency,
-        "cancel_url": p.get("cancel_url"), "success_url": p["success_url"],
-        "client_reference_id": p.get("client_reference_id"), "client_secret": None,
-        "created": now, "expires_at": int(p.get("expires_at") or now + 86400),
-        "customer": None, "customer_email": p.get("customer_email"),
-        "customer_details": None, "livemode": False, "locale": None,
-        "metadata": p.get("metadata") or {}, "mode": "payment", "payment_intent": None,
-        "payment_method_types": ["card"], "payment_status": "unpaid", "status": "open",
-        "submit_type": None, "ui_mode": "hosted",
+        "id": sid,
+        "object": "checkout.session",
+        "amount_subtotal": total,
+        "amount_total": total,
+        "currency": currency,
+        "cancel_url": p.get("cancel_url"),
+        "success_url": p["success_url"],
+        "client_reference_id": p.get("client_reference_id"),
+        "client_secret": None,
+        "created": now,
+        "expires_at": int(p.get("expires_at") or now + 86400),
+        "customer": None,
+        "customer_email": p.get("customer_email"),
+        "customer_details": None,
+        "livemode": False,
+        "locale": None,
+        "metadata": p.get("metadata") or {},
+        "mode": "payment",
+        "payment_intent": None,
+        "payment_method_types": ["card"],
+        "payment_status": "unpaid",
+        "status": "open",
+        "submit_type": None,
+        "ui_mode": "hosted",
         "url": f"{state.public_url}/pay/{sid}",
     }
     encoded = json.dumps(session).encode()
@@ -93,8 +107,9 @@ def create_session(state: State, body: bytes) -> tuple[int, bytes]:
     return 200, encoded
 
 
-async def answer(state: State, method: str, path: str, headers: dict[str, str],
-                 body: bytes) -> tuple[int, bytes]:
+async def answer(
+    state: State, method: str, path: str, headers: dict[str, str], body: bytes
+) -> tuple[int, bytes]:
     if path == "/health":
         return 200, b'{"ok":true}'
     if method == "POST" and path.startswith("/control/latency/"):
@@ -123,14 +138,14 @@ async def answer(state: State, method: str, path: str, headers: dict[str, str],
             return 200, b'{"object":"list","data":[],"has_more":false}'
         found = state.sessions.get(sid)
         if found is None:
-            return _error(404, f"No such checkout.session: '{sid}'", code="resource_missing",
-                          param="session")
+            return _error(
+                404, f"No such checkout.session: '{sid}'", code="resource_missing", param="session"
+            )
         return 200, found
     return _error(404, f"Unrecognized request URL ({method}: {path}).")
 
 
-async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 state: State) -> None:
+async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: State) -> None:
     try:
         while True:
             try:
@@ -157,7 +172,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                 f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
                 f"Request-Id: req_{secrets.token_hex(7)}\r\nStripe-Version: 2024-06-20\r\n"
-                f"{extra}\r\n".encode() + payload)
+                f"{extra}\r\n".encode()
+                + payload
+            )
             await writer.drain()
             if close:
                 return
@@ -168,8 +185,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 async def serve(port: int, latency_ms: float, public_url: str) -> None:
     state = State(public_url)
     state.latency = latency_ms / 1000.0
-    server = await asyncio.start_server(lambda r, w: handle(r, w, state), "127.0.0.1", port,
-                                        backlog=4096)
+    server = await asyncio.start_server(
+        lambda r, w: handle(r, w, state), "127.0.0.1", port, backlog=4096
+    )
     async with server:
         await server.serve_forever()
 
@@ -178,11 +196,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--public-url", default=None,
-                        help="base of the hosted-page URLs (default: this server)")
+    parser.add_argument(
+        "--public-url", default=None, help="base of the hosted-page URLs (default: this server)"
+    )
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.latency_ms,
-                      args.public_url or f"http://127.0.0.1:{args.port}"))
+    asyncio.run(
+        serve(args.port, args.latency_ms, args.public_url or f"http://127.0.0.1:{args.port}")
+    )
 
 
 if __name__ == "__main__":

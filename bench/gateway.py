@@ -40,20 +40,31 @@ class BenchGateway:
         try:
             response = self._http().post(
                 f"{self.api_base}/v1/checkout/sessions",
-                data={"mode": "payment",
-                      "line_items[0][price_data][currency]": request.currency.lower(),
-                      "line_items[0][price_data][unit_amount]": request.amount,
-                      "line_items[0][price_data][product_data][name]": "Order",
-                      "line_items[0][quantity]": 1,
-                      "success_url": request.success_url, "cancel_url": request.cancel_url,
-                      "metadata[payment_id]": request.payment_id},
-                headers={"Idempotency-Key": request.idempotency_key,
-                         "Authorization": "Bearer sk_bench"}, timeout=self.timeout)
+                data={
+                    "mode": "payment",
+                    "line_items[0][price_data][currency]": request.currency.lower(),
+                    "line_items[0][price_data][unit_amount]": request.amount,
+                    "line_items[0][price_data][product_data][name]": "Order",
+                    "line_items[0][quantity]": 1,
+                    "success_url": request.success_url,
+                    "cancel_url": request.cancel_url,
+                    "metadata[payment_id]": request.payment_id,
+                },
+                headers={
+                    "Idempotency-Key": request.idempotency_key,
+                    "Authorization": "Bearer sk_bench",
+                },
+                timeout=self.timeout,
+            )
         except requests.RequestException as exc:
             raise GatewayError("gateway_unavailable", str(exc), retryable=True) from exc
         if response.status_code != 200:
-            raise GatewayError("gateway_unavailable", f"HTTP {response.status_code}",
-                               retryable=True, http_status=response.status_code)
+            raise GatewayError(
+                "gateway_unavailable",
+                f"HTTP {response.status_code}",
+                retryable=True,
+                http_status=response.status_code,
+            )
         body = response.json()
         return CheckoutSession(reference=body["id"], redirect_url=body["url"])
 

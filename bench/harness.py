@@ -36,8 +36,11 @@ def free_port() -> int:
 
 
 def admin_url() -> str:
-    url = (os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
-           or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    url = (
+        os.environ.get("BENCH_DATABASE_URL")
+        or os.environ.get("TEST_DATABASE_URL")
+        or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    )
     return url
 
 
@@ -57,7 +60,7 @@ def postgres_available() -> bool:
 @dataclass
 class Database:
     name: str
-    url: str      # SQLAlchemy URL
+    url: str  # SQLAlchemy URL
 
     @classmethod
     def create(cls, label: str) -> Database:
@@ -75,16 +78,29 @@ class Database:
 
     def migrate_and_seed_demo(self) -> None:
         """Run the app's migrations and demo seed in a child process (clean app state)."""
-        code = ("from flask_migrate import upgrade\n"
-                "from app import create_app\nfrom app.cli import seed_demo_data\n"
-                "import os\n"
-                "app = create_app({'SQLALCHEMY_DATABASE_URI': os.environ['DATABASE_URL'],"
-                " 'INSTANCE_PATH': os.environ['BENCH_INSTANCE_PATH'], 'LOG_LEVEL': 'WARNING'})\n"
-                "with app.app_context():\n    upgrade()\n    seed_demo_data()\n")
-        env = dict(os.environ, DATABASE_URL=self.url, BENCH_INSTANCE_PATH=str(OUT / "instance"),
-                   SECRET_KEY=SECRET_KEY, LOG_LEVEL="WARNING")
-        subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        code = (
+            "from flask_migrate import upgrade\n"
+            "from app import create_app\nfrom app.cli import seed_demo_data\n"
+            "import os\n"
+            "app = create_app({'SQLALCHEMY_DATABASE_URI': os.environ['DATABASE_URL'],"
+            " 'INSTANCE_PATH': os.environ['BENCH_INSTANCE_PATH'], 'LOG_LEVEL': 'WARNING'})\n"
+            "with app.app_context():\n    upgrade()\n    seed_demo_data()\n"
+        )
+        env = dict(
+            os.environ,
+            DATABASE_URL=self.url,
+            BENCH_INSTANCE_PATH=str(OUT / "instance"),
+            SECRET_KEY=SECRET_KEY,
+            LOG_LEVEL="WARNING",
+        )
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     def scalar(self, sql: str) -> Any:
         with psycopg.connect(_plain(self.url)) as conn:
@@ -111,28 +127,37 @@ class Server:
         name = self.app.split(":")[0].replace(".", "_")
         self.log_path = OUT / f"gunicorn-{name}-{self.port}.log"
         env = dict(os.environ)
-        env.update({
-            "BIND": f"127.0.0.1:{self.port}",
-            # As behind a TLS-terminating balancer: production insists on an https address
-            # (the load generator talks plain HTTP to the loopback port).
-            "PUBLIC_BASE_URL": self.url.replace("http://", "https://", 1),
-            "PROMETHEUS_MULTIPROC_DIR": str(OUT / f"prom-{self.port}"),
-        })
+        env.update(
+            {
+                "BIND": f"127.0.0.1:{self.port}",
+                # As behind a TLS-terminating balancer: production insists on an https address
+                # (the load generator talks plain HTTP to the loopback port).
+                "PUBLIC_BASE_URL": self.url.replace("http://", "https://", 1),
+                "PROMETHEUS_MULTIPROC_DIR": str(OUT / f"prom-{self.port}"),
+            }
+        )
         env.update(self.env)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
-                 self.app], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)   # its own process group: stop() reaches the workers
+                [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), self.app],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # its own process group: stop() reaches the workers
         deadline = time.monotonic() + timeout
         workers = int(env.get("WEB_CONCURRENCY", "2"))
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited; see {self.log_path}:\n"
-                                   + self.log_path.read_text()[-3000:])
+                raise RuntimeError(
+                    f"gunicorn exited; see {self.log_path}:\n" + self.log_path.read_text()[-3000:]
+                )
             try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200 \
-                        and len(self.worker_pids()) >= workers:
+                if (
+                    requests.get(self.url + "/healthz", timeout=1).status_code == 200
+                    and len(self.worker_pids()) >= workers
+                ):
                     # Let the other workers finish booting (each answers /healthz).
                     for _ in range(workers * 2):
                         requests.get(self.url + "/healthz", timeout=5)
@@ -187,19 +212,19 @@ def app_env(db: Database, **extra: str) -> dict[str, str]:
         "SECRET_KEY": SECRET_KEY,
         "SANDBOX_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "SANDBOX_DELIVER_WEBHOOKS": "false",
-        "SESSION_COOKIE_SECURE": "true",    # production requires it; the load generator
-                                            # is not a browser and sends it over loopback
-        "RATELIMIT_ENABLED": "false",       # one client address sends everything
+        "SESSION_COOKIE_SECURE": "true",  # production requires it; the load generator
+        # is not a browser and sends it over loopback
+        "RATELIMIT_ENABLED": "false",  # one client address sends everything
         "BENCH_INSTANCE_PATH": str(OUT / "instance"),
         "LOG_JSON": "true",
-        "LOG_LEVEL": "INFO",                # the JSON access log line per request included
+        "LOG_LEVEL": "INFO",  # the JSON access log line per request included
         "WEB_CONCURRENCY": str(os.cpu_count() or 2),
         # gunicorn.conf.py's default worker class (gevent) unless BENCH_WORKER_CLASS names
         # another, e.g. app.gunicorn_worker.BalancedThreadWorker with THREADS=128.
         "WORKER_CLASS": os.environ.get("BENCH_WORKER_CLASS") or "gevent",
-        "THREADS": "128",                   # used by thread worker classes only
+        "THREADS": "128",  # used by thread worker classes only
         "DB_POOL_SIZE": "16",
-        "DB_MAX_OVERFLOW": "8",             # 2 workers x 24 = 48 of PostgreSQL's 100
+        "DB_MAX_OVERFLOW": "8",  # 2 workers x 24 = 48 of PostgreSQL's 100
     }
     env.update(extra)
     return env
@@ -207,9 +232,14 @@ def app_env(db: Database, **extra: str) -> dict[str, str]:
 
 def loadgen(scenario: str, cfg: dict[str, Any], timeout: float = 300) -> dict[str, Any]:
     """Run the load generator as its own process; returns its summary."""
-    out = subprocess.run([sys.executable, "-m", "bench.loadgen", scenario, json.dumps(cfg)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                         check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.loadgen", scenario, json.dumps(cfg)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"load generator failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -220,9 +250,13 @@ class Process:
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
         OUT.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen([sys.executable, *args], cwd=ROOT,
-                                     env=dict(os.environ, **(env or {})),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=ROOT,
+            env=dict(os.environ, **(env or {})),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -255,8 +289,14 @@ def reference_work_ms() -> float:
     2,590-3,735/s in the next session's three). This figure, taken at the start and the
     end of a run, says how fast the machine was, so that runs on different days compare.
     """
-    doc = {"id": "evt_reference", "amount": 2500, "currency": "USD", "lines": list(range(20)),
-           "note": "x" * 100, "metadata": {"payment_id": "pay_reference"}}
+    doc = {
+        "id": "evt_reference",
+        "amount": 2500,
+        "currency": "USD",
+        "lines": list(range(20)),
+        "note": "x" * 100,
+        "metadata": {"payment_id": "pay_reference"},
+    }
     best = float("inf")
     for _ in range(3):
         started = time.process_time()

@@ -44,8 +44,9 @@ class Connection:
                 await self.writer.wait_closed()
             self.writer = None
 
-    async def request(self, method: str, path: str, headers: dict[str, str] | None = None,
-                      body: bytes = b"") -> Reply:
+    async def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> Reply:
         if self.writer is None:
             await self.open()
         assert self.reader is not None and self.writer is not None
@@ -64,8 +65,9 @@ class Connection:
             if ":" in line:
                 key, _, value = line.partition(":")
                 k = key.strip().lower()
-                reply_headers[k] = (reply_headers[k] + ", " + value.strip()
-                                    if k in reply_headers else value.strip())
+                reply_headers[k] = (
+                    reply_headers[k] + ", " + value.strip() if k in reply_headers else value.strip()
+                )
         if reply_headers.get("transfer-encoding", "").lower() == "chunked":
             chunks = []
             while True:
@@ -104,21 +106,35 @@ class Result:
         return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.name, "requests": self.requests, "ok": self.ok,
-                "errors": self.errors, "seconds": round(self.seconds, 3),
-                "rate": round(self.rate, 1), "p50_ms": round(self.pct(50) * 1000, 1),
-                "p95_ms": round(self.pct(95) * 1000, 1), "p99_ms": round(self.pct(99) * 1000, 1),
-                "max_ms": round(max(self.latencies, default=0) * 1000, 1),
-                "error_samples": self.error_samples[:5]}
+        return {
+            "name": self.name,
+            "requests": self.requests,
+            "ok": self.ok,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 3),
+            "rate": round(self.rate, 1),
+            "p50_ms": round(self.pct(50) * 1000, 1),
+            "p95_ms": round(self.pct(95) * 1000, 1),
+            "p99_ms": round(self.pct(99) * 1000, 1),
+            "max_ms": round(max(self.latencies, default=0) * 1000, 1),
+            "error_samples": self.error_samples[:5],
+        }
 
 
 # A client: given its connection and index, prepares (optional) then yields requests.
 Step = Callable[[Connection, int], Any]
 
 
-async def run(name: str, host: str, port: int, clients: int, total: int, max_seconds: float,
-              setup: Callable[[Connection, int], Any] | None,
-              one: Callable[[Connection, int, int, Any], Any]) -> Result:
+async def run(
+    name: str,
+    host: str,
+    port: int,
+    clients: int,
+    total: int,
+    max_seconds: float,
+    setup: Callable[[Connection, int], Any] | None,
+    one: Callable[[Connection, int, int, Any], Any],
+) -> Result:
     """`clients` connections; `one(conn, client, n, state)` sends request n and returns
     True (ok) or an error string. Stops after `total` requests or `max_seconds`."""
     result = Result(name)
@@ -184,34 +200,58 @@ async def checkout(cfg: dict[str, Any]) -> Result:
 
     async def one(conn: Connection, i: int, n: int, state: tuple[str, str]) -> bool | str:
         cookie, token = state
-        body = urlencode({"csrf_token": token, "email": f"buyer{n}@example.com",
-                          "name": f"Buyer {n}", "quantity": "1",
-                          "gateway": cfg["gateway"]}).encode()
-        reply = await conn.request("POST", path, {
-            "Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie}, body)
+        body = urlencode(
+            {
+                "csrf_token": token,
+                "email": f"buyer{n}@example.com",
+                "name": f"Buyer {n}",
+                "quantity": "1",
+                "gateway": cfg["gateway"],
+            }
+        ).encode()
+        reply = await conn.request(
+            "POST",
+            path,
+            {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie},
+            body,
+        )
         if reply.status == 303 and cfg["expect_location"] in reply.headers.get("location", ""):
             return True
         return f"{reply.status} {reply.body[:120]!r}"
 
-    return await run("checkout", cfg["host"], cfg["port"], cfg["clients"], cfg["total"],
-                     cfg["max_seconds"], setup, one)
+    return await run(
+        "checkout",
+        cfg["host"],
+        cfg["port"],
+        cfg["clients"],
+        cfg["total"],
+        cfg["max_seconds"],
+        setup,
+        one,
+    )
 
 
 async def webhooks(cfg: dict[str, Any]) -> Result:
     """Senders: each posts distinct signed events (pre-signed by the parent, read from a file)."""
-    events = [json.loads(line) for line in
-              Path(cfg["events_file"]).read_text().splitlines()]
+    events = [json.loads(line) for line in Path(cfg["events_file"]).read_text().splitlines()]
 
     async def one(conn: Connection, i: int, n: int, state: Any) -> bool | str:
         event = events[n]
-        reply = await conn.request("POST", cfg["path"], event["headers"],
-                                   event["body"].encode())
+        reply = await conn.request("POST", cfg["path"], event["headers"], event["body"].encode())
         if reply.status == 200:
             return True
         return f"{reply.status} {reply.body[:120]!r}"
 
-    return await run("webhooks", cfg["host"], cfg["port"], cfg["clients"],
-                     min(cfg["total"], len(events)), cfg["max_seconds"], None, one)
+    return await run(
+        "webhooks",
+        cfg["host"],
+        cfg["port"],
+        cfg["clients"],
+        min(cfg["total"], len(events)),
+        cfg["max_seconds"],
+        None,
+        one,
+    )
 
 
 async def gets(cfg: dict[str, Any]) -> Result:
@@ -222,8 +262,16 @@ async def gets(cfg: dict[str, Any]) -> Result:
         reply = await conn.request("GET", paths[n % len(paths)])
         return True if reply.status == 200 else f"{reply.status}"
 
-    return await run("gets", cfg["host"], cfg["port"], cfg["clients"], cfg["total"],
-                     cfg["max_seconds"], None, one)
+    return await run(
+        "gets",
+        cfg["host"],
+        cfg["port"],
+        cfg["clients"],
+        cfg["total"],
+        cfg["max_seconds"],
+        None,
+        one,
+    )
 
 
 SCENARIOS = {"checkout": checkout, "webhooks": webhooks, "gets": gets}

@@ -51,19 +51,28 @@ def stripe_available() -> bool:
 def _gateway_target(port: int) -> dict[str, Any]:
     """How to start the fake gateway, configure the app, and switch latency."""
     if USE_STRIPE:
-        return {"args": ["-m", "bench.fake_gateway", "--port", str(port)],
-                "health": f"http://127.0.0.1:{port}/health",
-                "env": {"STRIPE_SECRET_KEY": "sk_test_bench", "STRIPE_WEBHOOK_SECRET":
-                        "whsec_bench_stripe", "STRIPE_API_BASE": f"http://127.0.0.1:{port}"},
-                "gateway": "stripe",
-                "set_latency": lambda ms: requests.post(
-                    f"http://127.0.0.1:{port}/_test/latency", json={"ms": ms}, timeout=5)}
-    return {"args": ["-m", "bench.fake_gateway", "--port", str(port)],
+        return {
+            "args": ["-m", "bench.fake_gateway", "--port", str(port)],
             "health": f"http://127.0.0.1:{port}/health",
-            "env": {"BENCH_GATEWAY_URL": f"http://127.0.0.1:{port}"},
-            "gateway": "benchpay",
+            "env": {
+                "STRIPE_SECRET_KEY": "sk_test_bench",
+                "STRIPE_WEBHOOK_SECRET": "whsec_bench_stripe",
+                "STRIPE_API_BASE": f"http://127.0.0.1:{port}",
+            },
+            "gateway": "stripe",
             "set_latency": lambda ms: requests.post(
-                f"http://127.0.0.1:{port}/control/latency/{ms}", timeout=5)}
+                f"http://127.0.0.1:{port}/_test/latency", json={"ms": ms}, timeout=5
+            ),
+        }
+    return {
+        "args": ["-m", "bench.fake_gateway", "--port", str(port)],
+        "health": f"http://127.0.0.1:{port}/health",
+        "env": {"BENCH_GATEWAY_URL": f"http://127.0.0.1:{port}"},
+        "gateway": "benchpay",
+        "set_latency": lambda ms: requests.post(
+            f"http://127.0.0.1:{port}/control/latency/{ms}", timeout=5
+        ),
+    }
 
 
 _SHARED: dict[str, tuple[Server, dict[str, Any], Process, int]] = {}
@@ -116,9 +125,16 @@ def checkout_under_latency(db: Database, sizes: Sizes) -> dict[str, Any]:
     rounds = sizes.pick(2, 1)
     server, target, fake, gateway_port = kassa_with_gateway(db, sizes)
     try:
-        cfg = {"host": "127.0.0.1", "port": server.port, "sku": "tee-usd",
-               "gateway": target["gateway"], "expect_location": f"127.0.0.1:{gateway_port}/pay/",
-               "clients": clients, "total": total, "max_seconds": max_seconds}
+        cfg = {
+            "host": "127.0.0.1",
+            "port": server.port,
+            "sku": "tee-usd",
+            "gateway": target["gateway"],
+            "expect_location": f"127.0.0.1:{gateway_port}/pay/",
+            "clients": clients,
+            "total": total,
+            "max_seconds": max_seconds,
+        }
         # Warm-up: connections, pools, caches.
         loadgen("checkout", dict(cfg, total=sizes.pick(1000, 5), max_seconds=sizes.pick(5, 2)))
         runs: dict[int, list[dict[str, Any]]] = {0: [], latency_ms: []}
@@ -130,11 +146,18 @@ def checkout_under_latency(db: Database, sizes: Sizes) -> dict[str, Any]:
         base, slow = _combined(runs[0]), _combined(runs[latency_ms])
         result: dict[str, Any] = {
             "name": "checkout",
-            "setup": {"gateway": target["gateway"], "workers": server.env["WEB_CONCURRENCY"],
-                      "worker class": server.env["WORKER_CLASS"], "customers": clients,
-                      "requests per run (max)": total, "seconds per run (max)": max_seconds,
-                      "latency_ms": latency_ms, "rounds (0 ms, then the latency)": rounds},
-            "baseline_0ms": base, f"latency_{latency_ms}ms": slow,
+            "setup": {
+                "gateway": target["gateway"],
+                "workers": server.env["WEB_CONCURRENCY"],
+                "worker class": server.env["WORKER_CLASS"],
+                "customers": clients,
+                "requests per run (max)": total,
+                "seconds per run (max)": max_seconds,
+                "latency_ms": latency_ms,
+                "rounds (0 ms, then the latency)": rounds,
+            },
+            "baseline_0ms": base,
+            f"latency_{latency_ms}ms": slow,
             "ratio": round(slow["rate"] / base["rate"], 3) if base["rate"] else None,
             "gateway_metric_present": "kassa_gateway_request_duration_seconds_count" in metrics,
         }
@@ -155,11 +178,16 @@ def _combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
     if len(runs) == 1:
         return runs[0]
     ok, seconds = sum(r["ok"] for r in runs), sum(r["seconds"] for r in runs)
-    combined = {"name": runs[0]["name"], "requests": sum(r["requests"] for r in runs), "ok": ok,
-                "errors": sum(r["errors"] for r in runs), "seconds": round(seconds, 3),
-                "rate": round(ok / seconds, 1) if seconds else 0.0,
-                "error_samples": [s for r in runs for s in r["error_samples"]][:5],
-                "rates_per_run": [r["rate"] for r in runs]}
+    combined = {
+        "name": runs[0]["name"],
+        "requests": sum(r["requests"] for r in runs),
+        "ok": ok,
+        "errors": sum(r["errors"] for r in runs),
+        "seconds": round(seconds, 3),
+        "rate": round(ok / seconds, 1) if seconds else 0.0,
+        "error_samples": [s for r in runs for s in r["error_samples"]][:5],
+        "rates_per_run": [r["rate"] for r in runs],
+    }
     for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
         combined[key] = max(r[key] for r in runs)
     return combined
@@ -172,15 +200,27 @@ def _signed_events(count: int, label: str) -> str:
     stamp = int(time.time())
     with open(target, "w") as fh:
         for n in range(count):
-            event = {"id": f"evt_bench_{label}_{stamp}_{n:07d}", "type": "payment.succeeded",
-                     "created": stamp,
-                     "data": {"object": {"id": f"sbx_cs_bench_{n}", "object": "checkout.session",
-                                         "status": "succeeded", "amount": 2500,
-                                         "currency": "USD", "payment_id": f"sbx_pay_{n}",
-                                         "metadata": {"payment_id": f"pay_bench_{n}"}}}}
+            event = {
+                "id": f"evt_bench_{label}_{stamp}_{n:07d}",
+                "type": "payment.succeeded",
+                "created": stamp,
+                "data": {
+                    "object": {
+                        "id": f"sbx_cs_bench_{n}",
+                        "object": "checkout.session",
+                        "status": "succeeded",
+                        "amount": 2500,
+                        "currency": "USD",
+                        "payment_id": f"sbx_pay_{n}",
+                        "metadata": {"payment_id": f"pay_bench_{n}"},
+                    }
+                },
+            }
             body = json.dumps(event, separators=(",", ":"))
-            headers = {"Content-Type": "application/json",
-                       "Kassa-Signature": sign(WEBHOOK_SECRET, body.encode(), stamp)}
+            headers = {
+                "Content-Type": "application/json",
+                "Kassa-Signature": sign(WEBHOOK_SECRET, body.encode(), stamp),
+            }
             fh.write(json.dumps({"body": body, "headers": headers}) + "\n")
     return str(target)
 
@@ -196,14 +236,24 @@ def _redis_url() -> str | None:
         return None
 
 
-def _intake_run(db: Database, sizes: Sizes, label: str, extra_env: dict[str, str],
-                senders: int, total: int, max_seconds: float,
-                broker_url: str | None = None) -> dict[str, Any]:
+def _intake_run(
+    db: Database,
+    sizes: Sizes,
+    label: str,
+    extra_env: dict[str, str],
+    senders: int,
+    total: int,
+    max_seconds: float,
+    broker_url: str | None = None,
+) -> dict[str, Any]:
     """One Kassa intake run: send, then wait until every stored event is processed."""
     worker = None
     shared = not sizes.full and not extra_env
-    server = kassa_with_gateway(db, sizes)[0] if shared else \
-        Server("bench.wsgi_kassa:app", app_env(db, **extra_env)).start()
+    server = (
+        kassa_with_gateway(db, sizes)[0]
+        if shared
+        else Server("bench.wsgi_kassa:app", app_env(db, **extra_env)).start()
+    )
     try:
         if broker_url:
             import redis
@@ -211,13 +261,20 @@ def _intake_run(db: Database, sizes: Sizes, label: str, extra_env: dict[str, str
             redis.Redis.from_url(broker_url).delete("kassa-bench-jobs")
             # Production settings, as the web workers have them (it refuses to start in
             # production without an https PUBLIC_BASE_URL).
-            worker = Process(["-m", "bench.broker", broker_url, "--idle", "600"],
-                             env=app_env(db, PUBLIC_BASE_URL=server.url.replace(
-                                 "http://", "https://", 1)))
+            worker = Process(
+                ["-m", "bench.broker", broker_url, "--idle", "600"],
+                env=app_env(db, PUBLIC_BASE_URL=server.url.replace("http://", "https://", 1)),
+            )
         events_file = _signed_events(total, label)
-        cfg = {"host": "127.0.0.1", "port": server.port, "path": "/webhooks/sandbox",
-               "clients": senders, "total": total, "max_seconds": max_seconds,
-               "events_file": events_file}
+        cfg = {
+            "host": "127.0.0.1",
+            "port": server.port,
+            "path": "/webhooks/sandbox",
+            "clients": senders,
+            "total": total,
+            "max_seconds": max_seconds,
+            "events_file": events_file,
+        }
         like = f"evt_bench_{label}_%"
         started = time.monotonic()
         run = loadgen("webhooks", cfg)
@@ -225,21 +282,28 @@ def _intake_run(db: Database, sizes: Sizes, label: str, extra_env: dict[str, str
         deadline = time.monotonic() + sizes.pick(180, 15)
         pending = None
         while time.monotonic() < deadline:
-            pending = db.scalar("SELECT count(*) FROM webhook_events WHERE status = 'received' "
-                                f"AND event_id LIKE '{like}'")
+            pending = db.scalar(
+                "SELECT count(*) FROM webhook_events WHERE status = 'received' "
+                f"AND event_id LIKE '{like}'"
+            )
             if pending == 0:
                 break
             time.sleep(0.25)
         drained = time.monotonic() - started
-        run.update({
-            "stored": stored, "all_acked_events_in_inbox": stored == run["ok"],
-            "unprocessed_after_wait": pending,
-            "all_processed_after_s": round(drained, 1) if pending == 0 else None,
-            "processed_per_s": round(stored / drained, 1) if pending == 0 and drained else None,
-            "outcomes": db.scalar(
-                "SELECT json_object_agg(coalesce(outcome, status), n) FROM (SELECT outcome, "
-                f"status, count(*) n FROM webhook_events WHERE event_id LIKE '{like}' "
-                "GROUP BY 1, 2) t")})
+        run.update(
+            {
+                "stored": stored,
+                "all_acked_events_in_inbox": stored == run["ok"],
+                "unprocessed_after_wait": pending,
+                "all_processed_after_s": round(drained, 1) if pending == 0 else None,
+                "processed_per_s": round(stored / drained, 1) if pending == 0 and drained else None,
+                "outcomes": db.scalar(
+                    "SELECT json_object_agg(coalesce(outcome, status), n) FROM (SELECT outcome, "
+                    f"status, count(*) n FROM webhook_events WHERE event_id LIKE '{like}' "
+                    "GROUP BY 1, 2) t"
+                ),
+            }
+        )
         return run
     finally:
         if not shared:
@@ -253,16 +317,23 @@ def webhook_intake(db: Database, sizes: Sizes) -> dict[str, Any]:
     senders = sizes.pick(64, 8)
     total = sizes.pick(20000, 40)
     max_seconds = sizes.pick(30, 3)
-    results: dict[str, Any] = {"name": "webhooks",
-                               "setup": {"senders": senders, "events (max)": total,
-                                         "seconds (max)": max_seconds}}
+    results: dict[str, Any] = {
+        "name": "webhooks",
+        "setup": {"senders": senders, "events (max)": total, "seconds (max)": max_seconds},
+    }
     bare = Server("bench.wsgi_bare:app", app_env(db)).start()
     try:
         # As many events as Kassa gets: 3,000 took about a second, too short to be steady.
         events_file = _signed_events(sizes.pick(20000, 50), "bare")
-        cfg = {"host": "127.0.0.1", "port": bare.port, "path": "/webhooks/sandbox",
-               "clients": senders, "total": total, "max_seconds": max_seconds,
-               "events_file": events_file}
+        cfg = {
+            "host": "127.0.0.1",
+            "port": bare.port,
+            "path": "/webhooks/sandbox",
+            "clients": senders,
+            "total": total,
+            "max_seconds": max_seconds,
+            "events_file": events_file,
+        }
         if sizes.full:
             loadgen("webhooks", dict(cfg, total=2000, max_seconds=5))
         results["baseline_bare_flask"] = loadgen("webhooks", cfg)
@@ -274,13 +345,24 @@ def webhook_intake(db: Database, sizes: Sizes) -> dict[str, Any]:
     if broker:
         # With a broker: the request only enqueues; a separate worker process applies.
         results["kassa_with_broker"] = _intake_run(
-            db, sizes, "broker", {"BENCH_JOBS_REDIS": broker}, senders, total, max_seconds,
-            broker_url=broker)
-    best = max((results[k] for k in ("kassa", "kassa_with_broker") if k in results),
-               key=lambda r: r["rate"])
+            db,
+            sizes,
+            "broker",
+            {"BENCH_JOBS_REDIS": broker},
+            senders,
+            total,
+            max_seconds,
+            broker_url=broker,
+        )
+    best = max(
+        (results[k] for k in ("kassa", "kassa_with_broker") if k in results),
+        key=lambda r: r["rate"],
+    )
     results["all_acked_events_in_inbox"] = all(
-        results[k]["all_acked_events_in_inbox"] for k in ("kassa", "kassa_with_broker")
-        if k in results)
+        results[k]["all_acked_events_in_inbox"]
+        for k in ("kassa", "kassa_with_broker")
+        if k in results
+    )
     base = results["baseline_bare_flask"]["rate"]
     results["ratio"] = round(results["kassa"]["rate"] / base, 3) if base else None
     results["ratio_with_broker"] = round(best["rate"] / base, 3) if base else None
@@ -290,7 +372,7 @@ def webhook_intake(db: Database, sizes: Sizes) -> dict[str, Any]:
 class _Assets(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
-        self.assets: list[tuple[str, str, bool]] = []   # (kind, url, blocking)
+        self.assets: list[tuple[str, str, bool]] = []  # (kind, url, blocking)
         self.in_head = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -304,10 +386,10 @@ class _Assets(HTMLParser):
             self.assets.append(("script", a["src"], blocking))
         elif tag == "link" and "stylesheet" in a.get("rel", "").split():
             media = a.get("media", "all")
-            self.assets.append(("stylesheet", a.get("href", ""),
-                                media in ("", "all", "screen")))
-        elif tag == "link" and a.get("rel") in ("preload", "icon", "modulepreload") \
-                and a.get("href"):
+            self.assets.append(("stylesheet", a.get("href", ""), media in ("", "all", "screen")))
+        elif (
+            tag == "link" and a.get("rel") in ("preload", "icon", "modulepreload") and a.get("href")
+        ):
             self.assets.append((a["rel"], a["href"], False))
         elif tag in ("img", "iframe") and a.get("src"):
             self.assets.append((tag, a["src"], False))
@@ -315,8 +397,9 @@ class _Assets(HTMLParser):
 
 def _fetch(url: str) -> tuple[int, bytes, int, str]:
     """(status, decoded body, bytes on the wire, content-encoding) as a browser gets it."""
-    with requests.get(url, timeout=10, stream=True,
-                      headers={"Accept-Encoding": "gzip, deflate, br"}) as response:
+    with requests.get(
+        url, timeout=10, stream=True, headers={"Accept-Encoding": "gzip, deflate, br"}
+    ) as response:
         wire = response.raw.read(decode_content=False)
         encoding = response.headers.get("Content-Encoding", "")
         body = gzip.decompress(wire) if encoding == "gzip" else wire
@@ -332,32 +415,63 @@ def page_weight(db: Database, sizes: Sizes) -> dict[str, Any]:
         parser = _Assets()
         parser.feed(body.decode())
         host = urlsplit(page_url).netloc
-        items = [{"url": "/products/tee-usd", "kind": "document", "status": status,
-                  "raw": len(body), "transferred": wire, "encoding": encoding or "none",
-                  "gzip_if_proxied": len(gzip.compress(body, 6)), "blocking": True}]
+        items = [
+            {
+                "url": "/products/tee-usd",
+                "kind": "document",
+                "status": status,
+                "raw": len(body),
+                "transferred": wire,
+                "encoding": encoding or "none",
+                "gzip_if_proxied": len(gzip.compress(body, 6)),
+                "blocking": True,
+            }
+        ]
         third_party_blocking = []
         for kind, src, blocking in parser.assets:
             url = urljoin(page_url, src)
             if urlsplit(url).netloc != host:
                 if blocking:
                     third_party_blocking.append(url)
-                items.append({"url": url, "kind": kind, "status": "not fetched (other site)",
-                              "raw": 0, "transferred": 0, "encoding": "", "gzip_if_proxied": 0,
-                              "blocking": blocking})
+                items.append(
+                    {
+                        "url": url,
+                        "kind": kind,
+                        "status": "not fetched (other site)",
+                        "raw": 0,
+                        "transferred": 0,
+                        "encoding": "",
+                        "gzip_if_proxied": 0,
+                        "blocking": blocking,
+                    }
+                )
                 continue
             status, body, wire, encoding = _fetch(url)
-            items.append({"url": urlsplit(url).path, "kind": kind, "status": status,
-                          "raw": len(body), "transferred": wire, "encoding": encoding or "none",
-                          "gzip_if_proxied": len(gzip.compress(body, 6)),
-                          "blocking": blocking})
+            items.append(
+                {
+                    "url": urlsplit(url).path,
+                    "kind": kind,
+                    "status": status,
+                    "raw": len(body),
+                    "transferred": wire,
+                    "encoding": encoding or "none",
+                    "gzip_if_proxied": len(gzip.compress(body, 6)),
+                    "blocking": blocking,
+                }
+            )
         total_raw = sum(i["raw"] for i in items)
         total_wire = sum(i["transferred"] for i in items)
-        return {"name": "page", "items": items, "total_raw_bytes": total_raw,
-                "total_transferred_bytes": total_wire,
-                "total_gzip_bytes": sum(i["gzip_if_proxied"] for i in items),
-                "budget_bytes": 50 * 1024, "ratio": round(total_wire / (50 * 1024), 3),
-                "third_party_render_blocking": third_party_blocking,
-                "missing": [i["url"] for i in items if i["status"] == 404]}
+        return {
+            "name": "page",
+            "items": items,
+            "total_raw_bytes": total_raw,
+            "total_transferred_bytes": total_wire,
+            "total_gzip_bytes": sum(i["gzip_if_proxied"] for i in items),
+            "budget_bytes": 50 * 1024,
+            "ratio": round(total_wire / (50 * 1024), 3),
+            "third_party_render_blocking": third_party_blocking,
+            "missing": [i["url"] for i in items if i["status"] == 404],
+        }
     finally:
         release(sizes, server, fake)
 
@@ -369,22 +483,51 @@ def worker_memory(db: Database, sizes: Sizes) -> dict[str, Any]:
     try:
         booted = server.worker_rss_mb()
         checkouts = total // 5
-        paths = ["/", "/products/tee-usd", "/products/mug-eur", "/products/notebook-inr",
-                 "/healthz", "/products/print-usd"]
-        first = loadgen("checkout", {"host": "127.0.0.1", "port": server.port, "sku": "mug-eur",
-                                     "gateway": target["gateway"],
-                                     "expect_location": f"127.0.0.1:{gateway_port}/pay/",
-                                     "clients": 32, "total": checkouts,
-                                     "max_seconds": sizes.pick(400, 60)}, timeout=900)
-        second = loadgen("gets", {"host": "127.0.0.1", "port": server.port, "paths": paths,
-                                  "clients": 32, "total": total - checkouts,
-                                  "max_seconds": sizes.pick(400, 60)}, timeout=900)
+        paths = [
+            "/",
+            "/products/tee-usd",
+            "/products/mug-eur",
+            "/products/notebook-inr",
+            "/healthz",
+            "/products/print-usd",
+        ]
+        first = loadgen(
+            "checkout",
+            {
+                "host": "127.0.0.1",
+                "port": server.port,
+                "sku": "mug-eur",
+                "gateway": target["gateway"],
+                "expect_location": f"127.0.0.1:{gateway_port}/pay/",
+                "clients": 32,
+                "total": checkouts,
+                "max_seconds": sizes.pick(400, 60),
+            },
+            timeout=900,
+        )
+        second = loadgen(
+            "gets",
+            {
+                "host": "127.0.0.1",
+                "port": server.port,
+                "paths": paths,
+                "clients": 32,
+                "total": total - checkouts,
+                "max_seconds": sizes.pick(400, 60),
+            },
+            timeout=900,
+        )
         after = server.worker_rss_mb()
         served = first["requests"] + second["requests"]
-        return {"name": "memory", "requests": served, "errors": first["errors"] + second["errors"],
-                "rss_mb_after_boot": booted, "rss_mb_after_requests": after,
-                "ratio": round(max(after) / max(booted), 3) if booted and after else None,
-                "worker_class": server.env["WORKER_CLASS"],
-                "fresh_server": sizes.full}
+        return {
+            "name": "memory",
+            "requests": served,
+            "errors": first["errors"] + second["errors"],
+            "rss_mb_after_boot": booted,
+            "rss_mb_after_requests": after,
+            "ratio": round(max(after) / max(booted), 3) if booted and after else None,
+            "worker_class": server.env["WORKER_CLASS"],
+            "fresh_server": sizes.full,
+        }
     finally:
         release(sizes, server, fake)

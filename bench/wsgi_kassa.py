@@ -9,12 +9,16 @@ from app.gateways.instrumented import InstrumentedGateway
 from app.observability import observe_gateway_call
 from bench.gateway import BenchGateway
 
-app = create_app({"INSTANCE_PATH": os.environ["BENCH_INSTANCE_PATH"]}
-                 if os.environ.get("BENCH_INSTANCE_PATH") else None)
+app = create_app(
+    {"INSTANCE_PATH": os.environ["BENCH_INSTANCE_PATH"]}
+    if os.environ.get("BENCH_INSTANCE_PATH")
+    else None
+)
 if os.environ.get("BENCH_GATEWAY_URL"):
     # Registered like any configured gateway, timed like the others.
     app.extensions["kassa_gateways"]["benchpay"] = InstrumentedGateway(
-        BenchGateway(os.environ["BENCH_GATEWAY_URL"]), observe_gateway_call)
+        BenchGateway(os.environ["BENCH_GATEWAY_URL"]), observe_gateway_call
+    )
 if os.environ.get("BENCH_JOBS_REDIS"):
     from bench.broker import RedisListRunner
 

@@ -43,12 +43,31 @@ PG_SKIP_REASON = (
 # Settings that the developer's shell may carry and that would make tests depend on it
 # (a real gateway key, a broker, a production flag). Removed for the whole session.
 _ENV_PREFIXES_TO_CLEAR = (
-    "STRIPE_", "RAZORPAY_", "SANDBOX_", "KASSA_", "RATELIMIT_", "SESSION_", "JOBS_",
-    "LOG_", "CHECKOUT_", "WEBHOOK_", "HSTS_", "CSP_", "LOGIN_", "REQUIRE_2FA",
+    "STRIPE_",
+    "RAZORPAY_",
+    "SANDBOX_",
+    "KASSA_",
+    "RATELIMIT_",
+    "SESSION_",
+    "JOBS_",
+    "LOG_",
+    "CHECKOUT_",
+    "WEBHOOK_",
+    "HSTS_",
+    "CSP_",
+    "LOGIN_",
+    "REQUIRE_2FA",
 )
 _ENV_NAMES_TO_CLEAR = (
-    "DATABASE_URL", "SECRET_KEY", "PUBLIC_BASE_URL", "CELERY_BROKER_URL", "CAPTURE_METHOD",
-    "ALLOWED_RETURN_HOSTS", "STORE_NAME", "MAX_CONTENT_LENGTH", "FLASK_DEBUG",
+    "DATABASE_URL",
+    "SECRET_KEY",
+    "PUBLIC_BASE_URL",
+    "CELERY_BROKER_URL",
+    "CAPTURE_METHOD",
+    "ALLOWED_RETURN_HOSTS",
+    "STORE_NAME",
+    "MAX_CONTENT_LENGTH",
+    "FLASK_DEBUG",
 )
 
 TEST_SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"
@@ -193,8 +212,10 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _copy_sqlite(source: Path, target: Path) -> None:
     # The backup API copies a consistent image, WAL contents included.
-    with contextlib.closing(sqlite3.connect(source)) as src, \
-            contextlib.closing(sqlite3.connect(target)) as dst:
+    with (
+        contextlib.closing(sqlite3.connect(source)) as src,
+        contextlib.closing(sqlite3.connect(target)) as dst,
+    ):
         src.backup(dst)
 
 
@@ -291,7 +312,7 @@ def _truncate_pg(url: str) -> None:
 
 @pytest.fixture
 def db_backend(request: pytest.FixtureRequest) -> str:
-    """"sqlite" or "postgres": the database this test's app uses.
+    """ "sqlite" or "postgres": the database this test's app uses.
 
     Postgres when the test is marked `postgres`, uses `pg_app`, or is parametrized with
     `@pytest.mark.parametrize("db_backend", ["sqlite", "postgres"], indirect=True)`.
@@ -405,8 +426,10 @@ def live_server(app: Any, _live_http_server: Any) -> Iterator[str]:
     server.app = app
     base_url = f"http://127.0.0.1:{server.server_port}"
     thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05},
-        name=f"live-server-{server.server_port}", daemon=True,
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name=f"live-server-{server.server_port}",
+        daemon=True,
     )
     thread.start()
     try:
@@ -480,8 +503,9 @@ class AuthActions:
         )
         assert result.exit_code == 0, f"create-merchant failed: {result.output}"
 
-    def login(self, email: str = EMAIL, password: str = PASSWORD, *,
-              follow_redirects: bool = False) -> Any:
+    def login(
+        self, email: str = EMAIL, password: str = PASSWORD, *, follow_redirects: bool = False
+    ) -> Any:
         """Fetch the login form, then post it with its CSRF token like a browser does."""
         token = get_csrf_token(self._client, "/auth/login")
         return self._client.post(

@@ -27,8 +27,9 @@ def rate_limit_key() -> str:
     return "addr:" + (get_remote_address() or "unknown")
 
 
-limiter.limit(lambda: current_app.config["API_RATE_LIMIT"], key_func=rate_limit_key,
-              scope="api")(bp)
+limiter.limit(lambda: current_app.config["API_RATE_LIMIT"], key_func=rate_limit_key, scope="api")(
+    bp
+)
 
 from app.api import docs, errors, routes  # noqa: F401  (routes register on bp)
 

@@ -17,8 +17,12 @@ CLI = Actor("system", "cli")
 def init_app(app: Flask) -> None:
     @app.cli.command("create-api-key")
     @click.argument("name")
-    @click.option("--scope", type=click.Choice([s.value for s in ApiKeyScope]),
-                  default=ApiKeyScope.WRITE.value, show_default=True)
+    @click.option(
+        "--scope",
+        type=click.Choice([s.value for s in ApiKeyScope]),
+        default=ApiKeyScope.WRITE.value,
+        show_default=True,
+    )
     def create_api_key_command(name: str, scope: str) -> None:
         """Create an API key; the key is printed once and never stored."""
         key, token = keys.create_api_key(name, scope, CLI)

@@ -31,8 +31,16 @@ def _schema_label(schema: dict[str, Any]) -> str:
 
 
 def _constraints(schema: dict[str, Any]) -> str:
-    names = ("minLength", "maxLength", "minimum", "maximum", "minItems", "maxItems",
-             "pattern", "default")
+    names = (
+        "minLength",
+        "maxLength",
+        "minimum",
+        "maximum",
+        "minItems",
+        "maxItems",
+        "pattern",
+        "default",
+    )
     return ", ".join(f"{n}: {schema[n]}" for n in names if n in schema)
 
 
@@ -40,7 +48,11 @@ def _constraints(schema: dict[str, Any]) -> str:
 def api_docs() -> str:
     """The API reference, generated from /api/v1/openapi.json."""
     spec = build(current_app)
-    tags = list(dict.fromkeys(tag for ops in spec["paths"].values() for op in ops.values()
-                              for tag in op["tags"]))
-    return render_template("api/docs.html", spec=spec, tags=tags, label=_schema_label,
-                           constraints=_constraints)
+    tags = list(
+        dict.fromkeys(
+            tag for ops in spec["paths"].values() for op in ops.values() for tag in op["tags"]
+        )
+    )
+    return render_template(
+        "api/docs.html", spec=spec, tags=tags, label=_schema_label, constraints=_constraints
+    )

@@ -54,9 +54,14 @@ HTTP_CODES: dict[int, str] = {
 class ApiError(Exception):
     """An error the API answers directly (auth, idempotency, parsing)."""
 
-    def __init__(self, status: int, code: str, message: str,
-                 details: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -69,11 +74,16 @@ def is_api_request() -> bool:
     return request.path.startswith(API_PREFIX) or request.path == API_PREFIX.rstrip("/")
 
 
-def error_response(status: int, code: str, message: str,
-                   details: list[dict[str, Any]] | None = None,
-                   headers: dict[str, str] | None = None) -> Response:
-    response = jsonify(success=False,
-                       error={"code": code, "message": message, "details": details or []})
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    response = jsonify(
+        success=False, error={"code": code, "message": message, "details": details or []}
+    )
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -84,8 +94,14 @@ def validation_details(exc: ValidationError, where: str) -> list[dict[str, Any]]
     """pydantic errors -> [{"field": "items.0.quantity", "in": "body", ...}]."""
     details = []
     for err in exc.errors(include_url=False, include_context=False, include_input=False):
-        details.append({"field": ".".join(str(part) for part in err["loc"]),
-                        "in": where, "message": err["msg"], "type": err["type"]})
+        details.append(
+            {
+                "field": ".".join(str(part) for part in err["loc"]),
+                "in": where,
+                "message": err["msg"],
+                "type": err["type"],
+            }
+        )
     return details
 
 
@@ -130,9 +146,11 @@ def http_error_response(exc: HTTPException) -> Response:
 
 
 def server_error_response() -> Response:
-    return error_response(500, "internal_error",
-                          "Something went wrong on our side. Retrying with the same "
-                          "Idempotency-Key is safe.")
+    return error_response(
+        500,
+        "internal_error",
+        "Something went wrong on our side. Retrying with the same Idempotency-Key is safe.",
+    )
 
 
 def register(bp: Blueprint) -> None:

@@ -64,9 +64,18 @@ def _read_key() -> str | None:
     if key is None:
         return None
     if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable() or not key.isascii():
-        raise errors.ApiError(400, "validation_error", "Invalid Idempotency-Key header.",
-                              [{"field": HEADER, "in": "header",
-                                "message": f"1 to {MAX_KEY_LENGTH} printable ASCII characters"}])
+        raise errors.ApiError(
+            400,
+            "validation_error",
+            "Invalid Idempotency-Key header.",
+            [
+                {
+                    "field": HEADER,
+                    "in": "header",
+                    "message": f"1 to {MAX_KEY_LENGTH} printable ASCII characters",
+                }
+            ],
+        )
     return key
 
 
@@ -75,14 +84,22 @@ def _claim(scope_name: str, key: str, fingerprint: str) -> tuple[int | None, dic
     for _ in range(3):
         now = utcnow()
         expires = now + timedelta(hours=current_app.config.get("API_IDEMPOTENCY_HOURS", 24))
-        values = {"scope": scope_name, "key": key, "method": request.method,
-                  "path": request.path[:255], "fingerprint": fingerprint,
-                  "state": "in_progress", "created_at": now, "expires_at": expires}
+        values = {
+            "scope": scope_name,
+            "key": key,
+            "method": request.method,
+            "path": request.path[:255],
+            "fingerprint": fingerprint,
+            "state": "in_progress",
+            "created_at": now,
+            "expires_at": expires,
+        }
         with unit_of_work():
             dialect = db.session.get_bind().dialect.name
             insert = pg_insert if dialect == "postgresql" else sqlite_insert
             row_id = db.session.execute(
-                insert(IdempotencyKey).values(**values)
+                insert(IdempotencyKey)
+                .values(**values)
                 .on_conflict_do_nothing(index_elements=["scope", "key"])
                 .returning(IdempotencyKey.id)
             ).scalar_one_or_none()
@@ -90,7 +107,7 @@ def _claim(scope_name: str, key: str, fingerprint: str) -> tuple[int | None, dic
                 return row_id, {}
             row = lock(IdempotencyKey, scope=scope_name, key=key)
             if row is None:
-                continue   # released meanwhile: try to claim again
+                continue  # released meanwhile: try to claim again
             abandoned = row.state == "in_progress" and row.created_at < now - ABANDONED_AFTER
             if row.expires_at <= now or abandoned:
                 # Expired or abandoned: this request starts afresh under the same key.
@@ -98,11 +115,18 @@ def _claim(scope_name: str, key: str, fingerprint: str) -> tuple[int | None, dic
                     setattr(row, name, value)
                 row.response_status = row.response_body = row.response_headers = None
                 return row.id, {}
-            return None, {"fingerprint": row.fingerprint, "state": row.state,
-                          "status": row.response_status, "body": row.response_body,
-                          "headers": row.response_headers or {}}
-    raise errors.ApiError(409, "idempotency_key_in_progress",
-                          "Another request with this Idempotency-Key is being processed.")
+            return None, {
+                "fingerprint": row.fingerprint,
+                "state": row.state,
+                "status": row.response_status,
+                "body": row.response_body,
+                "headers": row.response_headers or {},
+            }
+    raise errors.ApiError(
+        409,
+        "idempotency_key_in_progress",
+        "Another request with this Idempotency-Key is being processed.",
+    )
 
 
 def _finish(row_id: int, response: Response) -> None:
@@ -113,8 +137,9 @@ def _finish(row_id: int, response: Response) -> None:
         row.state = "completed"
         row.response_status = response.status_code
         row.response_body = response.get_data(as_text=True)
-        row.response_headers = {h: response.headers[h] for h in KEPT_HEADERS
-                                if h in response.headers}
+        row.response_headers = {
+            h: response.headers[h] for h in KEPT_HEADERS if h in response.headers
+        }
 
 
 def _release(row_id: int) -> None:
@@ -127,7 +152,8 @@ def purge_expired() -> int:
     """Delete stored responses past their replay window (a periodic job, or the CLI)."""
     with unit_of_work():
         result = db.session.execute(
-            delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow()))
+            delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow())
+        )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -142,8 +168,7 @@ def _replay(stored: dict[str, Any]) -> Response:
 def _as_response(exc: Exception) -> Response | None:
     """The response the blueprint's error handlers would give, so it can be stored."""
     if isinstance(exc, errors.ApiError):
-        return errors.error_response(exc.status, exc.code, exc.message, exc.details,
-                                     exc.headers)
+        return errors.error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
     if isinstance(exc, KassaError):
         return errors.kassa_error_response(exc)
     if isinstance(exc, HTTPException) and (exc.code or 500) < 500:
@@ -153,7 +178,7 @@ def _as_response(exc: Exception) -> Response | None:
 
 def _should_keep(response: Response) -> bool:
     if response.status_code >= 500:
-        return False   # a failure on our side: let the client retry with the same key
+        return False  # a failure on our side: let the client retry with the same key
     if response.status_code == 400 and response.is_json:
         error = (response.get_json(silent=True) or {}).get("error") or {}
         return error.get("code") != "validation_error"
@@ -176,20 +201,25 @@ def idempotent(model: type[BaseModel]) -> Callable[[F], F]:
             if row_id is None:
                 if stored["fingerprint"] != fingerprint:
                     raise errors.ApiError(
-                        422, "idempotency_key_reused",
+                        422,
+                        "idempotency_key_reused",
                         "This Idempotency-Key was used with a different request body; "
                         "use a new key for a new request.",
-                        [{"field": HEADER, "in": "header", "message": "already used"}])
+                        [{"field": HEADER, "in": "header", "message": "already used"}],
+                    )
                 if stored["state"] != "completed":
                     raise errors.ApiError(
-                        409, "idempotency_key_in_progress",
+                        409,
+                        "idempotency_key_in_progress",
                         "A request with this Idempotency-Key is still being processed; "
-                        "retry shortly.", headers={"Retry-After": "1"})
+                        "retry shortly.",
+                        headers={"Retry-After": "1"},
+                    )
                 return _replay(stored)
             try:
                 response = current_app.make_response(view(*args, body=body, **kwargs))
             except Exception as exc:
-                response = _as_response(exc)   # type: ignore[assignment]
+                response = _as_response(exc)  # type: ignore[assignment]
                 if response is None:
                     _release(row_id)
                     raise

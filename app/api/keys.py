@@ -41,8 +41,12 @@ def hash_key(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_api_key(name: str, scope: str = ApiKeyScope.WRITE, actor: Actor = audit.SYSTEM,
-                   created_by_id: int | None = None) -> tuple[ApiKey, str]:
+def create_api_key(
+    name: str,
+    scope: str = ApiKeyScope.WRITE,
+    actor: Actor = audit.SYSTEM,
+    created_by_id: int | None = None,
+) -> tuple[ApiKey, str]:
     """Make a key; returns (row, the full key). The full key is never stored or shown again."""
     scope = ApiKeyScope(scope)
     name = name.strip()[:100]
@@ -51,12 +55,18 @@ def create_api_key(name: str, scope: str = ApiKeyScope.WRITE, actor: Actor = aud
     prefix = "kassa_" + secrets.token_hex(6)
     token = f"{prefix}_{secrets.token_urlsafe(32)}"
     with unit_of_work():
-        key = ApiKey(name=name, prefix=prefix, key_hash=hash_key(token), scope=scope,
-                     created_by_id=created_by_id)
+        key = ApiKey(
+            name=name,
+            prefix=prefix,
+            key_hash=hash_key(token),
+            scope=scope,
+            created_by_id=created_by_id,
+        )
         db.session.add(key)
         db.session.flush()
-        audit.record(actor, "api_key.created", key, details={"name": name, "scope": scope,
-                                                             "prefix": prefix})
+        audit.record(
+            actor, "api_key.created", key, details={"name": name, "scope": scope, "prefix": prefix}
+        )
     return key, token
 
 
@@ -100,9 +110,11 @@ def _touch(key: ApiKey) -> None:
     # A conditional update: concurrent requests do not queue on the key's row.
     with unit_of_work():
         db.session.execute(
-            update(ApiKey).where(ApiKey.id == key.id,
-                                 or_(ApiKey.last_used_at.is_(None),
-                                     ApiKey.last_used_at < now - TOUCH_EVERY))
+            update(ApiKey)
+            .where(
+                ApiKey.id == key.id,
+                or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - TOUCH_EVERY),
+            )
             .values(last_used_at=now)
             .execution_options(synchronize_session=False)
         )
@@ -114,9 +126,12 @@ def _bearer() -> str | None:
         return None
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "invalid_api_key",
-                       "Send the key as `Authorization: Bearer <key>`.",
-                       headers={"WWW-Authenticate": 'Bearer error="invalid_request"'})
+        raise ApiError(
+            401,
+            "invalid_api_key",
+            "Send the key as `Authorization: Bearer <key>`.",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_request"'},
+        )
     return token.strip()
 
 
@@ -132,8 +147,12 @@ def current_key() -> ApiKey | None:
     if token is not None:
         key = find_key(token)
         if key is None:
-            raise ApiError(401, "invalid_api_key", "This API key is not valid (unknown or "
-                           "revoked).", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            raise ApiError(
+                401,
+                "invalid_api_key",
+                "This API key is not valid (unknown or revoked).",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
         _touch(key)
     g.api_key = key
     return key
@@ -152,13 +171,19 @@ def required(scope: str) -> Callable[[F], F]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             key = current_key()
             if key is None:
-                raise ApiError(401, "authentication_required",
-                               "This endpoint needs an API key: `Authorization: Bearer <key>`.",
-                               headers={"WWW-Authenticate": "Bearer"})
+                raise ApiError(
+                    401,
+                    "authentication_required",
+                    "This endpoint needs an API key: `Authorization: Bearer <key>`.",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
             if scope == ApiKeyScope.WRITE and key.scope != ApiKeyScope.WRITE:
-                raise ApiError(403, "insufficient_scope",
-                               "This API key is read-only; this endpoint needs a write key.",
-                               headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
+                raise ApiError(
+                    403,
+                    "insufficient_scope",
+                    "This API key is read-only; this endpoint needs a write key.",
+                    headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'},
+                )
             return view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

@@ -64,12 +64,16 @@ def operation(**kwargs: Any) -> Callable[[F], F]:
     return attach
 
 
-def _models(ops: list[Operation]) -> list[tuple[type[BaseModel], Literal["validation",
-                                                                          "serialization"]]]:
+def _models(
+    ops: list[Operation],
+) -> list[tuple[type[BaseModel], Literal["validation", "serialization"]]]:
     pairs: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = []
     for op in ops:
-        for model, mode in ((op.body, "validation"), (op.query, "validation"),
-                            (op.response, "serialization")):
+        for model, mode in (
+            (op.body, "validation"),
+            (op.query, "validation"),
+            (op.response, "serialization"),
+        ):
             if model is not None and (model, mode) not in pairs:
                 pairs.append((model, mode))  # type: ignore[arg-type]
     pairs.append((schemas.ErrorEnvelope, "serialization"))
@@ -92,15 +96,20 @@ def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _query_parameters(model: type[BaseModel], components: dict[str, Any],
-                      name: str) -> list[dict[str, Any]]:
+def _query_parameters(
+    model: type[BaseModel], components: dict[str, Any], name: str
+) -> list[dict[str, Any]]:
     schema = components[name]
     params = []
     for prop, prop_schema in schema.get("properties", {}).items():
         param_schema = _without_null(prop_schema)
         description = param_schema.pop("description", None)
-        param: dict[str, Any] = {"name": prop, "in": "query", "required": False,
-                                 "schema": param_schema}
+        param: dict[str, Any] = {
+            "name": prop,
+            "in": "query",
+            "required": False,
+            "schema": param_schema,
+        }
         if description:
             param["description"] = description
         params.append(param)
@@ -108,14 +117,16 @@ def _query_parameters(model: type[BaseModel], components: dict[str, Any],
 
 
 def _envelope(data_schema: dict[str, Any], many: bool) -> dict[str, Any]:
-    props: dict[str, Any] = {"success": {"const": True},
-                             "data": {"type": "array", "items": data_schema} if many
-                             else data_schema}
+    props: dict[str, Any] = {
+        "success": {"const": True},
+        "data": {"type": "array", "items": data_schema} if many else data_schema,
+    }
     required = ["success", "data"]
     if many:
-        props["next_cursor"] = {"type": ["string", "null"],
-                                "description": "Pass as ?cursor= for the next page; "
-                                               "null on the last page."}
+        props["next_cursor"] = {
+            "type": ["string", "null"],
+            "description": "Pass as ?cursor= for the next page; null on the last page.",
+        }
         required.append("next_cursor")
     return {"type": "object", "required": required, "properties": props}
 
@@ -139,15 +150,21 @@ def build(app: Flask) -> dict[str, Any]:
     key_map, top = models_json_schema(_models(ops), ref_template=REF)
     components: dict[str, Any] = top.get("$defs", {})
     error_ref = key_map[(schemas.ErrorEnvelope, "serialization")]
-    error_response = {"description": "Error", "content": {"application/json": {
-        "schema": error_ref}}}
+    error_response = {
+        "description": "Error",
+        "content": {"application/json": {"schema": error_ref}},
+    }
 
     paths: dict[str, Any] = {}
     for rule, method, spec in sorted(found):
         path, path_names = _path(rule)
         parameters: list[dict[str, Any]] = [
-            {"name": name, "in": "path", "required": True,
-             "schema": {"type": "string", "pattern": schemas.ID_PATTERN}}
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": schemas.ID_PATTERN},
+            }
             for name in path_names
         ]
         if spec.query is not None:
@@ -156,17 +173,29 @@ def build(app: Flask) -> dict[str, Any]:
         responses: dict[str, Any] = {}
         success_headers: dict[str, Any] = {}
         if method == "post":
-            parameters.append({
-                "name": "Idempotency-Key", "in": "header", "required": False,
-                "description": "Same key and body within 24 h replays the first response.",
-                "schema": {"type": "string", "minLength": 1, "maxLength": 255,
-                           "pattern": "^[\\x20-\\x7e]+$"}})
+            parameters.append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "description": "Same key and body within 24 h replays the first response.",
+                    "schema": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[\\x20-\\x7e]+$",
+                    },
+                }
+            )
             success_headers["Idempotent-Replayed"] = {
                 "description": "`true` when this is a stored response being replayed.",
-                "schema": {"type": "string", "enum": ["true"]}}
+                "schema": {"type": "string", "enum": ["true"]},
+            }
         if spec.status == 201:
-            success_headers["Location"] = {"description": "URL of the created resource.",
-                                           "schema": {"type": "string"}}
+            success_headers["Location"] = {
+                "description": "URL of the created resource.",
+                "schema": {"type": "string"},
+            }
         if spec.response is not None:
             data_ref = key_map[(spec.response, "serialization")]
             responses[str(spec.status)] = {
@@ -187,10 +216,12 @@ def build(app: Flask) -> dict[str, Any]:
         if spec.body is not None:
             codes |= {413, 415}
         if method == "post":
-            codes |= {409, 422}   # Idempotency-Key in progress / reused
+            codes |= {409, 422}  # Idempotency-Key in progress / reused
         for code in sorted(codes):
-            responses[str(code)] = {"description": ERROR_TEXT.get(code, "Error"),
-                                    "content": error_response["content"]}
+            responses[str(code)] = {
+                "description": ERROR_TEXT.get(code, "Error"),
+                "content": error_response["content"],
+            }
         responses["default"] = error_response
         op: dict[str, Any] = {
             "operationId": method + "_" + re.sub(r"[^a-z0-9]+", "_", path.lower()).strip("_"),
@@ -202,8 +233,10 @@ def build(app: Flask) -> dict[str, Any]:
         if spec.description:
             op["description"] = spec.description
         if spec.body is not None:
-            op["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": key_map[(spec.body, "validation")]}}}
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": key_map[(spec.body, "validation")]}},
+            }
         if spec.auth == "public":
             op["security"] = []
         elif spec.auth == "optional":
@@ -220,17 +253,23 @@ def build(app: Flask) -> dict[str, Any]:
             "title": f"{app.config.get('STORE_NAME') or 'Kassa'} API",
             "version": "1.0.0",
             "description": (
-                "Kassa's JSON API. Every answer is an envelope: `{\"success\": true, "
-                "\"data\": ...}` or `{\"success\": false, \"error\": {\"code\", \"message\", "
-                "\"details\"}}`. Amounts are integers in the currency's minor units. "
+                'Kassa\'s JSON API. Every answer is an envelope: `{"success": true, '
+                '"data": ...}` or `{"success": false, "error": {"code", "message", '
+                '"details"}}`. Amounts are integers in the currency\'s minor units. '
                 "Authenticate with `Authorization: Bearer <key>` (create one with "
-                "`flask --app wsgi create-api-key NAME --scope read|write`)."),
+                "`flask --app wsgi create-api-key NAME --scope read|write`)."
+            ),
         },
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
-                                               "description": "A Kassa API key."}},
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A Kassa API key.",
+                }
+            },
         },
         "security": [{"bearerAuth": []}],
     }

@@ -14,8 +14,13 @@ from app.api.queries import TimelineEntry
 from app.money import format_minor
 
 
-def ok(data: BaseModel | Iterable[BaseModel], status: int = 200, *,
-       next_cursor: str | None | bool = False, location: str | None = None) -> Response:
+def ok(
+    data: BaseModel | Iterable[BaseModel],
+    status: int = 200,
+    *,
+    next_cursor: str | None | bool = False,
+    location: str | None = None,
+) -> Response:
     """`{"success": true, "data": ...}`; lists also carry `next_cursor` (null at the end).
     `location` is the created resource's URL (201 answers)."""
     body: dict[str, Any] = {"success": True}
@@ -32,46 +37,90 @@ def ok(data: BaseModel | Iterable[BaseModel], status: int = 200, *,
 
 
 def product(p: models.Product) -> schemas.Product:
-    return schemas.Product(sku=p.sku, name=p.name, description=p.description,
-                           unit_amount=p.unit_amount, currency=p.currency,
-                           price_display=format_minor(p.unit_amount, p.currency), stock=p.stock)
+    return schemas.Product(
+        sku=p.sku,
+        name=p.name,
+        description=p.description,
+        unit_amount=p.unit_amount,
+        currency=p.currency,
+        price_display=format_minor(p.unit_amount, p.currency),
+        stock=p.stock,
+    )
 
 
 def order(o: models.Order) -> schemas.Order:
     return schemas.Order(
-        id=o.public_id, status=o.status, currency=o.currency, total_amount=o.total_amount,
+        id=o.public_id,
+        status=o.status,
+        currency=o.currency,
+        total_amount=o.total_amount,
         customer=schemas.OrderCustomer(email=o.customer_email, name=o.customer_name),
-        items=[schemas.OrderItem(sku=i.sku, name=i.name, unit_amount=i.unit_amount,
-                                 quantity=i.quantity, line_amount=i.line_amount)
-               for i in o.items],
+        items=[
+            schemas.OrderItem(
+                sku=i.sku,
+                name=i.name,
+                unit_amount=i.unit_amount,
+                quantity=i.quantity,
+                line_amount=i.line_amount,
+            )
+            for i in o.items
+        ],
         payment_ids=[p.public_id for p in o.payments],
-        expires_at=o.expires_at, created_at=o.created_at, updated_at=o.updated_at)
+        expires_at=o.expires_at,
+        created_at=o.created_at,
+        updated_at=o.updated_at,
+    )
 
 
 def payment(p: models.Payment) -> schemas.Payment:
     return schemas.Payment(
-        id=p.public_id, order_id=p.order.public_id, status=p.status, amount=p.amount,
-        amount_refunded=p.amount_refunded, currency=p.currency, gateway=p.gateway,
-        gateway_reference=p.gateway_reference, gateway_payment_id=p.gateway_payment_id,
+        id=p.public_id,
+        order_id=p.order.public_id,
+        status=p.status,
+        amount=p.amount,
+        amount_refunded=p.amount_refunded,
+        currency=p.currency,
+        gateway=p.gateway,
+        gateway_reference=p.gateway_reference,
+        gateway_payment_id=p.gateway_payment_id,
         capture_method=p.capture_method,  # type: ignore[arg-type]
-        checkout_url=p.checkout_url, failure_code=p.failure_code,
-        failure_message=p.failure_message, payment_method=p.payment_method,
-        created_at=p.created_at, updated_at=p.updated_at)
+        checkout_url=p.checkout_url,
+        failure_code=p.failure_code,
+        failure_message=p.failure_message,
+        payment_method=p.payment_method,
+        created_at=p.created_at,
+        updated_at=p.updated_at,
+    )
 
 
 def refund(r: models.Refund) -> schemas.Refund:
     return schemas.Refund(
-        id=r.public_id, payment_id=r.payment.public_id, status=r.status, amount=r.amount,
-        currency=r.currency, reason=r.reason, gateway_refund_id=r.gateway_refund_id,
-        failure_reason=r.failure_reason, created_at=r.created_at, updated_at=r.updated_at)
+        id=r.public_id,
+        payment_id=r.payment.public_id,
+        status=r.status,
+        amount=r.amount,
+        currency=r.currency,
+        reason=r.reason,
+        gateway_refund_id=r.gateway_refund_id,
+        failure_reason=r.failure_reason,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+    )
 
 
 def checkout_session(p: models.Payment) -> schemas.CheckoutSession:
-    return schemas.CheckoutSession(checkout_url=p.checkout_url, order=order(p.order),
-                                   payment=payment(p))
+    return schemas.CheckoutSession(
+        checkout_url=p.checkout_url, order=order(p.order), payment=payment(p)
+    )
 
 
 def event(e: TimelineEntry) -> schemas.Event:
-    return schemas.Event(source=e.source, at=e.at, type=e.type,  # type: ignore[arg-type]
-                         actor=e.actor, from_state=e.from_state, to_state=e.to_state,
-                         details=e.details)
+    return schemas.Event(
+        source=e.source,
+        at=e.at,
+        type=e.type,  # type: ignore[arg-type]
+        actor=e.actor,
+        from_state=e.from_state,
+        to_state=e.to_state,
+        details=e.details,
+    )

@@ -38,9 +38,18 @@ def decode_cursor(cursor: str) -> int:
             raise ValueError(cursor)
         return int(value)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiError(400, "validation_error", "The cursor is not valid.",
-                       [{"field": "cursor", "in": "query",
-                         "message": "use next_cursor from the previous page"}]) from None
+        raise ApiError(
+            400,
+            "validation_error",
+            "The cursor is not valid.",
+            [
+                {
+                    "field": "cursor",
+                    "in": "query",
+                    "message": "use next_cursor from the previous page",
+                }
+            ],
+        ) from None
 
 
 def _page(stmt: Select[Any], model: Any, limit: int, cursor: str | None) -> Page:
@@ -54,13 +63,16 @@ def _page(stmt: Select[Any], model: Any, limit: int, cursor: str | None) -> Page
 
 
 def active_products() -> Sequence[Product]:
-    return db.session.execute(
-        select(Product).where(Product.active.is_(True)).order_by(Product.id)
-    ).scalars().all()
+    return (
+        db.session.execute(select(Product).where(Product.active.is_(True)).order_by(Product.id))
+        .scalars()
+        .all()
+    )
 
 
-def _created(stmt: Select[Any], model: Any, after: datetime | None,
-             before: datetime | None) -> Select[Any]:
+def _created(
+    stmt: Select[Any], model: Any, after: datetime | None, before: datetime | None
+) -> Select[Any]:
     if after is not None:
         stmt = stmt.where(model.created_at >= after)
     if before is not None:
@@ -68,8 +80,15 @@ def _created(stmt: Select[Any], model: Any, after: datetime | None,
     return stmt
 
 
-def list_orders(*, status: str | None, email: str | None, created_after: datetime | None,
-                created_before: datetime | None, limit: int, cursor: str | None) -> Page:
+def list_orders(
+    *,
+    status: str | None,
+    email: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    limit: int,
+    cursor: str | None,
+) -> Page:
     stmt = select(Order)
     if status:
         stmt = stmt.where(Order.status == status)
@@ -78,9 +97,17 @@ def list_orders(*, status: str | None, email: str | None, created_after: datetim
     return _page(_created(stmt, Order, created_after, created_before), Order, limit, cursor)
 
 
-def list_payments(*, status: str | None, gateway: str | None, currency: str | None,
-                  email: str | None, created_after: datetime | None,
-                  created_before: datetime | None, limit: int, cursor: str | None) -> Page:
+def list_payments(
+    *,
+    status: str | None,
+    gateway: str | None,
+    currency: str | None,
+    email: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    limit: int,
+    cursor: str | None,
+) -> Page:
     stmt = select(Payment)
     if status:
         stmt = stmt.where(Payment.status == status)
@@ -116,19 +143,38 @@ class TimelineEntry:
 def payment_timeline(payment: Payment) -> list[TimelineEntry]:
     """Audit entries and gateway events of one payment, oldest first."""
     entries = [
-        TimelineEntry("audit", e.created_at, e.action,
-                      f"{e.actor_type}:{e.actor_id}" if e.actor_id else e.actor_type,
-                      e.from_state, e.to_state, e.details)
+        TimelineEntry(
+            "audit",
+            e.created_at,
+            e.action,
+            f"{e.actor_type}:{e.actor_id}" if e.actor_id else e.actor_type,
+            e.from_state,
+            e.to_state,
+            e.details,
+        )
         for e in db.session.execute(
-            select(AuditEntry).where(AuditEntry.payment_id == payment.id)
-            .order_by(AuditEntry.id)).scalars()
+            select(AuditEntry).where(AuditEntry.payment_id == payment.id).order_by(AuditEntry.id)
+        ).scalars()
     ]
     entries += [
-        TimelineEntry("gateway", e.received_at, e.event_type, f"gateway:{e.gateway}", None,
-                      None, {"event_id": e.event_id, "status": e.status,
-                             "outcome": e.outcome, "attempts": e.attempts})
+        TimelineEntry(
+            "gateway",
+            e.received_at,
+            e.event_type,
+            f"gateway:{e.gateway}",
+            None,
+            None,
+            {
+                "event_id": e.event_id,
+                "status": e.status,
+                "outcome": e.outcome,
+                "attempts": e.attempts,
+            },
+        )
         for e in db.session.execute(
-            select(WebhookEvent).where(WebhookEvent.payment_id == payment.id)
-            .order_by(WebhookEvent.id)).scalars()
+            select(WebhookEvent)
+            .where(WebhookEvent.payment_id == payment.id)
+            .order_by(WebhookEvent.id)
+        ).scalars()
     ]
     return sorted(entries, key=lambda e: e.at)

@@ -36,8 +36,9 @@ class CheckoutItem(Request):
 
 
 class Customer(Request):
-    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$",
-                       examples=["ada@example.com"])
+    email: str = Field(
+        min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$", examples=["ada@example.com"]
+    )
     name: str = Field(min_length=1, max_length=200, pattern=r"\S", examples=["Ada Lovelace"])
 
 
@@ -51,8 +52,11 @@ def _check_return_url(value: str | None) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
         raise ValueError("must be an absolute http(s) URL without credentials")
     public = urlsplit(current_app.config.get("PUBLIC_BASE_URL") or "")
-    if public.scheme == "https" and parts.scheme == "http" and \
-            parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+    if (
+        public.scheme == "https"
+        and parts.scheme == "http"
+        and parts.hostname not in ("localhost", "127.0.0.1", "::1")
+    ):
         raise ValueError("must be an https URL")
     allowed = {h.lower() for h in current_app.config.get("ALLOWED_RETURN_HOSTS", [])}
     if public.netloc:
@@ -68,20 +72,33 @@ def _check_return_url(value: str | None) -> str | None:
 class CheckoutSessionCreate(Request):
     """Start a purchase of catalog items: creates the order and its first payment attempt."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "items": [{"sku": "tee-usd", "quantity": 1}],
-        "customer": {"email": "ada@example.com", "name": "Ada Lovelace"},
-    }]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [{"sku": "tee-usd", "quantity": 1}],
+                    "customer": {"email": "ada@example.com", "name": "Ada Lovelace"},
+                }
+            ]
+        },
+    )
 
     items: list[CheckoutItem] = Field(min_length=1, max_length=20)
     customer: Customer
-    gateway: str | None = Field(default=None, min_length=1, max_length=20,
-                                pattern=r"^[a-z0-9_]+$",
-                                description="Defaults to the first active gateway.")
+    gateway: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        pattern=r"^[a-z0-9_]+$",
+        description="Defaults to the first active gateway.",
+    )
     success_url: str | None = Field(
-        default=None, max_length=2000,
+        default=None,
+        max_length=2000,
         description="Where the gateway sends the customer after paying. Must be on our "
-                    "public host or an allowed host. May contain {CHECKOUT_SESSION_ID}.")
+        "public host or an allowed host. May contain {CHECKOUT_SESSION_ID}.",
+    )
     cancel_url: str | None = Field(default=None, max_length=2000)
 
     @field_validator("success_url", "cancel_url")
@@ -109,21 +126,25 @@ class RazorpayError(Request):
 class PaymentConfirm(Request):
     """What the browser got back from the gateway. A hint: it is verified with the gateway."""
 
-    session_id: str | None = Field(default=None, max_length=255,
-                                   description="Stripe Checkout Session id (or sandbox session).")
+    session_id: str | None = Field(
+        default=None, max_length=255, description="Stripe Checkout Session id (or sandbox session)."
+    )
     razorpay_payment_id: str | None = Field(default=None, max_length=255)
     razorpay_order_id: str | None = Field(default=None, max_length=255)
     razorpay_signature: str | None = Field(default=None, max_length=255)
     error: RazorpayError | None = Field(
-        default=None, description="Razorpay's failure handler fields (unsigned: the payment "
-                                  "they name is fetched from Razorpay).")
+        default=None,
+        description="Razorpay's failure handler fields (unsigned: the payment "
+        "they name is fetched from Razorpay).",
+    )
 
     def gateway_args(self) -> dict[str, str]:
         """The fields as the gateway's return parameters (Razorpay's form names)."""
         args = self.model_dump(exclude_none=True, exclude={"error"})
         if self.error is not None:
-            for name, value in self.error.model_dump(exclude_none=True,
-                                                     exclude={"metadata"}).items():
+            for name, value in self.error.model_dump(
+                exclude_none=True, exclude={"metadata"}
+            ).items():
                 args[f"error[{name}]"] = value
             if self.error.metadata is not None:
                 for name, value in self.error.metadata.model_dump(exclude_none=True).items():
@@ -136,31 +157,34 @@ class CaptureCreate(Request):
 
 
 class RefundCreate(Request):
-    amount: int | None = Field(default=None, ge=1, le=10**12,
-                               description="Minor units; omit to refund everything left.")
+    amount: int | None = Field(
+        default=None, ge=1, le=10**12, description="Minor units; omit to refund everything left."
+    )
     reason: str | None = Field(default=None, max_length=200)
 
 
 class PageQuery(Request):
     limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=100,
-                               description="next_cursor of the previous page.")
+    cursor: str | None = Field(
+        default=None, max_length=100, description="next_cursor of the previous page."
+    )
 
 
 class OrderListQuery(PageQuery):
     status: OrderStatus | None = None
     email: str | None = Field(default=None, max_length=254)
-    created_after: AwareDatetime | None = Field(default=None,
-                                                description="Created at or after (inclusive).")
-    created_before: AwareDatetime | None = Field(default=None,
-                                                 description="Created before (exclusive).")
+    created_after: AwareDatetime | None = Field(
+        default=None, description="Created at or after (inclusive)."
+    )
+    created_before: AwareDatetime | None = Field(
+        default=None, description="Created before (exclusive)."
+    )
 
 
 class PaymentListQuery(OrderListQuery):
     status: PaymentStatus | None = None  # type: ignore[assignment]
     gateway: str | None = Field(default=None, max_length=20)
-    currency: str | None = Field(default=None, min_length=3, max_length=3,
-                                 pattern=r"^[A-Za-z]{3}$")
+    currency: str | None = Field(default=None, min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")
 
 
 class PaymentGetQuery(Request):
@@ -215,9 +239,11 @@ class Payment(BaseModel):
     currency: str
     gateway: str
     gateway_reference: str | None = Field(
-        description="Stripe Checkout Session id / Razorpay order id / sandbox session id.")
+        description="Stripe Checkout Session id / Razorpay order id / sandbox session id."
+    )
     gateway_payment_id: str | None = Field(
-        description="Stripe PaymentIntent id / Razorpay payment id / sandbox payment id.")
+        description="Stripe PaymentIntent id / Razorpay payment id / sandbox payment id."
+    )
     capture_method: Literal["automatic", "manual"]
     checkout_url: str | None
     failure_code: str | None
@@ -275,7 +301,18 @@ class ErrorEnvelope(BaseModel):
 
 
 # Every model that appears in the OpenAPI document, by role.
-REQUEST_MODELS: tuple[type[BaseModel], ...] = (CheckoutSessionCreate, PaymentConfirm,
-                                               CaptureCreate, RefundCreate)
-RESPONSE_MODELS: tuple[type[BaseModel], ...] = (Product, Order, Payment, Refund,
-                                                CheckoutSession, Event, ErrorEnvelope)
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    CheckoutSessionCreate,
+    PaymentConfirm,
+    CaptureCreate,
+    RefundCreate,
+)
+RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
+    Product,
+    Order,
+    Payment,
+    Refund,
+    CheckoutSession,
+    Event,
+    ErrorEnvelope,
+)

@@ -7,8 +7,9 @@ from wtforms.validators import InputRequired, Length
 
 class LoginForm(FlaskForm):
     email = EmailField("Email", validators=[InputRequired("Enter your email."), Length(max=254)])
-    password = PasswordField("Password", validators=[InputRequired("Enter your password."),
-                                                     Length(max=1024)])
+    password = PasswordField(
+        "Password", validators=[InputRequired("Enter your password."), Length(max=1024)]
+    )
     next = HiddenField()
 
 

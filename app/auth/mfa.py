@@ -51,9 +51,10 @@ def provisioning_uri(user: User, secret: str) -> str:
 def qr_svg(uri: str) -> Markup:
     """The otpauth:// URI as an inline SVG QR code, drawn here (no third-party service)."""
     qr = segno.make(uri, error="m")
-    svg = qr.svg_inline(scale=5, border=4, dark="#000", light="#fff",
-                        title="QR code for your authenticator app")
-    return Markup(svg)   # segno's own markup: digits of the code are path data only
+    svg = qr.svg_inline(
+        scale=5, border=4, dark="#000", light="#fff", title="QR code for your authenticator app"
+    )
+    return Markup(svg)  # segno's own markup: digits of the code are path data only
 
 
 def begin_enrolment(user: User) -> str:
@@ -62,7 +63,7 @@ def begin_enrolment(user: User) -> str:
         row = lock(User, id=user.id)
         assert row is not None
         if not row.totp_enabled and not row.totp_secret:
-            row.totp_secret = pyotp.random_base32()   # 160 bits
+            row.totp_secret = pyotp.random_base32()  # 160 bits
         secret = str(row.totp_secret)
     return secret
 
@@ -93,8 +94,8 @@ def _hash_recovery(code: str) -> str:
 def new_recovery_codes() -> list[str]:
     codes = []
     for _ in range(RECOVERY_CODE_COUNT):
-        raw = base64.b32encode(secrets.token_bytes(10)).decode().lower()   # 16 chars
-        codes.append("-".join(raw[i:i + 4] for i in range(0, 16, 4)))
+        raw = base64.b32encode(secrets.token_bytes(10)).decode().lower()  # 16 chars
+        codes.append("-".join(raw[i : i + 4] for i in range(0, 16, 4)))
     return codes
 
 
@@ -132,9 +133,13 @@ def verify(user_id: int, code: str) -> Outcome:
                 audit.record(_actor(row), "user.2fa_failed", row, details={"kind": "recovery"})
                 return Outcome.INVALID
             remaining.remove(match)
-            row.recovery_codes = remaining   # a new list, so the JSON column is saved
-            audit.record(_actor(row), "user.2fa_recovery_code_used", row,
-                         details={"remaining": len(remaining)})
+            row.recovery_codes = remaining  # a new list, so the JSON column is saved
+            audit.record(
+                _actor(row),
+                "user.2fa_recovery_code_used",
+                row,
+                details={"remaining": len(remaining)},
+            )
             return Outcome.RECOVERY
         outcome, counter = _match_totp(row.totp_secret, code, row.totp_last_counter)
         if outcome is Outcome.TOTP:

@@ -23,12 +23,13 @@ _LEADING = re.compile(r"^[\W\d_]+")
 @cache
 def common_passwords() -> frozenset[str]:
     lines = COMMON_PASSWORDS_FILE.read_text(encoding="utf-8").splitlines()
-    return frozenset(line.strip().lower() for line in lines
-                     if line.strip() and not line.startswith("#"))
+    return frozenset(
+        line.strip().lower() for line in lines if line.strip() and not line.startswith("#")
+    )
 
 
 def _repeated_unit(text: str) -> str:
-    """"abcabcabc" -> "abc"; text itself when it is not a repetition."""
+    """ "abcabcabc" -> "abc"; text itself when it is not a repetition."""
     for size in range(1, len(text) // 2 + 1):
         if len(text) % size == 0 and text[:size] * (len(text) // size) == text:
             return text[:size]
@@ -57,8 +58,9 @@ def password_problem(password: str, *, email: str | None = None) -> str | None:
     lowered = password.lower()
     if email:
         local = email.split("@", 1)[0].lower()
-        if lowered == email.lower() or (len(local) >= 4 and local in lowered
-                                        and len(lowered) - len(local) < 8):
+        if lowered == email.lower() or (
+            len(local) >= 4 and local in lowered and len(lowered) - len(local) < 8
+        ):
             return "Don't base your password on your email address."
     if "kassa" in lowered and len(lowered.replace("kassa", "")) < 8:
         return "Don't base your password on the name of this app."

@@ -48,7 +48,7 @@ def login() -> Response | str | tuple[str, int]:
         form.next.data = request.args.get("next", "")
     if form.validate_on_submit():
         email = form.email.data or ""
-        blocked = throttle().check(email)   # before the password is even looked at
+        blocked = throttle().check(email)  # before the password is even looked at
         if blocked:
             form.form_errors.append(blocked.message)
             return render_template("auth/login.html", form=form), 429

@@ -28,8 +28,7 @@ def authenticate(email: str, password: str) -> User | None:
     if user is None:
         off_the_event_loop(check_password_hash, _DUMMY_HASH, password)
         return None
-    if not off_the_event_loop(check_password_hash, user.password_hash, password) \
-            or not user.active:
+    if not off_the_event_loop(check_password_hash, user.password_hash, password) or not user.active:
         return None
     return user
 
@@ -40,7 +39,7 @@ def start_session(user: User) -> None:
         user.session_token = secrets.token_hex(16)
         user.last_login_at = utcnow()
         audit.record(Actor("user", str(user.id)), "user.login", user)
-    session.clear()   # no fixation: nothing from the anonymous session survives
+    session.clear()  # no fixation: nothing from the anonymous session survives
     login_user(user)
 
 

@@ -25,14 +25,16 @@ from limits import RateLimitItem, parse, storage, strategies
 
 @dataclass(frozen=True)
 class Blocked:
-    retry_after: int   # seconds
+    retry_after: int  # seconds
 
     @property
     def message(self) -> str:
         minutes = max(1, math.ceil(self.retry_after / 60))
         unit = "minute" if minutes == 1 else "minutes"
-        return (f"Too many failed sign-in attempts. For your security, signing in is paused; "
-                f"try again in {minutes} {unit}.")
+        return (
+            f"Too many failed sign-in attempts. For your security, signing in is paused; "
+            f"try again in {minutes} {unit}."
+        )
 
 
 class LoginThrottle:
@@ -45,15 +47,19 @@ class LoginThrottle:
         else:
             self.limiter = strategies.FixedWindowRateLimiter(self.storage)
         self.per_account: RateLimitItem = parse(
-            str(app.config.get("LOGIN_LIMIT_ACCOUNT") or "5 per 15 minutes"))
+            str(app.config.get("LOGIN_LIMIT_ACCOUNT") or "5 per 15 minutes")
+        )
         self.per_address: RateLimitItem = parse(
-            str(app.config.get("LOGIN_LIMIT_ADDRESS") or "20 per 15 minutes"))
+            str(app.config.get("LOGIN_LIMIT_ADDRESS") or "20 per 15 minutes")
+        )
         self.enabled = bool(app.config.get("LOGIN_THROTTLE_ENABLED", True))
 
     def _keys(self, email: str) -> list[tuple[RateLimitItem, str, str]]:
         account = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
-        return [(self.per_account, "kassa-login-account", account),
-                (self.per_address, "kassa-login-address", request.remote_addr or "unknown")]
+        return [
+            (self.per_account, "kassa-login-account", account),
+            (self.per_address, "kassa-login-address", request.remote_addr or "unknown"),
+        ]
 
     def check(self, email: str) -> Blocked | None:
         """None when a sign-in attempt may go ahead."""

@@ -29,9 +29,13 @@ def password_ok(user: User, next_url: str | None) -> Response:
     """After a correct password: ask for the second factor, or sign in."""
     target = safe_next(next_url, DEFAULT_NEXT)
     if user.totp_enabled:
-        session.clear()   # nothing from before the password survives
-        session[PENDING_KEY] = {"uid": user.id, "token": user.session_token,
-                                "at": int(time.time()), "next": target}
+        session.clear()  # nothing from before the password survives
+        session[PENDING_KEY] = {
+            "uid": user.id,
+            "token": user.session_token,
+            "at": int(time.time()),
+            "next": target,
+        }
         return redirect(url_for("auth.two_factor"), code=303)
     service.start_session(user)
     throttle().succeeded(user.email)
@@ -42,8 +46,10 @@ def password_ok(user: User, next_url: str | None) -> Response:
 
 def _pending_user() -> tuple[User, str] | None:
     pending = session.get(PENDING_KEY)
-    if not isinstance(pending, dict) or int(time.time()) - int(pending.get("at", 0)) > \
-            PENDING_SECONDS:
+    if (
+        not isinstance(pending, dict)
+        or int(time.time()) - int(pending.get("at", 0)) > PENDING_SECONDS
+    ):
         return None
     user = db.session.get(User, int(pending.get("uid", 0)))
     # A password change or logout everywhere since the first step voids it.
@@ -85,8 +91,12 @@ def two_factor_setup() -> Response | str | tuple[str, int]:
     """Turn on two-factor sign-in: scan the QR code, confirm a code, keep recovery codes."""
     user: User = current_user._get_current_object()
     if user.totp_enabled:
-        return render_template("auth/two_factor_manage.html", user=user, form=TwoFactorForm(),
-                               required=mfa.required_for(user))
+        return render_template(
+            "auth/two_factor_manage.html",
+            user=user,
+            form=TwoFactorForm(),
+            required=mfa.required_for(user),
+        )
     secret = mfa.begin_enrolment(user)
     uri = mfa.provisioning_uri(user, secret)
     form = TwoFactorForm()
@@ -95,14 +105,19 @@ def two_factor_setup() -> Response | str | tuple[str, int]:
         outcome, codes = mfa.confirm_enrolment(user, form.code.data or "")
         if outcome is mfa.Outcome.TOTP:
             db.session.refresh(user)
-            service.start_session(user)   # the token rotated: keep this session, end others
+            service.start_session(user)  # the token rotated: keep this session, end others
             return render_template("auth/recovery_codes.html", codes=codes, fresh=True)
         form.code.errors = [MESSAGES.get(outcome, MESSAGES[mfa.Outcome.INVALID])]
         status = 422
     elif form.is_submitted():
         status = 400
-    return render_template("auth/two_factor_setup.html", form=form, qr=mfa.qr_svg(uri),
-                           secret=secret, required=mfa.required_for(user)), status
+    return render_template(
+        "auth/two_factor_setup.html",
+        form=form,
+        qr=mfa.qr_svg(uri),
+        secret=secret,
+        required=mfa.required_for(user),
+    ), status
 
 
 @bp.post("/2fa/recovery-codes")
@@ -116,8 +131,9 @@ def two_factor_recovery_codes() -> str | tuple[str, int]:
     outcome, codes = mfa.regenerate_recovery_codes(user, form.code.data or "")
     if not codes:
         form.code.errors = [MESSAGES.get(outcome, MESSAGES[mfa.Outcome.INVALID])]
-        return render_template("auth/two_factor_manage.html", user=user, form=form,
-                               required=mfa.required_for(user)), 422
+        return render_template(
+            "auth/two_factor_manage.html", user=user, form=form, required=mfa.required_for(user)
+        ), 422
     return render_template("auth/recovery_codes.html", codes=codes, fresh=False)
 
 
@@ -134,9 +150,9 @@ def two_factor_disable() -> Response | str | tuple[str, int]:
     outcome = mfa.disable(user, form.code.data or "")
     if outcome not in (mfa.Outcome.TOTP, mfa.Outcome.RECOVERY):
         form.code.errors = [MESSAGES.get(outcome, MESSAGES[mfa.Outcome.INVALID])]
-        return render_template("auth/two_factor_manage.html", user=user, form=form,
-                               required=False), 422
+        return render_template(
+            "auth/two_factor_manage.html", user=user, form=form, required=False
+        ), 422
     db.session.refresh(user)
     service.start_session(user)
     return redirect(url_for("auth.two_factor_setup"), code=303)
-

@@ -36,8 +36,9 @@ def _razorpay_payment(payment_id: str) -> tuple[Payment, RazorpayGateway]:
     except KassaError:
         abort(404)
     # The registry wraps adapters in the resilience layer; its calls pass through it.
-    if payment.gateway != "razorpay" or not isinstance(getattr(gateway, "inner", gateway),
-                                                       RazorpayGateway):
+    if payment.gateway != "razorpay" or not isinstance(
+        getattr(gateway, "inner", gateway), RazorpayGateway
+    ):
         abort(404)
     return payment, gateway  # type: ignore[return-value]
 
@@ -78,28 +79,36 @@ def razorpay_pay(payment_id: str) -> str | Response:
     """Razorpay Checkout for one payment attempt: opens the modal, shows a failed try."""
     payment, gateway = _razorpay_payment(payment_id)
     if payment.status not in PAYABLE or not payment.gateway_reference:
-        return redirect(url_for("checkout.payment_return", payment_id=payment.public_id),
-                        code=303)
+        return redirect(url_for("checkout.payment_return", payment_id=payment.public_id), code=303)
     if payment.expires_at is not None and payment.expires_at <= utcnow():
         # Razorpay orders never expire by themselves: past our deadline, never open the
         # modal again; the cancel page offers a fresh attempt.
-        return redirect(url_for("checkout.payment_cancel", payment_id=payment.public_id),
-                        code=303)
+        return redirect(url_for("checkout.payment_cancel", payment_id=payment.public_id), code=303)
     order = payment.order
     options = gateway.checkout_options(
-        reference=payment.gateway_reference, amount=payment.amount, currency=payment.currency,
+        reference=payment.gateway_reference,
+        amount=payment.amount,
+        currency=payment.currency,
         store_name=current_app.config["STORE_NAME"],
         description=", ".join(f"{i.quantity} × {i.name}" for i in order.items)[:255],
-        customer_name=order.customer_name, customer_email=order.customer_email,
-        callback_url=checkout.external_url("checkout.razorpay_callback",
-                                           payment_id=payment.public_id),
-        order_id=order.public_id, payment_id=payment.public_id)
+        customer_name=order.customer_name,
+        customer_email=order.customer_email,
+        callback_url=checkout.external_url(
+            "checkout.razorpay_callback", payment_id=payment.public_id
+        ),
+        order_id=order.public_id,
+        payment_id=payment.public_id,
+    )
     return render_template(
-        "checkout/razorpay.html", payment=payment, order=order, options=options,
+        "checkout/razorpay.html",
+        payment=payment,
+        order=order,
+        options=options,
         checkout_js=_allow_checkout_js(),
         cancel_url=url_for("checkout.payment_cancel", payment_id=payment.public_id),
         # After a failed try the customer reads Razorpay's reason first, then retries.
-        auto_open=not payment.failure_message)
+        auto_open=not payment.failure_message,
+    )
 
 
 @bp.post("/checkout/razorpay/<payment_id>/callback")
@@ -114,8 +123,7 @@ def razorpay_callback(payment_id: str) -> Response:
         abort(404)
     if any(name in fields for name in FAILURE_FIELDS) and payment.status in PAYABLE:
         # A failed try leaves the Razorpay order payable: back to the page, with the reason.
-        return redirect(url_for("checkout.razorpay_pay", payment_id=payment.public_id),
-                        code=303)
+        return redirect(url_for("checkout.razorpay_pay", payment_id=payment.public_id), code=303)
     return redirect(url_for("checkout.payment_return", payment_id=payment.public_id), code=303)
 
 

@@ -19,9 +19,11 @@ from app.payments.status import is_settled
 
 # Each checkout POST creates an order and reserves stock: limit them per client address.
 checkout_limit = limiter.limit(
-    lambda: current_app.config["CHECKOUT_RATE_LIMIT"], methods=["POST"],
+    lambda: current_app.config["CHECKOUT_RATE_LIMIT"],
+    methods=["POST"],
     error_message="Too many checkout attempts from your network. Please wait a minute and "
-                  "try again.")
+    "try again.",
+)
 
 
 def _product_or_404(sku: str) -> Product:
@@ -36,9 +38,11 @@ def _product_or_404(sku: str) -> Product:
 @bp.get("/")
 def storefront() -> str:
     """The catalog."""
-    products = db.session.execute(
-        select(Product).where(Product.active.is_(True)).order_by(Product.id)
-    ).scalars().all()
+    products = (
+        db.session.execute(select(Product).where(Product.active.is_(True)).order_by(Product.id))
+        .scalars()
+        .all()
+    )
     return render_template("checkout/storefront.html", products=products)
 
 
@@ -57,8 +61,12 @@ def product(sku: str) -> str | Response | tuple[str, int]:
         if form.validate_on_submit():
             try:
                 payment = checkout.create_checkout(
-                    [ItemRequest(sku, form.quantity.data or 0)], form.email.data or "",
-                    form.name.data or "", form.gateway.data or "", CUSTOMER)
+                    [ItemRequest(sku, form.quantity.data or 0)],
+                    form.email.data or "",
+                    form.name.data or "",
+                    form.gateway.data or "",
+                    CUSTOMER,
+                )
             except NotFound:
                 abort(404)
             except KassaError as exc:
@@ -78,8 +86,9 @@ def payment_return(payment_id: str) -> str:
         payment = checkout.confirm_return(payment_id, request.args.to_dict(), CUSTOMER)
     except NotFound:
         abort(404)
-    return render_template("checkout/return.html", payment=payment, order=payment.order,
-                           retry_form=_retry_form())
+    return render_template(
+        "checkout/return.html", payment=payment, order=payment.order, retry_form=_retry_form()
+    )
 
 
 @bp.get("/checkout/cancel/<payment_id>")
@@ -89,8 +98,9 @@ def payment_cancel(payment_id: str) -> str:
         payment = checkout.get_payment(payment_id)
     except NotFound:
         abort(404)
-    return render_template("checkout/cancel.html", payment=payment, order=payment.order,
-                           retry_form=_retry_form())
+    return render_template(
+        "checkout/cancel.html", payment=payment, order=payment.order, retry_form=_retry_form()
+    )
 
 
 def _retry_form() -> RetryForm:
@@ -138,11 +148,12 @@ def order_status(order_id: str) -> Response:
     except NotFound:
         abort(404)
     if not htmx:
-        return make_response(render_template("checkout/order.html", order=order,
-                                             retry_form=_retry_form()))
-    response = make_response(render_template("checkout/_order_status.html", order=order,
-                                             retry_form=_retry_form()))
+        return make_response(
+            render_template("checkout/order.html", order=order, retry_form=_retry_form())
+        )
+    response = make_response(
+        render_template("checkout/_order_status.html", order=order, retry_form=_retry_form())
+    )
     if is_settled(order):
-        response.status_code = 286   # htmx: stop polling
+        response.status_code = 286  # htmx: stop polling
     return response
-

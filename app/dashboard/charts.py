@@ -13,7 +13,7 @@ class Bar:
     y: float
     width: float
     height: float
-    label: str          # for the <title> tooltip and the data table
+    label: str  # for the <title> tooltip and the data table
     day: date
     value: int
 
@@ -43,8 +43,12 @@ def _nice_max(value: int) -> int:
     return 10 * magnitude
 
 
-def bar_chart(points: Sequence[tuple[date, int]], fmt: Callable[[int], str],
-              width: int = 720, height: int = 200) -> BarChart:
+def bar_chart(
+    points: Sequence[tuple[date, int]],
+    fmt: Callable[[int], str],
+    width: int = 720,
+    height: int = 200,
+) -> BarChart:
     """Bars for (day, value) points; `fmt` turns a value into text for people."""
     top, bottom, left, right = 16.0, 24.0, 4.0, 4.0
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -55,10 +59,24 @@ def bar_chart(points: Sequence[tuple[date, int]], fmt: Callable[[int], str],
     bars = []
     for i, (day, value) in enumerate(points):
         h = plot_h * value / peak if peak else 0.0
-        bars.append(Bar(x=round(left + i * slot + gap / 2, 2), y=round(top + plot_h - h, 2),
-                        width=round(max(1.0, slot - gap), 2), height=round(h, 2),
-                        label=f"{day.isoformat()}: {fmt(value)}", day=day, value=value))
-    return BarChart(width=width, height=height, bars=bars, max_label=fmt(peak),
-                    first_day=points[0][0] if points else None,
-                    last_day=points[-1][0] if points else None,
-                    baseline=top + plot_h, top=top)
+        bars.append(
+            Bar(
+                x=round(left + i * slot + gap / 2, 2),
+                y=round(top + plot_h - h, 2),
+                width=round(max(1.0, slot - gap), 2),
+                height=round(h, 2),
+                label=f"{day.isoformat()}: {fmt(value)}",
+                day=day,
+                value=value,
+            )
+        )
+    return BarChart(
+        width=width,
+        height=height,
+        bars=bars,
+        max_label=fmt(peak),
+        first_day=points[0][0] if points else None,
+        last_day=points[-1][0] if points else None,
+        baseline=top + plot_h,
+        top=top,
+    )

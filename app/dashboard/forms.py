@@ -24,10 +24,13 @@ class FilterForm(FlaskForm):
     """The payments list's filters: a plain GET form, so filtered views are links."""
 
     class Meta:
-        csrf = False   # reading only; GET parameters
+        csrf = False  # reading only; GET parameters
 
-    q = SearchField("Search", validators=[Optional(), Length(max=254)],
-                    description="Payment id, order id, gateway id or customer email")
+    q = SearchField(
+        "Search",
+        validators=[Optional(), Length(max=254)],
+        description="Payment id, order id, gateway id or customer email",
+    )
     status = SelectField("Status", validators=[Optional()])
     gateway = SelectField("Gateway", validators=[Optional()])
     currency = SelectField("Currency", validators=[Optional()])
@@ -35,17 +38,22 @@ class FilterForm(FlaskForm):
     date_to = DateField("To", name="to", validators=[Optional()])
     sort = SelectField("Sort", choices=options(list(SORTS.items())), validators=[Optional()])
 
-    def __init__(self, *args: Any, gateways: list[str], currencies: list[str],
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, gateways: list[str], currencies: list[str], **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.status.choices = options([("", "Any status")] + [
-            (s.value, s.value.replace("_", " ").capitalize()) for s in PaymentStatus])
-        self.gateway.choices = options([("", "Any gateway")] + [(g, g.capitalize())
-                                                                for g in gateways])
+        self.status.choices = options(
+            [("", "Any status")]
+            + [(s.value, s.value.replace("_", " ").capitalize()) for s in PaymentStatus]
+        )
+        self.gateway.choices = options(
+            [("", "Any gateway")] + [(g, g.capitalize()) for g in gateways]
+        )
         self.currency.choices = options([("", "Any currency")] + [(c, c) for c in currencies])
 
     def filters(self) -> PaymentFilters:
         """Valid filters only: a bad value is dropped (and shown as an error)."""
+
         def pick(f: SelectField) -> str | None:
             values = {c.value for c in f.choices}  # type: ignore[union-attr]
             return f.data if f.data and f.data in values and not f.errors else None
@@ -53,10 +61,14 @@ class FilterForm(FlaskForm):
         date_from = self.date_from.data if not self.date_from.errors else None
         date_to = self.date_to.data if not self.date_to.errors else None
         return PaymentFilters(
-            status=pick(self.status), gateway=pick(self.gateway), currency=pick(self.currency),
-            date_from=date_from, date_to=date_to,
+            status=pick(self.status),
+            gateway=pick(self.gateway),
+            currency=pick(self.currency),
+            date_from=date_from,
+            date_to=date_to,
             q=(self.q.data or "").strip()[:254] if not self.q.errors else "",
-            sort=self.sort.data if self.sort.data in SORTS else "newest")
+            sort=self.sort.data if self.sort.data in SORTS else "newest",
+        )
 
 
 REFUND_REASONS = [
@@ -72,8 +84,9 @@ class RefundForm(FlaskForm):
     submission of the same form refund once."""
 
     amount = StringField("Amount to refund", validators=[InputRequired("Enter an amount.")])
-    reason = SelectField("Reason", choices=options(REFUND_REASONS),
-                         validators=[InputRequired("Pick a reason.")])
+    reason = SelectField(
+        "Reason", choices=options(REFUND_REASONS), validators=[InputRequired("Pick a reason.")]
+    )
     token = HiddenField()
     confirm = HiddenField()
 
@@ -106,20 +119,30 @@ class RefundForm(FlaskForm):
 
 
 class ApiKeyForm(FlaskForm):
-    name = StringField("Name", validators=[InputRequired("Give the key a name."),
-                                           Length(max=100)],
-                       description="What uses this key, e.g. “shop backend”.")
-    scope = SelectField("Access", choices=options([(ApiKeyScope.WRITE.value, "Read and write"),
-                                                   (ApiKeyScope.READ.value, "Read only")]))
+    name = StringField(
+        "Name",
+        validators=[InputRequired("Give the key a name."), Length(max=100)],
+        description="What uses this key, e.g. “shop backend”.",
+    )
+    scope = SelectField(
+        "Access",
+        choices=options(
+            [(ApiKeyScope.WRITE.value, "Read and write"), (ApiKeyScope.READ.value, "Read only")]
+        ),
+    )
 
 
 class WebhookFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    status = SelectField("Status", validators=[Optional()],
-                         choices=options([("", "Any status")] + [
-                             (s.value, s.value.capitalize()) for s in WebhookStatus]))
+    status = SelectField(
+        "Status",
+        validators=[Optional()],
+        choices=options(
+            [("", "Any status")] + [(s.value, s.value.capitalize()) for s in WebhookStatus]
+        ),
+    )
     gateway = SelectField("Gateway", validators=[Optional()])
 
 

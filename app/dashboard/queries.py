@@ -40,6 +40,7 @@ CAPTURED = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentSt
 
 # --- payments list ------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class PaymentFilters:
     """What the merchant asked for; built from the query string by the form."""
@@ -54,11 +55,15 @@ class PaymentFilters:
 
     def query_args(self) -> dict[str, str]:
         """The filters as URL parameters (empty ones left out), for links."""
-        args = {"status": self.status or "", "gateway": self.gateway or "",
-                "currency": self.currency or "",
-                "from": self.date_from.isoformat() if self.date_from else "",
-                "to": self.date_to.isoformat() if self.date_to else "",
-                "q": self.q, "sort": self.sort if self.sort != "newest" else ""}
+        args = {
+            "status": self.status or "",
+            "gateway": self.gateway or "",
+            "currency": self.currency or "",
+            "from": self.date_from.isoformat() if self.date_from else "",
+            "to": self.date_to.isoformat() if self.date_to else "",
+            "q": self.q,
+            "sort": self.sort if self.sort != "newest" else "",
+        }
         return {k: v for k, v in args.items() if v}
 
 
@@ -93,7 +98,8 @@ def _search_condition(q: str) -> Any:
     if q.startswith("ord_"):
         # Looked up first: an IN (subquery) inside an OR makes PostgreSQL scan every payment.
         order_id = db.session.execute(
-            select(Order.id).where(Order.public_id == q)).scalar_one_or_none()
+            select(Order.id).where(Order.public_id == q)
+        ).scalar_one_or_none()
         if order_id is not None:
             conditions.append(Payment.order_id == order_id)
     if "@" in q:
@@ -133,13 +139,17 @@ def _ordered(stmt: Select[Any], newest_first: bool) -> Select[Any]:
 @dataclass
 class PaymentPage:
     payments: list[Payment]
-    next_cursor: str | None = None      # older rows (in the chosen sort order: further on)
-    prev_cursor: str | None = None      # the rows before this page
+    next_cursor: str | None = None  # older rows (in the chosen sort order: further on)
+    prev_cursor: str | None = None  # the rows before this page
     filters: PaymentFilters = field(default_factory=PaymentFilters)
 
 
-def payment_page(filters: PaymentFilters, after: str | None = None, before: str | None = None,
-                 limit: int = PAGE_SIZE) -> PaymentPage:
+def payment_page(
+    filters: PaymentFilters,
+    after: str | None = None,
+    before: str | None = None,
+    limit: int = PAGE_SIZE,
+) -> PaymentPage:
     """One page of payments, seeking from a cursor instead of counting with OFFSET."""
     limit = max(1, min(limit, MAX_PAGE_SIZE))
     newest_first = filters.sort != "oldest"
@@ -150,8 +160,7 @@ def payment_page(filters: PaymentFilters, after: str | None = None, before: str 
     if after_key is not None:
         stmt = stmt.where(key < tuple_(*after_key) if newest_first else key > tuple_(*after_key))
     elif before_key is not None:
-        stmt = stmt.where(key > tuple_(*before_key) if newest_first
-                          else key < tuple_(*before_key))
+        stmt = stmt.where(key > tuple_(*before_key) if newest_first else key < tuple_(*before_key))
     # Walking backwards reads the index the other way, then flips the page.
     stmt = _ordered(stmt, newest_first != backwards).limit(limit + 1)
     rows = list(db.session.execute(stmt).scalars())
@@ -167,21 +176,29 @@ def payment_page(filters: PaymentFilters, after: str | None = None, before: str 
             page.prev_cursor = encode_cursor(first.created_at, first.id) if more else None
         else:
             page.next_cursor = encode_cursor(last.created_at, last.id) if more else None
-            page.prev_cursor = (encode_cursor(first.created_at, first.id)
-                                if after_key is not None else None)
+            page.prev_cursor = (
+                encode_cursor(first.created_at, first.id) if after_key is not None else None
+            )
     return page
 
 
 def export_rows(filters: PaymentFilters, batch: int = 5000) -> Iterator[Sequence[Any]]:
     """Plain column tuples for the CSV export, streamed from a server-side cursor."""
     base = filtered_payments(filters).subquery()
-    stmt = (
-        select(base.c.public_id, base.c.created_at, Order.public_id, base.c.status,
-               base.c.gateway, base.c.amount, base.c.amount_refunded, base.c.currency,
-               base.c.customer_email, base.c.gateway_reference, base.c.gateway_payment_id,
-               base.c.failure_code)
-        .join(Order, Order.id == base.c.order_id)
-    )
+    stmt = select(
+        base.c.public_id,
+        base.c.created_at,
+        Order.public_id,
+        base.c.status,
+        base.c.gateway,
+        base.c.amount,
+        base.c.amount_refunded,
+        base.c.currency,
+        base.c.customer_email,
+        base.c.gateway_reference,
+        base.c.gateway_payment_id,
+        base.c.failure_code,
+    ).join(Order, Order.id == base.c.order_id)
     if filters.sort == "oldest":
         stmt = stmt.order_by(base.c.created_at.asc(), base.c.id.asc())
     else:
@@ -189,7 +206,8 @@ def export_rows(filters: PaymentFilters, batch: int = 5000) -> Iterator[Sequence
     # Core rows through a server-side cursor (stream_results): constant memory, and
     # no ORM bookkeeping per row.
     result = db.session.connection().execute(
-        stmt.execution_options(stream_results=True, yield_per=batch))
+        stmt.execution_options(stream_results=True, yield_per=batch)
+    )
     for partition in result.partitions():
         yield from partition
 
@@ -220,24 +238,29 @@ def is_final(payment: Payment) -> bool:
 
 # --- one payment --------------------------------------------------------------------
 
+
 def payment_detail(public_id: str) -> Payment | None:
     return db.session.execute(
-        select(Payment).where(Payment.public_id == public_id).options(
+        select(Payment)
+        .where(Payment.public_id == public_id)
+        .options(
             selectinload(Payment.order).selectinload(Order.items),
-            selectinload(Payment.refunds), selectinload(Payment.disputes))
+            selectinload(Payment.refunds),
+            selectinload(Payment.disputes),
+        )
     ).scalar_one_or_none()
 
 
 @dataclass(frozen=True)
 class TimelineItem:
     when: datetime
-    kind: str                    # "audit" or "webhook"
+    kind: str  # "audit" or "webhook"
     title: str
     actor: str | None = None
     from_state: str | None = None
     to_state: str | None = None
     details: dict[str, Any] | None = None
-    payload: str | None = None   # raw webhook body (already redacted when stored)
+    payload: str | None = None  # raw webhook body (already redacted when stored)
     outcome: str | None = None
     ref: str = ""
 
@@ -245,20 +268,42 @@ class TimelineItem:
 def timeline(payment: Payment, limit: int = 500) -> list[TimelineItem]:
     """Audit entries and webhook events of a payment, oldest first."""
     audits = db.session.execute(
-        select(AuditEntry).where(AuditEntry.payment_id == payment.id)
-        .order_by(AuditEntry.created_at, AuditEntry.id).limit(limit)).scalars()
-    items = [TimelineItem(when=a.created_at, kind="audit", title=a.action,
-                          actor=f"{a.actor_type}:{a.actor_id}" if a.actor_id else a.actor_type,
-                          from_state=a.from_state, to_state=a.to_state, details=a.details,
-                          ref=f"audit-{a.id}")
-             for a in audits]
+        select(AuditEntry)
+        .where(AuditEntry.payment_id == payment.id)
+        .order_by(AuditEntry.created_at, AuditEntry.id)
+        .limit(limit)
+    ).scalars()
+    items = [
+        TimelineItem(
+            when=a.created_at,
+            kind="audit",
+            title=a.action,
+            actor=f"{a.actor_type}:{a.actor_id}" if a.actor_id else a.actor_type,
+            from_state=a.from_state,
+            to_state=a.to_state,
+            details=a.details,
+            ref=f"audit-{a.id}",
+        )
+        for a in audits
+    ]
     hooks = db.session.execute(
-        select(WebhookEvent).where(WebhookEvent.payment_id == payment.id)
-        .order_by(WebhookEvent.received_at, WebhookEvent.id).limit(limit)).scalars()
-    items += [TimelineItem(when=w.received_at, kind="webhook", title=w.event_type,
-                           actor=f"{w.gateway}:{w.event_id}", payload=w.payload,
-                           outcome=w.outcome or w.status, ref=f"event-{w.id}")
-              for w in hooks]
+        select(WebhookEvent)
+        .where(WebhookEvent.payment_id == payment.id)
+        .order_by(WebhookEvent.received_at, WebhookEvent.id)
+        .limit(limit)
+    ).scalars()
+    items += [
+        TimelineItem(
+            when=w.received_at,
+            kind="webhook",
+            title=w.event_type,
+            actor=f"{w.gateway}:{w.event_id}",
+            payload=w.payload,
+            outcome=w.outcome or w.status,
+            ref=f"event-{w.id}",
+        )
+        for w in hooks
+    ]
     items.sort(key=lambda item: (item.when, item.kind))
     return items
 
@@ -281,7 +326,8 @@ def gateway_dashboard_url(payment: Payment, live: bool | None = None) -> str | N
             from flask import current_app
 
             live = str(current_app.config.get("STRIPE_SECRET_KEY") or "").startswith(
-                ("sk_live_", "rk_live_"))
+                ("sk_live_", "rk_live_")
+            )
         return f"https://dashboard.stripe.com/{'' if live else 'test/'}payments/{pid}"
     if payment.gateway == "razorpay" and pid:
         return f"https://dashboard.razorpay.com/app/payments/{pid}"
@@ -290,8 +336,10 @@ def gateway_dashboard_url(payment: Payment, live: bool | None = None) -> str | N
 
 # --- webhook inbox ------------------------------------------------------------------
 
-def webhook_page(status: str | None, gateway: str | None, before_id: int | None,
-                 limit: int = PAGE_SIZE) -> tuple[list[WebhookEvent], int | None]:
+
+def webhook_page(
+    status: str | None, gateway: str | None, before_id: int | None, limit: int = PAGE_SIZE
+) -> tuple[list[WebhookEvent], int | None]:
     """Newest events first, keyset on id."""
     stmt = select(WebhookEvent)
     if status:
@@ -300,8 +348,9 @@ def webhook_page(status: str | None, gateway: str | None, before_id: int | None,
         stmt = stmt.where(WebhookEvent.gateway == gateway)
     if before_id:
         stmt = stmt.where(WebhookEvent.id < before_id)
-    rows = list(db.session.execute(
-        stmt.order_by(WebhookEvent.id.desc()).limit(limit + 1)).scalars())
+    rows = list(
+        db.session.execute(stmt.order_by(WebhookEvent.id.desc()).limit(limit + 1)).scalars()
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (rows[-1].id if more and rows else None)
@@ -317,12 +366,13 @@ def is_reprocessable(event: WebhookEvent) -> bool:
 
 # --- overview -----------------------------------------------------------------------
 
+
 @dataclass
 class DayPoint:
     day: date
     count: int = 0
     succeeded: int = 0
-    volume: int = 0              # captured amount, in the chart's currency
+    volume: int = 0  # captured amount, in the chart's currency
 
 
 @dataclass
@@ -367,10 +417,14 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
     captured = Payment.status.in_([s.value for s in CAPTURED])
     # One pass over the date range; the few hundred groups are folded in Python.
     rows = db.session.execute(
-        select(day.label("day"), Payment.gateway, Payment.currency,
-               func.count().label("n"),
-               func.sum(case((captured, 1), else_=0)).label("ok"),
-               func.sum(case((captured, Payment.amount), else_=0)).label("volume"))
+        select(
+            day.label("day"),
+            Payment.gateway,
+            Payment.currency,
+            func.count().label("n"),
+            func.sum(case((captured, 1), else_=0)).label("ok"),
+            func.sum(case((captured, Payment.amount), else_=0)).label("volume"),
+        )
         .where(Payment.created_at >= since)
         .group_by(day, Payment.gateway, Payment.currency)
     ).all()
@@ -384,7 +438,8 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
     volume_by_currency: dict[str, int] = defaultdict(int)
     gateways: dict[str, dict[str, int]] = defaultdict(lambda: {"count": 0, "succeeded": 0})
     currencies: dict[str, dict[str, int]] = defaultdict(
-        lambda: {"count": 0, "succeeded": 0, "volume": 0})
+        lambda: {"count": 0, "succeeded": 0, "volume": 0}
+    )
     for r in rows:
         volume_by_currency[r.currency] += int(r.volume or 0)
         g = gateways[r.gateway]
@@ -395,11 +450,13 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
         c["succeeded"] += int(r.ok or 0)
         c["volume"] += int(r.volume or 0)
     names = sorted(currencies)
-    chart_currency = currency if currency in currencies else (
-        max(names, key=lambda cur: currencies[cur]["count"]) if names else None)
+    chart_currency = (
+        currency
+        if currency in currencies
+        else (max(names, key=lambda cur: currencies[cur]["count"]) if names else None)
+    )
 
-    points = {start + timedelta(days=i): DayPoint(start + timedelta(days=i))
-              for i in range(days)}
+    points = {start + timedelta(days=i): DayPoint(start + timedelta(days=i)) for i in range(days)}
     for r in rows:
         point = points.get(_as_date(r.day))
         if point is None:
@@ -413,20 +470,44 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
     for cur in names:
         c = currencies[cur]
         n_ref, amount_ref = refunded.get(cur, (0, 0))
-        by_currency.append({"currency": cur, **c, "refund_count": n_ref,
-                            "refunded": amount_ref, "net": c["volume"] - amount_ref,
-                            "rate": c["succeeded"] / c["count"] if c["count"] else None})
+        by_currency.append(
+            {
+                "currency": cur,
+                **c,
+                "refund_count": n_ref,
+                "refunded": amount_ref,
+                "net": c["volume"] - amount_ref,
+                "rate": c["succeeded"] / c["count"] if c["count"] else None,
+            }
+        )
     for cur, (n_ref, amount_ref) in refunded.items():
         if cur not in currencies:
-            by_currency.append({"currency": cur, "count": 0, "succeeded": 0, "volume": 0,
-                                "refund_count": n_ref, "refunded": amount_ref,
-                                "net": -amount_ref, "rate": None})
-    by_gateway = [{"gateway": name, **g, "rate": g["succeeded"] / g["count"] if g["count"]
-                   else None} for name, g in sorted(gateways.items())]
+            by_currency.append(
+                {
+                    "currency": cur,
+                    "count": 0,
+                    "succeeded": 0,
+                    "volume": 0,
+                    "refund_count": n_ref,
+                    "refunded": amount_ref,
+                    "net": -amount_ref,
+                    "rate": None,
+                }
+            )
+    by_gateway = [
+        {"gateway": name, **g, "rate": g["succeeded"] / g["count"] if g["count"] else None}
+        for name, g in sorted(gateways.items())
+    ]
     series = [points[d] for d in sorted(points)]
-    return Overview(days=days, start=start, end=end, chart_currency=chart_currency,
-                    currencies=names, series=series,
-                    total_count=sum(p.count for p in series),
-                    total_succeeded=sum(p.succeeded for p in series),
-                    by_gateway=by_gateway, by_currency=by_currency)
-
+    return Overview(
+        days=days,
+        start=start,
+        end=end,
+        chart_currency=chart_currency,
+        currencies=names,
+        series=series,
+        total_count=sum(p.count for p in series),
+        total_succeeded=sum(p.succeeded for p in series),
+        by_gateway=by_gateway,
+        by_currency=by_currency,
+    )

@@ -52,7 +52,7 @@ from app.payments.errors import KassaError
 from app.payments.refunds import capture_payment, create_refund, refundable_amount, sync_payment
 
 MANAGERS = (Role.OWNER.value, Role.ADMIN.value)
-POLL_STOP = 286   # htmx: stop polling this element
+POLL_STOP = 286  # htmx: stop polling this element
 
 
 @bp.before_request
@@ -83,8 +83,11 @@ def no_store(response: BaseResponse) -> BaseResponse:
 def dashboard_globals() -> dict[str, Any]:
     """Role flags and the sign-out form for every dashboard template."""
     can_manage = current_user.is_authenticated and current_user.role in MANAGERS
-    return {"can_manage": can_manage, "logout_form": ButtonForm(),
-            "gateway_dashboard_url": queries.gateway_dashboard_url}
+    return {
+        "can_manage": can_manage,
+        "logout_form": ButtonForm(),
+        "gateway_dashboard_url": queries.gateway_dashboard_url,
+    }
 
 
 @bp.app_template_filter("pretty_json")
@@ -126,6 +129,7 @@ def _payment_or_404(public_id: str) -> Payment:
 
 # --- overview ------------------------------------------------------------------------
 
+
 @bp.get("/")
 def overview() -> BaseResponse:
     """Volume, counts and success rate per day for 7, 30 or 90 days."""
@@ -134,18 +138,28 @@ def overview() -> BaseResponse:
         days = 30
     data = queries.overview(days, currency=request.args.get("currency") or None)
     cur = data.chart_currency
-    volume_chart = bar_chart([(p.day, p.volume) for p in data.series],
-                             (lambda v: format_minor(v, cur)) if cur else str)
+    volume_chart = bar_chart(
+        [(p.day, p.volume) for p in data.series], (lambda v: format_minor(v, cur)) if cur else str
+    )
     count_chart = bar_chart([(p.day, p.count) for p in data.series], lambda v: f"{v:,}")
-    return _render("dashboard/overview.html", "dashboard/_overview.html", data=data,
-                   volume_chart=volume_chart, count_chart=count_chart)
+    return _render(
+        "dashboard/overview.html",
+        "dashboard/_overview.html",
+        data=data,
+        volume_chart=volume_chart,
+        count_chart=count_chart,
+    )
 
 
 # --- payments list -------------------------------------------------------------------
 
+
 def _filter_form() -> FilterForm:
-    form = FilterForm(request.args, gateways=queries.gateway_choices(),
-                      currencies=queries.currency_choices(request.args.get("currency")))
+    form = FilterForm(
+        request.args,
+        gateways=queries.gateway_choices(),
+        currencies=queries.currency_choices(request.args.get("currency")),
+    )
     form.validate()
     return form
 
@@ -155,10 +169,17 @@ def payments() -> BaseResponse:
     """Payments with filters, search, sort and keyset pagination."""
     form = _filter_form()
     filters = form.filters()
-    page = queries.payment_page(filters, after=request.args.get("after"),
-                                before=request.args.get("before"))
-    response = _render("dashboard/payments.html", "dashboard/_payments_results.html",
-                       form=form, page=page, filters=filters, oob_status=_partial_wanted())
+    page = queries.payment_page(
+        filters, after=request.args.get("after"), before=request.args.get("before")
+    )
+    response = _render(
+        "dashboard/payments.html",
+        "dashboard/_payments_results.html",
+        form=form,
+        page=page,
+        filters=filters,
+        oob_status=_partial_wanted(),
+    )
     if _partial_wanted():
         # Keep the address bar tidy (no empty parameters) while staying a real link.
         args = filters.query_args()
@@ -190,7 +211,7 @@ def _major(amount: int, currency: str) -> str:
     places = _places(currency)
     if not places:
         return str(amount)
-    whole, part = divmod(abs(amount), 10 ** places)
+    whole, part = divmod(abs(amount), 10**places)
     return f"{'-' if amount < 0 else ''}{whole}.{part:0{places}d}"
 
 
@@ -206,25 +227,58 @@ def export_csv() -> BaseResponse:
     """The filtered payments as CSV, streamed row by row from a server-side cursor."""
     form = _filter_form()
     filters = form.filters()
-    header = ["payment_id", "created_at", "order_id", "status", "gateway", "amount",
-              "amount_refunded", "currency", "customer_email", "gateway_reference",
-              "gateway_payment_id", "failure_code"]
+    header = [
+        "payment_id",
+        "created_at",
+        "order_id",
+        "status",
+        "gateway",
+        "amount",
+        "amount_refunded",
+        "currency",
+        "customer_email",
+        "gateway_reference",
+        "gateway_payment_id",
+        "failure_code",
+    ]
 
     def generate() -> Iterator[str]:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(header)
         for count, row in enumerate(queries.export_rows(filters), start=1):
-            (pid, created, order_id, status, gateway, amount, refunded, currency, email,
-             reference, gateway_pid, failure) = row
-            created_at = created.astimezone(UTC) if created.tzinfo else created.replace(
-                tzinfo=UTC)
+            (
+                pid,
+                created,
+                order_id,
+                status,
+                gateway,
+                amount,
+                refunded,
+                currency,
+                email,
+                reference,
+                gateway_pid,
+                failure,
+            ) = row
+            created_at = created.astimezone(UTC) if created.tzinfo else created.replace(tzinfo=UTC)
             # Only text that came from customers or gateways can start a formula.
-            writer.writerow((
-                pid, created_at.isoformat(), order_id, status, gateway,
-                _major(amount, currency), _major(refunded, currency), currency,
-                _csv_cell(email), _csv_cell(reference or ""), _csv_cell(gateway_pid or ""),
-                _csv_cell(failure or "")))
+            writer.writerow(
+                (
+                    pid,
+                    created_at.isoformat(),
+                    order_id,
+                    status,
+                    gateway,
+                    _major(amount, currency),
+                    _major(refunded, currency),
+                    currency,
+                    _csv_cell(email),
+                    _csv_cell(reference or ""),
+                    _csv_cell(gateway_pid or ""),
+                    _csv_cell(failure or ""),
+                )
+            )
             if count % 500 == 0:
                 yield buffer.getvalue()
                 buffer.seek(0)
@@ -232,11 +286,15 @@ def export_csv() -> BaseResponse:
         yield buffer.getvalue()
 
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return Response(stream_with_context(generate()), mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="kassa-payments-{stamp}.csv"'})
+    return Response(
+        stream_with_context(generate()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="kassa-payments-{stamp}.csv"'},
+    )
 
 
 # --- one payment ---------------------------------------------------------------------
+
 
 def _refund_form(payment: Payment, **kwargs: Any) -> RefundForm:
     return RefundForm(currency=payment.currency, remaining=refundable_amount(payment), **kwargs)
@@ -244,7 +302,8 @@ def _refund_form(payment: Payment, **kwargs: Any) -> RefundForm:
 
 def _payment_context(payment: Payment, **extra: Any) -> dict[str, Any]:
     context: dict[str, Any] = {
-        "payment": payment, "order": payment.order,
+        "payment": payment,
+        "order": payment.order,
         "remaining": refundable_amount(payment),
         "pending_refunds": queries.has_pending_refunds(payment),
         "button_form": ButtonForm(),
@@ -259,14 +318,21 @@ def _payment_context(payment: Payment, **extra: Any) -> dict[str, Any]:
 def payment(public_id: str) -> BaseResponse:
     """A payment: amounts, customer, items, gateway references, refunds, timeline."""
     p = _payment_or_404(public_id)
-    return make_response(render_template(
-        "dashboard/payment.html", timeline=queries.timeline(p), **_payment_context(p)))
+    return make_response(
+        render_template(
+            "dashboard/payment.html", timeline=queries.timeline(p), **_payment_context(p)
+        )
+    )
 
 
 def _with_timeline(payment: Payment, settled: bool, extra: dict[str, Any]) -> dict[str, Any]:
     """Send the timeline along once something finished, so the history catches up."""
-    if settled or extra.get("action_message") or extra.get("action_error") \
-            or extra.get("refresh_lists"):
+    if (
+        settled
+        or extra.get("action_message")
+        or extra.get("action_error")
+        or extra.get("refresh_lists")
+    ):
         return {**extra, "timeline_oob": True, "timeline": queries.timeline(payment)}
     return extra
 
@@ -314,26 +380,31 @@ def refund_list(public_id: str) -> BaseResponse:
     if not _partial_wanted():
         return redirect(url_for("dashboard.payment", public_id=public_id) + "#refunds")
     settled = not queries.has_pending_refunds(p)
-    response = make_response(render_template("dashboard/_refund_list.html",
-                                             **_payment_context(p, **_with_timeline(p, settled,
-                                                                                    {}))))
+    response = make_response(
+        render_template(
+            "dashboard/_refund_list.html", **_payment_context(p, **_with_timeline(p, settled, {}))
+        )
+    )
     if settled:
         response.status_code = POLL_STOP
     return response
 
 
-def _refund_form_response(payment: Payment, form: RefundForm, status: int,
-                          **extra: Any) -> BaseResponse:
+def _refund_form_response(
+    payment: Payment, form: RefundForm, status: int, **extra: Any
+) -> BaseResponse:
     if not _partial_wanted():
-        extra.pop("refresh_lists", None)   # out-of-band swaps only make sense in fragments
+        extra.pop("refresh_lists", None)  # out-of-band swaps only make sense in fragments
     else:
         extra = _with_timeline(payment, False, extra)
     context = _payment_context(payment, refund_form=form, **extra)
     status = _error_status(status) if status >= 400 else status
     if _partial_wanted():
         return make_response(render_template("dashboard/_refund_form.html", **context), status)
-    return make_response(render_template("dashboard/payment.html",
-                                         timeline=queries.timeline(payment), **context), status)
+    return make_response(
+        render_template("dashboard/payment.html", timeline=queries.timeline(payment), **context),
+        status,
+    )
 
 
 @bp.post("/payments/<public_id>/refund")
@@ -352,22 +423,23 @@ def refund(public_id: str) -> BaseResponse:
         if form.confirm.data != "yes":
             return _refund_form_response(p, form, 200, confirming=True)
         try:
-            done = create_refund(p.public_id, form.amount_minor, form.reason.data, _actor(),
-                                 idempotency_key=key)
+            done = create_refund(
+                p.public_id, form.amount_minor, form.reason.data, _actor(), idempotency_key=key
+            )
         except KassaError as exc:
             form.form_errors.append(exc.message)
             fresh = queries.payment_detail(public_id) or p
             return _refund_form_response(fresh, form, 422, refresh_lists=True)
-    message = (f"Refund of {format_minor(done.amount, done.currency)} "
-               f"{'requested' if done.status == 'pending' else done.status}.")
+    message = (
+        f"Refund of {format_minor(done.amount, done.currency)} "
+        f"{'requested' if done.status == 'pending' else done.status}."
+    )
     if not _partial_wanted():
         flash(message, "success")
-        return redirect(url_for("dashboard.payment", public_id=public_id) + "#refunds",
-                        code=303)
+        return redirect(url_for("dashboard.payment", public_id=public_id) + "#refunds", code=303)
     fresh = queries.payment_detail(public_id) or p
     new_form = _refund_form(fresh, formdata=None)
-    return _refund_form_response(fresh, new_form, 200, refund_message=message,
-                                 refresh_lists=True)
+    return _refund_form_response(fresh, new_form, 200, refund_message=message, refresh_lists=True)
 
 
 def _button_action(public_id: str, action: str) -> BaseResponse:
@@ -381,9 +453,9 @@ def _button_action(public_id: str, action: str) -> BaseResponse:
         else:
             sync_payment(public_id, _actor())
             message = "Payment synced with the gateway."
-    except KassaError as exc:   # declined, unavailable, wrong state: say so in the panel
+    except KassaError as exc:  # declined, unavailable, wrong state: say so in the panel
         error, message = exc.message, None
-    db.session.expire_all()     # the core committed in its own units of work
+    db.session.expire_all()  # the core committed in its own units of work
     p = _payment_or_404(public_id)
     if not _partial_wanted():
         flash(error or message or "", "error" if error else "success")
@@ -407,21 +479,28 @@ def sync(public_id: str) -> BaseResponse:
 
 # --- webhook inbox -------------------------------------------------------------------
 
+
 @bp.get("/webhooks")
 def webhooks() -> BaseResponse:
     """The webhook inbox: status, attempts, errors, outcome; newest first."""
     form = WebhookFilterForm(request.args)
-    form.gateway.choices = options([("", "Any gateway")] + [
-        (g, g.capitalize()) for g in queries.gateway_choices()])
+    form.gateway.choices = options(
+        [("", "Any gateway")] + [(g, g.capitalize()) for g in queries.gateway_choices()]
+    )
     form.validate()
     status = form.status.data if form.status.data and not form.status.errors else None
     gateway = form.gateway.data if form.gateway.data and not form.gateway.errors else None
-    rows, next_before = queries.webhook_page(status, gateway,
-                                             request.args.get("before", type=int))
+    rows, next_before = queries.webhook_page(status, gateway, request.args.get("before", type=int))
     args = {k: v for k, v in {"status": status, "gateway": gateway}.items() if v}
-    return _render("dashboard/webhooks.html", "dashboard/_webhooks_results.html", form=form,
-                   events=rows, next_before=next_before, filter_args=args,
-                   button_form=ButtonForm())
+    return _render(
+        "dashboard/webhooks.html",
+        "dashboard/_webhooks_results.html",
+        form=form,
+        events=rows,
+        next_before=next_before,
+        filter_args=args,
+        button_form=ButtonForm(),
+    )
 
 
 @bp.post("/webhooks/<int:row_id>/reprocess")
@@ -441,19 +520,30 @@ def reprocess(row_id: int) -> BaseResponse:
     if not _partial_wanted():
         flash(error or "Event reprocessed.", "error" if error else "success")
         return redirect(url_for("dashboard.webhooks"), code=303)
-    return make_response(render_template("dashboard/_webhook_row.html", event=event,
-                                         button_form=ButtonForm(), row_error=error,
-                                         row_message=None if error else "Reprocessed."))
+    return make_response(
+        render_template(
+            "dashboard/_webhook_row.html",
+            event=event,
+            button_form=ButtonForm(),
+            row_error=error,
+            row_message=None if error else "Reprocessed.",
+        )
+    )
 
 
 # --- API keys ------------------------------------------------------------------------
 
+
 @bp.get("/api-keys")
 def api_keys() -> BaseResponse:
     """API keys: list, create (secret shown once), revoke."""
-    return _render("dashboard/api_keys.html", "dashboard/_api_keys.html",
-                   keys=list_api_keys(), form=ApiKeyForm(formdata=None),
-                   button_form=ButtonForm())
+    return _render(
+        "dashboard/api_keys.html",
+        "dashboard/_api_keys.html",
+        keys=list_api_keys(),
+        form=ApiKeyForm(formdata=None),
+        button_form=ButtonForm(),
+    )
 
 
 @bp.post("/api-keys")
@@ -465,15 +555,25 @@ def create_key() -> BaseResponse:
     status = 422
     if form.validate_on_submit():
         try:
-            _key, secret = create_api_key(form.name.data or "", form.scope.data or "write",
-                                          _actor(), created_by_id=current_user.id)
+            _key, secret = create_api_key(
+                form.name.data or "",
+                form.scope.data or "write",
+                _actor(),
+                created_by_id=current_user.id,
+            )
             status = 201
             form = ApiKeyForm(formdata=None)
         except (KassaError, ValueError) as exc:
             form.form_errors.append(getattr(exc, "message", None) or "Check the name and access.")
-    return _render("dashboard/api_keys.html", "dashboard/_api_keys.html", status=status,
-                   keys=list_api_keys(), form=form, button_form=ButtonForm(),
-                   new_secret=secret)
+    return _render(
+        "dashboard/api_keys.html",
+        "dashboard/_api_keys.html",
+        status=status,
+        keys=list_api_keys(),
+        form=form,
+        button_form=ButtonForm(),
+        new_secret=secret,
+    )
 
 
 @bp.post("/api-keys/<prefix>/revoke")
@@ -487,6 +587,11 @@ def revoke_key(prefix: str) -> BaseResponse:
     if not _partial_wanted():
         flash(f"Key {key.prefix}… revoked.", "success")
         return redirect(url_for("dashboard.api_keys"), code=303)
-    return _render("dashboard/api_keys.html", "dashboard/_api_keys.html",
-                   keys=list_api_keys(), form=ApiKeyForm(formdata=None),
-                   button_form=ButtonForm(), key_message=f"Key {key.prefix}… revoked.")
+    return _render(
+        "dashboard/api_keys.html",
+        "dashboard/_api_keys.html",
+        keys=list_api_keys(),
+        form=ApiKeyForm(formdata=None),
+        button_form=ButtonForm(),
+        key_message=f"Key {key.prefix}… revoked.",
+    )

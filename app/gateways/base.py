@@ -27,8 +27,15 @@ class GatewayError(Exception):
     idempotency key is safe.
     """
 
-    def __init__(self, code: str, message: str, *, retryable: bool = False,
-                 http_status: int | None = None, decline_code: str | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        http_status: int | None = None,
+        decline_code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -44,7 +51,7 @@ class SignatureError(Exception):
 @dataclass(frozen=True, slots=True)
 class LineItem:
     name: str
-    unit_amount: int          # minor units
+    unit_amount: int  # minor units
     quantity: int
 
 
@@ -52,25 +59,25 @@ class LineItem:
 class CheckoutRequest:
     """Everything an adapter needs to open a hosted checkout for one payment attempt."""
 
-    payment_id: str           # our public payment id (pay_...)
-    order_id: str             # our public order id (ord_...)
-    amount: int               # minor units; equals the sum of line items
-    currency: str             # ISO 4217, upper case (adapters convert to their form)
+    payment_id: str  # our public payment id (pay_...)
+    order_id: str  # our public order id (ord_...)
+    amount: int  # minor units; equals the sum of line items
+    currency: str  # ISO 4217, upper case (adapters convert to their form)
     line_items: tuple[LineItem, ...]
     customer_email: str
     customer_name: str
-    success_url: str          # may contain {CHECKOUT_SESSION_ID} for Stripe-style gateways
+    success_url: str  # may contain {CHECKOUT_SESSION_ID} for Stripe-style gateways
     cancel_url: str
-    idempotency_key: str      # stable per attempt: a retried create never makes a second one
+    idempotency_key: str  # stable per attempt: a retried create never makes a second one
     expires_at: datetime
-    capture_method: str = "automatic"   # or "manual"
+    capture_method: str = "automatic"  # or "manual"
     description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class CheckoutSession:
-    reference: str            # gateway's id for the checkout (session id / order id)
-    redirect_url: str         # where to send the customer's browser (303)
+    reference: str  # gateway's id for the checkout (session id / order id)
+    redirect_url: str  # where to send the customer's browser (303)
     expires_at: datetime | None = None
 
 
@@ -78,9 +85,9 @@ class CheckoutSession:
 class PaymentRef:
     """How an update names its payment: any of these may be known."""
 
-    payment_id: str | None = None           # ours, from metadata / receipt
-    reference: str | None = None            # gateway checkout reference
-    gateway_payment_id: str | None = None   # payment intent / payment id
+    payment_id: str | None = None  # ours, from metadata / receipt
+    reference: str | None = None  # gateway checkout reference
+    gateway_payment_id: str | None = None  # payment intent / payment id
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +96,12 @@ class PaymentUpdate:
 
     ref: PaymentRef
     status: PaymentStatus
-    amount: int | None = None               # as the gateway sees it (checked against ours)
-    currency: str | None = None             # upper case
+    amount: int | None = None  # as the gateway sees it (checked against ours)
+    currency: str | None = None  # upper case
     gateway_payment_id: str | None = None
     failure_code: str | None = None
     failure_message: str | None = None
-    payment_method: Mapping[str, Any] | None = None   # brand, last4, vpa...: safe fields only
+    payment_method: Mapping[str, Any] | None = None  # brand, last4, vpa...: safe fields only
     capture_deadline: datetime | None = None
 
 
@@ -105,7 +112,7 @@ class RefundUpdate:
     amount: int
     currency: str
     status: RefundStatus
-    refund_id: str | None = None            # ours (rfd_...), from metadata / notes
+    refund_id: str | None = None  # ours (rfd_...), from metadata / notes
     reason: str | None = None
     failure_reason: str | None = None
 
@@ -136,9 +143,9 @@ class VerifiedEvent:
 
 @dataclass(frozen=True, slots=True)
 class RefundRequest:
-    refund_id: str            # ours (rfd_...)
-    payment_id: str           # ours (pay_...)
-    reference: str | None     # gateway checkout reference
+    refund_id: str  # ours (rfd_...)
+    payment_id: str  # ours (pay_...)
+    reference: str | None  # gateway checkout reference
     gateway_payment_id: str | None
     amount: int
     currency: str
@@ -172,8 +179,8 @@ class ReturnParams:
 
 @runtime_checkable
 class Gateway(Protocol):
-    name: str             # "sandbox", "stripe", "razorpay"
-    display_name: str     # shown to customers
+    name: str  # "sandbox", "stripe", "razorpay"
+    display_name: str  # shown to customers
 
     def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
         """Open a hosted checkout. Must be idempotent on request.idempotency_key."""
@@ -224,13 +231,11 @@ class ListsEvents(Protocol):
     were delivered already are skipped and any that never arrived are applied.
     """
 
-    def list_events(self, since: datetime) -> list[VerifiedEvent]:
-        ...
+    def list_events(self, since: datetime) -> list[VerifiedEvent]: ...
 
 
 @runtime_checkable
 class RetrievesRefunds(Protocol):
     """Optional: ask the gateway for one refund's current state (reconciliation)."""
 
-    def retrieve_refund(self, ref: PaymentRef, gateway_refund_id: str) -> RefundUpdate:
-        ...
+    def retrieve_refund(self, ref: PaymentRef, gateway_refund_id: str) -> RefundUpdate: ...

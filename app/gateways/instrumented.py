@@ -23,15 +23,20 @@ from typing import Any
 
 from app.gateways.base import GatewayError
 
-TIMED_OPERATIONS = ("create_checkout", "retrieve", "confirm_return", "cancel_checkout",
-                    "refund", "capture")
+TIMED_OPERATIONS = (
+    "create_checkout",
+    "retrieve",
+    "confirm_return",
+    "cancel_checkout",
+    "refund",
+    "capture",
+)
 
 
 class InstrumentedGateway:
     """Forwards to `inner`, timing the calls that go over the network."""
 
-    def __init__(self, inner: Any, observe: Callable[[str, str, float, str | None], None]
-                 ) -> None:
+    def __init__(self, inner: Any, observe: Callable[[str, str, float, str | None], None]) -> None:
         self.inner = inner
         self._observe = observe
         self.name: str = inner.name
@@ -64,8 +69,9 @@ class InstrumentedGateway:
         return f"InstrumentedGateway({self.inner!r})"
 
 
-def instrument_in_place(adapter: Any, observe: Callable[[str, str, float, str | None], None]
-                        ) -> bool:
+def instrument_in_place(
+    adapter: Any, observe: Callable[[str, str, float, str | None], None]
+) -> bool:
     """Time the adapter's network calls by shadowing its bound methods on the instance.
 
     Returns False when the adapter cannot take instance attributes (then wrap it instead).

@@ -107,15 +107,17 @@ _DISPUTE_EVENTS = {
 }
 HANDLED_EVENTS = frozenset(
     {"payment.authorized", "payment.captured", "payment.failed", "order.paid"}
-    | set(_REFUND_EVENTS) | set(_DISPUTE_EVENTS)
+    | set(_REFUND_EVENTS)
+    | set(_DISPUTE_EVENTS)
 )
 # Keys whose values are never stored, wherever they appear in a payload.
-_SECRET_KEYS = frozenset({"number", "card_number", "cvv", "cvc", "token", "token_id",
-                          "razorpay_signature", "signature"})
+_SECRET_KEYS = frozenset(
+    {"number", "card_number", "cvv", "cvc", "token", "token_id", "razorpay_signature", "signature"}
+)
 
 
 def key_mode(key_id: str) -> str:
-    """"live", "test", or "unknown" from the key id's prefix (rzp_live_ / rzp_test_)."""
+    """ "live", "test", or "unknown" from the key id's prefix (rzp_live_ / rzp_test_)."""
     if key_id.startswith("rzp_live_"):
         return "live"
     if key_id.startswith("rzp_test_"):
@@ -149,14 +151,16 @@ def to_razorpay_amount(amount_minor: int, currency: str) -> int:
     cur = _currency(currency)
     places = exponent(cur)
     if isinstance(amount_minor, bool) or not isinstance(amount_minor, int) or amount_minor <= 0:
-        raise GatewayError("invalid_request", "amount must be a positive whole number of "
-                                              "minor units")
+        raise GatewayError(
+            "invalid_request", "amount must be a positive whole number of minor units"
+        )
     if places == 3:
         if cur not in RAZORPAY_THREE_DECIMAL:
             raise GatewayError("invalid_request", f"Razorpay does not accept {cur}")
         if amount_minor % 10:
-            raise GatewayError("invalid_request",
-                               f"Razorpay needs {cur} amounts whose third decimal is 0")
+            raise GatewayError(
+                "invalid_request", f"Razorpay needs {cur} amounts whose third decimal is 0"
+            )
     return amount_minor
 
 
@@ -208,8 +212,12 @@ def payment_method_details(payment: Mapping[str, Any]) -> dict[str, Any]:
         details["method"] = method
     card = payment.get("card")
     if isinstance(card, Mapping):
-        for src, dst in (("network", "brand"), ("last4", "last4"), ("type", "funding"),
-                         ("issuer", "issuer")):
+        for src, dst in (
+            ("network", "brand"),
+            ("last4", "last4"),
+            ("type", "funding"),
+            ("issuer", "issuer"),
+        ):
             if card.get(src):
                 details[dst] = card[src]
     vpa = payment.get("vpa") or (payment.get("upi") or {}).get("vpa")
@@ -292,10 +300,18 @@ class RazorpayGateway:
     name = "razorpay"
     display_name = "Razorpay"
 
-    def __init__(self, key_id: str, key_secret: str, webhook_secret: str, *,
-                 public_base_url: str, api_base: str | None = None,
-                 timeout: float = 10.0, connect_timeout: float = 5.0,
-                 session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        key_id: str,
+        key_secret: str,
+        webhook_secret: str,
+        *,
+        public_base_url: str,
+        api_base: str | None = None,
+        timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+        session: requests.Session | None = None,
+    ) -> None:
         if not (key_id and key_secret and webhook_secret):
             raise ValueError("Razorpay needs a key id, a key secret and a webhook secret")
         self.key_id = key_id
@@ -318,15 +334,20 @@ class RazorpayGateway:
         webhook_secret = config.get("RAZORPAY_WEBHOOK_SECRET")
         if not (key_id and key_secret and webhook_secret):
             return None
-        return cls(key_id, key_secret, webhook_secret,
-                   public_base_url=config.get("PUBLIC_BASE_URL") or "",
-                   api_base=config.get("RAZORPAY_API_BASE"),
-                   timeout=float(config.get("RAZORPAY_TIMEOUT_SECONDS") or 10.0))
+        return cls(
+            key_id,
+            key_secret,
+            webhook_secret,
+            public_base_url=config.get("PUBLIC_BASE_URL") or "",
+            api_base=config.get("RAZORPAY_API_BASE"),
+            timeout=float(config.get("RAZORPAY_TIMEOUT_SECONDS") or 10.0),
+        )
 
     # ------------------------------------------------------------ transport
 
-    def _call(self, fn: Callable[..., Any], *args: Any,
-              headers: Mapping[str, str] | None = None) -> Any:
+    def _call(
+        self, fn: Callable[..., Any], *args: Any, headers: Mapping[str, str] | None = None
+    ) -> Any:
         """Run one SDK call with a timeout and turn every failure into a GatewayError.
 
         The SDK's exceptions keep only the description, so a per-request `response` hook
@@ -344,22 +365,25 @@ class RazorpayGateway:
             options["headers"] = dict(headers)
         try:
             result = fn(*args, **options)
-        except (rzp_errors.BadRequestError, rzp_errors.GatewayError,
-                rzp_errors.ServerError) as exc:
+        except (rzp_errors.BadRequestError, rzp_errors.GatewayError, rzp_errors.ServerError) as exc:
             raise _error_from_response(responses[-1] if responses else None, str(exc)) from exc
         except requests.Timeout as exc:
-            raise GatewayError("gateway_unavailable", "Razorpay did not answer in time",
-                               retryable=True) from exc
+            raise GatewayError(
+                "gateway_unavailable", "Razorpay did not answer in time", retryable=True
+            ) from exc
         except requests.ConnectionError as exc:
-            raise GatewayError("gateway_unavailable", "Could not reach Razorpay",
-                               retryable=True) from exc
+            raise GatewayError(
+                "gateway_unavailable", "Could not reach Razorpay", retryable=True
+            ) from exc
         except requests.RequestException as exc:
             # Includes a body that is not JSON (a proxy's HTML 502, say).
-            raise _error_from_response(responses[-1] if responses else None,
-                                       "Razorpay sent an unreadable answer") from exc
+            raise _error_from_response(
+                responses[-1] if responses else None, "Razorpay sent an unreadable answer"
+            ) from exc
         if not isinstance(result, dict):
-            raise GatewayError("gateway_unavailable", "Razorpay sent an unexpected answer",
-                               retryable=True)
+            raise GatewayError(
+                "gateway_unavailable", "Razorpay sent an unexpected answer", retryable=True
+            )
         return result
 
     # ------------------------------------------------------------ checkout
@@ -389,9 +413,11 @@ class RazorpayGateway:
                 },
             }
             order = self._call(self._client.order.create, body)
-        return CheckoutSession(reference=str(order["id"]),
-                               redirect_url=self.checkout_url(request.payment_id),
-                               expires_at=request.expires_at)
+        return CheckoutSession(
+            reference=str(order["id"]),
+            redirect_url=self.checkout_url(request.payment_id),
+            expires_at=request.expires_at,
+        )
 
     def _find_order(self, receipt: str, amount: int, currency: str) -> dict[str, Any] | None:
         """The order we already made for this receipt, if an earlier try got through."""
@@ -405,15 +431,26 @@ class RazorpayGateway:
                 raise GatewayError(
                     "idempotency_conflict",
                     f"Razorpay order {order.get('id')} has receipt {receipt} but "
-                    f"{order.get('amount')} {order.get('currency')}, not {amount} {currency}")
+                    f"{order.get('amount')} {order.get('currency')}, not {amount} {currency}",
+                )
         # Prefer one a customer already used; otherwise the oldest.
         mine.sort(key=lambda o: (o.get("status") == "created", o.get("created_at") or 0))
         return mine[0]
 
-    def checkout_options(self, *, reference: str, amount: int, currency: str,
-                         store_name: str, description: str, customer_name: str,
-                         customer_email: str, callback_url: str, order_id: str,
-                         payment_id: str) -> dict[str, Any]:
+    def checkout_options(
+        self,
+        *,
+        reference: str,
+        amount: int,
+        currency: str,
+        store_name: str,
+        description: str,
+        customer_name: str,
+        customer_email: str,
+        callback_url: str,
+        order_id: str,
+        payment_id: str,
+    ) -> dict[str, Any]:
         """The options for `new Razorpay(options)` on our checkout page (no secrets)."""
         return {
             "key": self.key_id,
@@ -440,8 +477,9 @@ class RazorpayGateway:
 
     # ------------------------------------------------------------ verification
 
-    def verify_payment_signature(self, order_id: str, razorpay_payment_id: str,
-                                 signature: str | None) -> bool:
+    def verify_payment_signature(
+        self, order_id: str, razorpay_payment_id: str, signature: str | None
+    ) -> bool:
         """HMAC-SHA256(key_secret, "order_id|payment_id") in constant time.
 
         `order_id` must be the one stored in our database for this attempt.
@@ -463,13 +501,16 @@ class RazorpayGateway:
             return None
         payment_id = args.get("razorpay_payment_id")
         if payment_id or args.get("razorpay_signature"):
-            if not self.verify_payment_signature(order_id, payment_id or "",
-                                                 args.get("razorpay_signature")):
+            if not self.verify_payment_signature(
+                order_id, payment_id or "", args.get("razorpay_signature")
+            ):
                 log.warning("razorpay callback signature mismatch for order %s", order_id)
                 return None
             update = self._verified_update(ref, payment_id or "")
-            if update is None or update.status not in (PaymentStatus.SUCCEEDED,
-                                                       PaymentStatus.AUTHORIZED):
+            if update is None or update.status not in (
+                PaymentStatus.SUCCEEDED,
+                PaymentStatus.AUTHORIZED,
+            ):
                 return None
             return update
         failed_id = args.get("error[metadata][payment_id]")
@@ -478,18 +519,20 @@ class RazorpayGateway:
             return self._verified_update(ref, failed_id)
         return None
 
-    def _verified_update(self, ref: PaymentRef, razorpay_payment_id: str
-                         ) -> PaymentUpdate | None:
+    def _verified_update(self, ref: PaymentRef, razorpay_payment_id: str) -> PaymentUpdate | None:
         order_id = ref.reference or ""
         if not _PAYMENT_ID_RE.match(razorpay_payment_id):
             # The failure fields are unsigned: never let them steer a request path.
             log.warning("razorpay callback with a malformed payment id for order %s", order_id)
             return None
-        payment = self._call(self._client.payment.fetch, razorpay_payment_id,
-                             {"expand[]": "card"})
+        payment = self._call(self._client.payment.fetch, razorpay_payment_id, {"expand[]": "card"})
         if payment.get("order_id") != order_id:
-            log.warning("razorpay payment %s belongs to %s, not our order %s",
-                        razorpay_payment_id, payment.get("order_id"), order_id)
+            log.warning(
+                "razorpay payment %s belongs to %s, not our order %s",
+                razorpay_payment_id,
+                payment.get("order_id"),
+                order_id,
+            )
             return None
         order = self._call(self._client.order.fetch, order_id)
         problems = []
@@ -500,13 +543,21 @@ class RazorpayGateway:
         if payment.get("currency") != order.get("currency"):
             problems.append(f"currency {payment.get('currency')} is not {order.get('currency')}")
         if problems:
-            log.warning("razorpay payment %s does not match order %s: %s",
-                        razorpay_payment_id, order_id, "; ".join(problems))
+            log.warning(
+                "razorpay payment %s does not match order %s: %s",
+                razorpay_payment_id,
+                order_id,
+                "; ".join(problems),
+            )
             return None
         return self._payment_update(payment, ref)
 
-    def _payment_update(self, payment: Mapping[str, Any], ref: PaymentRef | None = None,
-                        status: PaymentStatus | None = None) -> PaymentUpdate:
+    def _payment_update(
+        self,
+        payment: Mapping[str, Any],
+        ref: PaymentRef | None = None,
+        status: PaymentStatus | None = None,
+    ) -> PaymentUpdate:
         currency = str(payment.get("currency", "")).upper()
         raw_status = str(payment.get("status", ""))
         mapped = status or _PAYMENT_STATUS.get(raw_status, PaymentStatus.PROCESSING)
@@ -541,8 +592,9 @@ class RazorpayGateway:
         if not ref.reference:
             if not ref.gateway_payment_id:
                 raise GatewayError("invalid_request", "nothing to look the payment up by")
-            payment = self._call(self._client.payment.fetch, ref.gateway_payment_id,
-                                 {"expand[]": "card"})
+            payment = self._call(
+                self._client.payment.fetch, ref.gateway_payment_id, {"expand[]": "card"}
+            )
             return self._payment_update(payment, ref)
         listing = self._call(self._client.order.payments, ref.reference)
         payments = sorted(listing.get("items", []), key=lambda p: p.get("created_at") or 0)
@@ -565,8 +617,9 @@ class RazorpayGateway:
         listing = self._call(self._client.order.payments, order_id)
         found = [p for p in listing.get("items", []) if p.get("status") in statuses]
         if not found:
-            raise GatewayError("invalid_request",
-                               f"order {order_id} has no {'/'.join(statuses)} payment")
+            raise GatewayError(
+                "invalid_request", f"order {order_id} has no {'/'.join(statuses)} payment"
+            )
         return str(found[-1]["id"])
 
     def capture(self, request: CaptureRequest) -> PaymentUpdate:
@@ -574,12 +627,17 @@ class RazorpayGateway:
         currency = _currency(request.currency)
         amount = to_razorpay_amount(request.amount, currency)
         payment_id = request.gateway_payment_id or self._payment_in_order(
-            request.reference, ("authorized", "captured"))
-        ref = PaymentRef(payment_id=request.payment_id, reference=request.reference,
-                         gateway_payment_id=payment_id)
+            request.reference, ("authorized", "captured")
+        )
+        ref = PaymentRef(
+            payment_id=request.payment_id,
+            reference=request.reference,
+            gateway_payment_id=payment_id,
+        )
         try:
-            payment = self._call(self._client.payment.capture, payment_id, amount,
-                                 {"currency": currency})
+            payment = self._call(
+                self._client.payment.capture, payment_id, amount, {"currency": currency}
+            )
         except GatewayError as exc:
             if exc.code != "invalid_request":
                 raise
@@ -606,14 +664,23 @@ class RazorpayGateway:
         currency = _currency(request.currency)
         amount = to_razorpay_amount(request.amount, currency)
         payment_id = request.gateway_payment_id or self._payment_in_order(
-            request.reference, ("captured", "refunded"))
+            request.reference, ("captured", "refunded")
+        )
         notes = {"refund_id": request.refund_id, "payment_id": request.payment_id}
         if request.reason:
             notes["reason"] = request.reason[:256]
-        body = {"amount": amount, "speed": "normal", "notes": notes,
-                "receipt": request.refund_id[:RECEIPT_MAX_LENGTH]}
-        refund = self._call(self._client.payment.refund, payment_id, body,
-                            headers={"X-Refund-Idempotency": self.refund_idempotency_key(request)})
+        body = {
+            "amount": amount,
+            "speed": "normal",
+            "notes": notes,
+            "receipt": request.refund_id[:RECEIPT_MAX_LENGTH],
+        }
+        refund = self._call(
+            self._client.payment.refund,
+            payment_id,
+            body,
+            headers={"X-Refund-Idempotency": self.refund_idempotency_key(request)},
+        )
         return RefundResult(
             gateway_refund_id=str(refund["id"]),
             status=_REFUND_STATUS.get(str(refund.get("status")), RefundStatus.PENDING),
@@ -630,22 +697,27 @@ class RazorpayGateway:
         notes = _notes(refund)
         rzp_payment = refund.get("payment_id") or None
         if rzp_payment and ref.gateway_payment_id and rzp_payment != ref.gateway_payment_id:
-            raise GatewayError("invalid_request",
-                               f"Razorpay refund {gateway_refund_id} belongs to another payment.")
+            raise GatewayError(
+                "invalid_request",
+                f"Razorpay refund {gateway_refund_id} belongs to another payment.",
+            )
         status = _REFUND_STATUS.get(str(refund.get("status")), RefundStatus.PENDING)
         return RefundUpdate(
             # A dashboard refund has no notes of ours: the caller knows whose it is.
-            ref=PaymentRef(payment_id=notes.get("payment_id") or ref.payment_id,
-                           reference=ref.reference,
-                           gateway_payment_id=rzp_payment or ref.gateway_payment_id),
+            ref=PaymentRef(
+                payment_id=notes.get("payment_id") or ref.payment_id,
+                reference=ref.reference,
+                gateway_payment_id=rzp_payment or ref.gateway_payment_id,
+            ),
             gateway_refund_id=str(refund.get("id") or gateway_refund_id),
             amount=from_razorpay_amount(refund.get("amount"), currency),
             currency=currency,
             status=status,
             refund_id=notes.get("refund_id"),
             reason=notes.get("reason"),
-            failure_reason=(_clean(refund.get("error_description"))
-                            if status == RefundStatus.FAILED else None),
+            failure_reason=(
+                _clean(refund.get("error_description")) if status == RefundStatus.FAILED else None
+            ),
         )
 
     # ------------------------------------------------------------ webhooks
@@ -688,8 +760,7 @@ class RazorpayGateway:
             ref = None
             if kind == "order.paid":
                 order = (body.get("order") or {}).get("entity") or {}
-                ref = PaymentRef(payment_id=order.get("receipt") or None,
-                                 reference=order.get("id"))
+                ref = PaymentRef(payment_id=order.get("receipt") or None, reference=order.get("id"))
             return [self._payment_update(payment, ref, status=status)]
         if kind in _REFUND_EVENTS:
             refund = (body.get("refund") or {}).get("entity") or {}
@@ -697,39 +768,47 @@ class RazorpayGateway:
                 return []
             currency = str(refund.get("currency", "")).upper()
             notes = _notes(refund)
-            return [RefundUpdate(
-                ref=PaymentRef(payment_id=notes.get("payment_id") or _notes(payment).get(
-                                   "payment_id"),
-                               reference=payment.get("order_id"),
-                               gateway_payment_id=refund.get("payment_id")),
-                gateway_refund_id=str(refund["id"]),
-                amount=from_razorpay_amount(refund.get("amount"), currency),
-                currency=currency,
-                status=_REFUND_EVENTS[kind],
-                # Absent for a refund made in Razorpay's dashboard: the core records it
-                # as a refund that came from the gateway.
-                refund_id=notes.get("refund_id"),
-                reason=notes.get("reason"),
-                failure_reason=(_clean(refund.get("error_description"))
-                                if kind == "refund.failed" else None),
-            )]
+            return [
+                RefundUpdate(
+                    ref=PaymentRef(
+                        payment_id=notes.get("payment_id") or _notes(payment).get("payment_id"),
+                        reference=payment.get("order_id"),
+                        gateway_payment_id=refund.get("payment_id"),
+                    ),
+                    gateway_refund_id=str(refund["id"]),
+                    amount=from_razorpay_amount(refund.get("amount"), currency),
+                    currency=currency,
+                    status=_REFUND_EVENTS[kind],
+                    # Absent for a refund made in Razorpay's dashboard: the core records it
+                    # as a refund that came from the gateway.
+                    refund_id=notes.get("refund_id"),
+                    reason=notes.get("reason"),
+                    failure_reason=(
+                        _clean(refund.get("error_description")) if kind == "refund.failed" else None
+                    ),
+                )
+            ]
         if kind in _DISPUTE_EVENTS:
             dispute = (body.get("dispute") or {}).get("entity") or {}
             if not dispute.get("id"):
                 return []
             currency = str(dispute.get("currency", "")).upper()
-            return [DisputeUpdate(
-                ref=PaymentRef(payment_id=_notes(payment).get("payment_id"),
-                               reference=payment.get("order_id"),
-                               gateway_payment_id=dispute.get("payment_id") or payment.get("id")),
-                gateway_dispute_id=str(dispute["id"]),
-                amount=from_razorpay_amount(dispute.get("amount"), currency),
-                currency=currency,
-                status=_DISPUTE_EVENTS[kind],
-                gateway_status=dispute.get("status"),
-                reason=dispute.get("reason_code") or dispute.get("reason_description"),
-                evidence_due_by=_ts(dispute.get("respond_by")),
-            )]
+            return [
+                DisputeUpdate(
+                    ref=PaymentRef(
+                        payment_id=_notes(payment).get("payment_id"),
+                        reference=payment.get("order_id"),
+                        gateway_payment_id=dispute.get("payment_id") or payment.get("id"),
+                    ),
+                    gateway_dispute_id=str(dispute["id"]),
+                    amount=from_razorpay_amount(dispute.get("amount"), currency),
+                    currency=currency,
+                    status=_DISPUTE_EVENTS[kind],
+                    gateway_status=dispute.get("status"),
+                    reason=dispute.get("reason_code") or dispute.get("reason_description"),
+                    evidence_due_by=_ts(dispute.get("respond_by")),
+                )
+            ]
         return []
 
     def redact(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -770,6 +849,7 @@ def _error_from_response(response: requests.Response | None, fallback: str) -> G
     if "idempotency key" in lowered:
         return GatewayError("idempotency_conflict", message, http_status=status)
     if _clean(error.get("source")) in ("customer", "bank", "issuer", "gateway") or (
-            reason and reason.startswith(("payment_", "card_", "insufficient"))):
+        reason and reason.startswith(("payment_", "card_", "insufficient"))
+    ):
         return GatewayError("payment_failed", message, http_status=status, decline_code=reason)
     return GatewayError("invalid_request", message, http_status=status, decline_code=reason)

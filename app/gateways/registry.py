@@ -31,9 +31,11 @@ def _stripe(config: dict[str, Any], app: Flask) -> Gateway | None:
 
     check_key_safety(config["STRIPE_SECRET_KEY"], bool(app.debug or config.get("DEBUG")))
     gateway = StripeGateway.from_config(config)
-    app.logger.info("Stripe gateway active with %s keys%s", gateway.mode,
-                    f" (API base {config['STRIPE_API_BASE']})"
-                    if config.get("STRIPE_API_BASE") else "")
+    app.logger.info(
+        "Stripe gateway active with %s keys%s",
+        gateway.mode,
+        f" (API base {config['STRIPE_API_BASE']})" if config.get("STRIPE_API_BASE") else "",
+    )
     return gateway
 
 
@@ -44,13 +46,16 @@ def _razorpay(config: dict[str, Any], app: Flask) -> Gateway | None:
     gateway = RazorpayGateway.from_config(config)
     if gateway is None:
         if config.get("RAZORPAY_KEY_ID"):
-            app.logger.warning("Razorpay is off: RAZORPAY_KEY_SECRET and "
-                               "RAZORPAY_WEBHOOK_SECRET are both needed")
+            app.logger.warning(
+                "Razorpay is off: RAZORPAY_KEY_SECRET and RAZORPAY_WEBHOOK_SECRET are both needed"
+            )
         return None
     check_key_safety(gateway.key_id, bool(app.debug or config.get("DEBUG")))
-    app.logger.info("Razorpay gateway active with %s keys%s", gateway.mode,
-                    f" (API base {config['RAZORPAY_API_BASE']})"
-                    if config.get("RAZORPAY_API_BASE") else "")
+    app.logger.info(
+        "Razorpay gateway active with %s keys%s",
+        gateway.mode,
+        f" (API base {config['RAZORPAY_API_BASE']})" if config.get("RAZORPAY_API_BASE") else "",
+    )
     return gateway
 
 
@@ -80,7 +85,8 @@ def init_app(app: Flask) -> None:
 
     policy = Policy.from_config(app.config)
     app.extensions["kassa_gateways"] = {
-        name: ResilientGateway(gw, policy) for name, gw in gateways.items()}
+        name: ResilientGateway(gw, policy) for name, gw in gateways.items()
+    }
 
 
 def gateways() -> dict[str, Gateway]:
@@ -91,9 +97,10 @@ def get_gateway(name: str) -> Gateway:
     try:
         return gateways()[name]
     except KeyError:
-        raise GatewayNotAvailable(f"The payment method {name!r} is not available.",
-                                  details=[{"field": "gateway", "message": "not configured"}]
-                                  ) from None
+        raise GatewayNotAvailable(
+            f"The payment method {name!r} is not available.",
+            details=[{"field": "gateway", "message": "not configured"}],
+        ) from None
 
 
 def choices() -> list[tuple[str, str]]:

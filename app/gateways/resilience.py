@@ -54,13 +54,13 @@ TRANSIENT_CODES = frozenset({"rate_limited", "gateway_unavailable"})
 
 @dataclass(frozen=True)
 class Policy:
-    timeout: float = 8.0             # seconds, per HTTP call (adapters apply it)
-    max_attempts: int = 3            # including the first
-    backoff: float = 0.5             # first delay; doubles per attempt
+    timeout: float = 8.0  # seconds, per HTTP call (adapters apply it)
+    max_attempts: int = 3  # including the first
+    backoff: float = 0.5  # first delay; doubles per attempt
     backoff_max: float = 5.0
-    breaker_threshold: int = 5       # consecutive transient failures that open the breaker
-    breaker_cooldown: float = 30.0   # seconds open before one trial call
-    deadline: float = 25.0           # no new attempt that could end after this (seconds)
+    breaker_threshold: int = 5  # consecutive transient failures that open the breaker
+    breaker_cooldown: float = 30.0  # seconds open before one trial call
+    deadline: float = 25.0  # no new attempt that could end after this (seconds)
 
     @classmethod
     def from_config(cls, config: Any) -> Policy:
@@ -80,25 +80,31 @@ def as_gateway_error(exc: BaseException) -> GatewayError | None:
     if isinstance(exc, GatewayError):
         return exc
     if isinstance(exc, requests.Timeout | socket.timeout | TimeoutError):
-        return GatewayError("gateway_unavailable", "The payment provider timed out.",
-                            retryable=True)
+        return GatewayError(
+            "gateway_unavailable", "The payment provider timed out.", retryable=True
+        )
     if isinstance(exc, requests.ConnectionError | ConnectionError):
-        return GatewayError("gateway_unavailable", "Could not reach the payment provider.",
-                            retryable=True)
+        return GatewayError(
+            "gateway_unavailable", "Could not reach the payment provider.", retryable=True
+        )
     return None
 
 
 def is_transient(exc: GatewayError) -> bool:
     status = exc.http_status
-    return bool(exc.retryable or exc.code in TRANSIENT_CODES
-                or (status is not None and (status == 429 or status >= 500)))
+    return bool(
+        exc.retryable
+        or exc.code in TRANSIENT_CODES
+        or (status is not None and (status == 429 or status >= 500))
+    )
 
 
 class CircuitBreaker:
     """Per-gateway, per-process: closed → open after K transient failures → half-open."""
 
-    def __init__(self, threshold: int, cooldown: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, threshold: int, cooldown: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.threshold = threshold
         self.cooldown = cooldown
         self.clock = clock
@@ -122,7 +128,7 @@ class CircuitBreaker:
                 return True
             if self.clock() - self.opened_at < self.cooldown or self.trial_running:
                 return False
-            self.trial_running = True   # exactly one trial call while half-open
+            self.trial_running = True  # exactly one trial call while half-open
             return True
 
     def success(self) -> None:
@@ -138,8 +144,7 @@ class CircuitBreaker:
             self.failures += 1
             if self.trial_running or self.failures >= self.threshold:
                 if self.opened_at is None or self.trial_running:
-                    log.warning("gateway circuit opened after %s transient failures",
-                                self.failures)
+                    log.warning("gateway circuit opened after %s transient failures", self.failures)
                 self.opened_at = self.clock()
             self.trial_running = False
 
@@ -152,8 +157,9 @@ class CircuitBreaker:
 class ResilientGateway:
     """Wraps any Gateway; network methods get retries and the breaker, the rest pass."""
 
-    def __init__(self, inner: Gateway, policy: Policy,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, inner: Gateway, policy: Policy, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.inner = inner
         self.policy = policy
         self.name = inner.name
@@ -185,7 +191,8 @@ class ResilientGateway:
                 raise GatewayError(
                     "gateway_unavailable",
                     f"{self.display_name} is not answering; try again shortly.",
-                    retryable=True)
+                    retryable=True,
+                )
             try:
                 result = fn()
             except Exception as exc:
@@ -194,7 +201,7 @@ class ResilientGateway:
                     self.breaker.release()
                     raise
                 if not is_transient(error):
-                    self.breaker.success()   # it answered, definitively
+                    self.breaker.success()  # it answered, definitively
                     if error is exc:
                         raise
                     raise error from exc
@@ -207,19 +214,28 @@ class ResilientGateway:
                         raise
                     raise error from exc
                 self.failures.append((method, attempt, error.code))
-                log.warning("gateway %s.%s attempt %s/%s failed: %s", self.name, method,
-                            attempt, self.policy.max_attempts, error.code)
+                log.warning(
+                    "gateway %s.%s attempt %s/%s failed: %s",
+                    self.name,
+                    method,
+                    attempt,
+                    self.policy.max_attempts,
+                    error.code,
+                )
                 delay = self._delay(attempt)
                 # A request thread must answer before the server gives up on it (gunicorn's
                 # timeout): no attempt that could run past the deadline.
-                out_of_time = (time.monotonic() - started + delay + self.policy.timeout
-                               > self.policy.deadline)
+                out_of_time = (
+                    time.monotonic() - started + delay + self.policy.timeout > self.policy.deadline
+                )
                 if attempt == self.policy.max_attempts or out_of_time:
                     raise GatewayError(
                         error.code,
                         f"{self.display_name} did not answer after {attempt} attempts "
                         f"({error.message})",
-                        retryable=True, http_status=error.http_status) from exc
+                        retryable=True,
+                        http_status=error.http_status,
+                    ) from exc
                 self.sleep(delay)
                 continue
             self.breaker.success()

@@ -63,10 +63,15 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("succeed", "Pay successfully", "card 4242 4242 4242 4242"),
     Scenario("decline", "Card declined", "card 4000 0000 0000 0002"),
     Scenario("insufficient_funds", "Insufficient funds", "card 4000 0000 0000 9995"),
-    Scenario("3ds_succeed", "3-D Secure challenge, then success", "card 4000 0027 6000 3184",
-             challenge=True),
-    Scenario("3ds_fail", "3-D Secure challenge, then failure", "card 4000 0084 0000 1629",
-             challenge=True),
+    Scenario(
+        "3ds_succeed",
+        "3-D Secure challenge, then success",
+        "card 4000 0027 6000 3184",
+        challenge=True,
+    ),
+    Scenario(
+        "3ds_fail", "3-D Secure challenge, then failure", "card 4000 0084 0000 1629", challenge=True
+    ),
     Scenario("abandon", "Abandon checkout", "close the page and go back to the shop"),
 )
 SCENARIO_KEYS = {s.key for s in SCENARIOS}
@@ -74,8 +79,10 @@ SCENARIO_KEYS = {s.key for s in SCENARIOS}
 FAILURES = {
     "decline": ("card_declined", "Your card was declined."),
     "insufficient_funds": ("insufficient_funds", "Your card has insufficient funds."),
-    "3ds_fail": ("authentication_failed",
-                 "The card's 3-D Secure authentication failed. Try another card."),
+    "3ds_fail": (
+        "authentication_failed",
+        "The card's 3-D Secure authentication failed. Try another card.",
+    ),
 }
 
 _STATUS_FROM_SESSION = {
@@ -95,8 +102,9 @@ def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
     return f"t={ts},v1={mac}"
 
 
-def verify_signature(secret: str, body: bytes, header: str | None, tolerance: int,
-                     now: float | None = None) -> None:
+def verify_signature(
+    secret: str, body: bytes, header: str | None, tolerance: int, now: float | None = None
+) -> None:
     if not header:
         raise SignatureError("missing signature header")
     parts: dict[str, list[str]] = {}
@@ -123,7 +131,7 @@ class SandboxProcessor:
     webhook_url: str
     webhook_secret: str
     deliver: bool = True
-    mode: str = "once"                 # or "twice_out_of_order"
+    mode: str = "once"  # or "twice_out_of_order"
     delay: float = 0.3
     # Events built while delivery is off (tests post them through the test client).
     undelivered: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
@@ -139,18 +147,25 @@ class SandboxProcessor:
     # -- checkout ----------------------------------------------------------------
     def create(self, request: CheckoutRequest) -> SandboxSession:
         with self.session() as s:
-            existing = s.execute(select(SandboxSession).where(
-                SandboxSession.idempotency_key == request.idempotency_key)).scalar_one_or_none()
+            existing = s.execute(
+                select(SandboxSession).where(
+                    SandboxSession.idempotency_key == request.idempotency_key
+                )
+            ).scalar_one_or_none()
             if existing is not None:
                 return existing
             sid = "sbx_cs_" + secrets.token_urlsafe(18)
             row = SandboxSession(
-                id=sid, idempotency_key=request.idempotency_key, amount=request.amount,
-                currency=request.currency, description=request.description,
+                id=sid,
+                idempotency_key=request.idempotency_key,
+                amount=request.amount,
+                currency=request.currency,
+                description=request.description,
                 customer_email=request.customer_email,
                 metadata_json={"order_id": request.order_id, "payment_id": request.payment_id},
                 success_url=request.success_url.replace("{CHECKOUT_SESSION_ID}", sid),
-                cancel_url=request.cancel_url, capture_method=request.capture_method,
+                cancel_url=request.cancel_url,
+                capture_method=request.capture_method,
                 expires_at=request.expires_at,
             )
             s.add(row)
@@ -235,8 +250,11 @@ class SandboxProcessor:
 
     def refund(self, request: RefundRequest) -> SandboxRefund:
         with self._lock, self.session() as s:
-            existing = s.execute(select(SandboxRefund).where(
-                SandboxRefund.idempotency_key == request.idempotency_key)).scalar_one_or_none()
+            existing = s.execute(
+                select(SandboxRefund).where(
+                    SandboxRefund.idempotency_key == request.idempotency_key
+                )
+            ).scalar_one_or_none()
             if existing is not None:
                 return existing
             row = s.get(SandboxSession, request.reference or "", with_for_update=True)
@@ -245,15 +263,19 @@ class SandboxProcessor:
             if row.status != "succeeded":
                 raise GatewayError("invalid_request", "This payment has not been captured.")
             if request.amount > row.amount - row.amount_refunded:
-                raise GatewayError("invalid_request",
-                                   "Refund amount exceeds the amount left on the charge.")
+                raise GatewayError(
+                    "invalid_request", "Refund amount exceeds the amount left on the charge."
+                )
             row.amount_refunded += request.amount
-            refund = SandboxRefund(id="sbx_re_" + secrets.token_urlsafe(12), session_id=row.id,
-                                   idempotency_key=request.idempotency_key,
-                                   amount=request.amount, status="succeeded",
-                                   reason=request.reason,
-                                   metadata_json={"refund_id": request.refund_id,
-                                                  "payment_id": request.payment_id})
+            refund = SandboxRefund(
+                id="sbx_re_" + secrets.token_urlsafe(12),
+                session_id=row.id,
+                idempotency_key=request.idempotency_key,
+                amount=request.amount,
+                status="succeeded",
+                reason=request.reason,
+                metadata_json={"refund_id": request.refund_id, "payment_id": request.payment_id},
+            )
             s.add(refund)
             s.flush()
             events = [self._refund_event("refund.succeeded", row, refund)]
@@ -265,43 +287,64 @@ class SandboxProcessor:
 
     # -- webhooks ----------------------------------------------------------------
     def _event(self, event_type: str, row: SandboxSession) -> dict[str, Any]:
-        status = {"payment.processing": "processing", "payment.succeeded": "succeeded",
-                  "payment.authorized": "authorized", "payment.failed": "failed",
-                  "checkout.expired": "expired"}[event_type]
+        status = {
+            "payment.processing": "processing",
+            "payment.succeeded": "succeeded",
+            "payment.authorized": "authorized",
+            "payment.failed": "failed",
+            "checkout.expired": "expired",
+        }[event_type]
         return {
             "id": "evt_sbx_" + secrets.token_urlsafe(12),
             "type": event_type,
             "created": int(time.time()),
-            "data": {"object": {
-                "id": row.id, "object": "checkout.session", "status": status,
-                "amount": row.amount, "currency": row.currency,
-                "payment_id": row.payment_id, "metadata": dict(row.metadata_json),
-                "failure_code": row.failure_code if status == "failed" else None,
-                "failure_message": row.failure_message if status == "failed" else None,
-                "card": {"brand": "visa", "last4": row.card_last4} if row.card_last4 else None,
-                "capture_method": row.capture_method,
-            }},
+            "data": {
+                "object": {
+                    "id": row.id,
+                    "object": "checkout.session",
+                    "status": status,
+                    "amount": row.amount,
+                    "currency": row.currency,
+                    "payment_id": row.payment_id,
+                    "metadata": dict(row.metadata_json),
+                    "failure_code": row.failure_code if status == "failed" else None,
+                    "failure_message": row.failure_message if status == "failed" else None,
+                    "card": {"brand": "visa", "last4": row.card_last4} if row.card_last4 else None,
+                    "capture_method": row.capture_method,
+                }
+            },
         }
 
-    def _refund_event(self, event_type: str, row: SandboxSession,
-                      refund: SandboxRefund) -> dict[str, Any]:
+    def _refund_event(
+        self, event_type: str, row: SandboxSession, refund: SandboxRefund
+    ) -> dict[str, Any]:
         return {
             "id": "evt_sbx_" + secrets.token_urlsafe(12),
             "type": event_type,
             "created": int(time.time()),
-            "data": {"object": {
-                "id": refund.id, "object": "refund", "status": "succeeded",
-                "amount": refund.amount, "currency": row.currency, "session": row.id,
-                "payment_id": row.payment_id, "metadata": dict(refund.metadata_json or {}),
-                "session_metadata": dict(row.metadata_json),
-            }},
+            "data": {
+                "object": {
+                    "id": refund.id,
+                    "object": "refund",
+                    "status": "succeeded",
+                    "amount": refund.amount,
+                    "currency": row.currency,
+                    "session": row.id,
+                    "payment_id": row.payment_id,
+                    "metadata": dict(refund.metadata_json or {}),
+                    "session_metadata": dict(row.metadata_json),
+                }
+            },
         }
 
-    def signed(self, event: dict[str, Any], timestamp: int | None = None
-               ) -> tuple[bytes, dict[str, str]]:
+    def signed(
+        self, event: dict[str, Any], timestamp: int | None = None
+    ) -> tuple[bytes, dict[str, str]]:
         body = json.dumps(event, separators=(",", ":")).encode()
-        return body, {"Content-Type": "application/json",
-                      SIGNATURE_HEADER: sign(self.webhook_secret, body, timestamp)}
+        return body, {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(self.webhook_secret, body, timestamp),
+        }
 
     def _send(self, events: list[dict[str, Any]]) -> None:
         if self.mode == "twice_out_of_order":
@@ -311,8 +354,9 @@ class SandboxProcessor:
         if not self.deliver:
             self.undelivered.extend(self.signed(e) for e in plan)
             return
-        thread = threading.Thread(target=self._deliver_all, args=(plan,), daemon=True,
-                                  name="sandbox-webhooks")
+        thread = threading.Thread(
+            target=self._deliver_all, args=(plan,), daemon=True, name="sandbox-webhooks"
+        )
         thread.start()
 
     def _deliver_all(self, plan: list[dict[str, Any]]) -> None:
@@ -323,7 +367,7 @@ class SandboxProcessor:
     def _deliver_one(self, event: dict[str, Any]) -> None:
         # At least once: retry with backoff until a 2xx, like a real gateway (bounded here).
         for attempt in range(6):
-            body, headers = self.signed(event)   # fresh timestamp per attempt
+            body, headers = self.signed(event)  # fresh timestamp per attempt
             try:
                 response = requests.post(self.webhook_url, data=body, headers=headers, timeout=5)
                 self.deliveries.append((event["id"], response.status_code))
@@ -333,7 +377,7 @@ class SandboxProcessor:
             except requests.RequestException as exc:  # a gateway keeps trying
                 self.deliveries.append((event["id"], 0))
                 log.warning("sandbox webhook delivery failed: %s", type(exc).__name__)
-            time.sleep(min(8.0, 0.25 * 2 ** attempt))
+            time.sleep(min(8.0, 0.25 * 2**attempt))
 
 
 class SandboxGateway:
@@ -349,9 +393,12 @@ class SandboxGateway:
     @classmethod
     def from_app(cls, app: Flask) -> SandboxGateway:
         cfg = app.config
-        secret = cfg.get("SANDBOX_WEBHOOK_SECRET") or hmac.new(
-            str(cfg["SECRET_KEY"]).encode(), b"kassa-sandbox-webhooks", hashlib.sha256
-        ).hexdigest()
+        secret = (
+            cfg.get("SANDBOX_WEBHOOK_SECRET")
+            or hmac.new(
+                str(cfg["SECRET_KEY"]).encode(), b"kassa-sandbox-webhooks", hashlib.sha256
+            ).hexdigest()
+        )
         base = cfg["PUBLIC_BASE_URL"]
         processor = SandboxProcessor(
             base_url=base,
@@ -365,16 +412,21 @@ class SandboxGateway:
 
     def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
         row = self.processor.create(request)
-        return CheckoutSession(reference=row.id,
-                               redirect_url=f"{self.processor.base_url}/sandbox/pay/{row.id}",
-                               expires_at=row.expires_at)
+        return CheckoutSession(
+            reference=row.id,
+            redirect_url=f"{self.processor.base_url}/sandbox/pay/{row.id}",
+            expires_at=row.expires_at,
+        )
 
     def _update_from_row(self, row: SandboxSession) -> PaymentUpdate:
         return PaymentUpdate(
             ref=PaymentRef(payment_id=row.metadata_json.get("payment_id"), reference=row.id),
             status=_STATUS_FROM_SESSION[row.status],
-            amount=row.amount, currency=row.currency, gateway_payment_id=row.payment_id,
-            failure_code=row.failure_code, failure_message=row.failure_message,
+            amount=row.amount,
+            currency=row.currency,
+            gateway_payment_id=row.payment_id,
+            failure_code=row.failure_code,
+            failure_message=row.failure_message,
             payment_method={"brand": "visa", "last4": row.card_last4} if row.card_last4 else None,
         )
 
@@ -400,8 +452,9 @@ class SandboxGateway:
         return self._update_from_row(self.processor.capture(request.reference or ""))
 
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> VerifiedEvent:
-        verify_signature(self.processor.webhook_secret, body, headers.get(SIGNATURE_HEADER),
-                         self.tolerance)
+        verify_signature(
+            self.processor.webhook_secret, body, headers.get(SIGNATURE_HEADER), self.tolerance
+        )
         try:
             payload = json.loads(body)
             return VerifiedEvent(str(payload["id"]), str(payload["type"]), payload)
@@ -412,35 +465,51 @@ class SandboxGateway:
         obj = event.payload.get("data", {}).get("object", {})
         if event.event_type.startswith("refund."):
             meta = obj.get("session_metadata") or {}
-            status = {"refund.succeeded": RefundStatus.SUCCEEDED,
-                      "refund.failed": RefundStatus.FAILED}.get(event.event_type)
+            status = {
+                "refund.succeeded": RefundStatus.SUCCEEDED,
+                "refund.failed": RefundStatus.FAILED,
+            }.get(event.event_type)
             if status is None:
                 return []
-            return [RefundUpdate(
-                ref=PaymentRef(payment_id=meta.get("payment_id"), reference=obj.get("session")),
-                gateway_refund_id=obj["id"], amount=int(obj["amount"]),
-                currency=str(obj["currency"]), status=status,
-                refund_id=(obj.get("metadata") or {}).get("refund_id"))]
-        status = {"payment.processing": PaymentStatus.PROCESSING,
-                  "payment.authorized": PaymentStatus.AUTHORIZED,
-                  "payment.succeeded": PaymentStatus.SUCCEEDED,
-                  "payment.failed": PaymentStatus.FAILED,
-                  "checkout.expired": PaymentStatus.EXPIRED}.get(event.event_type)
+            return [
+                RefundUpdate(
+                    ref=PaymentRef(payment_id=meta.get("payment_id"), reference=obj.get("session")),
+                    gateway_refund_id=obj["id"],
+                    amount=int(obj["amount"]),
+                    currency=str(obj["currency"]),
+                    status=status,
+                    refund_id=(obj.get("metadata") or {}).get("refund_id"),
+                )
+            ]
+        status = {
+            "payment.processing": PaymentStatus.PROCESSING,
+            "payment.authorized": PaymentStatus.AUTHORIZED,
+            "payment.succeeded": PaymentStatus.SUCCEEDED,
+            "payment.failed": PaymentStatus.FAILED,
+            "checkout.expired": PaymentStatus.EXPIRED,
+        }.get(event.event_type)
         if status is None:
             return []
         meta = obj.get("metadata") or {}
         card = obj.get("card")
         deadline = None
         if status == PaymentStatus.AUTHORIZED:
-            deadline = datetime.fromtimestamp(event.payload.get("created", time.time()),
-                                              UTC) + timedelta(days=7)
-        return [PaymentUpdate(
-            ref=PaymentRef(payment_id=meta.get("payment_id"), reference=obj.get("id")),
-            status=status, amount=obj.get("amount"), currency=obj.get("currency"),
-            gateway_payment_id=obj.get("payment_id"), failure_code=obj.get("failure_code"),
-            failure_message=obj.get("failure_message"),
-            payment_method={"brand": card["brand"], "last4": card["last4"]} if card else None,
-            capture_deadline=deadline)]
+            deadline = datetime.fromtimestamp(
+                event.payload.get("created", time.time()), UTC
+            ) + timedelta(days=7)
+        return [
+            PaymentUpdate(
+                ref=PaymentRef(payment_id=meta.get("payment_id"), reference=obj.get("id")),
+                status=status,
+                amount=obj.get("amount"),
+                currency=obj.get("currency"),
+                gateway_payment_id=obj.get("payment_id"),
+                failure_code=obj.get("failure_code"),
+                failure_message=obj.get("failure_message"),
+                payment_method={"brand": card["brand"], "last4": card["last4"]} if card else None,
+                capture_deadline=deadline,
+            )
+        ]
 
     def redact(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return payload   # the sandbox sends no secrets
+        return payload  # the sandbox sends no secrets

@@ -44,8 +44,24 @@ log = logging.getLogger(__name__)
 # Stripe's own minor units (https://docs.stripe.com/currencies). They differ from
 # ISO 4217 for a few currencies, so conversion from our ISO minor units happens here.
 STRIPE_ZERO_DECIMAL = frozenset(
-    ["BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA",
-     "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"]
+    [
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "JPY",
+        "KMF",
+        "KRW",
+        "MGA",
+        "PYG",
+        "RWF",
+        "UGX",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    ]
 )
 # Three-decimal currencies: Stripe requires the last digit to be 0 (amounts in tens).
 STRIPE_THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
@@ -76,8 +92,7 @@ def to_stripe_amount(amount_minor: int, currency: str) -> int:
     else:
         factor = 10 ** (ours - theirs)
         if amount_minor % factor:
-            raise GatewayError("invalid_request",
-                               f"Stripe only accepts whole {cur} amounts.")
+            raise GatewayError("invalid_request", f"Stripe only accepts whole {cur} amounts.")
         value = amount_minor // factor
     if cur in STRIPE_THREE_DECIMAL and value % 10:
         raise GatewayError(
@@ -172,8 +187,8 @@ HANDLED_EVENTS = (
     "charge.dispute.updated",
     "charge.dispute.closed",
 )
-EVENTS_PAGE_SIZE = 100      # Stripe's largest page
-EVENTS_MAX = 5000           # per list_events call, so one reconcile run stays bounded
+EVENTS_PAGE_SIZE = 100  # Stripe's largest page
+EVENTS_MAX = 5000  # per list_events call, so one reconcile run stays bounded
 
 USER_MESSAGES = {
     "card_declined": "Your card was declined. Please try another card or payment method.",
@@ -181,7 +196,7 @@ USER_MESSAGES = {
     "authentication_failed": "Payments are temporarily unavailable. Please try again later.",
     "rate_limited": "The payment provider is busy. Please try again in a moment.",
     "gateway_unavailable": "The payment provider is not reachable right now. "
-                           "Please try again in a moment.",
+    "Please try again in a moment.",
     "idempotency_conflict": "This payment is already being processed. Please refresh the page.",
     "not_found": "The payment could not be found at the payment provider.",
 }
@@ -264,51 +279,89 @@ class PooledHTTPClient(stripe.HTTPClient):
 
     name = "urllib3"
 
-    def __init__(self, timeout: float, *, pool_size: int = 256,
-                 proxy: str | None = None) -> None:
+    def __init__(self, timeout: float, *, pool_size: int = 256, proxy: str | None = None) -> None:
         import urllib3
 
         super().__init__(verify_ssl_certs=True, proxy=proxy)
         self._urllib3 = urllib3
         self._timeout = urllib3.Timeout(total=timeout)
-        options: dict[str, Any] = {"num_pools": 4, "maxsize": pool_size, "block": False,
-                                   "cert_reqs": "CERT_REQUIRED",
-                                   "ca_certs": stripe.ca_bundle_path}
-        self._pool: Any = (urllib3.ProxyManager(proxy, **options) if proxy
-                           else urllib3.PoolManager(**options))
+        options: dict[str, Any] = {
+            "num_pools": 4,
+            "maxsize": pool_size,
+            "block": False,
+            "cert_reqs": "CERT_REQUIRED",
+            "ca_certs": stripe.ca_bundle_path,
+        }
+        self._pool: Any = (
+            urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+        )
 
-    def request(self, method: str, url: str, headers: Mapping[str, str] | None,
-                post_data: Any = None, **_: Any) -> tuple[bytes, int, Mapping[str, str]]:
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        **_: Any,
+    ) -> tuple[bytes, int, Mapping[str, str]]:
         response = self._send(method, url, headers, post_data, preload=True)
         return response.data, response.status, response.headers
 
-    def request_stream(self, method: str, url: str, headers: Mapping[str, str] | None,
-                       post_data: Any = None, **_: Any) -> tuple[Any, int, Mapping[str, str]]:
+    def request_stream(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        **_: Any,
+    ) -> tuple[Any, int, Mapping[str, str]]:
         response = self._send(method, url, headers, post_data, preload=False)
         return response, response.status, response.headers
 
-    def _send(self, method: str, url: str, headers: Mapping[str, str] | None,
-              post_data: Any, *, preload: bool) -> Any:
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any,
+        *,
+        preload: bool,
+    ) -> Any:
         errors = self._urllib3.exceptions
         try:
-            return self._pool.request(method.upper(), url, headers=dict(headers or {}),
-                                      body=post_data, timeout=self._timeout, retries=False,
-                                      redirect=False, preload_content=preload)
+            return self._pool.request(
+                method.upper(),
+                url,
+                headers=dict(headers or {}),
+                body=post_data,
+                timeout=self._timeout,
+                retries=False,
+                redirect=False,
+                preload_content=preload,
+            )
         except errors.SSLError as exc:
             # Never retried: a certificate problem doesn't fix itself.
             raise stripe.APIConnectionError(
                 f"Could not verify Stripe's SSL certificate ({type(exc).__name__}).",
-                should_retry=False) from exc
-        except (errors.TimeoutError, errors.ProtocolError, errors.NewConnectionError,
-                errors.ProxyError, ConnectionError) as exc:
+                should_retry=False,
+            ) from exc
+        except (
+            errors.TimeoutError,
+            errors.ProtocolError,
+            errors.NewConnectionError,
+            errors.ProxyError,
+            ConnectionError,
+        ) as exc:
             # The SDK retries these (max_network_retries) with the same idempotency key.
             raise stripe.APIConnectionError(
                 f"Unexpected error communicating with Stripe ({type(exc).__name__}: {exc}).",
-                should_retry=True) from exc
+                should_retry=True,
+            ) from exc
         except errors.HTTPError as exc:
             raise stripe.APIConnectionError(
                 f"Unexpected error communicating with Stripe ({type(exc).__name__}: {exc}).",
-                should_retry=False) from exc
+                should_retry=False,
+            ) from exc
 
     def close(self) -> None:
         self._pool.clear()
@@ -348,7 +401,7 @@ class StripeGateway:
         self.mode = key_mode(secret_key)
         _quiet_sdk_debug_log()
         self._webhook_secret = webhook_secret
-        self._payment_ids: dict[str, str] = {}   # payment intent → our payment (immutable)
+        self._payment_ids: dict[str, str] = {}  # payment intent → our payment (immutable)
         self._tolerance = webhook_tolerance
         self._events_max = max(1, events_max)
         self._expiry = timedelta(minutes=checkout_expiry_minutes)
@@ -465,8 +518,7 @@ class StripeGateway:
             ),
             plain=False,
         )
-        log.info("stripe checkout session %s created for %s", session["id"],
-                 request.payment_id)
+        log.info("stripe checkout session %s created for %s", session["id"], request.payment_id)
         return CheckoutSession(
             reference=session["id"],
             redirect_url=session["url"],
@@ -495,8 +547,9 @@ class StripeGateway:
         hint = params.args.get("session_id")
         if hint and hint != ref.reference:
             # The URL is the customer's to edit: only our stored session counts.
-            log.warning("stripe return for %s carried a foreign session id; ignored",
-                        ref.payment_id)
+            log.warning(
+                "stripe return for %s carried a foreign session id; ignored", ref.payment_id
+            )
         return self.retrieve(ref)
 
     def cancel_checkout(self, ref: PaymentRef) -> None:
@@ -524,8 +577,9 @@ class StripeGateway:
                 if session.get("status") == "open":
                     raise
         if session.get("status") == "complete":
-            raise GatewayError("invalid_request",
-                               "This checkout was already completed; it cannot be canceled.")
+            raise GatewayError(
+                "invalid_request", "This checkout was already completed; it cannot be canceled."
+            )
 
     # ------------------------------------------------------------------ refunds
     def _payment_intent_id(self, reference: str | None, gateway_payment_id: str | None) -> str:
@@ -541,8 +595,9 @@ class StripeGateway:
         if request.amount <= 0:
             raise GatewayError("invalid_request", "A refund must be for a positive amount.")
         params: dict[str, Any] = {
-            "payment_intent": self._payment_intent_id(request.reference,
-                                                      request.gateway_payment_id),
+            "payment_intent": self._payment_intent_id(
+                request.reference, request.gateway_payment_id
+            ),
             "amount": to_stripe_amount(request.amount, request.currency),
             "metadata": {"refund_id": request.refund_id, "payment_id": request.payment_id},
         }
@@ -564,23 +619,31 @@ class StripeGateway:
 
     def retrieve_refund(self, ref: PaymentRef, gateway_refund_id: str) -> RefundUpdate:
         """One refund's current state (reconciliation of a refund whose webhook was lost)."""
-        refund = self._call("refund.retrieve",
-                            lambda: self._client.v1.refunds.retrieve(gateway_refund_id))
+        refund = self._call(
+            "refund.retrieve", lambda: self._client.v1.refunds.retrieve(gateway_refund_id)
+        )
         update = self.refund_update(refund)
         pi_id = update.ref.gateway_payment_id
         if pi_id and ref.gateway_payment_id and pi_id != ref.gateway_payment_id:
-            raise GatewayError("invalid_request",
-                               f"Stripe refund {gateway_refund_id} belongs to another payment.")
+            raise GatewayError(
+                "invalid_request", f"Stripe refund {gateway_refund_id} belongs to another payment."
+            )
         # A dashboard refund carries no metadata of ours: the caller knows whose it is.
-        return replace(update, ref=PaymentRef(
-            payment_id=update.ref.payment_id or ref.payment_id,
-            reference=ref.reference,
-            gateway_payment_id=pi_id or ref.gateway_payment_id))
+        return replace(
+            update,
+            ref=PaymentRef(
+                payment_id=update.ref.payment_id or ref.payment_id,
+                reference=ref.reference,
+                gateway_payment_id=pi_id or ref.gateway_payment_id,
+            ),
+        )
 
     def capture(self, request: CaptureRequest) -> PaymentUpdate:
         pi_id = self._payment_intent_id(request.reference, request.gateway_payment_id)
-        params = {"amount_to_capture": to_stripe_amount(request.amount, request.currency),
-                  "expand": ["latest_charge"]}
+        params = {
+            "amount_to_capture": to_stripe_amount(request.amount, request.currency),
+            "expand": ["latest_charge"],
+        }
         pi = self._call(
             "payment_intent.capture",
             lambda: self._client.v1.payment_intents.capture(
@@ -589,8 +652,9 @@ class StripeGateway:
                 options={"idempotency_key": request.idempotency_key},
             ),
         )
-        return self.payment_intent_update(pi, payment_id=request.payment_id,
-                                          reference=request.reference)
+        return self.payment_intent_update(
+            pi, payment_id=request.payment_id, reference=request.reference
+        )
 
     # ------------------------------------------------------------------ mapping
     def session_update(self, session: Mapping[str, Any]) -> PaymentUpdate:
@@ -615,7 +679,8 @@ class StripeGateway:
             status = PaymentStatus.EXPIRED
         elif status_word == "complete":
             if pi_status == "requires_capture" or (
-                pi is None and payment_status == "paid"
+                pi is None
+                and payment_status == "paid"
                 and metadata.get("capture_method") == "manual"
             ):
                 status = PaymentStatus.AUTHORIZED
@@ -625,7 +690,7 @@ class StripeGateway:
             elif payment_status in ("paid", "no_payment_required"):
                 status = PaymentStatus.SUCCEEDED
             elif pi_status == "requires_payment_method" and error:
-                status = PaymentStatus.FAILED     # async method failed after completion
+                status = PaymentStatus.FAILED  # async method failed after completion
             else:
                 status = PaymentStatus.PROCESSING  # async method still in flight
         else:
@@ -637,7 +702,8 @@ class StripeGateway:
         return PaymentUpdate(
             ref=ref,
             status=status,
-            amount=from_stripe_amount(amount, currency) if amount is not None and currency
+            amount=from_stripe_amount(amount, currency)
+            if amount is not None and currency
             else None,
             currency=currency,
             gateway_payment_id=pi_id,
@@ -658,8 +724,9 @@ class StripeGateway:
             return _ts(pi["created"]) + timedelta(days=7)  # type: ignore[operator]
         return None
 
-    def payment_intent_update(self, pi: Mapping[str, Any], *, payment_id: str | None = None,
-                              reference: str | None = None) -> PaymentUpdate:
+    def payment_intent_update(
+        self, pi: Mapping[str, Any], *, payment_id: str | None = None, reference: str | None = None
+    ) -> PaymentUpdate:
         """What a PaymentIntent says (sync without a session, capture responses)."""
         metadata = pi.get("metadata") or {}
         currency = (pi.get("currency") or "").upper() or None
@@ -673,31 +740,40 @@ class StripeGateway:
         amount = pi.get("amount_received") if status == PaymentStatus.SUCCEEDED else None
         amount = amount or pi.get("amount")
         return PaymentUpdate(
-            ref=PaymentRef(payment_id=payment_id or metadata.get("payment_id"),
-                           reference=reference, gateway_payment_id=pi.get("id")),
+            ref=PaymentRef(
+                payment_id=payment_id or metadata.get("payment_id"),
+                reference=reference,
+                gateway_payment_id=pi.get("id"),
+            ),
             status=status,
-            amount=from_stripe_amount(amount, currency) if amount is not None and currency
+            amount=from_stripe_amount(amount, currency)
+            if amount is not None and currency
             else None,
             currency=currency,
             gateway_payment_id=pi.get("id"),
-            failure_code=None if status == PaymentStatus.SUCCEEDED
+            failure_code=None
+            if status == PaymentStatus.SUCCEEDED
             else (error.get("decline_code") or error.get("code")),
             failure_message=None if status == PaymentStatus.SUCCEEDED else error.get("message"),
             payment_method=_card_details(_obj(pi.get("latest_charge"))),
             capture_deadline=self._capture_deadline(pi)
-            if status == PaymentStatus.AUTHORIZED else None,
+            if status == PaymentStatus.AUTHORIZED
+            else None,
         )
 
     @staticmethod
-    def refund_update(refund: Mapping[str, Any],
-                      charge: Mapping[str, Any] | None = None) -> RefundUpdate:
+    def refund_update(
+        refund: Mapping[str, Any], charge: Mapping[str, Any] | None = None
+    ) -> RefundUpdate:
         metadata = refund.get("metadata") or {}
         charge_meta = (charge or {}).get("metadata") or {}
         currency = (refund.get("currency") or (charge or {}).get("currency") or "").upper()
         pi_id = _id(refund.get("payment_intent")) or _id((charge or {}).get("payment_intent"))
         return RefundUpdate(
-            ref=PaymentRef(payment_id=metadata.get("payment_id") or charge_meta.get("payment_id"),
-                           gateway_payment_id=pi_id),
+            ref=PaymentRef(
+                payment_id=metadata.get("payment_id") or charge_meta.get("payment_id"),
+                gateway_payment_id=pi_id,
+            ),
             gateway_refund_id=refund["id"],
             amount=from_stripe_amount(int(refund.get("amount") or 0), currency),
             currency=currency,
@@ -713,8 +789,10 @@ class StripeGateway:
         metadata = dispute.get("metadata") or {}
         evidence = dispute.get("evidence_details") or {}
         return DisputeUpdate(
-            ref=PaymentRef(payment_id=metadata.get("payment_id"),
-                           gateway_payment_id=_id(dispute.get("payment_intent"))),
+            ref=PaymentRef(
+                payment_id=metadata.get("payment_id"),
+                gateway_payment_id=_id(dispute.get("payment_intent")),
+            ),
             gateway_dispute_id=dispute["id"],
             amount=from_stripe_amount(int(dispute.get("amount") or 0), currency),
             currency=currency,
@@ -751,8 +829,11 @@ class StripeGateway:
             payload = json.loads(text)
         except ValueError:
             raise SignatureError("body is not JSON") from None
-        if (not isinstance(payload, dict) or not isinstance(payload.get("id"), str)
-                or not isinstance(payload.get("type"), str)):
+        if (
+            not isinstance(payload, dict)
+            or not isinstance(payload.get("id"), str)
+            or not isinstance(payload.get("type"), str)
+        ):
             raise SignatureError("signed body is not a Stripe event")
         return VerifiedEvent(event_id=payload["id"], event_type=payload["type"], payload=payload)
 
@@ -767,28 +848,35 @@ class StripeGateway:
         """
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
-        params: dict[str, Any] = {"created": {"gte": int(since.timestamp())},
-                                  "types": list(HANDLED_EVENTS),
-                                  "limit": min(EVENTS_PAGE_SIZE, self._events_max)}
+        params: dict[str, Any] = {
+            "created": {"gte": int(since.timestamp())},
+            "types": list(HANDLED_EVENTS),
+            "limit": min(EVENTS_PAGE_SIZE, self._events_max),
+        }
         events: list[VerifiedEvent] = []
         seen: set[str] = set()
         while True:
             page = self._call_raw(
-                "events.list",
-                lambda: self._client.v1.events.list(params=dict(params)))  # type: ignore[arg-type]
+                "events.list", lambda: self._client.v1.events.list(params=dict(params))
+            )  # type: ignore[arg-type]
             items = [e for e in page.get("data") or [] if isinstance(e, Mapping)]
             for item in items:
                 event_id, event_type = item.get("id"), item.get("type")
-                if not (isinstance(event_id, str) and isinstance(event_type, str)) \
-                        or event_id in seen:
+                if (
+                    not (isinstance(event_id, str) and isinstance(event_type, str))
+                    or event_id in seen
+                ):
                     continue
                 seen.add(event_id)
                 events.append(VerifiedEvent(event_id, event_type, redact(dict(item))))
             if not page.get("has_more") or not items:
                 break
             if len(events) >= self._events_max:
-                log.warning("stripe events since %s: stopped after %s; older ones were not "
-                            "listed", since.isoformat(), len(events))
+                log.warning(
+                    "stripe events since %s: stopped after %s; older ones were not listed",
+                    since.isoformat(),
+                    len(events),
+                )
                 break
             params["starting_after"] = items[-1].get("id")
         # Oldest first: applied in the order Stripe created them.
@@ -824,8 +912,7 @@ class StripeGateway:
             return [self.refund_update(r, obj) for r in refunds if isinstance(r, Mapping)]
         if kind in ("refund.created", "refund.updated", "refund.failed"):
             return [self.refund_update(obj)]
-        if kind in ("charge.dispute.created", "charge.dispute.updated",
-                    "charge.dispute.closed"):
+        if kind in ("charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"):
             return [self.dispute_update(obj)]
         return []
 
@@ -846,13 +933,12 @@ class StripeGateway:
         if isinstance(update, PaymentUpdate):
             paid = update.status in (PaymentStatus.SUCCEEDED, PaymentStatus.AUTHORIZED)
             failed = update.status == PaymentStatus.FAILED
-            if not ((paid and not update.payment_method)
-                    or (failed and not update.failure_code)):
+            if not ((paid and not update.payment_method) or (failed and not update.failure_code)):
                 return update
             try:
                 pi = self._payment_intent(pi_id)
             except GatewayError:
-                return update      # details are a nicety; the status is what matters
+                return update  # details are a nicety; the status is what matters
             changes: dict[str, Any] = {}
             if paid:
                 changes["payment_method"] = _card_details(_obj(pi.get("latest_charge")))
@@ -876,7 +962,7 @@ class StripeGateway:
                 raise
             payment_id = (pi.get("metadata") or {}).get("payment_id")
             if not payment_id:
-                return update      # not one of ours (made outside Kassa)
+                return update  # not one of ours (made outside Kassa)
             if len(self._payment_ids) > 4096:
                 self._payment_ids.clear()
             self._payment_ids[pi_id] = payment_id
@@ -886,7 +972,8 @@ class StripeGateway:
         return self._call(  # type: ignore[no-any-return]
             "payment_intent.retrieve",
             lambda: self._client.v1.payment_intents.retrieve(
-                pi_id, params={"expand": ["latest_charge"]}),
+                pi_id, params={"expand": ["latest_charge"]}
+            ),
         )
 
     def redact(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -927,8 +1014,11 @@ class StripeGateway:
         elif isinstance(exc, stripe.IdempotencyError):
             code, retryable = "idempotency_conflict", False
         elif isinstance(exc, stripe.InvalidRequestError):
-            code = "not_found" if status == 404 or stripe_code == "resource_missing" \
+            code = (
+                "not_found"
+                if status == 404 or stripe_code == "resource_missing"
                 else "invalid_request"
+            )
             retryable = False
         elif isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
             code, retryable = "authentication_failed", False
@@ -947,11 +1037,18 @@ class StripeGateway:
             message = USER_MESSAGES[code]
         log.warning(
             "stripe %s failed: %s (%s) http=%s stripe_code=%s decline=%s request=%s retryable=%s",
-            what, code, type(exc).__name__, status, stripe_code, decline_code,
-            getattr(exc, "request_id", None), retryable,
+            what,
+            code,
+            type(exc).__name__,
+            status,
+            stripe_code,
+            decline_code,
+            getattr(exc, "request_id", None),
+            retryable,
         )
-        return GatewayError(code, message, retryable=retryable, http_status=status,
-                            decline_code=decline_code)
+        return GatewayError(
+            code, message, retryable=retryable, http_status=status, decline_code=decline_code
+        )
 
 
 def _replace_status(update: PaymentUpdate, status: PaymentStatus) -> PaymentUpdate:

@@ -29,8 +29,9 @@ _local = threading.local()
 _build_lock = threading.Lock()
 
 
-def task(name: str, *, background: bool = False
-         ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def task(
+    name: str, *, background: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a function as a job under a stable name. `background=True`: in-process,
     it runs on the drainer thread, after the requests that enqueued it (see Drainer)."""
 
@@ -187,7 +188,7 @@ class Drainer:
     worker alive until it is killed.
     """
 
-    LINGER = 5.0          # seconds an idle drainer thread stays before exiting
+    LINGER = 5.0  # seconds an idle drainer thread stays before exiting
 
     def __init__(self, runner: JobRunner) -> None:
         self.runner = runner
@@ -196,15 +197,15 @@ class Drainer:
         self.share = min(1.0, max(0.01, float(config.get("JOBS_BACKGROUND_SHARE", 0.05))))
         self.batch = max(1, int(config.get("JOBS_BACKGROUND_BATCH", 20)))
         self.exit_seconds = float(config.get("JOBS_EXIT_SECONDS", 10.0))
-        self._exit_by: float | None = None   # set once the interpreter is seen exiting
+        self._exit_by: float | None = None  # set once the interpreter is seen exiting
         self._cond = threading.Condition()
         self._pending: dict[tuple[str, tuple[Any, ...]], None] = {}
         self._last_submit = 0.0
         self._thread: threading.Thread | None = None
-        self._running = 0          # jobs taken but not finished
-        self._hurry = 0            # waiters that want everything run now
+        self._running = 0  # jobs taken but not finished
+        self._hurry = 0  # waiters that want everything run now
         self._stopping = False
-        self._resume_at = 0.0      # while requests keep coming, run again from then
+        self._resume_at = 0.0  # while requests keep coming, run again from then
 
     def submit(self, name: str, args: tuple[Any, ...]) -> None:
         with self._cond:
@@ -254,8 +255,11 @@ class Drainer:
         with self._cond:
             idle_since = time.monotonic()
             while not self._pending:
-                if self._stopping or time.monotonic() - idle_since >= self.LINGER \
-                        or not threading.main_thread().is_alive():   # interpreter exiting
+                if (
+                    self._stopping
+                    or time.monotonic() - idle_since >= self.LINGER
+                    or not threading.main_thread().is_alive()
+                ):  # interpreter exiting
                     self._thread = None
                     self._cond.notify_all()
                     return None
@@ -269,8 +273,10 @@ class Drainer:
                     break
                 self._cond.wait(min(quiet_in, pause_in))
             if self._past_exit_deadline():
-                log.warning("process exiting: %d background jobs left to the periodic "
-                            "sweeps", len(self._pending))
+                log.warning(
+                    "process exiting: %d background jobs left to the periodic sweeps",
+                    len(self._pending),
+                )
                 self._pending.clear()
                 self._thread = None
                 self._cond.notify_all()
@@ -302,8 +308,8 @@ class Drainer:
             started = time.monotonic()
             for name, args in jobs:
                 try:
-                    self.runner.run_in_context(name, args)   # each in its own app context
-                except Exception:   # the drainer must outlive any one failure
+                    self.runner.run_in_context(name, args)  # each in its own app context
+                except Exception:  # the drainer must outlive any one failure
                     log.exception("job %s failed", name)
                 finally:
                     with self._cond:

@@ -25,8 +25,7 @@ PERIODIC: dict[str, tuple[str, str]] = {
     "expire-checkouts": ("checkouts.expire", "EXPIRE_INTERVAL_SECONDS"),
     "retry-webhooks": ("webhooks.retry_due", "WEBHOOK_RETRY_INTERVAL_SECONDS"),
     "resend-receipts": ("receipts.resend_pending", "RECEIPT_RESEND_INTERVAL_SECONDS"),
-    "purge-idempotency-keys": ("api.purge_idempotency_keys",
-                               "IDEMPOTENCY_PURGE_INTERVAL_SECONDS"),
+    "purge-idempotency-keys": ("api.purge_idempotency_keys", "IDEMPOTENCY_PURGE_INTERVAL_SECONDS"),
 }
 
 
@@ -38,18 +37,18 @@ def make_celery(app: Flask) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
-    Path(app.instance_path).mkdir(parents=True, exist_ok=True)   # beat's schedule file
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)  # beat's schedule file
     celery = Celery(app.import_name, task_cls=FlaskTask)
     celery.conf.update(
         broker_url=broker,
         broker_connection_retry_on_startup=True,
-        task_ignore_result=True,             # tasks record their effects in the database
+        task_ignore_result=True,  # tasks record their effects in the database
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",
-        task_acks_late=True,                 # ack after the task ran, not when it arrived
-        task_reject_on_worker_lost=True,     # a killed worker's task goes back to the queue
-        worker_prefetch_multiplier=1,        # never hold tasks another worker could run
+        task_acks_late=True,  # ack after the task ran, not when it arrived
+        task_reject_on_worker_lost=True,  # a killed worker's task goes back to the queue
+        worker_prefetch_multiplier=1,  # never hold tasks another worker could run
         task_default_queue=app.config.get("CELERY_QUEUE") or "kassa",
         timezone="UTC",
         enable_utc=True,
@@ -57,7 +56,8 @@ def make_celery(app: Flask) -> Celery:
         # Redis redelivers unacknowledged tasks only after this (RabbitMQ: when the
         # worker's connection drops).
         broker_transport_options={
-            "visibility_timeout": int(app.config.get("CELERY_VISIBILITY_TIMEOUT", 3600))},
+            "visibility_timeout": int(app.config.get("CELERY_VISIBILITY_TIMEOUT", 3600))
+        },
         beat_schedule={
             key: {"task": task, "schedule": timedelta(seconds=int(app.config[setting]))}
             for key, (task, setting) in PERIODIC.items()

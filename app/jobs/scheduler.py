@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 class Scheduler:
     def __init__(self, app: Flask, schedule: dict[str, float], tick: float = 1.0) -> None:
         self.app = app
-        self.schedule = schedule          # task name -> interval in seconds
+        self.schedule = schedule  # task name -> interval in seconds
         self.tick = tick
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -32,8 +32,7 @@ class Scheduler:
         with self._lock:
             if self._thread is not None:
                 return
-            self._thread = threading.Thread(target=self._loop, name="kassa-scheduler",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._loop, name="kassa-scheduler", daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
@@ -62,7 +61,7 @@ class Scheduler:
         while not self._stop.wait(self.tick):
             try:
                 self.run_due()
-            except Exception:   # the scheduler must outlive any one failure
+            except Exception:  # the scheduler must outlive any one failure
                 log.exception("scheduler tick failed")
 
 
@@ -73,8 +72,11 @@ def schedule_from_config(app: Flask) -> dict[str, float]:
 
 
 def init_app(app: Flask) -> None:
-    if app.config.get("TESTING") or not app.config.get("SCHEDULER_ENABLED") \
-            or app.config.get("CELERY_BROKER_URL"):
+    if (
+        app.config.get("TESTING")
+        or not app.config.get("SCHEDULER_ENABLED")
+        or app.config.get("CELERY_BROKER_URL")
+    ):
         return
     scheduler = Scheduler(app, schedule_from_config(app))
     app.extensions["kassa_scheduler"] = scheduler

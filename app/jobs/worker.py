@@ -11,10 +11,15 @@ import os
 
 from app import create_app
 
-_config = {"INSTANCE_PATH": os.environ["KASSA_INSTANCE_PATH"]} \
-    if os.environ.get("KASSA_INSTANCE_PATH") else None
+_config = (
+    {"INSTANCE_PATH": os.environ["KASSA_INSTANCE_PATH"]}
+    if os.environ.get("KASSA_INSTANCE_PATH")
+    else None
+)
 flask_app = create_app(_config)
 if not flask_app.config.get("CELERY_BROKER_URL"):
-    raise RuntimeError("CELERY_BROKER_URL is not set: without a broker, jobs run in-process "
-                       "and no worker is needed")
+    raise RuntimeError(
+        "CELERY_BROKER_URL is not set: without a broker, jobs run in-process "
+        "and no worker is needed"
+    )
 app = celery = flask_app.extensions["kassa_celery"]

@@ -14,10 +14,10 @@ class OrderStatus(StrEnum):
 
 
 class PaymentStatus(StrEnum):
-    CREATED = "created"          # intent committed, gateway not (yet) answered
-    PROCESSING = "processing"    # customer at the gateway / async method in flight
-    AUTHORIZED = "authorized"    # funds held, waiting for a manual capture
-    SUCCEEDED = "succeeded"      # money captured
+    CREATED = "created"  # intent committed, gateway not (yet) answered
+    PROCESSING = "processing"  # customer at the gateway / async method in flight
+    AUTHORIZED = "authorized"  # funds held, waiting for a manual capture
+    SUCCEEDED = "succeeded"  # money captured
     PARTIALLY_REFUNDED = "partially_refunded"
     REFUNDED = "refunded"
     FAILED = "failed"
@@ -33,7 +33,7 @@ class RefundStatus(StrEnum):
 
 
 class DisputeStatus(StrEnum):
-    OPEN = "open"                # needs response / under review
+    OPEN = "open"  # needs response / under review
     WON = "won"
     LOST = "lost"
     CLOSED = "closed"
@@ -42,8 +42,8 @@ class DisputeStatus(StrEnum):
 class WebhookStatus(StrEnum):
     RECEIVED = "received"
     PROCESSED = "processed"
-    FAILED = "failed"            # will be retried
-    DEAD = "dead"                # gave up after N attempts; reprocessable by hand
+    FAILED = "failed"  # will be retried
+    DEAD = "dead"  # gave up after N attempts; reprocessable by hand
 
 
 class Role(StrEnum):

@@ -72,8 +72,8 @@ class Receipt(db.Model):
     __table_args__ = (UniqueConstraint("kind", "subject_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(30))          # order_paid, refund_succeeded
-    subject_id: Mapped[str] = mapped_column(String(60))    # order or refund public id
+    kind: Mapped[str] = mapped_column(String(30))  # order_paid, refund_succeeded
+    subject_id: Mapped[str] = mapped_column(String(60))  # order or refund public id
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
     recipient: Mapped[str] = mapped_column(String(254))
     status: Mapped[str] = mapped_column(String(20), default="pending")  # pending, sent, failed

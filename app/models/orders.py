@@ -20,8 +20,14 @@ if TYPE_CHECKING:
     from app.models.catalog import Product
 
 FINAL_PAYMENT_STATUSES = frozenset(
-    {PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED,
-     PaymentStatus.FAILED, PaymentStatus.CANCELED, PaymentStatus.EXPIRED}
+    {
+        PaymentStatus.SUCCEEDED,
+        PaymentStatus.PARTIALLY_REFUNDED,
+        PaymentStatus.REFUNDED,
+        PaymentStatus.FAILED,
+        PaymentStatus.CANCELED,
+        PaymentStatus.EXPIRED,
+    }
 )
 
 
@@ -34,7 +40,9 @@ class Order(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(40), unique=True, default=lambda: public_id("ord"))
+    public_id: Mapped[str] = mapped_column(
+        String(40), unique=True, default=lambda: public_id("ord")
+    )
     status: Mapped[str] = mapped_column(String(24), default=OrderStatus.PENDING)
     currency: Mapped[str] = mapped_column(String(3))
     total_amount: Mapped[int]
@@ -49,9 +57,7 @@ class Order(db.Model):
     items: Mapped[list[OrderItem]] = relationship(
         back_populates="order", cascade="all, delete-orphan", order_by="OrderItem.id"
     )
-    payments: Mapped[list[Payment]] = relationship(
-        back_populates="order", order_by="Payment.id"
-    )
+    payments: Mapped[list[Payment]] = relationship(back_populates="order", order_by="Payment.id")
 
     @property
     def latest_payment(self) -> Payment | None:
@@ -92,8 +98,9 @@ class Payment(db.Model):
     __tablename__ = "payments"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint("amount_refunded >= 0 AND amount_refunded <= amount",
-                        name="refunded_within_amount"),
+        CheckConstraint(
+            "amount_refunded >= 0 AND amount_refunded <= amount", name="refunded_within_amount"
+        ),
         CheckConstraint(f"status IN ({values(PaymentStatus)})", name="status_valid"),
         CheckConstraint("capture_method IN ('automatic', 'manual')", name="capture_method_valid"),
         UniqueConstraint("gateway", "gateway_reference"),
@@ -103,12 +110,17 @@ class Payment(db.Model):
         Index("ix_payments_gateway_created", "gateway", "created_at"),
         # The dashboard overview's per-day, per-gateway, per-currency sums over a date range
         # as an index-only scan (PostgreSQL; a plain created_at index elsewhere).
-        Index("ix_payments_created_overview", "created_at",
-              postgresql_include=["status", "gateway", "currency", "amount"]),
+        Index(
+            "ix_payments_created_overview",
+            "created_at",
+            postgresql_include=["status", "gateway", "currency", "amount"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(40), unique=True, default=lambda: public_id("pay"))
+    public_id: Mapped[str] = mapped_column(
+        String(40), unique=True, default=lambda: public_id("pay")
+    )
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
     gateway: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(24), default=PaymentStatus.CREATED)
@@ -145,8 +157,11 @@ class Payment(db.Model):
 
     @property
     def amount_captured(self) -> int:
-        captured = {PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED,
-                    PaymentStatus.REFUNDED}
+        captured = {
+            PaymentStatus.SUCCEEDED,
+            PaymentStatus.PARTIALLY_REFUNDED,
+            PaymentStatus.REFUNDED,
+        }
         return self.amount if self.status in captured else 0
 
     @property
@@ -163,7 +178,9 @@ class Refund(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(40), unique=True, default=lambda: public_id("rfd"))
+    public_id: Mapped[str] = mapped_column(
+        String(40), unique=True, default=lambda: public_id("rfd")
+    )
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
     gateway: Mapped[str] = mapped_column(String(20))
     amount: Mapped[int]

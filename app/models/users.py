@@ -73,7 +73,7 @@ class IdempotencyKey(db.Model):
     __table_args__ = (UniqueConstraint("scope", "key"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    scope: Mapped[str] = mapped_column(String(80))      # "api_key:7" or "client:<ip hash>"
+    scope: Mapped[str] = mapped_column(String(80))  # "api_key:7" or "client:<ip hash>"
     key: Mapped[str] = mapped_column(String(255))
     method: Mapped[str] = mapped_column(String(10))
     path: Mapped[str] = mapped_column(String(255))
@@ -125,7 +125,3 @@ class SandboxRefund(db.Model):
     reason: Mapped[str | None] = mapped_column(Text)
     metadata_json: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-
-

@@ -14,7 +14,7 @@ from app.models.base import utcnow
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    type: str                 # customer, user, api_key, gateway, job, system
+    type: str  # customer, user, api_key, gateway, job, system
     id: str | None = None
 
     def __str__(self) -> str:
@@ -35,15 +35,32 @@ def gateway_actor(gateway: str, event_id: str | None = None) -> Actor:
 _INSERT = sa_insert(AuditEntry.__table__)
 
 
-def row(actor: Actor, action: str, object_type: str, object_id: str, *,
-        from_state: str | None = None, to_state: str | None = None,
-        details: dict[str, Any] | None = None, payment_id: int | None = None,
-        order_id: int | None = None) -> dict[str, Any]:
+def row(
+    actor: Actor,
+    action: str,
+    object_type: str,
+    object_id: str,
+    *,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    details: dict[str, Any] | None = None,
+    payment_id: int | None = None,
+    order_id: int | None = None,
+) -> dict[str, Any]:
     """An audit_entries row as values, for code that writes rows rather than ORM objects."""
-    return {"created_at": utcnow(), "actor_type": actor.type, "actor_id": actor.id,
-            "action": action, "object_type": object_type, "object_id": object_id,
-            "from_state": from_state, "to_state": to_state, "details": details or None,
-            "payment_id": payment_id, "order_id": order_id}
+    return {
+        "created_at": utcnow(),
+        "actor_type": actor.type,
+        "actor_id": actor.id,
+        "action": action,
+        "object_type": object_type,
+        "object_id": object_id,
+        "from_state": from_state,
+        "to_state": to_state,
+        "details": details or None,
+        "payment_id": payment_id,
+        "order_id": order_id,
+    }
 
 
 def insert_row(values: dict[str, Any]) -> None:
@@ -51,20 +68,46 @@ def insert_row(values: dict[str, Any]) -> None:
     db.session.connection().execute(_INSERT, values)
 
 
-def insert(actor: Actor, action: str, object_type: str, object_id: str, *,
-           from_state: str | None = None, to_state: str | None = None,
-           details: dict[str, Any] | None = None, payment_id: int | None = None,
-           order_id: int | None = None) -> None:
+def insert(
+    actor: Actor,
+    action: str,
+    object_type: str,
+    object_id: str,
+    *,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    details: dict[str, Any] | None = None,
+    payment_id: int | None = None,
+    order_id: int | None = None,
+) -> None:
     """An audit entry written at once, for code that works with rows rather than ORM
     objects (the checkout's hot path); same table, same transaction rules as record()."""
-    insert_row(row(actor, action, object_type, object_id, from_state=from_state,
-                   to_state=to_state, details=details, payment_id=payment_id,
-                   order_id=order_id))
+    insert_row(
+        row(
+            actor,
+            action,
+            object_type,
+            object_id,
+            from_state=from_state,
+            to_state=to_state,
+            details=details,
+            payment_id=payment_id,
+            order_id=order_id,
+        )
+    )
 
 
-def record(actor: Actor, action: str, obj: Any, *, from_state: str | None = None,
-           to_state: str | None = None, details: dict[str, Any] | None = None,
-           payment: Payment | None = None, order: Order | None = None) -> AuditEntry:
+def record(
+    actor: Actor,
+    action: str,
+    obj: Any,
+    *,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    details: dict[str, Any] | None = None,
+    payment: Payment | None = None,
+    order: Order | None = None,
+) -> AuditEntry:
     """Add an audit entry to the current transaction (never committed on its own).
 
     Links go through relationships, not ids, so recording for an object created in

@@ -59,41 +59,75 @@ class NewAttempt:
     idempotency_key: str
 
 
-def _attempt_row(order_id: int | None, total: int, currency: str, email: str,
-                 expires_at: datetime, gateway_name: str) -> dict[str, Any]:
+def _attempt_row(
+    order_id: int | None,
+    total: int,
+    currency: str,
+    email: str,
+    expires_at: datetime,
+    gateway_name: str,
+) -> dict[str, Any]:
     """A new attempt's payments row, for an order's total, currency, email and expiry."""
     pid = public_id("pay")
     now = utcnow()
     return {
-        "public_id": pid, "order_id": order_id, "gateway": gateway_name,
-        "status": PaymentStatus.CREATED, "amount": total, "currency": currency,
-        "amount_refunded": 0, "customer_email": email,
+        "public_id": pid,
+        "order_id": order_id,
+        "gateway": gateway_name,
+        "status": PaymentStatus.CREATED,
+        "amount": total,
+        "currency": currency,
+        "amount_refunded": 0,
+        "customer_email": email,
         "capture_method": current_app.config.get("CAPTURE_METHOD", "automatic"),
-        "idempotency_key": f"kassa-checkout-{pid}", "expires_at": expires_at,
-        "created_at": now, "updated_at": now,
+        "idempotency_key": f"kassa-checkout-{pid}",
+        "expires_at": expires_at,
+        "created_at": now,
+        "updated_at": now,
     }
 
 
-def _attempt_audit_row(actor: Actor, values: dict[str, Any],
-                       payment_id: int | None) -> dict[str, Any]:
-    return audit.row(actor, "payment.created", "payment", values["public_id"],
-                     to_state=PaymentStatus.CREATED,
-                     details={"gateway": values["gateway"], "amount": values["amount"],
-                              "currency": values["currency"]},
-                     payment_id=payment_id, order_id=values["order_id"])
+def _attempt_audit_row(
+    actor: Actor, values: dict[str, Any], payment_id: int | None
+) -> dict[str, Any]:
+    return audit.row(
+        actor,
+        "payment.created",
+        "payment",
+        values["public_id"],
+        to_state=PaymentStatus.CREATED,
+        details={
+            "gateway": values["gateway"],
+            "amount": values["amount"],
+            "currency": values["currency"],
+        },
+        payment_id=payment_id,
+        order_id=values["order_id"],
+    )
 
 
 def _attempt(payment_id: int, values: dict[str, Any]) -> NewAttempt:
-    return NewAttempt(id=payment_id, public_id=values["public_id"], gateway=values["gateway"],
-                      amount=values["amount"], currency=values["currency"],
-                      capture_method=values["capture_method"],
-                      idempotency_key=values["idempotency_key"])
+    return NewAttempt(
+        id=payment_id,
+        public_id=values["public_id"],
+        gateway=values["gateway"],
+        amount=values["amount"],
+        currency=values["currency"],
+        capture_method=values["capture_method"],
+        idempotency_key=values["idempotency_key"],
+    )
 
 
 def _new_attempt(order: Order | NewOrder, gateway_name: str, actor: Actor) -> NewAttempt:
     """Add a payment attempt for the order to the caller's unit of work."""
-    values = _attempt_row(order.id, order.total_amount, order.currency, order.customer_email,
-                          order.expires_at, gateway_name)
+    values = _attempt_row(
+        order.id,
+        order.total_amount,
+        order.currency,
+        order.customer_email,
+        order.expires_at,
+        gateway_name,
+    )
     payment_id = db.session.connection().execute(_INSERT_PAYMENT, values).scalar_one()
     audit.insert_row(_attempt_audit_row(actor, values, payment_id))
     return _attempt(payment_id, values)
@@ -102,45 +136,75 @@ def _new_attempt(order: Order | NewOrder, gateway_name: str, actor: Actor) -> Ne
 # PostgreSQL: a new order, its items, its first attempt and both audit entries in ONE
 # statement (app/payments/rows.py): four round trips fewer than one INSERT each.
 _WRITE_ORDER_AND_ATTEMPT = (
-    "WITH o AS (" + insert_from_json(
-        Order.__table__, "json_populate_record(NULL::orders, %(order)s::json) r", {})
-    + " RETURNING id), i AS (" + insert_from_json(
+    "WITH o AS ("
+    + insert_from_json(Order.__table__, "json_populate_record(NULL::orders, %(order)s::json) r", {})
+    + " RETURNING id), i AS ("
+    + insert_from_json(
         OrderItem.__table__,
         "o, json_populate_recordset(NULL::order_items, %(items)s::json) r",
-        {"order_id": "o.id"})
-    + "), p AS (" + insert_from_json(
-        Payment.__table__, "o, json_populate_record(NULL::payments, %(payment)s::json) r",
-        {"order_id": "o.id"})
-    + " RETURNING id), a AS (" + insert_from_json(
+        {"order_id": "o.id"},
+    )
+    + "), p AS ("
+    + insert_from_json(
+        Payment.__table__,
+        "o, json_populate_record(NULL::payments, %(payment)s::json) r",
+        {"order_id": "o.id"},
+    )
+    + " RETURNING id), a AS ("
+    + insert_from_json(
         AuditEntry.__table__,
         "o, p, json_populate_recordset(NULL::audit_entries, %(audit)s::json) r",
-        {"order_id": "o.id",
-         "payment_id": "CASE WHEN r.object_type = 'payment' THEN p.id END"})
-    + ") SELECT o.id, p.id FROM o, p")
+        {"order_id": "o.id", "payment_id": "CASE WHEN r.object_type = 'payment' THEN p.id END"},
+    )
+    + ") SELECT o.id, p.id FROM o, p"
+)
 
 
-def _write_order_and_attempt(plan: OrderPlan, gateway_name: str,
-                             actor: Actor) -> tuple[NewOrder, NewAttempt]:
+def _write_order_and_attempt(
+    plan: OrderPlan, gateway_name: str, actor: Actor
+) -> tuple[NewOrder, NewAttempt]:
     """orders.write_order + _new_attempt in one statement (PostgreSQL), then the stock."""
     order = plan.values
-    values = _attempt_row(None, order["total_amount"], order["currency"],
-                          order["customer_email"], order["expires_at"], gateway_name)
-    order_id, payment_id = db.session.connection().exec_driver_sql(
-        _WRITE_ORDER_AND_ATTEMPT, {
-            "order": to_json(order), "items": to_json(orders.item_rows(plan, None)),
-            "payment": to_json(values),
-            "audit": to_json([plan.audit_row(actor, None),
-                            _attempt_audit_row(actor, values, None)])}).one()
+    values = _attempt_row(
+        None,
+        order["total_amount"],
+        order["currency"],
+        order["customer_email"],
+        order["expires_at"],
+        gateway_name,
+    )
+    order_id, payment_id = (
+        db.session.connection()
+        .exec_driver_sql(
+            _WRITE_ORDER_AND_ATTEMPT,
+            {
+                "order": to_json(order),
+                "items": to_json(orders.item_rows(plan, None)),
+                "payment": to_json(values),
+                "audit": to_json(
+                    [plan.audit_row(actor, None), _attempt_audit_row(actor, values, None)]
+                ),
+            },
+        )
+        .one()
+    )
     # Last, so a limited product's row lock is held for as short a time as possible.
     orders.reserve(plan)
     return plan.written(order_id), _attempt(payment_id, values)
 
 
-def create_checkout(items: Sequence[ItemRequest], email: str, name: str, gateway_name: str,
-                    actor: Actor, *, success_url: str | None = None,
-                    cancel_url: str | None = None) -> Payment:
+def create_checkout(
+    items: Sequence[ItemRequest],
+    email: str,
+    name: str,
+    gateway_name: str,
+    actor: Actor,
+    *,
+    success_url: str | None = None,
+    cancel_url: str | None = None,
+) -> Payment:
     """Order + first payment attempt + hosted checkout; returns the payment."""
-    registry.get_gateway(gateway_name)   # unknown/unconfigured gateway: fail before any write
+    registry.get_gateway(gateway_name)  # unknown/unconfigured gateway: fail before any write
     with unit_of_work():
         plan = orders.plan_order(items, email, name)
         if db.session.get_bind().dialect.name == "postgresql":
@@ -166,8 +230,9 @@ def retry_checkout(order_public_id: str, gateway_name: str, actor: Actor) -> Pay
         if order.status not in (OrderStatus.FAILED, OrderStatus.EXPIRED, OrderStatus.CANCELED):
             raise InvalidState("This order is already paid.")
         items = [ItemRequest(i.sku, i.quantity) for i in order.items]
-        return create_checkout(items, order.customer_email, order.customer_name, gateway_name,
-                               actor)
+        return create_checkout(
+            items, order.customer_email, order.customer_name, gateway_name, actor
+        )
     with unit_of_work():
         order = lock(Order, id=order.id)
         assert order is not None
@@ -176,7 +241,8 @@ def retry_checkout(order_public_id: str, gateway_name: str, actor: Actor) -> Pay
         earlier = [p.id for p in order.payments if p.status in OPEN_STATUSES]
         # A new attempt gets a full checkout window; the stock stays held meanwhile.
         order.expires_at = utcnow() + timedelta(
-            minutes=current_app.config["CHECKOUT_EXPIRY_MINUTES"])
+            minutes=current_app.config["CHECKOUT_EXPIRY_MINUTES"]
+        )
         payment_id = _new_attempt(order, gateway_name, actor).id
     # Close the earlier attempts before opening the new one: an attempt the gateway will
     # not close may have been paid in another tab, and a second session would let the
@@ -188,10 +254,16 @@ def retry_checkout(order_public_id: str, gateway_name: str, actor: Actor) -> Pay
                 assert new is not None
                 from app.payments.state import transition_payment
 
-                transition_payment(new, PaymentStatus.CANCELED, actor,
-                                   reason="an earlier attempt is paid or in progress")
-            raise InvalidState("This order has a payment in progress or was paid meanwhile; "
-                               "check its status before paying again.")
+                transition_payment(
+                    new,
+                    PaymentStatus.CANCELED,
+                    actor,
+                    reason="an earlier attempt is paid or in progress",
+                )
+            raise InvalidState(
+                "This order has a payment in progress or was paid meanwhile; "
+                "check its status before paying again."
+            )
     return open_checkout(payment_id, actor)
 
 
@@ -204,9 +276,12 @@ def _closed_after_sync(payment_id: int, actor: Actor) -> bool:
     return synced.status in (PaymentStatus.CANCELED, PaymentStatus.EXPIRED, PaymentStatus.FAILED)
 
 
-def _checkout_request(payment: Payment | NewAttempt, order: Order | NewOrder,
-                      success_url: str | None,
-                      cancel_url: str | None) -> CheckoutRequest:
+def _checkout_request(
+    payment: Payment | NewAttempt,
+    order: Order | NewOrder,
+    success_url: str | None,
+    cancel_url: str | None,
+) -> CheckoutRequest:
     return CheckoutRequest(
         payment_id=payment.public_id,
         order_id=order.public_id,
@@ -215,11 +290,11 @@ def _checkout_request(payment: Payment | NewAttempt, order: Order | NewOrder,
         line_items=tuple(LineItem(i.name, i.unit_amount, i.quantity) for i in order.items),
         customer_email=order.customer_email,
         customer_name=order.customer_name,
-        success_url=success_url or external_url(
-            "checkout.payment_return", payment_id=payment.public_id
-        ) + "?session_id={CHECKOUT_SESSION_ID}",
-        cancel_url=cancel_url or external_url("checkout.payment_cancel",
-                                              payment_id=payment.public_id),
+        success_url=success_url
+        or external_url("checkout.payment_return", payment_id=payment.public_id)
+        + "?session_id={CHECKOUT_SESSION_ID}",
+        cancel_url=cancel_url
+        or external_url("checkout.payment_cancel", payment_id=payment.public_id),
         idempotency_key=payment.idempotency_key,
         expires_at=order.expires_at,
         capture_method=payment.capture_method,
@@ -227,8 +302,9 @@ def _checkout_request(payment: Payment | NewAttempt, order: Order | NewOrder,
     )
 
 
-def open_checkout(payment_id: int, actor: Actor, *, success_url: str | None = None,
-                  cancel_url: str | None = None) -> Payment:
+def open_checkout(
+    payment_id: int, actor: Actor, *, success_url: str | None = None, cancel_url: str | None = None
+) -> Payment:
     """Open the hosted checkout for an attempt that is committed but not yet opened."""
     payment = db.session.get(Payment, payment_id)
     assert payment is not None
@@ -236,11 +312,10 @@ def open_checkout(payment_id: int, actor: Actor, *, success_url: str | None = No
     return _open(payment_id, payment.gateway, request, actor)
 
 
-def _open(payment_id: int, gateway_name: str, request: CheckoutRequest,
-          actor: Actor) -> Payment:
+def _open(payment_id: int, gateway_name: str, request: CheckoutRequest, actor: Actor) -> Payment:
     """Ask the gateway for a hosted checkout, then record its answer on the attempt."""
     gateway = registry.get_gateway(gateway_name)
-    release_connection()   # don't hold a pooled connection while the gateway thinks
+    release_connection()  # don't hold a pooled connection while the gateway thinks
     try:
         session = gateway.create_checkout(request)
         faults.hit("after_gateway_checkout")
@@ -256,8 +331,12 @@ def _open(payment_id: int, gateway_name: str, request: CheckoutRequest,
 
                 fail_attempt(payment, exc.code, exc.message, actor)
             else:
-                audit.record(actor, "payment.gateway_error", payment,
-                             details={"code": exc.code, "message": exc.message})
+                audit.record(
+                    actor,
+                    "payment.gateway_error",
+                    payment,
+                    details={"code": exc.code, "message": exc.message},
+                )
         raise PaymentGatewayFailed(exc.code, _customer_message(exc)) from exc
     from app.payments.state import transition_payment, transition_unloaded
 
@@ -268,17 +347,24 @@ def _open(payment_id: int, gateway_name: str, request: CheckoutRequest,
     with unit_of_work():
         # Usually still `created`: one conditional UPDATE records it. If a webhook moved
         # the attempt meanwhile, lock it and let the state machine judge.
-        payment = transition_unloaded(payment_id, PaymentStatus.CREATED,
-                                      PaymentStatus.PROCESSING, actor, reason=reason,
-                                      details=details, **opened)
+        payment = transition_unloaded(
+            payment_id,
+            PaymentStatus.CREATED,
+            PaymentStatus.PROCESSING,
+            actor,
+            reason=reason,
+            details=details,
+            **opened,
+        )
         if payment is None:
             payment = lock(Payment, id=payment_id)
             assert payment is not None
             for key, value in opened.items():
                 setattr(payment, key, value)
             if payment.status == PaymentStatus.CREATED:
-                transition_payment(payment, PaymentStatus.PROCESSING, actor, reason=reason,
-                                   details=details)
+                transition_payment(
+                    payment, PaymentStatus.PROCESSING, actor, reason=reason, details=details
+                )
     # The commit expired the attempt, but its checkout URL is known and never changes:
     # the caller's redirect reads it without a query.
     set_committed_value(payment, "checkout_url", session.redirect_url)
@@ -304,22 +390,29 @@ def cancel_attempt(payment_id: int, actor: Actor) -> bool:
     gateway = registry.get_gateway(payment.gateway)
     if payment.gateway_reference:
         try:
-            gateway.cancel_checkout(PaymentRef(payment.public_id, payment.gateway_reference,
-                                               payment.gateway_payment_id))
+            gateway.cancel_checkout(
+                PaymentRef(payment.public_id, payment.gateway_reference, payment.gateway_payment_id)
+            )
         except GatewayError as exc:
             # Paid meanwhile, or the gateway is down: leave it for the webhook/reconcile.
             with unit_of_work():
                 payment = lock(Payment, id=payment_id)
                 assert payment is not None
-                audit.record(actor, "payment.cancel_failed", payment,
-                             details={"code": exc.code, "message": exc.message})
+                audit.record(
+                    actor,
+                    "payment.cancel_failed",
+                    payment,
+                    details={"code": exc.code, "message": exc.message},
+                )
             return False
     with unit_of_work():
         payment = lock(Payment, id=payment_id)
         assert payment is not None
         from app.payments.state import transition_payment
 
-        transition_payment(payment, PaymentStatus.CANCELED, actor, reason="replaced by a new attempt")
+        transition_payment(
+            payment, PaymentStatus.CANCELED, actor, reason="replaced by a new attempt"
+        )
     return True
 
 
@@ -344,8 +437,12 @@ def confirm_return(payment_public_id: str, args: dict[str, str], actor: Actor) -
         with unit_of_work():
             locked = lock(Payment, id=payment.id)
             assert locked is not None
-            audit.record(actor, "payment.return_unverified", locked,
-                         details={"code": exc.code, "message": exc.message})
+            audit.record(
+                actor,
+                "payment.return_unverified",
+                locked,
+                details={"code": exc.code, "message": exc.message},
+            )
         return payment
     if update is not None:
         apply_update_now(payment.gateway, update, actor, source="return page")

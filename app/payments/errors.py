@@ -10,8 +10,14 @@ class KassaError(Exception):
     code = "error"
     http_status = 400
 
-    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None,
-                 code: str | None = None, http_status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: list[dict[str, Any]] | None = None,
+        code: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or []

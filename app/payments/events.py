@@ -62,9 +62,15 @@ def receive(gateway_name: str, body: bytes, headers: Mapping[str, str]) -> tuple
 def _row(gateway_name: str, gateway: Gateway, event: VerifiedEvent) -> dict[str, Any]:
     """The inbox row's values for a verified event (payload redacted)."""
     payload = json.dumps(gateway.redact(event.payload), separators=(",", ":"), sort_keys=True)
-    return {"gateway": gateway_name, "event_id": event.event_id[:255],
-            "event_type": event.event_type[:100], "payload": payload,
-            "status": WebhookStatus.RECEIVED.value, "attempts": 0, "received_at": utcnow()}
+    return {
+        "gateway": gateway_name,
+        "event_id": event.event_id[:255],
+        "event_type": event.event_type[:100],
+        "payload": payload,
+        "status": WebhookStatus.RECEIVED.value,
+        "attempts": 0,
+        "received_at": utcnow(),
+    }
 
 
 def store(gateway_name: str, event: VerifiedEvent) -> int | None:
@@ -88,8 +94,11 @@ def _insert_stmt(dialect: str) -> Any:
     """INSERT ... ON CONFLICT (gateway, event_id) DO NOTHING RETURNING id, gateway, event_id."""
     table = WebhookEvent.__table__
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    return (insert(table).on_conflict_do_nothing(index_elements=["gateway", "event_id"])
-            .returning(table.c.id, table.c.gateway, table.c.event_id))
+    return (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=["gateway", "event_id"])
+        .returning(table.c.id, table.c.gateway, table.c.event_id)
+    )
 
 
 # The inbox insert for a whole batch as one fixed statement with one parameter: the rows as
@@ -100,7 +109,8 @@ _RECORDSET_INSERT = (
     "received_at) SELECT gateway, event_id, event_type, payload, status, attempts, "
     "received_at FROM json_to_recordset(%s::json) AS r(gateway text, event_id text, "
     "event_type text, payload text, status text, attempts int, received_at timestamptz) "
-    "ON CONFLICT (gateway, event_id) DO NOTHING RETURNING id, gateway, event_id")
+    "ON CONFLICT (gateway, event_id) DO NOTHING RETURNING id, gateway, event_id"
+)
 
 
 def _as_json_row(values: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +171,7 @@ class InboxWriter:
         # running requests (app/admission.py), so that more deliveries join the next batch.
         with waiting_outside():
             if not slot.lead:
-                slot.wake.acquire()     # released when our row is written, or to lead
+                slot.wake.acquire()  # released when our row is written, or to lead
             if slot.lead:
                 self._lead()
         if slot.error is not None:
@@ -170,7 +180,7 @@ class InboxWriter:
 
     def _lead(self) -> None:
         with self._lock:
-            batch, self._queue = self._queue[:self.MAX_BATCH], self._queue[self.MAX_BATCH:]
+            batch, self._queue = self._queue[: self.MAX_BATCH], self._queue[self.MAX_BATCH :]
         try:
             self._write(batch)
         finally:
@@ -192,8 +202,11 @@ class InboxWriter:
         try:
             self._insert(batch)
         except DBAPIError as exc:
-            if len(batch) == 1 or exc.connection_invalidated or \
-                    isinstance(exc, OperationalError | InterfaceError):
+            if (
+                len(batch) == 1
+                or exc.connection_invalidated
+                or isinstance(exc, OperationalError | InterfaceError)
+            ):
                 for slot in batch:
                     slot.error = exc
                 return
@@ -209,11 +222,12 @@ class InboxWriter:
 
     def _insert(self, batch: list[_Slot]) -> None:
         first: dict[tuple[str, str], _Slot] = {}
-        for slot in batch:      # the same event twice in one batch: the first one stores it
+        for slot in batch:  # the same event twice in one batch: the first one stores it
             first.setdefault((slot.values["gateway"], slot.values["event_id"]), slot)
         if self._recordset:
-            batch_json = json.dumps([_as_json_row(s.values) for s in first.values()],
-                                    separators=(",", ":"))
+            batch_json = json.dumps(
+                [_as_json_row(s.values) for s in first.values()], separators=(",", ":")
+            )
             with self._engine_autocommit.connect() as conn:
                 rows = conn.exec_driver_sql(_RECORDSET_INSERT, (batch_json,)).all()
         else:
@@ -247,7 +261,8 @@ def process(event_row_id: int, *, force: bool = False) -> str | None:
             if row is None:
                 return None
             if row.status == WebhookStatus.PROCESSED or (
-                    row.status == WebhookStatus.DEAD and not force):
+                row.status == WebhookStatus.DEAD and not force
+            ):
                 return row.outcome
             gateway = registry.get_gateway(row.gateway)
             event = VerifiedEvent(row.event_id, row.event_type, json.loads(row.payload))
@@ -289,8 +304,11 @@ def _record_failure(event_row_id: int, exc: Exception) -> None:
             # Dead-lettered: shown in the merchant's inbox, reprocessable by hand.
             row.status = WebhookStatus.DEAD
             row.next_attempt_at = None
-            log.error("webhook event dead after %s attempts", row.attempts,
-                      extra={"gateway": row.gateway, "event_id": row.event_id})
+            log.error(
+                "webhook event dead after %s attempts",
+                row.attempts,
+                extra={"gateway": row.gateway, "event_id": row.event_id},
+            )
         else:
             row.status = WebhookStatus.FAILED
             row.next_attempt_at = utcnow() + retry_delay(row.attempts)
@@ -307,10 +325,18 @@ def due_for_retry(limit: int = 1000) -> list[int]:
     """Failed events whose backoff has passed, and received ones left unprocessed."""
     now = utcnow()
     stale = now - timedelta(minutes=2)
-    stmt = select(WebhookEvent.id).where(
-        ((WebhookEvent.status == WebhookStatus.FAILED) & (WebhookEvent.next_attempt_at <= now))
-        | ((WebhookEvent.status == WebhookStatus.RECEIVED) & (WebhookEvent.received_at <= stale))
-    ).order_by(WebhookEvent.id).limit(limit)
+    stmt = (
+        select(WebhookEvent.id)
+        .where(
+            ((WebhookEvent.status == WebhookStatus.FAILED) & (WebhookEvent.next_attempt_at <= now))
+            | (
+                (WebhookEvent.status == WebhookStatus.RECEIVED)
+                & (WebhookEvent.received_at <= stale)
+            )
+        )
+        .order_by(WebhookEvent.id)
+        .limit(limit)
+    )
     return list(db.session.execute(stmt).scalars())
 
 
@@ -321,7 +347,7 @@ def retry_due() -> int:
     large enough that a worker stopped with a backlog (see app/jobs Drainer) is caught up
     within a sweep or two, not a hundred."""
     ids = due_for_retry(int(current_app.config.get("WEBHOOK_RETRY_BATCH", 1000)))
-    db.session.rollback()   # end the read transaction before the jobs take locks
+    db.session.rollback()  # end the read transaction before the jobs take locks
     for row_id in ids:
         jobs.enqueue("webhooks.process", row_id)
     return len(ids)
@@ -335,8 +361,13 @@ def reprocess(event_row_id: int, actor: Actor | None = None) -> str | None:
             row = lock(WebhookEvent, id=event_row_id)
             if row is None:
                 raise NotFound("No such webhook event.")
-            audit.record(actor, "webhook.reprocess_requested", row, from_state=row.status,
-                         details={"event_id": row.event_id, "attempts": row.attempts})
+            audit.record(
+                actor,
+                "webhook.reprocess_requested",
+                row,
+                from_state=row.status,
+                details={"event_id": row.event_id, "attempts": row.attempts},
+            )
     return process(event_row_id, force=True)
 
 
@@ -353,5 +384,6 @@ def counts_by_status() -> dict[str, int]:
     from sqlalchemy import func
 
     rows = db.session.execute(
-        select(WebhookEvent.status, func.count()).group_by(WebhookEvent.status)).all()
+        select(WebhookEvent.status, func.count()).group_by(WebhookEvent.status)
+    ).all()
     return {str(status): int(n) for status, n in rows}

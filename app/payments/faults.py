@@ -36,4 +36,4 @@ def hit(point: str) -> None:
         return
     if action == "raise":
         raise RuntimeError(f"injected fault at {point}")
-    os._exit(1)   # no cleanup, no commit, no rollback: a crash
+    os._exit(1)  # no cleanup, no commit, no rollback: a crash

@@ -51,8 +51,10 @@ def reserve_lines(lines: Sequence[tuple[OrderLine, int | None]]) -> None:
             # product don't queue on its row lock.
             continue
         if not _take(line.product_id, line.quantity):
-            raise OutOfStock(f"Sorry, {line.name} has fewer than {line.quantity} left.",
-                             details=[{"field": "quantity", "sku": line.sku}])
+            raise OutOfStock(
+                f"Sorry, {line.name} has fewer than {line.quantity} left.",
+                details=[{"field": "quantity", "sku": line.sku}],
+            )
 
 
 def release(order: Order, actor: Actor) -> None:
@@ -63,8 +65,12 @@ def release(order: Order, actor: Actor) -> None:
     for item in order.items:
         if item.product_id is not None:
             put_back(item.product_id, item.quantity)
-    audit.record(actor, "order.stock_released", order,
-                 details={"items": {i.sku: i.quantity for i in order.items}})
+    audit.record(
+        actor,
+        "order.stock_released",
+        order,
+        details={"items": {i.sku: i.quantity for i in order.items}},
+    )
 
 
 def reserve_again(order: Order, actor: Actor) -> None:
@@ -81,5 +87,6 @@ def reserve_again(order: Order, actor: Actor) -> None:
         if product is None or not _take(product.id, item.quantity):
             short.append(item.sku)
     order.stock_reserved = True
-    audit.record(actor, "order.stock_reserved_again", order,
-                 details={"short": short} if short else None)
+    audit.record(
+        actor, "order.stock_reserved_again", order, details={"short": short} if short else None
+    )

@@ -38,10 +38,17 @@ def _validate(items: Sequence[ItemRequest], email: str, name: str) -> None:
         if item.sku in seen:
             details.append({"field": f"items.{i}.sku", "message": "Each SKU only once."})
         seen.add(item.sku)
-        if isinstance(item.quantity, bool) or not isinstance(item.quantity, int) or \
-                not 1 <= item.quantity <= MAX_QUANTITY:
-            details.append({"field": f"items.{i}.quantity",
-                            "message": f"Quantity must be between 1 and {MAX_QUANTITY}."})
+        if (
+            isinstance(item.quantity, bool)
+            or not isinstance(item.quantity, int)
+            or not 1 <= item.quantity <= MAX_QUANTITY
+        ):
+            details.append(
+                {
+                    "field": f"items.{i}.quantity",
+                    "message": f"Quantity must be between 1 and {MAX_QUANTITY}.",
+                }
+            )
     if not email or "@" not in email or len(email) > 254:
         details.append({"field": "customer.email", "message": "Enter a valid email address."})
     if not name or not name.strip() or len(name) > 200:
@@ -51,10 +58,9 @@ def _validate(items: Sequence[ItemRequest], email: str, name: str) -> None:
 
 
 # The checkout's statements, built once (see audit._INSERT).
-_CATALOG = (select(Product.id, Product.sku, Product.name, Product.unit_amount,
-                   Product.currency, Product.stock)
-            .where(Product.sku.in_(bindparam("skus", expanding=True)),
-                   Product.active.is_(True)))
+_CATALOG = select(
+    Product.id, Product.sku, Product.name, Product.unit_amount, Product.currency, Product.stock
+).where(Product.sku.in_(bindparam("skus", expanding=True)), Product.active.is_(True))
 _INSERT_ORDER = insert(Order.__table__).returning(Order.__table__.c.id)
 _INSERT_ITEM = insert(OrderItem.__table__)
 
@@ -88,26 +94,39 @@ class NewOrder:
 class OrderPlan:
     """A validated order priced from the catalog, not written yet."""
 
-    values: dict[str, Any]              # the orders row
+    values: dict[str, Any]  # the orders row
     lines: tuple[OrderLine, ...]
-    stock: tuple[int | None, ...]       # each line's product stock, as read
-    quantities: dict[str, int]          # sku -> quantity, for the audit entry
+    stock: tuple[int | None, ...]  # each line's product stock, as read
+    quantities: dict[str, int]  # sku -> quantity, for the audit entry
 
     def audit_row(self, actor: Actor, order_id: int | None) -> dict[str, Any]:
-        return audit.row(actor, "order.created", "order", self.values["public_id"],
-                         to_state=self.values["status"],
-                         details={"total": self.values["total_amount"],
-                                  "currency": self.values["currency"],
-                                  "items": self.quantities},
-                         order_id=order_id)
+        return audit.row(
+            actor,
+            "order.created",
+            "order",
+            self.values["public_id"],
+            to_state=self.values["status"],
+            details={
+                "total": self.values["total_amount"],
+                "currency": self.values["currency"],
+                "items": self.quantities,
+            },
+            order_id=order_id,
+        )
 
     def written(self, order_id: int) -> NewOrder:
         v = self.values
-        return NewOrder(id=order_id, public_id=v["public_id"], status=v["status"],
-                        currency=v["currency"], total_amount=v["total_amount"],
-                        customer_email=v["customer_email"],
-                        customer_name=v["customer_name"], expires_at=v["expires_at"],
-                        items=self.lines)
+        return NewOrder(
+            id=order_id,
+            public_id=v["public_id"],
+            status=v["status"],
+            currency=v["currency"],
+            total_amount=v["total_amount"],
+            customer_email=v["customer_email"],
+            customer_name=v["customer_name"],
+            expires_at=v["expires_at"],
+            items=self.lines,
+        )
 
 
 def plan_order(items: Sequence[ItemRequest], email: str, name: str) -> OrderPlan:
@@ -118,14 +137,22 @@ def plan_order(items: Sequence[ItemRequest], email: str, name: str) -> OrderPlan
     products = {p.sku: p for p in db.session.connection().execute(_CATALOG, {"skus": skus})}
     missing = [s for s in skus if s not in products]
     if missing:
-        raise NotFound(f"Unknown product: {', '.join(missing)}",
-                       details=[{"field": "items", "sku": s} for s in missing])
+        raise NotFound(
+            f"Unknown product: {', '.join(missing)}",
+            details=[{"field": "items", "sku": s} for s in missing],
+        )
     currencies = {products[s].currency for s in skus}
     if len(currencies) > 1:
-        raise ValidationFailed("All items of one order must share a currency.",
-                               details=[{"field": "items", "message": "mixed currencies"}])
-    lines = tuple(OrderLine(products[i.sku].id, i.sku, products[i.sku].name,
-                            products[i.sku].unit_amount, i.quantity) for i in items)
+        raise ValidationFailed(
+            "All items of one order must share a currency.",
+            details=[{"field": "items", "message": "mixed currencies"}],
+        )
+    lines = tuple(
+        OrderLine(
+            products[i.sku].id, i.sku, products[i.sku].name, products[i.sku].unit_amount, i.quantity
+        )
+        for i in items
+    )
     now = utcnow()
     values = {
         "public_id": public_id("ord"),
@@ -140,14 +167,26 @@ def plan_order(items: Sequence[ItemRequest], email: str, name: str) -> OrderPlan
         "created_at": now,
         "updated_at": now,
     }
-    return OrderPlan(values, lines, tuple(products[line.sku].stock for line in lines),
-                     {i.sku: i.quantity for i in items})
+    return OrderPlan(
+        values,
+        lines,
+        tuple(products[line.sku].stock for line in lines),
+        {i.sku: i.quantity for i in items},
+    )
 
 
 def item_rows(plan: OrderPlan, order_id: int | None) -> list[dict[str, Any]]:
-    return [{"order_id": order_id, "product_id": line.product_id, "sku": line.sku,
-             "name": line.name, "unit_amount": line.unit_amount, "quantity": line.quantity}
-            for line in plan.lines]
+    return [
+        {
+            "order_id": order_id,
+            "product_id": line.product_id,
+            "sku": line.sku,
+            "name": line.name,
+            "unit_amount": line.unit_amount,
+            "quantity": line.quantity,
+        }
+        for line in plan.lines
+    ]
 
 
 def reserve(plan: OrderPlan) -> None:

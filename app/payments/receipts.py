@@ -32,9 +32,16 @@ SENDING_LEASE = timedelta(minutes=10)
 def _claim(kind: str, subject_id: str, order: Order) -> int | None:
     insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
     result = db.session.execute(
-        insert(Receipt).values(kind=kind, subject_id=subject_id, order_id=order.id,
-                               recipient=order.customer_email, status="pending", attempts=0,
-                               created_at=utcnow())
+        insert(Receipt)
+        .values(
+            kind=kind,
+            subject_id=subject_id,
+            order_id=order.id,
+            recipient=order.customer_email,
+            status="pending",
+            attempts=0,
+            created_at=utcnow(),
+        )
         .on_conflict_do_nothing(index_elements=["kind", "subject_id"])
         .returning(Receipt.id)
     )
@@ -71,16 +78,16 @@ def _build(receipt: Receipt) -> EmailMessage:
         from sqlalchemy import select
 
         refund = db.session.execute(
-            select(Refund).where(Refund.public_id == receipt.subject_id)).scalar_one()
+            select(Refund).where(Refund.public_id == receipt.subject_id)
+        ).scalar_one()
     store = current_app.config["STORE_NAME"]
     msg = EmailMessage()
     msg["From"] = current_app.config.get("MAIL_DEFAULT_SENDER") or "receipts@kassa.localhost"
     msg["To"] = receipt.recipient
-    subject = (f"Your refund from {store}" if refund else f"Your receipt from {store}")
+    subject = f"Your refund from {store}" if refund else f"Your receipt from {store}"
     msg["Subject"] = f"{subject} ({order.public_id})"
     msg["Message-ID"] = f"<{receipt.kind}.{receipt.subject_id}@kassa>"
-    msg.set_content(render_template("emails/receipt.txt", order=order, refund=refund,
-                                    store=store))
+    msg.set_content(render_template("emails/receipt.txt", order=order, refund=refund, store=store))
     return msg
 
 
@@ -89,9 +96,12 @@ def send(receipt_id: int) -> None:
         receipt = lock(Receipt, id=receipt_id)
         if receipt is None or receipt.status == "sent":
             return
-        if receipt.status == "sending" and receipt.sent_at and \
-                receipt.sent_at > utcnow() - SENDING_LEASE:
-            return   # another worker is sending it right now
+        if (
+            receipt.status == "sending"
+            and receipt.sent_at
+            and receipt.sent_at > utcnow() - SENDING_LEASE
+        ):
+            return  # another worker is sending it right now
         message = _build(receipt)
         receipt.attempts += 1
         # Claimed under the row lock: a concurrent resend sees "sending" and stays out.
@@ -106,15 +116,17 @@ def send(receipt_id: int) -> None:
                 if current_app.config.get("MAIL_USE_TLS"):
                     smtp.starttls()
                 if current_app.config.get("MAIL_USERNAME"):
-                    smtp.login(current_app.config["MAIL_USERNAME"],
-                               current_app.config["MAIL_PASSWORD"])
+                    smtp.login(
+                        current_app.config["MAIL_USERNAME"], current_app.config["MAIL_PASSWORD"]
+                    )
                 smtp.send_message(message)
         else:
             outbox = Path(current_app.instance_path) / "outbox"
             outbox.mkdir(parents=True, exist_ok=True)
             # One file name per receipt: a resend after a crash overwrites, never duplicates.
             (outbox / f"{receipt_id:08d}-{message['Message-ID'].strip('<>')}.eml").write_bytes(
-                bytes(message))
+                bytes(message)
+            )
     except Exception as exc:
         with unit_of_work():
             receipt = lock(Receipt, id=receipt_id)
@@ -141,25 +153,58 @@ def resend_pending() -> int:
     from app.models import OrderStatus, RefundStatus
 
     now = utcnow()
-    settle = now - timedelta(minutes=2)      # leave the normal path time to finish
-    recent = now - timedelta(days=1)         # never mail old orders after an upgrade
+    settle = now - timedelta(minutes=2)  # leave the normal path time to finish
+    recent = now - timedelta(days=1)  # never mail old orders after an upgrade
     paid = (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED)
-    orders_without = db.session.execute(
-        select(Order.id).outerjoin(Receipt, and_(Receipt.kind == "order_paid",
-                                                 Receipt.subject_id == Order.public_id))
-        .where(Order.status.in_(paid), Order.updated_at >= recent,
-               Order.updated_at <= settle, Receipt.id.is_(None))).scalars().all()
-    refunds_without = db.session.execute(
-        select(Refund.id).outerjoin(Receipt, and_(Receipt.kind == "refund_succeeded",
-                                                  Receipt.subject_id == Refund.public_id))
-        .where(Refund.status == RefundStatus.SUCCEEDED, Refund.updated_at >= recent,
-               Refund.updated_at <= settle, Receipt.id.is_(None))).scalars().all()
-    stuck = db.session.execute(
-        select(Receipt.id).where(or_(
-            and_(Receipt.status.in_(("pending", "failed")), Receipt.created_at <= settle,
-                 Receipt.attempts < 10),
-            and_(Receipt.status == "sending", Receipt.sent_at <= now - SENDING_LEASE),
-        ))).scalars().all()
+    orders_without = (
+        db.session.execute(
+            select(Order.id)
+            .outerjoin(
+                Receipt, and_(Receipt.kind == "order_paid", Receipt.subject_id == Order.public_id)
+            )
+            .where(
+                Order.status.in_(paid),
+                Order.updated_at >= recent,
+                Order.updated_at <= settle,
+                Receipt.id.is_(None),
+            )
+        )
+        .scalars()
+        .all()
+    )
+    refunds_without = (
+        db.session.execute(
+            select(Refund.id)
+            .outerjoin(
+                Receipt,
+                and_(Receipt.kind == "refund_succeeded", Receipt.subject_id == Refund.public_id),
+            )
+            .where(
+                Refund.status == RefundStatus.SUCCEEDED,
+                Refund.updated_at >= recent,
+                Refund.updated_at <= settle,
+                Receipt.id.is_(None),
+            )
+        )
+        .scalars()
+        .all()
+    )
+    stuck = (
+        db.session.execute(
+            select(Receipt.id).where(
+                or_(
+                    and_(
+                        Receipt.status.in_(("pending", "failed")),
+                        Receipt.created_at <= settle,
+                        Receipt.attempts < 10,
+                    ),
+                    and_(Receipt.status == "sending", Receipt.sent_at <= now - SENDING_LEASE),
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
     db.session.rollback()
     count = 0
     for order_id in orders_without:
@@ -172,6 +217,6 @@ def resend_pending() -> int:
         try:
             send(receipt_id)
             count += 1
-        except Exception:   # recorded on the row; the next sweep tries again
+        except Exception:  # recorded on the row; the next sweep tries again
             log.exception("receipt %s could not be sent", receipt_id)
     return count

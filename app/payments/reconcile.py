@@ -56,11 +56,16 @@ class Report:
     errors: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        head = (f"Checked {self.checked_payments} payment(s) and {self.checked_refunds} "
-                f"refund(s); {self.events_new} new of {self.events_listed} listed event(s); "
-                f"{len(self.changes)} change(s), {len(self.errors)} error(s).")
-        return [head, *(f"  changed: {c}" for c in self.changes),
-                *(f"  error: {e}" for e in self.errors)]
+        head = (
+            f"Checked {self.checked_payments} payment(s) and {self.checked_refunds} "
+            f"refund(s); {self.events_new} new of {self.events_listed} listed event(s); "
+            f"{len(self.changes)} change(s), {len(self.errors)} error(s)."
+        )
+        return [
+            head,
+            *(f"  changed: {c}" for c in self.changes),
+            *(f"  error: {e}" for e in self.errors),
+        ]
 
 
 def _grace_cutoff() -> timedelta:
@@ -78,8 +83,10 @@ def _in_request_context(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
 
 def _payment_state(payment_id: int) -> tuple[str, str]:
     row = db.session.execute(
-        select(Payment.status, Order.status).join(Order, Payment.order_id == Order.id)
-        .where(Payment.id == payment_id)).one()
+        select(Payment.status, Order.status)
+        .join(Order, Payment.order_id == Order.id)
+        .where(Payment.id == payment_id)
+    ).one()
     db.session.rollback()
     return str(row[0]), str(row[1])
 
@@ -106,18 +113,20 @@ def reconcile_payment(payment_id: int, report: Report) -> None:
                 _in_request_context(open_checkout, payment_id, RECONCILER)
         else:
             gateway = registry.get_gateway(payment.gateway)
-            update = gateway.retrieve(PaymentRef(payment.public_id, payment.gateway_reference,
-                                                 payment.gateway_payment_id))
+            update = gateway.retrieve(
+                PaymentRef(payment.public_id, payment.gateway_reference, payment.gateway_payment_id)
+            )
             apply_update_now(payment.gateway, update, RECONCILER, source="reconcile")
-    except Exception as exc:   # one bad record must not stop the run
+    except Exception as exc:  # one bad record must not stop the run
         db.session.rollback()
         report.errors.append(f"payment {public_id}: {getattr(exc, 'message', exc)}")
         log.exception("reconcile payment %s failed", public_id)
         return
     after = _payment_state(payment_id)
     if after != before:
-        report.changes.append(f"payment {public_id}: {before[0]} → {after[0]} "
-                              f"(order {before[1]} → {after[1]})")
+        report.changes.append(
+            f"payment {public_id}: {before[0]} → {after[0]} (order {before[1]} → {after[1]})"
+        )
 
 
 def reconcile_refund(refund_id: int, report: Report) -> None:
@@ -132,8 +141,11 @@ def reconcile_refund(refund_id: int, report: Report) -> None:
         if refund.gateway_refund_id and getattr(gateway, "can_retrieve_refunds", False):
             payment = refund.payment
             update = gateway.retrieve_refund(  # type: ignore[attr-defined]
-                PaymentRef(payment.public_id, payment.gateway_reference,
-                           payment.gateway_payment_id), refund.gateway_refund_id)
+                PaymentRef(
+                    payment.public_id, payment.gateway_reference, payment.gateway_payment_id
+                ),
+                refund.gateway_refund_id,
+            )
             apply_update_now(refund.gateway, update, RECONCILER, source="reconcile")
         elif refund.created_at > utcnow() - max_age:
             from app.payments.refunds import send_refund
@@ -141,8 +153,10 @@ def reconcile_refund(refund_id: int, report: Report) -> None:
             # Same idempotency key: the gateway returns the refund it already made.
             send_refund(refund_id, RECONCILER)
         else:
-            report.errors.append(f"refund {public_id}: pending for over {max_age}; "
-                                 "check it in the gateway's dashboard")
+            report.errors.append(
+                f"refund {public_id}: pending for over {max_age}; "
+                "check it in the gateway's dashboard"
+            )
             return
     except Exception as exc:
         db.session.rollback()
@@ -161,7 +175,8 @@ def pull_events(report: Report) -> None:
     from app.payments import events
 
     since = utcnow() - timedelta(
-        hours=int(current_app.config.get("RECONCILE_EVENTS_LOOKBACK_HOURS", 72)))
+        hours=int(current_app.config.get("RECONCILE_EVENTS_LOOKBACK_HOURS", 72))
+    )
     for name, gateway in registry.gateways().items():
         if not getattr(gateway, "can_list_events", False):
             continue
@@ -174,8 +189,10 @@ def pull_events(report: Report) -> None:
         for event in listed:
             if events.store(name, event) is not None:
                 report.events_new += 1
-                report.changes.append(f"{name} event {event.event_id} ({event.event_type}) "
-                                      "was never delivered; applied")
+                report.changes.append(
+                    f"{name} event {event.event_id} ({event.event_type}) "
+                    "was never delivered; applied"
+                )
 
 
 def reconcile(limit: int = 1000) -> Report:
@@ -184,15 +201,31 @@ def reconcile(limit: int = 1000) -> Report:
     report = Report()
     pull_events(report)
     cutoff = utcnow() - _grace_cutoff()
-    payment_ids = db.session.execute(
-        select(Payment.id).where(
-            Payment.status.in_((PaymentStatus.CREATED, PaymentStatus.PROCESSING,
-                                PaymentStatus.AUTHORIZED)),
-            Payment.updated_at <= cutoff).order_by(Payment.id).limit(limit)).scalars().all()
-    refund_ids = db.session.execute(
-        select(Refund.id).where(Refund.status == RefundStatus.PENDING,
-                                Refund.updated_at <= cutoff).order_by(Refund.id).limit(limit)
-    ).scalars().all()
+    payment_ids = (
+        db.session.execute(
+            select(Payment.id)
+            .where(
+                Payment.status.in_(
+                    (PaymentStatus.CREATED, PaymentStatus.PROCESSING, PaymentStatus.AUTHORIZED)
+                ),
+                Payment.updated_at <= cutoff,
+            )
+            .order_by(Payment.id)
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
+    refund_ids = (
+        db.session.execute(
+            select(Refund.id)
+            .where(Refund.status == RefundStatus.PENDING, Refund.updated_at <= cutoff)
+            .order_by(Refund.id)
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
     db.session.rollback()
     for payment_id in payment_ids:
         reconcile_payment(payment_id, report)
@@ -224,8 +257,11 @@ def expire_order(order_id: int) -> bool:
     order = db.session.get(Order, order_id)
     if order is None or order.status != OrderStatus.PENDING:
         return False
-    attempts = [(p.id, p.gateway, p.public_id, p.gateway_reference, p.gateway_payment_id)
-                for p in order.payments if p.status in OPEN]
+    attempts = [
+        (p.id, p.gateway, p.public_id, p.gateway_reference, p.gateway_payment_id)
+        for p in order.payments
+        if p.status in OPEN
+    ]
     db.session.rollback()
     for payment_id, gateway_name, public_id, reference, gateway_payment_id in attempts:
         if reference:
@@ -237,16 +273,19 @@ def expire_order(order_id: int) -> bool:
                 finally:
                     # Its final word either way: a payment completed just before the close
                     # (the gateway then refuses to expire it) is applied as paid.
-                    apply_update_now(gateway_name, gateway.retrieve(ref), EXPIRER,
-                                     source="expiry")
+                    apply_update_now(gateway_name, gateway.retrieve(ref), EXPIRER, source="expiry")
             except GatewayError as exc:
                 # The gateway is down or refused: never expire what we could not close;
                 # the next run or a webhook decides.
                 with unit_of_work():
                     payment = lock(Payment, id=payment_id)
                     if payment is not None:
-                        audit.record(EXPIRER, "payment.expire_failed", payment,
-                                     details={"code": exc.code, "message": exc.message})
+                        audit.record(
+                            EXPIRER,
+                            "payment.expire_failed",
+                            payment,
+                            details={"code": exc.code, "message": exc.message},
+                        )
                 continue
         _expire_payment(payment_id, EXPIRER, "checkout window passed")
     with unit_of_work():
@@ -254,14 +293,19 @@ def expire_order(order_id: int) -> bool:
         if order is None or order.status != OrderStatus.PENDING:
             return order is not None and order.status == OrderStatus.EXPIRED
         if any(p.status in OPEN for p in order.payments):
-            return False   # an attempt we could not close: try again next run
+            return False  # an attempt we could not close: try again next run
         if not order.payments:
             # No attempt was ever made: expire the order itself.
             from app.payments import inventory
 
             order.status = OrderStatus.EXPIRED
-            audit.record(EXPIRER, "order.status_changed", order,
-                         from_state=OrderStatus.PENDING, to_state=OrderStatus.EXPIRED)
+            audit.record(
+                EXPIRER,
+                "order.status_changed",
+                order,
+                from_state=OrderStatus.PENDING,
+                to_state=OrderStatus.EXPIRED,
+            )
             inventory.release(order, EXPIRER)
         else:
             state.sync_order(order, EXPIRER)
@@ -271,12 +315,21 @@ def expire_order(order_id: int) -> bool:
 @jobs.task("checkouts.expire")
 def expire_overdue(limit: int = 200) -> int:
     """Periodic: expire pending orders whose checkout window has passed."""
-    ids = db.session.execute(
-        select(Order.id).where(Order.status == OrderStatus.PENDING,
-                               Order.expires_at <= utcnow(),
-                               # Authorized money waits for capture, not for the window.
-                               ~Order.payments.any(Payment.status == PaymentStatus.AUTHORIZED))
-        .order_by(Order.expires_at).limit(limit)).scalars().all()
+    ids = (
+        db.session.execute(
+            select(Order.id)
+            .where(
+                Order.status == OrderStatus.PENDING,
+                Order.expires_at <= utcnow(),
+                # Authorized money waits for capture, not for the window.
+                ~Order.payments.any(Payment.status == PaymentStatus.AUTHORIZED),
+            )
+            .order_by(Order.expires_at)
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
     db.session.rollback()
     expired = 0
     for order_id in ids:

@@ -36,19 +36,31 @@ def refundable_amount(payment: Payment) -> int:
     """What can still be refunded: captured minus pending and succeeded refunds."""
     if payment.status not in REFUNDABLE:
         return 0
-    held = sum(r.amount for r in payment.refunds
-               if r.status in (RefundStatus.PENDING, RefundStatus.SUCCEEDED))
+    held = sum(
+        r.amount
+        for r in payment.refunds
+        if r.status in (RefundStatus.PENDING, RefundStatus.SUCCEEDED)
+    )
     return max(0, payment.amount - held)
 
 
-def create_refund(payment_public_id: str, amount: int | None, reason: str | None,
-                  actor: Actor, *, idempotency_key: str | None = None) -> Refund:
+def create_refund(
+    payment_public_id: str,
+    amount: int | None,
+    reason: str | None,
+    actor: Actor,
+    *,
+    idempotency_key: str | None = None,
+) -> Refund:
     """Refund all (amount None) or part of a payment. The same idempotency key
     returns the first refund instead of making a second one."""
-    if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int)
-                               or amount <= 0):
-        raise ValidationFailed("The refund amount must be a positive amount.",
-                               details=[{"field": "amount", "message": "must be positive"}])
+    if amount is not None and (
+        isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0
+    ):
+        raise ValidationFailed(
+            "The refund amount must be a positive amount.",
+            details=[{"field": "amount", "message": "must be positive"}],
+        )
     key = idempotency_key or f"kassa-refund-{secrets.token_urlsafe(12)}"
     with unit_of_work():
         existing = db.session.execute(
@@ -72,15 +84,28 @@ def create_refund(payment_public_id: str, amount: int | None, reason: str | None
         if amount <= 0 or amount > remaining:
             raise RefundExceedsRemaining(
                 f"At most {remaining} (minor units of {payment.currency}) can still be refunded.",
-                details=[{"field": "amount", "remaining": remaining}])
-        refund = Refund(public_id=public_id("rfd"), payment=payment, gateway=payment.gateway,
-                        amount=amount, currency=payment.currency,
-                        reason=(reason or None) and reason[:200], idempotency_key=key[:80],
-                        requested_by=str(actor))
+                details=[{"field": "amount", "remaining": remaining}],
+            )
+        refund = Refund(
+            public_id=public_id("rfd"),
+            payment=payment,
+            gateway=payment.gateway,
+            amount=amount,
+            currency=payment.currency,
+            reason=(reason or None) and reason[:200],
+            idempotency_key=key[:80],
+            requested_by=str(actor),
+        )
         db.session.add(refund)
         db.session.flush()
-        audit.record(actor, "refund.requested", refund, to_state=refund.status,
-                     payment=payment, details={"amount": amount, "reason": refund.reason})
+        audit.record(
+            actor,
+            "refund.requested",
+            refund,
+            to_state=refund.status,
+            payment=payment,
+            details={"amount": amount, "reason": refund.reason},
+        )
         refund_id = refund.id
     return send_refund(refund_id, actor)
 
@@ -92,9 +117,13 @@ def send_refund(refund_id: int, actor: Actor) -> Refund:
     payment = refund.payment
     gateway = registry.get_gateway(payment.gateway)
     request = RefundRequest(
-        refund_id=refund.public_id, payment_id=payment.public_id,
-        reference=payment.gateway_reference, gateway_payment_id=payment.gateway_payment_id,
-        amount=refund.amount, currency=refund.currency, reason=refund.reason,
+        refund_id=refund.public_id,
+        payment_id=payment.public_id,
+        reference=payment.gateway_reference,
+        gateway_payment_id=payment.gateway_payment_id,
+        amount=refund.amount,
+        currency=refund.currency,
+        reason=refund.reason,
         idempotency_key=refund.idempotency_key,
     )
     try:
@@ -105,22 +134,41 @@ def send_refund(refund_id: int, actor: Actor) -> Refund:
             locked = lock(Refund, id=refund_id)
             assert locked is not None
             if exc.retryable:
-                audit.record(actor, "refund.gateway_error", locked, payment=locked.payment,
-                             details={"code": exc.code, "message": exc.message})
+                audit.record(
+                    actor,
+                    "refund.gateway_error",
+                    locked,
+                    payment=locked.payment,
+                    details={"code": exc.code, "message": exc.message},
+                )
             else:
                 locked.failure_reason = exc.message
-                state.transition_refund(locked, RefundStatus.FAILED, actor,
-                                        reason="gateway refused",
-                                        details={"code": exc.code})
+                state.transition_refund(
+                    locked,
+                    RefundStatus.FAILED,
+                    actor,
+                    reason="gateway refused",
+                    details={"code": exc.code},
+                )
         raise PaymentGatewayFailed(exc.code, exc.message) from exc
     from app.gateways.base import RefundUpdate
 
-    apply_update_now(payment.gateway, RefundUpdate(
-        ref=PaymentRef(payment.public_id, payment.gateway_reference, payment.gateway_payment_id),
-        gateway_refund_id=result.gateway_refund_id, amount=refund.amount,
-        currency=refund.currency, status=result.status, refund_id=refund.public_id,
-        failure_reason=result.failure_reason,
-    ), actor, source="refund response")
+    apply_update_now(
+        payment.gateway,
+        RefundUpdate(
+            ref=PaymentRef(
+                payment.public_id, payment.gateway_reference, payment.gateway_payment_id
+            ),
+            gateway_refund_id=result.gateway_refund_id,
+            amount=refund.amount,
+            currency=refund.currency,
+            status=result.status,
+            refund_id=refund.public_id,
+            failure_reason=result.failure_reason,
+        ),
+        actor,
+        source="refund response",
+    )
     db.session.refresh(refund)
     return refund
 
@@ -136,10 +184,16 @@ def capture_payment(payment_public_id: str, actor: Actor) -> Payment:
         assert locked is not None
         audit.record(actor, "payment.capture_requested", locked, from_state=locked.status)
     try:
-        update = gateway.capture(CaptureRequest(
-            payment_id=payment.public_id, reference=payment.gateway_reference,
-            gateway_payment_id=payment.gateway_payment_id, amount=payment.amount,
-            currency=payment.currency, idempotency_key=f"kassa-capture-{payment.public_id}"))
+        update = gateway.capture(
+            CaptureRequest(
+                payment_id=payment.public_id,
+                reference=payment.gateway_reference,
+                gateway_payment_id=payment.gateway_payment_id,
+                amount=payment.amount,
+                currency=payment.currency,
+                idempotency_key=f"kassa-capture-{payment.public_id}",
+            )
+        )
         faults.hit("after_gateway_capture")
     except GatewayError as exc:
         raise PaymentGatewayFailed(exc.code, exc.message) from exc
@@ -153,8 +207,9 @@ def sync_payment(payment_public_id: str, actor: Actor) -> Payment:
     payment = get_payment(payment_public_id)
     gateway = registry.get_gateway(payment.gateway)
     try:
-        update = gateway.retrieve(PaymentRef(payment.public_id, payment.gateway_reference,
-                                             payment.gateway_payment_id))
+        update = gateway.retrieve(
+            PaymentRef(payment.public_id, payment.gateway_reference, payment.gateway_payment_id)
+        )
     except GatewayError as exc:
         raise PaymentGatewayFailed(exc.code, exc.message) from exc
     apply_update_now(payment.gateway, update, actor, source="sync")

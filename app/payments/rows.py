@@ -24,5 +24,8 @@ def insert_from_json(table: Table, source: str, links: dict[str, str]) -> str:
 
 
 def to_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"),
-                      default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
+    return json.dumps(
+        value,
+        separators=(",", ":"),
+        default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v),
+    )

@@ -41,8 +41,9 @@ P = PaymentStatus
 
 # current state -> states a gateway event may move it to
 PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
-    P.CREATED: frozenset({P.PROCESSING, P.FAILED, P.EXPIRED, P.CANCELED, P.AUTHORIZED,
-                          P.SUCCEEDED}),
+    P.CREATED: frozenset(
+        {P.PROCESSING, P.FAILED, P.EXPIRED, P.CANCELED, P.AUTHORIZED, P.SUCCEEDED}
+    ),
     P.PROCESSING: frozenset({P.FAILED, P.EXPIRED, P.CANCELED, P.AUTHORIZED, P.SUCCEEDED}),
     # A declined attempt whose checkout then closes is expired; late money still wins.
     P.FAILED: frozenset({P.EXPIRED, P.CANCELED, P.AUTHORIZED, P.SUCCEEDED}),
@@ -56,8 +57,15 @@ PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
 
 # The order in which gateway news supersedes older news (used to tell stale from invalid).
 PAYMENT_RANK: dict[PaymentStatus, int] = {
-    P.CREATED: 0, P.PROCESSING: 1, P.FAILED: 2, P.EXPIRED: 3, P.CANCELED: 4,
-    P.AUTHORIZED: 5, P.SUCCEEDED: 6, P.PARTIALLY_REFUNDED: 6, P.REFUNDED: 6,
+    P.CREATED: 0,
+    P.PROCESSING: 1,
+    P.FAILED: 2,
+    P.EXPIRED: 3,
+    P.CANCELED: 4,
+    P.AUTHORIZED: 5,
+    P.SUCCEEDED: 6,
+    P.PARTIALLY_REFUNDED: 6,
+    P.REFUNDED: 6,
 }
 
 CAPTURED = frozenset({P.SUCCEEDED, P.PARTIALLY_REFUNDED, P.REFUNDED})
@@ -66,15 +74,15 @@ NO_MONEY_FINAL = frozenset({P.FAILED, P.EXPIRED, P.CANCELED})
 
 class Outcome(StrEnum):
     APPLIED = "applied"
-    DUPLICATE = "duplicate"      # the payment is already in that state
-    STALE = "stale"              # older news than what we know
-    INVALID = "invalid"          # not a move the table allows (recorded, never applied)
+    DUPLICATE = "duplicate"  # the payment is already in that state
+    STALE = "stale"  # older news than what we know
+    INVALID = "invalid"  # not a move the table allows (recorded, never applied)
 
 
 def payment_outcome(current: PaymentStatus, target: PaymentStatus) -> Outcome:
     """Classify a gateway-reported status against the current one (pure; table-tested)."""
     if target in (P.PARTIALLY_REFUNDED, P.REFUNDED):
-        return Outcome.INVALID   # refund states follow refunds, never a status report
+        return Outcome.INVALID  # refund states follow refunds, never a status report
     effective = P.SUCCEEDED if current in CAPTURED else current
     if target == effective:
         return Outcome.DUPLICATE
@@ -85,15 +93,27 @@ def payment_outcome(current: PaymentStatus, target: PaymentStatus) -> Outcome:
     return Outcome.INVALID
 
 
-def transition_payment(payment: Payment, target: PaymentStatus, actor: Actor, *,
-                       reason: str, details: dict[str, Any] | None = None) -> Outcome:
+def transition_payment(
+    payment: Payment,
+    target: PaymentStatus,
+    actor: Actor,
+    *,
+    reason: str,
+    details: dict[str, Any] | None = None,
+) -> Outcome:
     """The one place a payment's status changes because a gateway said so."""
     current = PaymentStatus(payment.status)
     outcome = payment_outcome(current, target)
     info = {"reason": reason, **(details or {})}
     if outcome is not Outcome.APPLIED:
-        audit.record(actor, f"payment.event_{outcome.value}", payment, from_state=current,
-                     to_state=target, details=info)
+        audit.record(
+            actor,
+            f"payment.event_{outcome.value}",
+            payment,
+            from_state=current,
+            to_state=target,
+            details=info,
+        )
         return outcome
     payment.status = target
     now = utcnow()
@@ -104,14 +124,17 @@ def transition_payment(payment: Payment, target: PaymentStatus, actor: Actor, *,
     if target == P.SUCCEEDED and current in NO_MONEY_FINAL:
         info["late_success"] = True
     if target == P.SUCCEEDED and any(
-            p.id != payment.id and p.status in CAPTURED for p in payment.order.payments):
+        p.id != payment.id and p.status in CAPTURED for p in payment.order.payments
+    ):
         # Two attempts of one order both took money (an old tab, a gateway that can't
         # close orders): the merchant must refund one. Make it loud in the audit trail.
         info["paid_twice"] = True
-        audit.record(actor, "order.paid_twice", payment.order,
-                     details={"payment": payment.public_id})
-    audit.record(actor, "payment.status_changed", payment, from_state=current, to_state=target,
-                 details=info)
+        audit.record(
+            actor, "order.paid_twice", payment.order, details={"payment": payment.public_id}
+        )
+    audit.record(
+        actor, "payment.status_changed", payment, from_state=current, to_state=target, details=info
+    )
     if not (current in STILL_OPEN and target in STILL_OPEN):
         # From one open state to another the order's status can't change (it is pending
         # while any attempt is open), so it isn't even loaded.
@@ -119,9 +142,16 @@ def transition_payment(payment: Payment, target: PaymentStatus, actor: Actor, *,
     return outcome
 
 
-def transition_unloaded(payment_id: int, expected: PaymentStatus, target: PaymentStatus,
-                        actor: Actor, *, reason: str, details: dict[str, Any] | None = None,
-                        **values: Any) -> Payment | None:
+def transition_unloaded(
+    payment_id: int,
+    expected: PaymentStatus,
+    target: PaymentStatus,
+    actor: Actor,
+    *,
+    reason: str,
+    details: dict[str, Any] | None = None,
+    **values: Any,
+) -> Payment | None:
     """transition_payment for an attempt that isn't loaded, as one compare-and-set UPDATE
     (which is also its row lock), with the same audit entry; `values` are set with it.
 
@@ -130,19 +160,35 @@ def transition_unloaded(payment_id: int, expected: PaymentStatus, target: Paymen
     the row first. None when the payment is no longer `expected` (a webhook got there
     first): the caller then takes the locked path through transition_payment.
     """
-    if not (expected in STILL_OPEN and target in STILL_OPEN - {P.AUTHORIZED}
-            and payment_outcome(expected, target) is Outcome.APPLIED):
+    if not (
+        expected in STILL_OPEN
+        and target in STILL_OPEN - {P.AUTHORIZED}
+        and payment_outcome(expected, target) is Outcome.APPLIED
+    ):
         raise ValueError(f"{expected} -> {target} needs transition_payment")
     details = {"reason": reason, **(details or {})}
     conn = db.session.connection()
     if conn.dialect.name == "postgresql":
         # The UPDATE and its audit entry in one statement (app/payments/rows.py).
-        entry = audit.row(actor, "payment.status_changed", "payment", "", from_state=expected,
-                          to_state=target, details=details)
-        moved = conn.exec_driver_sql(_move_and_audit_sql(tuple(sorted(values))), {
-            "id": payment_id, "expected": str(expected), "target": str(target),
-            "updated_at": utcnow(),
-            "entry": to_json(entry), **{f"set_{k}": v for k, v in values.items()}},
+        entry = audit.row(
+            actor,
+            "payment.status_changed",
+            "payment",
+            "",
+            from_state=expected,
+            to_state=target,
+            details=details,
+        )
+        moved = conn.exec_driver_sql(
+            _move_and_audit_sql(tuple(sorted(values))),
+            {
+                "id": payment_id,
+                "expected": str(expected),
+                "target": str(target),
+                "updated_at": utcnow(),
+                "entry": to_json(entry),
+                **{f"set_{k}": v for k, v in values.items()},
+            },
         ).scalar_one_or_none()
         return None if moved is None else unloaded(Payment, payment_id)
     # A Core UPDATE: the ORM's bulk UPDATE ... RETURNING an entity cost three times as
@@ -156,9 +202,17 @@ def transition_unloaded(payment_id: int, expected: PaymentStatus, target: Paymen
     ).one_or_none()
     if row is None:
         return None
-    audit.insert(actor, "payment.status_changed", "payment", row.public_id,
-                 from_state=expected, to_state=target, details=details,
-                 payment_id=payment_id, order_id=row.order_id)
+    audit.insert(
+        actor,
+        "payment.status_changed",
+        "payment",
+        row.public_id,
+        from_state=expected,
+        to_state=target,
+        details=details,
+        payment_id=payment_id,
+        order_id=row.order_id,
+    )
     return unloaded(Payment, payment_id)
 
 
@@ -174,11 +228,17 @@ def _move_and_audit_sql(columns: tuple[str, ...]) -> str:
         "WITH moved AS (UPDATE payments SET status = %(target)s, updated_at = %(updated_at)s"
         f"{sets} WHERE id = %(id)s AND status = %(expected)s"
         " RETURNING id, public_id, order_id) "
-        + insert_from_json(AuditEntry.__table__,
-                           "moved, json_populate_record(NULL::audit_entries, %(entry)s::json) r",
-                           {"object_id": "moved.public_id", "payment_id": "moved.id",
-                            "order_id": "moved.order_id"})
-        + " RETURNING payment_id")
+        + insert_from_json(
+            AuditEntry.__table__,
+            "moved, json_populate_record(NULL::audit_entries, %(entry)s::json) r",
+            {
+                "object_id": "moved.public_id",
+                "payment_id": "moved.id",
+                "order_id": "moved.order_id",
+            },
+        )
+        + " RETURNING payment_id"
+    )
 
 
 def apply_refund_totals(payment: Payment, actor: Actor) -> None:
@@ -197,9 +257,14 @@ def apply_refund_totals(payment: Payment, actor: Actor) -> None:
         target = P.PARTIALLY_REFUNDED
     if target != current or refunded != before_amount:
         payment.status = target
-        audit.record(actor, "payment.refund_totals", payment, from_state=current,
-                     to_state=target, details={"amount_refunded": refunded,
-                                               "previous_amount_refunded": before_amount})
+        audit.record(
+            actor,
+            "payment.refund_totals",
+            payment,
+            from_state=current,
+            to_state=target,
+            details={"amount_refunded": refunded, "previous_amount_refunded": before_amount},
+        )
         sync_order(payment.order, actor)
 
 
@@ -208,11 +273,11 @@ def apply_refund_totals(payment: Payment, actor: Actor) -> None:
 O = OrderStatus
 ORDER_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     O.PENDING: frozenset({O.PAID, O.FAILED, O.EXPIRED, O.CANCELED}),
-    O.FAILED: frozenset({O.PAID, O.EXPIRED, O.CANCELED}),     # late money wins
+    O.FAILED: frozenset({O.PAID, O.EXPIRED, O.CANCELED}),  # late money wins
     O.EXPIRED: frozenset({O.PAID, O.CANCELED}),
     O.CANCELED: frozenset({O.PAID}),
     O.PAID: frozenset({O.PARTIALLY_REFUNDED, O.REFUNDED}),
-    O.PARTIALLY_REFUNDED: frozenset({O.REFUNDED, O.PAID}),   # a refund failed after all
+    O.PARTIALLY_REFUNDED: frozenset({O.REFUNDED, O.PAID}),  # a refund failed after all
     O.REFUNDED: frozenset({O.PARTIALLY_REFUNDED, O.PAID}),
 }
 
@@ -276,8 +341,14 @@ REFUND_TRANSITIONS: dict[RefundStatus, frozenset[RefundStatus]] = {
 }
 
 
-def transition_refund(refund: Refund, target: RefundStatus, actor: Actor, *,
-                      reason: str, details: dict[str, Any] | None = None) -> Outcome:
+def transition_refund(
+    refund: Refund,
+    target: RefundStatus,
+    actor: Actor,
+    *,
+    reason: str,
+    details: dict[str, Any] | None = None,
+) -> Outcome:
     current = RefundStatus(refund.status)
     info = {"reason": reason, **(details or {})}
     if target == current:
@@ -289,12 +360,26 @@ def transition_refund(refund: Refund, target: RefundStatus, actor: Actor, *,
     else:
         outcome = Outcome.INVALID
     if outcome is not Outcome.APPLIED:
-        audit.record(actor, f"refund.event_{outcome.value}", refund, from_state=current,
-                     to_state=target, details=info, payment=refund.payment)
+        audit.record(
+            actor,
+            f"refund.event_{outcome.value}",
+            refund,
+            from_state=current,
+            to_state=target,
+            details=info,
+            payment=refund.payment,
+        )
         return outcome
     refund.status = target
-    audit.record(actor, "refund.status_changed", refund, from_state=current, to_state=target,
-                 details=info, payment=refund.payment)
+    audit.record(
+        actor,
+        "refund.status_changed",
+        refund,
+        from_state=current,
+        to_state=target,
+        details=info,
+        payment=refund.payment,
+    )
     apply_refund_totals(refund.payment, actor)
     if target == R.SUCCEEDED:
         from app import jobs
@@ -307,8 +392,14 @@ D = DisputeStatus
 DISPUTE_RANK = {D.OPEN: 0, D.CLOSED: 1, D.WON: 2, D.LOST: 2}
 
 
-def transition_dispute(dispute: Dispute, target: DisputeStatus, actor: Actor, *,
-                       reason: str, details: dict[str, Any] | None = None) -> Outcome:
+def transition_dispute(
+    dispute: Dispute,
+    target: DisputeStatus,
+    actor: Actor,
+    *,
+    reason: str,
+    details: dict[str, Any] | None = None,
+) -> Outcome:
     current = DisputeStatus(dispute.status)
     info = {"reason": reason, **(details or {})}
     if target == current:
@@ -318,12 +409,19 @@ def transition_dispute(dispute: Dispute, target: DisputeStatus, actor: Actor, *,
     elif DISPUTE_RANK[target] < DISPUTE_RANK[current]:
         outcome = Outcome.STALE
     else:
-        outcome = Outcome.INVALID   # won after lost or the reverse: keep the first verdict
+        outcome = Outcome.INVALID  # won after lost or the reverse: keep the first verdict
     if outcome is Outcome.APPLIED:
         dispute.status = target
         action = "dispute.status_changed"
     else:
         action = f"dispute.event_{outcome.value}"
-    audit.record(actor, action, dispute, from_state=current, to_state=target, details=info,
-                 payment=dispute.payment)
+    audit.record(
+        actor,
+        action,
+        dispute,
+        from_state=current,
+        to_state=target,
+        details=info,
+        payment=dispute.payment,
+    )
     return outcome

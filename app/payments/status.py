@@ -24,8 +24,11 @@ def headline(order: Order) -> str:
         if latest is None or latest.status in (PaymentStatus.CREATED, PaymentStatus.PROCESSING):
             return "Confirming your payment…"
         if latest.status == PaymentStatus.AUTHORIZED:
-            return ("Payment authorized" if latest.capture_method == "manual"
-                    else "Confirming your payment…")
+            return (
+                "Payment authorized"
+                if latest.capture_method == "manual"
+                else "Confirming your payment…"
+            )
         return "Payment not completed"
     return {
         OrderStatus.PAID: "Paid",

@@ -34,8 +34,11 @@ def find_payment(gateway: str, ref: PaymentRef) -> Payment | None:
         payment = lock(Payment, gateway=gateway, **filters)
         if payment is not None:
             # Metadata can be forged in a test-mode account; the ids must agree too.
-            if ref.reference and payment.gateway_reference and \
-                    ref.reference != payment.gateway_reference:
+            if (
+                ref.reference
+                and payment.gateway_reference
+                and ref.reference != payment.gateway_reference
+            ):
                 continue
             return payment
     return None
@@ -50,13 +53,20 @@ def _mismatch(payment: Payment, amount: int | None, currency: str | None) -> dic
     return problems or None
 
 
-def _apply_payment_update(payment: Payment, update: PaymentUpdate, actor: Actor,
-                          source: str) -> Outcome:
+def _apply_payment_update(
+    payment: Payment, update: PaymentUpdate, actor: Actor, source: str
+) -> Outcome:
     mismatch = _mismatch(payment, update.amount, update.currency)
     if mismatch and update.status in (PaymentStatus.SUCCEEDED, PaymentStatus.AUTHORIZED):
         # Never mark paid what was not paid in full, in our currency: flag it instead.
-        audit.record(actor, "payment.mismatch", payment, from_state=payment.status,
-                     to_state=update.status, details={"source": source, **mismatch})
+        audit.record(
+            actor,
+            "payment.mismatch",
+            payment,
+            from_state=payment.status,
+            to_state=update.status,
+            details={"source": source, **mismatch},
+        )
         return Outcome.INVALID
     if update.gateway_payment_id and not payment.gateway_payment_id:
         payment.gateway_payment_id = update.gateway_payment_id
@@ -77,68 +87,116 @@ def _apply_payment_update(payment: Payment, update: PaymentUpdate, actor: Actor,
 def fail_attempt(payment: Payment, code: str, message: str, actor: Actor) -> None:
     payment.failure_code = code
     payment.failure_message = message
-    state.transition_payment(payment, PaymentStatus.FAILED, actor, reason="gateway refused",
-                             details={"failure_code": code})
+    state.transition_payment(
+        payment,
+        PaymentStatus.FAILED,
+        actor,
+        reason="gateway refused",
+        details={"failure_code": code},
+    )
 
 
-def _apply_refund_update(payment: Payment, update: RefundUpdate, actor: Actor,
-                         source: str) -> Outcome:
+def _apply_refund_update(
+    payment: Payment, update: RefundUpdate, actor: Actor, source: str
+) -> Outcome:
     refund = db.session.execute(
-        select(Refund).where(Refund.gateway == payment.gateway,
-                             Refund.gateway_refund_id == update.gateway_refund_id)
+        select(Refund).where(
+            Refund.gateway == payment.gateway, Refund.gateway_refund_id == update.gateway_refund_id
+        )
     ).scalar_one_or_none()
     if refund is None and update.refund_id:
         refund = db.session.execute(
-            select(Refund).where(Refund.public_id == update.refund_id,
-                                 Refund.payment_id == payment.id)
+            select(Refund).where(
+                Refund.public_id == update.refund_id, Refund.payment_id == payment.id
+            )
         ).scalar_one_or_none()
         if refund is not None and refund.gateway_refund_id is None:
             refund.gateway_refund_id = update.gateway_refund_id
     if refund is None:
         # Made in the gateway's own dashboard: record it as a refund by the gateway.
         if update.currency.upper() != payment.currency:
-            audit.record(actor, "refund.mismatch", payment, details={
-                "source": source, "gateway_refund_id": update.gateway_refund_id,
-                "currency": update.currency})
+            audit.record(
+                actor,
+                "refund.mismatch",
+                payment,
+                details={
+                    "source": source,
+                    "gateway_refund_id": update.gateway_refund_id,
+                    "currency": update.currency,
+                },
+            )
             return Outcome.INVALID
-        refund = Refund(payment=payment, gateway=payment.gateway, amount=update.amount,
-                        currency=payment.currency, reason=update.reason,
-                        status=RefundStatus.PENDING,
-                        gateway_refund_id=update.gateway_refund_id,
-                        idempotency_key=f"gw-{payment.gateway}-{update.gateway_refund_id}"[:80],
-                        requested_by="gateway")
+        refund = Refund(
+            payment=payment,
+            gateway=payment.gateway,
+            amount=update.amount,
+            currency=payment.currency,
+            reason=update.reason,
+            status=RefundStatus.PENDING,
+            gateway_refund_id=update.gateway_refund_id,
+            idempotency_key=f"gw-{payment.gateway}-{update.gateway_refund_id}"[:80],
+            requested_by="gateway",
+        )
         db.session.add(refund)
         db.session.flush()
-        audit.record(actor, "refund.created", refund, to_state=refund.status, payment=payment,
-                     details={"source": source, "amount": update.amount,
-                              "by": "gateway dashboard"})
+        audit.record(
+            actor,
+            "refund.created",
+            refund,
+            to_state=refund.status,
+            payment=payment,
+            details={"source": source, "amount": update.amount, "by": "gateway dashboard"},
+        )
     if update.status == RefundStatus.SUCCEEDED and payment.status not in state.CAPTURED:
         # A refund proves the money was captured; news of the capture may still be on its way.
-        state.transition_payment(payment, PaymentStatus.SUCCEEDED, actor,
-                                 reason="implied by a refund", details={"source": source})
+        state.transition_payment(
+            payment,
+            PaymentStatus.SUCCEEDED,
+            actor,
+            reason="implied by a refund",
+            details={"source": source},
+        )
     if update.failure_reason:
         refund.failure_reason = update.failure_reason
-    return state.transition_refund(refund, update.status, actor, reason=source,
-                                   details={"gateway_refund_id": update.gateway_refund_id})
+    return state.transition_refund(
+        refund,
+        update.status,
+        actor,
+        reason=source,
+        details={"gateway_refund_id": update.gateway_refund_id},
+    )
 
 
-def _apply_dispute_update(payment: Payment, update: DisputeUpdate, actor: Actor,
-                          source: str) -> Outcome:
+def _apply_dispute_update(
+    payment: Payment, update: DisputeUpdate, actor: Actor, source: str
+) -> Outcome:
     dispute = db.session.execute(
-        select(Dispute).where(Dispute.gateway == payment.gateway,
-                              Dispute.gateway_dispute_id == update.gateway_dispute_id)
+        select(Dispute).where(
+            Dispute.gateway == payment.gateway,
+            Dispute.gateway_dispute_id == update.gateway_dispute_id,
+        )
     ).scalar_one_or_none()
     if dispute is None:
-        dispute = Dispute(payment=payment, gateway=payment.gateway,
-                          gateway_dispute_id=update.gateway_dispute_id, amount=update.amount,
-                          currency=update.currency.upper(), reason=update.reason,
-                          gateway_status=update.gateway_status,
-                          evidence_due_by=update.evidence_due_by)
+        dispute = Dispute(
+            payment=payment,
+            gateway=payment.gateway,
+            gateway_dispute_id=update.gateway_dispute_id,
+            amount=update.amount,
+            currency=update.currency.upper(),
+            reason=update.reason,
+            gateway_status=update.gateway_status,
+            evidence_due_by=update.evidence_due_by,
+        )
         db.session.add(dispute)
         db.session.flush()
-        audit.record(actor, "dispute.opened", dispute, to_state=dispute.status, payment=payment,
-                     details={"source": source, "amount": update.amount,
-                              "reason": update.reason})
+        audit.record(
+            actor,
+            "dispute.opened",
+            dispute,
+            to_state=dispute.status,
+            payment=payment,
+            details={"source": source, "amount": update.amount, "reason": update.reason},
+        )
         if update.status == dispute.status:
             return Outcome.APPLIED
     if update.gateway_status:
@@ -148,8 +206,7 @@ def _apply_dispute_update(payment: Payment, update: DisputeUpdate, actor: Actor,
     return state.transition_dispute(dispute, update.status, actor, reason=source)
 
 
-def apply_update_now(gateway: str, update: Update, actor: Actor, *,
-                     source: str) -> Outcome | None:
+def apply_update_now(gateway: str, update: Update, actor: Actor, *, source: str) -> Outcome | None:
     """Apply one update in its own unit of work (or the caller's, if one is open)."""
     from app.payments.uow import unit_of_work
 

@@ -13,7 +13,7 @@ bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
 
 def _processor() -> SandboxProcessor:
     gateway = current_app.extensions["kassa_gateways"]["sandbox"]
-    gateway = getattr(gateway, "inner", gateway)   # unwrap the resilience layer
+    gateway = getattr(gateway, "inner", gateway)  # unwrap the resilience layer
     assert isinstance(gateway, SandboxGateway)
     return gateway.processor
 
@@ -24,8 +24,7 @@ def pay(session_id: str) -> str:
     row = _processor().get(session_id)
     if row is None:
         abort(404)
-    return render_template("sandbox/pay.html", session=row, scenarios=SCENARIOS,
-                           form=FlaskForm())
+    return render_template("sandbox/pay.html", session=row, scenarios=SCENARIOS, form=FlaskForm())
 
 
 @bp.post("/pay/<session_id>")

@@ -24,8 +24,15 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
     if not admin:
         pytest.skip("TEST_DATABASE_URL is not set (the benchmarks need PostgreSQL)")
     env = dict(os.environ, BENCH_DATABASE_URL=admin, BENCH_OUT=str(tmp_path))
-    run = subprocess.run([sys.executable, "-m", "bench", "--quick"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300, check=False)
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     payload = json.loads((tmp_path / "results-quick.json").read_text())
     results = {r["name"]: r for r in payload["results"]}
@@ -46,6 +53,6 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
     assert webhooks["all_acked_events_in_inbox"]
     dashboard = results["dashboard"]
     assert dashboard["payments"] > 0 and all(q["p95_ms"] > 0 for q in dashboard["list_queries"])
-    assert dashboard["csv"]["rows"] >= dashboard["payments"]   # quick runs share a database
+    assert dashboard["csv"]["rows"] >= dashboard["payments"]  # quick runs share a database
     assert results["page"]["total_raw_bytes"] > 0
     assert results["memory"]["rss_mb_after_requests"]

@@ -32,21 +32,26 @@ def _paid_payments(app: Any) -> dict[str, str]:
     made = {}
     with app.app_context():
         seed_demo_data()
-        db.session.add(User(email="merchant@example.com", role="owner",
-                            password_hash=generate_password_hash(PASSWORD,
-                                                                 method="pbkdf2:sha256:1000"),
-                            session_token=secrets.token_hex(16)))
+        db.session.add(
+            User(
+                email="merchant@example.com",
+                role="owner",
+                password_hash=generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000"),
+                session_token=secrets.token_hex(16),
+            )
+        )
         db.session.commit()
         processor = app.extensions["kassa_gateways"]["sandbox"].processor
         for sku in ("tee-usd", "mug-eur"):
             with app.test_request_context():
-                payment = create_checkout([ItemRequest(sku, 2)], f"{sku}@example.com",
-                                          "Ann Lee", "sandbox", CUSTOMER)
+                payment = create_checkout(
+                    [ItemRequest(sku, 2)], f"{sku}@example.com", "Ann Lee", "sandbox", CUSTOMER
+                )
             processor.complete(payment.gateway_reference, "succeed")
             made[payment.currency] = payment.public_id
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            db.session.rollback()   # a new snapshot: the webhooks commit elsewhere
+            db.session.rollback()  # a new snapshot: the webhooks commit elsewhere
             statuses = set(db.session.execute(select(Payment.status)).scalars())
             if statuses == {"succeeded"}:
                 break
@@ -86,7 +91,7 @@ def test_merchant_filters_refunds_and_exports(app: Any, live_server: str, page: 
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text(ids["USD"])
     expect(page).to_have_url(re.compile(rf"/dashboard/payments\?q={ids['USD']}$"))
-    expect(page.get_by_label("Search")).to_be_focused()   # typing is never interrupted
+    expect(page.get_by_label("Search")).to_be_focused()  # typing is never interrupted
     page.goto("/dashboard/payments?currency=EUR")
     expect(rows).to_have_count(1)
 
@@ -95,11 +100,11 @@ def test_merchant_filters_refunds_and_exports(app: Any, live_server: str, page: 
     expect(page).to_have_url(re.compile(rf"/dashboard/payments/{ids['EUR']}$"))
     expect(page.locator("#payment-status [data-status]")).to_have_text("Succeeded")
     expect(page.locator('[data-amount="charged"]')).to_have_text("€29.00")
-    page.evaluate("window.__sameDocument = true")   # gone if anything reloads the page
+    page.evaluate("window.__sameDocument = true")  # gone if anything reloads the page
 
     # Refund part of it: review, confirm.
     amount = page.get_by_label("Amount to refund")
-    expect(amount).to_have_value("29.00")            # defaults to what remains
+    expect(amount).to_have_value("29.00")  # defaults to what remains
     amount.fill("10.00")
     page.get_by_label("Reason").select_option("requested_by_customer")
     page.get_by_role("button", name="Review refund").click()
@@ -108,14 +113,14 @@ def test_merchant_filters_refunds_and_exports(app: Any, live_server: str, page: 
     page.get_by_role("button", name="Confirm refund").click()
     message = page.get_by_text("Refund of €10.00 requested.")
     expect(message).to_be_visible()
-    expect(message).to_be_focused()                  # focus follows the swap
+    expect(message).to_be_focused()  # focus follows the swap
     refund_status = page.locator("#refund-list tbody tr [data-status]").first
     expect(refund_status).to_have_text("Pending")
     # The webhook lands; the polling table and panel update by themselves.
     expect(refund_status).to_have_text("Succeeded", timeout=10_000)
     expect(page.locator("#payment-status [data-status]")).to_have_text("Partially refunded")
     expect(page.locator('[data-amount="net"]')).to_have_text("€19.00")
-    expect(page.locator("#timeline")).to_contain_text("refund.succeeded")   # caught up too
+    expect(page.locator("#timeline")).to_contain_text("refund.succeeded")  # caught up too
     assert page.evaluate("window.__sameDocument") is True
 
     # Export the filtered list as CSV.

@@ -30,8 +30,9 @@ def fake() -> Iterator[FakeRazorpay]:
 
 
 @pytest.fixture
-def app(request: pytest.FixtureRequest, build_app: Callable[..., Flask],
-        fake: FakeRazorpay) -> Iterator[Flask]:
+def app(
+    request: pytest.FixtureRequest, build_app: Callable[..., Flask], fake: FakeRazorpay
+) -> Iterator[Flask]:
     """The shared app fixture's Kassa, with Razorpay (on the fake) as its only gateway."""
     overrides = razorpay_config(fake)
     if "live_server" in request.fixturenames:
@@ -63,17 +64,17 @@ def status_of(payment_public_id: str) -> tuple[str, str]:
     # End the read transaction: SQLite (WAL) would keep showing its old snapshot.
     db.session.rollback()
     payment = db.session.execute(
-        select(Payment).where(Payment.public_id == payment_public_id)).scalar_one()
+        select(Payment).where(Payment.public_id == payment_public_id)
+    ).scalar_one()
     return payment.status, payment.order.status
 
 
-def test_pay_through_checkout_js_and_the_callback_to_paid(page: Page,
-                                                          fake: FakeRazorpay) -> None:
+def test_pay_through_checkout_js_and_the_callback_to_paid(page: Page, fake: FakeRazorpay) -> None:
     payment = start_checkout()
 
     page.goto(payment.checkout_url or "")
     modal = page.get_by_role("dialog", name="Fake Razorpay Checkout")
-    expect(modal).to_be_visible()       # opened by our script, with our order id
+    expect(modal).to_be_visible()  # opened by our script, with our order id
     expect(modal).to_contain_text(payment.gateway_reference or "")
     expect(modal).to_contain_text("asha@example.com")
     modal.get_by_role("button", name="Pay").click()
@@ -84,15 +85,14 @@ def test_pay_through_checkout_js_and_the_callback_to_paid(page: Page,
     assert status_of(payment.public_id) == ("succeeded", "paid")
 
 
-def test_a_failed_try_shows_the_reason_then_a_retry_pays(page: Page,
-                                                         fake: FakeRazorpay) -> None:
+def test_a_failed_try_shows_the_reason_then_a_retry_pays(page: Page, fake: FakeRazorpay) -> None:
     payment = start_checkout()
 
     page.goto(payment.checkout_url or "")
     page.get_by_role("dialog").get_by_role("button", name="Fail").click()
 
     expect(page.get_by_role("alert")).to_contain_text("card was declined")
-    expect(page.get_by_role("dialog")).to_have_count(0)   # not reopened over the reason
+    expect(page.get_by_role("dialog")).to_have_count(0)  # not reopened over the reason
     assert status_of(payment.public_id) == ("processing", "pending")
     page.get_by_role("button", name="Try again").click()
     page.get_by_role("dialog").get_by_role("button", name="Pay").click()

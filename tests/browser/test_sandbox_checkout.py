@@ -33,8 +33,9 @@ def test_customer_buys_and_sees_paid(app: Any, live_server: str, page: Page) -> 
     expect(page.locator("table.order-items")).to_contain_text("$50.00")
 
 
-def test_declined_card_shows_the_reason_and_try_again(app: Any, live_server: str,
-                                                      page: Page) -> None:
+def test_declined_card_shows_the_reason_and_try_again(
+    app: Any, live_server: str, page: Page
+) -> None:
     with app.app_context():
         seed_demo_data()
     page.goto("/products/mug-eur")
@@ -43,8 +44,9 @@ def test_declined_card_shows_the_reason_and_try_again(app: Any, live_server: str
     page.get_by_role("button", name="Continue to payment").click()
     page.get_by_label(re.compile("Card declined")).check()
     page.get_by_role("button", name=re.compile("^Pay")).click()
-    expect(page.locator("#order-status .status-headline")).to_have_text("Payment failed",
-                                                                        timeout=10_000)
+    expect(page.locator("#order-status .status-headline")).to_have_text(
+        "Payment failed", timeout=10_000
+    )
     expect(page.get_by_role("alert")).to_have_text("Your card was declined.")
     page.get_by_role("button", name="Try again").click()
     expect(page).to_have_url(re.compile(r"/sandbox/pay/sbx_cs_"))

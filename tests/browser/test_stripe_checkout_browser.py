@@ -28,9 +28,13 @@ def app(build_app: Any, _live_http_server: Any, fake_stripe: FakeStripe) -> Any:
     which posts its signed webhooks to the live app."""
     base = f"http://127.0.0.1:{_live_http_server.server_port}"
     application = build_app(
-        PUBLIC_BASE_URL=base, SANDBOX_ENABLED=False,
-        STRIPE_SECRET_KEY=FAKE_SECRET_KEY, STRIPE_WEBHOOK_SECRET=FAKE_WEBHOOK_SECRET,
-        STRIPE_API_BASE=fake_stripe.base_url, STRIPE_MAX_NETWORK_RETRIES=0)
+        PUBLIC_BASE_URL=base,
+        SANDBOX_ENABLED=False,
+        STRIPE_SECRET_KEY=FAKE_SECRET_KEY,
+        STRIPE_WEBHOOK_SECRET=FAKE_WEBHOOK_SECRET,
+        STRIPE_API_BASE=fake_stripe.base_url,
+        STRIPE_MAX_NETWORK_RETRIES=0,
+    )
     with application.app_context():
         seed_demo_data()
     fake_stripe.webhook_url = f"{base}/webhooks/stripe"
@@ -47,8 +51,9 @@ def _checkout(page: Any) -> None:
     page.get_by_role("button", name="Continue to payment").click()
 
 
-def test_customer_pays_on_the_stripe_page_and_sees_paid(page, live_server, app,
-                                                         fake_stripe) -> None:
+def test_customer_pays_on_the_stripe_page_and_sees_paid(
+    page, live_server, app, fake_stripe
+) -> None:
     _checkout(page)
     page.wait_for_url(f"{fake_stripe.base_url}/pay/cs_test_*")
     assert "Kassa T-shirt" in page.content()

@@ -45,12 +45,28 @@ def _id(prefix: str) -> str:
     return prefix + "_" + "".join(secrets.choice(_ALNUM) for _ in range(14))
 
 
-def _error(status: int, description: str, code: str = "BAD_REQUEST_ERROR", *,
-           source: str = "NA", step: str = "NA", reason: str = "NA",
-           metadata: dict[str, Any] | None = None) -> tuple[Response, int]:
-    return jsonify({"error": {"code": code, "description": description, "source": source,
-                              "step": step, "reason": reason,
-                              "metadata": metadata or {}}}), status
+def _error(
+    status: int,
+    description: str,
+    code: str = "BAD_REQUEST_ERROR",
+    *,
+    source: str = "NA",
+    step: str = "NA",
+    reason: str = "NA",
+    metadata: dict[str, Any] | None = None,
+) -> tuple[Response, int]:
+    return jsonify(
+        {
+            "error": {
+                "code": code,
+                "description": description,
+                "source": source,
+                "step": step,
+                "reason": reason,
+                "metadata": metadata or {},
+            }
+        }
+    ), status
 
 
 @dataclass
@@ -66,8 +82,8 @@ class Recorded:
 
 @dataclass
 class Injection:
-    kind: str                    # "error", "reset", "latency"
-    path: str | None = None      # only requests whose path starts with this
+    kind: str  # "error", "reset", "latency"
+    path: str | None = None  # only requests whose path starts with this
     method: str | None = None
     status: int = 400
     body: dict[str, Any] = field(default_factory=dict)
@@ -84,9 +100,13 @@ class _DropConnection(ConnectionResetError):
 
 
 class FakeRazorpay:
-    def __init__(self, key_id: str = "rzp_test_fakekey", key_secret: str = "fake_key_secret",
-                 webhook_secret: str = "fake_webhook_secret",
-                 webhook_url: str | None = None) -> None:
+    def __init__(
+        self,
+        key_id: str = "rzp_test_fakekey",
+        key_secret: str = "fake_key_secret",
+        webhook_secret: str = "fake_webhook_secret",
+        webhook_url: str | None = None,
+    ) -> None:
         self.key_id = key_id
         self.key_secret = key_secret
         self.webhook_secret = webhook_secret
@@ -94,7 +114,7 @@ class FakeRazorpay:
         self.payments: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.disputes: dict[str, dict[str, Any]] = {}
-        self.order_capture: dict[str, str] = {}      # order id -> automatic | manual
+        self.order_capture: dict[str, str] = {}  # order id -> automatic | manual
         self._refund_keys: dict[str, tuple[str, Any, str]] = {}  # key -> (payment, body, rfnd)
         self.requests: list[Recorded] = []
         self.injections: deque[Injection] = deque()
@@ -103,7 +123,7 @@ class FakeRazorpay:
         # after `webhook_delay`), as the modal, capture and refund calls cause them.
         self.webhook_url = webhook_url
         self.webhook_delay = 0.05
-        self.deliveries: list[tuple[str, int | str]] = []   # (event type, HTTP status/error)
+        self.deliveries: list[tuple[str, int | str]] = []  # (event type, HTTP status/error)
         self._senders: list[threading.Thread] = []
         self.lock = threading.RLock()
         self.app = self._make_app()
@@ -114,12 +134,14 @@ class FakeRazorpay:
     # ------------------------------------------------------------ lifecycle
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._server = make_server(host, port, self.app, threaded=True,
-                                   request_handler=_QuietHandler)
+        self._server = make_server(
+            host, port, self.app, threaded=True, request_handler=_QuietHandler
+        )
         self.url = f"http://{host}:{self._server.server_port}"
         # A short poll interval keeps shutdown (once per test) fast.
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
         self._thread.start()
         return self.url
 
@@ -140,22 +162,43 @@ class FakeRazorpay:
 
     # ------------------------------------------------------------ injections
 
-    def queue_error(self, status: int = 400, description: str = "Bad request",
-                    code: str = "BAD_REQUEST_ERROR", *, path: str | None = None,
-                    method: str | None = None, source: str = "NA", step: str = "NA",
-                    reason: str = "NA", body: dict[str, Any] | None = None) -> None:
+    def queue_error(
+        self,
+        status: int = 400,
+        description: str = "Bad request",
+        code: str = "BAD_REQUEST_ERROR",
+        *,
+        path: str | None = None,
+        method: str | None = None,
+        source: str = "NA",
+        step: str = "NA",
+        reason: str = "NA",
+        body: dict[str, Any] | None = None,
+    ) -> None:
         """The next matching API request answers this Razorpay-shaped error."""
-        payload = body if body is not None else {"error": {
-            "code": code, "description": description, "source": source, "step": step,
-            "reason": reason, "metadata": {}}}
+        payload = (
+            body
+            if body is not None
+            else {
+                "error": {
+                    "code": code,
+                    "description": description,
+                    "source": source,
+                    "step": step,
+                    "reason": reason,
+                    "metadata": {},
+                }
+            }
+        )
         self.injections.append(Injection("error", path, method, status, payload))
 
     def queue_reset(self, *, path: str | None = None, method: str | None = None) -> None:
         """The next matching request is dropped without an answer (before any effect)."""
         self.injections.append(Injection("reset", path, method))
 
-    def queue_latency(self, seconds: float, *, path: str | None = None,
-                      method: str | None = None) -> None:
+    def queue_latency(
+        self, seconds: float, *, path: str | None = None, method: str | None = None
+    ) -> None:
         """The next matching request takes effect, then answers `seconds` late."""
         self.injections.append(Injection("latency", path, method, seconds=seconds))
 
@@ -174,16 +217,26 @@ class FakeRazorpay:
 
     def calls(self, method: str | None = None, prefix: str | None = None) -> list[Recorded]:
         """Recorded API requests, optionally by method and path prefix."""
-        return [r for r in self.requests
-                if (method is None or r.method == method)
-                and (prefix is None or r.path.startswith(prefix))]
+        return [
+            r
+            for r in self.requests
+            if (method is None or r.method == method)
+            and (prefix is None or r.path.startswith(prefix))
+        ]
 
-    def add_payment(self, order_id: str, status: str | None = None, *, method: str = "card",
-                    amount: int | None = None, currency: str | None = None,
-                    error_reason: str = "payment_failed",
-                    error_description: str = "Payment failed because the card was declined",
-                    notes: dict[str, Any] | None = None,
-                    created_at: int | None = None) -> dict[str, Any]:
+    def add_payment(
+        self,
+        order_id: str,
+        status: str | None = None,
+        *,
+        method: str = "card",
+        amount: int | None = None,
+        currency: str | None = None,
+        error_reason: str = "payment_failed",
+        error_description: str = "Payment failed because the card was declined",
+        notes: dict[str, Any] | None = None,
+        created_at: int | None = None,
+    ) -> dict[str, Any]:
         """A payment made by a customer on an order (what Checkout would create).
 
         status None follows the order's capture setting: captured or authorized.
@@ -191,30 +244,53 @@ class FakeRazorpay:
         with self.lock:
             order = self.orders[order_id]
             if status is None:
-                status = "authorized" if self.order_capture.get(order_id) == "manual" \
-                    else "captured"
+                status = (
+                    "authorized" if self.order_capture.get(order_id) == "manual" else "captured"
+                )
             pid = _id("pay")
             payment: dict[str, Any] = {
-                "id": pid, "entity": "payment",
+                "id": pid,
+                "entity": "payment",
                 "amount": order["amount"] if amount is None else amount,
-                "currency": currency or order["currency"], "status": status,
-                "order_id": order_id, "invoice_id": None, "international": False,
-                "method": method, "amount_refunded": 0, "refund_status": None,
-                "captured": status == "captured", "description": None,
-                "card_id": None, "bank": None, "wallet": None, "vpa": None,
-                "email": "customer@example.com", "contact": "+919999999999",
+                "currency": currency or order["currency"],
+                "status": status,
+                "order_id": order_id,
+                "invoice_id": None,
+                "international": False,
+                "method": method,
+                "amount_refunded": 0,
+                "refund_status": None,
+                "captured": status == "captured",
+                "description": None,
+                "card_id": None,
+                "bank": None,
+                "wallet": None,
+                "vpa": None,
+                "email": "customer@example.com",
+                "contact": "+919999999999",
                 "notes": notes if notes is not None else dict(order.get("notes") or {}),
-                "fee": None, "tax": None,
-                "error_code": None, "error_description": None, "error_source": None,
-                "error_step": None, "error_reason": None,
+                "fee": None,
+                "tax": None,
+                "error_code": None,
+                "error_description": None,
+                "error_source": None,
+                "error_step": None,
+                "error_reason": None,
                 "created_at": created_at or int(time.time()),
             }
             if method == "card":
                 payment["card_id"] = _id("card")
-                payment["card"] = {"id": payment["card_id"], "entity": "card",
-                                   "name": "Test Customer", "last4": "1111",
-                                   "network": "Visa", "type": "credit", "issuer": "HDFC",
-                                   "international": False, "emi": False}
+                payment["card"] = {
+                    "id": payment["card_id"],
+                    "entity": "card",
+                    "name": "Test Customer",
+                    "last4": "1111",
+                    "network": "Visa",
+                    "type": "credit",
+                    "issuer": "HDFC",
+                    "international": False,
+                    "emi": False,
+                }
             elif method == "upi":
                 payment["vpa"] = "customer@okbank"
                 payment["upi"] = {"vpa": "customer@okbank"}
@@ -223,10 +299,13 @@ class FakeRazorpay:
             elif method == "netbanking":
                 payment["bank"] = "HDFC"
             if status == "failed":
-                payment.update(error_code="BAD_REQUEST_ERROR",
-                               error_description=error_description,
-                               error_source="customer", error_step="payment_authorization",
-                               error_reason=error_reason)
+                payment.update(
+                    error_code="BAD_REQUEST_ERROR",
+                    error_description=error_description,
+                    error_source="customer",
+                    error_step="payment_authorization",
+                    error_reason=error_reason,
+                )
             self.payments[pid] = payment
             order["attempts"] += 1
             if status in ("captured", "authorized") and order["status"] != "paid":
@@ -250,35 +329,53 @@ class FakeRazorpay:
     def dashboard_refund(self, payment_id: str, amount: int | None = None) -> dict[str, Any]:
         """A refund made in Razorpay's dashboard: no notes, no idempotency key."""
         with self.lock:
-            return copy.deepcopy(self._make_refund(payment_id, {"amount": amount} if amount
-                                                   else {}))
+            return copy.deepcopy(
+                self._make_refund(payment_id, {"amount": amount} if amount else {})
+            )
 
     def set_refund_status(self, refund_id: str, status: str) -> dict[str, Any]:
         with self.lock:
             self.refunds[refund_id]["status"] = status
             return copy.deepcopy(self.refunds[refund_id])
 
-    def create_dispute(self, payment_id: str, *, amount: int | None = None,
-                       status: str = "open", reason_code: str = "chargeback") -> dict[str, Any]:
+    def create_dispute(
+        self,
+        payment_id: str,
+        *,
+        amount: int | None = None,
+        status: str = "open",
+        reason_code: str = "chargeback",
+    ) -> dict[str, Any]:
         with self.lock:
             payment = self.payments[payment_id]
             dispute = {
-                "id": _id("disp"), "entity": "dispute", "payment_id": payment_id,
+                "id": _id("disp"),
+                "entity": "dispute",
+                "payment_id": payment_id,
                 "amount": payment["amount"] if amount is None else amount,
-                "currency": payment["currency"], "amount_deducted": 0,
-                "reason_code": reason_code, "reason_description": "Customer disputed",
-                "respond_by": int(time.time()) + 7 * 86400, "status": status,
-                "phase": "chargeback", "created_at": int(time.time()),
+                "currency": payment["currency"],
+                "amount_deducted": 0,
+                "reason_code": reason_code,
+                "reason_description": "Customer disputed",
+                "respond_by": int(time.time()) + 7 * 86400,
+                "status": status,
+                "phase": "chargeback",
+                "created_at": int(time.time()),
             }
             self.disputes[dispute["id"]] = dispute
             return copy.deepcopy(dispute)
 
-    def callback_fields(self, order_id: str, payment_id: str,
-                        secret: str | None = None) -> dict[str, str]:
+    def callback_fields(
+        self, order_id: str, payment_id: str, secret: str | None = None
+    ) -> dict[str, str]:
         """What Checkout posts to callback_url after a successful payment."""
-        return {"razorpay_payment_id": payment_id, "razorpay_order_id": order_id,
-                "razorpay_signature": payment_signature(secret or self.key_secret,
-                                                        order_id, payment_id)}
+        return {
+            "razorpay_payment_id": payment_id,
+            "razorpay_order_id": order_id,
+            "razorpay_signature": payment_signature(
+                secret or self.key_secret, order_id, payment_id
+            ),
+        }
 
     def failure_fields(self, payment_id: str) -> dict[str, str]:
         """What Checkout posts to callback_url after a failed attempt (redirect mode)."""
@@ -295,9 +392,15 @@ class FakeRazorpay:
 
     # ------------------------------------------------------------ webhooks
 
-    def event_payload(self, kind: str, *, payment_id: str | None = None,
-                      refund_id: str | None = None, dispute_id: str | None = None,
-                      order_id: str | None = None) -> dict[str, Any]:
+    def event_payload(
+        self,
+        kind: str,
+        *,
+        payment_id: str | None = None,
+        refund_id: str | None = None,
+        dispute_id: str | None = None,
+        order_id: str | None = None,
+    ) -> dict[str, Any]:
         """A webhook body as Razorpay builds it, from a snapshot of current state.
 
         The payment's status in the snapshot is the one the event describes, so events
@@ -308,9 +411,11 @@ class FakeRazorpay:
             if refund_id:
                 refund = copy.deepcopy(self.refunds[refund_id])
                 if kind in ("refund.created", "refund.processed", "refund.failed"):
-                    refund["status"] = {"refund.created": "pending",
-                                        "refund.processed": "processed",
-                                        "refund.failed": "failed"}[kind]
+                    refund["status"] = {
+                        "refund.created": "pending",
+                        "refund.processed": "processed",
+                        "refund.failed": "failed",
+                    }[kind]
                 payload["refund"] = {"entity": refund}
                 payment_id = payment_id or refund["payment_id"]
             if dispute_id:
@@ -330,15 +435,27 @@ class FakeRazorpay:
                 order = copy.deepcopy(self.orders[order_id])
                 order.update(status="paid", amount_paid=order["amount"], amount_due=0)
                 payload["order"] = {"entity": order}
-            return {"entity": "event", "account_id": "acc_FakeAccount01", "event": kind,
-                    "contains": list(payload), "payload": payload,
-                    "created_at": int(time.time())}
+            return {
+                "entity": "event",
+                "account_id": "acc_FakeAccount01",
+                "event": kind,
+                "contains": list(payload),
+                "payload": payload,
+                "created_at": int(time.time()),
+            }
 
-    def webhook(self, kind: str, *, event_id: str | None = None, secret: str | None = None,
-                **ids: str | None) -> tuple[bytes, dict[str, str]]:
+    def webhook(
+        self,
+        kind: str,
+        *,
+        event_id: str | None = None,
+        secret: str | None = None,
+        **ids: str | None,
+    ) -> tuple[bytes, dict[str, str]]:
         """Signed body and headers for one event (secret defaults to the webhook secret)."""
-        return signed_webhook(secret or self.webhook_secret, self.event_payload(kind, **ids),
-                              event_id)
+        return signed_webhook(
+            secret or self.webhook_secret, self.event_payload(kind, **ids), event_id
+        )
 
     def deliver(self, *events: tuple[str, dict[str, str]]) -> None:
         """Send (kind, ids) events to webhook_url in order, each once, in the background.
@@ -356,8 +473,9 @@ class FakeRazorpay:
         for kind, body, headers in built:
             time.sleep(self.webhook_delay)
             try:
-                status: int | str = requests.post(self.webhook_url or "", data=body,
-                                                  headers=headers, timeout=10).status_code
+                status: int | str = requests.post(
+                    self.webhook_url or "", data=body, headers=headers, timeout=10
+                ).status_code
             except requests.RequestException as exc:
                 status = type(exc).__name__
             with self.lock:
@@ -384,12 +502,19 @@ class FakeRazorpay:
         if amount is None:
             amount = payment["amount"] - payment["amount_refunded"]
         refund = {
-            "id": _id("rfnd"), "entity": "refund", "amount": amount,
-            "currency": payment["currency"], "payment_id": payment_id,
-            "notes": body.get("notes") or [], "receipt": body.get("receipt"),
-            "acquirer_data": {"arn": None}, "created_at": int(time.time()),
-            "batch_id": None, "status": self.refund_initial_status,
-            "speed_processed": "normal", "speed_requested": body.get("speed", "normal"),
+            "id": _id("rfnd"),
+            "entity": "refund",
+            "amount": amount,
+            "currency": payment["currency"],
+            "payment_id": payment_id,
+            "notes": body.get("notes") or [],
+            "receipt": body.get("receipt"),
+            "acquirer_data": {"arn": None},
+            "created_at": int(time.time()),
+            "batch_id": None,
+            "status": self.refund_initial_status,
+            "speed_processed": "normal",
+            "speed_requested": body.get("speed", "normal"),
         }
         self.refunds[refund["id"]] = refund
         payment["amount_refunded"] += amount
@@ -408,11 +533,17 @@ class FakeRazorpay:
             if request.path.startswith("/_fake/") or request.path == "/v1/checkout.js":
                 return None
             auth = request.authorization
-            fake.requests.append(Recorded(
-                method=request.method, path=request.path, query=dict(request.args),
-                json=request.get_json(silent=True), headers=dict(request.headers),
-                auth=(auth.username or "", auth.password or "") if auth else None,
-                idempotency_key=request.headers.get("X-Refund-Idempotency")))
+            fake.requests.append(
+                Recorded(
+                    method=request.method,
+                    path=request.path,
+                    query=dict(request.args),
+                    json=request.get_json(silent=True),
+                    headers=dict(request.headers),
+                    auth=(auth.username or "", auth.password or "") if auth else None,
+                    idempotency_key=request.headers.get("X-Refund-Idempotency"),
+                )
+            )
             if not auth or (auth.username, auth.password) != (fake.key_id, fake.key_secret):
                 return _error(401, "Authentication failed")
             inj = fake._take_injection()
@@ -424,8 +555,7 @@ class FakeRazorpay:
                 sock = request.environ.get("werkzeug.socket")
                 if sock is not None:
                     # Linger 0: the close sends RST, like a middlebox killing the flow.
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                    struct.pack("ii", 1, 0))
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 raise _DropConnection("injected reset")
             request.environ["fake.latency"] = inj.seconds
             return None
@@ -452,14 +582,22 @@ class FakeRazorpay:
             receipt = body.get("receipt")
             if receipt is not None and len(str(receipt)) > 40:
                 return _error(400, "The receipt may not be greater than 40 characters.")
-            capture = ((body.get("payment") or {}).get("capture")
-                       or ("automatic" if body.get("payment_capture", True) else "manual"))
+            capture = (body.get("payment") or {}).get("capture") or (
+                "automatic" if body.get("payment_capture", True) else "manual"
+            )
             with fake.lock:
                 order = {
-                    "id": _id("order"), "entity": "order", "amount": amount,
-                    "amount_paid": 0, "amount_due": amount, "currency": currency,
-                    "receipt": receipt, "offer_id": None, "status": "created",
-                    "attempts": 0, "notes": body.get("notes") or [],
+                    "id": _id("order"),
+                    "entity": "order",
+                    "amount": amount,
+                    "amount_paid": 0,
+                    "amount_due": amount,
+                    "currency": currency,
+                    "receipt": receipt,
+                    "offer_id": None,
+                    "status": "created",
+                    "attempts": 0,
+                    "notes": body.get("notes") or [],
                     "created_at": int(time.time()),
                 }
                 fake.orders[order["id"]] = order
@@ -472,12 +610,16 @@ class FakeRazorpay:
             count = min(int(request.args.get("count", 10)), 100)
             skip = int(request.args.get("skip", 0))
             with fake.lock:
-                items = [o for o in fake.orders.values()
-                         if receipt is None or receipt in str(o.get("receipt") or "")]
+                items = [
+                    o
+                    for o in fake.orders.values()
+                    if receipt is None or receipt in str(o.get("receipt") or "")
+                ]
                 items = sorted(items, key=lambda o: o["created_at"], reverse=True)
-                items = items[skip:skip + count]
-                return jsonify({"entity": "collection", "count": len(items),
-                                "items": copy.deepcopy(items)})
+                items = items[skip : skip + count]
+                return jsonify(
+                    {"entity": "collection", "count": len(items), "items": copy.deepcopy(items)}
+                )
 
         @app.get("/v1/orders/<order_id>")
         def fetch_order(order_id: str) -> Any:
@@ -492,8 +634,9 @@ class FakeRazorpay:
                 if order_id not in fake.orders:
                     return _error(400, "The id provided does not exist")
                 items = [p for p in fake.payments.values() if p["order_id"] == order_id]
-                return jsonify({"entity": "collection", "count": len(items),
-                                "items": copy.deepcopy(items)})
+                return jsonify(
+                    {"entity": "collection", "count": len(items), "items": copy.deepcopy(items)}
+                )
 
         # ---- payments
 
@@ -514,15 +657,20 @@ class FakeRazorpay:
                 if payment["status"] == "captured":
                     return _error(400, "This payment has already been captured")
                 if payment["status"] != "authorized":
-                    return _error(400, "Only payments which have been authorized and not yet "
-                                       "captured can be captured")
+                    return _error(
+                        400,
+                        "Only payments which have been authorized and not yet "
+                        "captured can be captured",
+                    )
                 if body.get("amount") != payment["amount"]:
                     return _error(400, "Capture amount must be equal to the amount authorized")
                 if body.get("currency") not in (None, payment["currency"]):
                     return _error(400, "Currency does not match the payment currency")
                 fake.capture_now(payment_id)
-                fake.deliver(("payment.captured", {"payment_id": payment_id}),
-                             ("order.paid", {"payment_id": payment_id}))
+                fake.deliver(
+                    ("payment.captured", {"payment_id": payment_id}),
+                    ("order.paid", {"payment_id": payment_id}),
+                )
                 return jsonify(fake.payments[payment_id])
 
         @app.post("/v1/payments/<payment_id>/refund")
@@ -539,8 +687,11 @@ class FakeRazorpay:
                     seen = fake._refund_keys.get(key)
                     if seen is not None:
                         if seen[0] != payment_id or seen[1] != body:
-                            return _error(400, "Different request with the same idempotency "
-                                               "key has already been processed.")
+                            return _error(
+                                400,
+                                "Different request with the same idempotency "
+                                "key has already been processed.",
+                            )
                         return jsonify(fake.refunds[seen[2]])
                 if payment["status"] not in ("captured", "refunded"):
                     return _error(400, "The payment has not been captured yet")
@@ -548,8 +699,7 @@ class FakeRazorpay:
                 if not isinstance(amount, int) or amount < 1:
                     return _error(400, "The amount must be an integer.")
                 if amount > payment["amount"] - payment["amount_refunded"]:
-                    return _error(400, "The refund amount provided is greater than amount "
-                                       "captured")
+                    return _error(400, "The refund amount provided is greater than amount captured")
                 refund = fake._make_refund(payment_id, body)
                 if key is not None:
                     fake._refund_keys[key] = (payment_id, body, refund["id"])
@@ -563,8 +713,9 @@ class FakeRazorpay:
         def payment_refunds(payment_id: str) -> Any:
             with fake.lock:
                 items = [r for r in fake.refunds.values() if r["payment_id"] == payment_id]
-                return jsonify({"entity": "collection", "count": len(items),
-                                "items": copy.deepcopy(items)})
+                return jsonify(
+                    {"entity": "collection", "count": len(items), "items": copy.deepcopy(items)}
+                )
 
         @app.get("/v1/refunds/<refund_id>")
         def fetch_refund(refund_id: str) -> Any:
@@ -584,24 +735,47 @@ class FakeRazorpay:
             """What the modal does when the customer pays or fails (CORS simple request)."""
             outcome = request.form.get("outcome", "success")
             if request.form.get("key") != fake.key_id:
-                resp = jsonify({"error": {"code": "BAD_REQUEST_ERROR",
-                                          "description": "Invalid key", "reason": "NA",
-                                          "source": "NA", "step": "NA", "metadata": {}}})
+                resp = jsonify(
+                    {
+                        "error": {
+                            "code": "BAD_REQUEST_ERROR",
+                            "description": "Invalid key",
+                            "reason": "NA",
+                            "source": "NA",
+                            "step": "NA",
+                            "metadata": {},
+                        }
+                    }
+                )
             elif order_id not in fake.orders:
-                resp = jsonify({"error": {"code": "BAD_REQUEST_ERROR",
-                                          "description": "The id provided does not exist",
-                                          "source": "NA", "step": "NA", "reason": "NA",
-                                          "metadata": {}}})
+                resp = jsonify(
+                    {
+                        "error": {
+                            "code": "BAD_REQUEST_ERROR",
+                            "description": "The id provided does not exist",
+                            "source": "NA",
+                            "step": "NA",
+                            "reason": "NA",
+                            "metadata": {},
+                        }
+                    }
+                )
             elif outcome == "fail":
-                p = fake.add_payment(order_id, "failed",
-                                     method=request.form.get("method", "card"))
+                p = fake.add_payment(order_id, "failed", method=request.form.get("method", "card"))
                 fake.deliver(*fake._payment_events(p))
                 fields = fake.failure_fields(p["id"])
-                resp = jsonify({"error": {
-                    "code": fields["error[code]"], "description": fields["error[description]"],
-                    "source": fields["error[source]"], "step": fields["error[step]"],
-                    "reason": fields["error[reason]"],
-                    "metadata": {"order_id": order_id, "payment_id": p["id"]}}})
+                resp = jsonify(
+                    {
+                        "error": {
+                            "code": fields["error[code]"],
+                            "description": fields["error[description]"],
+                            "source": fields["error[source]"],
+                            "step": fields["error[step]"],
+                            "reason": fields["error[reason]"],
+                            "metadata": {"order_id": order_id, "payment_id": p["id"]},
+                        }
+                    }
+                )
             else:
                 p = fake.add_payment(order_id, method=request.form.get("method", "card"))
                 fake.deliver(*fake._payment_events(p))
@@ -626,13 +800,17 @@ def main() -> None:
     parser.add_argument("--key-id", default="rzp_test_fakekey")
     parser.add_argument("--key-secret", default="fake_key_secret")
     parser.add_argument("--webhook-secret", default="fake_webhook_secret")
-    parser.add_argument("--webhook-url", default=None,
-                        help="POST signed events here, e.g. http://127.0.0.1:5000/webhooks/razorpay")
+    parser.add_argument(
+        "--webhook-url",
+        default=None,
+        help="POST signed events here, e.g. http://127.0.0.1:5000/webhooks/razorpay",
+    )
     args = parser.parse_args()
     fake = FakeRazorpay(args.key_id, args.key_secret, args.webhook_secret, args.webhook_url)
     url = fake.start(args.host, args.port)
-    print(f"fake Razorpay on {url} (checkout.js: {url}/v1/checkout.js); Ctrl-C stops it",
-          flush=True)
+    print(
+        f"fake Razorpay on {url} (checkout.js: {url}/v1/checkout.js); Ctrl-C stops it", flush=True
+    )
     try:
         while True:
             time.sleep(3600)

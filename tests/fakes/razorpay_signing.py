@@ -25,8 +25,9 @@ def webhook_signature(webhook_secret: str, body: bytes) -> str:
     return hmac_hex(webhook_secret, body)
 
 
-def signed_webhook(webhook_secret: str, payload: dict[str, Any] | bytes,
-                   event_id: str | None = None) -> tuple[bytes, dict[str, str]]:
+def signed_webhook(
+    webhook_secret: str, payload: dict[str, Any] | bytes, event_id: str | None = None
+) -> tuple[bytes, dict[str, str]]:
     """Body bytes and the headers Razorpay sends with them."""
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     headers = {

@@ -52,8 +52,16 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class StripeFakeError(Exception):
-    def __init__(self, status: int, type_: str, message: str, *, code: str | None = None,
-                 param: str | None = None, decline_code: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        type_: str,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        decline_code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.body: dict[str, Any] = {"error": {"type": type_, "message": message}}
@@ -114,11 +122,12 @@ class CannedError:
     body: dict[str, Any]
     should_retry: bool | None = None
     method: str | None = None
-    path: str | None = None      # a prefix, e.g. "/v1/checkout/sessions"
+    path: str | None = None  # a prefix, e.g. "/v1/checkout/sessions"
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and (
-            self.path is None or path.startswith(self.path))
+            self.path is None or path.startswith(self.path)
+        )
 
 
 @dataclass
@@ -136,9 +145,9 @@ class FakeStripe:
     latency_ms: int = 0
     webhook_url: str | None = None
     webhook_secret: str | None = None
-    api_keys: set[str] | None = None           # None: any sk_/rk_ key is accepted
-    refund_status: str = "succeeded"           # status of new refunds
-    charge_refunds_in_events: bool = True      # include charge.refunds in charge.refunded
+    api_keys: set[str] | None = None  # None: any sk_/rk_ key is accepted
+    refund_status: str = "succeeded"  # status of new refunds
+    charge_refunds_in_events: bool = True  # include charge.refunds in charge.refunded
     # Called with each recorded API request before it is handled (simulate races).
     before_request: Callable[[RecordedRequest], None] | None = None
     base_url: str = ""
@@ -155,7 +164,7 @@ class FakeStripe:
         self.lock = threading.RLock()
         self._errors: deque[CannedError] = deque()
         self._idempotency: dict[str, tuple[tuple, int, dict[str, Any]]] = {}
-        self._extra: dict[str, dict[str, Any]] = {}   # session id → line items, pi data
+        self._extra: dict[str, dict[str, Any]] = {}  # session id → line items, pi data
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._outbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -180,15 +189,20 @@ class FakeStripe:
 
     # ================================================================ serving
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> FakeStripe:
-        self._server = make_server(host, port, self.wsgi, threaded=True,
-                                   request_handler=_QuietHandler)
+        self._server = make_server(
+            host, port, self.wsgi, threaded=True, request_handler=_QuietHandler
+        )
         self.base_url = f"http://{host}:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.02},  # quick shutdown
-                                        name="fake-stripe", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},  # quick shutdown
+            name="fake-stripe",
+            daemon=True,
+        )
         self._thread.start()
-        self._deliverer = threading.Thread(target=self._deliver_loop,
-                                           name="fake-stripe-webhooks", daemon=True)
+        self._deliverer = threading.Thread(
+            target=self._deliver_loop, name="fake-stripe-webhooks", daemon=True
+        )
         self._deliverer.start()
         return self
 
@@ -223,15 +237,20 @@ class FakeStripe:
     # ================================================================ API plumbing
     def _api(self, request: Request) -> Response:
         body = request.get_data()
-        form = decode_form(parse_qsl(body.decode(), keep_blank_values=True)) \
-            if request.method == "POST" else {}
+        form = (
+            decode_form(parse_qsl(body.decode(), keep_blank_values=True))
+            if request.method == "POST"
+            else {}
+        )
         query = decode_form(parse_qsl(request.query_string.decode(), keep_blank_values=True))
-        record = RecordedRequest(request.method, request.path, dict(request.headers), query,
-                                 form, body)
+        record = RecordedRequest(
+            request.method, request.path, dict(request.headers), query, form, body
+        )
         with self.lock:
             self.requests.append(record)
-            canned = next((e for e in self._errors if e.matches(request.method, request.path)),
-                          None)
+            canned = next(
+                (e for e in self._errors if e.matches(request.method, request.path)), None
+            )
             if canned is not None:
                 self._errors.remove(canned)
         if canned is not None:
@@ -242,11 +261,20 @@ class FakeStripe:
         if self.before_request is not None:
             self.before_request(record)
         auth = request.headers.get("Authorization", "")
-        key = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
-        if not (key in self.api_keys if self.api_keys is not None
-                else key.startswith(("sk_", "rk_"))):
-            return self._json(401, {"error": {"type": "invalid_request_error",
-                                              "message": "Invalid API Key provided."}}, record)
+        key = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
+        if not (
+            key in self.api_keys if self.api_keys is not None else key.startswith(("sk_", "rk_"))
+        ):
+            return self._json(
+                401,
+                {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": "Invalid API Key provided.",
+                    }
+                },
+                record,
+            )
         params = record.params
         with self.lock:
             idem = request.headers.get("Idempotency-Key") if request.method == "POST" else None
@@ -254,18 +282,26 @@ class FakeStripe:
             if idem and idem in self._idempotency:
                 stored_fp, status, payload = self._idempotency[idem]
                 if stored_fp != fingerprint:
-                    return self._json(400, {"error": {
-                        "type": "idempotency_error",
-                        "message": "Keys for idempotent requests can only be used with the "
-                                   "same parameters they were first used with."}}, record)
+                    return self._json(
+                        400,
+                        {
+                            "error": {
+                                "type": "idempotency_error",
+                                "message": "Keys for idempotent requests can only be used with the "
+                                "same parameters they were first used with.",
+                            }
+                        },
+                        record,
+                    )
                 return self._json(status, payload, record, {"Idempotent-Replayed": "true"})
             status, payload = self._dispatch(request.method, request.path, params)
             if idem and status in (200, 402):
                 self._idempotency[idem] = (fingerprint, status, copy.deepcopy(payload))
         return self._json(status, payload, record)
 
-    def _dispatch(self, method: str, path: str, params: dict[str, Any]
-                  ) -> tuple[int, dict[str, Any]]:
+    def _dispatch(
+        self, method: str, path: str, params: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
         for route_method, pattern, handler in self._routes:
             m = pattern.match(path)
             if m and route_method == method:
@@ -277,23 +313,39 @@ class FakeStripe:
                 if isinstance(expand, str):
                     expand = [expand]
                 return 200, self._expand(result, expand)
-        return 404, {"error": {"type": "invalid_request_error", "code": "resource_missing",
-                               "message": f"Unrecognized request URL ({method}: {path})."}}
+        return 404, {
+            "error": {
+                "type": "invalid_request_error",
+                "code": "resource_missing",
+                "message": f"Unrecognized request URL ({method}: {path}).",
+            }
+        }
 
-    def _json(self, status: int, payload: dict[str, Any], record: RecordedRequest,
-              headers: dict[str, str] | None = None) -> Response:
+    def _json(
+        self,
+        status: int,
+        payload: dict[str, Any],
+        record: RecordedRequest,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
         record.status = status
-        response = Response(json.dumps(payload, indent=2), status=status,
-                            mimetype="application/json")
+        response = Response(
+            json.dumps(payload, indent=2), status=status, mimetype="application/json"
+        )
         response.headers["Request-Id"] = "req_" + secrets.token_hex(7)
         for k, v in (headers or {}).items():
             response.headers[k] = v
         return response
 
     def _lookup(self, object_id: str) -> dict[str, Any] | None:
-        for prefix, table in (("cs_", self.sessions), ("pi_", self.payment_intents),
-                              ("ch_", self.charges), ("re_", self.refunds),
-                              ("du_", self.disputes), ("dp_", self.disputes)):
+        for prefix, table in (
+            ("cs_", self.sessions),
+            ("pi_", self.payment_intents),
+            ("ch_", self.charges),
+            ("re_", self.refunds),
+            ("du_", self.disputes),
+            ("dp_", self.disputes),
+        ):
             if object_id.startswith(prefix):
                 return table.get(object_id)
         return None
@@ -322,28 +374,42 @@ class FakeStripe:
 
     @staticmethod
     def _missing(object_id: str, param: str = "id") -> StripeFakeError:
-        return StripeFakeError(404, "invalid_request_error",
-                               f"No such object: '{object_id}'", code="resource_missing",
-                               param=param)
+        return StripeFakeError(
+            404,
+            "invalid_request_error",
+            f"No such object: '{object_id}'",
+            code="resource_missing",
+            param=param,
+        )
 
     @staticmethod
     def _int(params: dict[str, Any], key: str, where: str | None = None) -> int:
         try:
             return int(params[key])
         except (KeyError, TypeError, ValueError):
-            raise StripeFakeError(400, "invalid_request_error",
-                                  f"Missing or invalid integer: {where or key}",
-                                  code="parameter_missing", param=where or key) from None
+            raise StripeFakeError(
+                400,
+                "invalid_request_error",
+                f"Missing or invalid integer: {where or key}",
+                code="parameter_missing",
+                param=where or key,
+            ) from None
 
     # ================================================================ sessions
     def _create_session(self, p: dict[str, Any]) -> dict[str, Any]:
         if p.get("mode") != "payment":
-            raise StripeFakeError(400, "invalid_request_error", "mode must be payment",
-                                  param="mode")
+            raise StripeFakeError(
+                400, "invalid_request_error", "mode must be payment", param="mode"
+            )
         items = p.get("line_items")
         if not isinstance(items, list) or not items:
-            raise StripeFakeError(400, "invalid_request_error", "line_items is required",
-                                  code="parameter_missing", param="line_items")
+            raise StripeFakeError(
+                400,
+                "invalid_request_error",
+                "line_items is required",
+                code="parameter_missing",
+                param="line_items",
+            )
         currencies, total, stored_items = set(), 0, []
         for i, item in enumerate(items):
             pd = item.get("price_data") or {}
@@ -352,46 +418,80 @@ class FakeStripe:
             qty = self._int(item, "quantity", f"line_items[{i}][quantity]")
             cur = str(pd.get("currency", "")).lower()
             if not re.fullmatch(r"[a-z]{3}", cur):
-                raise StripeFakeError(400, "invalid_request_error", "Invalid currency",
-                                      param=f"line_items[{i}][price_data][currency]")
+                raise StripeFakeError(
+                    400,
+                    "invalid_request_error",
+                    "Invalid currency",
+                    param=f"line_items[{i}][price_data][currency]",
+                )
             if cur in THREE_DECIMAL and unit % 10:
-                raise StripeFakeError(400, "invalid_request_error",
-                                      "Three-decimal amounts must end in 0.", param=where)
+                raise StripeFakeError(
+                    400,
+                    "invalid_request_error",
+                    "Three-decimal amounts must end in 0.",
+                    param=where,
+                )
             name = (pd.get("product_data") or {}).get("name")
             if not name:
-                raise StripeFakeError(400, "invalid_request_error", "product_data.name missing",
-                                      param=f"line_items[{i}][price_data][product_data][name]")
+                raise StripeFakeError(
+                    400,
+                    "invalid_request_error",
+                    "product_data.name missing",
+                    param=f"line_items[{i}][price_data][product_data][name]",
+                )
             currencies.add(cur)
             total += unit * qty
             stored_items.append({"name": name, "unit_amount": unit, "quantity": qty})
         if len(currencies) != 1:
             raise StripeFakeError(400, "invalid_request_error", "Mixed currencies")
         if not p.get("success_url"):
-            raise StripeFakeError(400, "invalid_request_error", "success_url is required",
-                                  code="parameter_missing", param="success_url")
+            raise StripeFakeError(
+                400,
+                "invalid_request_error",
+                "success_url is required",
+                code="parameter_missing",
+                param="success_url",
+            )
         now = int(time.time())
         expires_at = int(p["expires_at"]) if p.get("expires_at") else now + 86400
         if not now + 1800 <= expires_at <= now + 86400:
-            raise StripeFakeError(400, "invalid_request_error",
-                                  "expires_at must be between 30 minutes and 24 hours away",
-                                  param="expires_at")
+            raise StripeFakeError(
+                400,
+                "invalid_request_error",
+                "expires_at must be between 30 minutes and 24 hours away",
+                param="expires_at",
+            )
         sid = self._new_id("cs_test_")
         session = {
-            "id": sid, "object": "checkout.session",
-            "amount_subtotal": total, "amount_total": total, "currency": currencies.pop(),
-            "cancel_url": p.get("cancel_url"), "success_url": p["success_url"],
+            "id": sid,
+            "object": "checkout.session",
+            "amount_subtotal": total,
+            "amount_total": total,
+            "currency": currencies.pop(),
+            "cancel_url": p.get("cancel_url"),
+            "success_url": p["success_url"],
             "client_reference_id": p.get("client_reference_id"),
-            "client_secret": None, "created": now, "expires_at": expires_at,
-            "customer": None, "customer_email": p.get("customer_email"),
-            "customer_details": None, "livemode": False,
-            "metadata": dict(p.get("metadata") or {}), "mode": "payment",
-            "payment_intent": None, "payment_method_types": ["card"],
-            "payment_status": "unpaid", "status": "open", "ui_mode": "hosted",
+            "client_secret": None,
+            "created": now,
+            "expires_at": expires_at,
+            "customer": None,
+            "customer_email": p.get("customer_email"),
+            "customer_details": None,
+            "livemode": False,
+            "metadata": dict(p.get("metadata") or {}),
+            "mode": "payment",
+            "payment_intent": None,
+            "payment_method_types": ["card"],
+            "payment_status": "unpaid",
+            "status": "open",
+            "ui_mode": "hosted",
             "url": f"{self.base_url}/pay/{sid}",
         }
         self.sessions[sid] = session
-        self._extra[sid] = {"line_items": stored_items,
-                            "payment_intent_data": p.get("payment_intent_data") or {}}
+        self._extra[sid] = {
+            "line_items": stored_items,
+            "payment_intent_data": p.get("payment_intent_data") or {},
+        }
         return session
 
     def _get_session(self, p: dict[str, Any], sid: str) -> dict[str, Any]:
@@ -404,15 +504,22 @@ class FakeStripe:
         data = list(reversed(self.sessions.values()))
         if p.get("payment_intent"):
             data = [s for s in data if s.get("payment_intent") == p["payment_intent"]]
-        return {"object": "list", "data": data[: int(p.get("limit", 10))],
-                "has_more": len(data) > int(p.get("limit", 10)), "url": "/v1/checkout/sessions"}
+        return {
+            "object": "list",
+            "data": data[: int(p.get("limit", 10))],
+            "has_more": len(data) > int(p.get("limit", 10)),
+            "url": "/v1/checkout/sessions",
+        }
 
     def _expire(self, p: dict[str, Any], sid: str) -> dict[str, Any]:
         session = self._get_session(p, sid)
         if session["status"] != "open":
-            raise StripeFakeError(400, "invalid_request_error",
-                                  f"Only Checkout Sessions with a status in [\"open\"] can be "
-                                  f"expired. This session has status \"{session['status']}\".")
+            raise StripeFakeError(
+                400,
+                "invalid_request_error",
+                f'Only Checkout Sessions with a status in ["open"] can be '
+                f'expired. This session has status "{session["status"]}".',
+            )
         session["status"] = "expired"
         self.emit("checkout.session.expired", session)
         return session
@@ -431,14 +538,21 @@ class FakeStripe:
     def _capture(self, p: dict[str, Any], pid: str) -> dict[str, Any]:
         pi = self._get_pi(p, pid)
         if pi["status"] != "requires_capture":
-            raise StripeFakeError(400, "invalid_request_error",
-                                  "This PaymentIntent could not be captured because it has a "
-                                  f"status of {pi['status']}.",
-                                  code="payment_intent_unexpected_state")
+            raise StripeFakeError(
+                400,
+                "invalid_request_error",
+                "This PaymentIntent could not be captured because it has a "
+                f"status of {pi['status']}.",
+                code="payment_intent_unexpected_state",
+            )
         amount = int(p.get("amount_to_capture") or pi["amount"])
         if amount > pi["amount_capturable"]:
-            raise StripeFakeError(400, "invalid_request_error", "amount_to_capture too large",
-                                  param="amount_to_capture")
+            raise StripeFakeError(
+                400,
+                "invalid_request_error",
+                "amount_to_capture too large",
+                param="amount_to_capture",
+            )
         pi.update(status="succeeded", amount_received=amount, amount_capturable=0)
         charge = self.charges[pi["latest_charge"]]
         charge.update(captured=True, amount_captured=amount)
@@ -450,36 +564,65 @@ class FakeStripe:
         pid = self._new_id("pi_")
         pid_data = self._extra[session["id"]]["payment_intent_data"]
         pi = {
-            "id": pid, "object": "payment_intent", "amount": session["amount_total"],
-            "amount_capturable": 0, "amount_received": 0,
+            "id": pid,
+            "object": "payment_intent",
+            "amount": session["amount_total"],
+            "amount_capturable": 0,
+            "amount_received": 0,
             "capture_method": pid_data.get("capture_method", "automatic_async"),
             "client_secret": f"{pid}_secret_{secrets.token_hex(12)}",
-            "created": int(time.time()), "currency": session["currency"],
-            "description": pid_data.get("description"), "last_payment_error": None,
-            "latest_charge": None, "livemode": False,
+            "created": int(time.time()),
+            "currency": session["currency"],
+            "description": pid_data.get("description"),
+            "last_payment_error": None,
+            "latest_charge": None,
+            "livemode": False,
             "metadata": dict(pid_data.get("metadata") or {}),
-            "payment_method_types": ["card"], "status": "requires_payment_method",
+            "payment_method_types": ["card"],
+            "status": "requires_payment_method",
         }
         self.payment_intents[pid] = pi
         session["payment_intent"] = pid
         return pi
 
-    def _new_charge(self, pi: dict[str, Any], brand: str, last4: str, captured: bool
-                    ) -> dict[str, Any]:
+    def _new_charge(
+        self, pi: dict[str, Any], brand: str, last4: str, captured: bool
+    ) -> dict[str, Any]:
         cid = self._new_id("ch_")
         charge = {
-            "id": cid, "object": "charge", "amount": pi["amount"],
-            "amount_captured": pi["amount"] if captured else 0, "amount_refunded": 0,
-            "captured": captured, "created": int(time.time()), "currency": pi["currency"],
-            "disputed": False, "livemode": False, "metadata": dict(pi["metadata"]),
-            "paid": True, "payment_intent": pi["id"],
-            "payment_method_details": {"type": "card", "card": {
-                "brand": brand, "last4": last4, "exp_month": 12, "exp_year": 2034,
-                "fingerprint": "fp_" + secrets.token_hex(6), "funding": "credit",
-                "capture_before": int(time.time()) + 7 * 86400 if not captured else None}},
+            "id": cid,
+            "object": "charge",
+            "amount": pi["amount"],
+            "amount_captured": pi["amount"] if captured else 0,
+            "amount_refunded": 0,
+            "captured": captured,
+            "created": int(time.time()),
+            "currency": pi["currency"],
+            "disputed": False,
+            "livemode": False,
+            "metadata": dict(pi["metadata"]),
+            "paid": True,
+            "payment_intent": pi["id"],
+            "payment_method_details": {
+                "type": "card",
+                "card": {
+                    "brand": brand,
+                    "last4": last4,
+                    "exp_month": 12,
+                    "exp_year": 2034,
+                    "fingerprint": "fp_" + secrets.token_hex(6),
+                    "funding": "credit",
+                    "capture_before": int(time.time()) + 7 * 86400 if not captured else None,
+                },
+            },
             "refunded": False,
-            "refunds": {"object": "list", "data": [], "has_more": False, "total_count": 0,
-                        "url": f"/v1/charges/{cid}/refunds"},
+            "refunds": {
+                "object": "list",
+                "data": [],
+                "has_more": False,
+                "total_count": 0,
+                "url": f"/v1/charges/{cid}/refunds",
+            },
             "status": "succeeded",
         }
         self.charges[cid] = charge
@@ -487,8 +630,15 @@ class FakeStripe:
         return charge
 
     # ================================================================ customer actions
-    def complete_session(self, sid: str, outcome: str = "paid", *, brand: str = "visa",
-                         last4: str = "4242", emit: bool = True) -> dict[str, Any]:
+    def complete_session(
+        self,
+        sid: str,
+        outcome: str = "paid",
+        *,
+        brand: str = "visa",
+        last4: str = "4242",
+        emit: bool = True,
+    ) -> dict[str, Any]:
         """Act as the customer on the hosted page.
 
         outcome: "paid" (card; authorized only when the session asked for manual capture),
@@ -499,16 +649,20 @@ class FakeStripe:
             session = self.sessions[sid]
             if session["status"] != "open":
                 raise ValueError(f"session {sid} is {session['status']}")
-            pi = self.payment_intents.get(session["payment_intent"] or "") or self._new_pi(
-                session)
-            session["customer_details"] = {"email": session.get("customer_email"),
-                                           "name": "Test Customer"}
+            pi = self.payment_intents.get(session["payment_intent"] or "") or self._new_pi(session)
+            session["customer_details"] = {
+                "email": session.get("customer_email"),
+                "name": "Test Customer",
+            }
             events: list[tuple[str, dict[str, Any]]] = []
             if outcome == "failed":
                 pi["status"] = "requires_payment_method"
                 pi["last_payment_error"] = {
-                    "type": "card_error", "code": "card_declined",
-                    "decline_code": "generic_decline", "message": "Your card was declined."}
+                    "type": "card_error",
+                    "code": "card_declined",
+                    "decline_code": "generic_decline",
+                    "message": "Your card was declined.",
+                }
                 events.append(("payment_intent.payment_failed", pi))
             elif outcome == "unpaid":
                 pi["status"] = "processing"
@@ -520,8 +674,10 @@ class FakeStripe:
                 pi["last_payment_error"] = None
                 if manual:
                     pi.update(status="requires_capture", amount_capturable=pi["amount"])
-                    events += [("charge.succeeded", charge),
-                               ("payment_intent.amount_capturable_updated", pi)]
+                    events += [
+                        ("charge.succeeded", charge),
+                        ("payment_intent.amount_capturable_updated", pi),
+                    ]
                 else:
                     pi.update(status="succeeded", amount_received=pi["amount"])
                     events += [("charge.succeeded", charge), ("payment_intent.succeeded", pi)]
@@ -541,15 +697,22 @@ class FakeStripe:
             pi = self.payment_intents[session["payment_intent"]]
             if succeeded:
                 charge = self._new_charge(pi, "sepa_debit", "3000", captured=True)
-                charge["payment_method_details"] = {"type": "sepa_debit",
-                                                    "sepa_debit": {"last4": "3000"}}
+                charge["payment_method_details"] = {
+                    "type": "sepa_debit",
+                    "sepa_debit": {"last4": "3000"},
+                }
                 pi.update(status="succeeded", amount_received=pi["amount"])
                 session["payment_status"] = "paid"
                 kind = "checkout.session.async_payment_succeeded"
             else:
-                pi.update(status="requires_payment_method", last_payment_error={
-                    "type": "invalid_request_error", "code": "payment_method_provider_decline",
-                    "message": "The bank declined the debit."})
+                pi.update(
+                    status="requires_payment_method",
+                    last_payment_error={
+                        "type": "invalid_request_error",
+                        "code": "payment_method_provider_decline",
+                        "message": "The bank declined the debit.",
+                    },
+                )
                 kind = "checkout.session.async_payment_failed"
             if emit:
                 self.emit(kind, session)
@@ -573,32 +736,48 @@ class FakeStripe:
             if charge is None:
                 raise self._missing(str(p.get("charge")), "charge")
         if charge is None or not charge["captured"]:
-            raise StripeFakeError(400, "invalid_request_error",
-                                  "This PaymentIntent does not have a successful charge to "
-                                  "refund.", code="charge_not_refundable")
+            raise StripeFakeError(
+                400,
+                "invalid_request_error",
+                "This PaymentIntent does not have a successful charge to refund.",
+                code="charge_not_refundable",
+            )
         remaining = charge["amount_captured"] - charge["amount_refunded"]
         amount = int(p["amount"]) if p.get("amount") not in (None, "") else remaining
         if remaining <= 0:
-            raise StripeFakeError(400, "invalid_request_error",
-                                  f"Charge {charge['id']} has already been refunded.",
-                                  code="charge_already_refunded")
+            raise StripeFakeError(
+                400,
+                "invalid_request_error",
+                f"Charge {charge['id']} has already been refunded.",
+                code="charge_already_refunded",
+            )
         if amount <= 0 or amount > remaining:
-            raise StripeFakeError(400, "invalid_request_error",
-                                  f"Refund amount ({amount}) is greater than unrefunded amount "
-                                  f"on charge ({remaining})", param="amount")
+            raise StripeFakeError(
+                400,
+                "invalid_request_error",
+                f"Refund amount ({amount}) is greater than unrefunded amount "
+                f"on charge ({remaining})",
+                param="amount",
+            )
         if charge["currency"] in THREE_DECIMAL and amount % 10:
-            raise StripeFakeError(400, "invalid_request_error",
-                                  "Three-decimal amounts must end in 0.", param="amount")
+            raise StripeFakeError(
+                400, "invalid_request_error", "Three-decimal amounts must end in 0.", param="amount"
+            )
         reason = p.get("reason")
         if reason is not None and reason not in REFUND_REASONS:
-            raise StripeFakeError(400, "invalid_request_error", "Invalid reason",
-                                  param="reason")
+            raise StripeFakeError(400, "invalid_request_error", "Invalid reason", param="reason")
         rid = self._new_id("re_")
         refund = {
-            "id": rid, "object": "refund", "amount": amount, "charge": charge["id"],
-            "created": int(time.time()), "currency": charge["currency"],
-            "failure_reason": None, "metadata": dict(p.get("metadata") or {}),
-            "payment_intent": charge["payment_intent"], "reason": reason,
+            "id": rid,
+            "object": "refund",
+            "amount": amount,
+            "charge": charge["id"],
+            "created": int(time.time()),
+            "currency": charge["currency"],
+            "failure_reason": None,
+            "metadata": dict(p.get("metadata") or {}),
+            "payment_intent": charge["payment_intent"],
+            "reason": reason,
             "status": self.refund_status,
         }
         self.refunds[rid] = refund
@@ -616,8 +795,9 @@ class FakeStripe:
             obj.pop("refunds", None)
         self.emit("charge.refunded", obj)
 
-    def dashboard_refund(self, payment_intent: str, amount: int | None = None,
-                         reason: str | None = None) -> dict[str, Any]:
+    def dashboard_refund(
+        self, payment_intent: str, amount: int | None = None, reason: str | None = None
+    ) -> dict[str, Any]:
         """A refund made by hand in Stripe's dashboard: no metadata of ours."""
         with self.lock:
             params: dict[str, Any] = {"payment_intent": payment_intent}
@@ -627,8 +807,9 @@ class FakeStripe:
                 params["reason"] = reason
             return copy.deepcopy(self._create_refund(params, dashboard=True))
 
-    def set_refund_status(self, rid: str, status: str, failure_reason: str | None = None
-                          ) -> dict[str, Any]:
+    def set_refund_status(
+        self, rid: str, status: str, failure_reason: str | None = None
+    ) -> dict[str, Any]:
         """A pending refund settling (refund.updated) or failing (refund.failed)."""
         with self.lock:
             refund = self.refunds[rid]
@@ -657,26 +838,45 @@ class FakeStripe:
             if p.get(key):
                 data = [r for r in data if r.get(key) == p[key]]
         limit = int(p.get("limit", 10))
-        return {"object": "list", "data": data[:limit], "has_more": len(data) > limit,
-                "url": "/v1/refunds"}
+        return {
+            "object": "list",
+            "data": data[:limit],
+            "has_more": len(data) > limit,
+            "url": "/v1/refunds",
+        }
 
     # ================================================================ disputes
-    def create_dispute(self, payment_intent: str, *, status: str = "needs_response",
-                       reason: str = "fraudulent", amount: int | None = None,
-                       due_in_days: int = 7) -> dict[str, Any]:
+    def create_dispute(
+        self,
+        payment_intent: str,
+        *,
+        status: str = "needs_response",
+        reason: str = "fraudulent",
+        amount: int | None = None,
+        due_in_days: int = 7,
+    ) -> dict[str, Any]:
         with self.lock:
             pi = self.payment_intents[payment_intent]
             charge = self.charges[pi["latest_charge"]]
             did = self._new_id("du_")
             dispute = {
-                "id": did, "object": "dispute", "amount": amount or charge["amount"],
-                "charge": charge["id"], "created": int(time.time()),
+                "id": did,
+                "object": "dispute",
+                "amount": amount or charge["amount"],
+                "charge": charge["id"],
+                "created": int(time.time()),
                 "currency": charge["currency"],
-                "evidence_details": {"due_by": int(time.time()) + due_in_days * 86400,
-                                     "has_evidence": False, "past_due": False,
-                                     "submission_count": 0},
-                "livemode": False, "metadata": {}, "payment_intent": payment_intent,
-                "reason": reason, "status": status,
+                "evidence_details": {
+                    "due_by": int(time.time()) + due_in_days * 86400,
+                    "has_evidence": False,
+                    "past_due": False,
+                    "submission_count": 0,
+                },
+                "livemode": False,
+                "metadata": {},
+                "payment_intent": payment_intent,
+                "reason": reason,
+                "status": status,
             }
             self.disputes[did] = dispute
             charge["disputed"] = True
@@ -717,25 +917,36 @@ class FakeStripe:
         data = [e for e in reversed(self.events)]
         created = p.get("created")
         if isinstance(created, dict):
-            for op, fn in (("gte", lambda a, b: a >= b), ("gt", lambda a, b: a > b),
-                           ("lte", lambda a, b: a <= b), ("lt", lambda a, b: a < b)):
+            for op, fn in (
+                ("gte", lambda a, b: a >= b),
+                ("gt", lambda a, b: a > b),
+                ("lte", lambda a, b: a <= b),
+                ("lt", lambda a, b: a < b),
+            ):
                 if op in created:
                     data = [e for e in data if fn(e["created"], int(created[op]))]
         elif created not in (None, ""):
             data = [e for e in data if e["created"] == int(created)]
         types = p.get("types") or ([p["type"]] if p.get("type") else [])
         if types:
+
             def wanted(kind: str) -> bool:
-                return any(kind == t or (t.endswith(".*") and kind.startswith(t[:-1]))
-                           for t in types)
+                return any(
+                    kind == t or (t.endswith(".*") and kind.startswith(t[:-1])) for t in types
+                )
+
             data = [e for e in data if wanted(e["type"])]
         if p.get("starting_after"):
             ids = [e["id"] for e in data]
             if p["starting_after"] in ids:
-                data = data[ids.index(p["starting_after"]) + 1:]
+                data = data[ids.index(p["starting_after"]) + 1 :]
         limit = min(int(p.get("limit", 10)), 100)
-        return {"object": "list", "data": [self._public(e) for e in data[:limit]],
-                "has_more": len(data) > limit, "url": "/v1/events"}
+        return {
+            "object": "list",
+            "data": [self._public(e) for e in data[:limit]],
+            "has_more": len(data) > limit,
+            "url": "/v1/events",
+        }
 
     def _get_event(self, p: dict[str, Any], eid: str) -> dict[str, Any]:
         for event in self.events:
@@ -762,12 +973,15 @@ class FakeStripe:
 
     def _deliver(self, http: requests.Session, event: dict[str, Any]) -> None:
         body = json.dumps(event, indent=2)
-        headers = {"Content-Type": "application/json; charset=utf-8",
-                   "Stripe-Signature": signature_header(body, str(self.webhook_secret)),
-                   "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)"}
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Stripe-Signature": signature_header(body, str(self.webhook_secret)),
+            "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+        }
         try:
-            response = http.post(str(self.webhook_url), data=body.encode(), headers=headers,
-                                 timeout=10)
+            response = http.post(
+                str(self.webhook_url), data=body.encode(), headers=headers, timeout=10
+            )
             self.deliveries.append(Delivery(event["id"], event["type"], response.status_code))
         except requests.RequestException as exc:
             self.deliveries.append(Delivery(event["id"], event["type"], None, str(exc)))
@@ -778,34 +992,47 @@ class FakeStripe:
             return self._pending_cv.wait_for(lambda: self._pending == 0, timeout=timeout)
 
     # ================================================================ test controls
-    def queue_error(self, status: int, type_: str = "api_error", *, code: str | None = None,
-                    message: str | None = None, decline_code: str | None = None,
-                    param: str | None = None, should_retry: bool | None = None,
-                    times: int = 1, method: str | None = None, path: str | None = None) -> None:
+    def queue_error(
+        self,
+        status: int,
+        type_: str = "api_error",
+        *,
+        code: str | None = None,
+        message: str | None = None,
+        decline_code: str | None = None,
+        param: str | None = None,
+        should_retry: bool | None = None,
+        times: int = 1,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
         """Answer the next `times` matching API calls with this Stripe-shaped error."""
-        body: dict[str, Any] = {"error": {"type": type_,
-                                          "message": message or f"Injected {status} error"}}
+        body: dict[str, Any] = {
+            "error": {"type": type_, "message": message or f"Injected {status} error"}
+        }
         for key, value in (("code", code), ("decline_code", decline_code), ("param", param)):
             if value is not None:
                 body["error"][key] = value
         with self.lock:
             for _ in range(times):
-                self._errors.append(CannedError(status, copy.deepcopy(body), should_retry,
-                                                method, path))
+                self._errors.append(
+                    CannedError(status, copy.deepcopy(body), should_retry, method, path)
+                )
 
     def clear_errors(self) -> None:
         with self.lock:
             self._errors.clear()
 
-    def calls(self, method: str | None = None, path: str | None = None
-              ) -> list[RecordedRequest]:
+    def calls(self, method: str | None = None, path: str | None = None) -> list[RecordedRequest]:
         """Recorded API calls, optionally filtered by method and path (exact or prefix*)."""
+
         def ok(r: RecordedRequest) -> bool:
             if method and r.method != method:
                 return False
             if path is None:
                 return True
             return r.path.startswith(path[:-1]) if path.endswith("*") else r.path == path
+
         with self.lock:
             return [r for r in self.requests if ok(r)]
 
@@ -825,35 +1052,50 @@ class FakeStripe:
                 self.expire_session(parts[1])
                 result = self.sessions[parts[1]]
             elif parts == ["errors"]:
-                self.queue_error(int(data["status"]), data.get("type", "api_error"),
-                                 code=data.get("code"), message=data.get("message"),
-                                 decline_code=data.get("decline_code"),
-                                 should_retry=data.get("should_retry"),
-                                 times=int(data.get("times", 1)), path=data.get("path"))
+                self.queue_error(
+                    int(data["status"]),
+                    data.get("type", "api_error"),
+                    code=data.get("code"),
+                    message=data.get("message"),
+                    decline_code=data.get("decline_code"),
+                    should_retry=data.get("should_retry"),
+                    times=int(data.get("times", 1)),
+                    path=data.get("path"),
+                )
                 result = {"queued": True}
             elif parts == ["latency"]:
                 self.latency_ms = int(data.get("ms", 0))
                 result = {"latency_ms": self.latency_ms}
             elif parts == ["requests"]:
-                result = [{"method": r.method, "path": r.path, "form": r.form,
-                           "query": r.query, "status": r.status,
-                           "idempotency_key": r.idempotency_key} for r in self.requests]
+                result = [
+                    {
+                        "method": r.method,
+                        "path": r.path,
+                        "form": r.form,
+                        "query": r.query,
+                        "status": r.status,
+                        "idempotency_key": r.idempotency_key,
+                    }
+                    for r in self.requests
+                ]
             elif parts[:1] == ["refunds"] and parts[2:] == ["status"]:
                 result = self.set_refund_status(parts[1], data["status"])
             elif parts == ["dashboard_refund"]:
-                result = self.dashboard_refund(data["payment_intent"],
-                                               int(data["amount"]) if data.get("amount")
-                                               else None)
+                result = self.dashboard_refund(
+                    data["payment_intent"], int(data["amount"]) if data.get("amount") else None
+                )
             elif parts == ["disputes"]:
-                result = self.create_dispute(data["payment_intent"],
-                                             status=data.get("status", "needs_response"))
+                result = self.create_dispute(
+                    data["payment_intent"], status=data.get("status", "needs_response")
+                )
             elif parts[:1] == ["disputes"] and len(parts) == 2:
                 result = self.update_dispute(parts[1], data["status"])
             else:
                 return Response("unknown control", status=404)
         except (KeyError, ValueError) as exc:
-            return Response(json.dumps({"error": str(exc)}), status=400,
-                            mimetype="application/json")
+            return Response(
+                json.dumps({"error": str(exc)}), status=400, mimetype="application/json"
+            )
         return Response(json.dumps(result, default=str), mimetype="application/json")
 
     # ================================================================ hosted page
@@ -874,9 +1116,13 @@ class FakeStripe:
         esc = html.escape
         rows = "".join(
             f"<li>{esc(i['name'])} × {i['quantity']}: {i['unit_amount']}</li>"
-            for i in self._extra[sid]["line_items"])
-        notice = ("<p role='alert' class='declined'>Your card was declined.</p>"
-                  if request.args.get("declined") else "")
+            for i in self._extra[sid]["line_items"]
+        )
+        notice = (
+            "<p role='alert' class='declined'>Your card was declined.</p>"
+            if request.args.get("declined")
+            else ""
+        )
         if session["status"] != "open":
             body = f"<p id='status'>This checkout session is {esc(session['status'])}.</p>"
         else:
@@ -887,25 +1133,37 @@ class FakeStripe:
                 f"<form method='post' action='/pay/{sid}/complete'>"
                 "<input type='hidden' name='outcome' value='failed'>"
                 "<button type='submit' id='decline'>Pay with a declined card</button></form>"
-                f"<a id='cancel' href='{esc(session.get('cancel_url') or '')}'>Cancel</a>")
+                f"<a id='cancel' href='{esc(session.get('cancel_url') or '')}'>Cancel</a>"
+            )
         page = (
             "<!doctype html><html><head><meta charset='utf-8'><title>Fake Stripe Checkout"
             f"</title></head><body><h1>Fake Stripe Checkout</h1><p>Session {esc(sid)}</p>"
             f"<p>Email: {esc(session.get('customer_email') or '')}</p><ul>{rows}</ul>"
             f"<p id='total'>Total: {session['amount_total']} "
-            f"{esc(session['currency'].upper())}</p>{body}</body></html>")
+            f"{esc(session['currency'].upper())}</p>{body}</body></html>"
+        )
         return Response(page, mimetype="text/html")
 
 
-def serve_fake_stripe(port: int, latency_ms: int = 0, *, host: str = "127.0.0.1",
-                      webhook_url: str | None = None, webhook_secret: str | None = None,
-                      block: bool = True) -> FakeStripe:
+def serve_fake_stripe(
+    port: int,
+    latency_ms: int = 0,
+    *,
+    host: str = "127.0.0.1",
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+    block: bool = True,
+) -> FakeStripe:
     """Start the fake on host:port; block (dev server) or return it running (benchmarks)."""
-    fake = FakeStripe(latency_ms=latency_ms, webhook_url=webhook_url,
-                      webhook_secret=webhook_secret).serve(host, port)
+    fake = FakeStripe(
+        latency_ms=latency_ms, webhook_url=webhook_url, webhook_secret=webhook_secret
+    ).serve(host, port)
     if block:
-        print(f"fake Stripe API on {fake.base_url} (latency {latency_ms} ms); "
-              f"set STRIPE_API_BASE={fake.base_url}", flush=True)
+        print(
+            f"fake Stripe API on {fake.base_url} (latency {latency_ms} ms); "
+            f"set STRIPE_API_BASE={fake.base_url}",
+            flush=True,
+        )
         try:
             while True:
                 time.sleep(3600)
@@ -922,8 +1180,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--webhook-url")
     parser.add_argument("--webhook-secret")
     args = parser.parse_args(argv)
-    serve_fake_stripe(args.port, args.latency_ms, host=args.host, webhook_url=args.webhook_url,
-                      webhook_secret=args.webhook_secret)
+    serve_fake_stripe(
+        args.port,
+        args.latency_ms,
+        host=args.host,
+        webhook_url=args.webhook_url,
+        webhook_secret=args.webhook_secret,
+    )
 
 
 if __name__ == "__main__":

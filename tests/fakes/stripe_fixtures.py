@@ -27,9 +27,13 @@ def fake_stripe() -> Iterator[FakeStripe]:
 def checkout_request(**overrides) -> CheckoutRequest:
     """A CheckoutRequest for pay_abc / ord_xyz (3700 USD) with overridable fields."""
     values = {
-        "payment_id": "pay_abc", "order_id": "ord_xyz", "amount": 3700, "currency": "USD",
+        "payment_id": "pay_abc",
+        "order_id": "ord_xyz",
+        "amount": 3700,
+        "currency": "USD",
         "line_items": (LineItem("Blue mug", 1250, 2), LineItem("Tea towel", 1200, 1)),
-        "customer_email": "ada@example.com", "customer_name": "Ada",
+        "customer_email": "ada@example.com",
+        "customer_name": "Ada",
         "success_url": "https://shop.example/checkout/return/pay_abc?session_id={CHECKOUT_SESSION_ID}",
         "cancel_url": "https://shop.example/checkout/cancel/pay_abc",
         "idempotency_key": "checkout-pay_abc-1",

@@ -14,8 +14,9 @@ import time
 from typing import Any
 
 
-def signature_header(payload: str | bytes, secret: str, timestamp: int | None = None,
-                     *, extra_v0: bool = False) -> str:
+def signature_header(
+    payload: str | bytes, secret: str, timestamp: int | None = None, *, extra_v0: bool = False
+) -> str:
     """The Stripe-Signature header value for `payload` signed with `secret`."""
     if isinstance(payload, bytes):
         payload = payload.decode("utf-8")
@@ -27,8 +28,9 @@ def signature_header(payload: str | bytes, secret: str, timestamp: int | None = 
     return header
 
 
-def signed_event(event: dict[str, Any], secret: str, timestamp: int | None = None
-                 ) -> tuple[bytes, dict[str, str]]:
+def signed_event(
+    event: dict[str, Any], secret: str, timestamp: int | None = None
+) -> tuple[bytes, dict[str, str]]:
     """(raw body, headers) for posting `event` as Stripe would."""
     body = json.dumps(event, indent=2).encode()  # Stripe's bodies are pretty-printed
     return body, {
@@ -37,9 +39,14 @@ def signed_event(event: dict[str, Any], secret: str, timestamp: int | None = Non
     }
 
 
-def make_event(event_type: str, obj: dict[str, Any], *, event_id: str | None = None,
-               created: int | None = None, previous_attributes: dict[str, Any] | None = None
-               ) -> dict[str, Any]:
+def make_event(
+    event_type: str,
+    obj: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    created: int | None = None,
+    previous_attributes: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A Stripe v1 event envelope around `obj`."""
     import secrets
 

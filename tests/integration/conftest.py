@@ -109,8 +109,12 @@ def serve(make_app: Callable[..., Flask]) -> Iterator[Callable[..., LiveServer]]
 
     def start(**overrides: Any) -> LiveServer:
         port = free_port()
-        settings = {"PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "JOBS_EAGER": False,
-                    "SANDBOX_DELIVER_WEBHOOKS": True, "SANDBOX_WEBHOOK_DELAY_SECONDS": 0.05}
+        settings = {
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "JOBS_EAGER": False,
+            "SANDBOX_DELIVER_WEBHOOKS": True,
+            "SANDBOX_WEBHOOK_DELAY_SECONDS": 0.05,
+        }
         settings.update(overrides)
         server = LiveServer(make_app(**settings), port)
         servers.append(server)
@@ -135,8 +139,9 @@ class Browser:
         url = path if path.startswith("http") else self.base_url + path
         return self.http.get(url, timeout=10)
 
-    def submit(self, page: requests.Response, action: str | None, data: dict[str, Any]
-               ) -> requests.Response:
+    def submit(
+        self, page: requests.Response, action: str | None, data: dict[str, Any]
+    ) -> requests.Response:
         token = self.CSRF.search(page.text)
         fields = dict(data)
         if token:

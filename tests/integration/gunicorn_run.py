@@ -22,8 +22,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(app: str, log_path: Path,
-             **settings: str | None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def gunicorn(
+    app: str, log_path: Path, **settings: str | None
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """`gunicorn -c gunicorn.conf.py app` on a free port: (port, master process).
 
     `settings` override the environment (None removes a variable, so gunicorn.conf.py's
@@ -40,7 +41,12 @@ def gunicorn(app: str, log_path: Path,
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), app],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         yield port, proc
     finally:

@@ -12,6 +12,5 @@ from typing import Any
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     with urllib.request.urlopen(os.environ["UPSTREAM_URL"], timeout=30) as upstream:
         body = upstream.read()
-    start_response("200 OK", [("Content-Type", "text/plain"),
-                              ("Content-Length", str(len(body)))])
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]

@@ -18,9 +18,11 @@ from app.payments.audit import CUSTOMER
 from app.payments.orders import ItemRequest
 from tests.fakes.razorpay_api import FakeRazorpay
 
-PRODUCTS = [("notebook-inr", "Dot-grid notebook", 49900, "INR"),
-            ("tenugui-jpy", "Tenugui towel", 1800, "JPY"),
-            ("incense-kwd", "Oud incense", 12340, "KWD")]
+PRODUCTS = [
+    ("notebook-inr", "Dot-grid notebook", 49900, "INR"),
+    ("tenugui-jpy", "Tenugui towel", 1800, "JPY"),
+    ("incense-kwd", "Oud incense", 12340, "KWD"),
+]
 
 
 def razorpay_config(fake: FakeRazorpay, **overrides: Any) -> dict[str, Any]:
@@ -44,12 +46,22 @@ def add_products() -> None:
     for sku, name, amount, currency in PRODUCTS:
         if sku in have:
             continue
-        db.session.add(Product(sku=sku, name=name, description=name, unit_amount=amount,
-                               currency=currency, stock=None, active=True))
+        db.session.add(
+            Product(
+                sku=sku,
+                name=name,
+                description=name,
+                unit_amount=amount,
+                currency=currency,
+                stock=None,
+                active=True,
+            )
+        )
     db.session.commit()
 
 
 def start_checkout(sku: str = "notebook-inr", quantity: int = 1) -> Payment:
     """Order + Razorpay attempt through the core (inside a request context)."""
-    return checkout.create_checkout([ItemRequest(sku, quantity)], "asha@example.com", "Asha",
-                                    "razorpay", CUSTOMER)
+    return checkout.create_checkout(
+        [ItemRequest(sku, quantity)], "asha@example.com", "Asha", "razorpay", CUSTOMER
+    )

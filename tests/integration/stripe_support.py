@@ -40,8 +40,9 @@ def stripe_settings(fake: FakeStripe, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def make_stripe_app(make_app: Callable[..., Flask], fake_stripe: FakeStripe
-                    ) -> Iterator[Callable[..., Flask]]:
+def make_stripe_app(
+    make_app: Callable[..., Flask], fake_stripe: FakeStripe
+) -> Iterator[Callable[..., Flask]]:
     """`make_app` (migrated, seeded) with Stripe configured against the fake."""
     apps: list[Flask] = []
 
@@ -65,9 +66,15 @@ class Shop:
 
     def buy(self, sku: str = "tee-usd", quantity: int = 1) -> tuple[str, str]:
         """Fill the checkout form; return (our payment id, Stripe session id)."""
-        response = self.client.post(f"/products/{sku}", data={
-            "email": "ann@example.com", "name": "Ann Lee", "quantity": quantity,
-            "gateway": "stripe"})
+        response = self.client.post(
+            f"/products/{sku}",
+            data={
+                "email": "ann@example.com",
+                "name": "Ann Lee",
+                "quantity": quantity,
+                "gateway": "stripe",
+            },
+        )
         assert response.status_code == 303, response.get_data(as_text=True)[:800]
         location = response.headers["Location"]
         assert location.startswith(f"{self.fake.base_url}/pay/cs_test_")
@@ -75,8 +82,7 @@ class Shop:
         payment_id = self.fake.sessions[session_id]["client_reference_id"]
         return payment_id, session_id
 
-    def deliver(self, event: dict[str, Any], *, secret: str = FAKE_WEBHOOK_SECRET
-                ) -> Any:
+    def deliver(self, event: dict[str, Any], *, secret: str = FAKE_WEBHOOK_SECRET) -> Any:
         body, headers = signed_event(_public(event), secret)
         return self.client.post("/webhooks/stripe", data=body, headers=headers)
 
@@ -92,17 +98,25 @@ class Shop:
     def payment(self, payment_id: str) -> Payment:
         with self.app.app_context():
             payment = db.session.execute(
-                select(Payment).where(Payment.public_id == payment_id)).scalar_one()
+                select(Payment).where(Payment.public_id == payment_id)
+            ).scalar_one()
             # Load what assertions read before the session closes.
-            _ = payment.order.status, payment.order.items, list(payment.refunds), \
-                list(payment.disputes)
+            _ = (
+                payment.order.status,
+                payment.order.items,
+                list(payment.refunds),
+                list(payment.disputes),
+            )
             db.session.expunge_all()
             return payment
 
     def count(self, model: Any, *where: Any) -> int:
         with self.app.app_context():
-            return int(db.session.execute(
-                select(func.count()).select_from(model).where(*where)).scalar_one())
+            return int(
+                db.session.execute(
+                    select(func.count()).select_from(model).where(*where)
+                ).scalar_one()
+            )
 
     def webhook_rows(self) -> int:
         return self.count(WebhookEvent)
@@ -116,8 +130,7 @@ def _public(event: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def shop(make_stripe_app: Callable[..., Flask], fake_stripe: FakeStripe
-         ) -> Iterator[Shop]:
+def shop(make_stripe_app: Callable[..., Flask], fake_stripe: FakeStripe) -> Iterator[Shop]:
     app = make_stripe_app()
     with app.test_client() as client:
         yield Shop(app, client, fake_stripe)

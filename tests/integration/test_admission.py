@@ -28,14 +28,16 @@ class _SlowGateway:
 
 def _checkout(app: Flask, results: list[int]) -> None:
     # Closed like a server closes it: that is when the request gives its place back.
-    with app.test_client().post("/products/tee-usd", data={
-            "email": "a@example.com", "name": "A", "quantity": "1",
-            "gateway": "sandbox"}) as reply:
+    with app.test_client().post(
+        "/products/tee-usd",
+        data={"email": "a@example.com", "name": "A", "quantity": "1", "gateway": "sandbox"},
+    ) as reply:
         results.append(reply.status_code)
 
 
 def test_a_checkout_waiting_on_its_gateway_leaves_room_for_others(
-        make_app: Callable[..., Flask]) -> None:
+    make_app: Callable[..., Flask],
+) -> None:
     app = make_app(ACTIVE_REQUESTS=1)
     resilient = app.extensions["kassa_gateways"]["sandbox"]
     slow = resilient.inner = _SlowGateway(resilient.inner)
@@ -59,11 +61,12 @@ def test_a_checkout_waiting_on_its_gateway_leaves_room_for_others(
 def test_the_liveness_probe_never_waits_in_line(make_app: Callable[..., Flask]) -> None:
     app = make_app(ACTIVE_REQUESTS=1)
     limit = app.wsgi_app.limit
-    limit.enter()          # the one place is taken by a long request
+    limit.enter()  # the one place is taken by a long request
     try:
         done: list[int] = []
-        probe = threading.Thread(target=lambda: done.append(
-            app.test_client().get("/healthz").status_code), daemon=True)
+        probe = threading.Thread(
+            target=lambda: done.append(app.test_client().get("/healthz").status_code), daemon=True
+        )
         probe.start()
         probe.join(10)
         assert done == [200]

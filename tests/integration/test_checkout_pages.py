@@ -17,8 +17,12 @@ GOOD = {"email": "ann@example.com", "name": "Ann", "quantity": "1", "gateway": "
 
 def test_storefront_lists_the_demo_catalog(make_app: Callable[..., Flask]) -> None:
     page = make_app().test_client().get("/").get_data(as_text=True)
-    for name, price in [("Kassa T-shirt", "$25.00"), ("Enamel mug", "€14.50"),
-                        ("Dot-grid notebook", "₹499.00"), ("Tenugui towel", "¥1,800")]:
+    for name, price in [
+        ("Kassa T-shirt", "$25.00"),
+        ("Enamel mug", "€14.50"),
+        ("Dot-grid notebook", "₹499.00"),
+        ("Tenugui towel", "¥1,800"),
+    ]:
         assert name in page and price in page
     assert "5 left" in page
 
@@ -29,18 +33,21 @@ def test_checkout_redirects_303_to_the_hosted_page(make_app: Callable[..., Flask
     assert re.match(r"http://127.0.0.1:5000/sandbox/pay/sbx_cs_", response.headers["Location"])
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("email", "not-an-email", "Enter a valid email address."),
-    ("email", "", "Enter your email address."),
-    ("name", "", "Enter your name."),
-    ("quantity", "0", "between 1 and 99"),
-    ("quantity", "100", "between 1 and 99"),
-    ("quantity", "two", "Not a valid integer value"),
-    ("gateway", "paypal", "Not a valid choice"),
-])
-def test_field_errors_are_shown_and_nothing_is_created(make_app: Callable[..., Flask],
-                                                       field: str, value: str,
-                                                       message: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("email", "not-an-email", "Enter a valid email address."),
+        ("email", "", "Enter your email address."),
+        ("name", "", "Enter your name."),
+        ("quantity", "0", "between 1 and 99"),
+        ("quantity", "100", "between 1 and 99"),
+        ("quantity", "two", "Not a valid integer value"),
+        ("gateway", "paypal", "Not a valid choice"),
+    ],
+)
+def test_field_errors_are_shown_and_nothing_is_created(
+    make_app: Callable[..., Flask], field: str, value: str, message: str
+) -> None:
     app = make_app()
     response = app.test_client().post("/products/tee-usd", data={**GOOD, field: value})
     assert response.status_code == 422
@@ -53,8 +60,15 @@ def test_field_errors_are_shown_and_nothing_is_created(make_app: Callable[..., F
 
 def test_posted_prices_and_currencies_are_ignored(make_app: Callable[..., Flask]) -> None:
     app = make_app()
-    tampered = {**GOOD, "quantity": "2", "price": "1", "unit_amount": "1", "amount": "1",
-                "currency": "JPY", "total": "0"}
+    tampered = {
+        **GOOD,
+        "quantity": "2",
+        "price": "1",
+        "unit_amount": "1",
+        "amount": "1",
+        "currency": "JPY",
+        "total": "0",
+    }
     assert app.test_client().post("/products/tee-usd", data=tampered).status_code == 303
     with app.app_context():
         payment = db.session.execute(select(Payment)).scalar_one()
@@ -67,8 +81,10 @@ def test_sold_out_is_a_form_message(make_app: Callable[..., Flask]) -> None:
     assert response.status_code == 422
     assert "fewer than 6 left" in response.get_data(as_text=True)
     with app.app_context():
-        assert db.session.execute(
-            select(Product.stock).where(Product.sku == "print-usd")).scalar_one() == 5
+        assert (
+            db.session.execute(select(Product.stock).where(Product.sku == "print-usd")).scalar_one()
+            == 5
+        )
 
 
 def test_csrf_is_required(make_app: Callable[..., Flask]) -> None:
@@ -94,7 +110,8 @@ def test_unknown_pages_are_404(make_app: Callable[..., Flask]) -> None:
 
 
 def test_status_widget_polls_until_settled_and_works_without_htmx(
-        make_app: Callable[..., Flask]) -> None:
+    make_app: Callable[..., Flask],
+) -> None:
     app = make_app()
     client = app.test_client()
     client.post("/products/tee-usd", data=GOOD)
@@ -105,12 +122,11 @@ def test_status_widget_polls_until_settled_and_works_without_htmx(
     html = partial.get_data(as_text=True)
     assert html.lstrip().startswith("<section") and "<html" not in html
     assert 'hx-trigger="every 1s"' in html and 'hx-swap="outerHTML"' in html
-    full = client.get(f"/orders/{order_id}/status")   # no htmx: a whole page
+    full = client.get(f"/orders/{order_id}/status")  # no htmx: a whole page
     assert "<html" in full.get_data(as_text=True)
 
 
-def test_return_page_without_a_payment_shows_nothing_paid(make_app: Callable[..., Flask]
-                                                          ) -> None:
+def test_return_page_without_a_payment_shows_nothing_paid(make_app: Callable[..., Flask]) -> None:
     app = make_app()
     client = app.test_client()
     location = client.post("/products/tee-usd", data=GOOD).headers["Location"]

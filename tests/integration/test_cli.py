@@ -13,7 +13,7 @@ from app.models import Product, User
 
 
 def test_seed_demo_is_idempotent_and_prints_the_password(make_app: Callable[..., Flask]) -> None:
-    app = make_app()   # already seeded once
+    app = make_app()  # already seeded once
     runner = app.test_cli_runner()
     result = runner.invoke(args=["seed-demo"])
     assert result.exit_code == 0
@@ -30,13 +30,23 @@ def test_seed_demo_is_idempotent_and_prints_the_password(make_app: Callable[...,
 def test_create_merchant_with_and_without_prompt(make_app: Callable[..., Flask]) -> None:
     app = make_app()
     runner = app.test_cli_runner()
-    ok = runner.invoke(args=["create-merchant", "Viewer@Example.com", "--role", "viewer",
-                             "--password", "correct horse battery"])
+    ok = runner.invoke(
+        args=[
+            "create-merchant",
+            "Viewer@Example.com",
+            "--role",
+            "viewer",
+            "--password",
+            "correct horse battery",
+        ]
+    )
     assert ok.exit_code == 0 and "viewer@example.com (viewer)" in ok.output
     short = runner.invoke(args=["create-merchant", "x@example.com", "--password", "short"])
     assert short.exit_code != 0 and "at least 12" in short.output
-    prompted = runner.invoke(args=["create-merchant", "admin@example.com", "--role", "admin"],
-                             input="another long password\nanother long password\n")
+    prompted = runner.invoke(
+        args=["create-merchant", "admin@example.com", "--role", "admin"],
+        input="another long password\nanother long password\n",
+    )
     assert prompted.exit_code == 0
     with app.app_context():
         roles = dict(db.session.execute(select(User.email, User.role)).all())

@@ -37,16 +37,18 @@ def paid_payment(app: Flask) -> str:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_schema_matches_models(backend: str, make_app: Callable[..., Flask],
-                               request: pytest.FixtureRequest) -> None:
+def test_schema_matches_models(
+    backend: str, make_app: Callable[..., Flask], request: pytest.FixtureRequest
+) -> None:
     """Models and migrations never drift apart (autogenerate finds nothing to do)."""
     overrides = {}
     if backend == "postgres":
         overrides["SQLALCHEMY_DATABASE_URI"] = request.getfixturevalue("pg_url")
     app = make_app(**overrides)
     with app.app_context(), db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
-                                db.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), db.metadata
+        )
         assert diff == []
         if backend == "sqlite":
             assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
@@ -55,8 +57,10 @@ def test_schema_matches_models(backend: str, make_app: Callable[..., Flask],
 
 @pytest.mark.postgres
 def test_twenty_buyers_for_five_units(make_app: Callable[..., Flask], pg_url: str) -> None:
-    app = make_app(SQLALCHEMY_DATABASE_URI=pg_url,
-                   SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 25, "max_overflow": 0})
+    app = make_app(
+        SQLALCHEMY_DATABASE_URI=pg_url,
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 25, "max_overflow": 0},
+    )
     barrier = threading.Barrier(20)
     results: list[str] = []
 
@@ -65,8 +69,9 @@ def test_twenty_buyers_for_five_units(make_app: Callable[..., Flask], pg_url: st
             barrier.wait()
             try:
                 with unit_of_work():
-                    create_order([ItemRequest("print-usd", 1)], f"b{n}@example.com", "Buyer",
-                                 CUSTOMER)
+                    create_order(
+                        [ItemRequest("print-usd", 1)], f"b{n}@example.com", "Buyer", CUSTOMER
+                    )
                 results.append("ok")
             except OutOfStock:
                 results.append("sold out")
@@ -80,8 +85,10 @@ def test_twenty_buyers_for_five_units(make_app: Callable[..., Flask], pg_url: st
         t.join(30)
     assert results.count("ok") == 5 and results.count("sold out") == 15
     with app.app_context():
-        assert db.session.execute(
-            select(Product.stock).where(Product.sku == "print-usd")).scalar_one() == 0
+        assert (
+            db.session.execute(select(Product.stock).where(Product.sku == "print-usd")).scalar_one()
+            == 0
+        )
         assert db.session.execute(select(func.count(Order.id))).scalar_one() == 5
 
 
@@ -95,13 +102,14 @@ def test_quantities_and_prices_come_from_the_catalog(make_app: Callable[..., Fla
         with pytest.raises(OutOfStock), unit_of_work():
             create_order([ItemRequest("print-usd", 4)], "d@example.com", "Di", CUSTOMER)
         # The failed attempt rolled back whole: stock and orders as before.
-        assert db.session.execute(
-            select(Product.stock).where(Product.sku == "print-usd")).scalar_one() == 3
+        assert (
+            db.session.execute(select(Product.stock).where(Product.sku == "print-usd")).scalar_one()
+            == 3
+        )
         assert db.session.execute(select(func.count(Order.id))).scalar_one() == 1
 
 
-def test_partial_and_full_refunds_never_exceed_the_payment(make_app: Callable[..., Flask]
-                                                           ) -> None:
+def test_partial_and_full_refunds_never_exceed_the_payment(make_app: Callable[..., Flask]) -> None:
     app = make_app()
     payment_id = paid_payment(app)
     processor = app.extensions["kassa_gateways"]["sandbox"].processor
@@ -114,7 +122,8 @@ def test_partial_and_full_refunds_never_exceed_the_payment(make_app: Callable[..
         processor.undelivered.clear()
         db.session.rollback()
         payment = db.session.execute(
-            select(Payment).where(Payment.public_id == payment_id)).scalar_one()
+            select(Payment).where(Payment.public_id == payment_id)
+        ).scalar_one()
         assert payment.status == "partially_refunded" and payment.amount_refunded == 1000
         assert payment.order.status == "partially_refunded"
         rest = refunds.create_refund(payment_id, None, None, MERCHANT)  # the rest
@@ -122,7 +131,8 @@ def test_partial_and_full_refunds_never_exceed_the_payment(make_app: Callable[..
         deliver(app, processor.undelivered)
         db.session.rollback()
         payment = db.session.execute(
-            select(Payment).where(Payment.public_id == payment_id)).scalar_one()
+            select(Payment).where(Payment.public_id == payment_id)
+        ).scalar_one()
         assert payment.status == "refunded" and payment.amount_refunded == 2500
         assert payment.order.status == "refunded"
         with pytest.raises(InvalidState):
@@ -153,13 +163,14 @@ def test_every_change_is_audited_with_its_actor(make_app: Callable[..., Flask]) 
 
 
 def test_retry_never_opens_a_second_checkout_for_a_paid_order(
-        make_app: Callable[..., Flask]) -> None:
+    make_app: Callable[..., Flask],
+) -> None:
     """Paid in another tab, webhook not here yet: "try again" must not let them pay twice."""
     from app.gateways.sandbox import SandboxSession
     from app.payments.checkout import retry_checkout
 
     app = make_app()
-    payment, _events = start_purchase(app, "succeed")   # paid at the gateway, no webhook yet
+    payment, _events = start_purchase(app, "succeed")  # paid at the gateway, no webhook yet
     with app.test_request_context():
         order_id = db.session.get(Payment, payment.id).order.public_id
         with pytest.raises(InvalidState, match="paid meanwhile"):
@@ -167,7 +178,7 @@ def test_retry_never_opens_a_second_checkout_for_a_paid_order(
         db.session.rollback()
         assert db.session.execute(select(func.count(SandboxSession.id))).scalar_one() == 1
         order = db.session.execute(select(Order)).scalar_one()
-        assert order.status == "paid"   # the retry's sync found the payment
+        assert order.status == "paid"  # the retry's sync found the payment
 
 
 def test_a_second_captured_attempt_is_flagged(make_app: Callable[..., Flask]) -> None:
@@ -180,15 +191,27 @@ def test_a_second_captured_attempt_is_flagged(make_app: Callable[..., Flask]) ->
     app = make_app()
     first = paid_payment(app)
     with app.test_request_context():
-        order = db.session.execute(select(Payment).where(Payment.public_id == first)
-                                   ).scalar_one().order
+        order = (
+            db.session.execute(select(Payment).where(Payment.public_id == first)).scalar_one().order
+        )
         with unit_of_work():
             second = _new_attempt(order, "sandbox", CUSTOMER)
-        apply_update_now("sandbox", PaymentUpdate(PaymentRef(payment_id=second.public_id),
-                                                  PaymentStatus.SUCCEEDED, amount=2500,
-                                                  currency="USD"), CUSTOMER, source="test")
-        flags = db.session.execute(select(AuditEntry).where(
-            AuditEntry.action == "order.paid_twice")).scalars().all()
+        apply_update_now(
+            "sandbox",
+            PaymentUpdate(
+                PaymentRef(payment_id=second.public_id),
+                PaymentStatus.SUCCEEDED,
+                amount=2500,
+                currency="USD",
+            ),
+            CUSTOMER,
+            source="test",
+        )
+        flags = (
+            db.session.execute(select(AuditEntry).where(AuditEntry.action == "order.paid_twice"))
+            .scalars()
+            .all()
+        )
         assert len(flags) == 1 and flags[0].details == {"payment": second.public_id}
 
 
@@ -216,17 +239,27 @@ class _WebhookFirst:
         from app.payments.updates import apply_update_now
 
         session = self.inner.create_checkout(request)
-        apply_update_now("sandbox", PaymentUpdate(
-            PaymentRef(payment_id=request.payment_id), PaymentStatus(self.status),
-            amount=2500, currency="USD"), gateway_actor("sandbox", "evt_early"), source="test")
+        apply_update_now(
+            "sandbox",
+            PaymentUpdate(
+                PaymentRef(payment_id=request.payment_id),
+                PaymentStatus(self.status),
+                amount=2500,
+                currency="USD",
+            ),
+            gateway_actor("sandbox", "evt_early"),
+            source="test",
+        )
         return session
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 @pytest.mark.parametrize("early", [None, "succeeded", "failed"])
 def test_checkout_records_its_session_whatever_the_webhook_did_first(
-        backend: str, early: str | None, make_app: Callable[..., Flask],
-        request: pytest.FixtureRequest) -> None:
+    backend: str, early: str | None, make_app: Callable[..., Flask], request: pytest.FixtureRequest
+) -> None:
     """The session's reference and URL are always recorded; the opening never drags a
     payment that a webhook already moved back to processing."""
     from app.payments.checkout import create_checkout
@@ -239,22 +272,34 @@ def test_checkout_records_its_session_whatever_the_webhook_did_first(
     if early:
         gateways["sandbox"] = _WebhookFirst(gateways["sandbox"], early)
     with app.test_request_context():
-        returned = create_checkout([ItemRequest("tee-usd", 1)], "a@example.com", "A",
-                                   "sandbox", CUSTOMER)
+        returned = create_checkout(
+            [ItemRequest("tee-usd", 1)], "a@example.com", "A", "sandbox", CUSTOMER
+        )
         assert returned.checkout_url
         db.session.rollback()
         payment = db.session.execute(select(Payment)).scalar_one()
         assert payment.gateway_reference and payment.checkout_url == returned.checkout_url
         assert payment.status == (early or "processing")
         moves = db.session.execute(
-            select(AuditEntry.actor_type, AuditEntry.action, AuditEntry.from_state,
-                   AuditEntry.to_state, AuditEntry.order_id)
-            .where(AuditEntry.payment_id == payment.id).order_by(AuditEntry.id)).all()
-        opened = ("customer", "payment.status_changed", "created", "processing",
-                  payment.order_id)
+            select(
+                AuditEntry.actor_type,
+                AuditEntry.action,
+                AuditEntry.from_state,
+                AuditEntry.to_state,
+                AuditEntry.order_id,
+            )
+            .where(AuditEntry.payment_id == payment.id)
+            .order_by(AuditEntry.id)
+        ).all()
+        opened = ("customer", "payment.status_changed", "created", "processing", payment.order_id)
         if early:
             assert opened not in moves
-            assert ("gateway", "payment.status_changed", "created", early,
-                    payment.order_id) in moves
+            assert (
+                "gateway",
+                "payment.status_changed",
+                "created",
+                early,
+                payment.order_id,
+            ) in moves
         else:
             assert moves[-1] == opened

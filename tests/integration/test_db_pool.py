@@ -35,14 +35,18 @@ def _kill_backend(url: str, pid: int) -> None:
 
 
 def test_pooled_connections_are_handed_out_without_a_round_trip(
-        pg_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    pg_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine = _engine(pg_app)
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
     pings: list[Any] = []
     real_ping = engine.dialect.do_ping
-    monkeypatch.setattr(engine.dialect, "do_ping",
-                        lambda dbapi_conn: pings.append(dbapi_conn) or real_ping(dbapi_conn))
+    monkeypatch.setattr(
+        engine.dialect,
+        "do_ping",
+        lambda dbapi_conn: pings.append(dbapi_conn) or real_ping(dbapi_conn),
+    )
     for _ in range(3):
         with engine.connect() as conn:
             assert conn.execute(text("SELECT 2")).scalar_one() == 2
@@ -58,9 +62,9 @@ def test_a_connection_the_server_closed_is_replaced_without_an_error(pg_app: Any
     _kill_backend(pg_app.config["SQLALCHEMY_DATABASE_URI"], pid)
     deadline = time.monotonic() + 10
     while not connection_was_closed(raw) and time.monotonic() < deadline:
-        time.sleep(0.01)   # the backend exits a moment after the signal
+        time.sleep(0.01)  # the backend exits a moment after the signal
     assert connection_was_closed(raw)
 
-    with engine.connect() as conn:   # the pool's only idle connection is the dead one
+    with engine.connect() as conn:  # the pool's only idle connection is the dead one
         new_pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
     assert new_pid != pid

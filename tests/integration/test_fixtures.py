@@ -32,7 +32,9 @@ def test_app_database_is_migrated_to_head(app, db_backend):
     with app.app_context():
         assert db.engine.dialect.name == {"sqlite": "sqlite", "postgres": "postgresql"}[db_backend]
         with db.engine.connect() as conn:
-            current = set(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
+            current = set(
+                conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()
+            )
     assert current == migration_heads(app)
 
 
@@ -53,7 +55,8 @@ def test_create_pg_database_creates_and_then_drops_a_database(create_pg_database
         left_open = psycopg.connect(libpq, autocommit=True)
         assert left_open.execute("SELECT current_database()").fetchone() == (name,)
         tables = left_open.execute(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchone()
         assert tables == (0,)
     try:
         admin = parsed.set(drivername="postgresql", database="postgres")

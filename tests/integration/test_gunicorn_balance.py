@@ -22,12 +22,17 @@ from tests.integration.gunicorn_run import gunicorn
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     log = tmp_path / "gunicorn.log"
-    with gunicorn("tests.integration.gunicorn_pid_app:app", log, WEB_CONCURRENCY="2",
-                  THREADS="4", LOG_LEVEL="warning",
-                  WORKER_CLASS="app.gunicorn_worker.BalancedThreadWorker") as (port, proc):
+    with gunicorn(
+        "tests.integration.gunicorn_pid_app:app",
+        log,
+        WEB_CONCURRENCY="2",
+        THREADS="4",
+        LOG_LEVEL="warning",
+        WORKER_CLASS="app.gunicorn_worker.BalancedThreadWorker",
+    ) as (port, proc):
         deadline = time.monotonic() + 30
         pids: set[str] = set()
-        while len(pids) < 2:         # both workers answer, so both are in their loops
+        while len(pids) < 2:  # both workers answer, so both are in their loops
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "workers did not come up"
             try:
@@ -37,7 +42,7 @@ def server(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
                 conn.close()
             except OSError:
                 time.sleep(0.1)
-        time.sleep(0.2)              # the closed probe connections are counted down
+        time.sleep(0.2)  # the closed probe connections are counted down
         yield port, proc
 
 
@@ -49,7 +54,8 @@ def _open(port: int) -> tuple[http.client.HTTPConnection, str]:
 
 
 def test_keep_alive_connections_are_shared_evenly_between_the_workers(
-        server: tuple[int, subprocess.Popen[bytes]]) -> None:
+    server: tuple[int, subprocess.Popen[bytes]],
+) -> None:
     port, _proc = server
     held, per_worker = [], collections.Counter[str]()
     try:
@@ -71,7 +77,8 @@ def test_keep_alive_connections_are_shared_evenly_between_the_workers(
 
 
 def test_a_stuck_worker_does_not_hold_the_others_back(
-        server: tuple[int, subprocess.Popen[bytes]]) -> None:
+    server: tuple[int, subprocess.Popen[bytes]],
+) -> None:
     port, proc = server
     held = []
     try:
@@ -80,7 +87,7 @@ def test_a_stuck_worker_does_not_hold_the_others_back(
         other, other_pid = _open(port)
         held.append(other)
         assert {pid, other_pid} == set(_worker_pids(proc))
-        os.kill(int(other_pid), signal.SIGSTOP)   # hung: holds 1 connection, accepts none
+        os.kill(int(other_pid), signal.SIGSTOP)  # hung: holds 1 connection, accepts none
         try:
             started = time.monotonic()
             served = []

@@ -40,7 +40,7 @@ class SlowGateway(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
-    request_queue_size = 128      # every customer's call is let in at once
+    request_queue_size = 128  # every customer's call is let in at once
     daemon_threads = True
 
 
@@ -55,17 +55,22 @@ def _get(port: int) -> int:
         conn.close()
 
 
-def test_one_default_worker_serves_many_customers_while_the_gateway_is_slow(
-        tmp_path: Path) -> None:
+def test_one_default_worker_serves_many_customers_while_the_gateway_is_slow(tmp_path: Path) -> None:
     gateway = _Server(("127.0.0.1", 0), SlowGateway)
     threading.Thread(target=gateway.serve_forever, daemon=True).start()
     log = tmp_path / "gunicorn.log"
     try:
         # One worker with one thread: whatever serves the customers at once is the worker
         # class, gunicorn.conf.py's default (WORKER_CLASS unset).
-        with gunicorn("tests.integration.gunicorn_upstream_app:app", log, WORKER_CLASS=None,
-                      WEB_CONCURRENCY="1", THREADS="1", LOG_LEVEL="info",
-                      UPSTREAM_URL=f"http://127.0.0.1:{gateway.server_port}/") as (port, proc):
+        with gunicorn(
+            "tests.integration.gunicorn_upstream_app:app",
+            log,
+            WORKER_CLASS=None,
+            WEB_CONCURRENCY="1",
+            THREADS="1",
+            LOG_LEVEL="info",
+            UPSTREAM_URL=f"http://127.0.0.1:{gateway.server_port}/",
+        ) as (port, proc):
             deadline = time.monotonic() + 30
             while True:
                 assert proc.poll() is None, log.read_text()

@@ -13,7 +13,7 @@ def test_session_serializer_is_reused_and_follows_the_secret_key(app: Any) -> No
     first = interface.get_signing_serializer(app)
     assert interface.get_signing_serializer(app) is first
     client = app.test_client()
-    client.get("/products/tee-usd")          # a first visit stores the CSRF token
+    client.get("/products/tee-usd")  # a first visit stores the CSRF token
     cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
     assert cookie is not None
     with app.test_request_context():
@@ -43,6 +43,6 @@ def test_ensure_sync_remembers_plain_callables_only(app: Any) -> None:
     assert app.ensure_sync(plain) is plain
     try:
         wrapped = app.ensure_sync(coroutine)
-    except RuntimeError:   # Flask without its async extra
+    except RuntimeError:  # Flask without its async extra
         wrapped = None
     assert wrapped is not coroutine and coroutine not in app._plain_callables

@@ -19,8 +19,11 @@ def buy(browser: Browser, sku: str, scenario: str, quantity: int = 1) -> str:
     """Fill the checkout form, pick a scenario on the hosted page; return the landing URL."""
     page = browser.get(f"/products/{sku}")
     assert page.status_code == 200
-    hosted = browser.submit(page, None, {"email": "ann@example.com", "name": "Ann Lee",
-                                         "quantity": quantity, "gateway": "sandbox"})
+    hosted = browser.submit(
+        page,
+        None,
+        {"email": "ann@example.com", "name": "Ann Lee", "quantity": quantity, "gateway": "sandbox"},
+    )
     assert "/sandbox/pay/" in hosted.url, hosted.text[:500]
     if scenario.startswith("3ds"):
         challenge = browser.submit(hosted, None, {"scenario": scenario})
@@ -49,11 +52,13 @@ def settled(browser: Browser, order_id: str) -> Callable[[], tuple[str, str] | N
     def check() -> tuple[str, str] | None:
         status = headline(browser, order_id)
         return status if status[0] != "pending" else None
+
     return check
 
 
-def test_pay_then_paid(serve: Callable[..., LiveServer],
-                       browser_for: Callable[[str], Browser]) -> None:
+def test_pay_then_paid(
+    serve: Callable[..., LiveServer], browser_for: Callable[[str], Browser]
+) -> None:
     server = serve()
     browser = browser_for(server.url)
     landing = buy(browser, "tee-usd", "succeed", quantity=2)
@@ -69,7 +74,8 @@ def test_pay_then_paid(serve: Callable[..., LiveServer],
 
 
 def test_success_page_says_confirming_until_the_webhook_lands(
-        serve: Callable[..., LiveServer], browser_for: Callable[[str], Browser]) -> None:
+    serve: Callable[..., LiveServer], browser_for: Callable[[str], Browser]
+) -> None:
     # The sandbox waits before delivering: the return page must not claim "paid" yet.
     server = serve(SANDBOX_WEBHOOK_DELAY_SECONDS=1.5)
     browser = browser_for(server.url)
@@ -81,14 +87,16 @@ def test_success_page_says_confirming_until_the_webhook_lands(
     order_id = order_id_of(landing.text)
     assert wait_for(settled(browser, order_id))[0] == "paid"
     # The htmx partial stops polling once settled (286) and carries no trigger any more.
-    partial = browser.http.get(f"{server.url}/orders/{order_id}/status",
-                               headers={"HX-Request": "true"}, timeout=5)
+    partial = browser.http.get(
+        f"{server.url}/orders/{order_id}/status", headers={"HX-Request": "true"}, timeout=5
+    )
     assert partial.status_code == 286
     assert "hx-trigger" not in partial.text
 
 
 def test_declined_shows_the_reason_and_offers_a_retry(
-        serve: Callable[..., LiveServer], browser_for: Callable[[str], Browser]) -> None:
+    serve: Callable[..., LiveServer], browser_for: Callable[[str], Browser]
+) -> None:
     server = serve()
     browser = browser_for(server.url)
     order_id = order_id_of(browser.get(buy(browser, "print-usd", "insufficient_funds")).text)
@@ -97,12 +105,15 @@ def test_declined_shows_the_reason_and_offers_a_retry(
     assert "Your card has insufficient funds." in page
     assert "Try again" in page
     with server.app.app_context():
-        assert db.session.execute(
-            select(Product.stock).where(Product.sku == "print-usd")).scalar_one() == 5
+        assert (
+            db.session.execute(select(Product.stock).where(Product.sku == "print-usd")).scalar_one()
+            == 5
+        )
 
 
-def test_3ds_failure_is_a_failed_payment(serve: Callable[..., LiveServer],
-                                         browser_for: Callable[[str], Browser]) -> None:
+def test_3ds_failure_is_a_failed_payment(
+    serve: Callable[..., LiveServer], browser_for: Callable[[str], Browser]
+) -> None:
     server = serve()
     browser = browser_for(server.url)
     order_id = order_id_of(browser.get(buy(browser, "tee-usd", "3ds_fail")).text)
@@ -110,8 +121,9 @@ def test_3ds_failure_is_a_failed_payment(serve: Callable[..., LiveServer],
     assert "3-D Secure authentication failed" in browser.get(f"/orders/{order_id}").text
 
 
-def test_3ds_success_is_paid(serve: Callable[..., LiveServer],
-                             browser_for: Callable[[str], Browser]) -> None:
+def test_3ds_success_is_paid(
+    serve: Callable[..., LiveServer], browser_for: Callable[[str], Browser]
+) -> None:
     server = serve()
     browser = browser_for(server.url)
     order_id = order_id_of(browser.get(buy(browser, "tenugui-jpy", "3ds_succeed")).text)
@@ -120,7 +132,8 @@ def test_3ds_success_is_paid(serve: Callable[..., LiveServer],
 
 
 def test_abandoned_checkout_expires_and_releases_stock(
-        serve: Callable[..., LiveServer], browser_for: Callable[[str], Browser]) -> None:
+    serve: Callable[..., LiveServer], browser_for: Callable[[str], Browser]
+) -> None:
     server = serve()
     browser = browser_for(server.url)
     landing = buy(browser, "print-usd", "abandon", quantity=3)
@@ -132,8 +145,10 @@ def test_abandoned_checkout_expires_and_releases_stock(
         # Reserved while the checkout was open...
         assert wait_for(lambda: _order_status(order_id) == "expired")
         # ...and given back once it expired.
-        assert db.session.execute(
-            select(Product.stock).where(Product.sku == "print-usd")).scalar_one() == 5
+        assert (
+            db.session.execute(select(Product.stock).where(Product.sku == "print-usd")).scalar_one()
+            == 5
+        )
     assert headline(browser, order_id) == ("expired", "Checkout expired")
     # "Try again" buys the same items again as a new order.
     retry = browser.submit(cancel_page, f"/orders/{order_id}/retry", {"gateway": "sandbox"})
@@ -141,12 +156,14 @@ def test_abandoned_checkout_expires_and_releases_stock(
 
 
 def test_retry_after_cancel_on_a_pending_order_opens_a_new_attempt(
-        serve: Callable[..., LiveServer], browser_for: Callable[[str], Browser]) -> None:
-    server = serve(SANDBOX_DELIVER_WEBHOOKS=False)   # the first attempt stays open
+    serve: Callable[..., LiveServer], browser_for: Callable[[str], Browser]
+) -> None:
+    server = serve(SANDBOX_DELIVER_WEBHOOKS=False)  # the first attempt stays open
     browser = browser_for(server.url)
     page = browser.get("/products/print-usd")
-    hosted = browser.submit(page, None, {"email": "bo@example.com", "name": "Bo",
-                                         "quantity": 1, "gateway": "sandbox"})
+    hosted = browser.submit(
+        page, None, {"email": "bo@example.com", "name": "Bo", "quantity": 1, "gateway": "sandbox"}
+    )
     with server.app.app_context():
         payment = db.session.execute(select(Payment)).scalar_one()
         order_id = payment.order.public_id
@@ -157,15 +174,18 @@ def test_retry_after_cancel_on_a_pending_order_opens_a_new_attempt(
     assert paid.status_code == 200
     with server.app.app_context():
         statuses = sorted(p.status for p in db.session.execute(select(Payment)).scalars())
-        assert statuses == ["canceled", "processing"]   # webhooks are off in this test
+        assert statuses == ["canceled", "processing"]  # webhooks are off in this test
         # Only one order, and its stock was reserved once.
         assert db.session.execute(select(func.count(Order.id))).scalar_one() == 1
-        assert db.session.execute(
-            select(Product.stock).where(Product.sku == "print-usd")).scalar_one() == 4
+        assert (
+            db.session.execute(select(Product.stock).where(Product.sku == "print-usd")).scalar_one()
+            == 4
+        )
 
 
 def test_duplicate_and_out_of_order_deliveries_make_one_transition_each(
-        serve: Callable[..., LiveServer], browser_for: Callable[[str], Browser]) -> None:
+    serve: Callable[..., LiveServer], browser_for: Callable[[str], Browser]
+) -> None:
     server = serve(SANDBOX_WEBHOOK_MODE="twice_out_of_order")
     browser = browser_for(server.url)
     order_id = order_id_of(browser.get(buy(browser, "tee-usd", "succeed")).text)
@@ -177,9 +197,14 @@ def test_duplicate_and_out_of_order_deliveries_make_one_transition_each(
     assert [status for _, status in processor.deliveries] == [200, 200, 200, 200]
     with server.app.app_context():
         assert db.session.execute(select(func.count(WebhookEvent.id))).scalar_one() == 2
-        actions = [(a.action, a.to_state) for a in db.session.execute(
-            select(AuditEntry).where(AuditEntry.object_type == "payment")
-            .order_by(AuditEntry.id)).scalars()]
+        actions = [
+            (a.action, a.to_state)
+            for a in db.session.execute(
+                select(AuditEntry)
+                .where(AuditEntry.object_type == "payment")
+                .order_by(AuditEntry.id)
+            ).scalars()
+        ]
         assert actions.count(("payment.status_changed", "succeeded")) == 1
         # The late "processing" event was recorded as stale, and changed nothing.
         assert ("payment.event_stale", "processing") in actions
@@ -190,6 +215,5 @@ def test_duplicate_and_out_of_order_deliveries_make_one_transition_each(
 
 
 def _order_status(order_id: str) -> str:
-    db.session.rollback()   # end the read transaction: each poll sees a fresh snapshot
-    return db.session.execute(
-        select(Order.status).where(Order.public_id == order_id)).scalar_one()
+    db.session.rollback()  # end the read transaction: each poll sees a fresh snapshot
+    return db.session.execute(select(Order.status).where(Order.public_id == order_id)).scalar_one()

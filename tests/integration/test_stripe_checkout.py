@@ -41,8 +41,7 @@ def merchant() -> Actor:
 
 
 def new_events(fake: FakeStripe, since: int, *types: str) -> list[dict[str, Any]]:
-    events = [{k: v for k, v in e.items() if not k.startswith("_")}
-              for e in fake.events[since:]]
+    events = [{k: v for k, v in e.items() if not k.startswith("_")} for e in fake.events[since:]]
     return [e for e in events if not types or e["type"] in types]
 
 
@@ -52,13 +51,23 @@ def test_checkout_form_redirects_to_stripe_with_our_ids(shop: Shop) -> None:
     [create] = shop.fake.calls("POST", "/v1/checkout/sessions")
     payment = shop.payment(payment_id)
     assert create.form["client_reference_id"] == payment_id
-    assert create.form["metadata"] == {"order_id": payment.order.public_id,
-                                       "payment_id": payment_id}
-    assert create.form["line_items"] == [{"price_data": {
-        "currency": "usd", "unit_amount": "2500", "product_data": {"name": "Kassa T-shirt"}},
-        "quantity": "2"}]
+    assert create.form["metadata"] == {
+        "order_id": payment.order.public_id,
+        "payment_id": payment_id,
+    }
+    assert create.form["line_items"] == [
+        {
+            "price_data": {
+                "currency": "usd",
+                "unit_amount": "2500",
+                "product_data": {"name": "Kassa T-shirt"},
+            },
+            "quantity": "2",
+        }
+    ]
     assert create.form["success_url"] == (
-        f"http://127.0.0.1:5000/checkout/return/{payment_id}?session_id={{CHECKOUT_SESSION_ID}}")
+        f"http://127.0.0.1:5000/checkout/return/{payment_id}?session_id={{CHECKOUT_SESSION_ID}}"
+    )
     assert create.form["cancel_url"] == f"http://127.0.0.1:5000/checkout/cancel/{payment_id}"
     assert create.idempotency_key == payment.idempotency_key
     assert (payment.status, payment.gateway_reference) == ("processing", session_id)
@@ -86,22 +95,32 @@ def test_return_page_for_a_processing_async_payment_says_confirming(shop: Shop) 
 
 
 @pytest.mark.parametrize("forged", ["foreign", "made up", "missing"])
-def test_success_page_with_forged_or_foreign_session_changes_nothing(shop: Shop,
-                                                                     forged: str) -> None:
+def test_success_page_with_forged_or_foreign_session_changes_nothing(
+    shop: Shop, forged: str
+) -> None:
     ours, our_session = shop.buy()
     theirs, their_session = shop.buy("mug-eur")
-    shop.fake.complete_session(their_session)      # someone else's session is paid
+    shop.fake.complete_session(their_session)  # someone else's session is paid
     audit_before = shop.audit_rows()
-    query = {"foreign": f"?session_id={their_session}", "made up": "?session_id=cs_test_forged",
-             "missing": ""}[forged]
+    query = {
+        "foreign": f"?session_id={their_session}",
+        "made up": "?session_id=cs_test_forged",
+        "missing": "",
+    }[forged]
     page = shop.client.get(f"/checkout/return/{ours}{query}")
     assert 'data-status="paid"' not in page.get_data(as_text=True)
     assert shop.payment(ours).status == "processing"
-    assert shop.payment(theirs).status == "processing"   # not touched by our page either
+    assert shop.payment(theirs).status == "processing"  # not touched by our page either
     with shop.app.app_context():
-        changes = db.session.execute(select(AuditEntry).where(
-            AuditEntry.id > audit_before, AuditEntry.action == "payment.status_changed")
-        ).scalars().all()
+        changes = (
+            db.session.execute(
+                select(AuditEntry).where(
+                    AuditEntry.id > audit_before, AuditEntry.action == "payment.status_changed"
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert changes == []
     # Only our own session was asked about.
     asked = {c.path for c in shop.fake.calls("GET", "/v1/checkout/sessions/*")}
@@ -126,30 +145,29 @@ def test_retry_expires_the_open_session_and_opens_a_new_one(shop: Shop) -> None:
     assert shop.payment(payment_id).status == "canceled"
 
 
-def test_retry_after_the_customer_paid_meanwhile_never_cancels_the_money(
-        shop: Shop) -> None:
+def test_retry_after_the_customer_paid_meanwhile_never_cancels_the_money(shop: Shop) -> None:
     payment_id, session_id = shop.buy()
     order_id = shop.payment(payment_id).order.public_id
     since = len(shop.fake.events)
-    shop.fake.complete_session(session_id)         # paid in another tab; webhook not yet in
+    shop.fake.complete_session(session_id)  # paid in another tab; webhook not yet in
     sessions_before = len(shop.fake.sessions)
     refused = shop.client.post(f"/orders/{order_id}/retry", data={"gateway": "stripe"})
     assert refused.status_code == 422
     assert "paid meanwhile" in refused.get_data(as_text=True)
-    assert len(shop.fake.sessions) == sessions_before   # no second session to pay twice
-    assert shop.payment(payment_id).status == "succeeded"       # the retry synced it
+    assert len(shop.fake.sessions) == sessions_before  # no second session to pay twice
+    assert shop.payment(payment_id).status == "succeeded"  # the retry synced it
     shop.deliver_all(new_events(shop.fake, since, "checkout.session.completed"))
     payment = shop.payment(payment_id)
     assert (payment.status, payment.order.status) == ("succeeded", "paid")
 
 
-def test_stripe_down_shows_a_plain_message_and_keeps_the_order_retryable(
-        shop: Shop) -> None:
-    for _ in range(3):   # down for every attempt of the retry layer (GATEWAY_MAX_ATTEMPTS)
-        shop.fake.queue_error(503, "api_error", should_retry=True,
-                              path="/v1/checkout/sessions")
-    response = shop.client.post("/products/tee-usd", data={
-        "email": "ann@example.com", "name": "Ann Lee", "quantity": 1, "gateway": "stripe"})
+def test_stripe_down_shows_a_plain_message_and_keeps_the_order_retryable(shop: Shop) -> None:
+    for _ in range(3):  # down for every attempt of the retry layer (GATEWAY_MAX_ATTEMPTS)
+        shop.fake.queue_error(503, "api_error", should_retry=True, path="/v1/checkout/sessions")
+    response = shop.client.post(
+        "/products/tee-usd",
+        data={"email": "ann@example.com", "name": "Ann Lee", "quantity": 1, "gateway": "stripe"},
+    )
     text = response.get_data(as_text=True)
     assert response.status_code == 422
     assert "not answering right now" in text
@@ -239,13 +257,15 @@ def _paid(shop: Shop, sku: str = "tee-usd") -> tuple[str, str, str]:
 def test_refunds_from_kassa_partial_then_full(shop: Shop) -> None:
     payment_id, _, pi = _paid(shop)
     with shop.app.test_request_context():
-        first = refund_service.create_refund(payment_id, 1000, "requested_by_customer",
-                                             merchant())
+        first = refund_service.create_refund(payment_id, 1000, "requested_by_customer", merchant())
         first_id = first.public_id
     [call] = shop.fake.calls("POST", "/v1/refunds")
-    assert call.form == {"payment_intent": pi, "amount": "1000",
-                         "reason": "requested_by_customer",
-                         "metadata": {"refund_id": first_id, "payment_id": payment_id}}
+    assert call.form == {
+        "payment_intent": pi,
+        "amount": "1000",
+        "reason": "requested_by_customer",
+        "metadata": {"refund_id": first_id, "payment_id": payment_id},
+    }
     # Stripe's webhooks for the same refund change nothing more.
     shop.deliver_all(new_events(shop.fake, 0, "refund.created", "charge.refunded"))
     payment = shop.payment(payment_id)
@@ -255,7 +275,10 @@ def test_refunds_from_kassa_partial_then_full(shop: Shop) -> None:
         refund_service.create_refund(payment_id, None, None, merchant())
     payment = shop.payment(payment_id)
     assert (payment.status, payment.amount_refunded, payment.order.status) == (
-        "refunded", 2500, "refunded")
+        "refunded",
+        2500,
+        "refunded",
+    )
     with shop.app.test_request_context(), pytest.raises(KassaError):
         refund_service.create_refund(payment_id, 1, None, merchant())
     assert len(shop.fake.refunds) == 2
@@ -278,7 +301,8 @@ def test_pending_refund_settles_then_fails_by_webhook(shop: Shop) -> None:
     payment = shop.payment(payment_id)
     assert (payment.status, payment.amount_refunded) == ("succeeded", 0)
     assert [(r.status, r.failure_reason) for r in payment.refunds] == [
-        ("failed", "expired_or_canceled_card")]
+        ("failed", "expired_or_canceled_card")
+    ]
 
 
 def test_dashboard_refund_appears_as_a_refund_by_the_gateway(shop: Shop) -> None:
@@ -288,7 +312,8 @@ def test_dashboard_refund_appears_as_a_refund_by_the_gateway(shop: Shop) -> None
     shop.deliver_all(new_events(shop.fake, since))
     payment = shop.payment(payment_id)
     assert [(r.amount, r.status, r.requested_by) for r in payment.refunds] == [
-        (700, "succeeded", "gateway")]
+        (700, "succeeded", "gateway")
+    ]
     assert (payment.status, payment.amount_refunded) == ("partially_refunded", 700)
 
 
@@ -300,7 +325,11 @@ def test_dispute_lifecycle(shop: Shop) -> None:
     shop.deliver_all(new_events(shop.fake, since))
     [row] = shop.payment(payment_id).disputes
     assert (row.status, row.gateway_status, row.reason, row.amount) == (
-        "open", "under_review", "product_not_received", 2500)
+        "open",
+        "under_review",
+        "product_not_received",
+        2500,
+    )
     assert row.evidence_due_by is not None
     since = len(shop.fake.events)
     shop.fake.update_dispute(dispute["id"], "won")
@@ -327,11 +356,14 @@ def test_manual_capture_authorizes_then_captures(make_stripe_app, fake_stripe) -
 
 
 def test_other_event_types_are_stored_and_acknowledged(shop: Shop) -> None:
-    _paid(shop)       # delivers charge.succeeded and payment_intent.succeeded as well
+    _paid(shop)  # delivers charge.succeeded and payment_intent.succeeded as well
     with shop.app.app_context():
         rows = {r.event_type: r for r in db.session.execute(select(WebhookEvent)).scalars()}
-    assert set(rows) == {"charge.succeeded", "payment_intent.succeeded",
-                         "checkout.session.completed"}
+    assert set(rows) == {
+        "charge.succeeded",
+        "payment_intent.succeeded",
+        "checkout.session.completed",
+    }
     for kind in ("charge.succeeded", "payment_intent.succeeded"):
         assert (rows[kind].status, rows[kind].outcome) == ("processed", "stored only")
     # The payment intent's client secret never reaches our database.
@@ -361,11 +393,9 @@ def _bad_delivery(case: str, event: dict[str, Any]) -> tuple[bytes, dict[str, st
     if case == "re-serialised":
         return json.dumps(json.loads(body), separators=(",", ":")).encode(), headers
     if case == "expired":
-        return body, {"Stripe-Signature": signature_header(body, FAKE_WEBHOOK_SECRET,
-                                                           now - 301)}
+        return body, {"Stripe-Signature": signature_header(body, FAKE_WEBHOOK_SECRET, now - 301)}
     if case == "future":
-        return body, {"Stripe-Signature": signature_header(body, FAKE_WEBHOOK_SECRET,
-                                                           now + 301)}
+        return body, {"Stripe-Signature": signature_header(body, FAKE_WEBHOOK_SECRET, now + 301)}
     if case == "missing":
         return body, {"Content-Type": "application/json"}
     if case == "other secret":
@@ -373,8 +403,9 @@ def _bad_delivery(case: str, event: dict[str, Any]) -> tuple[bytes, dict[str, st
     raise AssertionError(case)
 
 
-@pytest.mark.parametrize("case", ["tampered", "re-serialised", "expired", "future", "missing",
-                                  "other secret"])
+@pytest.mark.parametrize(
+    "case", ["tampered", "re-serialised", "expired", "future", "missing", "other secret"]
+)
 def test_bad_signatures_are_refused_and_nothing_is_stored(shop: Shop, case: str) -> None:
     payment_id, session_id = shop.buy()
     since = len(shop.fake.events)
@@ -394,8 +425,9 @@ class _Served:
     def __init__(self, app: Flask) -> None:
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def stop(self) -> None:
@@ -418,8 +450,12 @@ def _same_event_50_times(app: Flask, fake: FakeStripe) -> None:
     def post() -> None:
         with requests.Session() as http:
             barrier.wait()
-            statuses.append(http.post(f"{served.url}/webhooks/stripe", data=body,
-                                      headers=headers, timeout=60).status_code)
+            statuses.append(
+                http.post(
+                    f"{served.url}/webhooks/stripe", data=body, headers=headers, timeout=60
+                ).status_code
+            )
+
     threads = [threading.Thread(target=post) for _ in range(50)]
     try:
         for t in threads:
@@ -431,13 +467,26 @@ def _same_event_50_times(app: Flask, fake: FakeStripe) -> None:
     assert statuses == [200] * 50
     with app.app_context():
         assert db.session.execute(select(WebhookEvent)).scalars().all().__len__() == 1
-        transitions = db.session.execute(select(AuditEntry).where(
-            AuditEntry.action == "payment.status_changed",
-            AuditEntry.to_state == "succeeded")).scalars().all()
+        transitions = (
+            db.session.execute(
+                select(AuditEntry).where(
+                    AuditEntry.action == "payment.status_changed",
+                    AuditEntry.to_state == "succeeded",
+                )
+            )
+            .scalars()
+            .all()
+        )
         assert len(transitions) == 1
-        orders_paid = db.session.execute(select(AuditEntry).where(
-            AuditEntry.action == "order.status_changed",
-            AuditEntry.to_state == "paid")).scalars().all()
+        orders_paid = (
+            db.session.execute(
+                select(AuditEntry).where(
+                    AuditEntry.action == "order.status_changed", AuditEntry.to_state == "paid"
+                )
+            )
+            .scalars()
+            .all()
+        )
         assert len(orders_paid) == 1
     with app.test_client() as client:
         assert Shop(app, client, fake).payment(payment_id).status == "succeeded"
@@ -448,29 +497,38 @@ def test_same_event_50_times_concurrently_sqlite(make_stripe_app, fake_stripe) -
 
 
 @pytest.mark.postgres
-def test_same_event_50_times_concurrently_postgres(make_stripe_app, fake_stripe,
-                                                   pg_url) -> None:
-    app = make_stripe_app(SQLALCHEMY_DATABASE_URI=pg_url,
-                          SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 20, "max_overflow": 40,
-                                                     "pool_pre_ping": True})
+def test_same_event_50_times_concurrently_postgres(make_stripe_app, fake_stripe, pg_url) -> None:
+    app = make_stripe_app(
+        SQLALCHEMY_DATABASE_URI=pg_url,
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 20, "max_overflow": 40, "pool_pre_ping": True},
+    )
     _same_event_50_times(app, fake_stripe)
 
 
 # ----------------------------------------------------------------------------- orderings
-ORDERED_TYPES = ("checkout.session.completed", "refund.created", "charge.refunded",
-                 "charge.dispute.created", "charge.dispute.closed")
+ORDERED_TYPES = (
+    "checkout.session.completed",
+    "refund.created",
+    "charge.refunded",
+    "charge.dispute.created",
+    "charge.dispute.closed",
+)
 
 
 def _final_state(shop: Shop, payment_id: str) -> tuple[Any, ...]:
     p = shop.payment(payment_id)
-    return (p.status, p.amount_refunded, p.order.status, p.gateway_payment_id is not None,
-            tuple(sorted((p.payment_method or {}).items())),
-            tuple(sorted((r.amount, r.status, r.requested_by) for r in p.refunds)),
-            tuple(sorted((d.status, d.amount) for d in p.disputes)))
+    return (
+        p.status,
+        p.amount_refunded,
+        p.order.status,
+        p.gateway_payment_id is not None,
+        tuple(sorted((p.payment_method or {}).items())),
+        tuple(sorted((r.amount, r.status, r.requested_by) for r in p.refunds)),
+        tuple(sorted((d.status, d.amount) for d in p.disputes)),
+    )
 
 
-def test_every_ordering_of_completed_refund_dispute_gives_the_same_state(
-        shop: Shop) -> None:
+def test_every_ordering_of_completed_refund_dispute_gives_the_same_state(shop: Shop) -> None:
     finals = set()
     orderings = list(itertools.permutations(range(len(ORDERED_TYPES))))
     assert len(orderings) == 120
@@ -486,9 +544,17 @@ def test_every_ordering_of_completed_refund_dispute_gives_the_same_state(
         assert sorted(by_type) == sorted(ORDERED_TYPES)
         shop.deliver_all([by_type[ORDERED_TYPES[i]] for i in order])
         finals.add(_final_state(shop, payment_id))
-    assert finals == {("partially_refunded", 1000, "partially_refunded", True,
-                       (("brand", "visa"), ("last4", "4242")), ((1000, "succeeded", "gateway"),),
-                       (("lost", 1500),))}
+    assert finals == {
+        (
+            "partially_refunded",
+            1000,
+            "partially_refunded",
+            True,
+            (("brand", "visa"), ("last4", "4242")),
+            ((1000, "succeeded", "gateway"),),
+            (("lost", 1500),),
+        )
+    }
 
 
 def test_refund_row_idempotency_keys_are_unique_per_gateway_refund(shop: Shop) -> None:
@@ -504,8 +570,12 @@ def test_refund_row_idempotency_keys_are_unique_per_gateway_refund(shop: Shop) -
 
 # ----------------------------------------------------------------------------- settings
 def _settings(tmp_path: Any, **overrides: Any) -> dict[str, Any]:
-    return {"TESTING": True, "SECRET_KEY": "k" * 40,
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'settings.db'}", **overrides}
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "k" * 40,
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'settings.db'}",
+        **overrides,
+    }
 
 
 def test_stripe_is_active_only_with_both_secrets(tmp_path: Any) -> None:
@@ -513,8 +583,9 @@ def test_stripe_is_active_only_with_both_secrets(tmp_path: Any) -> None:
 
     app = create_app(_settings(tmp_path, STRIPE_SECRET_KEY="sk_test_x"))
     assert "stripe" not in app.extensions["kassa_gateways"]
-    app = create_app(_settings(tmp_path, STRIPE_SECRET_KEY="sk_test_x",
-                               STRIPE_WEBHOOK_SECRET="whsec_x"))
+    app = create_app(
+        _settings(tmp_path, STRIPE_SECRET_KEY="sk_test_x", STRIPE_WEBHOOK_SECRET="whsec_x")
+    )
     gateway = app.extensions["kassa_gateways"]["stripe"]
     assert gateway.mode == "test"
     gateway.close()
@@ -524,16 +595,20 @@ def test_live_key_in_debug_mode_refuses_to_start(tmp_path: Any) -> None:
     from app import create_app
 
     with pytest.raises(RuntimeError, match="live Stripe key"):
-        create_app(_settings(tmp_path, DEBUG=True, STRIPE_SECRET_KEY="sk_live_x",
-                             STRIPE_WEBHOOK_SECRET="whsec_x"))
+        create_app(
+            _settings(
+                tmp_path, DEBUG=True, STRIPE_SECRET_KEY="sk_live_x", STRIPE_WEBHOOK_SECRET="whsec_x"
+            )
+        )
     with pytest.raises(RuntimeError, match="not a Stripe secret key"):
-        create_app(_settings(tmp_path, STRIPE_SECRET_KEY="pk_test_x",
-                             STRIPE_WEBHOOK_SECRET="whsec_x"))
+        create_app(
+            _settings(tmp_path, STRIPE_SECRET_KEY="pk_test_x", STRIPE_WEBHOOK_SECRET="whsec_x")
+        )
 
 
 def test_sync_brings_a_payment_up_to_date_when_webhooks_were_missed(shop: Shop) -> None:
     payment_id, session_id = shop.buy()
-    shop.fake.complete_session(session_id, brand="visa", last4="1881")   # never delivered
+    shop.fake.complete_session(session_id, brand="visa", last4="1881")  # never delivered
     with shop.app.test_request_context():
         refund_service.sync_payment(payment_id, merchant())
     payment = shop.payment(payment_id)

@@ -20,11 +20,14 @@ from app.payments.orders import ItemRequest
 SECRET = "whsec_sandbox_test_secret"
 
 
-def start_purchase(app: Flask, scenario: str = "succeed") -> tuple[Payment, list[tuple[bytes, dict[str, str]]]]:
+def start_purchase(
+    app: Flask, scenario: str = "succeed"
+) -> tuple[Payment, list[tuple[bytes, dict[str, str]]]]:
     """Create a checkout and complete it at the sandbox; return the events it would send."""
     with app.test_request_context():
-        payment = create_checkout([ItemRequest("tee-usd", 1)], "cy@example.com", "Cy", "sandbox",
-                                  CUSTOMER)
+        payment = create_checkout(
+            [ItemRequest("tee-usd", 1)], "cy@example.com", "Cy", "sandbox", CUSTOMER
+        )
         processor = app.extensions["kassa_gateways"]["sandbox"].processor
         processor.complete(payment.gateway_reference, scenario)
         events = list(processor.undelivered)
@@ -40,7 +43,8 @@ def inbox_count(app: Flask) -> int:
 def payment_status(app: Flask, public_id: str) -> str:
     with app.app_context():
         return db.session.execute(
-            select(Payment.status).where(Payment.public_id == public_id)).scalar_one()
+            select(Payment.status).where(Payment.public_id == public_id)
+        ).scalar_one()
 
 
 def test_signed_events_are_stored_once_and_applied(make_app: Callable[..., Flask]) -> None:
@@ -68,12 +72,21 @@ def _tamper(body: bytes) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode()
 
 
-@pytest.mark.parametrize("attack", [
-    "tampered body", "missing header", "wrong secret", "replayed (old timestamp)",
-    "future timestamp", "garbage header", "re-serialised body",
-])
-def test_bad_signatures_answer_400_and_store_nothing(make_app: Callable[..., Flask],
-                                                     attack: str) -> None:
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "tampered body",
+        "missing header",
+        "wrong secret",
+        "replayed (old timestamp)",
+        "future timestamp",
+        "garbage header",
+        "re-serialised body",
+    ],
+)
+def test_bad_signatures_answer_400_and_store_nothing(
+    make_app: Callable[..., Flask], attack: str
+) -> None:
     app = make_app()
     payment, events = start_purchase(app)
     body, headers = events[-1]
@@ -107,7 +120,7 @@ def test_out_of_order_delivery_ends_in_the_same_state(make_app: Callable[..., Fl
     app = make_app()
     payment, events = start_purchase(app)
     client = app.test_client()
-    for body, headers in reversed(events):   # succeeded first, then processing
+    for body, headers in reversed(events):  # succeeded first, then processing
         assert client.post("/webhooks/sandbox", data=body, headers=headers).status_code == 200
     assert payment_status(app, payment.public_id) == "succeeded"
 
@@ -123,8 +136,9 @@ def test_forged_event_for_another_session_changes_nothing(make_app: Callable[...
     event["data"]["object"]["metadata"] = {"payment_id": "pay_unknown"}
     forged = json.dumps(event).encode()
     client = app.test_client()
-    response = client.post("/webhooks/sandbox", data=forged,
-                           headers={SIGNATURE_HEADER: sign(SECRET, forged)})
+    response = client.post(
+        "/webhooks/sandbox", data=forged, headers={SIGNATURE_HEADER: sign(SECRET, forged)}
+    )
     assert response.status_code == 200
     assert payment_status(app, payment.public_id) == "processing"
     with app.app_context():
@@ -137,14 +151,16 @@ def test_amount_mismatch_is_flagged_not_paid(make_app: Callable[..., Flask]) -> 
     payment, events = start_purchase(app, "succeed")
     body, _ = events[-1]
     event = json.loads(body)
-    event["data"]["object"]["amount"] = 1   # signed by the gateway, but not what we charged
+    event["data"]["object"]["amount"] = 1  # signed by the gateway, but not what we charged
     forged = json.dumps(event).encode()
-    app.test_client().post("/webhooks/sandbox", data=forged,
-                           headers={SIGNATURE_HEADER: sign(SECRET, forged)})
+    app.test_client().post(
+        "/webhooks/sandbox", data=forged, headers={SIGNATURE_HEADER: sign(SECRET, forged)}
+    )
     assert payment_status(app, payment.public_id) == "processing"
     with app.app_context():
         from app.models import AuditEntry
 
         flagged = db.session.execute(
-            select(AuditEntry).where(AuditEntry.action == "payment.mismatch")).scalar_one()
+            select(AuditEntry).where(AuditEntry.action == "payment.mismatch")
+        ).scalar_one()
         assert flagged.details["amount"] == {"ours": 2500, "gateway": 1}

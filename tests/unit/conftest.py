@@ -21,5 +21,11 @@ def fake() -> Iterator[FakeRazorpay]:
 
 @pytest.fixture
 def gw(fake: FakeRazorpay) -> RazorpayGateway:
-    return RazorpayGateway(fake.key_id, fake.key_secret, fake.webhook_secret,
-                           public_base_url=PUBLIC, api_base=fake.url, timeout=2.0)
+    return RazorpayGateway(
+        fake.key_id,
+        fake.key_secret,
+        fake.webhook_secret,
+        public_base_url=PUBLIC,
+        api_base=fake.url,
+        timeout=2.0,
+    )

@@ -38,7 +38,7 @@ def test_requests_beyond_the_limit_wait_and_enter_in_arrival_order() -> None:
     waiters = []
     for n in range(3):
         waiters.append(_start(lambda n=n: request(n)))
-        assert _until(lambda n=n: len(limit._line) == n + 1)   # in line, in this order
+        assert _until(lambda n=n: len(limit._line) == n + 1)  # in line, in this order
     assert admitted == [] and limit.active == 2
     # A newcomer arriving while others wait queues behind them, even when a place frees.
     limit._release()
@@ -83,7 +83,7 @@ def test_coming_back_from_the_network_never_waits_in_line() -> None:
     limit = ActiveLimit(1)
     limit.enter()
     with waiting_outside():
-        _start(limit.enter)          # another request takes the free place
+        _start(limit.enter)  # another request takes the free place
         assert _until(lambda: limit.active == 1)
     # Back, over the limit for a moment; nobody is handed a place until we are under it.
     assert limit.active == 2
@@ -91,7 +91,7 @@ def test_coming_back_from_the_network_never_waits_in_line() -> None:
     assert _until(lambda: len(limit._line) == 1)
     limit.leave()
     assert limit.active == 1 and len(limit._line) == 1
-    limit._release()                   # the other request ends: the line moves on
+    limit._release()  # the other request ends: the line moves on
     queued.join(5)
     assert not queued.is_alive() and limit.active == 1
 
@@ -101,11 +101,11 @@ def test_after_its_request_or_inside_another_wait_it_changes_nothing() -> None:
     limit.enter()
     with waiting_outside():
         assert limit.active == 0
-        with waiting_outside():       # nested: the place was already given away
+        with waiting_outside():  # nested: the place was already given away
             assert limit.active == 0
     assert limit.active == 1
     limit.leave()
-    with waiting_outside():           # the request is over: nothing of it to give away
+    with waiting_outside():  # the request is over: nothing of it to give away
         assert limit.active == 0
     assert limit.active == 0
 
@@ -124,6 +124,6 @@ def test_a_streamed_body_gives_its_place_back_once_when_sent_or_closed() -> None
     cut = _StreamedBody(body, lambda: left.append("cut"))
     cut._body = type("Closable", (), {"close": lambda self: closed.append(True)})()
     assert next(cut) == b"a"
-    assert left == ["sent"]           # half-sent: still running
-    cut.close()                       # the client went away
+    assert left == ["sent"]  # half-sent: still running
+    cut.close()  # the client went away
     assert left == ["sent", "cut"] and closed == [True]

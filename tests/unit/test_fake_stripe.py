@@ -39,15 +39,17 @@ def test_hosted_page_pay_redirects_to_success_with_session_id(gateway, fake_stri
         page = browser.get(session.redirect_url)
         assert page.status_code == 200
         assert "Blue mug" in page.text and "3700 USD" in page.text
-        assert 'href="https://shop.example/checkout/cancel/pay_abc"' in page.text.replace(
-            "'", '"')
-        paid = browser.post(f"{session.redirect_url}/complete", data={"outcome": "paid"},
-                            allow_redirects=False)
+        assert 'href="https://shop.example/checkout/cancel/pay_abc"' in page.text.replace("'", '"')
+        paid = browser.post(
+            f"{session.redirect_url}/complete", data={"outcome": "paid"}, allow_redirects=False
+        )
     assert paid.status_code == 303
     assert paid.headers["Location"] == (
-        f"https://shop.example/checkout/return/pay_abc?session_id={session.reference}")
-    assert gateway.retrieve(PaymentRef(reference=session.reference)).status == \
-        PaymentStatus.SUCCEEDED
+        f"https://shop.example/checkout/return/pay_abc?session_id={session.reference}"
+    )
+    assert (
+        gateway.retrieve(PaymentRef(reference=session.reference)).status == PaymentStatus.SUCCEEDED
+    )
 
 
 def test_hosted_page_decline_keeps_the_session_open(gateway, fake_stripe) -> None:
@@ -59,8 +61,9 @@ def test_hosted_page_decline_keeps_the_session_open(gateway, fake_stripe) -> Non
     assert [e["type"] for e in fake_stripe.events] == ["payment_intent.payment_failed"]
 
 
-def test_webhooks_are_delivered_signed_and_verifiable(gateway, fake_stripe,
-                                                      httpserver: HTTPServer) -> None:
+def test_webhooks_are_delivered_signed_and_verifiable(
+    gateway, fake_stripe, httpserver: HTTPServer
+) -> None:
     received: list[tuple[bytes, dict[str, str]]] = []
 
     def handler(request: Request) -> Response:
@@ -74,8 +77,7 @@ def test_webhooks_are_delivered_signed_and_verifiable(gateway, fake_stripe,
     fake_stripe.complete_session(session.reference)
     assert fake_stripe.wait_for_deliveries(5)
     types = [gateway.verify_webhook(body, headers).event_type for body, headers in received]
-    assert types == ["charge.succeeded", "payment_intent.succeeded",
-                     "checkout.session.completed"]
+    assert types == ["charge.succeeded", "payment_intent.succeeded", "checkout.session.completed"]
     assert all(d.status == 200 for d in fake_stripe.deliveries)
 
 
@@ -86,12 +88,16 @@ def test_events_list_filters(fake_stripe) -> None:
     fake_stripe.emit("checkout.session.expired", {"id": "cs_2"})
     url = f"{fake_stripe.base_url}/v1/events"
     auth = {"Authorization": f"Bearer {FAKE_SECRET_KEY}"}
-    recent = requests.get(url, params={"created[gte]": int(time.time()) - 100}, headers=auth,
-                          timeout=5).json()
-    assert [e["type"] for e in recent["data"]] == ["checkout.session.expired",
-                                                   "checkout.session.completed"]
-    typed = requests.get(url, params={"type": "checkout.session.*", "limit": 1}, headers=auth,
-                         timeout=5).json()
+    recent = requests.get(
+        url, params={"created[gte]": int(time.time()) - 100}, headers=auth, timeout=5
+    ).json()
+    assert [e["type"] for e in recent["data"]] == [
+        "checkout.session.expired",
+        "checkout.session.completed",
+    ]
+    typed = requests.get(
+        url, params={"type": "checkout.session.*", "limit": 1}, headers=auth, timeout=5
+    ).json()
     assert [e["type"] for e in typed["data"]] == ["checkout.session.expired"]
     assert typed["has_more"] is True
     assert requests.get(url, timeout=5).status_code == 401
@@ -99,16 +105,24 @@ def test_events_list_filters(fake_stripe) -> None:
 
 def test_http_controls_for_a_separate_dev_server() -> None:
     fake = serve_fake_stripe(0, latency_ms=0, block=False)
-    gw = StripeGateway(FAKE_SECRET_KEY, FAKE_WEBHOOK_SECRET, api_base=fake.base_url,
-                       max_network_retries=0)
+    gw = StripeGateway(
+        FAKE_SECRET_KEY, FAKE_WEBHOOK_SECRET, api_base=fake.base_url, max_network_retries=0
+    )
     try:
         session = gw.create_checkout(checkout_request())
-        assert requests.post(f"{fake.base_url}/_test/sessions/{session.reference}/complete",
-                             json={"outcome": "paid"}, timeout=5).ok
-        assert gw.retrieve(PaymentRef(reference=session.reference)).status == \
-            PaymentStatus.SUCCEEDED
-        requests.post(f"{fake.base_url}/_test/errors", json={"status": 500, "times": 1,
-                                                              "should_retry": False}, timeout=5)
+        assert requests.post(
+            f"{fake.base_url}/_test/sessions/{session.reference}/complete",
+            json={"outcome": "paid"},
+            timeout=5,
+        ).ok
+        assert (
+            gw.retrieve(PaymentRef(reference=session.reference)).status == PaymentStatus.SUCCEEDED
+        )
+        requests.post(
+            f"{fake.base_url}/_test/errors",
+            json={"status": 500, "times": 1, "should_retry": False},
+            timeout=5,
+        )
         with pytest.raises(Exception):  # noqa: B017  GatewayError from the queued 500
             gw.retrieve(PaymentRef(reference=session.reference))
         log = requests.get(f"{fake.base_url}/_test/requests", timeout=5).json()

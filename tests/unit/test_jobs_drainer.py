@@ -30,6 +30,7 @@ def ran(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, Any]]]:
                 raise RuntimeError("boom")
             with lock:
                 calls.append((name, arg))
+
         return task
 
     monkeypatch.setitem(jobs.TASKS, "t.bg", record("t.bg"))
@@ -52,23 +53,25 @@ def until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 def test_background_jobs_wait_while_requests_keep_coming_then_run_once_in_order(
-        ran: list[tuple[str, Any]]) -> None:
+    ran: list[tuple[str, Any]],
+) -> None:
     # A quiet gap of an hour never comes: the jobs are held until someone asks for them.
     r = runner(JOBS_BACKGROUND_QUIET_SECONDS=3600)
     try:
-        for n in (1, 2, 3, 2, 1):           # the same job twice is run once
+        for n in (1, 2, 3, 2, 1):  # the same job twice is run once
             r.submit("t.bg", (n,))
         time.sleep(0.2)
         assert ran == []
         assert r.drainer.pending == 3
-        r.wait_idle()                       # tests and shutdown: run everything now
+        r.wait_idle()  # tests and shutdown: run everything now
         assert ran == [("t.bg", 1), ("t.bg", 2), ("t.bg", 3)]
     finally:
         r.shutdown()
 
 
 def test_background_jobs_run_by_themselves_once_enqueueing_pauses(
-        ran: list[tuple[str, Any]]) -> None:
+    ran: list[tuple[str, Any]],
+) -> None:
     r = runner(JOBS_BACKGROUND_QUIET_SECONDS=0.01, JOBS_BACKGROUND_BATCH=2)
     try:
         for n in range(5):
@@ -90,8 +93,7 @@ def test_a_failing_job_does_not_stop_the_others(ran: list[tuple[str, Any]]) -> N
         r.shutdown()
 
 
-def test_other_jobs_still_go_to_the_pool_and_eager_runs_inline(
-        ran: list[tuple[str, Any]]) -> None:
+def test_other_jobs_still_go_to_the_pool_and_eager_runs_inline(ran: list[tuple[str, Any]]) -> None:
     r = runner(JOBS_BACKGROUND_QUIET_SECONDS=3600)
     try:
         r.submit("t.bg", ("held",))
@@ -99,15 +101,16 @@ def test_other_jobs_still_go_to_the_pool_and_eager_runs_inline(
         assert until(lambda: ("t.pool", "now") in ran)
         assert ("t.bg", "held") not in ran
     finally:
-        r.shutdown()                        # runs what is still held
+        r.shutdown()  # runs what is still held
     assert ("t.bg", "held") in ran
     eager = runner(JOBS_EAGER=True)
     eager.submit("t.bg", ("inline",))
     assert ran[-1] == ("t.bg", "inline")
 
 
-def test_the_thread_ends_when_idle_and_starts_again(ran: list[tuple[str, Any]],
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_thread_ends_when_idle_and_starts_again(
+    ran: list[tuple[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(jobs.Drainer, "LINGER", 0.05)
     r = runner(JOBS_BACKGROUND_QUIET_SECONDS=0.01)
     try:
@@ -124,7 +127,7 @@ def test_the_thread_ends_when_idle_and_starts_again(ran: list[tuple[str, Any]],
 def test_jobs_after_a_shutdown_still_run(ran: list[tuple[str, Any]]) -> None:
     r = runner()
     r.submit("t.bg", (1,))
-    r.shutdown()                # runs what is held, ends the thread
+    r.shutdown()  # runs what is held, ends the thread
     assert ran == [("t.bg", 1)] and r.drainer._thread is None
     r.submit("t.bg", (2,))
     r.wait_idle()
@@ -156,19 +159,25 @@ print("main thread done", flush=True)
 
 
 def test_an_exiting_process_runs_held_jobs_for_a_bounded_time_then_leaves_the_rest(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """2,000 held jobs of 20 ms would keep a stopped worker alive for 40 s; it stops after
     JOBS_EXIT_SECONDS and leaves the rest to the periodic sweeps."""
     record = tmp_path / "done.txt"
     started = time.monotonic()
-    out = subprocess.run([sys.executable, "-c", EXITING_PROCESS, str(record)],
-                         cwd=Path(__file__).resolve().parents[2], capture_output=True,
-                         text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", EXITING_PROCESS, str(record)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     elapsed = time.monotonic() - started
     assert out.returncode == 0, out.stderr
     assert "main thread done" in out.stdout
     ran = record.read_text().split()
-    assert ran == [str(n) for n in range(len(ran))]     # in order, none twice
+    assert ran == [str(n) for n in range(len(ran))]  # in order, none twice
     assert 10 < len(ran) < 2000
     assert elapsed < 15
     assert "background jobs left to the periodic sweeps" in out.stderr

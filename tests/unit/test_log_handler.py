@@ -37,7 +37,7 @@ def test_a_line_logged_during_another_threads_write_is_written_after_it() -> Non
         first = threading.Thread(target=logger.info, args=("first",))
         first.start()
         assert stream.first_write_started.wait(10)
-        logger.info("second")        # returns while "first" is still being written
+        logger.info("second")  # returns while "first" is still being written
         assert stream.chunks == []
         stream.release.set()
         first.join(10)
@@ -78,7 +78,7 @@ def test_concurrent_threads_lose_and_mangle_no_line() -> None:
         handler.flush()
         records = [json.loads(line) for line in "".join(stream.parts).splitlines()]
         assert len(records) == 8 * 300
-        for k in range(8):      # each thread's lines in the order it logged them
+        for k in range(8):  # each thread's lines in the order it logged them
             assert [r["n"] for r in records if r["sender"] == k] == list(range(300))
     finally:
         logging.getLogger().removeHandler(handler)

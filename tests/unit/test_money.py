@@ -28,24 +28,41 @@ def test_parse_and_round_trip(currency: str, typed: str, minor: int, plain: str)
     assert Money.parse(money.to_major_string(), currency) == money
 
 
-@pytest.mark.parametrize(("currency", "places"), [
-    ("USD", 2), ("EUR", 2), ("INR", 2), ("JPY", 0), ("KRW", 0), ("VND", 0), ("CLP", 0),
-    ("BHD", 3), ("JOD", 3), ("KWD", 3), ("OMR", 3), ("TND", 3), ("IQD", 3),
-])
+@pytest.mark.parametrize(
+    ("currency", "places"),
+    [
+        ("USD", 2),
+        ("EUR", 2),
+        ("INR", 2),
+        ("JPY", 0),
+        ("KRW", 0),
+        ("VND", 0),
+        ("CLP", 0),
+        ("BHD", 3),
+        ("JOD", 3),
+        ("KWD", 3),
+        ("OMR", 3),
+        ("TND", 3),
+        ("IQD", 3),
+    ],
+)
 def test_exponents(currency: str, places: int) -> None:
     assert exponent(currency) == places
     assert exponent(currency.lower()) == places
 
 
-@pytest.mark.parametrize(("typed", "currency", "message"), [
-    ("1.5", "JPY", "no minor unit"),
-    ("12.345", "USD", "at most 2 decimal places"),
-    ("1.0005", "BHD", "at most 3 decimal places"),
-    ("", "USD", "Enter an amount"),
-    ("abc", "USD", "is not an amount"),
-    ("NaN", "USD", "is not an amount"),
-    ("Infinity", "EUR", "is not an amount"),
-])
+@pytest.mark.parametrize(
+    ("typed", "currency", "message"),
+    [
+        ("1.5", "JPY", "no minor unit"),
+        ("12.345", "USD", "at most 2 decimal places"),
+        ("1.0005", "BHD", "at most 3 decimal places"),
+        ("", "USD", "Enter an amount"),
+        ("abc", "USD", "is not an amount"),
+        ("NaN", "USD", "is not an amount"),
+        ("Infinity", "EUR", "is not an amount"),
+    ],
+)
 def test_parse_rejects(typed: str, currency: str, message: str) -> None:
     with pytest.raises(MoneyError, match=message):
         Money.parse(typed, currency)
@@ -64,14 +81,17 @@ def test_minor_units_must_be_integers() -> None:
         Money(True, "USD")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("minor", "currency", "shown"), [
-    (1250, "USD", "$12.50"),
-    (1800, "JPY", "¥1,800"),
-    (1250, "BHD", "BHD1.250"),
-    (49900, "INR", "₹499.00"),
-    (123456, "EUR", "€1,234.56"),
-    (1000, "IQD", "IQD1.000"),
-])
+@pytest.mark.parametrize(
+    ("minor", "currency", "shown"),
+    [
+        (1250, "USD", "$12.50"),
+        (1800, "JPY", "¥1,800"),
+        (1250, "BHD", "BHD1.250"),
+        (49900, "INR", "₹499.00"),
+        (123456, "EUR", "€1,234.56"),
+        (1000, "IQD", "IQD1.000"),
+    ],
+)
 def test_format_for_people(minor: int, currency: str, shown: str) -> None:
     assert format_minor(minor, currency) == shown
 

@@ -13,36 +13,107 @@ from app.payments.state import (
     payment_outcome,
 )
 
-GATEWAY_REPORTED = [P.CREATED, P.PROCESSING, P.AUTHORIZED, P.SUCCEEDED, P.FAILED, P.CANCELED,
-                    P.EXPIRED]
+GATEWAY_REPORTED = [
+    P.CREATED,
+    P.PROCESSING,
+    P.AUTHORIZED,
+    P.SUCCEEDED,
+    P.FAILED,
+    P.CANCELED,
+    P.EXPIRED,
+]
 
 # (current, reported) -> expected outcome, written out by hand: this is the spec.
 A, D, S, I = Outcome.APPLIED, Outcome.DUPLICATE, Outcome.STALE, Outcome.INVALID
 EXPECTED = {
-    P.CREATED:    {P.CREATED: D, P.PROCESSING: A, P.AUTHORIZED: A, P.SUCCEEDED: A, P.FAILED: A,
-                   P.CANCELED: A, P.EXPIRED: A},
-    P.PROCESSING: {P.CREATED: S, P.PROCESSING: D, P.AUTHORIZED: A, P.SUCCEEDED: A, P.FAILED: A,
-                   P.CANCELED: A, P.EXPIRED: A},
-    P.FAILED:     {P.CREATED: S, P.PROCESSING: S, P.AUTHORIZED: A, P.SUCCEEDED: A, P.FAILED: D,
-                   P.CANCELED: A, P.EXPIRED: A},
-    P.EXPIRED:    {P.CREATED: S, P.PROCESSING: S, P.AUTHORIZED: A, P.SUCCEEDED: A, P.FAILED: S,
-                   P.CANCELED: A, P.EXPIRED: D},
-    P.CANCELED:   {P.CREATED: S, P.PROCESSING: S, P.AUTHORIZED: A, P.SUCCEEDED: A, P.FAILED: S,
-                   P.CANCELED: D, P.EXPIRED: S},
-    P.AUTHORIZED: {P.CREATED: S, P.PROCESSING: S, P.AUTHORIZED: D, P.SUCCEEDED: A, P.FAILED: S,
-                   P.CANCELED: S, P.EXPIRED: S},
-    P.SUCCEEDED:  {P.CREATED: S, P.PROCESSING: S, P.AUTHORIZED: S, P.SUCCEEDED: D, P.FAILED: S,
-                   P.CANCELED: S, P.EXPIRED: S},
+    P.CREATED: {
+        P.CREATED: D,
+        P.PROCESSING: A,
+        P.AUTHORIZED: A,
+        P.SUCCEEDED: A,
+        P.FAILED: A,
+        P.CANCELED: A,
+        P.EXPIRED: A,
+    },
+    P.PROCESSING: {
+        P.CREATED: S,
+        P.PROCESSING: D,
+        P.AUTHORIZED: A,
+        P.SUCCEEDED: A,
+        P.FAILED: A,
+        P.CANCELED: A,
+        P.EXPIRED: A,
+    },
+    P.FAILED: {
+        P.CREATED: S,
+        P.PROCESSING: S,
+        P.AUTHORIZED: A,
+        P.SUCCEEDED: A,
+        P.FAILED: D,
+        P.CANCELED: A,
+        P.EXPIRED: A,
+    },
+    P.EXPIRED: {
+        P.CREATED: S,
+        P.PROCESSING: S,
+        P.AUTHORIZED: A,
+        P.SUCCEEDED: A,
+        P.FAILED: S,
+        P.CANCELED: A,
+        P.EXPIRED: D,
+    },
+    P.CANCELED: {
+        P.CREATED: S,
+        P.PROCESSING: S,
+        P.AUTHORIZED: A,
+        P.SUCCEEDED: A,
+        P.FAILED: S,
+        P.CANCELED: D,
+        P.EXPIRED: S,
+    },
+    P.AUTHORIZED: {
+        P.CREATED: S,
+        P.PROCESSING: S,
+        P.AUTHORIZED: D,
+        P.SUCCEEDED: A,
+        P.FAILED: S,
+        P.CANCELED: S,
+        P.EXPIRED: S,
+    },
+    P.SUCCEEDED: {
+        P.CREATED: S,
+        P.PROCESSING: S,
+        P.AUTHORIZED: S,
+        P.SUCCEEDED: D,
+        P.FAILED: S,
+        P.CANCELED: S,
+        P.EXPIRED: S,
+    },
     # Refund states count as "succeeded" for gateway status reports.
-    P.PARTIALLY_REFUNDED: {P.CREATED: S, P.PROCESSING: S, P.AUTHORIZED: S, P.SUCCEEDED: D,
-                           P.FAILED: S, P.CANCELED: S, P.EXPIRED: S},
-    P.REFUNDED:   {P.CREATED: S, P.PROCESSING: S, P.AUTHORIZED: S, P.SUCCEEDED: D, P.FAILED: S,
-                   P.CANCELED: S, P.EXPIRED: S},
+    P.PARTIALLY_REFUNDED: {
+        P.CREATED: S,
+        P.PROCESSING: S,
+        P.AUTHORIZED: S,
+        P.SUCCEEDED: D,
+        P.FAILED: S,
+        P.CANCELED: S,
+        P.EXPIRED: S,
+    },
+    P.REFUNDED: {
+        P.CREATED: S,
+        P.PROCESSING: S,
+        P.AUTHORIZED: S,
+        P.SUCCEEDED: D,
+        P.FAILED: S,
+        P.CANCELED: S,
+        P.EXPIRED: S,
+    },
 }
 
 
-@pytest.mark.parametrize(("current", "reported"),
-                         [(c, r) for c in EXPECTED for r in GATEWAY_REPORTED])
+@pytest.mark.parametrize(
+    ("current", "reported"), [(c, r) for c in EXPECTED for r in GATEWAY_REPORTED]
+)
 def test_every_pair(current: P, reported: P) -> None:
     assert payment_outcome(current, reported) is EXPECTED[current][reported]
 
@@ -77,21 +148,26 @@ def test_final_state_never_depends_on_delivery_order() -> None:
             assert doubled == finals
 
 
-@pytest.mark.parametrize(("events", "final"), [
-    ((P.PROCESSING, P.SUCCEEDED), P.SUCCEEDED),
-    ((P.SUCCEEDED, P.PROCESSING), P.SUCCEEDED),
-    ((P.FAILED, P.SUCCEEDED), P.SUCCEEDED),       # late money wins
-    ((P.EXPIRED, P.FAILED), P.EXPIRED),
-    ((P.FAILED, P.EXPIRED), P.EXPIRED),
-    ((P.AUTHORIZED, P.PROCESSING, P.SUCCEEDED), P.SUCCEEDED),
-    ((P.PROCESSING, P.FAILED), P.FAILED),
-])
+@pytest.mark.parametrize(
+    ("events", "final"),
+    [
+        ((P.PROCESSING, P.SUCCEEDED), P.SUCCEEDED),
+        ((P.SUCCEEDED, P.PROCESSING), P.SUCCEEDED),
+        ((P.FAILED, P.SUCCEEDED), P.SUCCEEDED),  # late money wins
+        ((P.EXPIRED, P.FAILED), P.EXPIRED),
+        ((P.FAILED, P.EXPIRED), P.EXPIRED),
+        ((P.AUTHORIZED, P.PROCESSING, P.SUCCEEDED), P.SUCCEEDED),
+        ((P.PROCESSING, P.FAILED), P.FAILED),
+    ],
+)
 def test_known_sequences(events: tuple[P, ...], final: P) -> None:
     assert _final(events) is final
 
 
-@pytest.mark.parametrize(("expected", "target"), [
-    (c, r) for c in EXPECTED for r in GATEWAY_REPORTED if (c, r) != (P.CREATED, P.PROCESSING)])
+@pytest.mark.parametrize(
+    ("expected", "target"),
+    [(c, r) for c in EXPECTED for r in GATEWAY_REPORTED if (c, r) != (P.CREATED, P.PROCESSING)],
+)
 def test_the_unloaded_shortcut_only_opens_attempts(expected: P, target: P) -> None:
     """Any move with consequences (timestamps, the order, stock) goes through
     transition_payment on a locked row; the shortcut refuses before touching anything."""

@@ -36,8 +36,14 @@ from tests.fakes.stripe_signing import signed_event
 
 
 def _gateway(fake: FakeStripe, **kw: object) -> StripeGateway:
-    return StripeGateway(FAKE_SECRET_KEY, FAKE_WEBHOOK_SECRET, api_base=fake.base_url,
-                         max_network_retries=0, timeout=5, **kw)  # type: ignore[arg-type]
+    return StripeGateway(
+        FAKE_SECRET_KEY,
+        FAKE_WEBHOOK_SECRET,
+        api_base=fake.base_url,
+        max_network_retries=0,
+        timeout=5,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -47,19 +53,27 @@ def gateway(fake_stripe: FakeStripe) -> Iterator[StripeGateway]:
     gw.close()
 
 
-def _paid(gateway: StripeGateway, fake: FakeStripe, payment_id: str = "pay_abc"
-          ) -> tuple[str, str]:
-    session = gateway.create_checkout(checkout_request(
-        payment_id=payment_id, idempotency_key=f"checkout-{payment_id}"))
+def _paid(gateway: StripeGateway, fake: FakeStripe, payment_id: str = "pay_abc") -> tuple[str, str]:
+    session = gateway.create_checkout(
+        checkout_request(payment_id=payment_id, idempotency_key=f"checkout-{payment_id}")
+    )
     fake.complete_session(session.reference)
     return session.reference, fake.sessions[session.reference]["payment_intent"]
 
 
-def _refund(gateway: StripeGateway, pi: str, refund_id: str = "rfd_1", amount: int = 1200
-            ) -> str:
-    result = gateway.refund(RefundRequest(
-        refund_id=refund_id, payment_id="pay_abc", reference=None, gateway_payment_id=pi,
-        amount=amount, currency="USD", reason=None, idempotency_key=f"refund-{refund_id}"))
+def _refund(gateway: StripeGateway, pi: str, refund_id: str = "rfd_1", amount: int = 1200) -> str:
+    result = gateway.refund(
+        RefundRequest(
+            refund_id=refund_id,
+            payment_id="pay_abc",
+            reference=None,
+            gateway_payment_id=pi,
+            amount=amount,
+            currency="USD",
+            reason=None,
+            idempotency_key=f"refund-{refund_id}",
+        )
+    )
     return result.gateway_refund_id
 
 
@@ -77,15 +91,18 @@ def test_the_adapter_offers_both_optional_calls(gateway) -> None:
     assert isinstance(gateway, RetrievesRefunds)
     wrapped = ResilientGateway(gateway, Policy())
     assert wrapped.can_list_events and wrapped.can_retrieve_refunds
-    assert len(HANDLED_EVENTS) <= 20          # Stripe's limit for `types`
+    assert len(HANDLED_EVENTS) <= 20  # Stripe's limit for `types`
 
 
 def test_list_events_asks_for_the_handled_types_since_a_time(gateway, fake_stripe) -> None:
     since = datetime(2026, 11, 23, 12, 0, 30, 900000, tzinfo=UTC)
     gateway.list_events(since)
     [call] = fake_stripe.calls("GET", "/v1/events")
-    assert call.query == {"created": {"gte": str(int(since.timestamp()))},
-                          "types": list(HANDLED_EVENTS), "limit": "100"}
+    assert call.query == {
+        "created": {"gte": str(int(since.timestamp()))},
+        "types": list(HANDLED_EVENTS),
+        "limit": "100",
+    }
 
 
 def test_listed_events_are_the_webhook_payloads_oldest_first(gateway, fake_stripe) -> None:
@@ -97,8 +114,12 @@ def test_listed_events_are_the_webhook_payloads_oldest_first(gateway, fake_strip
 
     handled = [_public(e) for e in fake_stripe.events if e["type"] in HANDLED_EVENTS]
     assert [e.event_id for e in listed] == [e["id"] for e in handled]
-    assert [e.event_type for e in listed] == ["checkout.session.completed", "refund.created",
-                                              "charge.refunded", "charge.dispute.created"]
+    assert [e.event_type for e in listed] == [
+        "checkout.session.completed",
+        "refund.created",
+        "charge.refunded",
+        "charge.dispute.created",
+    ]
     # Exactly what a webhook delivers, redacted as the inbox stores it, so interpret()
     # sees the same thing whichever way an event arrived.
     assert [e.payload for e in listed] == [redact(e) for e in handled]
@@ -111,11 +132,12 @@ def test_listed_events_are_the_webhook_payloads_oldest_first(gateway, fake_strip
 
 def test_listed_events_are_redacted(gateway, fake_stripe) -> None:
     session = gateway.create_checkout(checkout_request())
-    fake_stripe.complete_session(session.reference, "failed")   # payment_intent.payment_failed
+    fake_stripe.complete_session(session.reference, "failed")  # payment_intent.payment_failed
     [event] = gateway.list_events(_since())
     assert event.event_type == "payment_intent.payment_failed"
     assert fake_stripe.events_of("payment_intent.payment_failed")[0]["data"]["object"][
-        "client_secret"]
+        "client_secret"
+    ]
     assert "client_secret" not in json.dumps(event.payload)
     assert event.payload["data"]["object"]["last_payment_error"]["code"] == "card_declined"
 
@@ -130,9 +152,19 @@ def test_events_before_since_are_not_listed(gateway, fake_stripe) -> None:
 
 
 def _emit_refund_updates(fake: FakeStripe, n: int) -> list[str]:
-    return [fake.emit("refund.updated", {"id": f"re_{i}", "object": "refund", "amount": 1,
-                                         "currency": "usd", "status": "succeeded"})["id"]
-            for i in range(n)]
+    return [
+        fake.emit(
+            "refund.updated",
+            {
+                "id": f"re_{i}",
+                "object": "refund",
+                "amount": 1,
+                "currency": "usd",
+                "status": "succeeded",
+            },
+        )["id"]
+        for i in range(n)
+    ]
 
 
 def test_list_events_pages_through_everything(gateway, fake_stripe) -> None:
@@ -152,18 +184,22 @@ def test_list_events_is_bounded(fake_stripe, caplog) -> None:
             listed = gw.list_events(_since())
     finally:
         gw.close()
-    assert [e.event_id for e in listed] == ids[-120:]      # the newest, oldest first
+    assert [e.event_id for e in listed] == ids[-120:]  # the newest, oldest first
     assert len(fake_stripe.calls("GET", "/v1/events")) == 2
     assert "stopped after 200" in caplog.text
 
 
-@pytest.mark.parametrize("status,type_,code,retryable", [
-    (500, "api_error", "gateway_unavailable", True),
-    (429, "rate_limit_error", "rate_limited", True),
-    (401, "invalid_request_error", "authentication_failed", False),
-])
-def test_list_events_errors_are_gateway_errors(gateway, fake_stripe, status, type_, code,
-                                               retryable) -> None:
+@pytest.mark.parametrize(
+    "status,type_,code,retryable",
+    [
+        (500, "api_error", "gateway_unavailable", True),
+        (429, "rate_limit_error", "rate_limited", True),
+        (401, "invalid_request_error", "authentication_failed", False),
+    ],
+)
+def test_list_events_errors_are_gateway_errors(
+    gateway, fake_stripe, status, type_, code, retryable
+) -> None:
     fake_stripe.queue_error(status, type_, path="/v1/events")
     with pytest.raises(GatewayError) as err:
         gateway.list_events(_since())
@@ -185,8 +221,13 @@ def test_retrieve_refund_follows_a_pending_refund(gateway, fake_stripe) -> None:
     ref = PaymentRef("pay_abc", ref_id, pi)
 
     update = gateway.retrieve_refund(ref, re_id)
-    assert (update.gateway_refund_id, update.refund_id, update.status, update.amount,
-            update.currency) == (re_id, "rfd_1", RefundStatus.PENDING, 1200, "USD")
+    assert (
+        update.gateway_refund_id,
+        update.refund_id,
+        update.status,
+        update.amount,
+        update.currency,
+    ) == (re_id, "rfd_1", RefundStatus.PENDING, 1200, "USD")
     assert update.ref == PaymentRef("pay_abc", ref_id, pi)
     assert fake_stripe.calls("GET", f"/v1/refunds/{re_id}")
 
@@ -194,8 +235,10 @@ def test_retrieve_refund_follows_a_pending_refund(gateway, fake_stripe) -> None:
     assert gateway.retrieve_refund(ref, re_id).status == RefundStatus.SUCCEEDED
     fake_stripe.set_refund_status(re_id, "failed", "expired_or_canceled_card")
     failed = gateway.retrieve_refund(ref, re_id)
-    assert (failed.status, failed.failure_reason) == (RefundStatus.FAILED,
-                                                      "expired_or_canceled_card")
+    assert (failed.status, failed.failure_reason) == (
+        RefundStatus.FAILED,
+        "expired_or_canceled_card",
+    )
 
 
 def test_retrieve_dashboard_refund_names_the_callers_payment(gateway, fake_stripe) -> None:
@@ -228,10 +271,12 @@ def test_handled_events_are_exactly_the_ones_interpret_uses(gateway, fake_stripe
     late = gateway.create_checkout(checkout_request(payment_id="pay_x", idempotency_key="x"))
     fake_stripe.expire_session(late.reference)
     seen = {e["type"] for e in fake_stripe.events}
-    assert seen >= set(HANDLED_EVENTS) - {"checkout.session.async_payment_succeeded",
-                                          "checkout.session.async_payment_failed",
-                                          "payment_intent.payment_failed",
-                                          "charge.dispute.updated"}
+    assert seen >= set(HANDLED_EVENTS) - {
+        "checkout.session.async_payment_succeeded",
+        "checkout.session.async_payment_failed",
+        "payment_intent.payment_failed",
+        "charge.dispute.updated",
+    }
     for event in fake_stripe.events:
         updates = gateway.interpret(VerifiedEvent(event["id"], event["type"], _public(event)))
         assert bool(updates) == (event["type"] in HANDLED_EVENTS), event["type"]

@@ -45,14 +45,20 @@ print(ok, round(took * 1000), during)
 
 
 def _run(mode: str) -> tuple[str, int, int]:
-    out = subprocess.run([sys.executable, "-c", PROBE, mode], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, mode],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
     return out[0], int(out[1]), int(out[2])
 
 
 def test_a_password_check_leaves_the_other_requests_running() -> None:
     ok, took_ms, ticks = _run("offloaded")
-    assert ok == "False"                          # the wrong password is still refused
+    assert ok == "False"  # the wrong password is still refused
     # The other request kept its 5 ms rhythm through the whole hash.
     assert ticks >= max(3, took_ms // 5 // 3), (took_ms, ticks)
 
@@ -83,7 +89,13 @@ print(alive, dead, _native_poll() is select.poll)
 
 
 def test_the_pools_liveness_check_works_under_gevent_without_its_cooperative_poll() -> None:
-    out = subprocess.run([sys.executable, "-c", POOL_PROBE], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60, check=True).stdout.split()
-    assert out[:2] == ["False", "True"]      # a live connection kept, a dead one refused
-    assert out[2] == "False"                 # with the OS's poll(), not gevent's
+    out = subprocess.run(
+        [sys.executable, "-c", POOL_PROBE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+    assert out[:2] == ["False", "True"]  # a live connection kept, a dead one refused
+    assert out[2] == "False"  # with the OS's poll(), not gevent's

@@ -69,8 +69,9 @@ class Api:
         return headers
 
     def get(self, path: str, **kwargs: Any) -> TestResponse:
-        return self.client.get("/api/v1" + path, headers=self.headers(kwargs.pop("headers", None)),
-                               **kwargs)
+        return self.client.get(
+            "/api/v1" + path, headers=self.headers(kwargs.pop("headers", None)), **kwargs
+        )
 
     def post(self, path: str, body: Any = None, **kwargs: Any) -> TestResponse:
         headers = self.headers(kwargs.pop("headers", None))
@@ -152,8 +153,10 @@ def make_app(tmp_path: Path, api_sqlite_template: Path) -> Iterator[Callable[...
             app = create_app(config)
             _migrate_and_seed(app)
         else:
-            with contextlib.closing(sqlite3.connect(api_sqlite_template)) as src, \
-                    contextlib.closing(sqlite3.connect(target)) as dst:
+            with (
+                contextlib.closing(sqlite3.connect(api_sqlite_template)) as src,
+                contextlib.closing(sqlite3.connect(target)) as dst,
+            ):
                 src.backup(dst)
             app = create_app(config)
         apps.append(app)
@@ -223,8 +226,9 @@ class FakeGateway:
 
     def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
         self._call("create_checkout", request)
-        return CheckoutSession(reference=f"fake_cs_{secrets.token_hex(6)}",
-                               redirect_url="https://fake.example.com/pay")
+        return CheckoutSession(
+            reference=f"fake_cs_{secrets.token_hex(6)}", redirect_url="https://fake.example.com/pay"
+        )
 
     def retrieve(self, ref: PaymentRef) -> PaymentUpdate:
         self._call("retrieve", ref)
@@ -239,8 +243,9 @@ class FakeGateway:
 
     def refund(self, request: RefundRequest) -> RefundResult:
         self._call("refund", request)
-        return RefundResult(gateway_refund_id=f"fake_re_{secrets.token_hex(4)}",
-                            status=RefundStatus.PENDING)
+        return RefundResult(
+            gateway_refund_id=f"fake_re_{secrets.token_hex(4)}", status=RefundStatus.PENDING
+        )
 
     def capture(self, request: CaptureRequest) -> PaymentUpdate:
         self._call("capture", request)

@@ -21,8 +21,9 @@ from tests.integration.api.conftest import (
 
 
 def test_checkout_pay_refund_through_the_api(api: Api) -> None:
-    response = api.post("/checkout-sessions", checkout_body(
-        items=[{"sku": "tee-usd", "quantity": 2}]))
+    response = api.post(
+        "/checkout-sessions", checkout_body(items=[{"sku": "tee-usd", "quantity": 2}])
+    )
     created = response.get_json()
     assert created["success"] is True
     data = created["data"]
@@ -41,8 +42,9 @@ def test_checkout_pay_refund_through_the_api(api: Api) -> None:
     assert payment["payment_method"] == {"brand": "visa", "last4": "4242"}
     assert api.get(f"/orders/{data['order']['id']}").get_json()["data"]["status"] == "paid"
 
-    partial = api.post(f"/payments/{payment_id}/refunds", {"amount": 1000,
-                                                           "reason": "one shirt back"})
+    partial = api.post(
+        f"/payments/{payment_id}/refunds", {"amount": 1000, "reason": "one shirt back"}
+    )
     assert partial.status_code == 201
     refund = partial.get_json()["data"]
     assert partial.headers["Location"] == f"/api/v1/refunds/{refund['id']}"
@@ -78,16 +80,20 @@ def test_confirm_is_verified_with_the_gateway(api: Api) -> None:
     data = api.post("/checkout-sessions", checkout_body()).get_json()["data"]
     payment_id = data["payment"]["id"]
     # The browser claims success, but the sandbox confirms by webhook only: nothing changes.
-    claimed = api.post(f"/payments/{payment_id}/confirm",
-                       {"session_id": data["payment"]["gateway_reference"]})
+    claimed = api.post(
+        f"/payments/{payment_id}/confirm", {"session_id": data["payment"]["gateway_reference"]}
+    )
     assert claimed.status_code == 200
     assert claimed.get_json()["data"]["status"] == "processing"
-    forged = api.post(f"/payments/{payment_id}/confirm", {"razorpay_payment_id": "pay_fake",
-                                                         "razorpay_signature": "deadbeef"})
+    forged = api.post(
+        f"/payments/{payment_id}/confirm",
+        {"razorpay_payment_id": "pay_fake", "razorpay_signature": "deadbeef"},
+    )
     assert forged.get_json()["data"]["status"] == "processing"
     complete_at_sandbox(api.app, data["payment"]["gateway_reference"])
-    confirmed = api.post(f"/payments/{payment_id}/confirm",
-                         {"session_id": data["payment"]["gateway_reference"]})
+    confirmed = api.post(
+        f"/payments/{payment_id}/confirm", {"session_id": data["payment"]["gateway_reference"]}
+    )
     assert confirmed.get_json()["data"]["status"] == "succeeded"
     unknown_field = api.post(f"/payments/{payment_id}/confirm", {"paid": True})
     assert unknown_field.status_code == 400 and error_code(unknown_field) == "validation_error"
@@ -99,7 +105,7 @@ def test_refresh_syncs_a_missed_webhook(api: Api) -> None:
     processor = api.app.extensions["kassa_gateways"]["sandbox"].processor
     with api.app.app_context():
         processor.complete(data["payment"]["gateway_reference"], "decline")
-    processor.undelivered.clear()     # the webhooks never arrive
+    processor.undelivered.clear()  # the webhooks never arrive
     assert api.get(f"/payments/{payment_id}").get_json()["data"]["status"] == "processing"
     synced = api.get(f"/payments/{payment_id}?refresh=true").get_json()["data"]
     assert synced["status"] == "failed"
@@ -115,7 +121,7 @@ def test_manual_capture(make_app: Callable[..., Flask]) -> None:
     assert data["payment"]["capture_method"] == "manual"
     complete_at_sandbox(app, data["payment"]["gateway_reference"])
     assert api.get(f"/payments/{payment_id}").get_json()["data"]["status"] == "authorized"
-    captured = api.post(f"/payments/{payment_id}/capture")     # no body at all
+    captured = api.post(f"/payments/{payment_id}/capture")  # no body at all
     assert captured.status_code == 200
     assert captured.get_json()["data"]["status"] == "succeeded"
     again = api.post(f"/payments/{payment_id}/capture", {})
@@ -125,23 +131,33 @@ def test_manual_capture(make_app: Callable[..., Flask]) -> None:
 def test_lists_filter_and_paginate(api: Api, read_key: str) -> None:
     reader = Api(api.app, read_key)
     made = []
-    for i, (sku, email) in enumerate([("tee-usd", "a@example.com"), ("mug-eur", "b@example.com"),
-                                      ("tee-usd", "B@example.com"), ("notebook-inr",
-                                                                     "c@example.com"),
-                                      ("tee-usd", "a@example.com")]):
-        data = api.post("/checkout-sessions", checkout_body(
-            items=[{"sku": sku, "quantity": 1}],
-            customer={"email": email, "name": f"Buyer {i}"})).get_json()["data"]
+    for i, (sku, email) in enumerate(
+        [
+            ("tee-usd", "a@example.com"),
+            ("mug-eur", "b@example.com"),
+            ("tee-usd", "B@example.com"),
+            ("notebook-inr", "c@example.com"),
+            ("tee-usd", "a@example.com"),
+        ]
+    ):
+        data = api.post(
+            "/checkout-sessions",
+            checkout_body(
+                items=[{"sku": sku, "quantity": 1}], customer={"email": email, "name": f"Buyer {i}"}
+            ),
+        ).get_json()["data"]
         made.append(data)
     complete_at_sandbox(api.app, made[0]["payment"]["gateway_reference"])
 
     page1 = reader.get("/payments?limit=2").get_json()
-    assert [p["id"] for p in page1["data"]] == [made[4]["payment"]["id"],
-                                                made[3]["payment"]["id"]]
+    assert [p["id"] for p in page1["data"]] == [made[4]["payment"]["id"], made[3]["payment"]["id"]]
     page2 = reader.get(f"/payments?limit=2&cursor={page1['next_cursor']}").get_json()
     page3 = reader.get(f"/payments?limit=2&cursor={page2['next_cursor']}").get_json()
     assert [p["id"] for p in page2["data"] + page3["data"]] == [
-        made[2]["payment"]["id"], made[1]["payment"]["id"], made[0]["payment"]["id"]]
+        made[2]["payment"]["id"],
+        made[1]["payment"]["id"],
+        made[0]["payment"]["id"],
+    ]
     assert page3["next_cursor"] is None
 
     def ids(path: str) -> list[str]:

@@ -88,9 +88,16 @@ def test_docs_page_is_self_hosted_and_lists_operations(public_api: Api) -> None:
     response = public_api.client.get("/api/docs")
     assert response.status_code == 200 and response.mimetype == "text/html"
     html = response.get_data(as_text=True)
-    for text in ("POST /api/v1/checkout-sessions", "GET /api/v1/payments/{payment_id}",
-                 "Idempotency-Key", "refund_exceeds_remaining", "CheckoutSessionCreate",
-                 "Unknown fields are rejected", "created_after", "<h2>Refunds</h2>"):
+    for text in (
+        "POST /api/v1/checkout-sessions",
+        "GET /api/v1/payments/{payment_id}",
+        "Idempotency-Key",
+        "refund_exceeds_remaining",
+        "CheckoutSessionCreate",
+        "Unknown fields are rejected",
+        "created_after",
+        "<h2>Refunds</h2>",
+    ):
         assert text in html, text
     tags = _Tags()
     tags.feed(html)
@@ -114,13 +121,17 @@ def fuzz_app(make_app: Callable[..., Flask]) -> tuple[Flask, str, dict[str, str]
     data = api.post("/checkout-sessions", checkout_body()).get_json()["data"]
     complete_at_sandbox(app, data["payment"]["gateway_reference"])
     refund = api.post(f"/payments/{data['payment']['id']}/refunds", {"amount": 100})
-    ids = {"payment_id": data["payment"]["id"], "order_id": data["order"]["id"],
-           "refund_id": refund.get_json()["data"]["id"]}
+    ids = {
+        "payment_id": data["payment"]["id"],
+        "order_id": data["order"]["id"],
+        "refund_id": refund.get_json()["data"]["id"],
+    }
     return app, token, ids
 
 
 def test_schemathesis_finds_no_server_errors_and_no_drift(
-        fuzz_app: tuple[Flask, str, dict[str, str]]) -> None:
+    fuzz_app: tuple[Flask, str, dict[str, str]],
+) -> None:
     import schemathesis
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import (
@@ -132,22 +143,35 @@ def test_schemathesis_finds_no_server_errors_and_no_drift(
 
     app, token, ids = fuzz_app
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
-    checks = [not_a_server_error, status_code_conformance, content_type_conformance,
-              response_schema_conformance, response_headers_conformance]
+    checks = [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+        response_headers_conformance,
+    ]
     headers = {"Authorization": f"Bearer {token}"}
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) == 11
     seen: dict[str, set[int]] = {}
 
     for operation in operations:
-        @settings(max_examples=25, derandomize=True, deadline=None, database=None,
-                  phases=[Phase.explicit, Phase.generate],
-                  suppress_health_check=list(HealthCheck))
+
+        @settings(
+            max_examples=25,
+            derandomize=True,
+            deadline=None,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=operation.as_strategy())
         def run(case: Any) -> None:
             # Half the time, aim at objects that exist so success responses are checked too.
-            if case.path_parameters and zlib.crc32(
-                    json.dumps(case.path_parameters, sort_keys=True).encode()) % 2 == 0:
+            if (
+                case.path_parameters
+                and zlib.crc32(json.dumps(case.path_parameters, sort_keys=True).encode()) % 2 == 0
+            ):
                 case.path_parameters = {k: ids.get(k, v) for k, v in case.path_parameters.items()}
             response = case.call_and_validate(headers=headers, checks=checks)
             seen.setdefault(case.operation.label, set()).add(response.status_code)
@@ -156,4 +180,4 @@ def test_schemathesis_finds_no_server_errors_and_no_drift(
 
     # The fuzzing reached the success path of every operation, not only its errors.
     ok = {label for label, codes in seen.items() if codes & {200, 201}}
-    assert len(ok) >= 10, seen   # all but capture (which needs an authorized payment)
+    assert len(ok) >= 10, seen  # all but capture (which needs an authorized payment)

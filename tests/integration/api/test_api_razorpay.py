@@ -27,20 +27,24 @@ def rzp_api(make_app: Callable[..., Flask], fake: FakeRazorpay) -> Api:
 
 
 def inr_checkout(api: Api) -> dict:  # type: ignore[type-arg]
-    response = api.post("/checkout-sessions", checkout_body(
-        items=[{"sku": "notebook-inr", "quantity": 1}], gateway="razorpay"))
+    response = api.post(
+        "/checkout-sessions",
+        checkout_body(items=[{"sku": "notebook-inr", "quantity": 1}], gateway="razorpay"),
+    )
     assert response.status_code == 201, response.get_json()
     return response.get_json()["data"]  # type: ignore[no-any-return]
 
 
-def test_confirm_with_handler_fields_is_verified_at_razorpay(rzp_api: Api,
-                                                             fake: FakeRazorpay) -> None:
+def test_confirm_with_handler_fields_is_verified_at_razorpay(
+    rzp_api: Api, fake: FakeRazorpay
+) -> None:
     data = inr_checkout(rzp_api)
     order_id = data["payment"]["gateway_reference"]
     assert order_id.startswith("order_")
     paid = fake.add_payment(order_id)
-    confirmed = rzp_api.post(f"/payments/{data['payment']['id']}/confirm",
-                             fake.callback_fields(order_id, paid["id"]))
+    confirmed = rzp_api.post(
+        f"/payments/{data['payment']['id']}/confirm", fake.callback_fields(order_id, paid["id"])
+    )
     payment = confirmed.get_json()["data"]
     assert payment["status"] == "succeeded" and payment["gateway_payment_id"] == paid["id"]
     assert payment["amount"] == 49900 and payment["currency"] == "INR"
@@ -55,10 +59,18 @@ def test_forged_handler_fields_change_nothing(rzp_api: Api, fake: FakeRazorpay) 
     forged = [
         fake.callback_fields(other["payment"]["gateway_reference"], theirs["id"]),
         fake.callback_fields(ours, theirs["id"], secret="not_our_key_secret"),
-        {"razorpay_order_id": ours, "razorpay_payment_id": theirs["id"],
-         "razorpay_signature": "0" * 64},
-        {"error": {"code": "BAD_REQUEST_ERROR", "description": "Forged",
-                   "metadata": {"payment_id": theirs["id"], "order_id": ours}}},
+        {
+            "razorpay_order_id": ours,
+            "razorpay_payment_id": theirs["id"],
+            "razorpay_signature": "0" * 64,
+        },
+        {
+            "error": {
+                "code": "BAD_REQUEST_ERROR",
+                "description": "Forged",
+                "metadata": {"payment_id": theirs["id"], "order_id": ours},
+            }
+        },
     ]
     for fields in forged:
         response = rzp_api.post(f"/payments/{victim['payment']['id']}/confirm", fields)
@@ -71,9 +83,18 @@ def test_forged_handler_fields_change_nothing(rzp_api: Api, fake: FakeRazorpay) 
 def test_failure_fields_reach_the_adapter_in_razorpays_form_names() -> None:
     from app.api.schemas import PaymentConfirm
 
-    body = PaymentConfirm.model_validate({"error": {
-        "code": "BAD_REQUEST_ERROR", "reason": "payment_failed",
-        "metadata": {"order_id": "order_1", "payment_id": "pay_1"}}})
+    body = PaymentConfirm.model_validate(
+        {
+            "error": {
+                "code": "BAD_REQUEST_ERROR",
+                "reason": "payment_failed",
+                "metadata": {"order_id": "order_1", "payment_id": "pay_1"},
+            }
+        }
+    )
     assert body.gateway_args() == {
-        "error[code]": "BAD_REQUEST_ERROR", "error[reason]": "payment_failed",
-        "error[metadata][order_id]": "order_1", "error[metadata][payment_id]": "pay_1"}
+        "error[code]": "BAD_REQUEST_ERROR",
+        "error[reason]": "payment_failed",
+        "error[metadata][order_id]": "order_1",
+        "error[metadata][payment_id]": "pay_1",
+    }

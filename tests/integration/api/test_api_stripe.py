@@ -18,27 +18,32 @@ from tests.integration.stripe_support import make_stripe_app  # noqa: F401  (fix
 
 
 def test_confirm_asks_stripe_and_only_a_paid_session_counts(
-        make_stripe_app: Callable[..., Flask], fake_stripe: FakeStripe) -> None:
+    make_stripe_app: Callable[..., Flask], fake_stripe: FakeStripe
+) -> None:
     app = make_stripe_app()
     api = Api(app, new_key(app))
-    paid = api.post("/checkout-sessions", checkout_body(
-        success_url=app.config["PUBLIC_BASE_URL"] + "/thanks?s={CHECKOUT_SESSION_ID}"))
+    paid = api.post(
+        "/checkout-sessions",
+        checkout_body(
+            success_url=app.config["PUBLIC_BASE_URL"] + "/thanks?s={CHECKOUT_SESSION_ID}"
+        ),
+    )
     assert paid.status_code == 201, paid.get_json()
     paid_data = paid.get_json()["data"]
-    assert paid_data["payment"]["gateway"] == "stripe"   # the first active gateway
+    assert paid_data["payment"]["gateway"] == "stripe"  # the first active gateway
     session_id = paid_data["payment"]["gateway_reference"]
     assert session_id.startswith("cs_test_")
     assert paid_data["checkout_url"].startswith(fake_stripe.base_url)
     unpaid = api.post("/checkout-sessions", checkout_body()).get_json()["data"]
 
-    fake_stripe.complete_session(session_id, "paid", emit=False)   # no webhook arrives
+    fake_stripe.complete_session(session_id, "paid", emit=False)  # no webhook arrives
     # A browser claiming the paid session for the unpaid payment changes nothing.
-    forged = api.post(f"/payments/{unpaid['payment']['id']}/confirm",
-                      {"session_id": session_id})
+    forged = api.post(f"/payments/{unpaid['payment']['id']}/confirm", {"session_id": session_id})
     assert forged.status_code == 200
     assert forged.get_json()["data"]["status"] == "processing"
-    confirmed = api.post(f"/payments/{paid_data['payment']['id']}/confirm",
-                         {"session_id": session_id})
+    confirmed = api.post(
+        f"/payments/{paid_data['payment']['id']}/confirm", {"session_id": session_id}
+    )
     payment = confirmed.get_json()["data"]
     assert payment["status"] == "succeeded"
     assert payment["gateway_payment_id"].startswith("pi_")
@@ -47,7 +52,7 @@ def test_confirm_asks_stripe_and_only_a_paid_session_counts(
 
 
 def test_an_unreachable_stripe_is_503(make_stripe_app: Callable[..., Flask]) -> None:
-    with socket.socket() as sock:   # a port nobody listens on
+    with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     app = make_stripe_app(STRIPE_API_BASE=f"http://127.0.0.1:{port}")

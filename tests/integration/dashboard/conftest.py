@@ -43,7 +43,7 @@ def base_config(tmp_path: Any) -> dict[str, Any]:
         "SECRET_KEY": "dashboard-test-secret-" + "x" * 40,
         "INSTANCE_PATH": str(tmp_path / "instance"),
         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'kassa.db'}",
-        "WTF_CSRF_ENABLED": True,       # every form must carry its token
+        "WTF_CSRF_ENABLED": True,  # every form must carry its token
         "JOBS_EAGER": True,
         "SANDBOX_DELIVER_WEBHOOKS": False,
         "RATELIMIT_ENABLED": False,
@@ -65,8 +65,14 @@ def build_app(tmp_path: Any, *, migrated: bool = False, **overrides: Any) -> Fla
             upgrade()
         seed_demo_data()
         for role in ("owner", "admin", "viewer"):
-            db.session.add(User(email=f"{role}@shop.test", password_hash=PASSWORD_HASH,
-                                role=role, session_token=secrets.token_hex(16)))
+            db.session.add(
+                User(
+                    email=f"{role}@shop.test",
+                    password_hash=PASSWORD_HASH,
+                    role=role,
+                    session_token=secrets.token_hex(16),
+                )
+            )
         db.session.commit()
     return app
 
@@ -82,8 +88,10 @@ def dispose(app: Flask) -> None:
 def dash_app(tmp_path: Any, sqlite_template: Path) -> Iterator[Flask]:
     """The app on this test's own SQLite file, copied from the migrated template."""
     path = tmp_path / "kassa.db"
-    with contextlib.closing(sqlite3.connect(sqlite_template)) as src, \
-            contextlib.closing(sqlite3.connect(path)) as dst:
+    with (
+        contextlib.closing(sqlite3.connect(sqlite_template)) as src,
+        contextlib.closing(sqlite3.connect(path)) as dst,
+    ):
         src.backup(dst)
     app = build_app(tmp_path, migrated=True)
     yield app
@@ -127,8 +135,10 @@ def csrf_token(client: FlaskClient, path: str = "/auth/login") -> str:
 
 def login(client: FlaskClient, role: str) -> FlaskClient:
     token = csrf_token(client)
-    response = client.post("/auth/login", data={"email": f"{role}@shop.test",
-                                                 "password": PASSWORD, "csrf_token": token})
+    response = client.post(
+        "/auth/login",
+        data={"email": f"{role}@shop.test", "password": PASSWORD, "csrf_token": token},
+    )
     assert response.status_code == 303, response.get_data(as_text=True)[:300]
     return client
 
@@ -136,33 +146,65 @@ def login(client: FlaskClient, role: str) -> FlaskClient:
 @pytest.fixture
 def signed_in(dash_app: Flask) -> Callable[[str], FlaskClient]:
     """A test client signed in with the given role."""
+
     def make(role: str = "owner") -> FlaskClient:
         return login(dash_app.test_client(), role)
+
     return make
 
 
-def make_payment(*, status: str = "succeeded", amount: int = 2500, currency: str = "USD",
-                 gateway: str = "sandbox", email: str = "ann@example.com",
-                 created_at: datetime | None = None, amount_refunded: int = 0,
-                 gateway_reference: str | None = None, gateway_payment_id: str | None = None,
-                 commit: bool = True) -> Payment:
+def make_payment(
+    *,
+    status: str = "succeeded",
+    amount: int = 2500,
+    currency: str = "USD",
+    gateway: str = "sandbox",
+    email: str = "ann@example.com",
+    created_at: datetime | None = None,
+    amount_refunded: int = 0,
+    gateway_reference: str | None = None,
+    gateway_payment_id: str | None = None,
+    commit: bool = True,
+) -> Payment:
     """An order with one item and one payment, written straight to the database
     (for read-only pages; money-moving tests go through the sandbox instead)."""
     when = created_at or datetime.now(UTC)
-    order_status = {"succeeded": "paid", "partially_refunded": "partially_refunded",
-                    "refunded": "refunded", "failed": "failed", "expired": "expired",
-                    "canceled": "canceled"}.get(status, "pending")
-    order = Order(currency=currency, total_amount=amount, customer_email=email,
-                  customer_name="Ann Lee", status=order_status, stock_reserved=False,
-                  expires_at=when + timedelta(minutes=30), created_at=when)
-    order.items.append(OrderItem(sku="tee-usd", name="Kassa T-shirt", unit_amount=amount,
-                                 quantity=1))
+    order_status = {
+        "succeeded": "paid",
+        "partially_refunded": "partially_refunded",
+        "refunded": "refunded",
+        "failed": "failed",
+        "expired": "expired",
+        "canceled": "canceled",
+    }.get(status, "pending")
+    order = Order(
+        currency=currency,
+        total_amount=amount,
+        customer_email=email,
+        customer_name="Ann Lee",
+        status=order_status,
+        stock_reserved=False,
+        expires_at=when + timedelta(minutes=30),
+        created_at=when,
+    )
+    order.items.append(
+        OrderItem(sku="tee-usd", name="Kassa T-shirt", unit_amount=amount, quantity=1)
+    )
     pid = public_id("pay")
-    payment = Payment(public_id=pid, order=order, gateway=gateway, status=status,
-                      amount=amount, currency=currency, amount_refunded=amount_refunded,
-                      idempotency_key=f"test-{pid}", customer_email=email,
-                      gateway_reference=gateway_reference or f"ref_{pid}",
-                      gateway_payment_id=gateway_payment_id, created_at=when)
+    payment = Payment(
+        public_id=pid,
+        order=order,
+        gateway=gateway,
+        status=status,
+        amount=amount,
+        currency=currency,
+        amount_refunded=amount_refunded,
+        idempotency_key=f"test-{pid}",
+        customer_email=email,
+        gateway_reference=gateway_reference or f"ref_{pid}",
+        gateway_payment_id=gateway_payment_id,
+        created_at=when,
+    )
     db.session.add(order)
     db.session.add(payment)
     if commit:
@@ -170,9 +212,15 @@ def make_payment(*, status: str = "succeeded", amount: int = 2500, currency: str
     return payment
 
 
-def sandbox_payment(app: Flask, client: FlaskClient, *, sku: str = "tee-usd",
-                    quantity: int = 1, scenario: str = "succeed",
-                    capture_method: str = "automatic") -> str:
+def sandbox_payment(
+    app: Flask,
+    client: FlaskClient,
+    *,
+    sku: str = "tee-usd",
+    quantity: int = 1,
+    scenario: str = "succeed",
+    capture_method: str = "automatic",
+) -> str:
     """A real payment through the core and the sandbox, its webhooks posted to
     /webhooks/sandbox; returns the payment's public id."""
     from app.payments.audit import CUSTOMER
@@ -182,8 +230,9 @@ def sandbox_payment(app: Flask, client: FlaskClient, *, sku: str = "tee-usd",
     with app.app_context():
         app.config["CAPTURE_METHOD"] = capture_method
         with app.test_request_context():
-            payment = create_checkout([ItemRequest(sku, quantity)], "ann@example.com",
-                                      "Ann Lee", "sandbox", CUSTOMER)
+            payment = create_checkout(
+                [ItemRequest(sku, quantity)], "ann@example.com", "Ann Lee", "sandbox", CUSTOMER
+            )
         app.config["CAPTURE_METHOD"] = "automatic"
         processor = app.extensions["kassa_gateways"]["sandbox"].processor
         processor.complete(payment.gateway_reference, scenario)

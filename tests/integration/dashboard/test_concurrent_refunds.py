@@ -42,9 +42,14 @@ def _storm(app: Flask, pid: str, same_form: bool) -> list[tuple[int, str]]:
     # One user each: signing in rotates the user's session token, ending older sessions.
     with app.app_context():
         for i in range(N):
-            db.session.add(User(email=f"staff{i}@shop.test", password_hash=PASSWORD_HASH,
-                                role="owner" if i % 2 else "admin",
-                                session_token=secrets.token_hex(16)))
+            db.session.add(
+                User(
+                    email=f"staff{i}@shop.test",
+                    password_hash=PASSWORD_HASH,
+                    role="owner" if i % 2 else "admin",
+                    session_token=secrets.token_hex(16),
+                )
+            )
         db.session.commit()
     clients = [login(app.test_client(), f"staff{i}") for i in range(N)]
     shared = _token(clients[0], pid)
@@ -59,9 +64,11 @@ def _storm(app: Flask, pid: str, same_form: bool) -> list[tuple[int, str]]:
 
     def submit(client: FlaskClient, headers: dict[str, str], token: str) -> None:
         barrier.wait()
-        response = client.post(f"/dashboard/payments/{pid}/refund",
-                               data={"amount": "25.00", "reason": "duplicate", "token": token,
-                                     "confirm": "yes"}, headers=headers)
+        response = client.post(
+            f"/dashboard/payments/{pid}/refund",
+            data={"amount": "25.00", "reason": "duplicate", "token": token, "confirm": "yes"},
+            headers=headers,
+        )
         with lock:
             results.append((response.status_code, response.get_data(as_text=True)))
 
@@ -75,10 +82,14 @@ def _storm(app: Flask, pid: str, same_form: bool) -> list[tuple[int, str]]:
 
 
 @pytest.mark.parametrize("same_form", [False, True], ids=["twenty-forms", "one-form-twenty-times"])
-def test_twenty_concurrent_full_refunds_make_one(dash_pg_url: str, tmp_path: Any,
-                                                 same_form: bool) -> None:
-    app = build_app(tmp_path, SQLALCHEMY_DATABASE_URI=dash_pg_url,
-                    SQLALCHEMY_ENGINE_OPTIONS={"pool_size": N + 5, "max_overflow": 5})
+def test_twenty_concurrent_full_refunds_make_one(
+    dash_pg_url: str, tmp_path: Any, same_form: bool
+) -> None:
+    app = build_app(
+        tmp_path,
+        SQLALCHEMY_DATABASE_URI=dash_pg_url,
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_size": N + 5, "max_overflow": 5},
+    )
     try:
         client = login(app.test_client(), "owner")
         pid = sandbox_payment(app, client)
@@ -87,15 +98,16 @@ def test_twenty_concurrent_full_refunds_make_one(dash_pg_url: str, tmp_path: Any
         made = [body for _, body in results if "Refund of $25.00 requested" in body]
         refused = [body for _, body in results if "can still be refunded" in body]
         if same_form:
-            assert len(made) == N          # every submission answers with the same refund
+            assert len(made) == N  # every submission answers with the same refund
         else:
             assert len(made) == 1 and len(refused) == N - 1
         deliver_webhooks(app, client)
         with app.app_context():
             refunds = db.session.execute(select(Refund)).scalars().all()
             assert len(refunds) == 1 and refunds[0].amount == 2500
-            payment = db.session.execute(select(Payment).where(Payment.public_id == pid)
-                                         ).scalar_one()
+            payment = db.session.execute(
+                select(Payment).where(Payment.public_id == pid)
+            ).scalar_one()
             assert payment.status == "refunded" and payment.amount_refunded == 2500
     finally:
         truncate_all(app)

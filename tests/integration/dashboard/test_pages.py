@@ -18,12 +18,18 @@ from tests.integration.dashboard.conftest import (
     sandbox_payment,
 )
 
-PAGES = ["/dashboard/", "/dashboard/payments", "/dashboard/webhooks", "/dashboard/api-keys",
-         "/dashboard/payments/export.csv"]
+PAGES = [
+    "/dashboard/",
+    "/dashboard/payments",
+    "/dashboard/webhooks",
+    "/dashboard/api-keys",
+    "/dashboard/payments/export.csv",
+]
 
 
-@pytest.mark.parametrize("path", PAGES + ["/dashboard/payments/pay_x",
-                                          "/dashboard/payments/pay_x/status"])
+@pytest.mark.parametrize(
+    "path", PAGES + ["/dashboard/payments/pay_x", "/dashboard/payments/pay_x/status"]
+)
 def test_signed_out_is_sent_to_sign_in(dash_app: Flask, path: str) -> None:
     response = dash_app.test_client().get(path)
     assert response.status_code == 302
@@ -38,8 +44,9 @@ def test_signed_out_htmx_request_redirects_the_whole_page(dash_app: Flask) -> No
 
 @pytest.mark.parametrize("role", ["owner", "admin", "viewer"])
 @pytest.mark.parametrize("path", PAGES)
-def test_every_role_reads_every_page(signed_in: Callable[[str], FlaskClient], role: str,
-                                     path: str) -> None:
+def test_every_role_reads_every_page(
+    signed_in: Callable[[str], FlaskClient], role: str, path: str
+) -> None:
     response = signed_in(role).get(path)
     assert response.status_code == 200
     if path.endswith(".csv"):
@@ -51,14 +58,17 @@ def test_every_role_reads_every_page(signed_in: Callable[[str], FlaskClient], ro
 
 
 def test_pages_answer_fragments_to_htmx_and_full_pages_otherwise(
-        dash_app: Flask, signed_in: Callable[[str], FlaskClient]) -> None:
+    dash_app: Flask, signed_in: Callable[[str], FlaskClient]
+) -> None:
     client = signed_in("viewer")
     with dash_app.app_context():
         make_payment()
-    for path, marker in [("/dashboard/payments", 'id="payments-results"'),
-                         ("/dashboard/", 'id="overview"'),
-                         ("/dashboard/webhooks", 'id="webhooks-results"'),
-                         ("/dashboard/api-keys", 'id="api-keys"')]:
+    for path, marker in [
+        ("/dashboard/payments", 'id="payments-results"'),
+        ("/dashboard/", 'id="overview"'),
+        ("/dashboard/webhooks", 'id="webhooks-results"'),
+        ("/dashboard/api-keys", 'id="api-keys"'),
+    ]:
         fragment = client.get(path, headers=HX).get_data(as_text=True)
         assert marker in fragment and "<html" not in fragment
         # Boosted navigation and history restores need whole pages.
@@ -68,9 +78,10 @@ def test_pages_answer_fragments_to_htmx_and_full_pages_otherwise(
 
 
 def test_sign_out_button_is_a_csrf_form_that_ends_the_session(
-        signed_in: Callable[[str], FlaskClient]) -> None:
+    signed_in: Callable[[str], FlaskClient],
+) -> None:
     client = signed_in("owner")
-    assert client.post("/auth/logout").status_code == 400       # no token: refused
+    assert client.post("/auth/logout").status_code == 400  # no token: refused
     assert client.get("/dashboard/").status_code == 200
     token = csrf_token(client, "/dashboard/")
     response = client.post("/auth/logout", data={"csrf_token": token})
@@ -81,26 +92,33 @@ def test_sign_out_button_is_a_csrf_form_that_ends_the_session(
 def test_session_cookie_is_httponly_and_samesite(dash_app: Flask) -> None:
     client = dash_app.test_client()
     token = csrf_token(client)
-    response = client.post("/auth/login", data={"email": "owner@shop.test",
-                                                "password": "correct horse battery staple",
-                                                "csrf_token": token})
+    response = client.post(
+        "/auth/login",
+        data={
+            "email": "owner@shop.test",
+            "password": "correct horse battery staple",
+            "csrf_token": token,
+        },
+    )
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
 
-def test_cookies_are_secure_outside_debug(monkeypatch: pytest.MonkeyPatch,
-                                          tmp_path: object) -> None:
+def test_cookies_are_secure_outside_debug(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
     from app.config import load_settings
 
     monkeypatch.delenv("SESSION_COOKIE_SECURE", raising=False)
     monkeypatch.setenv("SECRET_KEY", "s" * 40)
     monkeypatch.setenv("FLASK_DEBUG", "0")
-    assert load_settings(tmp_path)["SESSION_COOKIE_SECURE"] is True   # type: ignore[arg-type]
+    assert load_settings(tmp_path)["SESSION_COOKIE_SECURE"] is True  # type: ignore[arg-type]
     monkeypatch.setenv("FLASK_DEBUG", "1")
     assert load_settings(tmp_path)["SESSION_COOKIE_SECURE"] is False  # type: ignore[arg-type]
 
 
 # --- writes: roles and CSRF -------------------------------------------------------------
+
 
 def _write_requests(pid: str) -> list[tuple[str, dict[str, str]]]:
     return [
@@ -114,13 +132,18 @@ def _write_requests(pid: str) -> list[tuple[str, dict[str, str]]]:
 
 
 def test_viewer_cannot_refund_or_change_anything(
-        dash_app: Flask, signed_in: Callable[[str], FlaskClient]) -> None:
+    dash_app: Flask, signed_in: Callable[[str], FlaskClient]
+) -> None:
     client = signed_in("viewer")
     pid = sandbox_payment(dash_app, client)
     page = client.get(f"/dashboard/payments/{pid}").get_data(as_text=True)
     # Nothing to press: the buttons are not there for a viewer.
-    for absent in ("Review refund", "Sync with gateway", f"/payments/{pid}/capture",
-                   f"/payments/{pid}/refund"):
+    for absent in (
+        "Review refund",
+        "Sync with gateway",
+        f"/payments/{pid}/capture",
+        f"/payments/{pid}/refund",
+    ):
         assert absent not in page
     assert "Create key" not in client.get("/dashboard/api-keys").get_data(as_text=True)
     token = csrf_token(client, "/dashboard/")
@@ -135,32 +158,39 @@ def test_viewer_cannot_refund_or_change_anything(
 
 
 @pytest.mark.parametrize("role", ["owner", "admin"])
-def test_every_form_needs_its_csrf_token(dash_app: Flask,
-                                         signed_in: Callable[[str], FlaskClient],
-                                         role: str) -> None:
+def test_every_form_needs_its_csrf_token(
+    dash_app: Flask, signed_in: Callable[[str], FlaskClient], role: str
+) -> None:
     client = signed_in(role)
     pid = sandbox_payment(dash_app, client)
     for path, data in _write_requests(pid):
         assert client.post(path, data=data).status_code == 400, path
         # htmx requests too: without the header htmx adds from hx-headers, refused.
         assert client.post(path, data=data, headers=HX).status_code == 400, path
-        assert client.post(path, data=data, headers={**HX, "X-CSRFToken": "forged"}
-                           ).status_code == 400, path
+        assert (
+            client.post(path, data=data, headers={**HX, "X-CSRFToken": "forged"}).status_code == 400
+        ), path
     with dash_app.app_context():
         assert db.session.query(Refund).count() == 0
         assert db.session.query(ApiKey).count() == 0
 
 
-def test_pages_work_without_javascript(dash_app: Flask,
-                                       signed_in: Callable[[str], FlaskClient]) -> None:
+def test_pages_work_without_javascript(
+    dash_app: Flask, signed_in: Callable[[str], FlaskClient]
+) -> None:
     """Reading pages are plain links and GET forms; no inline script anywhere."""
     client = signed_in("owner")
     pid = sandbox_payment(dash_app, client)
-    for path in ("/dashboard/", "/dashboard/payments", f"/dashboard/payments/{pid}",
-                 "/dashboard/webhooks", "/dashboard/api-keys"):
+    for path in (
+        "/dashboard/",
+        "/dashboard/payments",
+        f"/dashboard/payments/{pid}",
+        "/dashboard/webhooks",
+        "/dashboard/api-keys",
+    ):
         html = client.get(path).get_data(as_text=True)
         assert "<script>" not in html and " hx-on" not in html and "onclick" not in html
-        assert html.count("<script ") == 2   # htmx and dashboard.js, both from static/
+        assert html.count("<script ") == 2  # htmx and dashboard.js, both from static/
     listing = client.get("/dashboard/payments").get_data(as_text=True)
     assert 'method="get" action="/dashboard/payments"' in listing
     assert f'href="/dashboard/payments/{pid}"' in listing

@@ -21,8 +21,10 @@ from tests.integration.dashboard.conftest import (
     sandbox_payment,
 )
 
-TOKEN = re.compile(r'name="token" type="hidden" value="([^"]+)"|'
-                   r'id="token" name="token" type="hidden" value="([^"]+)"')
+TOKEN = re.compile(
+    r'name="token" type="hidden" value="([^"]+)"|'
+    r'id="token" name="token" type="hidden" value="([^"]+)"'
+)
 
 
 def form_token(html: str) -> str:
@@ -32,7 +34,8 @@ def form_token(html: str) -> str:
 
 
 def test_page_shows_amounts_customer_items_gateway_and_timeline(
-        dash_app: Flask, signed_in: Callable[[str], FlaskClient]) -> None:
+    dash_app: Flask, signed_in: Callable[[str], FlaskClient]
+) -> None:
     client = signed_in("viewer")
     pid = sandbox_payment(dash_app, client, sku="tee-usd", quantity=2)
     html = client.get(f"/dashboard/payments/{pid}").get_data(as_text=True)
@@ -42,12 +45,14 @@ def test_page_shows_amounts_customer_items_gateway_and_timeline(
     assert re.search(r'data-amount="net">\$50\.00', html)
     assert "ann@example.com" in html and "Ann Lee" in html and "Kassa T-shirt" in html
     assert "sbx_cs_" in html and "sbx_pay_" in html
-    assert "dashboard.stripe.com" not in html   # the sandbox has no dashboard to link to
+    assert "dashboard.stripe.com" not in html  # the sandbox has no dashboard to link to
     # Timeline: audit entries and the webhook events with their raw payloads.
     assert "payment.created" in html
     assert "payment.succeeded" in html and "Raw payload" in html
-    assert "&#34;type&#34;: &#34;payment.succeeded&#34;" in html or \
-        "&quot;type&quot;: &quot;payment.succeeded&quot;" in html
+    assert (
+        "&#34;type&#34;: &#34;payment.succeeded&#34;" in html
+        or "&quot;type&quot;: &quot;payment.succeeded&quot;" in html
+    )
     # Final and nothing pending: the status panel does not poll.
     panel = re.search(r'<section id="payment-status"[^>]*>', html)
     assert panel and "hx-trigger" not in panel.group(0)
@@ -58,12 +63,17 @@ def test_gateway_dashboard_links(dash_app: Flask) -> None:
     with dash_app.app_context():
         stripe = make_payment(gateway="stripe", gateway_payment_id="pi_123")
         razorpay = make_payment(gateway="razorpay", gateway_payment_id="pay_ABC")
-        assert gateway_dashboard_url(stripe, live=False) == \
-            "https://dashboard.stripe.com/test/payments/pi_123"
-        assert gateway_dashboard_url(stripe, live=True) == \
-            "https://dashboard.stripe.com/payments/pi_123"
-        assert gateway_dashboard_url(razorpay) == \
-            "https://dashboard.razorpay.com/app/payments/pay_ABC"
+        assert (
+            gateway_dashboard_url(stripe, live=False)
+            == "https://dashboard.stripe.com/test/payments/pi_123"
+        )
+        assert (
+            gateway_dashboard_url(stripe, live=True)
+            == "https://dashboard.stripe.com/payments/pi_123"
+        )
+        assert (
+            gateway_dashboard_url(razorpay) == "https://dashboard.razorpay.com/app/payments/pay_ABC"
+        )
         with dash_app.test_request_context():
             dash_app.config["STRIPE_SECRET_KEY"] = "sk_live_x"
             assert gateway_dashboard_url(stripe) == "https://dashboard.stripe.com/payments/pi_123"
@@ -71,7 +81,8 @@ def test_gateway_dashboard_links(dash_app: Flask) -> None:
 
 
 def test_refund_with_htmx_confirmation_then_live_status(
-        dash_app: Flask, signed_in: Callable[[str], FlaskClient]) -> None:
+    dash_app: Flask, signed_in: Callable[[str], FlaskClient]
+) -> None:
     client = signed_in("admin")
     pid = sandbox_payment(dash_app, client, sku="tee-usd", quantity=2)
     page_url = f"/dashboard/payments/{pid}"
@@ -88,7 +99,7 @@ def test_refund_with_htmx_confirmation_then_live_status(
     assert review.status_code == 200 and "<html" not in html
     assert "Confirm the refund" in html and "$12.50" in html
     with dash_app.app_context():
-        assert db.session.query(Refund).count() == 0   # nothing happens before confirming
+        assert db.session.query(Refund).count() == 0  # nothing happens before confirming
 
     confirmed = client.post(url, data={**data, "confirm": "yes"}, headers=headers)
     html = confirmed.get_data(as_text=True)
@@ -108,9 +119,8 @@ def test_refund_with_htmx_confirmation_then_live_status(
         assert db.session.query(Refund).count() == 1
 
     polled = client.get(f"/dashboard/payments/{pid}/refunds", headers=headers)
-    assert polled.status_code == 200 and 'data-status="pending"' in polled.get_data(
-        as_text=True)
-    deliver_webhooks(dash_app, client)   # the gateway reports the refund succeeded
+    assert polled.status_code == 200 and 'data-status="pending"' in polled.get_data(as_text=True)
+    deliver_webhooks(dash_app, client)  # the gateway reports the refund succeeded
     polled = client.get(f"/dashboard/payments/{pid}/refunds", headers=headers)
     assert polled.status_code == 286
     assert 'data-status="succeeded"' in polled.get_data(as_text=True)
@@ -123,14 +133,19 @@ def test_refund_with_htmx_confirmation_then_live_status(
 
 
 def test_refund_without_javascript_posts_and_redirects(
-        dash_app: Flask, signed_in: Callable[[str], FlaskClient]) -> None:
+    dash_app: Flask, signed_in: Callable[[str], FlaskClient]
+) -> None:
     client = signed_in("owner")
     pid = sandbox_payment(dash_app, client, sku="mug-eur")
     page = client.get(f"/dashboard/payments/{pid}").get_data(as_text=True)
     csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
     assert csrf
-    data = {"amount": "14.50", "reason": "duplicate", "token": form_token(page),
-            "csrf_token": csrf.group(1)}
+    data = {
+        "amount": "14.50",
+        "reason": "duplicate",
+        "token": form_token(page),
+        "csrf_token": csrf.group(1),
+    }
     url = f"/dashboard/payments/{pid}/refund"
     review = client.post(url, data=data)
     assert review.status_code == 200 and "<html" in review.get_data(as_text=True)
@@ -146,8 +161,9 @@ def test_refund_without_javascript_posts_and_redirects(
         assert refund.requested_by.startswith("user:")
 
 
-def test_refund_errors_are_shown_inline(dash_app: Flask,
-                                        signed_in: Callable[[str], FlaskClient]) -> None:
+def test_refund_errors_are_shown_inline(
+    dash_app: Flask, signed_in: Callable[[str], FlaskClient]
+) -> None:
     client = signed_in("owner")
     pid = sandbox_payment(dash_app, client, sku="tenugui-jpy")
     page_url = f"/dashboard/payments/{pid}"
@@ -156,28 +172,34 @@ def test_refund_errors_are_shown_inline(dash_app: Flask,
     headers = hx_headers(client, page_url)
     url = f"/dashboard/payments/{pid}/refund"
     token = form_token(page)
-    for amount, message in [("1.5", "JPY has no minor unit: enter a whole amount"),
-                            ("1801", "At most ¥1,800 can still be refunded."),
-                            ("0", "Enter an amount greater than zero."),
-                            ("abc", "is not an amount")]:
-        response = client.post(url, data={"amount": amount, "reason": "other", "token": token},
-                               headers=headers)
+    for amount, message in [
+        ("1.5", "JPY has no minor unit: enter a whole amount"),
+        ("1801", "At most ¥1,800 can still be refunded."),
+        ("0", "Enter an amount greater than zero."),
+        ("abc", "is not an amount"),
+    ]:
+        response = client.post(
+            url, data={"amount": amount, "reason": "other", "token": token}, headers=headers
+        )
         html = response.get_data(as_text=True)
-        assert response.status_code == 200 and "<html" not in html   # htmx swaps 2xx only
+        assert response.status_code == 200 and "<html" not in html  # htmx swaps 2xx only
         assert message in html, amount
         assert 'aria-invalid="true"' in html and 'id="amount-error"' in html
     # Without htmx: the full page, 422.
     page_csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
     assert page_csrf
-    response = client.post(url, data={"amount": "1.5", "reason": "other", "token": token,
-                                      "csrf_token": page_csrf.group(1)})
+    response = client.post(
+        url,
+        data={"amount": "1.5", "reason": "other", "token": token, "csrf_token": page_csrf.group(1)},
+    )
     assert response.status_code == 422 and "<html" in response.get_data(as_text=True)
     with dash_app.app_context():
         assert db.session.query(Refund).count() == 0
 
 
 def test_refund_refused_by_the_core_is_shown_inline(
-        dash_app: Flask, signed_in: Callable[[str], FlaskClient]) -> None:
+    dash_app: Flask, signed_in: Callable[[str], FlaskClient]
+) -> None:
     """Two forms open at once: the second full refund finds nothing left."""
     client = signed_in("owner")
     pid = sandbox_payment(dash_app, client)
@@ -186,17 +208,18 @@ def test_refund_refused_by_the_core_is_shown_inline(
     headers = hx_headers(client, page_url)
     url = f"/dashboard/payments/{pid}/refund"
     data = {"amount": "25.00", "reason": "other", "confirm": "yes"}
-    assert "requested" in client.post(url, data={**data, "token": first},
-                                      headers=headers).get_data(as_text=True)
-    html = client.post(url, data={**data, "token": second}, headers=headers).get_data(
-        as_text=True)
+    assert "requested" in client.post(url, data={**data, "token": first}, headers=headers).get_data(
+        as_text=True
+    )
+    html = client.post(url, data={**data, "token": second}, headers=headers).get_data(as_text=True)
     assert "can still be refunded" in html and 'role="alert"' in html
     with dash_app.app_context():
         assert db.session.query(Refund).count() == 1
 
 
 def test_capture_an_authorized_payment_and_sync(
-        dash_app: Flask, signed_in: Callable[[str], FlaskClient]) -> None:
+    dash_app: Flask, signed_in: Callable[[str], FlaskClient]
+) -> None:
     client = signed_in("owner")
     pid = sandbox_payment(dash_app, client, capture_method="manual")
     page_url = f"/dashboard/payments/{pid}"
@@ -211,26 +234,24 @@ def test_capture_an_authorized_payment_and_sync(
     assert 'id="payment-status"' in html and "<html" not in html
     deliver_webhooks(dash_app, client)
     with dash_app.app_context():
-        payment = db.session.execute(select(Payment).where(Payment.public_id == pid)
-                                     ).scalar_one()
+        payment = db.session.execute(select(Payment).where(Payment.public_id == pid)).scalar_one()
         assert payment.status == "succeeded"
     # Capturing again is refused inline (nothing to capture), not a crash.
-    html = client.post(f"/dashboard/payments/{pid}/capture", headers=headers).get_data(
-        as_text=True)
+    html = client.post(f"/dashboard/payments/{pid}/capture", headers=headers).get_data(as_text=True)
     assert "Only an authorized payment can be captured." in html and 'role="alert"' in html
     synced = client.post(f"/dashboard/payments/{pid}/sync", headers=headers)
     assert "Payment synced with the gateway." in synced.get_data(as_text=True)
     # Without htmx: 303 back to the page, with the message.
     csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
     assert csrf
-    response = client.post(f"/dashboard/payments/{pid}/sync",
-                           data={"csrf_token": csrf.group(1)})
+    response = client.post(f"/dashboard/payments/{pid}/sync", data={"csrf_token": csrf.group(1)})
     assert response.status_code == 303
     assert "Payment synced" in client.get(page_url).get_data(as_text=True)
 
 
 def test_change_button_and_links_from_internal_ids(
-        dash_app: Flask, signed_in: Callable[[str], FlaskClient]) -> None:
+    dash_app: Flask, signed_in: Callable[[str], FlaskClient]
+) -> None:
     client = signed_in("owner")
     pid = sandbox_payment(dash_app, client)
     headers = hx_headers(client, f"/dashboard/payments/{pid}")
@@ -239,15 +260,17 @@ def test_change_button_and_links_from_internal_ids(
     assert fresh.status_code == 200 and "Review refund" in html and "<html" not in html
     assert client.get(f"/dashboard/payments/{pid}/refund-form").status_code == 302
     with dash_app.app_context():
-        internal = db.session.execute(select(Payment.id).where(Payment.public_id == pid)
-                                      ).scalar_one()
+        internal = db.session.execute(
+            select(Payment.id).where(Payment.public_id == pid)
+        ).scalar_one()
     response = client.get(f"/dashboard/payments/by-id/{internal}")
     assert response.status_code == 302 and response.headers["Location"].endswith(pid)
     assert client.get("/dashboard/payments/by-id/999999").status_code == 404
 
 
 def test_in_flight_payment_panel_polls_until_final(
-        dash_app: Flask, signed_in: Callable[[str], FlaskClient]) -> None:
+    dash_app: Flask, signed_in: Callable[[str], FlaskClient]
+) -> None:
     client = signed_in("viewer")
     with dash_app.app_context():
         pid = make_payment(status="processing").public_id
@@ -257,9 +280,14 @@ def test_in_flight_payment_panel_polls_until_final(
     polled = client.get(f"/dashboard/payments/{pid}/status", headers={"HX-Request": "true"})
     assert polled.status_code == 200 and "Processing" in polled.get_data(as_text=True)
     with dash_app.app_context():
-        db.session.execute(db.text("UPDATE payments SET status='failed', "
-                                   "failure_message='Your card was declined.' "
-                                   "WHERE public_id=:p"), {"p": pid})
+        db.session.execute(
+            db.text(
+                "UPDATE payments SET status='failed', "
+                "failure_message='Your card was declined.' "
+                "WHERE public_id=:p"
+            ),
+            {"p": pid},
+        )
         db.session.commit()
     polled = client.get(f"/dashboard/payments/{pid}/status", headers={"HX-Request": "true"})
     assert polled.status_code == 286
@@ -267,15 +295,18 @@ def test_in_flight_payment_panel_polls_until_final(
 
 
 def test_timeline_catches_up_when_a_refund_settles(
-        dash_app: Flask, signed_in: Callable[[str], FlaskClient]) -> None:
+    dash_app: Flask, signed_in: Callable[[str], FlaskClient]
+) -> None:
     client = signed_in("owner")
     pid = sandbox_payment(dash_app, client)
     page_url = f"/dashboard/payments/{pid}"
     headers = hx_headers(client, page_url)
     token = form_token(client.get(page_url).get_data(as_text=True))
-    html = client.post(f"/dashboard/payments/{pid}/refund",
-                       data={"amount": "5", "reason": "other", "token": token,
-                             "confirm": "yes"}, headers=headers).get_data(as_text=True)
+    html = client.post(
+        f"/dashboard/payments/{pid}/refund",
+        data={"amount": "5", "reason": "other", "token": token, "confirm": "yes"},
+        headers=headers,
+    ).get_data(as_text=True)
     assert html.count('id="timeline" hx-swap-oob="true"') == 1
     assert "refund.requested" in html
     pending = client.get(f"/dashboard/payments/{pid}/refunds", headers=headers)

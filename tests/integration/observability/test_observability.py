@@ -33,9 +33,14 @@ def value(text: str, name: str, **labels: str) -> float | None:
 
 
 def test_healthz_answers_without_touching_the_database(tmp_path) -> None:
-    app = create_app({"TESTING": True, "SECRET_KEY": "x" * 40,
-                      "INSTANCE_PATH": str(tmp_path / "instance"),
-                      "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://kassa@127.0.0.1:1/none"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "x" * 40,
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://kassa@127.0.0.1:1/none",
+        }
+    )
     response = app.test_client().get("/healthz")
     assert response.status_code == 200
     assert response.json == {"status": "ok"}
@@ -49,9 +54,14 @@ def test_readyz_is_200_when_the_database_answers(make_app: Callable[..., Flask])
 
 def test_readyz_is_503_when_the_database_is_down(tmp_path) -> None:
     url = "postgresql+psycopg://kassa:hunter2@127.0.0.1:1/kassa?connect_timeout=2"
-    app = create_app({"TESTING": True, "SECRET_KEY": "x" * 40,
-                      "INSTANCE_PATH": str(tmp_path / "instance"),
-                      "SQLALCHEMY_DATABASE_URI": url})
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "x" * 40,
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "SQLALCHEMY_DATABASE_URI": url,
+        }
+    )
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.json["status"] == "unavailable"
@@ -80,7 +90,8 @@ def test_readyz_checks_a_live_redis_broker(make_app: Callable[..., Flask]) -> No
 
 
 def test_metrics_show_latency_by_route_payments_and_webhook_lag(
-        make_app: Callable[..., Flask]) -> None:
+    make_app: Callable[..., Flask],
+) -> None:
     app = make_app(METRICS_DB_CACHE_SECONDS=0)
     client = app.test_client()
     before = client.get("/metrics").get_data(as_text=True)
@@ -142,14 +153,36 @@ def test_gateway_calls_are_timed_and_errors_counted(make_app: Callable[..., Flas
     assert gateway.create_checkout(object()) == "session" and fake.calls == 1
     with pytest.raises(GatewayError):
         gateway.refund(object())
-    assert gateway.verify_webhook(b"", {}) == "verified"   # local work: forwarded untimed
+    assert gateway.verify_webhook(b"", {}) == "verified"  # local work: forwarded untimed
     text = client.get("/metrics").get_data(as_text=True)
-    assert value(text, "kassa_gateway_request_duration_seconds_count",
-                 gateway="fakepay", operation="create_checkout") == 1
-    assert value(text, "kassa_gateway_errors_total", gateway="fakepay", operation="refund",
-                 code="gateway_unavailable") == 1
-    assert value(text, "kassa_gateway_request_duration_seconds_count",
-                 gateway="fakepay", operation="verify_webhook") is None
+    assert (
+        value(
+            text,
+            "kassa_gateway_request_duration_seconds_count",
+            gateway="fakepay",
+            operation="create_checkout",
+        )
+        == 1
+    )
+    assert (
+        value(
+            text,
+            "kassa_gateway_errors_total",
+            gateway="fakepay",
+            operation="refund",
+            code="gateway_unavailable",
+        )
+        == 1
+    )
+    assert (
+        value(
+            text,
+            "kassa_gateway_request_duration_seconds_count",
+            gateway="fakepay",
+            operation="verify_webhook",
+        )
+        is None
+    )
 
 
 def test_request_id_is_generated_or_honoured_and_logged(make_app: Callable[..., Flask]) -> None:
@@ -170,8 +203,9 @@ def test_request_id_is_generated_or_honoured_and_logged(make_app: Callable[..., 
 
     client.get("/products/tee-usd", headers={"X-Request-ID": "trace-abc-12345"})
     lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
-    access = [r for r in lines if r.get("logger") == "app.access"
-              and r.get("route") == "/products/<sku>"]
+    access = [
+        r for r in lines if r.get("logger") == "app.access" and r.get("route") == "/products/<sku>"
+    ]
     assert access and access[-1]["request_id"] == "trace-abc-12345"
     assert access[-1]["status"] == 200 and access[-1]["duration_ms"] >= 0
     assert access[-1]["message"] == "GET /products/<sku> 200"
@@ -181,30 +215,43 @@ def test_request_id_is_generated_or_honoured_and_logged(make_app: Callable[..., 
     client.open("/healthz", method="SK_LIVE_X", headers={"X-Request-ID": "trace-odd-method"})
     text = stream.getvalue()
     assert "bob@" not in text
-    odd = [json.loads(line) for line in text.splitlines()
-           if line.startswith("{") and "trace-odd-method" in line]
+    odd = [
+        json.loads(line)
+        for line in text.splitlines()
+        if line.startswith("{") and "trace-odd-method" in line
+    ]
     assert odd and odd[-1]["message"] == "SK_LIVE_X <unmatched> 405"
 
 
 def test_a_request_refused_by_csrf_keeps_its_request_id_and_access_line(
-        make_app: Callable[..., Flask]) -> None:
+    make_app: Callable[..., Flask],
+) -> None:
     app = make_app(WTF_CSRF_ENABLED=True)
     stream = io.StringIO()
     kassa_logging.configure("INFO", json_lines=True, stream=stream)
-    refused = app.test_client().post("/products/tee-usd", data={"email": "a@example.com"},
-                                     headers={"X-Request-ID": "trace-csrf-0001"})
+    refused = app.test_client().post(
+        "/products/tee-usd",
+        data={"email": "a@example.com"},
+        headers={"X-Request-ID": "trace-csrf-0001"},
+    )
     assert refused.status_code == 400
     assert refused.headers["X-Request-ID"] == "trace-csrf-0001"
-    access = [json.loads(line) for line in stream.getvalue().splitlines()
-              if line.startswith("{") and "trace-csrf-0001" in line]
+    access = [
+        json.loads(line)
+        for line in stream.getvalue().splitlines()
+        if line.startswith("{") and "trace-csrf-0001" in line
+    ]
     assert [(r["logger"], r["status"]) for r in access if r["logger"] == "app.access"] == [
-        ("app.access", 400)]
+        ("app.access", 400)
+    ]
 
 
-def test_forwarded_headers_are_trusted_only_when_configured(
-        make_app: Callable[..., Flask]) -> None:
-    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example.com",
-               "X-Forwarded-For": "203.0.113.9"}
+def test_forwarded_headers_are_trusted_only_when_configured(make_app: Callable[..., Flask]) -> None:
+    headers = {
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "shop.example.com",
+        "X-Forwarded-For": "203.0.113.9",
+    }
     direct = make_app().test_client()
     assert direct.get("/healthz", headers=headers).request.url.startswith("http://localhost")
     proxied = make_app(PROXY_FIX_HOPS=1)
@@ -221,7 +268,8 @@ def test_forwarded_headers_are_trusted_only_when_configured(
 
 
 def test_each_log_line_is_written_once_through_the_filter(
-        build_app: Callable[..., Flask], capfd: pytest.CaptureFixture[str]) -> None:
+    build_app: Callable[..., Flask], capfd: pytest.CaptureFixture[str]
+) -> None:
     # build_app: migrations ran earlier in the session, so nothing reconfigured logging since.
     app = build_app(LOG_JSON=True)
     app.logger.info("paid by jane@example.com with 4242 4242 4242 4242")
@@ -248,19 +296,20 @@ def test_static_files_are_gzipped_pages_are_not(make_app: Callable[..., Flask]) 
     try:
         assert "Content-Encoding" not in plain.headers and plain.data == raw
     finally:
-        plain.close()   # an uncompressed static response streams the open file
+        plain.close()  # an uncompressed static response streams the open file
     # Pages carry the CSRF token beside reflected input (BREACH): never compressed.
     page = client.get("/products/tee-usd", headers={"Accept-Encoding": "gzip"})
     assert page.status_code == 200 and "Content-Encoding" not in page.headers
 
 
 def test_configured_gateways_are_timed_under_the_resilience_layer(
-        make_app: Callable[..., Flask]) -> None:
+    make_app: Callable[..., Flask],
+) -> None:
     from app.gateways.stripe import StripeGateway
 
     app = make_app(STRIPE_SECRET_KEY="sk_test_timing", STRIPE_WEBHOOK_SECRET="whsec_timing")
     gateway = app.extensions["kassa_gateways"]["stripe"]
     adapter = getattr(gateway, "inner", gateway)
-    assert isinstance(adapter, StripeGateway)          # code that unwraps one level still works
+    assert isinstance(adapter, StripeGateway)  # code that unwraps one level still works
     assert adapter._kassa_instrumented
     assert not hasattr(app.extensions["kassa_gateways"]["sandbox"], "_kassa_instrumented")

@@ -41,8 +41,10 @@ def rel_pg_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test (kassa_rel_<hex>), dropped after."""
     base = os.environ.get("TEST_DATABASE_URL")
     if not base:
-        pytest.skip("TEST_DATABASE_URL is not set: the reliability tests need PostgreSQL "
-                    "(e.g. TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres)")
+        pytest.skip(
+            "TEST_DATABASE_URL is not set: the reliability tests need PostgreSQL "
+            "(e.g. TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres)"
+        )
     name = f"kassa_rel_{secrets.token_hex(5)}"
     with psycopg.connect(_admin(base), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -51,7 +53,7 @@ def rel_pg_url() -> Iterator[str]:
         conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     url = re.sub(r"/[^/]*$", f"/{name}", base)
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     yield url
     with psycopg.connect(_admin(base), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -62,9 +64,11 @@ def pg_app(make_app: Callable[..., Flask], rel_pg_url: str) -> Callable[..., Fla
     """`pg_app(**overrides)`: a migrated, seeded app on this test's PostgreSQL database."""
 
     def build(**overrides: Any) -> Flask:
-        settings: dict[str, Any] = {"SQLALCHEMY_DATABASE_URI": rel_pg_url,
-                                    "RECONCILE_GRACE_SECONDS": 0,
-                                    "GATEWAY_BACKOFF_SECONDS": 0.01}
+        settings: dict[str, Any] = {
+            "SQLALCHEMY_DATABASE_URI": rel_pg_url,
+            "RECONCILE_GRACE_SECONDS": 0,
+            "GATEWAY_BACKOFF_SECONDS": 0.01,
+        }
         settings.update(overrides)
         return make_app(**settings)
 
@@ -108,18 +112,23 @@ def broker_url(request: pytest.FixtureRequest) -> str:
 
 def base_env(database_url: str, instance: Path, **extra: str) -> dict[str, str]:
     """Environment for an app process of ours (worker or crash subprocess)."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("KASSA_", "CELERY_", "STRIPE_", "RAZORPAY_"))}
-    env.update({
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": "test-secret-" + "x" * 40,
-        "SANDBOX_WEBHOOK_SECRET": SECRET,
-        "SANDBOX_DELIVER_WEBHOOKS": "false",
-        "KASSA_INSTANCE_PATH": str(instance),
-        "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
-        "RATELIMIT_ENABLED": "false",
-        "PYTHONPATH": str(ROOT),
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("KASSA_", "CELERY_", "STRIPE_", "RAZORPAY_"))
+    }
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": "test-secret-" + "x" * 40,
+            "SANDBOX_WEBHOOK_SECRET": SECRET,
+            "SANDBOX_DELIVER_WEBHOOKS": "false",
+            "KASSA_INSTANCE_PATH": str(instance),
+            "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
+            "RATELIMIT_ENABLED": "false",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     env.update(extra)
     return env
 
@@ -131,10 +140,26 @@ class Worker:
         self.log_path = log_path
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "app.jobs.worker", "worker", "--pool=solo",
-             "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "-n", f"kassa-test-{secrets.token_hex(3)}@%h"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "app.jobs.worker",
+                "worker",
+                "--pool=solo",
+                "--loglevel=INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                f"kassa-test-{secrets.token_hex(3)}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -144,8 +169,9 @@ class Worker:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.1)
-        raise AssertionError("celery worker did not start:\n"
-                             + self.log_path.read_text(errors="replace")[-3000:])
+        raise AssertionError(
+            "celery worker did not start:\n" + self.log_path.read_text(errors="replace")[-3000:]
+        )
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no ack, no rollback by us (the database aborts it)."""
@@ -198,28 +224,41 @@ print("survived")
 """
 
 
-def run_in_subprocess(app: Flask, action: str, arg: str, **config: Any
-                      ) -> subprocess.CompletedProcess[str]:
+def run_in_subprocess(
+    app: Flask, action: str, arg: str, **config: Any
+) -> subprocess.CompletedProcess[str]:
     """Run one core call in a fresh process on the same database and settings."""
-    settings = {"TESTING": True, "SECRET_KEY": app.config["SECRET_KEY"],
-                "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
-                "INSTANCE_PATH": app.instance_path,
-                "SANDBOX_DELIVER_WEBHOOKS": False, "JOBS_EAGER": True,
-                "SANDBOX_WEBHOOK_SECRET": SECRET, "RATELIMIT_ENABLED": False,
-                "PUBLIC_BASE_URL": app.config["PUBLIC_BASE_URL"],
-                "CAPTURE_METHOD": app.config["CAPTURE_METHOD"]}
+    settings = {
+        "TESTING": True,
+        "SECRET_KEY": app.config["SECRET_KEY"],
+        "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
+        "INSTANCE_PATH": app.instance_path,
+        "SANDBOX_DELIVER_WEBHOOKS": False,
+        "JOBS_EAGER": True,
+        "SANDBOX_WEBHOOK_SECRET": SECRET,
+        "RATELIMIT_ENABLED": False,
+        "PUBLIC_BASE_URL": app.config["PUBLIC_BASE_URL"],
+        "CAPTURE_METHOD": app.config["CAPTURE_METHOD"],
+    }
     settings.update(config)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KASSA_")}
     env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-c", SUBPROCESS, json.dumps(settings), action, arg],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-c", SUBPROCESS, json.dumps(settings), action, arg],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def count(app: Flask, model: Any, *where: Any) -> int:
     with app.app_context():
-        value = db.session.execute(select(func.count()).select_from(model).where(*where)
-                                   ).scalar_one()
+        value = db.session.execute(
+            select(func.count()).select_from(model).where(*where)
+        ).scalar_one()
         db.session.rollback()
         return int(value)
 

@@ -47,7 +47,7 @@ def test_crash_after_checkout_creation(pg_app: Callable[..., Flask]) -> None:
     assert payment.status == "processing"
     with app.app_context():
         session_id = db.session.execute(select(SandboxSession.id)).scalar_one()
-    assert payment.gateway_reference == session_id     # the same session, not a second one
+    assert payment.gateway_reference == session_id  # the same session, not a second one
     assert count(app, SandboxSession) == 1
     assert any(payment.public_id in c and "created → processing" in c for c in changes)
     # And the customer can still pay it.
@@ -66,10 +66,11 @@ def test_crash_after_capture(pg_app: Callable[..., Flask]) -> None:
     post_events(app, events)
     assert _payment(app, id=payment.id).status == "authorized"
 
-    result = run_in_subprocess(app, "capture", payment.public_id,
-                               FAULT_POINT="after_gateway_capture")
+    result = run_in_subprocess(
+        app, "capture", payment.public_id, FAULT_POINT="after_gateway_capture"
+    )
     assert result.returncode == 1, result.stderr
-    assert _payment(app, id=payment.id).status == "authorized"   # the capture went unrecorded
+    assert _payment(app, id=payment.id).status == "authorized"  # the capture went unrecorded
     with app.app_context():
         assert db.session.get(SandboxSession, payment.gateway_reference).status == "succeeded"
 
@@ -89,8 +90,7 @@ def test_crash_after_refund(pg_app: Callable[..., Flask]) -> None:
     post_events(app, events)
     assert _payment(app, id=payment.id).status == "succeeded"
 
-    result = run_in_subprocess(app, "refund", payment.public_id,
-                               FAULT_POINT="after_gateway_refund")
+    result = run_in_subprocess(app, "refund", payment.public_id, FAULT_POINT="after_gateway_refund")
     assert result.returncode == 1, result.stderr
     assert count(app, SandboxRefund) == 1
     with app.app_context():
@@ -100,7 +100,7 @@ def test_crash_after_refund(pg_app: Callable[..., Flask]) -> None:
 
     changes = _reconcile(app)
 
-    assert count(app, SandboxRefund) == 1          # re-sent with the same key: no second refund
+    assert count(app, SandboxRefund) == 1  # re-sent with the same key: no second refund
     with app.app_context():
         refund = db.session.execute(select(Refund)).scalar_one()
         sandbox_refund = db.session.execute(select(SandboxRefund)).scalar_one()

@@ -36,8 +36,11 @@ class Bought:
 
 def _buy_prints(app: Flask, quantity: int = 2) -> Bought:
     with app.test_request_context():
-        return Bought(create_checkout([ItemRequest("print-usd", quantity)], "p@example.com",
-                                      "P", "sandbox", CUSTOMER))
+        return Bought(
+            create_checkout(
+                [ItemRequest("print-usd", quantity)], "p@example.com", "P", "sandbox", CUSTOMER
+            )
+        )
 
 
 def _make_overdue(app: Flask) -> None:
@@ -49,19 +52,21 @@ def _make_overdue(app: Flask) -> None:
 
 def _stock(app: Flask) -> int:
     with app.app_context():
-        value = db.session.execute(select(Product.stock).where(Product.sku == "print-usd")
-                                   ).scalar_one()
+        value = db.session.execute(
+            select(Product.stock).where(Product.sku == "print-usd")
+        ).scalar_one()
         db.session.rollback()
         return int(value)
 
 
 def test_overdue_checkout_is_expired_at_the_gateway_and_stock_released(
-        make_app: Callable[..., Flask]) -> None:
+    make_app: Callable[..., Flask],
+) -> None:
     app = make_app()
     payment = _buy_prints(app)
     assert _stock(app) == 3
     with app.app_context():
-        assert expire_overdue() == 0                     # not overdue yet: untouched
+        assert expire_overdue() == 0  # not overdue yet: untouched
     _make_overdue(app)
     with app.app_context():
         assert expire_overdue() == 1
@@ -69,7 +74,7 @@ def test_overdue_checkout_is_expired_at_the_gateway_and_stock_released(
         assert order.status == "expired"
         assert db.session.get(Payment, payment.id).status == "expired"  # type: ignore[union-attr]
         assert db.session.get(SandboxSession, payment.gateway_reference).status == "expired"
-        assert expire_overdue() == 0                     # idempotent
+        assert expire_overdue() == 0  # idempotent
     assert _stock(app) == 5
     # The customer can no longer pay the closed session.
     processor = app.extensions["kassa_gateways"]["sandbox"].processor
@@ -83,7 +88,7 @@ def test_paid_just_before_expiry_is_not_expired(make_app: Callable[..., Flask]) 
     payment = _buy_prints(app)
     processor = app.extensions["kassa_gateways"]["sandbox"].processor
     with app.app_context():
-        processor.complete(payment.gateway_reference, "succeed")   # its webhooks never arrive
+        processor.complete(payment.gateway_reference, "succeed")  # its webhooks never arrive
     _make_overdue(app)
     with app.app_context():
         expire_overdue()
@@ -112,28 +117,38 @@ def test_in_process_scheduler_runs_periodic_jobs(make_app: Callable[..., Flask])
 
 
 def test_scheduler_starts_with_the_first_request_only_outside_tests(
-        make_app: Callable[..., Flask]) -> None:
-    assert "kassa_scheduler" not in make_app().extensions          # TESTING: never
-    app = make_app(TESTING=False, SCHEDULER_ENABLED=True, RECONCILE_INTERVAL_SECONDS=3600,
-                   EXPIRE_INTERVAL_SECONDS=3600, WEBHOOK_RETRY_INTERVAL_SECONDS=3600,
-                   RECEIPT_RESEND_INTERVAL_SECONDS=3600)
+    make_app: Callable[..., Flask],
+) -> None:
+    assert "kassa_scheduler" not in make_app().extensions  # TESTING: never
+    app = make_app(
+        TESTING=False,
+        SCHEDULER_ENABLED=True,
+        RECONCILE_INTERVAL_SECONDS=3600,
+        EXPIRE_INTERVAL_SECONDS=3600,
+        WEBHOOK_RETRY_INTERVAL_SECONDS=3600,
+        RECEIPT_RESEND_INTERVAL_SECONDS=3600,
+    )
     scheduler = app.extensions["kassa_scheduler"]
-    assert not scheduler.running                                   # CLI commands: never
+    assert not scheduler.running  # CLI commands: never
     app.test_client().get("/")
     assert scheduler.running
     scheduler.stop()
-    assert "kassa_scheduler" not in make_app(
-        TESTING=False, CELERY_BROKER_URL="redis://127.0.0.1:1/0").extensions   # beat's job
+    assert (
+        "kassa_scheduler"
+        not in make_app(TESTING=False, CELERY_BROKER_URL="redis://127.0.0.1:1/0").extensions
+    )  # beat's job
 
 
 def test_flask_reconcile_command_reports_what_it_changed(make_app: Callable[..., Flask]) -> None:
     app = make_app()
-    payment, _events = start_purchase(app)     # paid at the sandbox, webhooks lost
+    payment, _events = start_purchase(app)  # paid at the sandbox, webhooks lost
     result = app.test_cli_runner().invoke(args=["reconcile", "--grace", "0"])
     assert result.exit_code == 0, result.output
     assert "Checked 1 payment(s)" in result.output
-    assert f"payment {payment.public_id}: processing → succeeded (order pending → paid)" \
+    assert (
+        f"payment {payment.public_id}: processing → succeeded (order pending → paid)"
         in result.output
+    )
     again = app.test_cli_runner().invoke(args=["reconcile", "--grace", "0"])
     assert "0 change(s)" in again.output
 
@@ -162,13 +177,18 @@ def smtp_server() -> Iterator[tuple[int, _Sink]]:
     controller.stop()
 
 
-def test_receipts_go_out_over_smtp_exactly_once(make_app: Callable[..., Flask],
-                                                smtp_server: tuple[int, _Sink]) -> None:
+def test_receipts_go_out_over_smtp_exactly_once(
+    make_app: Callable[..., Flask], smtp_server: tuple[int, _Sink]
+) -> None:
     port, sink = smtp_server
-    app = make_app(MAIL_SERVER="127.0.0.1", MAIL_PORT=port, MAIL_USE_TLS=False,
-                   MAIL_DEFAULT_SENDER="shop@example.com")
+    app = make_app(
+        MAIL_SERVER="127.0.0.1",
+        MAIL_PORT=port,
+        MAIL_USE_TLS=False,
+        MAIL_DEFAULT_SENDER="shop@example.com",
+    )
     _payment, events = start_purchase(app)
-    post_events(app, events + events)            # every event twice
+    post_events(app, events + events)  # every event twice
     with app.app_context():
         order_id = db.session.execute(select(Order.id)).scalar_one()
         receipt_id = db.session.execute(select(Receipt.id)).scalar_one()
@@ -194,17 +214,26 @@ def test_receipts_go_out_over_smtp_exactly_once(make_app: Callable[..., Flask],
 
 
 def test_celery_app_settings_and_beat_schedule(make_app: Callable[..., Flask]) -> None:
-    app = make_app(CELERY_BROKER_URL="redis://127.0.0.1:1/0", CELERY_QUEUE="q1",
-                   EXPIRE_INTERVAL_SECONDS=60)
+    app = make_app(
+        CELERY_BROKER_URL="redis://127.0.0.1:1/0", CELERY_QUEUE="q1", EXPIRE_INTERVAL_SECONDS=60
+    )
     celery = app.extensions["kassa_celery"]
     conf = celery.conf
-    assert (conf.task_acks_late, conf.task_reject_on_worker_lost,
-            conf.worker_prefetch_multiplier) == (True, True, 1)
+    assert (
+        conf.task_acks_late,
+        conf.task_reject_on_worker_lost,
+        conf.worker_prefetch_multiplier,
+    ) == (True, True, 1)
     assert conf.task_serializer == "json" and conf.accept_content == ["json"]
     assert conf.task_default_queue == "q1"
     schedule = {entry["task"]: entry["schedule"] for entry in conf.beat_schedule.values()}
-    assert set(schedule) == {"payments.reconcile", "checkouts.expire", "webhooks.retry_due",
-                             "receipts.resend_pending", "api.purge_idempotency_keys"}
+    assert set(schedule) == {
+        "payments.reconcile",
+        "checkouts.expire",
+        "webhooks.retry_due",
+        "receipts.resend_pending",
+        "api.purge_idempotency_keys",
+    }
     assert schedule["checkouts.expire"] == timedelta(seconds=60)
     from app import jobs
 

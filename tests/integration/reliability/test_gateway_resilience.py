@@ -46,8 +46,8 @@ class FlakyGatewayServer:
 
     def __init__(self) -> None:
         self.script: list[str] = []
-        self.requests: list[tuple[str, str | None]] = []    # (path, idempotency key)
-        self.objects: dict[str, dict[str, Any]] = {}        # idempotency key -> object
+        self.requests: list[tuple[str, str | None]] = []  # (path, idempotency key)
+        self.objects: dict[str, dict[str, Any]] = {}  # idempotency key -> object
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -89,8 +89,9 @@ class FlakyGatewayServer:
                 behaviour = self.script.pop(0) if self.script else "ok"
                 if behaviour in ("ok", "timeout", "reset") and key:
                     # The gateway acts; whether we hear about it is another matter.
-                    self.objects.setdefault(key, {"id": f"fk_{len(self.objects) + 1}",
-                                                  **json.loads(body or b"{}")})
+                    self.objects.setdefault(
+                        key, {"id": f"fk_{len(self.objects) + 1}", **json.loads(body or b"{}")}
+                    )
                 obj = self.objects.get(key or "", {"id": "fk_none"})
             if behaviour == "timeout":
                 time.sleep(1.0)
@@ -101,9 +102,11 @@ class FlakyGatewayServer:
             status = {"ok": 200, "timeout": 200, "429": 429, "500": 500, "503": 503}[behaviour]
             payload = json.dumps(obj if status == 200 else {"error": behaviour}).encode()
             try:
-                conn.sendall(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-                             % (status, len(payload), payload))
+                conn.sendall(
+                    b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                    % (status, len(payload), payload)
+                )
             except OSError:
                 pass
 
@@ -124,21 +127,30 @@ class HttpGateway:
         self.timeout = timeout
 
     def _post(self, path: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = requests.post(self.base_url + path, json=body, timeout=self.timeout,
-                                 headers={"Idempotency-Key": key})
+        response = requests.post(
+            self.base_url + path, json=body, timeout=self.timeout, headers={"Idempotency-Key": key}
+        )
         if response.status_code == 429:
-            raise GatewayError("rate_limited", "Too many requests.", retryable=True,
-                               http_status=429)
+            raise GatewayError(
+                "rate_limited", "Too many requests.", retryable=True, http_status=429
+            )
         if response.status_code >= 500:
-            raise GatewayError("gateway_unavailable", "Server error.", retryable=True,
-                               http_status=response.status_code)
+            raise GatewayError(
+                "gateway_unavailable",
+                "Server error.",
+                retryable=True,
+                http_status=response.status_code,
+            )
         if response.status_code >= 400:
             raise GatewayError("invalid_request", "Bad request.", http_status=400)
         return response.json()  # type: ignore[no-any-return]
 
     def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
-        obj = self._post("/sessions", request.idempotency_key,
-                         {"amount": request.amount, "currency": request.currency})
+        obj = self._post(
+            "/sessions",
+            request.idempotency_key,
+            {"amount": request.amount, "currency": request.currency},
+        )
         return CheckoutSession(reference=obj["id"], redirect_url=f"{self.base_url}/pay/{obj['id']}")
 
     def retrieve(self, ref: PaymentRef) -> PaymentUpdate:
@@ -150,10 +162,18 @@ class HttpGateway:
 
 def _request(key: str = "kassa-checkout-pay_1") -> CheckoutRequest:
     return CheckoutRequest(
-        payment_id="pay_1", order_id="ord_1", amount=2500, currency="USD",
-        line_items=(LineItem("Tee", 2500, 1),), customer_email="a@example.com",
-        customer_name="A", success_url="http://x/s", cancel_url="http://x/c",
-        idempotency_key=key, expires_at=datetime.now(UTC) + timedelta(minutes=30))
+        payment_id="pay_1",
+        order_id="ord_1",
+        amount=2500,
+        currency="USD",
+        line_items=(LineItem("Tee", 2500, 1),),
+        customer_email="a@example.com",
+        customer_name="A",
+        success_url="http://x/s",
+        cancel_url="http://x/c",
+        idempotency_key=key,
+        expires_at=datetime.now(UTC) + timedelta(minutes=30),
+    )
 
 
 @pytest.fixture
@@ -164,22 +184,33 @@ def fake() -> Iterator[FlakyGatewayServer]:
 
 
 def _wrapped(fake: FlakyGatewayServer, **policy: Any) -> ResilientGateway:
-    settings = {"timeout": 0.3, "max_attempts": 5, "backoff": 0.01, "backoff_max": 0.05,
-                "breaker_threshold": 10, "breaker_cooldown": 0.5}
+    settings = {
+        "timeout": 0.3,
+        "max_attempts": 5,
+        "backoff": 0.01,
+        "backoff_max": 0.05,
+        "breaker_threshold": 10,
+        "breaker_cooldown": 0.5,
+    }
     settings.update(policy)
     return ResilientGateway(HttpGateway(fake.url, settings["timeout"]), Policy(**settings))
 
 
 def test_transient_failures_are_retried_with_one_key_and_make_one_object(
-        fake: FlakyGatewayServer) -> None:
+    fake: FlakyGatewayServer,
+) -> None:
     gateway = _wrapped(fake)
     fake.script = ["timeout", "reset", "429", "503", "ok"]
     session = gateway.create_checkout(_request())
     assert session.reference == "fk_1"
     assert [key for _, key in fake.requests] == ["kassa-checkout-pay_1"] * 5
-    assert len(fake.objects) == 1            # acted on the first try, never again
+    assert len(fake.objects) == 1  # acted on the first try, never again
     assert [code for _, _, code in gateway.failures] == [
-        "gateway_unavailable", "gateway_unavailable", "rate_limited", "gateway_unavailable"]
+        "gateway_unavailable",
+        "gateway_unavailable",
+        "rate_limited",
+        "gateway_unavailable",
+    ]
     assert gateway.breaker.state == "closed"
 
 
@@ -215,25 +246,25 @@ def test_circuit_breaker_opens_fails_fast_and_recovers(fake: FlakyGatewayServer)
     gateway = _wrapped(fake, max_attempts=2, breaker_threshold=3, breaker_cooldown=0.4)
     fake.script = ["503"] * 3
     with pytest.raises(GatewayError):
-        gateway.create_checkout(_request("k1"))          # failures 1 and 2
+        gateway.create_checkout(_request("k1"))  # failures 1 and 2
     with pytest.raises(GatewayError):
-        gateway.create_checkout(_request("k2"))          # failure 3: the breaker opens
+        gateway.create_checkout(_request("k2"))  # failure 3: the breaker opens
     assert gateway.breaker.state == "open"
     sent = len(fake.requests)
     started = time.monotonic()
     with pytest.raises(GatewayError) as caught:
         gateway.create_checkout(_request("k3"))
-    assert time.monotonic() - started < 0.05             # failed fast...
-    assert len(fake.requests) == sent                    # ...without calling the gateway
+    assert time.monotonic() - started < 0.05  # failed fast...
+    assert len(fake.requests) == sent  # ...without calling the gateway
     assert caught.value.code == "gateway_unavailable"
     assert caught.value.message == "Fake HTTP gateway is not answering; try again shortly."
 
     time.sleep(0.45)
     assert gateway.breaker.state == "half_open"
-    assert gateway.create_checkout(_request("k3")).reference   # the trial call succeeds
+    assert gateway.create_checkout(_request("k3")).reference  # the trial call succeeds
     assert gateway.breaker.state == "closed"
 
-    fake.script = ["503", "503"]                          # a failed trial re-opens it
+    fake.script = ["503", "503"]  # a failed trial re-opens it
     gateway.breaker.failures = gateway.breaker.threshold - 1
     with pytest.raises(GatewayError):
         gateway.create_checkout(_request("k4"))
@@ -241,39 +272,44 @@ def test_circuit_breaker_opens_fails_fast_and_recovers(fake: FlakyGatewayServer)
 
 
 def test_through_the_core_a_checkout_survives_a_flaky_gateway_and_an_outage(
-        make_app: Callable[..., Flask], fake: FlakyGatewayServer) -> None:
+    make_app: Callable[..., Flask], fake: FlakyGatewayServer
+) -> None:
     app = make_app(RECONCILE_GRACE_SECONDS=0)
     gateway = _wrapped(fake, max_attempts=3)
     app.extensions["kassa_gateways"]["fakehttp"] = gateway
 
     fake.script = ["reset", "429", "ok"]
     with app.test_request_context():
-        payment = create_checkout([ItemRequest("tee-usd", 1)], "a@example.com", "A",
-                                  "fakehttp", CUSTOMER)
+        payment = create_checkout(
+            [ItemRequest("tee-usd", 1)], "a@example.com", "A", "fakehttp", CUSTOMER
+        )
         assert payment.status == "processing" and payment.gateway_reference == "fk_1"
 
     # An outage: the customer gets a clear message, the attempt stays open for reconcile.
     fake.script = ["503", "timeout", "500"]
     with app.test_request_context(), pytest.raises(PaymentGatewayFailed) as caught:
-        create_checkout([ItemRequest("tee-usd", 1)], "b@example.com", "B", "fakehttp",
-                        CUSTOMER)
+        create_checkout([ItemRequest("tee-usd", 1)], "b@example.com", "B", "fakehttp", CUSTOMER)
     assert "not answering right now" in str(caught.value.message)
     with app.app_context():
-        stuck = db.session.execute(select(Payment).where(
-            Payment.customer_email == "b@example.com")).scalar_one()
+        stuck = db.session.execute(
+            select(Payment).where(Payment.customer_email == "b@example.com")
+        ).scalar_one()
         assert stuck.status == "created" and stuck.gateway_reference is None
-        assert db.session.execute(select(AuditEntry.action).where(
-            AuditEntry.payment_id == stuck.id, AuditEntry.action == "payment.gateway_error")
+        assert db.session.execute(
+            select(AuditEntry.action).where(
+                AuditEntry.payment_id == stuck.id, AuditEntry.action == "payment.gateway_error"
+            )
         ).scalar_one()
         stuck_key = stuck.idempotency_key
-    assert len(fake.objects) == 2          # the timed-out attempt acted at the gateway
+    assert len(fake.objects) == 2  # the timed-out attempt acted at the gateway
 
     # The gateway is back: reconcile opens the attempt with its own key, no new session.
     with app.test_request_context():
         report = reconcile()
     with app.app_context():
-        stuck = db.session.execute(select(Payment).where(
-            Payment.customer_email == "b@example.com")).scalar_one()
+        stuck = db.session.execute(
+            select(Payment).where(Payment.customer_email == "b@example.com")
+        ).scalar_one()
         assert stuck.status == "processing"
         assert stuck.gateway_reference == fake.objects[stuck_key]["id"]
     assert len(fake.objects) == 2
@@ -292,18 +328,20 @@ def test_retries_stop_at_the_deadline(fake: FlakyGatewayServer) -> None:
 
 
 def test_a_call_the_adapter_says_is_unsafe_to_repeat_is_not_retried(
-        fake: FlakyGatewayServer) -> None:
+    fake: FlakyGatewayServer,
+) -> None:
     # A 5xx for a call without an idempotency key: repeating it might act twice.
     gateway = _wrapped(fake, breaker_threshold=2)
 
     class NoKey(HttpGateway):
         def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
-            raise GatewayError("gateway_unavailable", "Server error.", retryable=False,
-                               http_status=502)
+            raise GatewayError(
+                "gateway_unavailable", "Server error.", retryable=False, http_status=502
+            )
 
     gateway.inner = NoKey(fake.url, 0.3)
     for _ in range(2):
         with pytest.raises(GatewayError) as caught:
             gateway.create_checkout(_request())
         assert caught.value.message == "Server error."
-    assert len(gateway.failures) == 2 and gateway.breaker.state == "open"   # one try each
+    assert len(gateway.failures) == 2 and gateway.breaker.state == "open"  # one try each

@@ -30,17 +30,19 @@ class ListingSandbox(SandboxGateway):
 
 
 def test_reconcile_applies_listed_events_that_were_never_delivered(
-        make_app: Callable[..., Flask]) -> None:
-    app = make_app(RECONCILE_GRACE_SECONDS=3600)     # so only the event list can fix it
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(RECONCILE_GRACE_SECONDS=3600)  # so only the event list can fix it
     sandbox = app.extensions["kassa_gateways"]["sandbox"]
     listing = ListingSandbox(sandbox.inner.processor)
     app.extensions["kassa_gateways"]["sandbox"] = ResilientGateway(listing, Policy())
     assert isinstance(listing, ListsEvents)
 
     payment, sent = start_purchase(app)
-    listing.listed = [VerifiedEvent(e["id"], e["type"], e)
-                      for e in (json.loads(body) for body, _ in sent)]
-    post_events(app, sent[:1])                       # the second event is lost
+    listing.listed = [
+        VerifiedEvent(e["id"], e["type"], e) for e in (json.loads(body) for body, _ in sent)
+    ]
+    post_events(app, sent[:1])  # the second event is lost
     assert count(app, WebhookEvent) == 1
 
     with app.test_request_context():
@@ -50,7 +52,8 @@ def test_reconcile_applies_listed_events_that_were_never_delivered(
     with app.app_context():
         assert db.session.get(Payment, payment.id).status == "succeeded"  # type: ignore[union-attr]
         assert {e.status for e in db.session.execute(select(WebhookEvent)).scalars()} == {
-            "processed"}
+            "processed"
+        }
 
     with app.test_request_context():
         again = reconcile()

@@ -29,9 +29,13 @@ pytestmark = pytest.mark.postgres
 
 
 def test_a_thousand_deliveries_from_fifty_threads_apply_once(
-        serve: Callable[..., object], rel_pg_url: str) -> None:
-    server = serve(SQLALCHEMY_DATABASE_URI=rel_pg_url, SANDBOX_DELIVER_WEBHOOKS=False,
-                   SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 20, "max_overflow": 10})
+    serve: Callable[..., object], rel_pg_url: str
+) -> None:
+    server = serve(
+        SQLALCHEMY_DATABASE_URI=rel_pg_url,
+        SANDBOX_DELIVER_WEBHOOKS=False,
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 20, "max_overflow": 10},
+    )
     app: Flask = server.app  # type: ignore[attr-defined]
     payment, sent = start_purchase(app)
     succeeded = [(b, h) for b, h in sent if b'"payment.succeeded"' in b]
@@ -61,9 +65,17 @@ def test_a_thousand_deliveries_from_fifty_threads_apply_once(
     assert statuses.count(200) == 1000
     with app.app_context():
         assert count(app, WebhookEvent) == 1
-        transitions = db.session.execute(select(AuditEntry).where(
-            AuditEntry.payment_id == payment.id, AuditEntry.action == "payment.status_changed",
-            AuditEntry.to_state == "succeeded")).scalars().all()
+        transitions = (
+            db.session.execute(
+                select(AuditEntry).where(
+                    AuditEntry.payment_id == payment.id,
+                    AuditEntry.action == "payment.status_changed",
+                    AuditEntry.to_state == "succeeded",
+                )
+            )
+            .scalars()
+            .all()
+        )
         assert len(transitions) == 1
         assert db.session.execute(select(Order.status)).scalar_one() == "paid"
         receipts = db.session.execute(select(Receipt)).scalars().all()
@@ -82,8 +94,9 @@ def test_ten_percent_of_webhooks_lost_for_200_payments(pg_app: Callable[..., Fla
     def buy(i: int) -> None:
         # Many customers at once (and a faster test: the database, not Python, is the wait).
         with app.test_request_context():
-            payment = create_checkout([ItemRequest("tee-usd", 1)], f"c{i}@example.com", "C",
-                                      "sandbox", CUSTOMER)
+            payment = create_checkout(
+                [ItemRequest("tee-usd", 1)], f"c{i}@example.com", "C", "sandbox", CUSTOMER
+            )
             scenario = "decline" if i % 10 == 3 else "succeed"
             processor.complete(payment.gateway_reference, scenario)
             expected[payment.public_id] = "failed" if scenario == "decline" else "succeeded"
@@ -110,15 +123,14 @@ def test_ten_percent_of_webhooks_lost_for_200_payments(pg_app: Callable[..., Fla
             db.session.rollback()
         return {pid: status for pid, status in rows if expected[pid] != status}
 
-    assert len(wrong()) > 0           # the losses are visible before reconciling
+    assert len(wrong()) > 0  # the losses are visible before reconciling
 
     with app.test_request_context():
         report = reconcile()
     assert not report.errors
     assert wrong() == {}
     with app.app_context():
-        orders = dict(db.session.execute(
-            select(Order.public_id, Order.status)).all())
+        orders = dict(db.session.execute(select(Order.public_id, Order.status)).all())
         paid = sum(1 for s in orders.values() if s == "paid")
         assert paid == sum(1 for s in expected.values() if s == "succeeded") == 180
         assert sum(1 for s in orders.values() if s == "failed") == 20
@@ -128,12 +140,14 @@ def test_ten_percent_of_webhooks_lost_for_200_payments(pg_app: Callable[..., Fla
 
 
 def test_failing_event_backs_off_then_goes_dead_and_can_be_reprocessed(
-        pg_app: Callable[..., Flask]) -> None:
-    app = pg_app(WEBHOOK_MAX_ATTEMPTS=3, WEBHOOK_RETRY_BASE_SECONDS=0,
-                 FAULT_POINT="webhook_process:raise")
+    pg_app: Callable[..., Flask],
+) -> None:
+    app = pg_app(
+        WEBHOOK_MAX_ATTEMPTS=3, WEBHOOK_RETRY_BASE_SECONDS=0, FAULT_POINT="webhook_process:raise"
+    )
     payment, sent = start_purchase(app)
     succeeded = [e for e in sent if b'"payment.succeeded"' in e[0]]
-    post_events(app, succeeded)     # answered 200: stored, even though processing fails
+    post_events(app, succeeded)  # answered 200: stored, even though processing fails
 
     def row() -> WebhookEvent:
         with app.app_context():
@@ -146,15 +160,15 @@ def test_failing_event_backs_off_then_goes_dead_and_can_be_reprocessed(
     assert first.next_attempt_at is not None and "injected fault" in (first.last_error or "")
 
     with app.app_context():
-        assert events.retry_due() == 1           # backoff passed (base 0): retried
-        assert events.retry_due() == 1           # third failure → dead
-        assert events.retry_due() == 0           # dead events are not retried by themselves
+        assert events.retry_due() == 1  # backoff passed (base 0): retried
+        assert events.retry_due() == 1  # third failure → dead
+        assert events.retry_due() == 0  # dead events are not retried by themselves
     dead = row()
     assert (dead.status, dead.attempts) == ("dead", 3)
     with app.app_context():
         assert db.session.get(Payment, payment.id).status == "processing"
 
-    with app.app_context():      # what the merchant's inbox shows
+    with app.app_context():  # what the merchant's inbox shows
         assert [e.id for e in events.inbox(status="dead")] == [dead.id]
         assert events.counts_by_status() == {"dead": 1}
 
@@ -163,9 +177,14 @@ def test_failing_event_backs_off_then_goes_dead_and_can_be_reprocessed(
     with app.app_context():
         assert events.reprocess(dead.id, Actor("user", "owner@example.com")) == "applied"
         assert events.counts_by_status() == {"processed": 1}
-        assert db.session.execute(select(AuditEntry.actor_id).where(
-            AuditEntry.action == "webhook.reprocess_requested")).scalar_one() == \
-            "owner@example.com"
+        assert (
+            db.session.execute(
+                select(AuditEntry.actor_id).where(
+                    AuditEntry.action == "webhook.reprocess_requested"
+                )
+            ).scalar_one()
+            == "owner@example.com"
+        )
     done = row()
     assert done.status == "processed" and done.last_error is None
     with app.app_context():

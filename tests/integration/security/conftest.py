@@ -63,8 +63,9 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     app = create_app(base_config(f"sqlite:///{path}"))
     try:
         with app.app_context(), _preserve_logging(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="'get_engine' is deprecated",
-                                    category=DeprecationWarning)
+            warnings.filterwarnings(
+                "ignore", message="'get_engine' is deprecated", category=DeprecationWarning
+            )
             flask_migrate.upgrade(directory=str(ROOT / "migrations"))
         # Seeded once here (password hashing is slow); every test gets a copy.
         app.instance_path = str(path.parent / "instance")
@@ -82,8 +83,10 @@ def make_app(sqlite_template: Path, tmp_path: Path) -> Iterator[Callable[..., An
     from app import create_app
 
     db_path = tmp_path / "kassa.sqlite"
-    with contextlib.closing(sqlite3.connect(sqlite_template)) as src, \
-            contextlib.closing(sqlite3.connect(db_path)) as dst:
+    with (
+        contextlib.closing(sqlite3.connect(sqlite_template)) as src,
+        contextlib.closing(sqlite3.connect(db_path)) as dst,
+    ):
         src.backup(dst)
     apps: list[Any] = []
 
@@ -124,12 +127,17 @@ def live_app(make_app: Callable[..., Any]) -> Iterator[tuple[Any, str]]:
     server = make_server("127.0.0.1", 0, lambda e, s: [], threaded=True)
     base = f"http://127.0.0.1:{server.server_port}"
     # Plain HTTP on loopback: the `requests` clients only send cookies not marked Secure.
-    app = make_app(PUBLIC_BASE_URL=base, SANDBOX_DELIVER_WEBHOOKS=True,
-                   SANDBOX_WEBHOOK_DELAY_SECONDS=0.05, LOG_LEVEL="DEBUG",
-                   SESSION_COOKIE_SECURE=False)
+    app = make_app(
+        PUBLIC_BASE_URL=base,
+        SANDBOX_DELIVER_WEBHOOKS=True,
+        SANDBOX_WEBHOOK_DELAY_SECONDS=0.05,
+        LOG_LEVEL="DEBUG",
+        SESSION_COOKIE_SECURE=False,
+    )
     server.app = app
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield app, base

@@ -41,11 +41,18 @@ def csrf_from(html: str) -> str:
     return match.group(1) or match.group(2)
 
 
-def login(client: Any, email: str = OWNER_EMAIL, password: str = OWNER_PASSWORD,
-          next_url: str | None = None) -> Any:
+def login(
+    client: Any,
+    email: str = OWNER_EMAIL,
+    password: str = OWNER_PASSWORD,
+    next_url: str | None = None,
+) -> Any:
     page = client.get("/auth/login" + (f"?next={next_url}" if next_url else ""))
-    data = {"email": email, "password": password,
-            "csrf_token": csrf_from(page.get_data(as_text=True))}
+    data = {
+        "email": email,
+        "password": password,
+        "csrf_token": csrf_from(page.get_data(as_text=True)),
+    }
     if next_url is not None:
         data["next"] = next_url
     return client.post("/auth/login", data=data)
@@ -53,7 +60,12 @@ def login(client: Any, email: str = OWNER_EMAIL, password: str = OWNER_PASSWORD,
 
 def start_checkout(client: Any, product: str = "tee-usd", **fields: Any) -> Any:
     page = client.get(f"/products/{product}")
-    data = {"email": "shopper.one@example.com", "name": "Sam Shopper", "quantity": "1",
-            "gateway": "sandbox", "csrf_token": csrf_from(page.get_data(as_text=True))}
+    data = {
+        "email": "shopper.one@example.com",
+        "name": "Sam Shopper",
+        "quantity": "1",
+        "gateway": "sandbox",
+        "csrf_token": csrf_from(page.get_data(as_text=True)),
+    }
     data.update({k: str(v) for k, v in fields.items()})
     return client.post(f"/products/{product}", data=data)

@@ -13,8 +13,14 @@ import pytest
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu",
-        "--disable-dev-shm-usage", "--no-first-run", "--disable-component-update"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-component-update",
+]
 
 # Runs before any page script (Playwright injects it outside the page's CSP).
 COLLECT = """
@@ -58,26 +64,38 @@ def in_browser(scenario: Callable[[Any], None]) -> None:
 
 
 def test_storefront_checkout_sandbox_and_merchant_pages_have_no_csp_violations(
-        live_app: tuple[Any, str]) -> None:
+    live_app: tuple[Any, str],
+) -> None:
     from sec_helpers import OWNER_EMAIL, OWNER_PASSWORD
 
     _app, base = live_app
     console: list[str] = []
     visited: list[tuple[str, list[str]]] = []
-    in_browser(lambda browser: _customer_and_merchant(browser, base, console, visited,
-                                                      OWNER_EMAIL, OWNER_PASSWORD))
+    in_browser(
+        lambda browser: _customer_and_merchant(
+            browser, base, console, visited, OWNER_EMAIL, OWNER_PASSWORD
+        )
+    )
     violations = [(url, v) for url, v in visited if v]
-    csp_console = [line for line in console if "Content Security Policy" in line
-                   or "Content-Security-Policy" in line]
+    csp_console = [
+        line
+        for line in console
+        if "Content Security Policy" in line or "Content-Security-Policy" in line
+    ]
     assert not violations, violations
     assert not csp_console, csp_console
     assert not [line for line in console if line.startswith("pageerror")], console
     assert len(visited) == 7
 
 
-def _customer_and_merchant(chromium: Any, base: str, console: list[str],
-                           visited: list[tuple[str, list[str]]], email: str,
-                           password: str) -> None:
+def _customer_and_merchant(
+    chromium: Any,
+    base: str,
+    console: list[str],
+    visited: list[tuple[str, list[str]]],
+    email: str,
+    password: str,
+) -> None:
     context = chromium.new_context(base_url=base)
     context.set_default_timeout(15_000)
     context.add_init_script(COLLECT)
@@ -132,9 +150,11 @@ def test_the_browser_check_does_see_violations(live_app: tuple[Any, str]) -> Non
         """A page that breaks the rules on purpose."""
         from app.security import csp_nonce
 
-        return (f'<!doctype html><script nonce="{csp_nonce()}">window.signed = 1;</script>'
-                '<script>window.unsigned = 1;</script><style>p { color: red }</style>'
-                '<p style="color: blue">x</p>')
+        return (
+            f'<!doctype html><script nonce="{csp_nonce()}">window.signed = 1;</script>'
+            "<script>window.unsigned = 1;</script><style>p { color: red }</style>"
+            '<p style="color: blue">x</p>'
+        )
 
     seen: dict[str, Any] = {}
 

@@ -79,8 +79,9 @@ class InlineCode(HTMLParser):
                 self.problems.append(f"<{tag} {name}=...> event handler attribute")
             if name == "style":
                 self.problems.append(f"<{tag} style=...> inline style attribute")
-            if name in ("href", "src", "action", "formaction") and (value or "").strip() \
-                    .lower().startswith("javascript:"):
+            if name in ("href", "src", "action", "formaction") and (
+                value or ""
+            ).strip().lower().startswith("javascript:"):
                 self.problems.append(f"<{tag} {name}=javascript:...>")
 
 
@@ -88,10 +89,11 @@ def check_html(response: Any, csp: dict[str, list[str]], where: str) -> InlineCo
     parser = InlineCode()
     parser.feed(response.get_data(as_text=True))
     parser.close()
-    allowed = {s[len("'nonce-"):-1] for s in csp["script-src"] if s.startswith("'nonce-")}
+    allowed = {s[len("'nonce-") : -1] for s in csp["script-src"] if s.startswith("'nonce-")}
     for nonce in parser.nonces:
-        assert nonce is not None and nonce in allowed, \
+        assert nonce is not None and nonce in allowed, (
             f"{where}: inline <script>/<style> without this response's nonce"
+        )
     assert not parser.problems, f"{where}: {parser.problems}"
     return parser
 
@@ -107,8 +109,9 @@ def samples(app: Any, client: Any) -> dict[str, str]:
 
     paid = start_checkout(client)
     page = client.get(paid.headers["Location"]).get_data(as_text=True)
-    client.post(paid.headers["Location"], data={"scenario": "succeed",
-                                                "csrf_token": csrf_from(page)})
+    client.post(
+        paid.headers["Location"], data={"scenario": "succeed", "csrf_token": csrf_from(page)}
+    )
     processor = app.extensions["kassa_gateways"]["sandbox"].processor
     for body, headers in processor.undelivered:
         assert client.post("/webhooks/sandbox", data=body, headers=headers).status_code == 200
@@ -118,13 +121,20 @@ def samples(app: Any, client: Any) -> dict[str, str]:
         payments = db.session.query(Payment).order_by(Payment.id).all()
         assert [p.status for p in payments] == ["succeeded", "processing"]
         refund = create_refund(payments[0].public_id, 500, "requested_by_customer", SYSTEM)
-        return {"sku": "tee-usd", "order_id": payments[0].order.public_id,
-                "payment_id": payments[0].public_id, "refund_id": refund.public_id,
-                "session_id": str(payments[1].gateway_reference),
-                "open_payment_id": payments[1].public_id, "gateway": "sandbox",
-                "filename": "css/app.css", "public_id": payments[0].public_id,
-                # <int:...> arguments: database ids
-                "int:payment_id": str(payments[0].id), "int:order_id": str(payments[0].order.id)}
+        return {
+            "sku": "tee-usd",
+            "order_id": payments[0].order.public_id,
+            "payment_id": payments[0].public_id,
+            "refund_id": refund.public_id,
+            "session_id": str(payments[1].gateway_reference),
+            "open_payment_id": payments[1].public_id,
+            "gateway": "sandbox",
+            "filename": "css/app.css",
+            "public_id": payments[0].public_id,
+            # <int:...> arguments: database ids
+            "int:payment_id": str(payments[0].id),
+            "int:order_id": str(payments[0].order.id),
+        }
 
 
 def crawl_urls(app: Any, samples: dict[str, str]) -> list[tuple[str, str, str]]:
@@ -148,7 +158,8 @@ def crawl_urls(app: Any, samples: dict[str, str]) -> list[tuple[str, str, str]]:
 
 @pytest.mark.parametrize("signed_in", [False, True], ids=["anonymous", "owner"])
 def test_every_route_sends_security_headers_and_no_unsigned_inline_code(
-        app: Any, client: Any, samples: dict[str, str], signed_in: bool) -> None:
+    app: Any, client: Any, samples: dict[str, str], signed_in: bool
+) -> None:
     if signed_in:
         assert login(client).status_code == 303
     seen_endpoints = set()
@@ -160,18 +171,30 @@ def test_every_route_sends_security_headers_and_no_unsigned_inline_code(
             csp = assert_security_headers(response, where)
             if response.mimetype == "text/html":
                 check_html(response, csp, where)
-            response.close()   # static files stream from an open file
+            response.close()  # static files stream from an open file
         seen_endpoints.add(endpoint)
     # The crawl really covered the doors: pages, partials, webhooks, static, auth.
-    for endpoint in ("checkout.storefront", "checkout.product", "checkout.order_status",
-                     "checkout.payment_return", "sandbox.pay", "webhooks.receive", "static",
-                     "auth.login", "auth.two_factor_setup", "security.csp_report"):
+    for endpoint in (
+        "checkout.storefront",
+        "checkout.product",
+        "checkout.order_status",
+        "checkout.payment_return",
+        "sandbox.pay",
+        "webhooks.receive",
+        "static",
+        "auth.login",
+        "auth.two_factor_setup",
+        "security.csp_report",
+    ):
         assert endpoint in seen_endpoints
 
 
 def test_errors_and_unknown_paths_have_the_headers(client: Any) -> None:
-    for response in (client.get("/no/such/page"), client.post("/products/tee-usd", data={}),
-                     client.get("/orders/ord_missing")):
+    for response in (
+        client.get("/no/such/page"),
+        client.post("/products/tee-usd", data={}),
+        client.get("/orders/ord_missing"),
+    ):
         csp = assert_security_headers(response, response.request.path)
         check_html(response, csp, response.request.path)
 
@@ -216,18 +239,19 @@ def test_a_page_can_add_razorpay_checkout_and_only_that_page_gets_it(make_app: A
     assert not any("razorpay" in s or "9999" in s for v in plain.values() for s in v)
 
 
-@pytest.mark.parametrize("base_url", ["http://localhost", "https://localhost",
-                                      "https://shop.example:8443"])
+@pytest.mark.parametrize(
+    "base_url", ["http://localhost", "https://localhost", "https://shop.example:8443"]
+)
 def test_precomputed_policy_is_the_policy_build_csp_writes(make_app: Any, base_url: str) -> None:
     # Pages without extras get the policy from a per-app cache, split around the nonce.
     from app.security import build_csp
 
     app = make_app()
     client = app.test_client()
-    for _ in range(2):   # the first response fills the cache, the second uses it
+    for _ in range(2):  # the first response fills the cache, the second uses it
         response = client.get("/healthz", base_url=base_url)
         header = response.headers["Content-Security-Policy"]
-        nonce = parse_csp(header)["script-src"][-1][len("'nonce-"):-1]
+        nonce = parse_csp(header)["script-src"][-1][len("'nonce-") : -1]
         with app.test_request_context("/healthz", base_url=base_url):
             assert header == build_csp(nonce, {}, app.config["CSP_REPORT_URI"])
         if base_url.startswith("https"):
@@ -268,10 +292,16 @@ EXPECTED_PAYMENT_PAGE_SCRIPTS = ["/static/js/htmx.min.js"]
 
 
 def test_payment_pages_load_exactly_the_inventoried_scripts(
-        app: Any, client: Any, samples: dict[str, str]) -> None:
-    pages = ["/", f"/products/{samples['sku']}", f"/sandbox/pay/{samples['session_id']}",
-             f"/checkout/return/{samples['payment_id']}", f"/orders/{samples['order_id']}",
-             f"/checkout/cancel/{samples['open_payment_id']}"]
+    app: Any, client: Any, samples: dict[str, str]
+) -> None:
+    pages = [
+        "/",
+        f"/products/{samples['sku']}",
+        f"/sandbox/pay/{samples['session_id']}",
+        f"/checkout/return/{samples['payment_id']}",
+        f"/orders/{samples['order_id']}",
+        f"/checkout/cancel/{samples['open_payment_id']}",
+    ]
     for url in pages:
         response = client.get(url)
         assert response.status_code == 200, url
@@ -288,33 +318,49 @@ def test_inventoried_script_files_match_their_pinned_hashes(app: Any) -> None:
     for filename, entry in SCRIPT_INVENTORY.items():
         with open(f"{app.static_folder}/{filename}", "rb") as fh:
             digest = base64.b64encode(hashlib.sha384(fh.read()).digest()).decode()
-        assert entry["integrity"] == f"sha384-{digest}", \
+        assert entry["integrity"] == f"sha384-{digest}", (
             f"{filename} changed: review it, then update SCRIPT_INVENTORY"
+        )
         assert entry["purpose"]
 
 
 def test_csp_reports_are_logged_without_query_strings(
-        client: Any, caplog: pytest.LogCaptureFixture) -> None:
-    report = {"csp-report": {
-        "document-uri": "http://localhost/checkout/return/pay_x?session_id=secret123",
-        "violated-directive": "script-src-elem",
-        "effective-directive": "script-src-elem",
-        "blocked-uri": "https://evil.example/skimmer.js?card=4242424242424242",
-    }}
+    client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    report = {
+        "csp-report": {
+            "document-uri": "http://localhost/checkout/return/pay_x?session_id=secret123",
+            "violated-directive": "script-src-elem",
+            "effective-directive": "script-src-elem",
+            "blocked-uri": "https://evil.example/skimmer.js?card=4242424242424242",
+        }
+    }
     with caplog.at_level(logging.WARNING, logger="app.security"):
-        response = client.post("/csp-report", json=report,
-                               headers={"Content-Type": "application/csp-report"})
+        response = client.post(
+            "/csp-report", json=report, headers={"Content-Type": "application/csp-report"}
+        )
     assert response.status_code == 204
     record = next(r for r in caplog.records if r.getMessage() == "csp violation")
-    assert record.csp_blocked == "https://evil.example/skimmer.js"     # type: ignore[attr-defined]
+    assert record.csp_blocked == "https://evil.example/skimmer.js"  # type: ignore[attr-defined]
     assert record.csp_document == "http://localhost/checkout/return/pay_x"  # type: ignore
-    assert record.csp_directive == "script-src-elem"                     # type: ignore
+    assert record.csp_directive == "script-src-elem"  # type: ignore
     assert "4242" not in caplog.text and "secret123" not in caplog.text
-    reporting_api = [{"type": "csp-violation", "body": {
-        "documentURL": "http://localhost/", "effectiveDirective": "style-src-attr",
-        "blockedURL": "inline"}}]
-    assert client.post("/csp-report", json=reporting_api,
-                       headers={"Content-Type": "application/reports+json"}).status_code == 204
+    reporting_api = [
+        {
+            "type": "csp-violation",
+            "body": {
+                "documentURL": "http://localhost/",
+                "effectiveDirective": "style-src-attr",
+                "blockedURL": "inline",
+            },
+        }
+    ]
+    assert (
+        client.post(
+            "/csp-report", json=reporting_api, headers={"Content-Type": "application/reports+json"}
+        ).status_code
+        == 204
+    )
     assert client.post("/csp-report", data=b"not json").status_code == 400
 
 

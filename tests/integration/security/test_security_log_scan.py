@@ -66,8 +66,9 @@ class Capture(logging.Handler):
         text = record.getMessage()
         if record.exc_info:
             text += "\n" + logging.Formatter().formatException(record.exc_info)
-        self.lines.append(f"{record.name} {record.levelname} {text} "
-                          f"{json.dumps(extras, default=str)}")
+        self.lines.append(
+            f"{record.name} {record.levelname} {text} {json.dumps(extras, default=str)}"
+        )
 
 
 @pytest.fixture
@@ -101,21 +102,31 @@ def _wait_for(app: Any, check: Any, what: str) -> None:
 
 
 def test_full_flow_logs_no_secrets_cards_emails_or_credentials(
-        live_app: tuple[Any, str], captured: Capture) -> None:
+    live_app: tuple[Any, str], captured: Capture
+) -> None:
     app, base = live_app
     assert logging.getLogger("app").isEnabledFor(logging.DEBUG)
     browser = requests.Session()
 
     # A customer buys two T-shirts through the sandbox's hosted page.
     page = browser.get(f"{base}/products/tee-usd")
-    response = browser.post(f"{base}/products/tee-usd", allow_redirects=False, data={
-        "email": CUSTOMER_EMAIL, "name": "Jane Customer", "quantity": "2",
-        "gateway": "sandbox", "csrf_token": csrf_from(page.text)})
+    response = browser.post(
+        f"{base}/products/tee-usd",
+        allow_redirects=False,
+        data={
+            "email": CUSTOMER_EMAIL,
+            "name": "Jane Customer",
+            "quantity": "2",
+            "gateway": "sandbox",
+            "csrf_token": csrf_from(page.text),
+        },
+    )
     assert response.status_code == 303
     hosted = browser.get(response.headers["Location"])
     assert hosted.status_code == 200
-    done = browser.post(hosted.url, data={"scenario": "succeed",
-                                          "csrf_token": csrf_from(hosted.text)})
+    done = browser.post(
+        hosted.url, data={"scenario": "succeed", "csrf_token": csrf_from(hosted.text)}
+    )
     assert done.status_code == 200
     payment_id = done.url.split("/checkout/return/")[1].split("?")[0]
     _wait_for(app, lambda: db.session.query(Order).one().status == "paid", "the paid order")
@@ -124,13 +135,24 @@ def test_full_flow_logs_no_secrets_cards_emails_or_credentials(
     # The merchant signs in (one typo first), looks around, refunds, signs out.
     merchant = requests.Session()
     login_page = merchant.get(f"{base}/auth/login")
-    merchant.post(f"{base}/auth/login", data={"email": OWNER_EMAIL, "password": "typo " +
-                                              OWNER_PASSWORD,
-                                              "csrf_token": csrf_from(login_page.text)})
+    merchant.post(
+        f"{base}/auth/login",
+        data={
+            "email": OWNER_EMAIL,
+            "password": "typo " + OWNER_PASSWORD,
+            "csrf_token": csrf_from(login_page.text),
+        },
+    )
     login_page = merchant.get(f"{base}/auth/login")
-    signed_in = merchant.post(f"{base}/auth/login", allow_redirects=False, data={
-        "email": OWNER_EMAIL, "password": OWNER_PASSWORD,
-        "csrf_token": csrf_from(login_page.text)})
+    signed_in = merchant.post(
+        f"{base}/auth/login",
+        allow_redirects=False,
+        data={
+            "email": OWNER_EMAIL,
+            "password": OWNER_PASSWORD,
+            "csrf_token": csrf_from(login_page.text),
+        },
+    )
     assert signed_in.status_code == 303
     setup = merchant.get(f"{base}/auth/2fa/setup")
     assert setup.status_code == 200
@@ -141,38 +163,58 @@ def test_full_flow_logs_no_secrets_cards_emails_or_credentials(
 
         user = db.session.query(User).filter_by(email=OWNER_EMAIL).one()
         create_refund(payment_id, None, "requested_by_customer", Actor("user", str(user.id)))
-    _wait_for(app, lambda: db.session.query(Refund).one().status == "succeeded",
-              "the refund webhook")
+    _wait_for(
+        app, lambda: db.session.query(Refund).one().status == "succeeded", "the refund webhook"
+    )
     _wait_for(app, lambda: db.session.query(Payment).one().status == "refunded", "refunded")
     merchant.post(f"{base}/auth/logout", data={"csrf_token": csrf_from(setup.text)})
 
     # Someone forges a webhook carrying credentials and a card number; another probes
     # the API with a live key.
-    forged = requests.post(f"{base}/webhooks/sandbox", data=json.dumps(
-        {"id": "evt_forged", "card": CARD, "email": CUSTOMER_EMAIL}),
-        headers={"Authorization": "Bearer sk_live_forgedKey123", "Kassa-Signature":
-                 "t=1,v1=" + "a" * 64, "Content-Type": "application/json"})
+    forged = requests.post(
+        f"{base}/webhooks/sandbox",
+        data=json.dumps({"id": "evt_forged", "card": CARD, "email": CUSTOMER_EMAIL}),
+        headers={
+            "Authorization": "Bearer sk_live_forgedKey123",
+            "Kassa-Signature": "t=1,v1=" + "a" * 64,
+            "Content-Type": "application/json",
+        },
+    )
     assert forged.status_code == 400
-    requests.get(f"{base}/api/v1/payments", headers={"Authorization":
-                                                     "Bearer sk_live_probeKey456"})
-    requests.post(f"{base}/csp-report", json={"csp-report": {
-        "document-uri": f"{base}/checkout/return/x?email={CUSTOMER_EMAIL}&card={CARD}",
-        "blocked-uri": "inline", "violated-directive": "script-src"}})
-    time.sleep(0.3)   # let the last webhook retries and access-log lines land
+    requests.get(f"{base}/api/v1/payments", headers={"Authorization": "Bearer sk_live_probeKey456"})
+    requests.post(
+        f"{base}/csp-report",
+        json={
+            "csp-report": {
+                "document-uri": f"{base}/checkout/return/x?email={CUSTOMER_EMAIL}&card={CARD}",
+                "blocked-uri": "inline",
+                "violated-directive": "script-src",
+            }
+        },
+    )
+    time.sleep(0.3)  # let the last webhook retries and access-log lines land
 
     logged = "\n".join(captured.lines)
-    print(len(captured.lines)); print(logged[-3000:])
+    print(len(captured.lines))
+    print(logged[-3000:])
     assert "POST /webhooks/sandbox" in logged, "the access log was not captured"
     assert "csp violation" in logged
     gateway = app.extensions["kassa_gateways"]["sandbox"].processor
     problems = []
     if card_like(logged):
         problems.append(f"card-like numbers: {card_like(logged)[:3]}")
-    for needle, what in ((SECRET_KEY, "SECRET_KEY"), (SANDBOX_SECRET, "webhook secret"),
-                         (gateway.webhook_secret, "webhook secret"), ("sk_live_", "sk_live_"),
-                         ("whsec_", "whsec_"), (OWNER_PASSWORD, "a password"),
-                         ("Authorization", "Authorization header"), ("Bearer ", "bearer token"),
-                         ("kassa_session=", "a session cookie"), ("v1=" + "a" * 64, "signature")):
+    for needle, what in (
+        (SECRET_KEY, "SECRET_KEY"),
+        (SANDBOX_SECRET, "webhook secret"),
+        (gateway.webhook_secret, "webhook secret"),
+        ("sk_live_", "sk_live_"),
+        ("whsec_", "whsec_"),
+        (OWNER_PASSWORD, "a password"),
+        ("Authorization", "Authorization header"),
+        ("Bearer ", "bearer token"),
+        ("kassa_session=", "a session cookie"),
+        ("v1=" + "a" * 64, "signature"),
+    ):
         if needle in logged:
             problems.append(what)
     emails = re.findall(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", logged)

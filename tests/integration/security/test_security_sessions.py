@@ -27,7 +27,8 @@ def _cookie(client: Any) -> str:
 
 
 def test_production_session_cookie_is_host_prefixed_secure_httponly_lax(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, make_app: Any) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, make_app: Any
+) -> None:
     monkeypatch.setenv("KASSA_ENV", "production")
     settings = load_settings(tmp_path)
     assert settings["SESSION_COOKIE_NAME"] == "__Host-kassa_session"
@@ -37,9 +38,17 @@ def test_production_session_cookie_is_host_prefixed_secure_httponly_lax(
     assert settings["SESSION_COOKIE_PATH"] == "/" and settings["SESSION_COOKIE_DOMAIN"] is None
     assert settings["HSTS_ENABLED"] is True and settings["REQUIRE_2FA_FOR_OWNERS"] is True
 
-    app = make_app(**{k: settings[k] for k in (
-        "SESSION_COOKIE_NAME", "SESSION_COOKIE_SECURE", "SESSION_COOKIE_PATH",
-        "SESSION_COOKIE_DOMAIN")})
+    app = make_app(
+        **{
+            k: settings[k]
+            for k in (
+                "SESSION_COOKIE_NAME",
+                "SESSION_COOKIE_SECURE",
+                "SESSION_COOKIE_PATH",
+                "SESSION_COOKIE_DOMAIN",
+            )
+        }
+    )
     client = app.test_client()
     response = client.get("/auth/login", base_url="https://localhost")
     header = response.headers["Set-Cookie"]
@@ -65,15 +74,16 @@ def test_activity_keeps_the_session_but_the_absolute_limit_ends_it(app: Any, cli
     with client.session_transaction() as session:
         session["kassa_seen_at"] = int(time.time()) - 20 * 60
         session["kassa_login_at"] = int(time.time()) - 11 * 3600
-    assert _signed_in(client)   # 20 minutes idle is fine, and refreshes last-seen
+    assert _signed_in(client)  # 20 minutes idle is fine, and refreshes last-seen
     with client.session_transaction() as session:
         assert time.time() - session["kassa_seen_at"] < 5
         session["kassa_login_at"] = int(time.time()) - 12 * 3600 - 1
     assert not _signed_in(client)
 
 
-def test_self_polling_htmx_requests_do_not_keep_an_idle_session_alive(app: Any,
-                                                                      client: Any) -> None:
+def test_self_polling_htmx_requests_do_not_keep_an_idle_session_alive(
+    app: Any, client: Any
+) -> None:
     login(client)
     with client.session_transaction() as session:
         session["kassa_seen_at"] = int(time.time()) - 29 * 60
@@ -81,7 +91,7 @@ def test_self_polling_htmx_requests_do_not_keep_an_idle_session_alive(app: Any,
         client.get("/", headers={"HX-Request": "true"})
     with client.session_transaction() as session:
         assert time.time() - session["kassa_seen_at"] > 28 * 60
-    client.get("/")   # a real page view is activity
+    client.get("/")  # a real page view is activity
     with client.session_transaction() as session:
         assert time.time() - session["kassa_seen_at"] < 5
 
@@ -118,12 +128,14 @@ def test_logout_invalidates_the_session_on_the_server(app: Any, client: Any) -> 
     assert not _signed_in(replay), "a copied cookie must not outlive the logout"
 
 
-def test_role_change_through_the_cli_ends_existing_sessions(app: Any, client: Any,
-                                                            runner: Any) -> None:
+def test_role_change_through_the_cli_ends_existing_sessions(
+    app: Any, client: Any, runner: Any
+) -> None:
     login(client)
     assert _signed_in(client)
-    result = runner.invoke(args=["create-merchant", OWNER_EMAIL, "--role", "viewer",
-                                 "--password", OWNER_PASSWORD])
+    result = runner.invoke(
+        args=["create-merchant", OWNER_EMAIL, "--role", "viewer", "--password", OWNER_PASSWORD]
+    )
     assert result.exit_code == 0, result.output
     assert not _signed_in(client)
 
@@ -146,10 +158,19 @@ def test_role_change_function_rotates_the_token(app: Any, client: Any) -> None:
 # --------------------------------------------------------------------------- passwords
 
 
-@pytest.mark.parametrize("password", [
-    "short-pass1", "password1234", "iloveyou2024!", "qwertyuiop1234", "1q2w3e4r5t6y",
-    "passwordpassword", "aaaaaaaaaaaaaaaa", "Sunshine!!1234",
-])
+@pytest.mark.parametrize(
+    "password",
+    [
+        "short-pass1",
+        "password1234",
+        "iloveyou2024!",
+        "qwertyuiop1234",
+        "1q2w3e4r5t6y",
+        "passwordpassword",
+        "aaaaaaaaaaaaaaaa",
+        "Sunshine!!1234",
+    ],
+)
 def test_short_and_common_passwords_are_refused(password: str) -> None:
     assert password_problem(password) is not None
 
@@ -160,8 +181,9 @@ def test_a_long_uncommon_password_is_accepted() -> None:
 
 
 def test_cli_refuses_a_common_password(runner: Any) -> None:
-    result = runner.invoke(args=["create-merchant", "new@x.example", "--password",
-                                 "password123456"])
+    result = runner.invoke(
+        args=["create-merchant", "new@x.example", "--password", "password123456"]
+    )
     assert result.exit_code != 0
     assert "too common" in result.output
 
@@ -171,14 +193,15 @@ def test_cli_refuses_a_common_password(runner: Any) -> None:
 
 def _attempt(client: Any, email: str, password: str) -> Any:
     page = client.get("/auth/login").get_data(as_text=True)
-    return client.post("/auth/login", data={"email": email, "password": password,
-                                            "csrf_token": csrf_from(page)})
+    return client.post(
+        "/auth/login", data={"email": email, "password": password, "csrf_token": csrf_from(page)}
+    )
 
 
 def test_failed_sign_ins_are_throttled_per_account(app: Any, client: Any) -> None:
     for _ in range(5):
         assert _attempt(client, OWNER_EMAIL, "wrong password here").status_code == 401
-    blocked = _attempt(client, OWNER_EMAIL, OWNER_PASSWORD)   # even the right one
+    blocked = _attempt(client, OWNER_EMAIL, OWNER_PASSWORD)  # even the right one
     assert blocked.status_code == 429
     text = blocked.get_data(as_text=True)
     assert "Too many failed sign-in attempts" in text and "15 minutes" in text
@@ -196,9 +219,14 @@ def test_failed_sign_ins_are_throttled_per_address(make_app: Any) -> None:
     other_address = app.test_client()
     page = other_address.get("/auth/login", environ_base={"REMOTE_ADDR": "10.9.9.9"})
     response = other_address.post(
-        "/auth/login", environ_base={"REMOTE_ADDR": "10.9.9.9"},
-        data={"email": OWNER_EMAIL, "password": OWNER_PASSWORD,
-              "csrf_token": csrf_from(page.get_data(as_text=True))})
+        "/auth/login",
+        environ_base={"REMOTE_ADDR": "10.9.9.9"},
+        data={
+            "email": OWNER_EMAIL,
+            "password": OWNER_PASSWORD,
+            "csrf_token": csrf_from(page.get_data(as_text=True)),
+        },
+    )
     assert response.status_code == 303
 
 
@@ -216,8 +244,10 @@ def test_success_clears_the_account_count(app: Any, client: Any) -> None:
 
 def _production(**overrides: Any) -> dict[str, Any]:
     config = {
-        "KASSA_ENV": "production", "SECRET_KEY": "Zq8v" * 12,
-        "SANDBOX_ENABLED": False, "SESSION_COOKIE_SECURE": True,
+        "KASSA_ENV": "production",
+        "SECRET_KEY": "Zq8v" * 12,
+        "SANDBOX_ENABLED": False,
+        "SESSION_COOKIE_SECURE": True,
         "SESSION_COOKIE_NAME": "__Host-kassa_session",
         "PUBLIC_BASE_URL": "https://shop.example.com",
     }
@@ -227,34 +257,41 @@ def _production(**overrides: Any) -> dict[str, Any]:
 
 def test_production_starts_with_real_secrets() -> None:
     check_production(_production())
-    check_production(_production(STRIPE_SECRET_KEY="sk_live_" + "k3Yq9" * 8,
-                                 STRIPE_WEBHOOK_SECRET="whsec_" + "Hq2p8" * 6))
+    check_production(
+        _production(
+            STRIPE_SECRET_KEY="sk_live_" + "k3Yq9" * 8, STRIPE_WEBHOOK_SECRET="whsec_" + "Hq2p8" * 6
+        )
+    )
 
 
-@pytest.mark.parametrize("overrides, complaint", [
-    ({"SECRET_KEY": None}, "SECRET_KEY"),
-    ({"SECRET_KEY": "short"}, "SECRET_KEY"),
-    ({"SECRET_KEY": "change-me-change-me-change-me-change-me"}, "SECRET_KEY"),
-    ({"SECRET_KEY": "test-secret-key-not-for-production-0123456789abcdef"}, "SECRET_KEY"),
-    ({"SECRET_KEY": "a" * 64}, "SECRET_KEY"),
-    ({"STRIPE_SECRET_KEY": "sk_live_" + "x" * 30}, "STRIPE_WEBHOOK_SECRET"),
-    ({"STRIPE_SECRET_KEY": "sk_live_...", "STRIPE_WEBHOOK_SECRET": "whsec_..."},
-     "placeholder"),
-    ({"SANDBOX_ENABLED": True}, "SANDBOX_WEBHOOK_SECRET"),
-    ({"SANDBOX_ENABLED": True, "SANDBOX_WEBHOOK_SECRET": "changeme"}, "SANDBOX_WEBHOOK_SECRET"),
-    ({"SESSION_COOKIE_SECURE": False}, "SESSION_COOKIE_SECURE"),
-    ({"SESSION_COOKIE_NAME": "session"}, "__Host-"),
-    ({"PUBLIC_BASE_URL": "http://shop.example.com"}, "https"),
-])
-def test_production_refuses_default_or_missing_secrets(overrides: dict[str, Any],
-                                                       complaint: str) -> None:
+@pytest.mark.parametrize(
+    "overrides, complaint",
+    [
+        ({"SECRET_KEY": None}, "SECRET_KEY"),
+        ({"SECRET_KEY": "short"}, "SECRET_KEY"),
+        ({"SECRET_KEY": "change-me-change-me-change-me-change-me"}, "SECRET_KEY"),
+        ({"SECRET_KEY": "test-secret-key-not-for-production-0123456789abcdef"}, "SECRET_KEY"),
+        ({"SECRET_KEY": "a" * 64}, "SECRET_KEY"),
+        ({"STRIPE_SECRET_KEY": "sk_live_" + "x" * 30}, "STRIPE_WEBHOOK_SECRET"),
+        ({"STRIPE_SECRET_KEY": "sk_live_...", "STRIPE_WEBHOOK_SECRET": "whsec_..."}, "placeholder"),
+        ({"SANDBOX_ENABLED": True}, "SANDBOX_WEBHOOK_SECRET"),
+        ({"SANDBOX_ENABLED": True, "SANDBOX_WEBHOOK_SECRET": "changeme"}, "SANDBOX_WEBHOOK_SECRET"),
+        ({"SESSION_COOKIE_SECURE": False}, "SESSION_COOKIE_SECURE"),
+        ({"SESSION_COOKIE_NAME": "session"}, "__Host-"),
+        ({"PUBLIC_BASE_URL": "http://shop.example.com"}, "https"),
+    ],
+)
+def test_production_refuses_default_or_missing_secrets(
+    overrides: dict[str, Any], complaint: str
+) -> None:
     with pytest.raises(RuntimeError, match="Refusing to start") as info:
         check_production(_production(**overrides))
     assert complaint in str(info.value)
 
 
 def test_create_app_refuses_production_without_a_secret_key(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from app import create_app
 
     monkeypatch.setenv("KASSA_ENV", "production")

@@ -37,8 +37,9 @@ def enrol(client: Any, app: Any) -> tuple[str, list[str]]:
     assert "<img" not in html
     secret = re.search(r'<code class="totp-secret">([A-Z2-7]+)</code>', html).group(1)  # type: ignore[union-attr]
     assert _user(app).totp_enabled is False
-    response = client.post("/auth/2fa/setup", data={"code": _step_code(secret),
-                                                    "csrf_token": csrf_from(html)})
+    response = client.post(
+        "/auth/2fa/setup", data={"code": _step_code(secret), "csrf_token": csrf_from(html)}
+    )
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
     body = response.get_data(as_text=True)
@@ -55,8 +56,9 @@ def enrol(client: Any, app: Any) -> tuple[str, list[str]]:
 def _second_step(client: Any, code: str) -> Any:
     page = client.get("/auth/2fa")
     assert page.status_code == 200
-    return client.post("/auth/2fa", data={"code": code,
-                                          "csrf_token": csrf_from(page.get_data(as_text=True))})
+    return client.post(
+        "/auth/2fa", data={"code": code, "csrf_token": csrf_from(page.get_data(as_text=True))}
+    )
 
 
 def _signed_in(client: Any) -> bool:
@@ -113,7 +115,7 @@ def test_recovery_code_signs_in_once(app: Any) -> None:
 def test_second_step_needs_a_fresh_password_step(app: Any) -> None:
     enrol(app.test_client(), app)
     client = app.test_client()
-    assert client.get("/auth/2fa").status_code == 303   # nothing pending
+    assert client.get("/auth/2fa").status_code == 303  # nothing pending
     login(client)
     with client.session_transaction() as session:
         pending = dict(session["kassa_2fa"])
@@ -149,12 +151,11 @@ def test_owners_must_enrol_when_required(make_app: Any) -> None:
         assert blocked.status_code == 303 and blocked.headers["Location"] == "/auth/2fa/setup"
         htmx = client.get(url, headers={"HX-Request": "true"})
         assert htmx.headers["HX-Redirect"] == "/auth/2fa/setup"
-    assert client.get("/").status_code == 200   # the shop stays reachable
+    assert client.get("/").status_code == 200  # the shop stays reachable
     page = client.get("/auth/2fa/setup").get_data(as_text=True)
     assert "must use two-factor" in page
     secret = re.search(r'<code class="totp-secret">([A-Z2-7]+)</code>', page).group(1)  # type: ignore[union-attr]
-    client.post("/auth/2fa/setup", data={"code": _step_code(secret),
-                                         "csrf_token": csrf_from(page)})
+    client.post("/auth/2fa/setup", data={"code": _step_code(secret), "csrf_token": csrf_from(page)})
     assert client.get("/_test/merchant-page").get_data(as_text=True) == "merchant page"
     for url in merchant_urls:
         assert client.get(url).status_code == 200
