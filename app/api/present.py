@@ -83,7 +83,7 @@ def payment(p: models.Payment) -> schemas.Payment:
         gateway=p.gateway,
         gateway_reference=p.gateway_reference,
         gateway_payment_id=p.gateway_payment_id,
-        capture_method=p.capture_method,  # type: ignore[arg-type]
+        capture_method=p.capture_method,
         checkout_url=p.checkout_url,
         failure_code=p.failure_code,
         failure_message=p.failure_message,
@@ -118,7 +118,7 @@ def event(e: TimelineEntry) -> schemas.Event:
     return schemas.Event(
         source=e.source,
         at=e.at,
-        type=e.type,  # type: ignore[arg-type]
+        type=e.type,
         actor=e.actor,
         from_state=e.from_state,
         to_state=e.to_state,

@@ -7,7 +7,9 @@ from typing import Any
 
 from flask_wtf import FlaskForm
 from wtforms import DateField, HiddenField, SearchField, SelectField, StringField
-from wtforms.fields.choices import SelectChoice
+
+# types-wtforms (3.2) predates SelectChoice, new in WTForms 3.3.
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]
 from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
 from app.dashboard.queries import SORTS, PaymentFilters

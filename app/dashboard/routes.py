@@ -182,7 +182,7 @@ def payments() -> BaseResponse:
     )
     if _partial_wanted():
         # Keep the address bar tidy (no empty parameters) while staying a real link.
-        args = filters.query_args()
+        args: dict[str, Any] = filters.query_args()
         for name in ("after", "before"):
             if request.args.get(name):
                 args[name] = request.args[name]

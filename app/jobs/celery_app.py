@@ -29,10 +29,10 @@ PERIODIC: dict[str, tuple[str, str]] = {
 }
 
 
-def make_celery(app: Flask) -> Celery:
+def make_celery(app: Flask) -> Celery[Any]:
     broker = app.config["CELERY_BROKER_URL"]
 
-    class FlaskTask(Task):  # type: ignore[misc]
+    class FlaskTask(Task[Any, Any]):
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
             with app.app_context():
                 return self.run(*args, **kwargs)

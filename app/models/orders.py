@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.extensions import db
+from app.extensions import Model
 from app.models.base import UTCDateTime, public_id, utcnow
 from app.models.enums import (
     DisputeStatus,
@@ -31,7 +31,7 @@ FINAL_PAYMENT_STATUSES = frozenset(
 )
 
 
-class Order(db.Model):
+class Order(Model):
     __tablename__ = "orders"
     __table_args__ = (
         CheckConstraint("total_amount > 0", name="total_positive"),
@@ -68,7 +68,7 @@ class Order(db.Model):
         return self.status not in (OrderStatus.PENDING,)
 
 
-class OrderItem(db.Model):
+class OrderItem(Model):
     __tablename__ = "order_items"
     __table_args__ = (
         CheckConstraint("quantity BETWEEN 1 AND 99", name="quantity_range"),
@@ -92,7 +92,7 @@ class OrderItem(db.Model):
         return self.unit_amount * self.quantity
 
 
-class Payment(db.Model):
+class Payment(Model):
     """One attempt at paying an order through one gateway."""
 
     __tablename__ = "payments"
@@ -169,7 +169,7 @@ class Payment(db.Model):
         return self.amount_captured - self.amount_refunded
 
 
-class Refund(db.Model):
+class Refund(Model):
     __tablename__ = "refunds"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
@@ -198,7 +198,7 @@ class Refund(db.Model):
     payment: Mapped[Payment] = relationship(back_populates="refunds")
 
 
-class Dispute(db.Model):
+class Dispute(Model):
     __tablename__ = "disputes"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
