@@ -19,13 +19,13 @@ from app.checkout import bp
 from app.extensions import csrf
 from app.gateways import registry
 from app.gateways.razorpay import RazorpayGateway
-from app.models import Payment, PaymentStatus
+from app.models import Payment
 from app.models.base import utcnow
+from app.models.enums import PAYABLE
 from app.payments import checkout
 from app.payments.audit import CUSTOMER
 from app.payments.errors import KassaError, NotFound
 
-PAYABLE = (PaymentStatus.CREATED, PaymentStatus.PROCESSING)
 FAILURE_FIELDS = ("error[code]", "error[metadata][payment_id]")
 
 

@@ -24,18 +24,16 @@ from app.models import (
     AuditEntry,
     Order,
     Payment,
-    PaymentStatus,
     Refund,
     RefundStatus,
     WebhookEvent,
     WebhookStatus,
 )
-from app.models.orders import FINAL_PAYMENT_STATUSES
+from app.models.enums import CAPTURED, FINAL_PAYMENT_STATUSES
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 SORTS = {"newest": "Newest first", "oldest": "Oldest first"}
-CAPTURED = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
 
 
 # --- payments list ------------------------------------------------------------------

@@ -44,6 +44,20 @@ class GatewayError(Exception):
         self.decline_code = decline_code
 
 
+# The Gateway methods that go over the network (the rest is local work): what resilience
+# retries and what a request waits for outside the worker's line (app/serving/admission.py).
+NETWORK_CALLS = (
+    "create_checkout",
+    "retrieve",
+    "confirm_return",
+    "cancel_checkout",
+    "refund",
+    "capture",
+    "list_events",
+    "retrieve_refund",
+)
+
+
 class SignatureError(Exception):
     """A webhook whose signature is missing, wrong, or outside the time tolerance."""
 

@@ -31,7 +31,6 @@ from typing import Any, TypeVar
 
 import requests
 
-from app.admission import waiting_outside
 from app.gateways.base import (
     CaptureRequest,
     CheckoutRequest,
@@ -179,12 +178,6 @@ class ResilientGateway:
         return random.uniform(cap / 2, cap)
 
     def call(self, method: str, fn: Callable[[], T]) -> T:
-        # Waiting on the network (and between retries), the request gives up its place
-        # among the worker's running requests (app/admission.py).
-        with waiting_outside():
-            return self._call(method, fn)
-
-    def _call(self, method: str, fn: Callable[[], T]) -> T:
         started = time.monotonic()
         for attempt in range(1, self.policy.max_attempts + 1):
             if not self.breaker.allow():

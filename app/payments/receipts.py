@@ -14,13 +14,12 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from flask import current_app, render_template
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app import jobs
 from app.extensions import db
 from app.models import Order, Receipt, Refund
 from app.models.base import utcnow
+from app.payments import store
 from app.payments.uow import lock, unit_of_work
 
 log = logging.getLogger(__name__)
@@ -30,22 +29,20 @@ SENDING_LEASE = timedelta(minutes=10)
 
 
 def _claim(kind: str, subject_id: str, order: Order) -> int | None:
-    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    result = db.session.execute(
-        insert(Receipt)
-        .values(
-            kind=kind,
-            subject_id=subject_id,
-            order_id=order.id,
-            recipient=order.customer_email,
-            status="pending",
-            attempts=0,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["kind", "subject_id"])
-        .returning(Receipt.id)
+    claimed = store.insert_or_ignore(
+        Receipt,
+        {
+            "kind": kind,
+            "subject_id": subject_id,
+            "order_id": order.id,
+            "recipient": order.customer_email,
+            "status": "pending",
+            "attempts": 0,
+            "created_at": utcnow(),
+        },
+        conflict=("kind", "subject_id"),
     )
-    return result.scalar_one_or_none()
+    return None if claimed is None else int(claimed.id)
 
 
 @jobs.task("receipts.order_paid")

@@ -32,6 +32,7 @@ from app.gateways import registry
 from app.gateways.base import GatewayError, PaymentRef
 from app.models import Order, OrderStatus, Payment, PaymentStatus, Refund, RefundStatus
 from app.models.base import utcnow
+from app.models.enums import PAYABLE
 from app.payments import audit, state
 from app.payments.audit import Actor
 from app.payments.uow import lock, unit_of_work
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 
 RECONCILER = Actor("job", "reconcile")
 EXPIRER = Actor("job", "expire")
-OPEN = (PaymentStatus.CREATED, PaymentStatus.PROCESSING)
 
 
 @dataclass
@@ -247,7 +247,7 @@ def reconcile_job() -> list[str]:
 def _expire_payment(payment_id: int, actor: Actor, reason: str) -> None:
     with unit_of_work():
         payment = lock(Payment, id=payment_id)
-        if payment is not None and payment.status in OPEN:
+        if payment is not None and payment.status in PAYABLE:
             state.transition_payment(payment, PaymentStatus.EXPIRED, actor, reason=reason)
 
 
@@ -260,7 +260,7 @@ def expire_order(order_id: int) -> bool:
     attempts = [
         (p.id, p.gateway, p.public_id, p.gateway_reference, p.gateway_payment_id)
         for p in order.payments
-        if p.status in OPEN
+        if p.status in PAYABLE
     ]
     db.session.rollback()
     for payment_id, gateway_name, public_id, reference, gateway_payment_id in attempts:
@@ -292,23 +292,13 @@ def expire_order(order_id: int) -> bool:
         order = lock(Order, id=order_id)
         if order is None or order.status != OrderStatus.PENDING:
             return order is not None and order.status == OrderStatus.EXPIRED
-        if any(p.status in OPEN for p in order.payments):
+        if any(p.status in PAYABLE for p in order.payments):
             return False  # an attempt we could not close: try again next run
         if not order.payments:
             # No attempt was ever made: expire the order itself.
-            from app.payments import inventory
-
-            order.status = OrderStatus.EXPIRED
-            audit.record(
-                EXPIRER,
-                "order.status_changed",
-                order,
-                from_state=OrderStatus.PENDING,
-                to_state=OrderStatus.EXPIRED,
-            )
-            inventory.release(order, EXPIRER)
+            state.transition_order(order, EXPIRER, OrderStatus.EXPIRED)
         else:
-            state.sync_order(order, EXPIRER)
+            state.transition_order(order, EXPIRER)
         return order.status == OrderStatus.EXPIRED
 
 

@@ -16,6 +16,7 @@ from app.gateways import registry
 from app.gateways.base import CaptureRequest, GatewayError, PaymentRef, RefundRequest
 from app.models import Payment, PaymentStatus, Refund, RefundStatus
 from app.models.base import public_id
+from app.models.enums import REFUNDABLE
 from app.payments import audit, faults, state
 from app.payments.audit import Actor
 from app.payments.checkout import get_payment
@@ -28,8 +29,6 @@ from app.payments.errors import (
 )
 from app.payments.uow import lock, unit_of_work
 from app.payments.updates import apply_update_now
-
-REFUNDABLE = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED})
 
 
 def refundable_amount(payment: Payment) -> int:
