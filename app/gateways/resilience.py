@@ -43,12 +43,11 @@ from app.gateways.base import (
     RefundResult,
     ReturnParams,
     VerifiedEvent,
+    gateway_code,
 )
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-TRANSIENT_CODES = frozenset({"rate_limited", "gateway_unavailable"})
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ def is_transient(exc: GatewayError) -> bool:
     status = exc.http_status
     return bool(
         exc.retryable
-        or exc.code in TRANSIENT_CODES
+        or gateway_code(exc.code).transient
         or (status is not None and (status == 429 or status >= 500))
     )
 

@@ -29,10 +29,11 @@ from app.models.base import public_id, utcnow
 from app.models.enums import ORDER_UNPAID_ENDS, PAYABLE, UNPAID_ENDS
 from app.payments import audit, faults, orders, state, store
 from app.payments.audit import Actor
-from app.payments.errors import InvalidState, NotFound, PaymentGatewayFailed
+from app.payments.errors import InvalidState, NotFound
+from app.payments.gateway_calls import gateway_errors
 from app.payments.orders import ItemRequest
 from app.payments.uow import lock, release_connection, unit_of_work, unloaded
-from app.payments.updates import apply_update_now
+from app.payments.updates import apply_update_now, fail_attempt
 
 
 def external_url(endpoint: str, **values: object) -> str:
@@ -270,28 +271,21 @@ def _open(payment_id: int, gateway_name: str, request: CheckoutRequest, actor: A
     """Ask the gateway for a hosted checkout, then record its answer on the attempt."""
     gateway = registry.get_gateway(gateway_name)
     release_connection()  # don't hold a pooled connection while the gateway thinks
-    try:
+
+    def refused(payment: Payment, exc: GatewayError) -> None:
+        # A definitive refusal: this attempt can never open.
+        fail_attempt(payment, exc.code, exc.message, actor)
+
+    with gateway_errors(
+        (Payment, payment_id),
+        actor,
+        "payment.gateway_error",
+        keep=_keep_failure,
+        refused=refused,
+        for_customer=True,
+    ):
         session = gateway.create_checkout(request)
         faults.hit("after_gateway_checkout")
-    except GatewayError as exc:
-        with unit_of_work():
-            payment = lock(Payment, id=payment_id)
-            assert payment is not None
-            payment.failure_code = exc.code
-            payment.failure_message = exc.message
-            if not exc.retryable:
-                # A definitive refusal: this attempt can never open.
-                from app.payments.updates import fail_attempt
-
-                fail_attempt(payment, exc.code, exc.message, actor)
-            else:
-                audit.record(
-                    actor,
-                    "payment.gateway_error",
-                    payment,
-                    details={"code": exc.code, "message": exc.message},
-                )
-        raise PaymentGatewayFailed(exc.code, _customer_message(exc)) from exc
     opened = {"gateway_reference": session.reference, "checkout_url": session.redirect_url}
     if session.expires_at:
         opened["expires_at"] = session.expires_at
@@ -314,12 +308,9 @@ def _open(payment_id: int, gateway_name: str, request: CheckoutRequest, actor: A
     return payment
 
 
-def _customer_message(exc: GatewayError) -> str:
-    if exc.code in ("card_declined", "payment_failed"):
-        return exc.message
-    if exc.code in ("gateway_unavailable", "rate_limited"):
-        return "The payment provider is not answering right now. Please try again in a minute."
-    return "We could not start the payment. Please try again, or choose another method."
+def _keep_failure(payment: Payment, exc: GatewayError) -> None:
+    payment.failure_code = exc.code
+    payment.failure_message = exc.message
 
 
 def cancel_attempt(payment_id: int, actor: Actor) -> bool:
@@ -332,21 +323,13 @@ def cancel_attempt(payment_id: int, actor: Actor) -> bool:
         return True
     gateway = registry.get_gateway(payment.gateway)
     if payment.gateway_reference:
-        try:
-            gateway.cancel_checkout(
-                PaymentRef(payment.public_id, payment.gateway_reference, payment.gateway_payment_id)
-            )
-        except GatewayError as exc:
+        ref = PaymentRef(payment.public_id, payment.gateway_reference, payment.gateway_payment_id)
+        with gateway_errors(
+            (Payment, payment_id), actor, "payment.cancel_failed", raises=False
+        ) as call:
+            gateway.cancel_checkout(ref)
+        if call.error is not None:
             # Paid meanwhile, or the gateway is down: leave it for the webhook/reconcile.
-            with unit_of_work():
-                payment = lock(Payment, id=payment_id)
-                assert payment is not None
-                audit.record(
-                    actor,
-                    "payment.cancel_failed",
-                    payment,
-                    details={"code": exc.code, "message": exc.message},
-                )
             return False
     with unit_of_work():
         payment = lock(Payment, id=payment_id)
@@ -372,18 +355,12 @@ def confirm_return(payment_public_id: str, args: dict[str, str], actor: Actor) -
     gateway = registry.get_gateway(payment.gateway)
     ref = PaymentRef(payment.public_id, payment.gateway_reference, payment.gateway_payment_id)
     release_connection()
-    try:
+    update = None
+    with gateway_errors(
+        (Payment, payment.id), actor, "payment.return_unverified", raises=False
+    ) as call:
         update = gateway.confirm_return(ref, ReturnParams(args))
-    except GatewayError as exc:
-        with unit_of_work():
-            locked = lock(Payment, id=payment.id)
-            assert locked is not None
-            audit.record(
-                actor,
-                "payment.return_unverified",
-                locked,
-                details={"code": exc.code, "message": exc.message},
-            )
+    if call.error is not None:
         return payment
     if update is not None:
         apply_update_now(payment.gateway, update, actor, source="return page")

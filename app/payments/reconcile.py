@@ -33,8 +33,9 @@ from app.gateways.base import GatewayError, PaymentRef
 from app.models import Order, OrderStatus, Payment, PaymentStatus, Refund, RefundStatus
 from app.models.base import utcnow
 from app.models.enums import PAYABLE
-from app.payments import audit, state
+from app.payments import state
 from app.payments.audit import Actor
+from app.payments.gateway_calls import gateway_errors
 from app.payments.uow import lock, unit_of_work
 from app.payments.updates import apply_update_now
 
@@ -267,25 +268,18 @@ def expire_order(order_id: int) -> bool:
         if reference:
             gateway = registry.get_gateway(gateway_name)
             ref = PaymentRef(public_id, reference, gateway_payment_id)
-            try:
+            with gateway_errors(
+                (Payment, payment_id), EXPIRER, "payment.expire_failed", raises=False
+            ) as call:
                 try:
                     gateway.cancel_checkout(ref)
                 finally:
                     # Its final word either way: a payment completed just before the close
                     # (the gateway then refuses to expire it) is applied as paid.
                     apply_update_now(gateway_name, gateway.retrieve(ref), EXPIRER, source="expiry")
-            except GatewayError as exc:
+            if call.error is not None:
                 # The gateway is down or refused: never expire what we could not close;
                 # the next run or a webhook decides.
-                with unit_of_work():
-                    payment = lock(Payment, id=payment_id)
-                    if payment is not None:
-                        audit.record(
-                            EXPIRER,
-                            "payment.expire_failed",
-                            payment,
-                            details={"code": exc.code, "message": exc.message},
-                        )
                 continue
         _expire_payment(payment_id, EXPIRER, "checkout window passed")
     with unit_of_work():
