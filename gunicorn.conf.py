@@ -13,10 +13,7 @@ gevent against the thread worker, same machine and hour (bench/NOTES.md): webhoo
 
 Settings (environment):
   WEB_CONCURRENCY   worker processes (default: number of CPUs)
-  WORKER_CLASS      default "gevent". "app.gunicorn_worker.BalancedThreadWorker" for OS
-                    threads instead (gthread, but a worker holding more keep-alive
-                    connections than its least loaded sibling stops accepting until that
-                    one catches up), or "gthread" for gunicorn's own
+  WORKER_CLASS      default "gevent"; "gthread" for gunicorn's OS-thread worker instead
   WORKER_CONNECTIONS  requests (greenlets) or connections (gthread) a worker holds at
                     once (default 1000); the app's ACTIVE_REQUESTS, default 4, bounds how
                     many of them run at once (requests waiting on a gateway don't count:

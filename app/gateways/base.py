@@ -301,6 +301,27 @@ class Gateway(Protocol):
 
 
 @runtime_checkable
+class PagedCheckout(Protocol):
+    """Optional: a gateway whose checkout opens from a page of ours with the gateway's script
+    (Razorpay Standard Checkout): the options the script opens it with (no secrets)."""
+
+    def checkout_options(
+        self,
+        *,
+        reference: str,
+        amount: int,
+        currency: str,
+        store_name: str,
+        description: str,
+        customer_name: str,
+        customer_email: str,
+        callback_url: str,
+        order_id: str,
+        payment_id: str,
+    ) -> dict[str, Any]: ...
+
+
+@runtime_checkable
 class ListsEvents(Protocol):
     """Optional: a gateway that can list its recent events (Stripe's /v1/events).
 
