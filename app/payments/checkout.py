@@ -19,6 +19,7 @@ from app.extensions import db
 from app.gateways import registry
 from app.gateways.base import (
     CheckoutRequest,
+    Gateway,
     GatewayError,
     LineItem,
     PaymentRef,
@@ -36,7 +37,7 @@ from app.payments.uow import lock, release_connection, unit_of_work, unloaded
 from app.payments.updates import apply_update_now, fail_attempt
 
 
-def external_url(endpoint: str, **values: object) -> str:
+def external_url(endpoint: str, **values: Any) -> str:
     """An absolute URL on the configured public base (what customers and gateways reach)."""
     return current_app.config["PUBLIC_BASE_URL"] + url_for(endpoint, **values)
 
@@ -108,9 +109,10 @@ def create_checkout(
     cancel_url: str | None = None,
 ) -> Payment:
     """Order + first payment attempt + hosted checkout; returns the payment."""
-    registry.get_gateway(gateway_name)  # unknown/unconfigured gateway: fail before any write
+    # An unknown or unconfigured gateway fails before any write.
+    gateway = registry.get_gateway(gateway_name)
     with unit_of_work():
-        plan = orders.plan_order(items, email, name)
+        plan = orders.plan_order(items, email, name, actor)
         order = plan.values
         attempt = _attempt_row(
             None,
@@ -122,9 +124,9 @@ def create_checkout(
         )
         _, payment_id = store.write_checkout(
             order,
-            plan.item_rows(),
+            plan.item_rows,
             attempt,
-            [plan.audit_row(actor), _created_audit_row(actor, attempt)],
+            [plan.audit_row, _created_audit_row(actor, attempt)],
         )
         orders.reserve(plan)
     # From the values just written, not ORM objects: nothing to reload after the commit.
@@ -142,7 +144,7 @@ def create_checkout(
         success_url=success_url,
         cancel_url=cancel_url,
     )
-    return _open(payment_id, gateway_name, request, actor)
+    return _open(payment_id, gateway, request, actor)
 
 
 def retry_checkout(order_public_id: str, gateway_name: str, actor: Actor) -> Payment:
@@ -162,8 +164,9 @@ def retry_checkout(order_public_id: str, gateway_name: str, actor: Actor) -> Pay
             items, order.customer_email, order.customer_name, gateway_name, actor
         )
     with unit_of_work():
-        order = lock(Order, id=order.id)
-        assert order is not None
+        locked = lock(Order, id=order.id)
+        assert locked is not None
+        order = locked
         if order.status != OrderStatus.PENDING:
             raise InvalidState("This order changed meanwhile; please reload.")
         earlier = [p.id for p in order.payments if p.status in PAYABLE]
@@ -203,9 +206,14 @@ def _closed_after_sync(payment_id: int, actor: Actor) -> bool:
 
 
 class _Line(Protocol):
-    name: str
-    unit_amount: int
-    quantity: int
+    """An order line as the checkout request needs it (a planned line or an OrderItem)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def unit_amount(self) -> int: ...
+    @property
+    def quantity(self) -> int: ...
 
 
 def _checkout_request(
@@ -264,12 +272,11 @@ def open_checkout(
         success_url=success_url,
         cancel_url=cancel_url,
     )
-    return _open(payment_id, payment.gateway, request, actor)
+    return _open(payment_id, registry.get_gateway(payment.gateway), request, actor)
 
 
-def _open(payment_id: int, gateway_name: str, request: CheckoutRequest, actor: Actor) -> Payment:
+def _open(payment_id: int, gateway: Gateway, request: CheckoutRequest, actor: Actor) -> Payment:
     """Ask the gateway for a hosted checkout, then record its answer on the attempt."""
-    gateway = registry.get_gateway(gateway_name)
     release_connection()  # don't hold a pooled connection while the gateway thinks
 
     def refused(payment: Payment, exc: GatewayError) -> None:
@@ -286,7 +293,10 @@ def _open(payment_id: int, gateway_name: str, request: CheckoutRequest, actor: A
     ):
         session = gateway.create_checkout(request)
         faults.hit("after_gateway_checkout")
-    opened = {"gateway_reference": session.reference, "checkout_url": session.redirect_url}
+    opened: dict[str, Any] = {
+        "gateway_reference": session.reference,
+        "checkout_url": session.redirect_url,
+    }
     if session.expires_at:
         opened["expires_at"] = session.expires_at
     with unit_of_work():

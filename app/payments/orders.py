@@ -75,49 +75,20 @@ class OrderLine:
 
 @dataclass(frozen=True, slots=True)
 class OrderPlan:
-    """A validated order priced from the catalog, not written yet."""
+    """A validated order priced from the catalog, not written yet: its rows, ready to write
+    in one go (app/payments/store.py), and what its stock reservation needs."""
 
     values: dict[str, Any]  # the orders row
     lines: tuple[OrderLine, ...]
     stock: tuple[int | None, ...]  # each line's product stock, as read
-    quantities: dict[str, int]  # sku -> quantity, for the audit entry
-
-    @property
-    def details(self) -> dict[str, Any]:
-        """The order.created audit entry's details."""
-        return {
-            "total": self.values["total_amount"],
-            "currency": self.values["currency"],
-            "items": self.quantities,
-        }
-
-    def audit_row(self, actor: Actor) -> dict[str, Any]:
-        return audit.row(
-            actor,
-            "order.created",
-            "order",
-            self.values["public_id"],
-            to_state=self.values["status"],
-            details=self.details,
-        )
-
-    def item_rows(self) -> list[dict[str, Any]]:
-        """The order_items rows (their order_id is filled in when the order is written)."""
-        return [
-            {
-                "product_id": line.product_id,
-                "sku": line.sku,
-                "name": line.name,
-                "unit_amount": line.unit_amount,
-                "quantity": line.quantity,
-            }
-            for line in self.lines
-        ]
+    item_rows: list[dict[str, Any]]  # the order_items rows (order_id filled in on writing)
+    details: dict[str, Any]  # the order.created audit entry's details
+    audit_row: dict[str, Any]  # that entry, as a row (order_id filled in on writing)
 
 
-def plan_order(items: Sequence[ItemRequest], email: str, name: str) -> OrderPlan:
+def plan_order(items: Sequence[ItemRequest], email: str, name: str, actor: Actor) -> OrderPlan:
     """Validate the request and price it from the products table (never from the caller),
-    in the caller's unit of work."""
+    in the caller's unit of work; `actor` is who the order.created entry will name."""
     _validate(items, email, name)
     skus = [i.sku for i in items]
     products = {p.sku: p for p in db.session.connection().execute(_CATALOG, {"skus": skus})}
@@ -153,11 +124,34 @@ def plan_order(items: Sequence[ItemRequest], email: str, name: str) -> OrderPlan
         "created_at": now,
         "updated_at": now,
     }
+    details = {
+        "total": values["total_amount"],
+        "currency": values["currency"],
+        "items": {i.sku: i.quantity for i in items},
+    }
     return OrderPlan(
-        values,
-        lines,
-        tuple(products[line.sku].stock for line in lines),
-        {i.sku: i.quantity for i in items},
+        values=values,
+        lines=lines,
+        stock=tuple(products[line.sku].stock for line in lines),
+        item_rows=[
+            {
+                "product_id": line.product_id,
+                "sku": line.sku,
+                "name": line.name,
+                "unit_amount": line.unit_amount,
+                "quantity": line.quantity,
+            }
+            for line in lines
+        ],
+        details=details,
+        audit_row=audit.row(
+            actor,
+            "order.created",
+            "order",
+            values["public_id"],
+            to_state=values["status"],
+            details=details,
+        ),
     )
 
 
@@ -170,8 +164,8 @@ def reserve(plan: OrderPlan) -> None:
 def create_order(items: Sequence[ItemRequest], email: str, name: str, actor: Actor) -> Order:
     """An order alone (no payment attempt), built from the catalog with its stock reserved,
     in the caller's unit of work."""
-    plan = plan_order(items, email, name)
-    order = Order(**plan.values, items=[OrderItem(**row) for row in plan.item_rows()])
+    plan = plan_order(items, email, name, actor)
+    order = Order(**plan.values, items=[OrderItem(**row) for row in plan.item_rows])
     db.session.add(order)
     db.session.flush()
     reserve(plan)

@@ -7,8 +7,11 @@ events is the same whatever order they arrived in. One exception is deliberate:
 money beats everything — a payment that failed or expired and later turns out to
 have been captured becomes succeeded (the money was taken; the merchant must see it).
 
-Every function here is called inside a unit of work with the row locked, and writes
-its audit entry in that same transaction.
+One transition function per entity: transition_payment, transition_order,
+transition_refund, transition_dispute. Each is called inside a unit of work with the row
+locked (or, for opening a payment attempt, with the row not read at all: the move is then
+stored as one compare-and-set, app/payments/store.move_payment), and writes its audit entry
+in that same transaction.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ and PostgreSQL and compares.
   transition's hot path, app/payments/state.py)
 - insert_or_ignore: INSERT ... ON CONFLICT DO NOTHING RETURNING, on either database
 - event_inserter: the webhook inbox's grouped insert (app/payments/inbox_writer.py)
+- utc_day: a timestamp's UTC day in SQL (the dashboard's charts)
 
 Rows are plain dicts of column values; audit rows are made by app/payments/audit.row().
 Everything runs in the caller's unit of work, except event_inserter's, which commits.
@@ -29,7 +30,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, insert, update
+from sqlalchemy import Row, Table, func, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -246,6 +247,17 @@ def _move_and_audit_sql(columns: tuple[str, ...]) -> str:
         )
         + " RETURNING payment_id"
     )
+
+
+# --- reading ------------------------------------------------------------------------
+
+
+def utc_day(column: Any) -> Any:
+    """The UTC calendar day of a timestamp column, as SQL (a GROUP BY key): PostgreSQL
+    stores zone-aware times, SQLite UTC text."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return func.date(func.timezone("UTC", column))
+    return func.date(column)
 
 
 # --- insert-or-ignore ----------------------------------------------------------------

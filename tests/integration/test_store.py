@@ -76,7 +76,7 @@ def _stock(sku: str) -> int | None:
 
 def _plan_checkout(items: list[ItemRequest], email: str, name: str) -> dict[str, Any]:
     """What create_checkout hands store.write_checkout, as keyword arguments."""
-    plan = orders.plan_order(items, email, name)
+    plan = orders.plan_order(items, email, name, CUSTOMER)
     order = plan.values
     attempt = checkout._attempt_row(
         None,
@@ -89,9 +89,9 @@ def _plan_checkout(items: list[ItemRequest], email: str, name: str) -> dict[str,
     return {
         "plan": plan,
         "order": order,
-        "items": plan.item_rows(),
+        "items": plan.item_rows,
         "payment": attempt,
-        "audit": [plan.audit_row(CUSTOMER), checkout._created_audit_row(CUSTOMER, attempt)],
+        "audit": [plan.audit_row, checkout._created_audit_row(CUSTOMER, attempt)],
     }
 
 
