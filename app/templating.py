@@ -40,6 +40,13 @@ def init_app(app: Flask) -> None:
     def store() -> dict[str, object]:
         return {"store_name": current_app.config["STORE_NAME"]}
 
+    from app.models.enums import ORDER_PAID, REFUNDABLE
     from app.payments.status import headline, is_settled
 
-    app.jinja_env.globals.update(order_headline=headline, order_settled=is_settled)
+    app.jinja_env.globals.update(
+        order_headline=headline,
+        order_settled=is_settled,
+        # Status sets, from beside their enums (never spelled out in a template).
+        ORDER_PAID=ORDER_PAID,
+        REFUNDABLE=REFUNDABLE,
+    )

@@ -17,6 +17,10 @@ class OrderStatus(StrEnum):
 ORDER_UNPAID_ENDS = frozenset({OrderStatus.FAILED, OrderStatus.EXPIRED, OrderStatus.CANCELED})
 
 
+# An order whose money was taken (refunds since then included).
+ORDER_PAID = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
+
+
 class PaymentStatus(StrEnum):
     CREATED = "created"  # intent committed, gateway not (yet) answered
     PROCESSING = "processing"  # customer at the gateway / async method in flight

@@ -19,6 +19,7 @@ from app import jobs
 from app.extensions import db
 from app.models import Order, Receipt, Refund
 from app.models.base import utcnow
+from app.models.enums import ORDER_PAID
 from app.payments import store
 from app.payments.uow import lock, unit_of_work
 
@@ -147,12 +148,11 @@ def resend_pending() -> int:
     whose receipt job never ran. Returns how many were (re)sent."""
     from sqlalchemy import and_, or_, select
 
-    from app.models import OrderStatus, RefundStatus
+    from app.models import RefundStatus
 
     now = utcnow()
     settle = now - timedelta(minutes=2)  # leave the normal path time to finish
     recent = now - timedelta(days=1)  # never mail old orders after an upgrade
-    paid = (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED)
     orders_without = (
         db.session.execute(
             select(Order.id)
@@ -160,7 +160,7 @@ def resend_pending() -> int:
                 Receipt, and_(Receipt.kind == "order_paid", Receipt.subject_id == Order.public_id)
             )
             .where(
-                Order.status.in_(paid),
+                Order.status.in_(ORDER_PAID),
                 Order.updated_at >= recent,
                 Order.updated_at <= settle,
                 Receipt.id.is_(None),

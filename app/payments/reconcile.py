@@ -32,7 +32,7 @@ from app.gateways import registry
 from app.gateways.base import GatewayError, PaymentRef
 from app.models import Order, OrderStatus, Payment, PaymentStatus, Refund, RefundStatus
 from app.models.base import utcnow
-from app.models.enums import PAYABLE
+from app.models.enums import PAYABLE, STILL_OPEN
 from app.payments import state
 from app.payments.audit import Actor
 from app.payments.gateway_calls import gateway_errors
@@ -206,9 +206,7 @@ def reconcile(limit: int = 1000) -> Report:
         db.session.execute(
             select(Payment.id)
             .where(
-                Payment.status.in_(
-                    (PaymentStatus.CREATED, PaymentStatus.PROCESSING, PaymentStatus.AUTHORIZED)
-                ),
+                Payment.status.in_(STILL_OPEN),
                 Payment.updated_at <= cutoff,
             )
             .order_by(Payment.id)
