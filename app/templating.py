@@ -7,20 +7,7 @@ from datetime import datetime
 from flask import Flask, current_app
 
 from app.money import format_minor
-
-STATUS_LABELS = {
-    "pending": "Awaiting payment",
-    "paid": "Paid",
-    "partially_refunded": "Partially refunded",
-    "refunded": "Refunded",
-    "canceled": "Canceled",
-    "expired": "Expired",
-    "failed": "Payment failed",
-    "created": "Created",
-    "processing": "Processing",
-    "authorized": "Authorized",
-    "succeeded": "Succeeded",
-}
+from app.presentation import payment_status, return_heading, status_label
 
 
 def init_app(app: Flask) -> None:
@@ -28,9 +15,8 @@ def init_app(app: Flask) -> None:
     def money(amount_minor: int, currency: str) -> str:
         return format_minor(amount_minor, currency)
 
-    @app.template_filter("status_label")
-    def status_label(status: str) -> str:
-        return STATUS_LABELS.get(status, status.replace("_", " ").capitalize())
+    app.add_template_filter(status_label, "status_label")
+    app.add_template_filter(payment_status, "payment_status")
 
     @app.template_filter("when")
     def when(value: datetime | None) -> str:
@@ -42,4 +28,6 @@ def init_app(app: Flask) -> None:
 
     from app.payments.status import headline, is_settled
 
-    app.jinja_env.globals.update(order_headline=headline, order_settled=is_settled)
+    app.jinja_env.globals.update(
+        order_headline=headline, order_settled=is_settled, return_heading=return_heading
+    )

@@ -12,6 +12,7 @@ from app import models
 from app.api import schemas
 from app.api.queries import TimelineEntry
 from app.money import format_minor
+from app.presentation import payment_status
 
 
 def ok(
@@ -76,7 +77,7 @@ def payment(p: models.Payment) -> schemas.Payment:
     return schemas.Payment(
         id=p.public_id,
         order_id=p.order.public_id,
-        status=p.status,
+        status=schemas.ShownPaymentStatus(payment_status(p)),
         amount=p.amount,
         amount_refunded=p.amount_refunded,
         currency=p.currency,

@@ -18,6 +18,7 @@ from app.api.errors import ApiError
 from app.extensions import db
 from app.models import AuditEntry, Order, Payment, Product, Refund, WebhookEvent
 from app.payments.errors import NotFound
+from app.presentation import status_condition
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +111,7 @@ def list_payments(
 ) -> Page:
     stmt = select(Payment)
     if status:
-        stmt = stmt.where(Payment.status == status)
+        stmt = stmt.where(status_condition(status))
     if gateway:
         stmt = stmt.where(Payment.gateway == gateway)
     if currency:

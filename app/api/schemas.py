@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from flask import current_app
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from app.models.enums import OrderStatus, PaymentStatus, RefundStatus
+from app.models.enums import OrderStatus, RefundStatus
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,40}$"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -163,6 +164,22 @@ class RefundCreate(Request):
     reason: str | None = Field(default=None, max_length=200)
 
 
+class ShownPaymentStatus(StrEnum):
+    """A payment's status as the API reports it: the core's states, except that a checkout
+    the customer opened and has not paid is `incomplete` (never `created`), and
+    `processing` means the gateway is confirming a payment the customer made."""
+
+    INCOMPLETE = "incomplete"
+    PROCESSING = "processing"
+    AUTHORIZED = "authorized"
+    SUCCEEDED = "succeeded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+
+
 class PageQuery(Request):
     limit: int = Field(default=20, ge=1, le=100)
     cursor: str | None = Field(
@@ -182,7 +199,7 @@ class OrderListQuery(PageQuery):
 
 
 class PaymentListQuery(OrderListQuery):
-    status: PaymentStatus | None = None  # type: ignore[assignment]
+    status: ShownPaymentStatus | None = None  # type: ignore[assignment]
     gateway: str | None = Field(default=None, max_length=20)
     currency: str | None = Field(default=None, min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")
 
@@ -233,7 +250,7 @@ class Order(BaseModel):
 class Payment(BaseModel):
     id: str
     order_id: str
-    status: PaymentStatus
+    status: ShownPaymentStatus
     amount: int
     amount_refunded: int
     currency: str

@@ -11,8 +11,9 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
 from app.dashboard.queries import SORTS, PaymentFilters
-from app.models import ApiKeyScope, PaymentStatus, WebhookStatus
+from app.models import ApiKeyScope, WebhookStatus
 from app.money import Money, MoneyError
+from app.presentation import filter_statuses, status_label
 
 
 def options(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
@@ -43,8 +44,7 @@ class FilterForm(FlaskForm):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.status.choices = options(
-            [("", "Any status")]
-            + [(s.value, s.value.replace("_", " ").capitalize()) for s in PaymentStatus]
+            [("", "Any status")] + [(s, status_label(s)) for s in filter_statuses()]
         )
         self.gateway.choices = options(
             [("", "Any gateway")] + [(g, g.capitalize()) for g in gateways]

@@ -31,6 +31,7 @@ from app.models import (
     WebhookStatus,
 )
 from app.models.orders import FINAL_PAYMENT_STATUSES
+from app.presentation import OPEN_STATES, status_condition
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -116,7 +117,7 @@ def filtered_payments(filters: PaymentFilters) -> Select[Any]:
     """The WHERE part shared by the list, the count-free pager and the CSV export."""
     stmt = select(Payment)
     if filters.status:
-        stmt = stmt.where(Payment.status == filters.status)
+        stmt = stmt.where(status_condition(filters.status))
     if filters.gateway:
         stmt = stmt.where(Payment.gateway == filters.gateway)
     if filters.currency:
@@ -373,6 +374,7 @@ class DayPoint:
     count: int = 0
     succeeded: int = 0
     volume: int = 0  # captured amount, in the chart's currency
+    open: int = 0  # checkouts still open
 
 
 @dataclass
@@ -385,12 +387,19 @@ class Overview:
     series: list[DayPoint]
     total_count: int
     total_succeeded: int
+    total_open: int  # checkouts still open (the customer may yet pay): not in the rate
     by_gateway: list[dict[str, Any]]
     by_currency: list[dict[str, Any]]
 
     @property
     def success_rate(self) -> float | None:
-        return self.total_succeeded / self.total_count if self.total_count else None
+        settled = self.total_count - self.total_open
+        return self.total_succeeded / settled if settled else None
+
+
+def _rate(succeeded: int, settled: int) -> float | None:
+    """Success among attempts that are settled: checkouts still open are left out."""
+    return succeeded / settled if settled > 0 else None
 
 
 def _day_expr(column: Any) -> Any:
@@ -415,6 +424,7 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
     since = _day_start(start)
     day = _day_expr(Payment.created_at)
     captured = Payment.status.in_([s.value for s in CAPTURED])
+    still_open = Payment.status.in_(OPEN_STATES)
     # One pass over the date range; the few hundred groups are folded in Python.
     rows = db.session.execute(
         select(
@@ -424,6 +434,7 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
             func.count().label("n"),
             func.sum(case((captured, 1), else_=0)).label("ok"),
             func.sum(case((captured, Payment.amount), else_=0)).label("volume"),
+            func.sum(case((still_open, 1), else_=0)).label("open"),
         )
         .where(Payment.created_at >= since)
         .group_by(day, Payment.gateway, Payment.currency)
@@ -436,18 +447,22 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
     refunded = {cur: (int(n), int(total or 0)) for cur, n, total in refunds}
 
     volume_by_currency: dict[str, int] = defaultdict(int)
-    gateways: dict[str, dict[str, int]] = defaultdict(lambda: {"count": 0, "succeeded": 0})
+    gateways: dict[str, dict[str, int]] = defaultdict(
+        lambda: {"count": 0, "succeeded": 0, "open": 0}
+    )
     currencies: dict[str, dict[str, int]] = defaultdict(
-        lambda: {"count": 0, "succeeded": 0, "volume": 0}
+        lambda: {"count": 0, "succeeded": 0, "volume": 0, "open": 0}
     )
     for r in rows:
         volume_by_currency[r.currency] += int(r.volume or 0)
         g = gateways[r.gateway]
         g["count"] += int(r.n)
         g["succeeded"] += int(r.ok or 0)
+        g["open"] += int(r.open or 0)
         c = currencies[r.currency]
         c["count"] += int(r.n)
         c["succeeded"] += int(r.ok or 0)
+        c["open"] += int(r.open or 0)
         c["volume"] += int(r.volume or 0)
     names = sorted(currencies)
     chart_currency = (
@@ -463,6 +478,7 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
             continue
         point.count += int(r.n)
         point.succeeded += int(r.ok or 0)
+        point.open += int(r.open or 0)
         if r.currency == chart_currency:
             point.volume += int(r.volume or 0)
 
@@ -477,7 +493,7 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
                 "refund_count": n_ref,
                 "refunded": amount_ref,
                 "net": c["volume"] - amount_ref,
-                "rate": c["succeeded"] / c["count"] if c["count"] else None,
+                "rate": _rate(c["succeeded"], c["count"] - c["open"]),
             }
         )
     for cur, (n_ref, amount_ref) in refunded.items():
@@ -488,6 +504,7 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
                     "count": 0,
                     "succeeded": 0,
                     "volume": 0,
+                    "open": 0,
                     "refund_count": n_ref,
                     "refunded": amount_ref,
                     "net": -amount_ref,
@@ -495,7 +512,7 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
                 }
             )
     by_gateway = [
-        {"gateway": name, **g, "rate": g["succeeded"] / g["count"] if g["count"] else None}
+        {"gateway": name, **g, "rate": _rate(g["succeeded"], g["count"] - g["open"])}
         for name, g in sorted(gateways.items())
     ]
     series = [points[d] for d in sorted(points)]
@@ -508,6 +525,7 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
         series=series,
         total_count=sum(p.count for p in series),
         total_succeeded=sum(p.succeeded for p in series),
+        total_open=sum(p.open for p in series),
         by_gateway=by_gateway,
         by_currency=by_currency,
     )

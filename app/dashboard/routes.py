@@ -50,6 +50,7 @@ from app.payments import events
 from app.payments.audit import Actor
 from app.payments.errors import KassaError
 from app.payments.refunds import capture_payment, create_refund, refundable_amount, sync_payment
+from app.presentation import shown_status
 
 MANAGERS = (Role.OWNER.value, Role.ADMIN.value)
 POLL_STOP = 286  # htmx: stop polling this element
@@ -268,7 +269,7 @@ def export_csv() -> BaseResponse:
                     pid,
                     created_at.isoformat(),
                     order_id,
-                    status,
+                    shown_status(status, gateway_pid, failure),
                     gateway,
                     _major(amount, currency),
                     _major(refunded, currency),
@@ -340,6 +341,7 @@ def _with_timeline(payment: Payment, settled: bool, extra: dict[str, Any]) -> di
 def _status_widget(payment: Payment, **extra: Any) -> BaseResponse:
     settled = payment.is_final and not queries.has_pending_refunds(payment)
     context = _payment_context(payment, **_with_timeline(payment, settled, extra))
+    context["order_label_oob"] = True  # the order's label follows its payment at once
     response = make_response(render_template("dashboard/_payment_status.html", **context))
     if settled:
         response.status_code = POLL_STOP

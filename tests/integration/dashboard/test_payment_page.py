@@ -278,7 +278,7 @@ def test_in_flight_payment_panel_polls_until_final(
     panel = re.search(r'<section id="payment-status"[^>]*>', html)
     assert panel and 'hx-trigger="every 1s"' in panel.group(0)
     polled = client.get(f"/dashboard/payments/{pid}/status", headers={"HX-Request": "true"})
-    assert polled.status_code == 200 and "Processing" in polled.get_data(as_text=True)
+    assert polled.status_code == 200 and "Incomplete" in polled.get_data(as_text=True)
     with dash_app.app_context():
         db.session.execute(
             db.text(
