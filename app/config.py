@@ -160,9 +160,18 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         # Rate limits
         "RATELIMIT_ENABLED": env_bool("RATELIMIT_ENABLED", True),
         "RATELIMIT_STORAGE_URI": env_str("RATELIMIT_STORAGE_URI", "memory://"),
-        # Failed merchant sign-ins allowed per account and per client address.
+        # Failed merchant sign-ins (app/auth/throttle.py): free tries per account from one
+        # address before growing pauses; per client address over all accounts; and per
+        # account from browsers that never signed in to it (a distributed guesser).
         "LOGIN_LIMIT_ACCOUNT": env_str("LOGIN_LIMIT_ACCOUNT", "5 per 15 minutes"),
         "LOGIN_LIMIT_ADDRESS": env_str("LOGIN_LIMIT_ADDRESS", "20 per 15 minutes"),
+        "LOGIN_LIMIT_ACCOUNT_UNKNOWN_DEVICES": env_str(
+            "LOGIN_LIMIT_ACCOUNT_UNKNOWN_DEVICES", "100 per hour"
+        ),
+        "LOGIN_PAUSE_MAX_SECONDS": env_int("LOGIN_PAUSE_MAX_SECONDS", 900),
+        # Password reset links by email: valid this long, once.
+        "PASSWORD_RESET_MINUTES": env_int("PASSWORD_RESET_MINUTES", 60),
+        "PASSWORD_RESET_RATE_LIMIT": env_str("PASSWORD_RESET_RATE_LIMIT", "5 per 15 minutes"),
         # JSON API (app/api): per API key (or client address when there is none), and for
         # the public, unauthenticated checkout-session endpoint per client address.
         "API_RATE_LIMIT": env_str("API_RATE_LIMIT", "300 per minute"),

@@ -14,7 +14,6 @@ from werkzeug.exceptions import HTTPException
 
 from app.payments.errors import KassaError
 
-
 # Werkzeug's stock sentences ("The requested URL was not found on the server. If you
 # entered the URL manually...") read like a server log; say it as a shop would.
 PLAIN_WORDS = {
