@@ -256,55 +256,74 @@ def payment_detail(public_id: str) -> Payment | None:
 class TimelineItem:
     when: datetime
     kind: str  # "audit" or "webhook"
-    title: str
-    actor: str | None = None
+    title: str  # the plain sentence
+    actor: str | None = None  # who, as a merchant knows them (an email, a key's name)
     from_state: str | None = None
     to_state: str | None = None
     details: dict[str, Any] | None = None
     payload: str | None = None  # raw webhook body (already redacted when stored)
     outcome: str | None = None
     ref: str = ""
+    raw: str = ""  # the raw record: action or event type, states, actor id
+    routine: bool = False  # changed nothing: folded away
 
 
 def timeline(payment: Payment, limit: int = 500) -> list[TimelineItem]:
-    """Audit entries and webhook events of a payment, oldest first."""
-    audits = db.session.execute(
-        select(AuditEntry)
-        .where(AuditEntry.payment_id == payment.id)
-        .order_by(AuditEntry.created_at, AuditEntry.id)
-        .limit(limit)
-    ).scalars()
-    items = [
-        TimelineItem(
-            when=a.created_at,
-            kind="audit",
-            title=a.action,
-            actor=f"{a.actor_type}:{a.actor_id}" if a.actor_id else a.actor_type,
-            from_state=a.from_state,
-            to_state=a.to_state,
-            details=a.details,
-            ref=f"audit-{a.id}",
+    """Audit entries and webhook events of a payment, oldest first, in plain words."""
+    from app.dashboard import timeline as words
+
+    audits = list(
+        db.session.execute(
+            select(AuditEntry)
+            .where(AuditEntry.payment_id == payment.id)
+            .order_by(AuditEntry.created_at, AuditEntry.id)
+            .limit(limit)
+        ).scalars()
+    )
+    people = words.People((a.actor_type, a.actor_id) for a in audits)
+    items = []
+    for a in audits:
+        states = (
+            f" {a.from_state or '∅'} → {a.to_state or '∅'}" if a.from_state or a.to_state else ""
         )
-        for a in audits
-    ]
+        who = f"{a.actor_type}:{a.actor_id}" if a.actor_id else a.actor_type
+        items.append(
+            TimelineItem(
+                when=a.created_at,
+                kind="audit",
+                title=words.audit_sentence(
+                    a.action, a.from_state, a.to_state, a.details, payment.currency
+                ),
+                actor=people.name(a.actor_type, a.actor_id),
+                from_state=a.from_state,
+                to_state=a.to_state,
+                details=a.details,
+                ref=f"audit-{a.id}",
+                raw=f"{a.action}{states} by {who}",
+                routine=a.action in words.ROUTINE_ACTIONS,
+            )
+        )
     hooks = db.session.execute(
         select(WebhookEvent)
         .where(WebhookEvent.payment_id == payment.id)
         .order_by(WebhookEvent.received_at, WebhookEvent.id)
         .limit(limit)
     ).scalars()
-    items += [
-        TimelineItem(
-            when=w.received_at,
-            kind="webhook",
-            title=w.event_type,
-            actor=f"{w.gateway}:{w.event_id}",
-            payload=w.payload,
-            outcome=w.outcome or w.status,
-            ref=f"event-{w.id}",
+    for w in hooks:
+        outcome = w.outcome or w.status
+        items.append(
+            TimelineItem(
+                when=w.received_at,
+                kind="webhook",
+                title=words.webhook_sentence(w.event_type, w.gateway, outcome),
+                actor=f"{words.gateway_name(w.gateway)} (webhook)",
+                payload=w.payload,
+                outcome=outcome,
+                ref=f"event-{w.id}",
+                raw=f"{w.event_type} {w.gateway}:{w.event_id} ({w.status}; {outcome})",
+                routine=words.is_routine_webhook(w.outcome),
+            )
         )
-        for w in hooks
-    ]
     items.sort(key=lambda item: (item.when, item.kind))
     return items
 

@@ -48,7 +48,8 @@ def test_page_shows_amounts_customer_items_gateway_and_timeline(
     assert "dashboard.stripe.com" not in html  # the sandbox has no dashboard to link to
     # Timeline: audit entries and the webhook events with their raw payloads.
     assert "payment.created" in html
-    assert "payment.succeeded" in html and "Raw payload" in html
+    assert "payment.succeeded" in html and "Payload:" in html
+    assert "Sandbox sent “payment succeeded”: applied" in html and "Payment succeeded" in html
     assert (
         "&#34;type&#34;: &#34;payment.succeeded&#34;" in html
         or "&quot;type&quot;: &quot;payment.succeeded&quot;" in html
