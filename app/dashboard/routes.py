@@ -35,6 +35,7 @@ from app.api.keys import create_api_key, list_api_keys, revoke_api_key
 from app.auth.routes import roles_required
 from app.dashboard import bp, queries
 from app.dashboard.charts import bar_chart
+from app.dashboard.timeline import requester
 from app.dashboard.forms import (
     ApiKeyForm,
     ButtonForm,
@@ -88,6 +89,7 @@ def dashboard_globals() -> dict[str, Any]:
         "can_manage": can_manage,
         "logout_form": ButtonForm(),
         "gateway_dashboard_url": queries.gateway_dashboard_url,
+        "requester": requester,
     }
 
 

@@ -66,7 +66,11 @@ ACTIONS = {
 }
 
 # Audit actions that record a check which changed nothing.
-ROUTINE_ACTIONS = frozenset({"payment.event_duplicate", "payment.event_stale"})
+ROUTINE_ACTIONS = frozenset(
+    f"{kind}.event_{outcome}"
+    for kind in ("payment", "refund", "dispute")
+    for outcome in ("duplicate", "stale")
+)
 ROUTINE_OUTCOMES = ("duplicate", "stale", "ignored")
 
 WEBHOOK_OUTCOMES = {
@@ -145,9 +149,10 @@ def audit_sentence(
         return f"Refund {status_label(to_state).lower()}"
     if action == "dispute.status_changed" and to_state:
         return f"Dispute {status_label(to_state).lower()}"
-    if action in ROUTINE_ACTIONS:
-        what = status_label(to_state or "").lower()
-        return f"Checked: still {what}" if from_state == to_state else f"Older news ({what})"
+    if action.endswith(".event_duplicate"):
+        return f"Checked: no change (still {status_label(from_state or '').lower()})"
+    if action.endswith(".event_stale"):
+        return f"Older news ignored ({status_label(to_state or '').lower()})"
     base = ACTIONS.get(action)
     if base is None:
         base = action.replace(".", ": ", 1).replace("_", " ").capitalize()
@@ -168,3 +173,11 @@ def is_routine_webhook(outcome: str | None) -> bool:
     """A notice that changed nothing: every update in it was already known or older."""
     parts = [p for p in (outcome or "").split(", ") if p]
     return bool(parts) and all(p in ROUTINE_OUTCOMES for p in parts)
+
+
+def requester(requested_by: str) -> str:
+    """A refund's `requested_by` ("user:3", "api_key:7", "gateway", "job") in words."""
+    kind, _, ident = requested_by.partition(":")
+    if kind == "gateway" and not ident:
+        return "the gateway's dashboard"
+    return People([(kind, ident or None)]).name(kind, ident or None)
