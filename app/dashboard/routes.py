@@ -35,7 +35,6 @@ from app.api.keys import create_api_key, list_api_keys, revoke_api_key
 from app.auth.routes import roles_required
 from app.dashboard import bp, queries
 from app.dashboard.charts import bar_chart
-from app.dashboard.timeline import requester
 from app.dashboard.forms import (
     ApiKeyForm,
     ButtonForm,
@@ -44,6 +43,7 @@ from app.dashboard.forms import (
     WebhookFilterForm,
     options,
 )
+from app.dashboard.timeline import requester
 from app.extensions import db, htmx, login_manager
 from app.models import Payment, Role
 from app.money import exponent, format_minor

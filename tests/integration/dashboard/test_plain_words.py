@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -48,8 +49,10 @@ def test_opened_but_unpaid_checkouts_are_incomplete_and_left_out_of_the_rate(
         make_payment(status="failed")
         in_flight = make_payment(status="processing", gateway_payment_id="sbx_pay_x").public_id
     row = client.get("/dashboard/payments").get_data(as_text=True)
-    assert re.search(rf'id="row-{opened}".*?data-status="incomplete">Incomplete<', row, re.S)
-    assert re.search(rf'id="row-{in_flight}".*?data-status="processing">Processing<', row, re.S)
+    assert re.search(rf'id="row-{opened}".*?data-status="incomplete">Incomplete<', row, re.DOTALL)
+    assert re.search(
+        rf'id="row-{in_flight}".*?data-status="processing">Processing<', row, re.DOTALL
+    )
     only = client.get("/dashboard/payments?status=incomplete").get_data(as_text=True)
     assert opened in only and in_flight not in only
     overview = client.get("/dashboard/").get_data(as_text=True)
@@ -78,7 +81,7 @@ def test_timeline_names_the_merchant_and_folds_checks_that_changed_nothing(
     assert "Payment succeeded" in timeline and "by user:" not in timeline.split("<details")[0]
     shown, _, folded = timeline.partition('class="timeline-routine"')
     assert "Checked: no change" not in shown and "→" not in re.sub(
-        r"<details.*?</details>", "", shown, flags=re.S
+        r"<details.*?</details>", "", shown, flags=re.DOTALL
     )
     assert re.search(r"\d+ checks that changed nothing", folded)
     assert folded.count("Checked: no change") >= 3
