@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
 
-from flask import Flask, current_app
+from flask import Flask, current_app, url_for
 
 from app.money import format_minor
 from app.presentation import payment_status, return_heading, status_label
+
+
+def cart_count() -> int:
+    """Units in the customer's cart, for the header."""
+    from app.checkout.cart import count
+
+    return count()
 
 
 def init_app(app: Flask) -> None:
@@ -24,7 +33,19 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def store() -> dict[str, object]:
-        return {"store_name": current_app.config["STORE_NAME"]}
+        return {"store_name": current_app.config["STORE_NAME"], "cart_count": cart_count}
+
+    static = Path(app.static_folder or "static")
+
+    @lru_cache(maxsize=1024)
+    def product_image(sku: str) -> str | None:
+        """The product's picture: static/products/<sku>.svg|.png|.jpg when one ships."""
+        for ext in ("svg", "png", "jpg", "webp"):
+            if (static / "products" / f"{sku}.{ext}").is_file():
+                return url_for("static", filename=f"products/{sku}.{ext}")
+        return None
+
+    app.jinja_env.globals["product_image"] = product_image
 
     from app.payments.status import headline, is_settled
 

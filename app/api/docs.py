@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
-
 import re
+from typing import Any
 
 from flask import current_app, render_template
 from markupsafe import Markup, escape
@@ -102,13 +101,11 @@ PATH_EXAMPLES = {
 def curl_example(spec: dict[str, Any], path: str, method: str, op: dict[str, Any]) -> str:
     """A copyable curl command for one operation, against this server."""
     base = str(current_app.config["PUBLIC_BASE_URL"]).rstrip("/")
-    url_path = re.sub(
-        r"\{([^}]+)\}", lambda m: PATH_EXAMPLES.get(m.group(1), "..."), path
-    )
+    url_path = re.sub(r"\{([^}]+)\}", lambda m: PATH_EXAMPLES.get(m.group(1), "..."), path)
     verb = "" if method == "get" else f"-X {method.upper()} "
     lines = [f"curl -s {verb}'{base}{spec_prefix(spec)}{url_path}'"]
     if op.get("security") != [] and {} not in op.get("security", []):
-        lines.append("  -H \"Authorization: Bearer $KASSA_KEY\"")
+        lines.append('  -H "Authorization: Bearer $KASSA_KEY"')
     if method == "post":
         # A fresh key per run: repeating the command with the same key replays the answer.
         action = op["operationId"].rsplit("_", 1)[-1]

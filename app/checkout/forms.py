@@ -28,3 +28,18 @@ class CheckoutForm(FlaskForm):
 
 class RetryForm(FlaskForm):
     gateway = RadioField("Pay with", validators=[InputRequired("Choose how to pay.")])
+
+
+class CartCheckoutForm(FlaskForm):
+    """Who is paying for the cart, and how (the items come from the cart)."""
+
+    email = EmailField(
+        "Email",
+        validators=[
+            InputRequired("Enter your email address."),
+            Email("Enter a valid email address."),
+            Length(max=254),
+        ],
+    )
+    name = StringField("Full name", validators=[InputRequired("Enter your name."), Length(max=200)])
+    gateway = RadioField("Pay with", validators=[InputRequired("Choose how to pay.")])

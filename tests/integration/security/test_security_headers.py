@@ -288,7 +288,7 @@ def test_payment_return_pages_send_no_referrer(client: Any, samples: dict[str, s
 
 # PCI DSS 4.0 6.4.3 / 11.6.1: the exact scripts each payment page may load. A change here
 # is a reviewed change to the script inventory (app/security.py SCRIPT_INVENTORY).
-EXPECTED_PAYMENT_PAGE_SCRIPTS = ["/static/js/htmx.min.js"]
+EXPECTED_PAYMENT_PAGE_SCRIPTS = ["/static/js/htmx.min.js", "/static/js/app.js"]
 
 
 def test_payment_pages_load_exactly_the_inventoried_scripts(
