@@ -26,6 +26,7 @@ from app.payments.audit import CUSTOMER
 from app.payments.errors import KassaError, NotFound, OutOfStock
 from app.payments.orders import ItemRequest
 from app.payments.status import is_settled
+from app.receipt_facts import facts as receipt_facts
 
 # Each checkout POST that creates an order reserves stock: limit those per client address.
 # Only checkouts that went ahead count (a 303 to the gateway): a customer fixing a typo in
@@ -291,6 +292,18 @@ def order_page(order_id: str) -> str:
     except NotFound:
         abort(404)
     return render_template("checkout/order.html", order=order, retry_form=_retry_form())
+
+
+@bp.get("/orders/<order_id>/receipt")
+def receipt(order_id: str) -> str | Response:
+    """The printable receipt of a paid order (the order page until it is paid)."""
+    try:
+        order = orders.get_order(order_id)
+    except NotFound:
+        abort(404)
+    if order.status not in ("paid", "partially_refunded", "refunded"):
+        return redirect(url_for("checkout.order_page", order_id=order.public_id))
+    return render_template("checkout/receipt.html", receipt=receipt_facts(order), order=order)
 
 
 @bp.get("/orders/<order_id>/status")
