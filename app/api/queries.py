@@ -65,7 +65,11 @@ def _page(stmt: Select[Any], model: Any, limit: int, cursor: str | None) -> Page
 
 def active_products() -> Sequence[Product]:
     return (
-        db.session.execute(select(Product).where(Product.active.is_(True)).order_by(Product.id))
+        db.session.execute(
+            select(Product)
+            .where(Product.active.is_(True), Product.listed.is_(True))
+            .order_by(Product.id)
+        )
         .scalars()
         .all()
     )

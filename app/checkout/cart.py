@@ -100,7 +100,9 @@ def _products(skus: Sequence[str]) -> dict[str, Product]:
     if not skus:
         return {}
     rows = db.session.execute(
-        select(Product).where(Product.sku.in_(list(skus)), Product.active.is_(True))
+        select(Product).where(
+            Product.sku.in_(list(skus)), Product.active.is_(True), Product.listed.is_(True)
+        )
     ).scalars()
     return {p.sku: p for p in rows}
 

@@ -20,8 +20,8 @@ from app.checkout import bp, cart
 from app.checkout.forms import CartCheckoutForm, CheckoutForm, RetryForm
 from app.extensions import db, htmx, limiter
 from app.gateways import registry
-from app.models import Product
-from app.payments import checkout, orders
+from app.models import PaymentLink, Product
+from app.payments import checkout, links, orders
 from app.payments.audit import CUSTOMER
 from app.payments.errors import KassaError, NotFound, OutOfStock
 from app.payments.orders import ItemRequest
@@ -60,7 +60,9 @@ def too_many(exc: Exception) -> tuple[str, int]:
 
 def _product_or_404(sku: str) -> Product:
     product = db.session.execute(
-        select(Product).where(Product.sku == sku, Product.active.is_(True))
+        select(Product).where(
+            Product.sku == sku, Product.active.is_(True), Product.listed.is_(True)
+        )
     ).scalar_one_or_none()
     if product is None:
         abort(404)
@@ -71,7 +73,11 @@ def _product_or_404(sku: str) -> Product:
 def storefront() -> str:
     """The catalog."""
     products = (
-        db.session.execute(select(Product).where(Product.active.is_(True)).order_by(Product.id))
+        db.session.execute(
+            select(Product)
+            .where(Product.active.is_(True), Product.listed.is_(True))
+            .order_by(Product.id)
+        )
         .scalars()
         .all()
     )
@@ -231,6 +237,48 @@ def cart_checkout() -> Response | str | tuple[str, int]:
             cart.clear()  # the order holds the items now (and its page offers a retry)
             return redirect(payment.checkout_url or "/", code=303)
     return _cart_page(form), 422
+
+
+# --- payment links -------------------------------------------------------------------
+
+
+def _link_page(link: PaymentLink, form: CartCheckoutForm, status: int = 200) -> tuple[str, int]:
+    return render_template(
+        "checkout/link.html",
+        link=link,
+        form=form,
+        amount=links.link_amount(link),
+        problem=links.unavailable(link),
+    ), status
+
+
+@bp.route("/pay/<link_id>", methods=["GET", "POST"])
+@checkout_limit
+def pay_link(link_id: str) -> Response | tuple[str, int]:
+    """A payment link's page: what it is for, and the form to pay it with any gateway."""
+    try:
+        link = links.get_link(link_id)
+    except NotFound:
+        abort(404)
+    form = _cart_form()
+    if request.method == "POST":
+        if form.validate_on_submit():
+            try:
+                payment = links.pay_link(
+                    link.public_id,
+                    form.email.data or "",
+                    form.name.data or "",
+                    form.gateway.data or "",
+                    CUSTOMER,
+                )
+            except KassaError as exc:
+                db.session.expire_all()
+                form.form_errors.append(exc.message)
+            else:
+                return redirect(payment.checkout_url or "/", code=303)
+        return _link_page(links.get_link(link_id), form, 422)
+    page, status = _link_page(link, form)
+    return make_response(page, 410 if links.unavailable(link) else status)
 
 
 @bp.get("/checkout/return/<payment_id>")

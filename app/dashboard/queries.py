@@ -25,6 +25,7 @@ from app.models import (
     Order,
     Payment,
     PaymentStatus,
+    Product,
     Refund,
     RefundStatus,
     WebhookEvent,
@@ -547,4 +548,15 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
         total_open=sum(p.open for p in series),
         by_gateway=by_gateway,
         by_currency=by_currency,
+    )
+
+
+def listed_products() -> list[Product]:
+    """The storefront's products (what a payment link may sell)."""
+    return list(
+        db.session.execute(
+            select(Product)
+            .where(Product.active.is_(True), Product.listed.is_(True))
+            .order_by(Product.id)
+        ).scalars()
     )

@@ -11,6 +11,7 @@ from app.models.enums import (
     WebhookStatus,
 )
 from app.models.events import AuditEntry, Receipt, WebhookEvent
+from app.models.links import PaymentLink, PaymentLinkOrder
 from app.models.orders import Dispute, Order, OrderItem, Payment, Refund
 from app.models.users import ApiKey, IdempotencyKey, SandboxRefund, SandboxSession, User
 
@@ -25,6 +26,8 @@ __all__ = [
     "OrderItem",
     "OrderStatus",
     "Payment",
+    "PaymentLink",
+    "PaymentLinkOrder",
     "PaymentStatus",
     "Product",
     "Receipt",
