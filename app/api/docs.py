@@ -95,6 +95,7 @@ PATH_EXAMPLES = {
     "order_id": "ord_...",
     "payment_id": "pay_...",
     "refund_id": "rfd_...",
+    "link_id": "plink_...",
 }
 
 

@@ -125,3 +125,26 @@ def event(e: TimelineEntry) -> schemas.Event:
         to_state=e.to_state,
         details=e.details,
     )
+
+
+def payment_link(link: models.PaymentLink) -> schemas.PaymentLink:
+    from flask import current_app
+
+    from app.payments.links import link_amount, unavailable
+
+    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
+    return schemas.PaymentLink(
+        id=link.public_id,
+        url=f"{base}/pay/{link.public_id}",
+        description=link.description,
+        amount=link_amount(link),
+        currency=link.product.currency,
+        sku=link.product.sku if link.product.listed else None,
+        quantity=link.quantity,
+        reusable=link.reusable,
+        active=link.active,
+        usable=unavailable(link) is None,
+        expires_at=link.expires_at,
+        order_ids=[lo.order.public_id for lo in link.orders],
+        created_at=link.created_at,
+    )

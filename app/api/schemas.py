@@ -108,6 +108,28 @@ class CheckoutSessionCreate(Request):
         return _check_return_url(value)
 
 
+class PaymentLinkCreate(Request):
+    """A payment link for a catalog product (`sku`, `quantity`) or a custom `amount` in
+    `currency` with its `description`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"description": "Deposit for order 1042", "amount": 5000, "currency": "USD"}
+            ]
+        },
+    )
+
+    description: str = Field(min_length=1, max_length=200)
+    sku: str | None = Field(default=None, min_length=1, max_length=64)
+    quantity: int = Field(default=1, ge=1, le=99)
+    amount: int | None = Field(default=None, ge=1, le=10**10, description="Minor units.")
+    currency: str | None = Field(default=None, min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")
+    reusable: bool = Field(default=False, description="Any number of customers may pay it.")
+    expires_at: AwareDatetime | None = None
+
+
 class RazorpayErrorMetadata(Request):
     order_id: str | None = Field(default=None, max_length=255)
     payment_id: str | None = Field(default=None, max_length=255)
@@ -268,6 +290,22 @@ class Payment(BaseModel):
     payment_method: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
+
+
+class PaymentLink(BaseModel):
+    id: str
+    url: str = Field(description="The page to send the customer to.")
+    description: str
+    amount: int
+    currency: str
+    sku: str | None = Field(description="The catalog product it sells; null for a custom amount.")
+    quantity: int
+    reusable: bool
+    active: bool
+    usable: bool = Field(description="False once expired, used (single use) or turned off.")
+    expires_at: datetime | None
+    order_ids: list[str]
+    created_at: datetime
 
 
 class Refund(BaseModel):

@@ -170,7 +170,7 @@ class PaymentLinkForm(FlaskForm):
     quantity = IntegerField(
         "Quantity", default=1, validators=[Optional(), NumberRange(1, 99, "Between 1 and 99.")]
     )
-    amount = StringField("Custom amount", validators=[Optional(), Length(max=30)])
+    amount = StringField("Custom amount", validators=[Length(max=30)])
     currency = StringField("Currency", default="USD", validators=[Optional(), Length(max=3)])
     reusable = BooleanField("Reusable (any number of customers may pay)")
     expires_on = DateField("Expires after (optional)", validators=[Optional()])
