@@ -215,6 +215,11 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         # Abuse limits: the sign-in throttle (limits above) and checkout creation.
         "LOGIN_THROTTLE_ENABLED": env_bool("LOGIN_THROTTLE_ENABLED", True),
         "CHECKOUT_RATE_LIMIT": env_str("CHECKOUT_RATE_LIMIT", "10 per minute"),
+        # Languages of the customer pages and emails (app/i18n.py): the browser's best match.
+        "LANGUAGES": [
+            x.strip() for x in (env_str("LANGUAGES", "en,hi,de") or "en").split(",") if x.strip()
+        ],
+        "DEFAULT_LOCALE": env_str("DEFAULT_LOCALE", "en"),
         "LOG_LEVEL": env_str("LOG_LEVEL", "INFO"),
         "LOG_JSON": env_bool("LOG_JSON", production),
         # Proxies in front of the app whose X-Forwarded-* headers are trusted (app/serving.py).

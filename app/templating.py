@@ -7,7 +7,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from flask import Flask, current_app, url_for
+from flask_babel import format_datetime
 
+from app.i18n import current_locale
 from app.money import format_minor
 from app.presentation import payment_status, return_heading, status_label
 
@@ -22,10 +24,16 @@ def cart_count() -> int:
 def init_app(app: Flask) -> None:
     @app.template_filter("money")
     def money(amount_minor: int, currency: str) -> str:
-        return format_minor(amount_minor, currency)
+        # Formatted for the reader's language: $25.00, 25,00 $, $25.00 (hi: ₹ groups).
+        return format_minor(amount_minor, currency, current_locale())
 
     app.add_template_filter(status_label, "status_label")
     app.add_template_filter(payment_status, "payment_status")
+
+    @app.template_filter("local_when")
+    def local_when(value: datetime | None) -> str:
+        """A date and time in the reader's language (customer pages and emails), UTC."""
+        return f"{format_datetime(value, 'medium')} UTC" if value else ""
 
     @app.template_filter("when")
     def when(value: datetime | None) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from flask import session
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from app.extensions import db
@@ -34,12 +35,17 @@ def max_quantity(product: Product) -> int:
 def stock_problem(product: Product, quantity: int) -> str | None:
     """What is wrong with ordering `quantity` of `product`, in the words of its page."""
     if product.stock is not None and product.stock <= 0:
-        return f"{product.name} is sold out."
+        return _("%(name)s is sold out.", name=product.name)
     limit = max_quantity(product)
     if quantity > limit:
         if product.stock is not None and product.stock < MAX_QUANTITY:
-            return f"Only {product.stock} left of {product.name}: choose {limit} or fewer."
-        return f"Choose {limit} or fewer of {product.name}."
+            return _(
+                "Only %(stock)s left of %(name)s: choose %(limit)s or fewer.",
+                stock=product.stock,
+                name=product.name,
+                limit=limit,
+            )
+        return _("Choose %(limit)s or fewer of %(name)s.", limit=limit, name=product.name)
     return None
 
 

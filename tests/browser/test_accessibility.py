@@ -45,7 +45,10 @@ def _world(app: Any) -> dict[str, str]:
         db.session.add(user)
         db.session.commit()
         processor = app.extensions["kassa_gateways"]["sandbox"].processor
-        for key, sku, scenario in (("paid", "tee-usd", "succeed"), ("failed", "mug-eur", "decline")):
+        for key, sku, scenario in (
+            ("paid", "tee-usd", "succeed"),
+            ("failed", "mug-eur", "decline"),
+        ):
             with app.test_request_context():
                 payment = create_checkout(
                     [ItemRequest(sku, 2)], f"{key}@example.com", "Ann Lee", "sandbox", CUSTOMER
