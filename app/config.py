@@ -127,6 +127,8 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "EXPIRE_INTERVAL_SECONDS": env_int("EXPIRE_INTERVAL_SECONDS", 60),
         "WEBHOOK_RETRY_INTERVAL_SECONDS": env_int("WEBHOOK_RETRY_INTERVAL_SECONDS", 60),
         "RECEIPT_RESEND_INTERVAL_SECONDS": env_int("RECEIPT_RESEND_INTERVAL_SECONDS", 300),
+        # Emails to owners and admins: disputes, failed refunds, dead webhook events.
+        "NOTIFY_INTERVAL_SECONDS": env_int("NOTIFY_INTERVAL_SECONDS", 60),
         "IDEMPOTENCY_PURGE_INTERVAL_SECONDS": env_int("IDEMPOTENCY_PURGE_INTERVAL_SECONDS", 3600),
         # Reconcile leaves records younger than this alone (their request may still be running).
         "RECONCILE_GRACE_SECONDS": env_int("RECONCILE_GRACE_SECONDS", 120),

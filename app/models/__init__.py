@@ -12,6 +12,7 @@ from app.models.enums import (
 )
 from app.models.events import AuditEntry, Receipt, WebhookEvent
 from app.models.links import PaymentLink, PaymentLinkOrder
+from app.models.notifications import MerchantNotification
 from app.models.orders import Dispute, Order, OrderItem, Payment, Refund
 from app.models.users import ApiKey, IdempotencyKey, SandboxRefund, SandboxSession, User
 
@@ -22,6 +23,7 @@ __all__ = [
     "Dispute",
     "DisputeStatus",
     "IdempotencyKey",
+    "MerchantNotification",
     "Order",
     "OrderItem",
     "OrderStatus",
