@@ -346,6 +346,8 @@ def _status_widget(payment: Payment, **extra: Any) -> BaseResponse:
     settled = payment.is_final and not queries.has_pending_refunds(payment)
     context = _payment_context(payment, **_with_timeline(payment, settled, extra))
     context["order_label_oob"] = True  # the order's label follows its payment at once
+    # Once everything settled, the refund form says what is left (e.g. "refunded in full").
+    context["refund_form_oob"] = settled
     response = make_response(render_template("dashboard/_payment_status.html", **context))
     if settled:
         response.status_code = POLL_STOP

@@ -108,6 +108,9 @@ def test_after_a_full_refund_the_page_says_so_and_the_order_label_follows(
     body = panel.get_data(as_text=True)
     # The order's label comes along with the status panel, already "Refunded".
     assert '<span id="order-label" hx-swap-oob="true">(Refunded)</span>' in body
+    # ...and the refund form, which now says there is nothing left to refund.
+    assert '<div id="refund-form" class="panel" hx-swap-oob="true">' in body
+    assert "has been refunded in full ($25.00)" in body
     page = client.get(f"/dashboard/payments/{pid}").get_data(as_text=True)
     assert "has been refunded in full ($25.00)" in page
     assert "cannot be refunded while" not in page
