@@ -153,10 +153,12 @@ def audit_sentence(
         return f"Checked: no change (still {status_label(from_state or '').lower()})"
     if action.endswith(".event_stale"):
         return f"Older news ignored ({status_label(to_state or '').lower()})"
+    if action == "refund.requested":
+        return f"Refund{_amount(details, currency)} requested"
     base = ACTIONS.get(action)
     if base is None:
         base = action.replace(".", ": ", 1).replace("_", " ").capitalize()
-    if action in ("refund.requested", "refund.created", "dispute.opened"):
+    if action in ("refund.created", "dispute.opened"):
         base += _amount(details, currency)
     return base
 

@@ -77,7 +77,7 @@ def test_timeline_names_the_merchant_and_folds_checks_that_changed_nothing(
                 transition_payment(payment, PaymentStatus.SUCCEEDED, JOB, reason="reconcile")
     html = client.get(f"/dashboard/payments/{pid}").get_data(as_text=True)
     timeline = html[html.index('id="timeline"') :]
-    assert "Refund requested of $25.00" in timeline and "by admin@shop.test" in timeline
+    assert "Refund of $25.00 requested" in timeline and "by admin@shop.test" in timeline
     assert "Payment succeeded" in timeline and "by user:" not in timeline.split("<details")[0]
     shown, _, folded = timeline.partition('class="timeline-routine"')
     assert "Checked: no change" not in shown and "→" not in re.sub(
