@@ -75,3 +75,14 @@ def test_the_printable_receipt_page(make_app: Callable[..., Flask]) -> None:
     response = client.get(f"/orders/{unpaid_id}/receipt")
     assert response.status_code == 302 and response.headers["Location"] == f"/orders/{unpaid_id}"
     assert client.get("/orders/ord_doesnotexist/receipt").status_code == 404
+
+
+def test_receipts_are_mailed_in_the_stores_language(make_app: Callable[..., Flask]) -> None:
+    app = make_app(DEFAULT_LOCALE="de")
+    _buy(app, app.test_client())
+    (path,) = (Path(app.instance_path) / "outbox").glob("*order_paid*.eml")
+    mail = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    text = mail.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    html = mail.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    assert "Hallo Ann Lee," in text and "Beleg-Nr." in text and "$110,00" in text
+    assert '<html lang="de">' in html and "Bezahlt insgesamt" in html
