@@ -8,11 +8,12 @@ Request models forbid unknown fields; every error names its field by path.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from app.models.enums import OrderStatus, PaymentStatus, RefundStatus
+from app.models.enums import OrderStatus, RefundStatus
 from app.security import is_allowed_return_url
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,40}$"
@@ -88,6 +89,28 @@ class CheckoutSessionCreate(Request):
         return _check_return_url(value)
 
 
+class PaymentLinkCreate(Request):
+    """A payment link for a catalog product (`sku`, `quantity`) or a custom `amount` in
+    `currency` with its `description`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"description": "Deposit for order 1042", "amount": 5000, "currency": "USD"}
+            ]
+        },
+    )
+
+    description: str = Field(min_length=1, max_length=200)
+    sku: str | None = Field(default=None, min_length=1, max_length=64)
+    quantity: int = Field(default=1, ge=1, le=99)
+    amount: int | None = Field(default=None, ge=1, le=10**10, description="Minor units.")
+    currency: str | None = Field(default=None, min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")
+    reusable: bool = Field(default=False, description="Any number of customers may pay it.")
+    expires_at: AwareDatetime | None = None
+
+
 class RazorpayErrorMetadata(Request):
     order_id: str | None = Field(default=None, max_length=255)
     payment_id: str | None = Field(default=None, max_length=255)
@@ -144,6 +167,22 @@ class RefundCreate(Request):
     reason: str | None = Field(default=None, max_length=200)
 
 
+class ShownPaymentStatus(StrEnum):
+    """A payment's status as the API reports it: the core's states, except that a checkout
+    the customer opened and has not paid is `incomplete` (never `created`), and
+    `processing` means the gateway is confirming a payment the customer made."""
+
+    INCOMPLETE = "incomplete"
+    PROCESSING = "processing"
+    AUTHORIZED = "authorized"
+    SUCCEEDED = "succeeded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+
+
 class PageQuery(Request):
     limit: int = Field(default=20, ge=1, le=100)
     cursor: str | None = Field(
@@ -163,7 +202,7 @@ class OrderListQuery(PageQuery):
 
 
 class PaymentListQuery(OrderListQuery):
-    status: PaymentStatus | None = None  # type: ignore[assignment]
+    status: ShownPaymentStatus | None = None  # type: ignore[assignment]
     gateway: str | None = Field(default=None, max_length=20)
     currency: str | None = Field(default=None, min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")
 
@@ -214,7 +253,7 @@ class Order(BaseModel):
 class Payment(BaseModel):
     id: str
     order_id: str
-    status: PaymentStatus
+    status: ShownPaymentStatus
     amount: int
     amount_refunded: int
     currency: str
@@ -232,6 +271,22 @@ class Payment(BaseModel):
     payment_method: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
+
+
+class PaymentLink(BaseModel):
+    id: str
+    url: str = Field(description="The page to send the customer to.")
+    description: str
+    amount: int
+    currency: str
+    sku: str | None = Field(description="The catalog product it sells; null for a custom amount.")
+    quantity: int
+    reusable: bool
+    active: bool
+    usable: bool = Field(description="False once expired, used (single use) or turned off.")
+    expires_at: datetime | None
+    order_ids: list[str]
+    created_at: datetime
 
 
 class Refund(BaseModel):

@@ -85,7 +85,12 @@ def _build(receipt: Receipt) -> EmailMessage:
     subject = f"Your refund from {store}" if refund else f"Your receipt from {store}"
     msg["Subject"] = f"{subject} ({order.public_id})"
     msg["Message-ID"] = f"<{receipt.kind}.{receipt.subject_id}@kassa>"
-    msg.set_content(render_template("emails/receipt.txt", order=order, refund=refund, store=store))
+    from app.receipt_facts import facts
+
+    context = {"order": order, "refund": refund, "store": store, "receipt": facts(order)}
+    msg.set_content(render_template("emails/receipt.txt", **context))
+    # The same receipt as HTML for mail apps that show it (the text part stays first).
+    msg.add_alternative(render_template("emails/receipt.html", **context), subtype="html")
     return msg
 
 
