@@ -20,11 +20,12 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 LOCK_ARGS ?=
 # Coverage of app/ in `make test`; the floor applies to the whole suite only, so a run narrowed
-# with PYTEST_ARGS reports coverage without failing on it.
-COV_FLOOR ?= 85
+# with PYTEST_ARGS reports coverage without failing on it. Provisional: the issue measured 91%
+# (unit + integration); set a few points under a full run of the suite once one is measured.
+COV_FLOOR ?= 80
 COV_ARGS ?= --cov --cov-report=term $(if $(PYTEST_ARGS),,--cov-fail-under=$(COV_FLOOR))
 
-.PHONY: help install lock run serve test bench lint clean distclean chromium worker beat reconcile
+.PHONY: help install lock run serve test bench lint clean distclean chromium worker beat reconcile translations
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -98,3 +99,8 @@ clean:  ## remove caches and test output (keeps .venv and instance/)
 
 distclean: clean  ## also remove .venv (instance/ with the database and secret key stays)
 	rm -rf $(VENV)
+
+translations: $(STAMP)  ## extract the customer pages' strings, update the catalogs (app/translations), compile them
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k N_ --no-location -o app/translations/messages.pot .
+	$(BIN)/pybabel update -i app/translations/messages.pot -d app/translations --width 100
+	$(BIN)/pybabel compile -d app/translations
