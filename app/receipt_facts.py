@@ -48,7 +48,8 @@ def method_words(payment: Payment | None) -> str:
 
 
 def _absolute(path: str) -> str:
-    return current_app.config["PUBLIC_BASE_URL"].rstrip("/") + path
+    base: str = current_app.config["PUBLIC_BASE_URL"]
+    return base.rstrip("/") + path
 
 
 def facts(order: Order) -> ReceiptFacts:

@@ -35,17 +35,19 @@ def max_quantity(product: Product) -> int:
 def stock_problem(product: Product, quantity: int) -> str | None:
     """What is wrong with ordering `quantity` of `product`, in the words of its page."""
     if product.stock is not None and product.stock <= 0:
-        return _("%(name)s is sold out.", name=product.name)
+        return str(_("%(name)s is sold out.", name=product.name))
     limit = max_quantity(product)
     if quantity > limit:
         if product.stock is not None and product.stock < MAX_QUANTITY:
-            return _(
-                "Only %(stock)s left of %(name)s: choose %(limit)s or fewer.",
-                stock=product.stock,
-                name=product.name,
-                limit=limit,
+            return str(
+                _(
+                    "Only %(stock)s left of %(name)s: choose %(limit)s or fewer.",
+                    stock=product.stock,
+                    name=product.name,
+                    limit=limit,
+                )
             )
-        return _("Choose %(limit)s or fewer of %(name)s.", limit=limit, name=product.name)
+        return str(_("Choose %(limit)s or fewer of %(name)s.", limit=limit, name=product.name))
     return None
 
 

@@ -39,7 +39,8 @@ from app.payments.updates import apply_update_now, fail_attempt
 
 def external_url(endpoint: str, **values: Any) -> str:
     """An absolute URL on the configured public base (what customers and gateways reach)."""
-    return current_app.config["PUBLIC_BASE_URL"] + url_for(endpoint, **values)
+    base: str = current_app.config["PUBLIC_BASE_URL"]
+    return base + url_for(endpoint, **values)
 
 
 def _attempt_row(

@@ -203,7 +203,8 @@ def reprocess(event_row_id: int, actor: Actor | None = None) -> str | None:
                 from_state=row.status,
                 details={"event_id": row.event_id, "attempts": row.attempts},
             )
-    return process(event_row_id, force=True)
+    outcome: str | None = process(event_row_id, force=True)
+    return outcome
 
 
 def inbox(status: str | None = None, limit: int = 50) -> list[WebhookEvent]:
