@@ -3,7 +3,9 @@
 from app.models.catalog import Product
 from app.models.enums import (
     ApiKeyScope,
+    DeliveryStatus,
     DisputeStatus,
+    FulfillmentStatus,
     OrderStatus,
     PaymentStatus,
     RefundStatus,
@@ -12,18 +14,22 @@ from app.models.enums import (
 )
 from app.models.events import AuditEntry, Receipt, WebhookEvent
 from app.models.orders import Dispute, Order, OrderItem, Payment, Refund
+from app.models.outbox import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.models.users import ApiKey, IdempotencyKey, SandboxRefund, SandboxSession, User
 
 __all__ = [
     "ApiKey",
     "ApiKeyScope",
     "AuditEntry",
+    "DeliveryStatus",
     "Dispute",
     "DisputeStatus",
+    "FulfillmentStatus",
     "IdempotencyKey",
     "Order",
     "OrderItem",
     "OrderStatus",
+    "OutboxEvent",
     "Payment",
     "PaymentStatus",
     "Product",
@@ -34,6 +40,9 @@ __all__ = [
     "SandboxRefund",
     "SandboxSession",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "WebhookEvent",
     "WebhookStatus",
 ]

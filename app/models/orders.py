@@ -10,6 +10,7 @@ from app.extensions import db
 from app.models.base import UTCDateTime, public_id, utcnow
 from app.models.enums import (
     DisputeStatus,
+    FulfillmentStatus,
     OrderStatus,
     PaymentStatus,
     RefundStatus,
@@ -36,6 +37,9 @@ class Order(db.Model):
     __table_args__ = (
         CheckConstraint("total_amount > 0", name="total_positive"),
         CheckConstraint(f"status IN ({values(OrderStatus)})", name="status_valid"),
+        CheckConstraint(
+            f"fulfillment_status IN ({values(FulfillmentStatus)})", name="fulfillment_status_valid"
+        ),
         Index("ix_orders_status_created", "status", "created_at"),
     )
 
@@ -50,6 +54,13 @@ class Order(db.Model):
     customer_name: Mapped[str] = mapped_column(String(200))
     # True while the items' stock is held for this order; flipped exactly once on release.
     stock_reserved: Mapped[bool] = mapped_column(default=True)
+    # Set by the merchant (dashboard or API): unfulfilled -> fulfilled, or canceled.
+    fulfillment_status: Mapped[str] = mapped_column(
+        String(20), default=FulfillmentStatus.UNFULFILLED, server_default="unfulfilled"
+    )
+    fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Shown to the customer with the fulfilment (carrier and tracking number, say).
+    fulfillment_note: Mapped[str | None] = mapped_column(String(500))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -32,7 +32,7 @@ from app.models import (
     RefundStatus,
 )
 from app.models.base import utcnow
-from app.payments import audit
+from app.payments import audit, outbox
 from app.payments.audit import Actor
 from app.payments.rows import insert_from_json, to_json
 from app.payments.uow import unloaded
@@ -69,6 +69,12 @@ PAYMENT_RANK: dict[PaymentStatus, int] = {
 }
 
 CAPTURED = frozenset({P.SUCCEEDED, P.PARTIALLY_REFUNDED, P.REFUNDED})
+# Moves the merchant's systems are told about (app/payments/outbox.py); a capture is
+# told as order.paid.
+PAYMENT_EVENTS = {
+    P.FAILED: outbox.EventType.PAYMENT_FAILED,
+    P.AUTHORIZED: outbox.EventType.PAYMENT_AUTHORIZED,
+}
 NO_MONEY_FINAL = frozenset({P.FAILED, P.EXPIRED, P.CANCELED})
 
 
@@ -135,6 +141,8 @@ def transition_payment(
     audit.record(
         actor, "payment.status_changed", payment, from_state=current, to_state=target, details=info
     )
+    if target in PAYMENT_EVENTS:
+        outbox.emit(PAYMENT_EVENTS[target], payment)
     if not (current in STILL_OPEN and target in STILL_OPEN):
         # From one open state to another the order's status can't change (it is pending
         # while any attempt is open), so it isn't even loaded.
@@ -291,6 +299,12 @@ _ORDER_FROM_PAYMENT = {
 }
 
 
+ORDER_EVENTS = {
+    O.PAID: outbox.EventType.ORDER_PAID,
+    O.EXPIRED: outbox.EventType.ORDER_EXPIRED,
+    O.CANCELED: outbox.EventType.ORDER_CANCELED,
+}
+
 # Attempt states that keep their order pending (see desired_order_status).
 STILL_OPEN = frozenset({P.CREATED, P.PROCESSING, P.AUTHORIZED})
 
@@ -318,6 +332,8 @@ def sync_order(order: Order, actor: Actor) -> None:
         return
     order.status = target
     audit.record(actor, "order.status_changed", order, from_state=current, to_state=target)
+    if target in ORDER_EVENTS:
+        outbox.emit(ORDER_EVENTS[target], order)
     if target in (O.FAILED, O.EXPIRED, O.CANCELED):
         inventory.release(order, actor)
     elif target == O.PAID and not order.stock_reserved:
@@ -381,12 +397,19 @@ def transition_refund(
         payment=refund.payment,
     )
     apply_refund_totals(refund.payment, actor)
+    if target in REFUND_EVENTS:
+        outbox.emit(REFUND_EVENTS[target], refund)
     if target == R.SUCCEEDED:
         from app import jobs
 
         jobs.enqueue("receipts.refund_succeeded", refund.id)
     return outcome
 
+
+REFUND_EVENTS = {
+    R.SUCCEEDED: outbox.EventType.REFUND_SUCCEEDED,
+    R.FAILED: outbox.EventType.REFUND_FAILED,
+}
 
 D = DisputeStatus
 DISPUTE_RANK = {D.OPEN: 0, D.CLOSED: 1, D.WON: 2, D.LOST: 2}
@@ -413,6 +436,7 @@ def transition_dispute(
     if outcome is Outcome.APPLIED:
         dispute.status = target
         action = "dispute.status_changed"
+        outbox.emit(outbox.EventType.DISPUTE_CLOSED, dispute)  # every move ends it
     else:
         action = f"dispute.event_{outcome.value}"
     audit.record(
