@@ -99,6 +99,9 @@ class WebhookDelivery(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(
+        String(40), unique=True, default=lambda: public_id("dlv")
+    )
     endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
     event_id: Mapped[int] = mapped_column(ForeignKey("outbox_events.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.PENDING)

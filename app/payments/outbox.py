@@ -247,6 +247,7 @@ def relay_batch(limit: int = RELAY_BATCH) -> list[live.Message]:
                 # can send them once it is enabled again.
                 deliveries.append(
                     {
+                        "public_id": public_id("dlv"),
                         "endpoint_id": endpoint.id,
                         "event_id": event.id,
                         "status": DeliveryStatus.PENDING

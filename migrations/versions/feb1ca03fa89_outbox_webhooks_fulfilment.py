@@ -72,6 +72,7 @@ def upgrade():
     op.create_table(
         "webhook_deliveries",
         sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("public_id", sa.String(length=40), nullable=False),
         sa.Column("endpoint_id", sa.Integer(), nullable=False),
         sa.Column("event_id", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
@@ -100,6 +101,7 @@ def upgrade():
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_deliveries")),
+        sa.UniqueConstraint("public_id", name=op.f("uq_webhook_deliveries_public_id")),
         sa.UniqueConstraint(
             "endpoint_id", "event_id", name=op.f("uq_webhook_deliveries_endpoint_id_event_id")
         ),

@@ -101,7 +101,7 @@ def claim(
             # Two sweepers at once each take different rows.
             stmt = stmt.with_for_update(of=WebhookDelivery, skip_locked=True)
         claims = []
-        for delivery, endpoint, event in db.session.execute(stmt).tuples():
+        for delivery, endpoint, event in db.session.execute(stmt).all():
             if not endpoint.enabled:
                 delivery.status = DeliveryStatus.FAILED
                 delivery.last_error = "endpoint disabled"
