@@ -10,9 +10,8 @@ Create Date: 2026-12-07 03:37:27.242906
 
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "feb1ca03fa89"

@@ -69,20 +69,22 @@ class TargetPolicy:
         return cls(bool(config.get("OUTGOING_WEBHOOK_ALLOW_PRIVATE")), networks)
 
     def refusal(self, address: str) -> str | None:
-        """Why this address may not be reached, or None when it may."""
+        """What kind of address this is when it may not be reached, or None when it may."""
         ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         if self.allow_private or any(ip in n for n in self.allowed_networks):
             return None
         if ip.is_loopback:
-            return f"{ip} is a loopback address"
+            return "a loopback address"
         if ip.is_link_local:
-            return f"{ip} is a link-local address"
+            return "a link-local address"
+        if ip.is_unspecified or ip.is_multicast or ip.is_reserved:
+            return "not a public address"
         if ip.is_private or any(ip in n for n in _EXTRA_BLOCKED):
-            return f"{ip} is a private address"
-        if ip.is_multicast or ip.is_reserved or ip.is_unspecified or not ip.is_global:
-            return f"{ip} is not a public address"
+            return "a private address"
+        if not ip.is_global:
+            return "not a public address"
         return None
 
     def addresses(self, host: str, port: int) -> list[str]:
@@ -95,10 +97,11 @@ class TargetPolicy:
         if not found:
             raise TargetRefused(f"{host} does not resolve")
         for address in found:
-            reason = self.refusal(address)
-            if reason:
-                shown = address if address == host else f"{host} resolves to {address}"
-                raise TargetRefused(f"refused: {shown}: {reason.split(' ', 1)[1]}")
+            kind = self.refusal(address)
+            if kind:
+                if address == host:
+                    raise TargetRefused(f"refused: {address} is {kind}")
+                raise TargetRefused(f"refused: {host} resolves to {address}, {kind}")
         return found
 
     def check_url(self, url: str) -> None:
