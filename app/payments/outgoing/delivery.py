@@ -249,10 +249,23 @@ def _describe(result: Result) -> str | None:
     return f"answered {result.status}"
 
 
+def fail_pending(endpoint: WebhookEndpoint) -> None:
+    """A disabled endpoint's waiting deliveries fail now (recoverable once enabled)."""
+    db.session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint.id,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+        )
+        .values(status=DeliveryStatus.FAILED, last_error="endpoint disabled", next_attempt_at=None)
+    )
+
+
 def disable(endpoint: WebhookEndpoint, reason: str) -> None:
     """Stop sending to an endpoint (in the caller's unit of work), tell the merchant."""
     endpoint.enabled = False
     endpoint.disabled_reason = reason
+    fail_pending(endpoint)
     audit.record(
         SYSTEM,
         "webhook_endpoint.disabled",

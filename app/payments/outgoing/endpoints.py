@@ -20,8 +20,8 @@ from app.models.base import public_id, utcnow
 from app.payments import audit, outbox
 from app.payments.audit import Actor
 from app.payments.errors import InvalidState, NotFound, ValidationFailed
-from app.payments.outgoing import secrets
-from app.payments.outgoing.http import TargetPolicy, TargetRefused
+from app.payments.outgoing import delivery, secrets
+from app.payments.outgoing.http import TargetPolicy, TargetRefused, Unresolvable
 from app.payments.uow import lock, unit_of_work
 
 URL_MAX = 2000
@@ -37,6 +37,8 @@ def _check_url(url: str) -> str:
         )
     try:
         TargetPolicy.from_config(current_app.config).check_url(url)
+    except Unresolvable:
+        pass  # its DNS may not be set up yet; every request checks again
     except TargetRefused as exc:
         raise ValidationFailed(
             f"This URL can't receive webhooks: {exc}.",
@@ -85,6 +87,10 @@ def get_endpoint(endpoint_public_id: str) -> WebhookEndpoint:
     if endpoint is None:
         raise NotFound("No such webhook endpoint.")
     return endpoint
+
+
+def current_secret(endpoint: WebhookEndpoint) -> str:
+    return secrets.current(endpoint)
 
 
 def list_endpoints() -> list[WebhookEndpoint]:
@@ -156,6 +162,7 @@ def update_endpoint(
                 endpoint.failing_since = None
             else:
                 endpoint.disabled_reason = "disabled by the merchant"
+                delivery.fail_pending(endpoint)
         after = "enabled" if endpoint.enabled else "disabled"
         if changes or before != after:
             audit.record(

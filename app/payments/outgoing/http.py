@@ -48,6 +48,10 @@ class TargetRefused(Exception):
     """The URL leads somewhere a webhook must not go; nothing was sent there."""
 
 
+class Unresolvable(TargetRefused):
+    """The name does not resolve (now): a failed attempt, not a refusal to save it."""
+
+
 def system_resolver(host: str, port: int) -> list[str]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
@@ -93,9 +97,9 @@ class TargetPolicy:
         try:
             found = [host] if _is_ip(host) else self.resolve(host, port)
         except OSError as exc:
-            raise TargetRefused(f"{host} does not resolve ({exc})") from exc
+            raise Unresolvable(f"{host} does not resolve ({exc})") from exc
         if not found:
-            raise TargetRefused(f"{host} does not resolve")
+            raise Unresolvable(f"{host} does not resolve")
         for address in found:
             kind = self.refusal(address)
             if kind:
