@@ -43,6 +43,7 @@ from app.dashboard.forms import (
     WebhookFilterForm,
     options,
 )
+from app.dashboard.endpoint_forms import FulfillmentForm
 from app.extensions import db, htmx, login_manager
 from app.models import Payment, Role
 from app.money import exponent, format_minor
@@ -320,7 +321,10 @@ def payment(public_id: str) -> BaseResponse:
     p = _payment_or_404(public_id)
     return make_response(
         render_template(
-            "dashboard/payment.html", timeline=queries.timeline(p), **_payment_context(p)
+            "dashboard/payment.html",
+            timeline=queries.timeline(p),
+            fulfillment_form=FulfillmentForm(formdata=None),
+            **_payment_context(p),
         )
     )
 
