@@ -35,6 +35,7 @@ from app.api.keys import create_api_key, list_api_keys, revoke_api_key
 from app.auth.routes import roles_required
 from app.dashboard import bp, queries
 from app.dashboard.charts import bar_chart
+from app.dashboard.endpoint_forms import FulfillmentForm
 from app.dashboard.forms import (
     ApiKeyForm,
     ButtonForm,
@@ -43,7 +44,6 @@ from app.dashboard.forms import (
     WebhookFilterForm,
     options,
 )
-from app.dashboard.endpoint_forms import FulfillmentForm
 from app.extensions import db, htmx, login_manager
 from app.models import Payment, Role
 from app.money import exponent, format_minor
@@ -308,6 +308,7 @@ def _payment_context(payment: Payment, **extra: Any) -> dict[str, Any]:
         "remaining": refundable_amount(payment),
         "pending_refunds": queries.has_pending_refunds(payment),
         "button_form": ButtonForm(),
+        "fulfillment_form": FulfillmentForm(formdata=None),
     }
     context.update(extra)
     if "refund_form" not in context:
@@ -321,10 +322,7 @@ def payment(public_id: str) -> BaseResponse:
     p = _payment_or_404(public_id)
     return make_response(
         render_template(
-            "dashboard/payment.html",
-            timeline=queries.timeline(p),
-            fulfillment_form=FulfillmentForm(formdata=None),
-            **_payment_context(p),
+            "dashboard/payment.html", timeline=queries.timeline(p), **_payment_context(p)
         )
     )
 
