@@ -168,6 +168,8 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "LIVE_UPDATES": env_bool("LIVE_UPDATES", True),
         "LIVE_HEARTBEAT_SECONDS": float(env_str("LIVE_HEARTBEAT_SECONDS", "15") or 15),
         "LIVE_RESYNC_SECONDS": float(env_str("LIVE_RESYNC_SECONDS", "2") or 2),
+        # A stream ends after this; the browser reconnects where it left off.
+        "LIVE_STREAM_MAX_SECONDS": float(env_str("LIVE_STREAM_MAX_SECONDS", "600") or 600),
         # Receipts by SMTP; with no MAIL_SERVER they are written to instance/outbox/*.eml.
         "MAIL_SERVER": env_str("MAIL_SERVER"),
         "MAIL_PORT": env_int("MAIL_PORT", 587),

@@ -38,7 +38,11 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def store() -> dict[str, object]:
-        return {"store_name": current_app.config["STORE_NAME"]}
+        return {
+            "store_name": current_app.config["STORE_NAME"],
+            # Widgets refresh on the page's event stream, or poll when streams are off.
+            "live_updates": bool(current_app.config.get("LIVE_UPDATES", True)),
+        }
 
     from app.payments.status import headline, is_settled
 

@@ -266,6 +266,20 @@ def delivery_replay(public_id: str, delivery_id: str) -> BaseResponse:
     return _see_other(back)
 
 
+# --- live updates -----------------------------------------------------------------------
+
+
+@bp.get("/events")
+def events() -> BaseResponse:
+    """The dashboard's live stream (server-sent events), filtered by the viewer's role."""
+    from app import live
+    from app.extensions import db
+
+    role = current_user.role
+    db.session.rollback()  # hold no connection while the stream is open
+    return live.response(live.for_merchant(role), live.merchant_event_name)
+
+
 # --- fulfilment -------------------------------------------------------------------------
 
 

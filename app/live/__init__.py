@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, current_app
+from flask import Flask, Response, current_app
 
 if TYPE_CHECKING:
     from app.models import OutboxEvent
@@ -259,6 +259,16 @@ def current_seq() -> int:
     return hub().current_seq()
 
 
+def events_url(endpoint: str, **values: Any) -> str | None:
+    """Where a page rendered now connects its stream (resuming from this moment), or None
+    when live updates are off (LIVE_UPDATES=false: the widgets poll instead)."""
+    from flask import url_for
+
+    if not current_app.config.get("LIVE_UPDATES", True):
+        return None
+    return url_for(endpoint, since=current_seq(), **values)
+
+
 def sse(event: str, data: str, event_id: int | None = None) -> bytes:
     lines = []
     if event_id is not None:
@@ -273,6 +283,7 @@ def stream(
     since: int,
     name: Callable[[Message], str],
     heartbeat: float,
+    lifetime: float = 600.0,
 ) -> Iterator[bytes]:
     """An SSE body: what happened after `since` (from the database), then live messages,
     with a comment line every `heartbeat` seconds so proxies keep the connection open.
@@ -290,13 +301,19 @@ def stream(
 
     def body() -> Iterator[bytes]:
         sent = since
+        ends = time.monotonic() + lifetime
         try:
             yield b"retry: 2000\n\n"
             for message in from_database(sent):
                 sent = message.seq
                 yield sse(name(message), message.to_json(), message.seq)
             while True:
-                message = sub.get(heartbeat)
+                left = ends - time.monotonic()
+                if left <= 0:
+                    # The browser reconnects (Last-Event-ID) and signs in again, maybe to
+                    # another instance: no stream outlives a session or pins a worker.
+                    return
+                message = sub.get(min(heartbeat, left))
                 if sub.overflowed:
                     sub.overflowed = False
                     for missed in from_database(sent):
@@ -314,6 +331,61 @@ def stream(
             sub.close()
 
     return body()
+
+
+# --------------------------------------------------------------------------- who sees what
+
+
+def for_order(order_id: str) -> Filter:
+    """A customer's order page: its own order's news, never disputes or merchant matters."""
+
+    def wants(m: Message) -> bool:
+        return m.order_id == order_id and m.subject_type in ("order", "payment", "refund")
+
+    return wants
+
+
+def for_merchant(role: str) -> Filter:
+    """The dashboard: everything about orders and payments; endpoint matters (their URLs
+    and failures) only to owners and admins, who alone see the endpoint pages."""
+    manager = role in ("owner", "admin")
+
+    def wants(m: Message) -> bool:
+        return manager or m.subject_type != "webhook_endpoint"
+
+    return wants
+
+
+def merchant_event_name(m: Message) -> str:
+    """Dashboard widgets listen for `sse:payment-<id>` (or `sse:<subject>-<id>`)."""
+    if m.payment_id:
+        return f"payment-{m.payment_id}"
+    return f"{m.subject_type}-{m.subject_id}"
+
+
+def response(wants: Filter, name: Callable[[Message], str]) -> Response:
+    """The SSE response for this request: resumes after Last-Event-ID (a reconnect) or
+    ?since= (the stream position the page was rendered at).
+
+    The response is passed straight through (direct_passthrough), so the admission line
+    (app/admission.py) lets go of the request's place as soon as the view returns: a
+    held stream never takes one of a worker's running-request places."""
+    from flask import request
+
+    raw = request.headers.get("Last-Event-ID") or request.args.get("since") or ""
+    since = int(raw) if raw.isdigit() else current_seq()
+    config = current_app.config
+    body = stream(
+        wants,
+        since,
+        name,
+        float(config.get("LIVE_HEARTBEAT_SECONDS", 15)),
+        float(config.get("LIVE_STREAM_MAX_SECONDS", 600)),
+    )
+    resp = Response(body, mimetype="text/event-stream", direct_passthrough=True)
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return resp
 
 
 def init_app(app: Flask) -> None:

@@ -138,7 +138,11 @@ def emit(
     """Add the outbox row for `subject`'s change to the caller's transaction; the relay
     is enqueued to run after its commit."""
     if isinstance(subject, Order):
-        data, order_id, payment_id = order_data(subject), subject.public_id, None
+        data, order_id = order_data(subject), subject.public_id
+        # The attempt the order follows (its captured one, else its latest): the payment
+        # page that shows it updates too.
+        followed = next((p for p in subject.payments if p.amount_captured), subject.latest_payment)
+        payment_id = followed.public_id if followed is not None else None
     elif isinstance(subject, Payment):
         data = payment_data(subject)
         order_id, payment_id = data["order_id"], subject.public_id
