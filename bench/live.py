@@ -22,6 +22,7 @@ import requests
 
 from app.gateways.sandbox import sign
 from bench.harness import (
+    OUT,
     WEBHOOK_SECRET,
     Database,
     Process,
@@ -244,6 +245,7 @@ def streams(db: Database, sizes: Sizes) -> dict[str, Any]:
 
 SWEEPER = """
 import sys, time
+sys.stderr = open(sys.argv[2], "w", buffering=1)  # the sweeper's log, for a failed run
 from app import create_app
 from app.payments.outgoing import delivery
 app = create_app({"SQLALCHEMY_DATABASE_URI": sys.argv[1],
@@ -281,7 +283,10 @@ def deliveries(db: Database, sizes: Sizes) -> dict[str, Any]:
             f" now() FROM generate_series(1, {count}) n RETURNING 1) SELECT count(*) FROM e"
         )
         started = time.monotonic()
-        sweepers = [Process(["-c", SWEEPER, db.url]) for _ in range(sizes.pick(2, 1))]
+        sweepers = [
+            Process(["-c", SWEEPER, db.url, str(OUT / f"sweeper-{n}.log")])
+            for n in range(sizes.pick(2, 1))
+        ]
         deadline = started + sizes.pick(300, 60)
         delivered = 0
         while time.monotonic() < deadline:
