@@ -175,14 +175,26 @@ def _sign_in(base: str, instance: str) -> requests.Session:
     return session
 
 
-def test_two_instances_behind_haproxy(cluster: dict[str, Any]) -> None:
+@pytest.fixture
+def test_app(cluster: dict[str, Any]) -> Iterator[Any]:
+    """An app of the test's own on the cluster's database (to seed and sign events)."""
+    from app.extensions import db
+
+    app = _test_app(cluster)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_two_instances_behind_haproxy(cluster: dict[str, Any], test_app: Any) -> None:
     from app.cli import seed_demo_data
     from app.extensions import db
     from app.models import User
     from tests.integration.test_webhooks import start_purchase
 
     base = cluster["lb"]
-    app = _test_app(cluster)
+    app = test_app
     with app.app_context():
         seed_demo_data()
         db.session.add(
