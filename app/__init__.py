@@ -92,11 +92,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     templating.init_app(app)
     errors.init_app(app)
     cli.init_app(app)
-    from app import admission, observability, serving
+    from app import observability, serving
 
     observability.init_app(app)
-    serving.init_app(app)
-    admission.init_app(app)  # outermost: a request waits in line before anything runs
+    serving.init_app(app)  # outermost: a request waits in line before anything runs
 
     # Imported here: a module-level `logging` name would be shadowed by app/logging.py.
     import logging

@@ -230,7 +230,7 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "CHECKOUT_RATE_LIMIT": env_str("CHECKOUT_RATE_LIMIT", "10 per minute"),
         "LOG_LEVEL": env_str("LOG_LEVEL", "INFO"),
         "LOG_JSON": env_bool("LOG_JSON", production),
-        # Proxies in front of the app whose X-Forwarded-* headers are trusted (app/serving.py).
+        # Proxies in front of the app whose X-Forwarded-* headers are trusted (app/serving/http.py).
         "PROXY_FIX_HOPS": env_int("PROXY_FIX_HOPS", 0),
         # Static files gzipped by the app (off when a proxy in front compresses).
         "STATIC_GZIP": env_bool("STATIC_GZIP", True),
@@ -245,7 +245,7 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         # One JSON line per request (method, route, status, duration, request id).
         "ACCESS_LOG": env_bool("ACCESS_LOG", True),
         # Requests of one worker that run at once; the others wait in line, and a request
-        # waiting on a gateway doesn't count (app/admission.py). 0 = no limit.
+        # waiting on a gateway doesn't count (app/serving/admission.py). 0 = no limit.
         "ACTIVE_REQUESTS": env_int("ACTIVE_REQUESTS", 4),
     }
 

@@ -44,6 +44,13 @@ def init_app(app: Flask) -> None:
             "live_updates": bool(current_app.config.get("LIVE_UPDATES", True)),
         }
 
+    from app.models.enums import ORDER_PAID, REFUNDABLE
     from app.payments.status import headline, is_settled
 
-    app.jinja_env.globals.update(order_headline=headline, order_settled=is_settled)
+    app.jinja_env.globals.update(
+        order_headline=headline,
+        order_settled=is_settled,
+        # Status sets, from beside their enums (never spelled out in a template).
+        ORDER_PAID=ORDER_PAID,
+        REFUNDABLE=REFUNDABLE,
+    )

@@ -24,18 +24,17 @@ from app.models import (
     AuditEntry,
     Order,
     Payment,
-    PaymentStatus,
     Refund,
     RefundStatus,
     WebhookEvent,
     WebhookStatus,
 )
-from app.models.orders import FINAL_PAYMENT_STATUSES
+from app.models.enums import CAPTURED, FINAL_PAYMENT_STATUSES
+from app.payments import store
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 SORTS = {"newest": "Newest first", "oldest": "Oldest first"}
-CAPTURED = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
 
 
 # --- payments list ------------------------------------------------------------------
@@ -393,13 +392,6 @@ class Overview:
         return self.total_succeeded / self.total_count if self.total_count else None
 
 
-def _day_expr(column: Any) -> Any:
-    """The UTC calendar day of a timestamp, per backend (GROUP BY key)."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        return func.date(func.timezone("UTC", column))
-    return func.date(column)
-
-
 def _as_date(value: Any) -> date:
     if isinstance(value, datetime):
         return value.date()
@@ -413,7 +405,7 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
     end = today or datetime.now(UTC).date()
     start = end - timedelta(days=days - 1)
     since = _day_start(start)
-    day = _day_expr(Payment.created_at)
+    day = store.utc_day(Payment.created_at)
     captured = Payment.status.in_([s.value for s in CAPTURED])
     # One pass over the date range; the few hundred groups are folded in Python.
     rows = db.session.execute(

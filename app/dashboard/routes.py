@@ -13,7 +13,6 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from flask import (
@@ -47,7 +46,7 @@ from app.dashboard.forms import (
 )
 from app.extensions import db, htmx, login_manager
 from app.models import Payment, Role
-from app.money import exponent, format_minor
+from app.money import format_minor, major_text
 from app.payments import events
 from app.payments.audit import Actor
 from app.payments.errors import KassaError
@@ -205,19 +204,6 @@ def payment_row(public_id: str) -> BaseResponse:
     return response
 
 
-_places = lru_cache(maxsize=256)(exponent)
-
-
-def _major(amount: int, currency: str) -> str:
-    """Minor units as plain major-unit text ("12.50", "1800", "1.250"), integer maths only
-    (the export formats millions of amounts; Money objects cost ten times more)."""
-    places = _places(currency)
-    if not places:
-        return str(amount)
-    whole, part = divmod(abs(amount), 10**places)
-    return f"{'-' if amount < 0 else ''}{whole}.{part:0{places}d}"
-
-
 def _csv_cell(value: str) -> str:
     # Spreadsheet formula injection: text starting with = + - @ is shown, never run.
     if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
@@ -273,8 +259,8 @@ def export_csv() -> BaseResponse:
                     order_id,
                     status,
                     gateway,
-                    _major(amount, currency),
-                    _major(refunded, currency),
+                    major_text(amount, currency),
+                    major_text(refunded, currency),
                     currency,
                     _csv_cell(email),
                     _csv_cell(reference or ""),
@@ -462,7 +448,6 @@ def _button_action(public_id: str, action: str) -> BaseResponse:
             message = "Payment synced with the gateway."
     except KassaError as exc:  # declined, unavailable, wrong state: say so in the panel
         error, message = exc.message, None
-    db.session.expire_all()  # the core committed in its own units of work
     p = _payment_or_404(public_id)
     if not _partial_wanted():
         flash(error or message or "", "error" if error else "success")
@@ -518,11 +503,10 @@ def reprocess(row_id: int) -> BaseResponse:
         abort(404)
     error = None
     try:
-        events.process(row_id, force=True)
+        events.reprocess(row_id, _actor())  # audited as this merchant's request
     except Exception as exc:  # noqa: BLE001  (any failure is recorded on the row; show it)
         current_app.logger.warning("reprocess of event %s failed: %s", row_id, exc)
         error = f"Processing failed: {type(exc).__name__}: {exc}"
-    db.session.expire_all()
     event = queries.webhook_event(row_id)
     if not _partial_wanted():
         flash(error or "Event reprocessed.", "error" if error else "success")

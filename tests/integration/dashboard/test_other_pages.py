@@ -15,7 +15,7 @@ from sqlalchemy import select
 from app.api.keys import hash_key
 from app.dashboard.queries import overview
 from app.extensions import db
-from app.models import ApiKey, Refund, WebhookEvent
+from app.models import ApiKey, AuditEntry, Refund, WebhookEvent
 from tests.integration.dashboard.conftest import (
     HX,
     PASSWORD,
@@ -118,6 +118,13 @@ def test_webhook_inbox_and_reprocess(
         refreshed = db.session.get(WebhookEvent, row_id)
         assert refreshed is not None and refreshed.status == "processed"
         assert refreshed.attempts == 9
+        # The trail names the merchant who pressed the button.
+        asked = db.session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "webhook.reprocess_requested")
+        ).all()
+        assert [(e.actor_type, e.from_state, e.object_id) for e in asked] == [
+            ("user", "dead", str(row_id))
+        ]
     assert (
         client.post(
             "/dashboard/webhooks/999999/reprocess",
