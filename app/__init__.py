@@ -50,7 +50,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     check_production(app.config)
 
     from app import db as db_setup
-    from app import jobs
+    from app import jobs, live
     from app.extensions import csrf, db, htmx, limiter, login_manager, migrate
     from app.gateways import registry
 
@@ -68,6 +68,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     htmx.init_app(app)
     limiter.init_app(app)
     jobs.init_app(app)
+    live.init_app(app)
     registry.init_app(app)
 
     from app import auth, cli, errors, i18n, security, templating

@@ -150,6 +150,28 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "GATEWAY_BREAKER_COOLDOWN_SECONDS": float(
             env_str("GATEWAY_BREAKER_COOLDOWN_SECONDS", "30") or 30
         ),
+        # Outgoing webhooks (app/payments/outgoing): per-request timeout, requests sent at
+        # once per process, deliveries per batch, the sweep's interval (retries and anything
+        # the relay missed), days of failing before an endpoint is disabled.
+        "OUTGOING_WEBHOOK_TIMEOUT_SECONDS": float(
+            env_str("OUTGOING_WEBHOOK_TIMEOUT_SECONDS", "15") or 15
+        ),
+        "OUTGOING_WEBHOOK_CONCURRENCY": env_int("OUTGOING_WEBHOOK_CONCURRENCY", 16),
+        "OUTGOING_WEBHOOK_BATCH": env_int("OUTGOING_WEBHOOK_BATCH", 200),
+        "OUTGOING_WEBHOOK_INTERVAL_SECONDS": env_int("OUTGOING_WEBHOOK_INTERVAL_SECONDS", 5),
+        "OUTGOING_WEBHOOK_DISABLE_DAYS": env_int("OUTGOING_WEBHOOK_DISABLE_DAYS", 5),
+        # SSRF guard: development only, let endpoints on loopback/private addresses through;
+        # and networks (comma-separated CIDRs) let through anywhere (an internal receiver).
+        "OUTGOING_WEBHOOK_ALLOW_PRIVATE": env_bool("OUTGOING_WEBHOOK_ALLOW_PRIVATE", False),
+        "OUTGOING_WEBHOOK_ALLOWED_NETWORKS": env_str("OUTGOING_WEBHOOK_ALLOWED_NETWORKS", ""),
+        # Live updates (app/live): Redis pub/sub across processes and instances when set;
+        # SSE heartbeats; how often open streams check the database for missed events.
+        "REDIS_URL": env_str("REDIS_URL"),
+        "LIVE_UPDATES": env_bool("LIVE_UPDATES", True),
+        "LIVE_HEARTBEAT_SECONDS": float(env_str("LIVE_HEARTBEAT_SECONDS", "15") or 15),
+        "LIVE_RESYNC_SECONDS": float(env_str("LIVE_RESYNC_SECONDS", "2") or 2),
+        # A stream ends after this; the browser reconnects where it left off.
+        "LIVE_STREAM_MAX_SECONDS": float(env_str("LIVE_STREAM_MAX_SECONDS", "600") or 600),
         # Receipts by SMTP; with no MAIL_SERVER they are written to instance/outbox/*.eml.
         "MAIL_SERVER": env_str("MAIL_SERVER"),
         "MAIL_PORT": env_int("MAIL_PORT", 587),
@@ -303,6 +325,11 @@ def check_production(config: dict[str, Any]) -> None:
         problems.append("PUBLIC_BASE_URL must be an https:// URL in production")
     if config.get("FAULT_POINT"):
         problems.append("KASSA_FAULT_POINT is for crash tests only; unset it")
+    if config.get("OUTGOING_WEBHOOK_ALLOW_PRIVATE"):
+        problems.append(
+            "OUTGOING_WEBHOOK_ALLOW_PRIVATE is for development only (list an internal "
+            "receiver's network in OUTGOING_WEBHOOK_ALLOWED_NETWORKS instead)"
+        )
     if problems:
         raise RuntimeError("Refusing to start in production: " + "; ".join(problems))
 

@@ -41,7 +41,12 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def store() -> dict[str, object]:
-        return {"store_name": current_app.config["STORE_NAME"], "cart_count": cart_count}
+        return {
+            "store_name": current_app.config["STORE_NAME"],
+            "cart_count": cart_count,
+            # Widgets refresh on the page's event stream, or poll when streams are off.
+            "live_updates": bool(current_app.config.get("LIVE_UPDATES", True)),
+        }
 
     static = Path(app.static_folder or "static")
 

@@ -67,6 +67,9 @@ def order(o: models.Order) -> schemas.Order:
             for i in o.items
         ],
         payment_ids=[p.public_id for p in o.payments],
+        fulfillment_status=o.fulfillment_status,  # type: ignore[arg-type]
+        fulfilled_at=o.fulfilled_at,
+        fulfillment_note=o.fulfillment_note,
         expires_at=o.expires_at,
         created_at=o.created_at,
         updated_at=o.updated_at,
@@ -147,4 +150,49 @@ def payment_link(link: models.PaymentLink) -> schemas.PaymentLink:
         expires_at=link.expires_at,
         order_ids=[lo.order.public_id for lo in link.orders],
         created_at=link.created_at,
+    )
+
+
+def webhook_endpoint(e: models.WebhookEndpoint) -> schemas.WebhookEndpoint:
+    return schemas.WebhookEndpoint(
+        id=e.public_id,
+        url=e.url,
+        description=e.description,
+        event_types=list(e.event_types),
+        enabled=e.enabled,
+        disabled_reason=e.disabled_reason,
+        failing_since=e.failing_since,
+        created_at=e.created_at,
+        updated_at=e.updated_at,
+    )
+
+
+def webhook_endpoint_created(
+    e: models.WebhookEndpoint, secret: str
+) -> schemas.WebhookEndpointCreated:
+    return schemas.WebhookEndpointCreated(**webhook_endpoint(e).model_dump(), secret=secret)
+
+
+def webhook_secret(e: models.WebhookEndpoint, secret: str) -> schemas.WebhookEndpointSecret:
+    valid_until = e.previous_secret_expires_at
+    return schemas.WebhookEndpointSecret(
+        endpoint_id=e.public_id,
+        secret=secret,
+        previous_secret_valid_until=valid_until if e.previous_secret else None,
+    )
+
+
+def webhook_delivery(d: models.WebhookDelivery) -> schemas.WebhookDelivery:
+    return schemas.WebhookDelivery(
+        id=d.public_id,
+        event_id=d.event.public_id,
+        event_type=d.event.type,
+        status=d.status,  # type: ignore[arg-type]
+        attempts=d.attempts,
+        next_attempt_at=d.next_attempt_at,
+        last_attempt_at=d.last_attempt_at,
+        last_status_code=d.last_status_code,
+        last_error=d.last_error,
+        delivered_at=d.delivered_at,
+        created_at=d.created_at,
     )

@@ -183,6 +183,44 @@ class ShownPaymentStatus(StrEnum):
     EXPIRED = "expired"
 
 
+class FulfillmentCreate(Request):
+    status: Literal["fulfilled", "canceled"] = Field(
+        default="fulfilled",
+        description="`fulfilled` (only a paid order) or `canceled` (it will not be sent).",
+    )
+    note: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Shown to the customer, e.g. the carrier and tracking number.",
+    )
+
+
+EVENT_TYPE_DOC = "Event types to receive; empty or omitted: every type."
+
+
+class WebhookEndpointCreate(Request):
+    url: str = Field(min_length=1, max_length=2000, examples=["https://example.com/hooks"])
+    event_types: list[str] = Field(default_factory=list, max_length=20, description=EVENT_TYPE_DOC)
+    description: str = Field(default="", max_length=200)
+
+
+class WebhookEndpointUpdate(Request):
+    url: str | None = Field(default=None, min_length=1, max_length=2000)
+    event_types: list[str] | None = Field(default=None, max_length=20, description=EVENT_TYPE_DOC)
+    description: str | None = Field(default=None, max_length=200)
+    enabled: bool | None = Field(
+        default=None, description="true enables it again (after a 410 or days of failures)."
+    )
+
+
+class WebhookRecover(Request):
+    since: AwareDatetime = Field(description="Resend every failed delivery created since then.")
+
+
+class Empty(Request):
+    pass
+
+
 class PageQuery(Request):
     limit: int = Field(default=20, ge=1, le=100)
     cursor: str | None = Field(
@@ -245,9 +283,58 @@ class Order(BaseModel):
     customer: OrderCustomer
     items: list[OrderItem]
     payment_ids: list[str]
+    fulfillment_status: Literal["unfulfilled", "fulfilled", "canceled"]
+    fulfilled_at: datetime | None
+    fulfillment_note: str | None
     expires_at: datetime
     created_at: datetime
     updated_at: datetime
+
+
+class WebhookEndpoint(BaseModel):
+    id: str
+    url: str
+    description: str
+    event_types: list[str]
+    enabled: bool
+    disabled_reason: str | None
+    failing_since: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookEndpointSecret(BaseModel):
+    endpoint_id: str
+    secret: str = Field(description="`whsec_` + base64: verify with any Standard Webhooks library.")
+    previous_secret_valid_until: datetime | None = Field(
+        description="After a rotation the previous secret also signs until then."
+    )
+
+
+class WebhookEndpointCreated(WebhookEndpoint):
+    secret: str = Field(description="The signing secret (`whsec_` + base64).")
+
+
+class WebhookDelivery(BaseModel):
+    id: str
+    event_id: str = Field(description="Sent as the `webhook-id` header, the same on every retry.")
+    event_type: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+    created_at: datetime
+
+
+class TestEventSent(BaseModel):
+    event_id: str
+
+
+class Recovered(BaseModel):
+    deliveries: int
 
 
 class Payment(BaseModel):

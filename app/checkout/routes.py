@@ -16,6 +16,7 @@ from flask_wtf import FlaskForm
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from app import live
 from app.checkout import bp, cart
 from app.checkout.forms import CartCheckoutForm, CheckoutForm, RetryForm
 from app.extensions import db, htmx, limiter
@@ -289,7 +290,11 @@ def payment_return(payment_id: str) -> str:
     except NotFound:
         abort(404)
     return render_template(
-        "checkout/return.html", payment=payment, order=payment.order, retry_form=_retry_form()
+        "checkout/return.html",
+        payment=payment,
+        order=payment.order,
+        retry_form=_retry_form(),
+        live_events_url=live.events_url("checkout.order_events", order_id=payment.order.public_id),
     )
 
 
@@ -339,7 +344,23 @@ def order_page(order_id: str) -> str:
         order = orders.get_order(order_id)
     except NotFound:
         abort(404)
-    return render_template("checkout/order.html", order=order, retry_form=_retry_form())
+    return render_template(
+        "checkout/order.html",
+        order=order,
+        retry_form=_retry_form(),
+        live_events_url=live.events_url("checkout.order_events", order_id=order.public_id),
+    )
+
+
+@bp.get("/orders/<order_id>/events")
+def order_events(order_id: str) -> Response:
+    """The order page's live stream (server-sent events about this order only)."""
+    try:
+        orders.get_order(order_id)
+    except NotFound:
+        abort(404)
+    db.session.rollback()  # hold no connection while the stream is open
+    return live.response(live.for_order(order_id), lambda _m: "order")
 
 
 @bp.get("/orders/<order_id>/receipt")

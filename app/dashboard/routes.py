@@ -30,10 +30,12 @@ from flask import (
 from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
+from app import live
 from app.api.keys import create_api_key, list_api_keys, revoke_api_key
 from app.auth.routes import roles_required
 from app.dashboard import bp, queries
 from app.dashboard.charts import bar_chart
+from app.dashboard.endpoint_forms import FulfillmentForm
 from app.dashboard.forms import (
     ApiKeyForm,
     ButtonForm,
@@ -183,6 +185,7 @@ def payments() -> BaseResponse:
         page=page,
         filters=filters,
         oob_status=_partial_wanted(),
+        live_events_url=live.events_url("dashboard.events"),
     )
     if _partial_wanted():
         # Keep the address bar tidy (no empty parameters) while staying a real link.
@@ -298,6 +301,7 @@ def _payment_context(payment: Payment, **extra: Any) -> dict[str, Any]:
         "remaining": refundable_amount(payment),
         "pending_refunds": queries.has_pending_refunds(payment),
         "button_form": ButtonForm(),
+        "fulfillment_form": FulfillmentForm(formdata=None),
     }
     context.update(extra)
     if "refund_form" not in context:
@@ -311,7 +315,10 @@ def payment(public_id: str) -> BaseResponse:
     p = _payment_or_404(public_id)
     return make_response(
         render_template(
-            "dashboard/payment.html", timeline=queries.timeline(p), **_payment_context(p)
+            "dashboard/payment.html",
+            timeline=queries.timeline(p),
+            live_events_url=live.events_url("dashboard.events"),
+            **_payment_context(p),
         )
     )
 

@@ -27,6 +27,7 @@ PERIODIC: dict[str, tuple[str, str]] = {
     "resend-receipts": ("receipts.resend_pending", "RECEIPT_RESEND_INTERVAL_SECONDS"),
     "purge-idempotency-keys": ("api.purge_idempotency_keys", "IDEMPOTENCY_PURGE_INTERVAL_SECONDS"),
     "notify-merchants": ("notifications.sweep", "NOTIFY_INTERVAL_SECONDS"),
+    "outgoing-webhooks": ("outgoing.sweep", "OUTGOING_WEBHOOK_INTERVAL_SECONDS"),
 }
 
 

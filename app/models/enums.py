@@ -71,6 +71,20 @@ class WebhookStatus(StrEnum):
     DEAD = "dead"  # gave up after N attempts; reprocessable by hand
 
 
+class FulfillmentStatus(StrEnum):
+    UNFULFILLED = "unfulfilled"
+    FULFILLED = "fulfilled"
+    CANCELED = "canceled"
+
+
+class DeliveryStatus(StrEnum):
+    """An outgoing webhook delivery (one event to one endpoint)."""
+
+    PENDING = "pending"  # due at next_attempt_at (or being sent, under a lease)
+    DELIVERED = "delivered"  # the endpoint answered 2xx
+    FAILED = "failed"  # retries used up, endpoint disabled, or a replay that failed
+
+
 class Role(StrEnum):
     OWNER = "owner"
     ADMIN = "admin"

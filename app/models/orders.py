@@ -12,6 +12,7 @@ from app.models.enums import (
     CAPTURED,
     FINAL_PAYMENT_STATUSES,
     DisputeStatus,
+    FulfillmentStatus,
     OrderStatus,
     PaymentStatus,
     RefundStatus,
@@ -27,6 +28,9 @@ class Order(Model):
     __table_args__ = (
         CheckConstraint("total_amount > 0", name="total_positive"),
         CheckConstraint(f"status IN ({values(OrderStatus)})", name="status_valid"),
+        CheckConstraint(
+            f"fulfillment_status IN ({values(FulfillmentStatus)})", name="fulfillment_status_valid"
+        ),
         Index("ix_orders_status_created", "status", "created_at"),
     )
 
@@ -41,6 +45,13 @@ class Order(Model):
     customer_name: Mapped[str] = mapped_column(String(200))
     # True while the items' stock is held for this order; flipped exactly once on release.
     stock_reserved: Mapped[bool] = mapped_column(default=True)
+    # Set by the merchant (dashboard or API): unfulfilled -> fulfilled, or canceled.
+    fulfillment_status: Mapped[str] = mapped_column(
+        String(20), default=FulfillmentStatus.UNFULFILLED, server_default="unfulfilled"
+    )
+    fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Shown to the customer with the fulfilment (carrier and tracking number, say).
+    fulfillment_note: Mapped[str | None] = mapped_column(String(500))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

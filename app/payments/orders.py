@@ -11,7 +11,7 @@ from flask import current_app
 from sqlalchemy import bindparam, select
 
 from app.extensions import db
-from app.models import Order, OrderItem, OrderStatus, Product
+from app.models import FulfillmentStatus, Order, OrderItem, OrderStatus, Product
 from app.models.base import public_id, utcnow
 from app.payments import audit, inventory
 from app.payments.audit import Actor
@@ -120,6 +120,7 @@ def plan_order(items: Sequence[ItemRequest], email: str, name: str, actor: Actor
         "customer_name": name.strip(),
         "total_amount": sum(line.unit_amount * line.quantity for line in lines),
         "stock_reserved": True,
+        "fulfillment_status": FulfillmentStatus.UNFULFILLED.value,
         "expires_at": now + timedelta(minutes=current_app.config["CHECKOUT_EXPIRY_MINUTES"]),
         "created_at": now,
         "updated_at": now,

@@ -34,7 +34,7 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.models.enums import CAPTURED, ORDER_UNPAID_ENDS, STILL_OPEN, UNPAID_ENDS
-from app.payments import audit, store
+from app.payments import audit, outbox, store
 from app.payments.audit import Actor
 from app.payments.uow import lock
 
@@ -67,6 +67,13 @@ PAYMENT_RANK: dict[PaymentStatus, int] = {
     P.SUCCEEDED: 6,
     P.PARTIALLY_REFUNDED: 6,
     P.REFUNDED: 6,
+}
+
+# Moves the merchant's systems are told about (app/payments/outbox.py); a capture is
+# told as order.paid.
+PAYMENT_EVENTS = {
+    P.FAILED: outbox.EventType.PAYMENT_FAILED,
+    P.AUTHORIZED: outbox.EventType.PAYMENT_AUTHORIZED,
 }
 
 
@@ -109,6 +116,7 @@ def _moves_by_compare_and_set(expected: PaymentStatus, target: PaymentStatus) ->
     return (
         expected in STILL_OPEN
         and target in STILL_OPEN - {P.AUTHORIZED}
+        and target not in PAYMENT_EVENTS  # a move that is told writes its outbox row
         and payment_outcome(expected, target) is Outcome.APPLIED
     )
 
@@ -191,6 +199,8 @@ def transition_payment(
     audit.record(
         actor, "payment.status_changed", payment, from_state=current, to_state=target, details=info
     )
+    if target in PAYMENT_EVENTS:
+        outbox.emit(PAYMENT_EVENTS[target], payment)
     if not (current in STILL_OPEN and target in STILL_OPEN):
         # From one open state to another the order's status can't change (it is pending
         # while any attempt is open), so it isn't even loaded.
@@ -254,6 +264,13 @@ _ORDER_FROM_PAYMENT = {
 }
 
 
+ORDER_EVENTS = {
+    O.PAID: outbox.EventType.ORDER_PAID,
+    O.EXPIRED: outbox.EventType.ORDER_EXPIRED,
+    O.CANCELED: outbox.EventType.ORDER_CANCELED,
+}
+
+
 def desired_order_status(order: Order) -> OrderStatus:
     """The order follows its captured payment if any; stays pending while any attempt is
     still open; otherwise it ends the way its latest attempt ended."""
@@ -281,6 +298,8 @@ def transition_order(order: Order, actor: Actor, target: OrderStatus | None = No
         return
     order.status = target
     audit.record(actor, "order.status_changed", order, from_state=current, to_state=target)
+    if target in ORDER_EVENTS:
+        outbox.emit(ORDER_EVENTS[target], order)
     if target in ORDER_UNPAID_ENDS:
         inventory.release(order, actor)
     elif target == O.PAID and not order.stock_reserved:
@@ -344,12 +363,19 @@ def transition_refund(
         payment=refund.payment,
     )
     apply_refund_totals(refund.payment, actor)
+    if target in REFUND_EVENTS:
+        outbox.emit(REFUND_EVENTS[target], refund)
     if target == R.SUCCEEDED:
         from app import jobs
 
         jobs.enqueue("receipts.refund_succeeded", refund.id)
     return outcome
 
+
+REFUND_EVENTS = {
+    R.SUCCEEDED: outbox.EventType.REFUND_SUCCEEDED,
+    R.FAILED: outbox.EventType.REFUND_FAILED,
+}
 
 D = DisputeStatus
 DISPUTE_RANK = {D.OPEN: 0, D.CLOSED: 1, D.WON: 2, D.LOST: 2}
@@ -376,6 +402,7 @@ def transition_dispute(
     if outcome is Outcome.APPLIED:
         dispute.status = target
         action = "dispute.status_changed"
+        outbox.emit(outbox.EventType.DISPUTE_CLOSED, dispute)  # every move ends it
     else:
         action = f"dispute.event_{outcome.value}"
     audit.record(

@@ -16,7 +16,7 @@ from app.extensions import db
 from app.gateways.base import DisputeUpdate, PaymentRef, PaymentUpdate, RefundUpdate, Update
 from app.models import Dispute, Payment, PaymentStatus, Refund, RefundStatus
 from app.models.enums import CAPTURED
-from app.payments import audit, state
+from app.payments import audit, outbox, state
 from app.payments.audit import Actor
 from app.payments.state import Outcome
 from app.payments.uow import lock
@@ -198,6 +198,7 @@ def _apply_dispute_update(
             payment=payment,
             details={"source": source, "amount": update.amount, "reason": update.reason},
         )
+        outbox.emit(outbox.EventType.DISPUTE_CREATED, dispute)
         if update.status == dispute.status:
             return Outcome.APPLIED
     if update.gateway_status:

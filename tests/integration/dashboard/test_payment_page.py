@@ -54,9 +54,11 @@ def test_page_shows_amounts_customer_items_gateway_and_timeline(
         "&#34;type&#34;: &#34;payment.succeeded&#34;" in html
         or "&quot;type&quot;: &quot;payment.succeeded&quot;" in html
     )
-    # Final and nothing pending: the status panel does not poll.
+    # The status panel never polls: it refreshes on the page's event stream.
     panel = re.search(r'<section id="payment-status"[^>]*>', html)
-    assert panel and "hx-trigger" not in panel.group(0)
+    assert panel and "every" not in panel.group(0)
+    assert f'hx-trigger="sse:payment-{pid}"' in panel.group(0)
+    assert 'sse-connect="/dashboard/events?since=' in html
     assert client.get("/dashboard/payments/pay_nope").status_code == 404
 
 
@@ -272,6 +274,7 @@ def test_change_button_and_links_from_internal_ids(
 def test_in_flight_payment_panel_polls_until_final(
     dash_app: Flask, signed_in: Callable[[str], FlaskClient]
 ) -> None:
+    dash_app.config["LIVE_UPDATES"] = False  # where no stream can be held: polling
     client = signed_in("viewer")
     with dash_app.app_context():
         pid = make_payment(status="processing").public_id
