@@ -16,7 +16,7 @@ PORT ?= 5000
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install run serve test bench lint clean distclean chromium worker beat reconcile
+.PHONY: help install run serve test bench lint clean distclean chromium worker beat reconcile translations
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -79,3 +79,8 @@ clean:  ## remove caches and test output (keeps .venv and instance/)
 
 distclean: clean  ## also remove .venv (instance/ with the database and secret key stays)
 	rm -rf $(VENV)
+
+translations: $(STAMP)  ## extract the customer pages' strings, update the catalogs (app/translations), compile them
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k N_ --no-location -o app/translations/messages.pot .
+	$(BIN)/pybabel update -i app/translations/messages.pot -d app/translations --width 100
+	$(BIN)/pybabel compile -d app/translations

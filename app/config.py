@@ -127,6 +127,8 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "EXPIRE_INTERVAL_SECONDS": env_int("EXPIRE_INTERVAL_SECONDS", 60),
         "WEBHOOK_RETRY_INTERVAL_SECONDS": env_int("WEBHOOK_RETRY_INTERVAL_SECONDS", 60),
         "RECEIPT_RESEND_INTERVAL_SECONDS": env_int("RECEIPT_RESEND_INTERVAL_SECONDS", 300),
+        # Emails to owners and admins: disputes, failed refunds, dead webhook events.
+        "NOTIFY_INTERVAL_SECONDS": env_int("NOTIFY_INTERVAL_SECONDS", 60),
         "IDEMPOTENCY_PURGE_INTERVAL_SECONDS": env_int("IDEMPOTENCY_PURGE_INTERVAL_SECONDS", 3600),
         # Reconcile leaves records younger than this alone (their request may still be running).
         "RECONCILE_GRACE_SECONDS": env_int("RECONCILE_GRACE_SECONDS", 120),
@@ -160,9 +162,18 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         # Rate limits
         "RATELIMIT_ENABLED": env_bool("RATELIMIT_ENABLED", True),
         "RATELIMIT_STORAGE_URI": env_str("RATELIMIT_STORAGE_URI", "memory://"),
-        # Failed merchant sign-ins allowed per account and per client address.
+        # Failed merchant sign-ins (app/auth/throttle.py): free tries per account from one
+        # address before growing pauses; per client address over all accounts; and per
+        # account from browsers that never signed in to it (a distributed guesser).
         "LOGIN_LIMIT_ACCOUNT": env_str("LOGIN_LIMIT_ACCOUNT", "5 per 15 minutes"),
         "LOGIN_LIMIT_ADDRESS": env_str("LOGIN_LIMIT_ADDRESS", "20 per 15 minutes"),
+        "LOGIN_LIMIT_ACCOUNT_UNKNOWN_DEVICES": env_str(
+            "LOGIN_LIMIT_ACCOUNT_UNKNOWN_DEVICES", "100 per hour"
+        ),
+        "LOGIN_PAUSE_MAX_SECONDS": env_int("LOGIN_PAUSE_MAX_SECONDS", 900),
+        # Password reset links by email: valid this long, once.
+        "PASSWORD_RESET_MINUTES": env_int("PASSWORD_RESET_MINUTES", 60),
+        "PASSWORD_RESET_RATE_LIMIT": env_str("PASSWORD_RESET_RATE_LIMIT", "5 per 15 minutes"),
         # JSON API (app/api): per API key (or client address when there is none), and for
         # the public, unauthenticated checkout-session endpoint per client address.
         "API_RATE_LIMIT": env_str("API_RATE_LIMIT", "300 per minute"),
@@ -206,9 +217,14 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         # Abuse limits: the sign-in throttle (limits above) and checkout creation.
         "LOGIN_THROTTLE_ENABLED": env_bool("LOGIN_THROTTLE_ENABLED", True),
         "CHECKOUT_RATE_LIMIT": env_str("CHECKOUT_RATE_LIMIT", "10 per minute"),
+        # Languages of the customer pages and emails (app/i18n.py): the browser's best match.
+        "LANGUAGES": [
+            x.strip() for x in (env_str("LANGUAGES", "en,hi,de") or "en").split(",") if x.strip()
+        ],
+        "DEFAULT_LOCALE": env_str("DEFAULT_LOCALE", "en"),
         "LOG_LEVEL": env_str("LOG_LEVEL", "INFO"),
         "LOG_JSON": env_bool("LOG_JSON", production),
-        # Proxies in front of the app whose X-Forwarded-* headers are trusted (app/serving.py).
+        # Proxies in front of the app whose X-Forwarded-* headers are trusted (app/serving/http.py).
         "PROXY_FIX_HOPS": env_int("PROXY_FIX_HOPS", 0),
         # Static files gzipped by the app (off when a proxy in front compresses).
         "STATIC_GZIP": env_bool("STATIC_GZIP", True),
@@ -223,7 +239,7 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         # One JSON line per request (method, route, status, duration, request id).
         "ACCESS_LOG": env_bool("ACCESS_LOG", True),
         # Requests of one worker that run at once; the others wait in line, and a request
-        # waiting on a gateway doesn't count (app/admission.py). 0 = no limit.
+        # waiting on a gateway doesn't count (app/serving/admission.py). 0 = no limit.
         "ACTIVE_REQUESTS": env_int("ACTIVE_REQUESTS", 4),
     }
 

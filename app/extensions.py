@@ -31,3 +31,8 @@ login_manager = LoginManager()
 htmx = HTMX()
 # Limits are set per route; storage and on/off come from RATELIMIT_* settings.
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+# app.extensions key of a context manager to wait in while a request blocks on something
+# slow that is not its own work (the inbox's group commit). The serving layer sets it
+# (app/serving/admission.py); without it, waiting is plain.
+WAIT_OUTSIDE = "kassa_wait_outside"

@@ -51,7 +51,7 @@ from sqlalchemy import func, select, text
 from werkzeug.wrappers import Response
 
 import app.logging as kassa_logging
-from app.admission import ARRIVED
+from app.serving.admission import ARRIVED
 
 log = logging.getLogger("app.access")
 
@@ -309,7 +309,7 @@ def init_app(app: Flask) -> None:
         else:
             rid = uuid.uuid4().hex
         g.request_id = rid
-        # From its arrival: the time it waited in line (app/admission.py) counts too.
+        # From its arrival: the time it waited in line (app/serving/admission.py) counts too.
         g.request_started = request.environ.get(ARRIVED) or time.perf_counter()
         g.request_id_token = kassa_logging.request_id_var.set(rid)
 

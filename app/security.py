@@ -81,6 +81,11 @@ SCRIPT_INVENTORY: dict[str, dict[str, str]] = {
         "purpose": "htmx 2.0.11 (vendored, see static/js/VENDORED.md): live order status, "
         "dashboard partials",
     },
+    "js/app.js": {
+        "integrity": "sha384-9qHcLBM495gHitbWleXaKshF7xXT6EqdM2igTgdcN51ftdqqwJOt1eh0ufEN8F9O",
+        "purpose": "Kassa's own: focus a form's error summary when the page loads (no network, "
+        "no data read)",
+    },
 }
 
 # Pages whose URLs carry gateway references: send no Referer from them at all.

@@ -12,6 +12,7 @@ from app import models
 from app.api import schemas
 from app.api.queries import TimelineEntry
 from app.money import format_minor
+from app.presentation import payment_status
 
 
 def ok(
@@ -76,7 +77,7 @@ def payment(p: models.Payment) -> schemas.Payment:
     return schemas.Payment(
         id=p.public_id,
         order_id=p.order.public_id,
-        status=p.status,
+        status=schemas.ShownPaymentStatus(payment_status(p)),
         amount=p.amount,
         amount_refunded=p.amount_refunded,
         currency=p.currency,
@@ -123,4 +124,27 @@ def event(e: TimelineEntry) -> schemas.Event:
         from_state=e.from_state,
         to_state=e.to_state,
         details=e.details,
+    )
+
+
+def payment_link(link: models.PaymentLink) -> schemas.PaymentLink:
+    from flask import current_app
+
+    from app.payments.links import link_amount, unavailable
+
+    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
+    return schemas.PaymentLink(
+        id=link.public_id,
+        url=f"{base}/pay/{link.public_id}",
+        description=link.description,
+        amount=link_amount(link),
+        currency=link.product.currency,
+        sku=link.product.sku if link.product.listed else None,
+        quantity=link.quantity,
+        reusable=link.reusable,
+        active=link.active,
+        usable=unavailable(link) is None,
+        expires_at=link.expires_at,
+        order_ids=[lo.order.public_id for lo in link.orders],
+        created_at=link.created_at,
     )

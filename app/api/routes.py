@@ -13,7 +13,7 @@ from app.api.openapi import build, operation
 from app.api.parsing import parse_query
 from app.extensions import limiter
 from app.gateways import registry
-from app.payments import checkout, orders, refunds
+from app.payments import checkout, links, orders, refunds
 from app.payments.orders import ItemRequest
 
 # A shop front calls this without a key: limit it per client address (keys are exempt,
@@ -239,3 +239,60 @@ def payment_events(payment_id: str) -> Response:
     """Everything that happened to this payment, oldest first."""
     timeline = queries.payment_timeline(checkout.get_payment(payment_id))
     return present.ok([present.event(e) for e in timeline], next_cursor=None)
+
+
+@bp.post("/payment-links")
+@operation(
+    summary="Create a payment link (a catalog product or a custom amount)",
+    tag="Payment links",
+    auth="write",
+    body=s.PaymentLinkCreate,
+    response=s.PaymentLink,
+    status=201,
+    errors=(404,),
+    description="Send the customer to `url`: a Kassa page where they pay with any "
+    "configured gateway. Single use unless `reusable`; optional `expires_at`.",
+)
+@keys.required("write")
+@idempotent(s.PaymentLinkCreate)
+def create_payment_link(body: s.PaymentLinkCreate) -> Response:
+    """Create the link; its page works until it expires, is used or is turned off."""
+    link = links.create_link(
+        links.NewLink(
+            description=body.description,
+            sku=body.sku,
+            quantity=body.quantity,
+            amount=body.amount,
+            currency=body.currency.upper() if body.currency else None,
+            reusable=body.reusable,
+            expires_at=body.expires_at,
+        ),
+        keys.actor(),
+    )
+    return present.ok(
+        present.payment_link(link),
+        201,
+        location=url_for(".get_payment_link", link_id=link.public_id),
+    )
+
+
+@bp.get("/payment-links")
+@operation(
+    summary="List payment links (newest first)",
+    tag="Payment links",
+    auth="read",
+    response=s.PaymentLink,
+    many=True,
+)
+@keys.required("read")
+def list_payment_links() -> Response:
+    """The 100 newest links with the orders placed through them."""
+    return present.ok([present.payment_link(x) for x in links.list_links()], next_cursor=None)
+
+
+@bp.get("/payment-links/<link_id>")
+@operation(summary="Get a payment link", tag="Payment links", auth="read", response=s.PaymentLink)
+@keys.required("read")
+def get_payment_link(link_id: str) -> Response:
+    """One link with its orders."""
+    return present.ok(present.payment_link(links.get_link(link_id)))

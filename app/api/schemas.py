@@ -7,18 +7,16 @@ Request models forbid unknown fields; every error names its field by path.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
-from flask import current_app
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from app.models.enums import OrderStatus, PaymentStatus, RefundStatus
+from app.models.enums import OrderStatus, RefundStatus
+from app.security import is_allowed_return_url
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,40}$"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Request(BaseModel):
@@ -43,30 +41,14 @@ class Customer(Request):
 
 
 def _check_return_url(value: str | None) -> str | None:
-    """Only absolute http(s) URLs on our public host or an ALLOWED_RETURN_HOSTS host."""
-    if value is None:
-        return None
-    if _CONTROL.search(value) or "\\" in value:
-        raise ValueError("must be a plain absolute URL")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
-        raise ValueError("must be an absolute http(s) URL without credentials")
-    public = urlsplit(current_app.config.get("PUBLIC_BASE_URL") or "")
-    if (
-        public.scheme == "https"
-        and parts.scheme == "http"
-        and parts.hostname not in ("localhost", "127.0.0.1", "::1")
-    ):
-        raise ValueError("must be an https URL")
-    allowed = {h.lower() for h in current_app.config.get("ALLOWED_RETURN_HOSTS", [])}
-    if public.netloc:
-        allowed.add(public.netloc.lower())
-    if public.hostname:
-        allowed.add(public.hostname.lower())
-    netloc = parts.netloc.lower()
-    if netloc not in allowed and not (parts.port is None and parts.hostname in allowed):
-        raise ValueError("this host is not allowed for return URLs (ALLOWED_RETURN_HOSTS)")
-    return value
+    """Only absolute http(s) URLs on our public host or an ALLOWED_RETURN_HOSTS host (the
+    one check: app/security.is_allowed_return_url)."""
+    if value is None or is_allowed_return_url(value):
+        return value
+    raise ValueError(
+        "must be an absolute http(s) URL (https when the store is) on the store's host or "
+        "an ALLOWED_RETURN_HOSTS host, without credentials"
+    )
 
 
 class CheckoutSessionCreate(Request):
@@ -105,6 +87,28 @@ class CheckoutSessionCreate(Request):
     @classmethod
     def _allowed_host(cls, value: str | None) -> str | None:
         return _check_return_url(value)
+
+
+class PaymentLinkCreate(Request):
+    """A payment link for a catalog product (`sku`, `quantity`) or a custom `amount` in
+    `currency` with its `description`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"description": "Deposit for order 1042", "amount": 5000, "currency": "USD"}
+            ]
+        },
+    )
+
+    description: str = Field(min_length=1, max_length=200)
+    sku: str | None = Field(default=None, min_length=1, max_length=64)
+    quantity: int = Field(default=1, ge=1, le=99)
+    amount: int | None = Field(default=None, ge=1, le=10**10, description="Minor units.")
+    currency: str | None = Field(default=None, min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")
+    reusable: bool = Field(default=False, description="Any number of customers may pay it.")
+    expires_at: AwareDatetime | None = None
 
 
 class RazorpayErrorMetadata(Request):
@@ -163,6 +167,22 @@ class RefundCreate(Request):
     reason: str | None = Field(default=None, max_length=200)
 
 
+class ShownPaymentStatus(StrEnum):
+    """A payment's status as the API reports it: the core's states, except that a checkout
+    the customer opened and has not paid is `incomplete` (never `created`), and
+    `processing` means the gateway is confirming a payment the customer made."""
+
+    INCOMPLETE = "incomplete"
+    PROCESSING = "processing"
+    AUTHORIZED = "authorized"
+    SUCCEEDED = "succeeded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+
+
 class PageQuery(Request):
     limit: int = Field(default=20, ge=1, le=100)
     cursor: str | None = Field(
@@ -182,7 +202,7 @@ class OrderListQuery(PageQuery):
 
 
 class PaymentListQuery(OrderListQuery):
-    status: PaymentStatus | None = None  # type: ignore[assignment]
+    status: ShownPaymentStatus | None = None  # type: ignore[assignment]
     gateway: str | None = Field(default=None, max_length=20)
     currency: str | None = Field(default=None, min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")
 
@@ -233,7 +253,7 @@ class Order(BaseModel):
 class Payment(BaseModel):
     id: str
     order_id: str
-    status: PaymentStatus
+    status: ShownPaymentStatus
     amount: int
     amount_refunded: int
     currency: str
@@ -251,6 +271,22 @@ class Payment(BaseModel):
     payment_method: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
+
+
+class PaymentLink(BaseModel):
+    id: str
+    url: str = Field(description="The page to send the customer to.")
+    description: str
+    amount: int
+    currency: str
+    sku: str | None = Field(description="The catalog product it sells; null for a custom amount.")
+    quantity: int
+    reusable: bool
+    active: bool
+    usable: bool = Field(description="False once expired, used (single use) or turned off.")
+    expires_at: datetime | None
+    order_ids: list[str]
+    created_at: datetime
 
 
 class Refund(BaseModel):

@@ -26,6 +26,7 @@ PERIODIC: dict[str, tuple[str, str]] = {
     "retry-webhooks": ("webhooks.retry_due", "WEBHOOK_RETRY_INTERVAL_SECONDS"),
     "resend-receipts": ("receipts.resend_pending", "RECEIPT_RESEND_INTERVAL_SECONDS"),
     "purge-idempotency-keys": ("api.purge_idempotency_keys", "IDEMPOTENCY_PURGE_INTERVAL_SECONDS"),
+    "notify-merchants": ("notifications.sweep", "NOTIFY_INTERVAL_SECONDS"),
 }
 
 

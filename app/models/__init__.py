@@ -11,6 +11,8 @@ from app.models.enums import (
     WebhookStatus,
 )
 from app.models.events import AuditEntry, Receipt, WebhookEvent
+from app.models.links import PaymentLink, PaymentLinkOrder
+from app.models.notifications import MerchantNotification
 from app.models.orders import Dispute, Order, OrderItem, Payment, Refund
 from app.models.users import ApiKey, IdempotencyKey, SandboxRefund, SandboxSession, User
 
@@ -21,10 +23,13 @@ __all__ = [
     "Dispute",
     "DisputeStatus",
     "IdempotencyKey",
+    "MerchantNotification",
     "Order",
     "OrderItem",
     "OrderStatus",
     "Payment",
+    "PaymentLink",
+    "PaymentLinkOrder",
     "PaymentStatus",
     "Product",
     "Receipt",

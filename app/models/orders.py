@@ -9,6 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.extensions import db
 from app.models.base import UTCDateTime, public_id, utcnow
 from app.models.enums import (
+    CAPTURED,
+    FINAL_PAYMENT_STATUSES,
     DisputeStatus,
     OrderStatus,
     PaymentStatus,
@@ -18,17 +20,6 @@ from app.models.enums import (
 
 if TYPE_CHECKING:
     from app.models.catalog import Product
-
-FINAL_PAYMENT_STATUSES = frozenset(
-    {
-        PaymentStatus.SUCCEEDED,
-        PaymentStatus.PARTIALLY_REFUNDED,
-        PaymentStatus.REFUNDED,
-        PaymentStatus.FAILED,
-        PaymentStatus.CANCELED,
-        PaymentStatus.EXPIRED,
-    }
-)
 
 
 class Order(db.Model):
@@ -157,12 +148,7 @@ class Payment(db.Model):
 
     @property
     def amount_captured(self) -> int:
-        captured = {
-            PaymentStatus.SUCCEEDED,
-            PaymentStatus.PARTIALLY_REFUNDED,
-            PaymentStatus.REFUNDED,
-        }
-        return self.amount if self.status in captured else 0
+        return self.amount if self.status in CAPTURED else 0
 
     @property
     def net_amount(self) -> int:

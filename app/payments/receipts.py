@@ -14,13 +14,13 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from flask import current_app, render_template
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app import jobs
 from app.extensions import db
 from app.models import Order, Receipt, Refund
 from app.models.base import utcnow
+from app.models.enums import ORDER_PAID
+from app.payments import store
 from app.payments.uow import lock, unit_of_work
 
 log = logging.getLogger(__name__)
@@ -30,22 +30,20 @@ SENDING_LEASE = timedelta(minutes=10)
 
 
 def _claim(kind: str, subject_id: str, order: Order) -> int | None:
-    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    result = db.session.execute(
-        insert(Receipt)
-        .values(
-            kind=kind,
-            subject_id=subject_id,
-            order_id=order.id,
-            recipient=order.customer_email,
-            status="pending",
-            attempts=0,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["kind", "subject_id"])
-        .returning(Receipt.id)
+    claimed = store.insert_or_ignore(
+        Receipt,
+        {
+            "kind": kind,
+            "subject_id": subject_id,
+            "order_id": order.id,
+            "recipient": order.customer_email,
+            "status": "pending",
+            "attempts": 0,
+            "created_at": utcnow(),
+        },
+        conflict=("kind", "subject_id"),
     )
-    return result.scalar_one_or_none()
+    return None if claimed is None else int(claimed.id)
 
 
 @jobs.task("receipts.order_paid")
@@ -87,7 +85,12 @@ def _build(receipt: Receipt) -> EmailMessage:
     subject = f"Your refund from {store}" if refund else f"Your receipt from {store}"
     msg["Subject"] = f"{subject} ({order.public_id})"
     msg["Message-ID"] = f"<{receipt.kind}.{receipt.subject_id}@kassa>"
-    msg.set_content(render_template("emails/receipt.txt", order=order, refund=refund, store=store))
+    from app.receipt_facts import facts
+
+    context = {"order": order, "refund": refund, "store": store, "receipt": facts(order)}
+    msg.set_content(render_template("emails/receipt.txt", **context))
+    # The same receipt as HTML for mail apps that show it (the text part stays first).
+    msg.add_alternative(render_template("emails/receipt.html", **context), subtype="html")
     return msg
 
 
@@ -150,12 +153,11 @@ def resend_pending() -> int:
     whose receipt job never ran. Returns how many were (re)sent."""
     from sqlalchemy import and_, or_, select
 
-    from app.models import OrderStatus, RefundStatus
+    from app.models import RefundStatus
 
     now = utcnow()
     settle = now - timedelta(minutes=2)  # leave the normal path time to finish
     recent = now - timedelta(days=1)  # never mail old orders after an upgrade
-    paid = (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED)
     orders_without = (
         db.session.execute(
             select(Order.id)
@@ -163,7 +165,7 @@ def resend_pending() -> int:
                 Receipt, and_(Receipt.kind == "order_paid", Receipt.subject_id == Order.public_id)
             )
             .where(
-                Order.status.in_(paid),
+                Order.status.in_(ORDER_PAID),
                 Order.updated_at >= recent,
                 Order.updated_at <= settle,
                 Receipt.id.is_(None),

@@ -79,7 +79,10 @@ def test_sold_out_is_a_form_message(make_app: Callable[..., Flask]) -> None:
     app = make_app()
     response = app.test_client().post("/products/print-usd", data={**GOOD, "quantity": "6"})
     assert response.status_code == 422
-    assert "fewer than 6 left" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    # The message agrees with the stock shown ("5 left"), and the field stops at 5.
+    assert "Only 5 left of Signed print (limited): choose 5 or fewer." in page
+    assert "5 left" in page and re.search(r'<input[^>]*id="quantity"[^>]*max="5"', page)
     with app.app_context():
         assert (
             db.session.execute(select(Product.stock).where(Product.sku == "print-usd")).scalar_one()

@@ -187,10 +187,12 @@ def test_pages_work_without_javascript(
         f"/dashboard/payments/{pid}",
         "/dashboard/webhooks",
         "/dashboard/api-keys",
+        "/dashboard/links",
     ):
         html = client.get(path).get_data(as_text=True)
         assert "<script>" not in html and " hx-on" not in html and "onclick" not in html
-        assert html.count("<script ") == 2  # htmx and dashboard.js, both from static/
+        # htmx, app.js (focus) and dashboard.js, all from static/
+        assert html.count("<script ") == 3
     listing = client.get("/dashboard/payments").get_data(as_text=True)
     assert 'method="get" action="/dashboard/payments"' in listing
     assert f'href="/dashboard/payments/{pid}"' in listing

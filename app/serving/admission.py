@@ -12,8 +12,11 @@ threads, 6.3 ms and 86 with 8; bench/NOTES.md).
 
 So a request enters only when fewer than ACTIVE_REQUESTS are running, and the others wait
 in line, asleep, without asking for the interpreter lock. A request that waits on a
-gateway (app/gateways/resilience.py) steps out of the count meanwhile, so threads blocked
-on the network never use up a place and the worker still needs many threads.
+gateway steps out of the count meanwhile, so threads blocked on the network never use up
+a place and the worker still needs many threads. The layers below never import this
+module: init_app wraps the gateways' network calls in `waiting_outside` (in place, as
+observability times them), and leaves `waiting_outside` in app.extensions[WAIT_OUTSIDE]
+for the inbox's group commit to wait in.
 
 Coming back from the gateway never waits for a place: that thread may hold a database
 connection or a row lock that the running requests wait for, and making it queue behind
@@ -30,6 +33,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask, Response, request
+
+from app.extensions import WAIT_OUTSIDE
+from app.gateways.base import NETWORK_CALLS
 
 # The WSGI environ key where the time a request arrived (before any wait) is kept, so the
 # access log and the latency histogram include the time spent in line.
@@ -163,8 +169,32 @@ def _mark_streamed(response: Response) -> Response:
     return response
 
 
+def _stepping_outside(call: Callable[..., Any]) -> Callable[..., Any]:
+    def outside(*args: Any, **kwargs: Any) -> Any:
+        with waiting_outside():
+            return call(*args, **kwargs)
+
+    return outside
+
+
+def step_outside_for_gateways(gateways: dict[str, Any]) -> None:
+    """Waiting on the network (and between its retries), a request gives up its place:
+    every network call of every configured gateway is wrapped, on the outermost layer (so
+    the whole retried call is outside the line), by shadowing its bound methods."""
+    for gateway in gateways.values():
+        if getattr(gateway, "_kassa_steps_outside", False):
+            continue
+        for name in NETWORK_CALLS:
+            method = getattr(gateway, name, None)
+            if callable(method):
+                setattr(gateway, name, _stepping_outside(method))
+        gateway._kassa_steps_outside = True
+
+
 def init_app(app: Flask) -> None:
     limit = int(app.config.get("ACTIVE_REQUESTS") or 0)
     if limit > 0:
+        app.extensions[WAIT_OUTSIDE] = waiting_outside
+        step_outside_for_gateways(app.extensions.get("kassa_gateways", {}))
         app.after_request(_mark_streamed)
         app.wsgi_app = _Middleware(app.wsgi_app, ActiveLimit(limit))  # type: ignore[method-assign]

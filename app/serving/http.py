@@ -1,4 +1,4 @@
-"""Serving concerns: trusted proxy headers, and gzip for static files.
+"""HTTP serving: trusted proxy headers, and gzip for static files.
 
 Proxies: with PROXY_FIX_HOPS=N (the number of proxies in front of the app that set the
 headers, usually 1), the client address (rate limits, logs), scheme (https URLs, secure
@@ -15,10 +15,7 @@ in front compresses already.
 from __future__ import annotations
 
 import gzip
-import sys
 import threading
-from collections.abc import Callable
-from typing import TypeVar
 
 from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -33,26 +30,6 @@ COMPRESSIBLE = {
     "application/json",
 }
 MIN_SIZE = 1024
-
-T = TypeVar("T")
-
-
-def off_the_event_loop(fn: Callable[..., T], *args: object) -> T:
-    """Call a CPU-heavy function (a password hash: ~70 ms of scrypt) without stalling
-    the worker's other requests.
-
-    Under gunicorn's gevent workers every request of a worker shares one OS thread, so
-    the call goes to gevent's pool of native threads (hashlib's scrypt lets go of the
-    interpreter lock while it works) and only this request waits for it. With OS-thread
-    workers, or outside gunicorn, it is a plain call.
-    """
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None and monkey.is_module_patched("threading"):
-        import gevent
-
-        result: T = gevent.get_hub().threadpool.apply(fn, args)
-        return result
-    return fn(*args)
 
 
 def init_app(app: Flask) -> None:
