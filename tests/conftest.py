@@ -1,20 +1,24 @@
-"""Shared fixtures: apps on a migrated database, clients, a logged-in merchant, a live server.
+"""Shared fixtures: the one app builder, the test databases, clients, a logged-in merchant,
+a live server.
 
-Backends: every test gets its own SQLite database by default (a copy of one database that
-was migrated once per session). Tests marked `postgres` (or using `pg_app`, or parametrized
-with `db_backend="postgres"`) run on a PostgreSQL database created for this session on the
-server named by TEST_DATABASE_URL; its tables are truncated after each test. Without
-TEST_DATABASE_URL those tests are skipped, with the reason shown by `-ra`.
-See tests/README.md for how to use each fixture.
+Databases: every test gets its own database, a copy of a template migrated (and seeded with
+the area's `database_seed`) once per session: SQLite by default; PostgreSQL for tests marked
+`postgres` (or using `pg_app`/`pg_url`, or parametrized with `db_backend="postgres"`), on the
+server named by TEST_DATABASE_URL. Without TEST_DATABASE_URL those tests are skipped, with
+the reason shown by `-ra`. An area (a folder's conftest) overrides `app_settings` and
+`database_seed` and keeps only its own helpers. See tests/README.md for each fixture.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import secrets
+import shutil
 import sqlite3
 import sys
 import threading
@@ -74,7 +78,8 @@ TEST_SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"
 
 
 def default_test_config(database_uri: str) -> dict[str, Any]:
-    """The configuration every test app starts from; tests override keys via build_app()."""
+    """The configuration every test app starts from; areas add `app_settings`, tests
+    override keys through `make_app(**config)`."""
     return {
         "TESTING": True,
         "SECRET_KEY": TEST_SECRET_KEY,
@@ -102,7 +107,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         callspec = getattr(item, "callspec", None)
         wants_pg = (
             item.get_closest_marker("postgres") is not None
-            or "pg_app" in getattr(item, "fixturenames", ())
+            or not {"pg_app", "pg_url"}.isdisjoint(getattr(item, "fixturenames", ()))
             or (callspec is not None and callspec.params.get("db_backend") == "postgres")
         )
         if not wants_pg:
@@ -132,7 +137,7 @@ def _hermetic_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield
 
 
-# --------------------------------------------------------------------------- migrations
+# --------------------------------------------------------------------------- logging
 
 
 @contextlib.contextmanager
@@ -162,12 +167,45 @@ def _preserve_logging() -> Iterator[None]:
                 logger.disabled = disabled.get(name, False)
 
 
+# --------------------------------------------------------------------------- what an area sets
+
+
+Seed = Callable[[], Any]
+
+
+@pytest.fixture
+def app_settings() -> dict[str, Any]:
+    """Settings every app of this area gets on top of `default_test_config` (and below the
+    test's own `make_app(**overrides)`). An area (a folder's conftest, or a module) overrides
+    this fixture to say what is its own, e.g. CSRF off for tests that post bare forms."""
+    return {}
+
+
+@pytest.fixture
+def database_seed() -> Seed | None:
+    """What every database of this area holds beyond the schema: None (empty tables), or a
+    module-level function run once per session in an app context to fill the template that
+    each test's database is copied from (seeding is then free per test)."""
+    return None
+
+
+def seed_demo() -> None:
+    """The demo catalog and merchant (`flask seed-demo`)."""
+    from app.cli import seed_demo_data
+
+    seed_demo_data()
+
+
+# --------------------------------------------------------------------------- templates
+
+
 def _dispose_engines(app: Any) -> None:
     """Close every pooled connection of the app (no connection outlives its test)."""
     db = app.extensions.get("sqlalchemy")
     if db is None:
         return
     with app.app_context():
+        db.session.remove()
         for engine in db.engines.values():
             engine.dispose()
 
@@ -199,59 +237,91 @@ def _migrate_to_head(database_uri: str) -> None:
         _dispose_engines(app)
 
 
-# --------------------------------------------------------------------------- SQLite
+def _run_seed(database_uri: str, seed: Seed, instance: Path) -> None:
+    from app import create_app
+
+    config = default_test_config(database_uri)
+    config["INSTANCE_PATH"] = str(instance)
+    app = create_app(config)
+    try:
+        with app.app_context():
+            seed()
+    finally:
+        _dispose_engines(app)
 
 
-@pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file migrated to head once per session; each test gets a copy of it."""
-    path = tmp_path_factory.mktemp("sqlite-template") / "template.sqlite"
-    _migrate_to_head(f"sqlite:///{path}")
-    return path
+@dataclasses.dataclass(frozen=True)
+class Template:
+    """A database migrated to head (and seeded), which test databases are copied from.
+    `instance` holds the files seeding wrote (seed-demo's password file), copied along."""
+
+    url: str
+    instance: Path
 
 
-def _copy_sqlite(source: Path, target: Path) -> None:
-    # The backup API copies a consistent image, WAL contents included.
-    with (
-        contextlib.closing(sqlite3.connect(source)) as src,
-        contextlib.closing(sqlite3.connect(target)) as dst,
-    ):
-        src.backup(dst)
-
-
-# --------------------------------------------------------------------------- PostgreSQL
-
-
-def _pg_urls(name: str | None = None) -> tuple[str, str]:
-    """(libpq conninfo of the admin database, SQLAlchemy URL of database `name`)."""
+def _db_name(url: str) -> str:
     from sqlalchemy.engine import make_url
 
-    raw = os.environ.get(TEST_DATABASE_URL_ENV)
-    if not raw:
-        pytest.skip(PG_SKIP_REASON)
-    url = make_url(raw)
-    if url.get_backend_name() != "postgresql":
-        raise pytest.UsageError(f"TEST_DATABASE_URL must be a PostgreSQL URL, got {raw!r}")
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    target = url.set(drivername="postgresql+psycopg", database=name or url.database)
-    return admin, target.render_as_string(hide_password=False)
+    return str(make_url(url).database)
 
 
-@contextlib.contextmanager
-def _fresh_pg_database(migrate: bool) -> Iterator[str]:
-    """Create `kassa_test_<hex>` on the TEST_DATABASE_URL server, yield its URL, drop it."""
-    import psycopg
-    from psycopg import sql
+def _copy_instance(template: Template, target: Path) -> None:
+    if template.instance.is_dir():
+        shutil.copytree(template.instance, target, dirs_exist_ok=True)
 
-    name = f"kassa_test_{secrets.token_hex(6)}"
-    admin, url = _pg_urls(name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        if migrate:
-            _migrate_to_head(url)
-        yield url
-    finally:
+
+def _seed_key(seed: Seed | None) -> str:
+    return "schema" if seed is None else f"{seed.__module__}.{seed.__qualname__}"
+
+
+class _PgServer:
+    """The PostgreSQL server named by TEST_DATABASE_URL: creates databases (from scratch or
+    as copies of a template), and drops them, the per-test ones in the background."""
+
+    def __init__(self) -> None:
+        self._dropper: concurrent.futures.ThreadPoolExecutor | None = None
+        self._drops: list[concurrent.futures.Future[None]] = []
+
+    @staticmethod
+    def urls(name: str | None = None) -> tuple[str, str]:
+        """(libpq conninfo of the admin database, SQLAlchemy URL of database `name`)."""
+        from sqlalchemy.engine import make_url
+
+        raw = os.environ.get(TEST_DATABASE_URL_ENV)
+        if not raw:
+            pytest.skip(PG_SKIP_REASON)
+        url = make_url(raw)
+        if url.get_backend_name() != "postgresql":
+            raise pytest.UsageError(f"TEST_DATABASE_URL must be a PostgreSQL URL, got {raw!r}")
+        admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        target = url.set(drivername="postgresql+psycopg", database=name or url.database)
+        return admin, target.render_as_string(hide_password=False)
+
+    def create(self, name: str, template: str | None = None) -> str:
+        import psycopg
+        from psycopg import sql
+
+        admin, url = self.urls(name)
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template is not None:
+            # A copy of the template's files: no migration or seeding per test.
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(statement)
+            # Commits need not wait for the disk in a test database: the tests are about
+            # our transactions, not about the server surviving a power cut.
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET synchronous_commit = off").format(
+                    sql.Identifier(name)
+                )
+            )
+        return url
+
+    def drop(self, name: str) -> None:
+        import psycopg
+        from psycopg import sql
+
+        admin, _ = self.urls()
         with psycopg.connect(admin, autocommit=True) as conn:
             # A thread or pool a test forgot to close must not keep the database alive.
             conn.execute(
@@ -263,59 +333,140 @@ def _fresh_pg_database(migrate: bool) -> Iterator[str]:
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
 
+    def drop_later(self, name: str) -> None:
+        """Drop on a background thread (a DROP waits for a checkpoint; the next test need
+        not): the name is never reused, and every drop is awaited at the end of the session."""
+        if self._dropper is None:
+            self._dropper = concurrent.futures.ThreadPoolExecutor(1, "pg-drop")
+        self._drops.append(self._dropper.submit(self.drop, name))
+
+    def finish(self) -> None:
+        if self._dropper is not None:
+            self._dropper.shutdown(wait=True)
+        for future in self._drops:
+            future.result()  # a failed drop fails the session's teardown, loudly
+
+
+class DatabaseTemplates:
+    """Session-wide: one migrated (and seeded) template per backend and seed, made on first
+    use; test databases are copies of them (SQLite: the backup API; PostgreSQL: CREATE
+    DATABASE ... TEMPLATE)."""
+
+    def __init__(self, tmp: pytest.TempPathFactory, pg: _PgServer) -> None:
+        self._tmp = tmp
+        self._pg = pg
+        self._sqlite: dict[str, Template] = {}
+        self._postgres: dict[str, Template] = {}
+
+    def sqlite(self, seed: Seed | None) -> Template:
+        key = _seed_key(seed)
+        if key not in self._sqlite:
+            folder = self._tmp.mktemp(f"sqlite-template-{key.rsplit('.', 1)[-1]}")
+            template = Template(f"sqlite:///{folder / 'template.sqlite'}", folder / "instance")
+            _migrate_to_head(template.url)
+            if seed is not None:
+                _run_seed(template.url, seed, template.instance)
+            self._sqlite[key] = template
+        return self._sqlite[key]
+
+    def postgres(self, seed: Seed | None) -> Template:
+        key = _seed_key(seed)
+        if key not in self._postgres:
+            name = f"kassa_tpl_{secrets.token_hex(6)}"
+            url = self._pg.create(name)
+            try:
+                _migrate_to_head(url)
+                folder = self._tmp.mktemp(f"pg-template-{key.rsplit('.', 1)[-1]}")
+                template = Template(url, folder / "instance")
+                if seed is not None:
+                    _run_seed(url, seed, template.instance)
+            except BaseException:
+                self._pg.drop(name)
+                raise
+            self._postgres[key] = template
+        return self._postgres[key]
+
+    def finish(self) -> None:
+        for template in self._postgres.values():
+            self._pg.drop(_db_name(template.url))
+
 
 @pytest.fixture(scope="session")
-def postgres_database_url() -> Iterator[str]:
-    """URL of this session's PostgreSQL database, migrated to head; dropped at the end."""
-    with _fresh_pg_database(migrate=True) as url:
-        yield url
+def _pg_server() -> Iterator[_PgServer]:
+    server = _PgServer()
+    yield server
+    server.finish()
+
+
+@pytest.fixture(scope="session")
+def database_templates(
+    tmp_path_factory: pytest.TempPathFactory, _pg_server: _PgServer
+) -> Iterator[DatabaseTemplates]:
+    templates = DatabaseTemplates(tmp_path_factory, _pg_server)
+    yield templates
+    templates.finish()
+
+
+def _copy_sqlite(source: Path, target: Path) -> None:
+    # The backup API copies a consistent image, WAL contents included.
+    with (
+        contextlib.closing(sqlite3.connect(source)) as src,
+        contextlib.closing(sqlite3.connect(target)) as dst,
+    ):
+        src.backup(dst)
+
+
+# --------------------------------------------------------------------------- databases
 
 
 @pytest.fixture
-def create_pg_database() -> Callable[..., contextlib.AbstractContextManager[str]]:
-    """`with create_pg_database(migrate=True) as url:` an extra database of your own, dropped
-    on exit (for tests that need two databases or an empty one)."""
-    return lambda migrate=True: _fresh_pg_database(migrate=migrate)
+def pg_url(
+    database_templates: DatabaseTemplates,
+    database_seed: Seed | None,
+    _pg_server: _PgServer,
+    tmp_path: Path,
+) -> Iterator[str]:
+    """The one PostgreSQL database fixture: a fresh database `kassa_test_<hex>` of this test's
+    own, a copy of the session's migrated template (seeded with the area's
+    `database_seed`), dropped after the test. Using it marks the test `postgres` (skipped
+    without TEST_DATABASE_URL), so the test's `app`/`make_app()` are on it too."""
+    template = database_templates.postgres(database_seed)
+    name = f"kassa_test_{secrets.token_hex(6)}"
+    url = _pg_server.create(name, template=_db_name(template.url))
+    _copy_instance(template, tmp_path / "instance")
+    yield url
+    _pg_server.drop_later(name)
 
 
-def _libpq(url: str) -> str:
-    """SQLAlchemy URL ("postgresql+psycopg://...") to a conninfo psycopg accepts."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _truncate_pg(url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(_libpq(url), autocommit=True) as conn:
-        # Fail loudly rather than hang if a test left a transaction holding locks.
-        conn.execute("SET lock_timeout = '10s'")
-        tables = [
-            row[0]
-            for row in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                "AND tablename <> 'alembic_version'"
-            )
-        ]
-        if tables:
-            conn.execute(
-                sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
-                    sql.SQL(", ").join(sql.Identifier(t) for t in tables)
-                )
-            )
+@contextlib.contextmanager
+def _extra_pg_database(
+    server: _PgServer, templates: DatabaseTemplates, migrate: bool
+) -> Iterator[str]:
+    name = f"kassa_test_{secrets.token_hex(6)}"
+    template = _db_name(templates.postgres(None).url) if migrate else None
+    url = server.create(name, template=template)
+    try:
+        yield url
+    finally:
+        server.drop(name)
 
 
-# --------------------------------------------------------------------------- backends
+@pytest.fixture
+def create_pg_database(
+    _pg_server: _PgServer, database_templates: DatabaseTemplates
+) -> Callable[..., contextlib.AbstractContextManager[str]]:
+    """`with create_pg_database(migrate=True) as url:` one more database of your own (at the
+    migrations' head, or empty with migrate=False), dropped on exit."""
+    return lambda migrate=True: _extra_pg_database(_pg_server, database_templates, migrate)
 
 
 @pytest.fixture
 def db_backend(request: pytest.FixtureRequest) -> str:
     """ "sqlite" or "postgres": the database this test's app uses.
 
-    Postgres when the test is marked `postgres`, uses `pg_app`, or is parametrized with
-    `@pytest.mark.parametrize("db_backend", ["sqlite", "postgres"], indirect=True)`.
+    Postgres when the test is marked `postgres`, uses `pg_app` or `pg_url`, or is
+    parametrized with `@pytest.mark.parametrize("db_backend", ["sqlite", "postgres"],
+    indirect=True)`.
     """
     param = getattr(request, "param", None)
     if param is not None:
@@ -326,43 +477,55 @@ def db_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def database_url(request: pytest.FixtureRequest, db_backend: str, tmp_path: Path) -> Iterator[str]:
-    """URL of this test's own migrated database: a fresh SQLite copy, or the session's
-    PostgreSQL database, emptied (all tables truncated) after the test."""
+def database_url(
+    request: pytest.FixtureRequest,
+    db_backend: str,
+    database_templates: DatabaseTemplates,
+    database_seed: Seed | None,
+    tmp_path: Path,
+) -> str:
+    """URL of this test's own migrated (and seeded) database: a copy of the session's SQLite
+    template, or `pg_url` on PostgreSQL."""
     if db_backend == "postgres":
-        url = request.getfixturevalue("postgres_database_url")
-        yield url
-        _truncate_pg(url)
-    else:
-        template = request.getfixturevalue("sqlite_template")
-        path = tmp_path / "kassa.sqlite"
-        _copy_sqlite(template, path)
-        yield f"sqlite:///{path}"
+        return str(request.getfixturevalue("pg_url"))
+    template = database_templates.sqlite(database_seed)
+    path = tmp_path / "kassa.sqlite"
+    _copy_sqlite(Path(template.url.removeprefix("sqlite:///")), path)
+    _copy_instance(template, tmp_path / "instance")
+    return f"sqlite:///{path}"
 
 
 # --------------------------------------------------------------------------- apps
 
 
 @pytest.fixture
-def build_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """`build_app(**config)`: an app on this test's database with the test defaults plus
-    `config`. Its instance folder is a tmp dir. Engines are disposed at teardown."""
+def make_app(
+    database_url: str, app_settings: dict[str, Any], tmp_path: Path
+) -> Iterator[Callable[..., Any]]:
+    """The one app builder. `make_app(**config)`: `create_app` with the test defaults, the
+    area's `app_settings`, then `config`; on this test's database unless config names
+    another SQLALCHEMY_DATABASE_URI; instance folder in tmp. Every app it built has its job
+    runner stopped and its connections closed at teardown."""
     from app import create_app
 
     apps: list[Any] = []
 
     def factory(**overrides: Any) -> Any:
         config = default_test_config(database_url)
+        # Anything written at run time (seed-demo's password file, receipts' outbox) lands
+        # in tmp, never in the checkout's instance/.
+        config["INSTANCE_PATH"] = str(tmp_path / "instance")
+        config.update(app_settings)
         config.update(overrides)
         app = create_app(config)
-        # Anything written at run time (seed-demo's password file...) lands in tmp, not in
-        # the checkout's instance/. Settings were already read with SECRET_KEY given.
-        app.instance_path = str(tmp_path / "instance")
         apps.append(app)
         return app
 
     yield factory
-    for app in apps:
+    for app in reversed(apps):
+        jobs = app.extensions.get("kassa_jobs")
+        if jobs is not None:
+            jobs.shutdown()
         _dispose_engines(app)
 
 
@@ -386,7 +549,7 @@ def _live_http_server() -> Iterator[Any]:
 
 
 @pytest.fixture
-def app(request: pytest.FixtureRequest, build_app: Callable[..., Any]) -> Any:
+def app(request: pytest.FixtureRequest, make_app: Callable[..., Any]) -> Any:
     """The Kassa app for this test (SQLite, or PostgreSQL for `postgres` tests).
 
     When the test also uses `live_server`, PUBLIC_BASE_URL is the live server's address and
@@ -397,7 +560,7 @@ def app(request: pytest.FixtureRequest, build_app: Callable[..., Any]) -> Any:
         server = request.getfixturevalue("_live_http_server")
         overrides["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{server.server_port}"
         overrides["SANDBOX_DELIVER_WEBHOOKS"] = True
-    return build_app(**overrides)
+    return make_app(**overrides)
 
 
 @pytest.fixture

@@ -67,7 +67,7 @@ def order(o: models.Order) -> schemas.Order:
             for i in o.items
         ],
         payment_ids=[p.public_id for p in o.payments],
-        fulfillment_status=o.fulfillment_status,  # type: ignore[arg-type]
+        fulfillment_status=o.fulfillment_status,
         fulfilled_at=o.fulfilled_at,
         fulfillment_note=o.fulfillment_note,
         expires_at=o.expires_at,
@@ -187,7 +187,7 @@ def webhook_delivery(d: models.WebhookDelivery) -> schemas.WebhookDelivery:
         id=d.public_id,
         event_id=d.event.public_id,
         event_type=d.event.type,
-        status=d.status,  # type: ignore[arg-type]
+        status=d.status,
         attempts=d.attempts,
         next_attempt_at=d.next_attempt_at,
         last_attempt_at=d.last_attempt_at,

@@ -130,7 +130,7 @@ class Hub:
         if self._redis is None:
             import redis
 
-            self._redis = redis.Redis.from_url(self.redis_url, socket_timeout=5)
+            self._redis = redis.Redis.from_url(str(self.redis_url), socket_timeout=5)
         return self._redis
 
     # ----------------------------------------------------------------- fan-out
@@ -220,7 +220,7 @@ class Hub:
 
         while True:
             try:
-                client = redis.Redis.from_url(self.redis_url, socket_timeout=None)
+                client = redis.Redis.from_url(str(self.redis_url), socket_timeout=None)
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(CHANNEL)
                 # Anything published while we were not subscribed comes from the database.
@@ -304,9 +304,9 @@ def stream(
         ends = time.monotonic() + lifetime
         try:
             yield b"retry: 2000\n\n"
-            for message in from_database(sent):
-                sent = message.seq
-                yield sse(name(message), message.to_json(), message.seq)
+            for missed in from_database(sent):
+                sent = missed.seq
+                yield sse(name(missed), missed.to_json(), missed.seq)
             while True:
                 left = ends - time.monotonic()
                 if left <= 0:

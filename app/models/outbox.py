@@ -22,12 +22,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.extensions import db
+from app.extensions import Model
 from app.models.base import UTCDateTime, public_id, utcnow
 from app.models.enums import DeliveryStatus, values
 
 
-class OutboxEvent(db.Model):
+class OutboxEvent(Model):
     """One change a merchant's systems care about (order.paid, refund.succeeded, ...)."""
 
     __tablename__ = "outbox_events"
@@ -60,7 +60,7 @@ class OutboxEvent(db.Model):
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class WebhookEndpoint(db.Model):
+class WebhookEndpoint(Model):
     """A URL of the merchant's that receives signed events (Standard Webhooks)."""
 
     __tablename__ = "webhook_endpoints"
@@ -87,7 +87,7 @@ class WebhookEndpoint(db.Model):
         return not self.event_types or event_type in self.event_types
 
 
-class WebhookDelivery(db.Model):
+class WebhookDelivery(Model):
     """One event to one endpoint, retried on a schedule until delivered or given up."""
 
     __tablename__ = "webhook_deliveries"
@@ -124,7 +124,7 @@ class WebhookDelivery(db.Model):
     )
 
 
-class WebhookAttempt(db.Model):
+class WebhookAttempt(Model):
     """One HTTP request of a delivery, as sent and as answered (the delivery log)."""
 
     __tablename__ = "webhook_attempts"

@@ -229,7 +229,7 @@ def relay_batch(limit: int = RELAY_BATCH) -> list[live.Message]:
             return []
         faults.hit("outbox_relay")
         endpoints = db.session.execute(select(WebhookEndpoint)).scalars().all()
-        seq = db.session.execute(select(func.coalesce(func.max(OutboxEvent.seq), 0))).scalar_one()
+        seq = latest_seq()
         now = utcnow()
         deliveries: list[dict[str, Any]] = []
         messages: list[live.Message] = []
@@ -311,4 +311,6 @@ def events_since(seq: int, limit: int = 500) -> list[OutboxEvent]:
 
 
 def latest_seq() -> int:
-    return int(db.session.execute(select(func.coalesce(func.max(OutboxEvent.seq), 0))).scalar_one())
+    return int(
+        db.session.execute(select(func.coalesce(func.max(OutboxEvent.seq), 0))).scalar_one() or 0
+    )

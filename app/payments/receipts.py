@@ -130,7 +130,7 @@ def send(receipt_id: int) -> None:
         receipt.status = "sending"
         receipt.sent_at = utcnow()
     try:
-        mail.send(message, f"{receipt_id:08d}-{message['Message-ID'].strip('<>')}")
+        mail.deliver(message, f"{receipt_id:08d}-{message['Message-ID'].strip('<>')}")
     except Exception as exc:
         with unit_of_work():
             receipt = lock(Receipt, id=receipt_id)

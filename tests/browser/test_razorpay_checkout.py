@@ -31,14 +31,14 @@ def fake() -> Iterator[FakeRazorpay]:
 
 @pytest.fixture
 def app(
-    request: pytest.FixtureRequest, build_app: Callable[..., Flask], fake: FakeRazorpay
+    request: pytest.FixtureRequest, make_app: Callable[..., Flask], fake: FakeRazorpay
 ) -> Iterator[Flask]:
     """The shared app fixture's Kassa, with Razorpay (on the fake) as its only gateway."""
     overrides = razorpay_config(fake)
     if "live_server" in request.fixturenames:
         server = request.getfixturevalue("_live_http_server")
         overrides["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{server.server_port}"
-    app = build_app(**overrides)
+    app = make_app(**overrides)
     with app.app_context():
         add_products()
     with app.test_request_context(base_url=overrides.get("PUBLIC_BASE_URL")):

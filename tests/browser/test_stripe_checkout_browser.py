@@ -23,11 +23,11 @@ from tests.fakes.stripe_fixtures import (
 
 
 @pytest.fixture
-def app(build_app: Any, _live_http_server: Any, fake_stripe: FakeStripe) -> Any:
+def app(make_app: Any, _live_http_server: Any, fake_stripe: FakeStripe) -> Any:
     """The app served by live_server, with Stripe (and only Stripe) against the fake,
     which posts its signed webhooks to the live app."""
     base = f"http://127.0.0.1:{_live_http_server.server_port}"
-    application = build_app(
+    application = make_app(
         PUBLIC_BASE_URL=base,
         SANDBOX_ENABLED=False,
         STRIPE_SECRET_KEY=FAKE_SECRET_KEY,

@@ -1,84 +1,40 @@
-"""Fixtures for the foundation's integration tests: migrated apps on SQLite or PostgreSQL,
-and the app served over real HTTP on a loopback port."""
+"""What tests/integration's apps share (the shared `make_app` in tests/conftest.py builds
+them): settings for tests that drive the app with bare form posts, the demo catalog in every
+database, and the app served over real HTTP on a loopback port."""
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import psycopg
 import pytest
 import requests
 from flask import Flask
-from flask_migrate import upgrade
 from werkzeug.serving import make_server
 
-from app import create_app
-from app.cli import seed_demo_data
-
-
-def _admin_url(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
+from tests.conftest import Seed, seed_demo
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
-    base = os.environ.get("TEST_DATABASE_URL")
-    if not base:
-        pytest.skip("TEST_DATABASE_URL is not set (PostgreSQL tests)")
-    name = f"kassa_t_{secrets.token_hex(6)}"
-    admin = _admin_url(base)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = re.sub(r"/[^/]*$", f"/{name}", base)
-    if not url.startswith("postgresql+psycopg://"):
-        url = url.replace("postgresql://", "postgresql+psycopg://", 1)
-    yield url
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def app_settings() -> dict[str, Any]:
+    """CSRF off (these tests post bare forms; tests/integration/security and dashboard turn
+    it back on), the address the sandbox's hosted page redirects to, a fixed sandbox secret."""
+    return {
+        "SECRET_KEY": "test-secret-" + "x" * 40,
+        "WTF_CSRF_ENABLED": False,
+        "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
+        "SANDBOX_WEBHOOK_SECRET": "whsec_sandbox_test_secret",
+    }
 
 
 @pytest.fixture
-def make_app(tmp_path: Any) -> Iterator[Callable[..., Flask]]:
-    """Build a migrated, seeded app; keyword arguments override settings."""
-    apps: list[Flask] = []
-
-    def factory(**overrides: Any) -> Flask:
-        config = {
-            "TESTING": True,
-            "SECRET_KEY": "test-secret-" + "x" * 40,
-            "INSTANCE_PATH": str(tmp_path / "instance"),
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'kassa.db'}",
-            "WTF_CSRF_ENABLED": False,
-            "JOBS_EAGER": True,
-            "SANDBOX_DELIVER_WEBHOOKS": False,
-            "RATELIMIT_ENABLED": False,
-            "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
-            "SANDBOX_WEBHOOK_SECRET": "whsec_sandbox_test_secret",
-        }
-        config.update(overrides)
-        app = create_app(config)
-        with app.app_context():
-            upgrade()
-            seed_demo_data()
-        apps.append(app)
-        return app
-
-    yield factory
-    for app in apps:
-        app.extensions["kassa_jobs"].shutdown()
-        with app.app_context():
-            from app.extensions import db
-
-            db.session.remove()
-            db.engine.dispose()
+def database_seed() -> Seed | None:
+    """Every database here starts with the demo catalog and merchant."""
+    return seed_demo
 
 
 def free_port() -> int:

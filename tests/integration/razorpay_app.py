@@ -1,8 +1,7 @@
 """Helpers for tests that run Kassa against the fake Razorpay API.
 
-Apps come from the shared fixtures (`make_app` in tests/integration/conftest.py,
-`build_app` in tests/conftest.py: migrated database, instance path in tmp); these helpers
-add the Razorpay settings, a small catalog and a way to start an attempt through the core.
+Apps come from the shared `make_app` (tests/conftest.py: this test's migrated database,
+instance path in tmp, the area's settings); these helpers add the Razorpay settings, a small catalog and a way to start an attempt through the core.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Helpers for Stripe integration tests: an app wired to the fake Stripe API, signed
 webhook delivery through the test client, and a checkout started the way a customer does.
 
-Builds on tests/integration/conftest.py's `make_app` (migrated, seeded, CSRF off, jobs
-inline). Kept out of conftest.py so it merges beside the foundation's fixtures; tests
+Builds on the shared `make_app` (tests/conftest.py, with tests/integration's settings:
+seeded, CSRF off, jobs inline). Kept out of conftest.py so it merges beside the foundation's fixtures; tests
 import the fixtures from here.
 """
 

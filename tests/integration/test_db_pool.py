@@ -18,9 +18,9 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def pg_app(build_app: Any, database_url: str) -> Any:
+def pg_app(make_app: Any, database_url: str) -> Any:
     """The app with the engine options production computes for a PostgreSQL URL."""
-    return build_app(SQLALCHEMY_ENGINE_OPTIONS=engine_options(database_url))
+    return make_app(SQLALCHEMY_ENGINE_OPTIONS=engine_options(database_url))
 
 
 def _engine(app: Any) -> Any:

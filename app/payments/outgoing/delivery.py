@@ -140,7 +140,7 @@ def _sender(app: Flask) -> tuple[Sender, ThreadPoolExecutor]:
             thread_name_prefix="kassa-webhook-out",
         )
         found = app.extensions["kassa_outgoing"] = (sender, pool)
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def send(claims: list[Claim]) -> list[tuple[Claim, dict[str, str], Result]]:

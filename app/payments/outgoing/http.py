@@ -132,7 +132,7 @@ def _connect(conn: HTTPConnection, policy: TargetPolicy) -> socket.socket:
         try:
             return urllib3_connection.create_connection(
                 (address, conn.port or 80),
-                conn.timeout,  # type: ignore[arg-type]  # urllib3's own sentinel type
+                conn.timeout,
                 source_address=conn.source_address,
                 socket_options=conn.socket_options,
             )

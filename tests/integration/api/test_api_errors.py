@@ -16,9 +16,9 @@ from sqlalchemy import func, select, update
 from app.extensions import db
 from app.models import ApiKey, Order, Payment, Product
 from app.models.base import utcnow
+from tests.fakes.gateway import FakeGateway
 from tests.integration.api.conftest import (
     Api,
-    FakeGateway,
     checkout_body,
     complete_at_sandbox,
     error_code,

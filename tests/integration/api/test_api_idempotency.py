@@ -19,9 +19,9 @@ from sqlalchemy import func, select, update
 from app.extensions import db
 from app.models import IdempotencyKey, Order, Payment, Refund, SandboxSession
 from app.models.base import utcnow
+from tests.fakes.gateway import FakeGateway
 from tests.integration.api.conftest import (
     Api,
-    FakeGateway,
     checkout_body,
     complete_at_sandbox,
     error_code,
@@ -231,10 +231,10 @@ def test_refunds_with_a_key_happen_once(api: Api) -> None:
 
 @pytest.mark.postgres
 def test_fifty_concurrent_duplicates_make_one_order_and_one_gateway_call(
-    serve: Callable[..., Any], api_pg_url: str
+    serve: Callable[..., Any], pg_url: str
 ) -> None:
     server = serve(
-        SQLALCHEMY_DATABASE_URI=api_pg_url,
+        SQLALCHEMY_DATABASE_URI=pg_url,
         SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 20, "max_overflow": 40},
     )
     token = new_key(server.app)

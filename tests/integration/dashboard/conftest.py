@@ -1,34 +1,25 @@
-"""Fixtures for the dashboard tests: a migrated app with CSRF on, merchants of each role,
-signed-in test clients, and factories for orders and payments.
-
-Kept local until the shared tests/conftest.py lands; names are prefixed so they never
-shadow the shared ones.
-"""
+"""Fixtures for the dashboard tests: the dashboard's settings (CSRF on, plain-http cookies),
+merchants of each role in every database, signed-in test clients, and factories for orders
+and payments. Apps come from the shared `make_app` (tests/conftest.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import secrets
-import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_migrate import upgrade
 from werkzeug.security import generate_password_hash
 
-from app import create_app
 from app.cli import seed_demo_data
 from app.extensions import db
 from app.models import Order, OrderItem, Payment, User
 from app.models.base import public_id
+from tests.conftest import Seed
 
 PASSWORD = "correct horse battery staple"
 # Cheap hash for tests: the login path is the same, only faster.
@@ -37,16 +28,11 @@ CSRF_META = re.compile(r'"X-CSRFToken": "([^"]+)"')
 CSRF_FIELD = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
-def base_config(tmp_path: Any) -> dict[str, Any]:
+@pytest.fixture
+def app_settings() -> dict[str, Any]:
     return {
-        "TESTING": True,
         "SECRET_KEY": "dashboard-test-secret-" + "x" * 40,
-        "INSTANCE_PATH": str(tmp_path / "instance"),
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'kassa.db'}",
         "WTF_CSRF_ENABLED": True,  # every form must carry its token
-        "JOBS_EAGER": True,
-        "SANDBOX_DELIVER_WEBHOOKS": False,
-        "RATELIMIT_ENABLED": False,
         "SESSION_COOKIE_SECURE": False,  # the test client speaks plain http
         "REMEMBER_COOKIE_SECURE": False,
         "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
@@ -54,75 +40,30 @@ def base_config(tmp_path: Any) -> dict[str, Any]:
     }
 
 
-def build_app(tmp_path: Any, *, migrated: bool = False, **overrides: Any) -> Flask:
-    """A seeded app with an owner, an admin and a viewer; migrated here unless the
-    database already is (a copy of the session's migrated SQLite template)."""
-    config = base_config(tmp_path)
-    config.update(overrides)
-    app = create_app(config)
-    with app.app_context():
-        if not migrated:
-            upgrade()
-        seed_demo_data()
-        for role in ("owner", "admin", "viewer"):
-            db.session.add(
-                User(
-                    email=f"{role}@shop.test",
-                    password_hash=PASSWORD_HASH,
-                    role=role,
-                    session_token=secrets.token_hex(16),
-                )
+def seed_merchants() -> None:
+    """The demo catalog and merchant, plus owner@, admin@ and viewer@shop.test (PASSWORD)."""
+    seed_demo_data()
+    for role in ("owner", "admin", "viewer"):
+        db.session.add(
+            User(
+                email=f"{role}@shop.test",
+                password_hash=PASSWORD_HASH,
+                role=role,
+                session_token=secrets.token_hex(16),
             )
-        db.session.commit()
-    return app
-
-
-def dispose(app: Flask) -> None:
-    app.extensions["kassa_jobs"].shutdown()
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+        )
+    db.session.commit()
 
 
 @pytest.fixture
-def dash_app(tmp_path: Any, sqlite_template: Path) -> Iterator[Flask]:
-    """The app on this test's own SQLite file, copied from the migrated template."""
-    path = tmp_path / "kassa.db"
-    with (
-        contextlib.closing(sqlite3.connect(sqlite_template)) as src,
-        contextlib.closing(sqlite3.connect(path)) as dst,
-    ):
-        src.backup(dst)
-    app = build_app(tmp_path, migrated=True)
-    yield app
-    dispose(app)
+def database_seed() -> Seed | None:
+    return seed_merchants
 
 
-def truncate_all(app: Flask) -> None:
-    """Empty every table (PostgreSQL), so the next test starts from a clean database."""
-    with app.app_context():
-        names = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
-        db.session.execute(db.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        db.session.commit()
-
-
-@pytest.fixture(scope="module")
-def dash_pg_url() -> Iterator[str]:
-    """A PostgreSQL database of our own (kassa_dash_<random>), migrated on first use by
-    build_app, shared by the module's tests (each truncates after itself), then dropped."""
-    base = os.environ.get("TEST_DATABASE_URL")
-    if not base:
-        pytest.skip("TEST_DATABASE_URL is not set (PostgreSQL tests)")
-    name = f"kassa_dash_{secrets.token_hex(6)}"
-    admin = base.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = re.sub(r"/[^/]*$", f"/{name}", base)
-    if not url.startswith("postgresql+psycopg://"):
-        url = url.replace("postgresql://", "postgresql+psycopg://", 1)
-    yield url
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+@pytest.fixture
+def dash_app(make_app: Callable[..., Flask]) -> Flask:
+    """The dashboard's app on this test's database."""
+    return make_app()
 
 
 def csrf_token(client: FlaskClient, path: str = "/auth/login") -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import secrets
 import threading
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 from flask import Flask
@@ -17,13 +17,10 @@ from app.extensions import db
 from app.models import Payment, Refund, User
 from tests.integration.dashboard.conftest import (
     PASSWORD_HASH,
-    build_app,
     deliver_webhooks,
-    dispose,
     hx_headers,
     login,
     sandbox_payment,
-    truncate_all,
 )
 
 pytestmark = pytest.mark.postgres
@@ -83,32 +80,25 @@ def _storm(app: Flask, pid: str, same_form: bool) -> list[tuple[int, str]]:
 
 @pytest.mark.parametrize("same_form", [False, True], ids=["twenty-forms", "one-form-twenty-times"])
 def test_twenty_concurrent_full_refunds_make_one(
-    dash_pg_url: str, tmp_path: Any, same_form: bool
+    make_app: Callable[..., Flask], pg_url: str, same_form: bool
 ) -> None:
-    app = build_app(
-        tmp_path,
-        SQLALCHEMY_DATABASE_URI=dash_pg_url,
+    app = make_app(
+        SQLALCHEMY_DATABASE_URI=pg_url,
         SQLALCHEMY_ENGINE_OPTIONS={"pool_size": N + 5, "max_overflow": 5},
     )
-    try:
-        client = login(app.test_client(), "owner")
-        pid = sandbox_payment(app, client)
-        results = _storm(app, pid, same_form)
-        assert all(code == 200 for code, _ in results), [c for c, _ in results]
-        made = [body for _, body in results if "Refund of $25.00 requested" in body]
-        refused = [body for _, body in results if "can still be refunded" in body]
-        if same_form:
-            assert len(made) == N  # every submission answers with the same refund
-        else:
-            assert len(made) == 1 and len(refused) == N - 1
-        deliver_webhooks(app, client)
-        with app.app_context():
-            refunds = db.session.execute(select(Refund)).scalars().all()
-            assert len(refunds) == 1 and refunds[0].amount == 2500
-            payment = db.session.execute(
-                select(Payment).where(Payment.public_id == pid)
-            ).scalar_one()
-            assert payment.status == "refunded" and payment.amount_refunded == 2500
-    finally:
-        truncate_all(app)
-        dispose(app)
+    client = login(app.test_client(), "owner")
+    pid = sandbox_payment(app, client)
+    results = _storm(app, pid, same_form)
+    assert all(code == 200 for code, _ in results), [c for c, _ in results]
+    made = [body for _, body in results if "Refund of $25.00 requested" in body]
+    refused = [body for _, body in results if "can still be refunded" in body]
+    if same_form:
+        assert len(made) == N  # every submission answers with the same refund
+    else:
+        assert len(made) == 1 and len(refused) == N - 1
+    deliver_webhooks(app, client)
+    with app.app_context():
+        refunds = db.session.execute(select(Refund)).scalars().all()
+        assert len(refunds) == 1 and refunds[0].amount == 2500
+        payment = db.session.execute(select(Payment).where(Payment.public_id == pid)).scalar_one()
+        assert payment.status == "refunded" and payment.amount_refunded == 2500

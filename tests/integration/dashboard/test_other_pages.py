@@ -19,9 +19,7 @@ from app.models import ApiKey, AuditEntry, Refund, WebhookEvent
 from tests.integration.dashboard.conftest import (
     HX,
     PASSWORD,
-    build_app,
     csrf_token,
-    dispose,
     hx_headers,
     make_payment,
     sandbox_payment,
@@ -165,39 +163,37 @@ def test_api_keys_create_shown_once_then_revoke(
         assert key.revoked_at is not None
 
 
-def test_sign_in_is_throttled_per_account_and_per_address(tmp_path: object) -> None:
-    app = build_app(
-        tmp_path,
+def test_sign_in_is_throttled_per_account_and_per_address(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(
         RATELIMIT_ENABLED=True,
         LOGIN_LIMIT_ACCOUNT="3 per 15 minutes",
         LOGIN_LIMIT_ADDRESS="5 per 15 minutes",
     )
-    try:
-        client = app.test_client()
+    client = app.test_client()
 
-        def attempt(email: str, password: str, addr: str = "10.0.0.1") -> int:
-            token = csrf_token(client)
-            return client.post(
-                "/auth/login",
-                data={"email": email, "password": password, "csrf_token": token},
-                environ_base={"REMOTE_ADDR": addr},
-            ).status_code
+    def attempt(email: str, password: str, addr: str = "10.0.0.1") -> int:
+        token = csrf_token(client)
+        return client.post(
+            "/auth/login",
+            data={"email": email, "password": password, "csrf_token": token},
+            environ_base={"REMOTE_ADDR": addr},
+        ).status_code
 
-        assert [attempt("owner@shop.test", "wrong") for _ in range(3)] == [401, 401, 401]
-        # This address pauses for the account, even with the right password...
-        assert attempt("OWNER@shop.test ", PASSWORD) == 429
-        # ...but the owner elsewhere still signs in, and so do other accounts from here.
-        assert attempt("owner@shop.test", PASSWORD, addr="10.0.0.9") == 303
-        client.post("/auth/logout", data={"csrf_token": csrf_token(client, "/dashboard/")})
-        assert attempt("admin@shop.test", PASSWORD) == 303
-        # Per address: spraying many accounts from one address stops too.
-        client.post("/auth/logout", data={"csrf_token": csrf_token(client, "/dashboard/")})
-        codes = [attempt(f"nobody{i}@shop.test", "wrong", addr="10.0.0.2") for i in range(6)]
-        assert codes == [401] * 5 + [429]
-        assert attempt("viewer@shop.test", PASSWORD, addr="10.0.0.2") == 429
-        assert attempt("viewer@shop.test", PASSWORD, addr="10.0.0.3") == 303
-    finally:
-        dispose(app)
+    assert [attempt("owner@shop.test", "wrong") for _ in range(3)] == [401, 401, 401]
+    # This address pauses for the account, even with the right password...
+    assert attempt("OWNER@shop.test ", PASSWORD) == 429
+    # ...but the owner elsewhere still signs in, and so do other accounts from here.
+    assert attempt("owner@shop.test", PASSWORD, addr="10.0.0.9") == 303
+    client.post("/auth/logout", data={"csrf_token": csrf_token(client, "/dashboard/")})
+    assert attempt("admin@shop.test", PASSWORD) == 303
+    # Per address: spraying many accounts from one address stops too.
+    client.post("/auth/logout", data={"csrf_token": csrf_token(client, "/dashboard/")})
+    codes = [attempt(f"nobody{i}@shop.test", "wrong", addr="10.0.0.2") for i in range(6)]
+    assert codes == [401] * 5 + [429]
+    assert attempt("viewer@shop.test", PASSWORD, addr="10.0.0.2") == 429
+    assert attempt("viewer@shop.test", PASSWORD, addr="10.0.0.3") == 303
 
 
 def test_refund_rows_keep_who_asked(

@@ -268,10 +268,10 @@ def test_forwarded_headers_are_trusted_only_when_configured(make_app: Callable[.
 
 
 def test_each_log_line_is_written_once_through_the_filter(
-    build_app: Callable[..., Flask], capfd: pytest.CaptureFixture[str]
+    make_app: Callable[..., Flask], capfd: pytest.CaptureFixture[str]
 ) -> None:
-    # build_app: migrations ran earlier in the session, so nothing reconfigured logging since.
-    app = build_app(LOG_JSON=True)
+    # make_app: migrations ran earlier in the session, so nothing reconfigured logging since.
+    app = make_app(LOG_JSON=True)
     app.logger.info("paid by jane@example.com with 4242 4242 4242 4242")
     err = capfd.readouterr().err
     lines = [line for line in err.splitlines() if "paid by" in line]

@@ -1,4 +1,4 @@
-"""Fixtures for the reliability tests: an own PostgreSQL database per test (kassa_rel_<hex>),
+"""Fixtures for the reliability tests: apps on this test's PostgreSQL database (`pg_url`),
 real brokers (Redis, RabbitMQ), real Celery worker subprocesses, and helpers that run app
 code in a subprocess that a fault point may kill.
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import signal
 import subprocess
@@ -19,7 +18,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
@@ -32,40 +30,14 @@ REDIS_URL = os.environ.get("CELERY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 AMQP_URL = os.environ.get("CELERY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
-def _admin(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
 @pytest.fixture
-def rel_pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test (kassa_rel_<hex>), dropped after."""
-    base = os.environ.get("TEST_DATABASE_URL")
-    if not base:
-        pytest.skip(
-            "TEST_DATABASE_URL is not set: the reliability tests need PostgreSQL "
-            "(e.g. TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres)"
-        )
-    name = f"kassa_rel_{secrets.token_hex(5)}"
-    with psycopg.connect(_admin(base), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-        # Commits need not wait for the disk here (a test database, not crash-safety of the
-        # server): the tests are about our transactions, and this halves their run time.
-        conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
-    url = re.sub(r"/[^/]*$", f"/{name}", base)
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    yield url
-    with psycopg.connect(_admin(base), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def pg_app(make_app: Callable[..., Flask], rel_pg_url: str) -> Callable[..., Flask]:
-    """`pg_app(**overrides)`: a migrated, seeded app on this test's PostgreSQL database."""
+def make_pg_app(make_app: Callable[..., Flask], pg_url: str) -> Callable[..., Flask]:
+    """`make_pg_app(**overrides)`: an app on this test's PostgreSQL database (`pg_url`),
+    reconciling without a grace period and retrying gateway calls without waiting."""
 
     def build(**overrides: Any) -> Flask:
         settings: dict[str, Any] = {
-            "SQLALCHEMY_DATABASE_URI": rel_pg_url,
+            "SQLALCHEMY_DATABASE_URI": pg_url,
             "RECONCILE_GRACE_SECONDS": 0,
             "GATEWAY_BACKOFF_SECONDS": 0.01,
         }

@@ -43,10 +43,10 @@ def _state(app: Flask, payment_id: int) -> tuple[str, list[str], list[tuple[str,
 
 
 def _apps(
-    pg_app: Callable[..., Flask], broker_url: str, tmp_path: Path
+    make_pg_app: Callable[..., Flask], broker_url: str, tmp_path: Path
 ) -> tuple[Flask, dict[str, str]]:
     queue = f"kassa-test-{secrets.token_hex(4)}"  # never share a queue with another run
-    app = pg_app(CELERY_BROKER_URL=broker_url, CELERY_QUEUE=queue, JOBS_EAGER=False)
+    app = make_pg_app(CELERY_BROKER_URL=broker_url, CELERY_QUEUE=queue, JOBS_EAGER=False)
     env = base_env(
         app.config["SQLALCHEMY_DATABASE_URI"],
         tmp_path / "worker-instance",
@@ -57,12 +57,12 @@ def _apps(
 
 
 def test_worker_processes_webhook_and_receipt_jobs(
-    pg_app: Callable[..., Flask],
+    make_pg_app: Callable[..., Flask],
     broker_url: str,
     tmp_path: Path,
     start_worker: Callable[..., Worker],
 ) -> None:
-    app, env = _apps(pg_app, broker_url, tmp_path)
+    app, env = _apps(make_pg_app, broker_url, tmp_path)
     start_worker(env)
     payment, events = start_purchase(app)
     post_events(app, events)  # stored and committed here; the worker applies them
@@ -79,12 +79,12 @@ def test_worker_processes_webhook_and_receipt_jobs(
 
 
 def test_worker_killed_mid_task_then_task_completes_once(
-    pg_app: Callable[..., Flask],
+    make_pg_app: Callable[..., Flask],
     broker_url: str,
     tmp_path: Path,
     start_worker: Callable[..., Worker],
 ) -> None:
-    app, env = _apps(pg_app, broker_url, tmp_path)
+    app, env = _apps(make_pg_app, broker_url, tmp_path)
     marker = tmp_path / "in-task"
     # Redis hands an unacknowledged task to another worker after the visibility timeout.
     env["CELERY_VISIBILITY_TIMEOUT"] = "2"

@@ -32,8 +32,8 @@ def _reconcile(app: Flask) -> list[str]:
     return report.changes
 
 
-def test_crash_after_checkout_creation(pg_app: Callable[..., Flask]) -> None:
-    app = pg_app()
+def test_crash_after_checkout_creation(make_pg_app: Callable[..., Flask]) -> None:
+    app = make_pg_app()
     result = run_in_subprocess(app, "checkout", "tee-usd", FAULT_POINT="after_gateway_checkout")
     assert result.returncode == 1 and "survived" not in result.stdout, result.stderr
     # The gateway made a session; we never recorded it.
@@ -60,8 +60,8 @@ def test_crash_after_checkout_creation(pg_app: Callable[..., Flask]) -> None:
     assert count(app, SandboxSession) == 1
 
 
-def test_crash_after_capture(pg_app: Callable[..., Flask]) -> None:
-    app = pg_app(CAPTURE_METHOD="manual")
+def test_crash_after_capture(make_pg_app: Callable[..., Flask]) -> None:
+    app = make_pg_app(CAPTURE_METHOD="manual")
     payment, events = start_purchase(app)
     post_events(app, events)
     assert _payment(app, id=payment.id).status == "authorized"
@@ -84,8 +84,8 @@ def test_crash_after_capture(pg_app: Callable[..., Flask]) -> None:
     assert _reconcile(app) == []
 
 
-def test_crash_after_refund(pg_app: Callable[..., Flask]) -> None:
-    app = pg_app()
+def test_crash_after_refund(make_pg_app: Callable[..., Flask]) -> None:
+    app = make_pg_app()
     payment, events = start_purchase(app)
     post_events(app, events)
     assert _payment(app, id=payment.id).status == "succeeded"

@@ -29,10 +29,10 @@ pytestmark = pytest.mark.postgres
 
 
 def test_a_thousand_deliveries_from_fifty_threads_apply_once(
-    serve: Callable[..., object], rel_pg_url: str
+    serve: Callable[..., object], pg_url: str
 ) -> None:
     server = serve(
-        SQLALCHEMY_DATABASE_URI=rel_pg_url,
+        SQLALCHEMY_DATABASE_URI=pg_url,
         SANDBOX_DELIVER_WEBHOOKS=False,
         SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 20, "max_overflow": 10},
     )
@@ -85,8 +85,8 @@ def test_a_thousand_deliveries_from_fifty_threads_apply_once(
     assert slow[len(slow) // 2] < 1.0, f"median answer {slow[len(slow) // 2]:.3f}s"
 
 
-def test_ten_percent_of_webhooks_lost_for_200_payments(pg_app: Callable[..., Flask]) -> None:
-    app = pg_app()
+def test_ten_percent_of_webhooks_lost_for_200_payments(make_pg_app: Callable[..., Flask]) -> None:
+    app = make_pg_app()
     rng = random.Random(7)
     processor = app.extensions["kassa_gateways"]["sandbox"].processor
     expected: dict[str, str] = {}
@@ -140,9 +140,9 @@ def test_ten_percent_of_webhooks_lost_for_200_payments(pg_app: Callable[..., Fla
 
 
 def test_failing_event_backs_off_then_goes_dead_and_can_be_reprocessed(
-    pg_app: Callable[..., Flask],
+    make_pg_app: Callable[..., Flask],
 ) -> None:
-    app = pg_app(
+    app = make_pg_app(
         WEBHOOK_MAX_ATTEMPTS=3, WEBHOOK_RETRY_BASE_SECONDS=0, FAULT_POINT="webhook_process:raise"
     )
     payment, sent = start_purchase(app)
