@@ -59,7 +59,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 from cryptography import x509
@@ -344,6 +344,14 @@ def authorize_request_id(payment_id: str) -> str:
     return _request_id(f"kassa-authorize-{payment_id}")
 
 
+def _plain_url(url: str) -> str:
+    """The URL without Stripe's {CHECKOUT_SESSION_ID} placeholder (not a valid URI for
+    PayPal); PayPal appends its own ?token=<order id>&PayerID=."""
+    parts = urlsplit(url)
+    kept = [p for p in parts.query.split("&") if p and "{CHECKOUT_SESSION_ID}" not in p]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(kept), parts.fragment))
+
+
 def _first_unit(order: Mapping[str, Any]) -> dict[str, Any]:
     units = order.get("purchase_units") or []
     return dict(units[0]) if units and isinstance(units[0], Mapping) else {}
@@ -537,7 +545,7 @@ class PayPalGateway:
         self._tolerance = webhook_tolerance
         self._timeout = (connect_timeout, timeout)
         self._session = session or requests.Session()
-        self._cert_session = cert_session or requests.Session()
+        self.cert_session = cert_session or requests.Session()
         self._clock = clock or (lambda: datetime.now(UTC))
         self._token: str | None = None
         self._token_renew_at = 0.0
@@ -722,8 +730,8 @@ class PayPalGateway:
         context: dict[str, Any] = {
             "shipping_preference": "NO_SHIPPING",
             "user_action": "PAY_NOW",
-            "return_url": request.success_url,
-            "cancel_url": request.cancel_url,
+            "return_url": _plain_url(request.success_url),
+            "cancel_url": _plain_url(request.cancel_url),
         }
         if self.brand_name:
             context["brand_name"] = self.brand_name
@@ -1185,7 +1193,7 @@ class PayPalGateway:
         if cached is not None and now <= cached.not_after:
             return cached.leaf
         try:
-            response = self._cert_session.get(
+            response = self.cert_session.get(
                 url, timeout=self._timeout, allow_redirects=False, stream=True
             )
             content = response.raw.read(MAX_CERT_BYTES + 1, decode_content=True)

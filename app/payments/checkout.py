@@ -430,9 +430,14 @@ def confirm_return(payment_public_id: str, args: dict[str, str], actor: Actor) -
     payment = get_payment(payment_public_id)
     gateway = registry.get_gateway(payment.gateway)
     ref = PaymentRef(payment.public_id, payment.gateway_reference, payment.gateway_payment_id)
+    closed = payment.status in (PaymentStatus.CANCELED, PaymentStatus.EXPIRED, PaymentStatus.FAILED)
     release_connection()
     try:
-        update = gateway.confirm_return(ref, ReturnParams(args))
+        # A closed attempt is only read: a return page must never complete it (PayPal's
+        # return captures, and a late approval must not take money for an expired order).
+        update = (
+            gateway.retrieve(ref) if closed else gateway.confirm_return(ref, ReturnParams(args))
+        )
     except GatewayError as exc:
         with unit_of_work():
             locked = lock(Payment, id=payment.id)

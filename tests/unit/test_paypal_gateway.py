@@ -81,7 +81,7 @@ def checkout_request(
         line_items=items if items is not None else (LineItem("Tea", amount, 1),),
         customer_email="asha@example.com",
         customer_name="Asha",
-        success_url=f"{PUBLIC}/checkout/return/{payment_id}",
+        success_url=f"{PUBLIC}/checkout/return/{payment_id}?session_id={{CHECKOUT_SESSION_ID}}",
         cancel_url=f"{PUBLIC}/checkout/cancel/{payment_id}",
         idempotency_key=f"kassa-checkout-{payment_id}",
         expires_at=datetime.now(UTC) + timedelta(minutes=30),
