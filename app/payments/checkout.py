@@ -449,6 +449,7 @@ def confirm_return(payment_public_id: str, args: dict[str, str], actor: Actor) -
                 details={"code": exc.code, "message": exc.message},
             )
         return payment
+    faults.hit("after_gateway_return")
     if update is not None:
         apply_update_now(payment.gateway, update, actor, source="return page")
     db.session.refresh(payment)

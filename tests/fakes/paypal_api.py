@@ -293,6 +293,14 @@ class FakePayPal:
                 self._event("CHECKOUT.ORDER.APPROVED", "checkout-order", order)
             return copy.deepcopy(order)
 
+    def capture_now(self, order_id: str) -> dict[str, Any]:
+        """Approve and capture an order, as a buyer plus a capture call would."""
+        with self.lock:
+            self.approve(order_id)
+            result = self._capture(self.orders[order_id])
+            assert not isinstance(result, tuple), result
+            return copy.deepcopy(result)
+
     def dashboard_refund(self, capture_id: str, amount: str | None = None) -> dict[str, Any]:
         """A refund made in PayPal's dashboard: no custom_id, no request id."""
         with self.lock:
