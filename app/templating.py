@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from flask import Flask, current_app
 
+from app.methods import describe
 from app.money import format_minor
 
 STATUS_LABELS = {
@@ -31,6 +34,17 @@ def init_app(app: Flask) -> None:
     @app.template_filter("status_label")
     def status_label(status: str) -> str:
         return STATUS_LABELS.get(status, status.replace("_", " ").capitalize())
+
+    @app.template_filter("method_label")
+    def method_label(details: Mapping[str, Any] | None) -> str:
+        return describe(details)
+
+    @app.template_filter("iso_when")
+    def iso_when(value: str | None) -> str:
+        try:
+            return when(datetime.fromisoformat(value)) if value else ""
+        except ValueError:
+            return ""
 
     @app.template_filter("when")
     def when(value: datetime | None) -> str:
