@@ -472,3 +472,21 @@ def test_sync_uses_the_order(client: FlaskClient, fake: FakePayPal) -> None:
     fake.capture_now(payment.gateway_reference or "")
     synced = refunds.sync_payment(payment.public_id, MERCHANT)
     assert synced.status == "succeeded"
+
+
+def test_paypal_is_active_only_with_all_three_settings(
+    make_app: Callable[..., Flask], fake: FakePayPal, tmp_path: Path
+) -> None:
+    config = paypal_config(fake, tmp_path / "root.pem", SANDBOX_ENABLED=True)
+    assert "paypal" in make_app(**config).extensions["kassa_gateways"]
+    for missing in ("PAYPAL_CLIENT_SECRET", "PAYPAL_WEBHOOK_ID"):
+        app = make_app(**{**config, missing: None})
+        assert "paypal" not in app.extensions["kassa_gateways"]
+
+
+def test_the_live_api_in_debug_mode_stops_the_app(
+    make_app: Callable[..., Flask], fake: FakePayPal, tmp_path: Path
+) -> None:
+    config = paypal_config(fake, tmp_path / "root.pem", PAYPAL_API_BASE="https://api-m.paypal.com")
+    with pytest.raises(RuntimeError, match="live PayPal API"):
+        make_app(**config, DEBUG=True)
