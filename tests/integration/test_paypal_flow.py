@@ -490,3 +490,44 @@ def test_the_live_api_in_debug_mode_stops_the_app(
     config = paypal_config(fake, tmp_path / "root.pem", PAYPAL_API_BASE="https://api-m.paypal.com")
     with pytest.raises(RuntimeError, match="live PayPal API"):
         make_app(**config, DEBUG=True)
+
+
+def test_a_create_lost_in_a_crash_is_resent_with_the_same_request_id(
+    make_paypal_app: Callable[..., Flask], fake: FakePayPal
+) -> None:
+    app = make_paypal_app(FAULT_POINT="after_gateway_checkout:raise", RECONCILE_GRACE_SECONDS=0)
+    with app.test_request_context():
+        with pytest.raises(RuntimeError, match="injected fault"):
+            start_checkout()
+        assert len(fake.orders) == 1  # PayPal made the order; we never stored its id
+        payment = db.session.execute(select(Payment)).scalars().all()[-1]
+        db.session.rollback()
+        assert (payment.status, payment.gateway_reference) == ("created", None)
+        app.config["FAULT_POINT"] = None
+        reconcile.reconcile()
+        payment = fresh(payment.public_id)
+        assert payment.gateway_reference in fake.orders
+        assert len(fake.orders) == 1
+        ids = [c.request_id for c in fake.calls("POST", "/v2/checkout/orders")]
+        assert ids == [payment.idempotency_key, payment.idempotency_key]
+        db.session.remove()
+
+
+def test_a_pending_refund_is_settled_by_reconcile(
+    make_paypal_app: Callable[..., Flask], fake: FakePayPal
+) -> None:
+    app = make_paypal_app(RECONCILE_GRACE_SECONDS=0)
+    with app.test_request_context():
+        client = app.test_client()
+        payment = start_checkout()
+        approve_and_return(client, fake, payment)
+        fake.refund_status = "PENDING"
+        refund = refunds.create_refund(payment.public_id, 700, None, MERCHANT)
+        assert refund.status == "pending"
+        fake.set_refund_status(refund.gateway_refund_id or "", "COMPLETED")
+        report = reconcile.reconcile()
+        db.session.rollback()
+        assert db.session.get(Refund, refund.id).status == "succeeded"  # type: ignore[union-attr]
+        assert any(refund.public_id in line for line in report.changes)
+        assert fake.calls("GET", f"/v2/payments/refunds/{refund.gateway_refund_id}")
+        db.session.remove()
