@@ -1037,8 +1037,9 @@ class PayPalGateway:
     def refund_body(self, request: RefundRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "amount": _money(request.amount, request.currency),
+            # Ours, so the refund's webhook and a re-fetch name our refund; no invoice_id
+            # (PayPal may hold invoice ids unique per account).
             "custom_id": request.refund_id[:MAX_ID_FIELD],
-            "invoice_id": request.refund_id[:MAX_ID_FIELD],
         }
         if request.reason:
             body["note_to_payer"] = request.reason[:255]

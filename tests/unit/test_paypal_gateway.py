@@ -478,7 +478,6 @@ def test_refund_sends_its_own_request_id_and_exact_body(
     assert call.json == {
         "amount": {"currency_code": "USD", "value": "10.00"},
         "custom_id": "rfd_one00000000001",
-        "invoice_id": "rfd_one00000000001",
         "note_to_payer": "customer asked",
     }
     assert result.status is RefundStatus.SUCCEEDED and result.gateway_refund_id in fake.refunds
