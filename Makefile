@@ -8,15 +8,24 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Reinstall only when pyproject.toml is newer than this stamp.
+# Reinstall only when pyproject.toml or the lock file is newer than this stamp.
 STAMP := $(VENV)/.installed
+# Exact versions of every package, dev tools included: what install, run and test install.
+LOCK := requirements.lock
+PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 HOST ?= 127.0.0.1
 PORT ?= 5000
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+LOCK_ARGS ?=
+# Coverage of app/ in `make test`; the floor applies to the whole suite only, so a run narrowed
+# with PYTEST_ARGS reports coverage without failing on it. Provisional: the issue measured 91%
+# (unit + integration); set a few points under a full run of the suite once one is measured.
+COV_FLOOR ?= 80
+COV_ARGS ?= --cov --cov-report=term $(if $(PYTEST_ARGS),,--cov-fail-under=$(COV_FLOOR))
 
-.PHONY: help install run serve test bench lint clean distclean chromium worker beat reconcile
+.PHONY: help install lock run serve test bench lint clean distclean chromium worker beat reconcile translations
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -24,11 +33,19 @@ help:  ## list the targets
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+$(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
+	$(PIP) install --quiet -r $(LOCK)
+	$(PIP) install --quiet --no-deps -e .
 	@touch $@
 
-install: $(STAMP)  ## create .venv and install the project with its dev tools
+install: $(STAMP)  ## create .venv and install the locked dependencies, dev tools and the project
+
+# Keeps every pin it can and resolves only what pyproject.toml changed; LOCK_ARGS=--upgrade
+# moves everything to the newest allowed versions (LOCK_ARGS='--upgrade-package stripe': one).
+lock: | $(BIN)/python  ## re-resolve requirements.lock from pyproject.toml (after changing dependencies)
+	$(PIP) install --quiet 'pip-tools>=7.4'
+	$(BIN)/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --output-file $(LOCK) $(LOCK_ARGS) pyproject.toml
 
 chromium:  ## install Debian's Chromium for the browser tests if it is missing
 	@scripts/ensure-chromium.sh
@@ -60,7 +77,7 @@ test: $(STAMP) chromium  ## the whole suite, browser tests included (PYTEST_ARGS
 	  echo "      tests marked 'postgres' are skipped. To run them as well (see README):"; \
 	  echo "      TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres make test"; \
 	fi
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(COV_ARGS) $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## run the benchmarks in bench/ (BENCH_ARGS=... passed on)
 	@if [ ! -f bench/__main__.py ]; then \
@@ -69,13 +86,21 @@ bench: $(STAMP)  ## run the benchmarks in bench/ (BENCH_ARGS=... passed on)
 	fi
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-lint: $(STAMP)  ## ruff
+lint: $(STAMP)  ## ruff check, ruff format --check, mypy (app/), import-linter (the layers)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:  ## remove caches and test output (keeps .venv and instance/)
-	rm -rf .pytest_cache .ruff_cache test-results bench/out build dist
+	rm -rf .pytest_cache .ruff_cache .mypy_cache .import_linter_cache .coverage test-results bench/out build dist
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
 	find . -path ./$(VENV) -prune -o -type d -name '*.egg-info' -exec rm -rf {} +
 
 distclean: clean  ## also remove .venv (instance/ with the database and secret key stays)
 	rm -rf $(VENV)
+
+translations: $(STAMP)  ## extract the customer pages' strings, update the catalogs (app/translations), compile them
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k N_ --no-location -o app/translations/messages.pot .
+	$(BIN)/pybabel update -i app/translations/messages.pot -d app/translations --width 100
+	$(BIN)/pybabel compile -d app/translations

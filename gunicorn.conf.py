@@ -13,14 +13,11 @@ gevent against the thread worker, same machine and hour (bench/NOTES.md): webhoo
 
 Settings (environment):
   WEB_CONCURRENCY   worker processes (default: number of CPUs)
-  WORKER_CLASS      default "gevent". "app.gunicorn_worker.BalancedThreadWorker" for OS
-                    threads instead (gthread, but a worker holding more keep-alive
-                    connections than its least loaded sibling stops accepting until that
-                    one catches up), or "gthread" for gunicorn's own
+  WORKER_CLASS      default "gevent"; "gthread" for gunicorn's OS-thread worker instead
   WORKER_CONNECTIONS  requests (greenlets) or connections (gthread) a worker holds at
                     once (default 1000); the app's ACTIVE_REQUESTS, default 4, bounds how
                     many of them run at once (requests waiting on a gateway don't count:
-                    app/admission.py)
+                    app/serving/admission.py)
   THREADS           threads per worker with a thread worker class (default 64)
   BIND              address to listen on (default 0.0.0.0:$PORT, PORT default 8000)
   TIMEOUT           seconds a worker may be silent before it is restarted (default 30)
@@ -44,11 +41,30 @@ start-up time.
 
 from __future__ import annotations
 
-import gc
+import importlib.util
 import multiprocessing
 import os
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+
+
+def _hooks() -> ModuleType:
+    """app/serving/gunicorn.py, loaded by its path: importing it as app.serving.gunicorn
+    would import the app's packages (and Flask) in the master, which must load none of it
+    (each worker builds its own app, once gevent has patched it)."""
+    path = Path(__file__).resolve().parent / "app" / "serving" / "gunicorn.py"
+    spec = importlib.util.spec_from_file_location("kassa_gunicorn_hooks", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_server_hooks = _hooks()
+on_starting = _server_hooks.on_starting
+child_exit = _server_hooks.child_exit
+post_worker_init = _server_hooks.post_worker_init
+worker_int = _server_hooks.worker_int
 
 
 def _int(name: str, default: int) -> int:
@@ -81,39 +97,3 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # Uploads are tiny (forms, webhooks); refuse anything absurd early.
 limit_request_line = 8190
 proc_name = "kassa"
-
-
-def on_starting(server: Any) -> None:
-    """Start every deployment with an empty metrics directory (stale files would add up)."""
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory:
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        # Only prometheus_client's own files: the directory may not be ours alone.
-        for stale in path.glob("*.db"):
-            stale.unlink(missing_ok=True)
-
-
-def child_exit(server: Any, worker: Any) -> None:
-    """Drop a dead worker's live gauges from the metrics (prometheus_client multiprocess)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(worker.pid)
-
-
-def post_worker_init(worker: Any) -> None:
-    """The worker's app is built: hide everything made so far (modules, the app, mappers,
-    compiled templates: ~140,000 objects) from the garbage collector. A full collection
-    otherwise scans all of them, holding the interpreter lock for 30-40 ms and stalling
-    every request of the worker; now it scans only what requests left behind."""
-    gc.collect()
-    gc.freeze()
-
-
-def worker_int(worker: Any) -> None:
-    """On SIGINT/SIGQUIT, let queued in-process jobs finish before the worker exits."""
-    app = getattr(worker, "wsgi", None)
-    runner = getattr(app, "extensions", {}).get("kassa_jobs") if app is not None else None
-    if runner is not None:
-        runner.wait_idle(timeout=5)

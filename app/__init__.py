@@ -50,7 +50,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     check_production(app.config)
 
     from app import db as db_setup
-    from app import jobs
+    from app import jobs, live
     from app.extensions import csrf, db, htmx, limiter, login_manager, migrate
     from app.gateways import registry
 
@@ -68,9 +68,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     htmx.init_app(app)
     limiter.init_app(app)
     jobs.init_app(app)
+    live.init_app(app)
     registry.init_app(app)
 
-    from app import auth, cli, errors, security, templating
+    from app import auth, cli, errors, i18n, security, templating
     from app.auth.routes import bp as auth_bp
     from app.checkout import bp as checkout_bp
     from app.dashboard import bp as dashboard_bp
@@ -88,14 +89,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.register_blueprint(sandbox_bp)
     auth.init_app(app)
     security.init_app(app)  # headers/CSP on every response, session lifetimes
+    i18n.init_app(app)
     templating.init_app(app)
     errors.init_app(app)
     cli.init_app(app)
-    from app import admission, observability, serving
+    from app import observability, serving
 
     observability.init_app(app)
-    serving.init_app(app)
-    admission.init_app(app)  # outermost: a request waits in line before anything runs
+    serving.init_app(app)  # outermost: a request waits in line before anything runs
 
     # Imported here: a module-level `logging` name would be shadowed by app/logging.py.
     import logging

@@ -137,6 +137,8 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "EXPIRE_INTERVAL_SECONDS": env_int("EXPIRE_INTERVAL_SECONDS", 60),
         "WEBHOOK_RETRY_INTERVAL_SECONDS": env_int("WEBHOOK_RETRY_INTERVAL_SECONDS", 60),
         "RECEIPT_RESEND_INTERVAL_SECONDS": env_int("RECEIPT_RESEND_INTERVAL_SECONDS", 300),
+        # Emails to owners and admins: disputes, failed refunds, dead webhook events.
+        "NOTIFY_INTERVAL_SECONDS": env_int("NOTIFY_INTERVAL_SECONDS", 60),
         "IDEMPOTENCY_PURGE_INTERVAL_SECONDS": env_int("IDEMPOTENCY_PURGE_INTERVAL_SECONDS", 3600),
         # Reconcile leaves records younger than this alone (their request may still be running).
         "RECONCILE_GRACE_SECONDS": env_int("RECONCILE_GRACE_SECONDS", 120),
@@ -158,6 +160,28 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "GATEWAY_BREAKER_COOLDOWN_SECONDS": float(
             env_str("GATEWAY_BREAKER_COOLDOWN_SECONDS", "30") or 30
         ),
+        # Outgoing webhooks (app/payments/outgoing): per-request timeout, requests sent at
+        # once per process, deliveries per batch, the sweep's interval (retries and anything
+        # the relay missed), days of failing before an endpoint is disabled.
+        "OUTGOING_WEBHOOK_TIMEOUT_SECONDS": float(
+            env_str("OUTGOING_WEBHOOK_TIMEOUT_SECONDS", "15") or 15
+        ),
+        "OUTGOING_WEBHOOK_CONCURRENCY": env_int("OUTGOING_WEBHOOK_CONCURRENCY", 16),
+        "OUTGOING_WEBHOOK_BATCH": env_int("OUTGOING_WEBHOOK_BATCH", 200),
+        "OUTGOING_WEBHOOK_INTERVAL_SECONDS": env_int("OUTGOING_WEBHOOK_INTERVAL_SECONDS", 5),
+        "OUTGOING_WEBHOOK_DISABLE_DAYS": env_int("OUTGOING_WEBHOOK_DISABLE_DAYS", 5),
+        # SSRF guard: development only, let endpoints on loopback/private addresses through;
+        # and networks (comma-separated CIDRs) let through anywhere (an internal receiver).
+        "OUTGOING_WEBHOOK_ALLOW_PRIVATE": env_bool("OUTGOING_WEBHOOK_ALLOW_PRIVATE", False),
+        "OUTGOING_WEBHOOK_ALLOWED_NETWORKS": env_str("OUTGOING_WEBHOOK_ALLOWED_NETWORKS", ""),
+        # Live updates (app/live): Redis pub/sub across processes and instances when set;
+        # SSE heartbeats; how often open streams check the database for missed events.
+        "REDIS_URL": env_str("REDIS_URL"),
+        "LIVE_UPDATES": env_bool("LIVE_UPDATES", True),
+        "LIVE_HEARTBEAT_SECONDS": float(env_str("LIVE_HEARTBEAT_SECONDS", "15") or 15),
+        "LIVE_RESYNC_SECONDS": float(env_str("LIVE_RESYNC_SECONDS", "2") or 2),
+        # A stream ends after this; the browser reconnects where it left off.
+        "LIVE_STREAM_MAX_SECONDS": float(env_str("LIVE_STREAM_MAX_SECONDS", "600") or 600),
         # Receipts by SMTP; with no MAIL_SERVER they are written to instance/outbox/*.eml.
         "MAIL_SERVER": env_str("MAIL_SERVER"),
         "MAIL_PORT": env_int("MAIL_PORT", 587),
@@ -170,9 +194,18 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         # Rate limits
         "RATELIMIT_ENABLED": env_bool("RATELIMIT_ENABLED", True),
         "RATELIMIT_STORAGE_URI": env_str("RATELIMIT_STORAGE_URI", "memory://"),
-        # Failed merchant sign-ins allowed per account and per client address.
+        # Failed merchant sign-ins (app/auth/throttle.py): free tries per account from one
+        # address before growing pauses; per client address over all accounts; and per
+        # account from browsers that never signed in to it (a distributed guesser).
         "LOGIN_LIMIT_ACCOUNT": env_str("LOGIN_LIMIT_ACCOUNT", "5 per 15 minutes"),
         "LOGIN_LIMIT_ADDRESS": env_str("LOGIN_LIMIT_ADDRESS", "20 per 15 minutes"),
+        "LOGIN_LIMIT_ACCOUNT_UNKNOWN_DEVICES": env_str(
+            "LOGIN_LIMIT_ACCOUNT_UNKNOWN_DEVICES", "100 per hour"
+        ),
+        "LOGIN_PAUSE_MAX_SECONDS": env_int("LOGIN_PAUSE_MAX_SECONDS", 900),
+        # Password reset links by email: valid this long, once.
+        "PASSWORD_RESET_MINUTES": env_int("PASSWORD_RESET_MINUTES", 60),
+        "PASSWORD_RESET_RATE_LIMIT": env_str("PASSWORD_RESET_RATE_LIMIT", "5 per 15 minutes"),
         # JSON API (app/api): per API key (or client address when there is none), and for
         # the public, unauthenticated checkout-session endpoint per client address.
         "API_RATE_LIMIT": env_str("API_RATE_LIMIT", "300 per minute"),
@@ -216,9 +249,14 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         # Abuse limits: the sign-in throttle (limits above) and checkout creation.
         "LOGIN_THROTTLE_ENABLED": env_bool("LOGIN_THROTTLE_ENABLED", True),
         "CHECKOUT_RATE_LIMIT": env_str("CHECKOUT_RATE_LIMIT", "10 per minute"),
+        # Languages of the customer pages and emails (app/i18n.py): the browser's best match.
+        "LANGUAGES": [
+            x.strip() for x in (env_str("LANGUAGES", "en,hi,de") or "en").split(",") if x.strip()
+        ],
+        "DEFAULT_LOCALE": env_str("DEFAULT_LOCALE", "en"),
         "LOG_LEVEL": env_str("LOG_LEVEL", "INFO"),
         "LOG_JSON": env_bool("LOG_JSON", production),
-        # Proxies in front of the app whose X-Forwarded-* headers are trusted (app/serving.py).
+        # Proxies in front of the app whose X-Forwarded-* headers are trusted (app/serving/http.py).
         "PROXY_FIX_HOPS": env_int("PROXY_FIX_HOPS", 0),
         # Static files gzipped by the app (off when a proxy in front compresses).
         "STATIC_GZIP": env_bool("STATIC_GZIP", True),
@@ -233,7 +271,7 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         # One JSON line per request (method, route, status, duration, request id).
         "ACCESS_LOG": env_bool("ACCESS_LOG", True),
         # Requests of one worker that run at once; the others wait in line, and a request
-        # waiting on a gateway doesn't count (app/admission.py). 0 = no limit.
+        # waiting on a gateway doesn't count (app/serving/admission.py). 0 = no limit.
         "ACTIVE_REQUESTS": env_int("ACTIVE_REQUESTS", 4),
     }
 
@@ -309,6 +347,11 @@ def check_production(config: dict[str, Any]) -> None:
         problems.append("PUBLIC_BASE_URL must be an https:// URL in production")
     if config.get("FAULT_POINT"):
         problems.append("KASSA_FAULT_POINT is for crash tests only; unset it")
+    if config.get("OUTGOING_WEBHOOK_ALLOW_PRIVATE"):
+        problems.append(
+            "OUTGOING_WEBHOOK_ALLOW_PRIVATE is for development only (list an internal "
+            "receiver's network in OUTGOING_WEBHOOK_ALLOWED_NETWORKS instead)"
+        )
     if problems:
         raise RuntimeError("Refusing to start in production: " + "; ".join(problems))
 

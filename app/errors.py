@@ -14,6 +14,18 @@ from werkzeug.exceptions import HTTPException
 
 from app.payments.errors import KassaError
 
+# Werkzeug's stock sentences ("The requested URL was not found on the server. If you
+# entered the URL manually...") read like a server log; say it as a shop would.
+PLAIN_WORDS = {
+    400: ("Something was wrong with that request", "Nothing was changed. Go back and try again."),
+    403: ("Not allowed", "Your account cannot open this page. Ask the store's owner for access."),
+    404: (
+        "Page not found",
+        "There is nothing at this address. Check the link, or start again from the shop.",
+    ),
+    405: ("That didn't work", "This page cannot be used that way. Go back and try again."),
+}
+
 
 def init_app(app: Flask) -> None:
     from app.api import errors as api_errors
@@ -46,8 +58,9 @@ def init_app(app: Flask) -> None:
             return api_errors.http_error_response(exc)
         if request.path.startswith("/webhooks/"):
             return f"{exc.name}\n", status
+        title, message = PLAIN_WORDS.get(status, (exc.name, exc.description))
         return render_template(
-            "errors/error.html", title=exc.name, message=exc.description, status=status
+            "errors/error.html", title=title, message=message, status=status
         ), status
 
     @app.errorhandler(500)

@@ -1,13 +1,16 @@
 """Extensions, created here uninitialised and wired in create_app() with init_app."""
 
+from typing import TYPE_CHECKING, ClassVar
+
 from flask_htmx import HTMX
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_sqlalchemy.model import Model as _FlaskModel
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, Table
 from sqlalchemy.orm import DeclarativeBase
 
 # Named constraints so Alembic can alter them on every backend.
@@ -25,9 +28,26 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+# The models' base class. db.Model is made at run time, which a type checker cannot follow as a
+# base class (python/mypy#8603); to mypy it is what it is made of: Base plus the extension's
+# model mixin. Every model here is declared with columns, so its __table__ is a Table.
+if TYPE_CHECKING:
+
+    class Model(Base, _FlaskModel):
+        __abstract__ = True
+        __table__: ClassVar[Table]
+
+else:
+    Model = db.Model
 migrate = Migrate()
 csrf = CSRFProtect()
 login_manager = LoginManager()
 htmx = HTMX()
 # Limits are set per route; storage and on/off come from RATELIMIT_* settings.
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+# app.extensions key of a context manager to wait in while a request blocks on something
+# slow that is not its own work (the inbox's group commit). The serving layer sets it
+# (app/serving/admission.py); without it, waiting is plain.
+WAIT_OUTSIDE = "kassa_wait_outside"

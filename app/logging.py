@@ -119,6 +119,8 @@ class CleanRecord(logging.LogRecord):
     carry a secret, so the redacting filter passes it as is and the JSON formatter writes
     it without the general machinery. Make one with `clean_record()`."""
 
+    request_id: str
+
 
 def clean_record(
     name: str, level: int, message: str, request_id: str, fields: Mapping[str, Any]
@@ -198,7 +200,7 @@ def json_formatter() -> logging.Formatter:
                 "logger": record.name,
                 "message": record.msg,
                 "request_id": record.request_id,
-            }  # type: ignore[attr-defined]
+            }
             for key, value in record.__dict__.items():
                 if key not in _STANDARD:
                     data[key] = value
@@ -291,7 +293,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self._writing = False
             raise
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return self._stream if self._stream is not None else sys.stderr
 

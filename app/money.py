@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 from babel.numbers import format_currency
 
@@ -157,3 +158,16 @@ class Money:
 def format_minor(amount_minor: int, currency: str, locale: str = "en_US") -> str:
     """Template helper: format integer minor units for people."""
     return Money(amount_minor, currency).format(locale)
+
+
+_places = lru_cache(maxsize=256)(exponent)
+
+
+def major_text(amount_minor: int, currency: str) -> str:
+    """Minor units as plain major-unit text ("12.50", "1800", "1.250"), integer maths only
+    (the CSV export formats millions of amounts; Money objects cost ten times more)."""
+    places = _places(currency)
+    if not places:
+        return str(amount_minor)
+    whole, part = divmod(abs(amount_minor), 10**places)
+    return f"{'-' if amount_minor < 0 else ''}{whole}.{part:0{places}d}"

@@ -51,7 +51,7 @@ from sqlalchemy import func, select, text
 from werkzeug.wrappers import Response
 
 import app.logging as kassa_logging
-from app.admission import ARRIVED
+from app.serving.admission import ARRIVED
 
 log = logging.getLogger("app.access")
 
@@ -141,6 +141,7 @@ class DatabaseCollector(Collector):
                     payments.add_metric([gateway, status], count)
                 families.append(payments)
                 pending = (WebhookStatus.RECEIVED, WebhookStatus.FAILED)
+                oldest: datetime | str | None
                 oldest, unprocessed = db.session.execute(
                     select(func.min(WebhookEvent.received_at), func.count()).where(
                         WebhookEvent.status.in_(pending)
@@ -158,7 +159,9 @@ class DatabaseCollector(Collector):
                     oldest = oldest.replace(tzinfo=UTC)
                 from app.models.base import utcnow
 
-                age.add_metric([], (utcnow() - oldest).total_seconds() if oldest else 0.0)
+                age.add_metric(
+                    [], (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+                )
                 families.append(age)
                 families.append(
                     GaugeMetricFamily(
@@ -197,7 +200,7 @@ def broker_queue_depth(
 
         client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
         try:
-            return {q: int(client.llen(q)) for q in queues}  # type: ignore[arg-type]
+            return {q: int(client.llen(q)) for q in queues}
         finally:
             client.close()
     except Exception:  # noqa: BLE001 - no number is better than a failed scrape
@@ -309,7 +312,7 @@ def init_app(app: Flask) -> None:
         else:
             rid = uuid.uuid4().hex
         g.request_id = rid
-        # From its arrival: the time it waited in line (app/admission.py) counts too.
+        # From its arrival: the time it waited in line (app/serving/admission.py) counts too.
         g.request_started = request.environ.get(ARRIVED) or time.perf_counter()
         g.request_id_token = kassa_logging.request_id_var.set(rid)
 
@@ -319,7 +322,7 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def finish_request(response: Response) -> Response:
-        ctx_g = g._get_current_object()  # type: ignore[attr-defined]
+        ctx_g = g._get_current_object()
         rid = getattr(ctx_g, "request_id", None)
         if rid:
             response.headers["X-Request-ID"] = rid

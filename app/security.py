@@ -83,6 +83,16 @@ SCRIPT_INVENTORY: dict[str, dict[str, str]] = {
         "purpose": "htmx 2.0.11 (vendored, see static/js/VENDORED.md): live order status, "
         "dashboard partials",
     },
+    "js/app.js": {
+        "integrity": "sha384-9qHcLBM495gHitbWleXaKshF7xXT6EqdM2igTgdcN51ftdqqwJOt1eh0ufEN8F9O",
+        "purpose": "Kassa's own: focus a form's error summary when the page loads (no network, "
+        "no data read)",
+    },
+    "js/htmx-ext-sse.min.js": {
+        "integrity": "sha384-A986SAtodyH8eg8x8irJnYUk7i9inVQqYigD6qZ9evobksGNIXfeFvDwLSHcp31N",
+        "purpose": "htmx SSE extension 2.2.4 (vendored, see static/js/VENDORED.md): the order "
+        "page and dashboard update from the server's event stream",
+    },
 }
 
 # Pages whose URLs carry gateway references: send no Referer from them at all.

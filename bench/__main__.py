@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import dashboard, serving
+from bench import dashboard, live, serving
 from bench.harness import (
     OUT,
     REFERENCE_LABEL,
@@ -36,6 +36,8 @@ BENCHES: dict[str, Callable[[Database, serving.Sizes], dict[str, Any]]] = {
     "dashboard": dashboard.run,
     "page": serving.page_weight,
     "memory": serving.worker_memory,
+    "streams": live.streams,
+    "deliveries": live.deliveries,
 }
 
 
@@ -89,6 +91,20 @@ def headline(result: dict[str, Any]) -> str:
             f"memory: RSS per worker {result['rss_mb_after_requests']} MB after "
             f"{result['requests']} requests (boot {result['rss_mb_after_boot']} MB); "
             f"ratio {result['ratio']}"
+        )
+    if name == "streams":
+        p = result["publish_to_receive"]
+        return (
+            f"streams: checkout {result['checkout_with_streams']['rate']}/s with "
+            f"{result['setup']['idle streams']} idle SSE streams, "
+            f"{result['checkout_without_streams']['rate']}/s without (ratio {result['ratio']}); "
+            f"publish-to-receive p95 {p['p95_ms']} ms ({p['received']}/{p['acked']} received)"
+        )
+    if name == "deliveries":
+        return (
+            f"deliveries: {result['rate']} outgoing webhooks/s ({result['delivered']} in "
+            f"{result['seconds']} s), none lost: {result['none_lost']}; ratio to 500/s "
+            f"{result['ratio']}"
         )
     return f"{name}: {result}"
 

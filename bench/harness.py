@@ -220,7 +220,7 @@ def app_env(db: Database, **extra: str) -> dict[str, str]:
         "LOG_LEVEL": "INFO",  # the JSON access log line per request included
         "WEB_CONCURRENCY": str(os.cpu_count() or 2),
         # gunicorn.conf.py's default worker class (gevent) unless BENCH_WORKER_CLASS names
-        # another, e.g. app.gunicorn_worker.BalancedThreadWorker with THREADS=128.
+        # another, e.g. gthread with THREADS=128.
         "WORKER_CLASS": os.environ.get("BENCH_WORKER_CLASS") or "gevent",
         "THREADS": "128",  # used by thread worker classes only
         "DB_POOL_SIZE": "16",

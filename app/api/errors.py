@@ -21,20 +21,6 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
 
-# Gateway error codes (app/gateways/base.py) -> (API code, HTTP status).
-GATEWAY_CODES: dict[str, tuple[str, int]] = {
-    "card_declined": ("card_declined", 402),
-    "payment_failed": ("payment_failed", 402),
-    "gateway_unavailable": ("gateway_unavailable", 503),
-    # The gateway throttles us: for the integrator that is the gateway being unavailable
-    # (our own 429 "rate_limited" means *they* are sending too much).
-    "rate_limited": ("gateway_unavailable", 503),
-    "invalid_request": ("gateway_error", 502),
-    "authentication_failed": ("gateway_error", 502),
-    "not_found": ("gateway_error", 502),
-    "idempotency_conflict": ("gateway_error", 502),
-}
-
 # HTTP errors raised by Flask/werkzeug -> API codes.
 HTTP_CODES: dict[int, str] = {
     400: "bad_request",
@@ -107,10 +93,10 @@ def validation_details(exc: ValidationError, where: str) -> list[dict[str, Any]]
 
 def kassa_error_response(exc: KassaError) -> Response:
     if isinstance(exc, PaymentGatewayFailed):
-        code, status = GATEWAY_CODES.get(exc.code, ("gateway_error", 502))
+        # The gateway's code decides the status and the API's code (GatewayCode).
         details = [{"gateway_code": exc.code}]
-        headers = {"Retry-After": "30"} if status == 503 else None
-        return error_response(status, code, exc.message, details, headers)
+        headers = {"Retry-After": "30"} if exc.http_status == 503 else None
+        return error_response(exc.http_status, exc.api_code, exc.message, details, headers)
     return error_response(exc.http_status, exc.code, exc.message, exc.details)
 
 

@@ -23,8 +23,6 @@ from typing import Any, TypeVar
 from flask import Response, current_app, g, request
 from pydantic import BaseModel
 from sqlalchemy import delete
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from werkzeug.exceptions import HTTPException
 
 from app import jobs
@@ -33,6 +31,7 @@ from app.api.parsing import parse_body
 from app.extensions import db
 from app.models import IdempotencyKey
 from app.models.base import utcnow
+from app.payments import store
 from app.payments.errors import KassaError
 from app.payments.uow import lock, unit_of_work
 
@@ -95,16 +94,9 @@ def _claim(scope_name: str, key: str, fingerprint: str) -> tuple[int | None, dic
             "expires_at": expires,
         }
         with unit_of_work():
-            dialect = db.session.get_bind().dialect.name
-            insert = pg_insert if dialect == "postgresql" else sqlite_insert
-            row_id = db.session.execute(
-                insert(IdempotencyKey)
-                .values(**values)
-                .on_conflict_do_nothing(index_elements=["scope", "key"])
-                .returning(IdempotencyKey.id)
-            ).scalar_one_or_none()
-            if row_id is not None:
-                return row_id, {}
+            claimed = store.insert_or_ignore(IdempotencyKey, values, conflict=("scope", "key"))
+            if claimed is not None:
+                return int(claimed.id), {}
             row = lock(IdempotencyKey, scope=scope_name, key=key)
             if row is None:
                 continue  # released meanwhile: try to claim again

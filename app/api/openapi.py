@@ -156,8 +156,8 @@ def build(app: Flask) -> dict[str, Any]:
     }
 
     paths: dict[str, Any] = {}
-    for rule, method, spec in sorted(found):
-        path, path_names = _path(rule)
+    for rule_path, method, spec in sorted(found):
+        path, path_names = _path(rule_path)
         parameters: list[dict[str, Any]] = [
             {
                 "name": name,

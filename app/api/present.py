@@ -13,6 +13,7 @@ from app.api import schemas
 from app.api.queries import TimelineEntry
 from app.methods import describe
 from app.money import format_minor
+from app.presentation import payment_status
 
 
 def ok(
@@ -67,6 +68,9 @@ def order(o: models.Order) -> schemas.Order:
             for i in o.items
         ],
         payment_ids=[p.public_id for p in o.payments],
+        fulfillment_status=o.fulfillment_status,  # type: ignore[arg-type]
+        fulfilled_at=o.fulfilled_at,
+        fulfillment_note=o.fulfillment_note,
         expires_at=o.expires_at,
         created_at=o.created_at,
         updated_at=o.updated_at,
@@ -77,14 +81,14 @@ def payment(p: models.Payment) -> schemas.Payment:
     return schemas.Payment(
         id=p.public_id,
         order_id=p.order.public_id,
-        status=p.status,
+        status=schemas.ShownPaymentStatus(payment_status(p)),
         amount=p.amount,
         amount_refunded=p.amount_refunded,
         currency=p.currency,
         gateway=p.gateway,
         gateway_reference=p.gateway_reference,
         gateway_payment_id=p.gateway_payment_id,
-        capture_method=p.capture_method,  # type: ignore[arg-type]
+        capture_method=p.capture_method,
         checkout_url=p.checkout_url,
         failure_code=p.failure_code,
         failure_message=p.failure_message,
@@ -120,9 +124,77 @@ def event(e: TimelineEntry) -> schemas.Event:
     return schemas.Event(
         source=e.source,
         at=e.at,
-        type=e.type,  # type: ignore[arg-type]
+        type=e.type,
         actor=e.actor,
         from_state=e.from_state,
         to_state=e.to_state,
         details=e.details,
+    )
+
+
+def payment_link(link: models.PaymentLink) -> schemas.PaymentLink:
+    from flask import current_app
+
+    from app.payments.links import link_amount, unavailable
+
+    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
+    return schemas.PaymentLink(
+        id=link.public_id,
+        url=f"{base}/pay/{link.public_id}",
+        description=link.description,
+        amount=link_amount(link),
+        currency=link.product.currency,
+        sku=link.product.sku if link.product.listed else None,
+        quantity=link.quantity,
+        reusable=link.reusable,
+        active=link.active,
+        usable=unavailable(link) is None,
+        expires_at=link.expires_at,
+        order_ids=[lo.order.public_id for lo in link.orders],
+        created_at=link.created_at,
+    )
+
+
+def webhook_endpoint(e: models.WebhookEndpoint) -> schemas.WebhookEndpoint:
+    return schemas.WebhookEndpoint(
+        id=e.public_id,
+        url=e.url,
+        description=e.description,
+        event_types=list(e.event_types),
+        enabled=e.enabled,
+        disabled_reason=e.disabled_reason,
+        failing_since=e.failing_since,
+        created_at=e.created_at,
+        updated_at=e.updated_at,
+    )
+
+
+def webhook_endpoint_created(
+    e: models.WebhookEndpoint, secret: str
+) -> schemas.WebhookEndpointCreated:
+    return schemas.WebhookEndpointCreated(**webhook_endpoint(e).model_dump(), secret=secret)
+
+
+def webhook_secret(e: models.WebhookEndpoint, secret: str) -> schemas.WebhookEndpointSecret:
+    valid_until = e.previous_secret_expires_at
+    return schemas.WebhookEndpointSecret(
+        endpoint_id=e.public_id,
+        secret=secret,
+        previous_secret_valid_until=valid_until if e.previous_secret else None,
+    )
+
+
+def webhook_delivery(d: models.WebhookDelivery) -> schemas.WebhookDelivery:
+    return schemas.WebhookDelivery(
+        id=d.public_id,
+        event_id=d.event.public_id,
+        event_type=d.event.type,
+        status=d.status,  # type: ignore[arg-type]
+        attempts=d.attempts,
+        next_attempt_at=d.next_attempt_at,
+        last_attempt_at=d.last_attempt_at,
+        last_status_code=d.last_status_code,
+        last_error=d.last_error,
+        delivered_at=d.delivered_at,
+        created_at=d.created_at,
     )

@@ -18,6 +18,7 @@ from app.api.errors import ApiError
 from app.extensions import db
 from app.models import AuditEntry, Order, Payment, Product, Refund, WebhookEvent
 from app.payments.errors import NotFound
+from app.presentation import status_condition
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,11 @@ def _page(stmt: Select[Any], model: Any, limit: int, cursor: str | None) -> Page
 
 def active_products() -> Sequence[Product]:
     return (
-        db.session.execute(select(Product).where(Product.active.is_(True)).order_by(Product.id))
+        db.session.execute(
+            select(Product)
+            .where(Product.active.is_(True), Product.listed.is_(True))
+            .order_by(Product.id)
+        )
         .scalars()
         .all()
     )
@@ -110,7 +115,7 @@ def list_payments(
 ) -> Page:
     stmt = select(Payment)
     if status:
-        stmt = stmt.where(Payment.status == status)
+        stmt = stmt.where(status_condition(status))
     if gateway:
         stmt = stmt.where(Payment.gateway == gateway)
     if currency:

@@ -10,11 +10,13 @@ from app.api import bp, keys, present, queries
 from app.api import schemas as s
 from app.api.idempotency import idempotent, scope
 from app.api.openapi import build, operation
-from app.api.parsing import parse_query
+from app.api.parsing import parse_body, parse_query
 from app.extensions import limiter
 from app.gateways import registry
-from app.payments import checkout, orders, refunds
+from app.models import FulfillmentStatus
+from app.payments import checkout, fulfillment, links, orders, refunds
 from app.payments.orders import ItemRequest
+from app.payments.outgoing import endpoints
 
 # A shop front calls this without a key: limit it per client address (keys are exempt,
 # they have the API-wide per-key limit).
@@ -239,3 +241,288 @@ def payment_events(payment_id: str) -> Response:
     """Everything that happened to this payment, oldest first."""
     timeline = queries.payment_timeline(checkout.get_payment(payment_id))
     return present.ok([present.event(e) for e in timeline], next_cursor=None)
+
+
+@bp.post("/payment-links")
+@operation(
+    summary="Create a payment link (a catalog product or a custom amount)",
+    tag="Payment links",
+    auth="write",
+    body=s.PaymentLinkCreate,
+    response=s.PaymentLink,
+    status=201,
+    errors=(404,),
+    description="Send the customer to `url`: a Kassa page where they pay with any "
+    "configured gateway. Single use unless `reusable`; optional `expires_at`.",
+)
+@keys.required("write")
+@idempotent(s.PaymentLinkCreate)
+def create_payment_link(body: s.PaymentLinkCreate) -> Response:
+    """Create the link; its page works until it expires, is used or is turned off."""
+    link = links.create_link(
+        links.NewLink(
+            description=body.description,
+            sku=body.sku,
+            quantity=body.quantity,
+            amount=body.amount,
+            currency=body.currency.upper() if body.currency else None,
+            reusable=body.reusable,
+            expires_at=body.expires_at,
+        ),
+        keys.actor(),
+    )
+    return present.ok(
+        present.payment_link(link),
+        201,
+        location=url_for(".get_payment_link", link_id=link.public_id),
+    )
+
+
+@bp.get("/payment-links")
+@operation(
+    summary="List payment links (newest first)",
+    tag="Payment links",
+    auth="read",
+    response=s.PaymentLink,
+    many=True,
+)
+@keys.required("read")
+def list_payment_links() -> Response:
+    """The 100 newest links with the orders placed through them."""
+    return present.ok([present.payment_link(x) for x in links.list_links()], next_cursor=None)
+
+
+@bp.get("/payment-links/<link_id>")
+@operation(summary="Get a payment link", tag="Payment links", auth="read", response=s.PaymentLink)
+@keys.required("read")
+def get_payment_link(link_id: str) -> Response:
+    """One link with its orders."""
+    return present.ok(present.payment_link(links.get_link(link_id)))
+
+
+# --------------------------------------------------------------------------- fulfilment
+
+
+@bp.post("/orders/<order_id>/fulfillment")
+@operation(
+    summary="Mark an order fulfilled (or its fulfilment canceled)",
+    tag="Orders",
+    auth="write",
+    body=s.FulfillmentCreate,
+    response=s.Order,
+    errors=(409,),
+    description="Emits `order.fulfilled` (outgoing webhooks, live pages) and emails the "
+    "customer once. Repeating the current status changes nothing.",
+)
+@keys.required("write")
+@idempotent(s.FulfillmentCreate)
+def set_fulfillment(order_id: str, body: s.FulfillmentCreate) -> Response:
+    """Move the order's fulfilment status."""
+    order = fulfillment.set_fulfillment(
+        order_id, FulfillmentStatus(body.status), keys.actor(), note=body.note
+    )
+    return present.ok(present.order(order))
+
+
+# --------------------------------------------------------------------------- webhook endpoints
+
+
+@bp.get("/webhook-endpoints")
+@operation(
+    summary="List webhook endpoints",
+    tag="Webhook endpoints",
+    auth="read",
+    response=s.WebhookEndpoint,
+    many=True,
+)
+@keys.required("read")
+def list_webhook_endpoints() -> Response:
+    """Every endpoint (secrets are not listed)."""
+    return present.ok(
+        [present.webhook_endpoint(e) for e in endpoints.list_endpoints()], next_cursor=None
+    )
+
+
+@bp.post("/webhook-endpoints")
+@operation(
+    summary="Add a webhook endpoint",
+    tag="Webhook endpoints",
+    auth="write",
+    body=s.WebhookEndpointCreate,
+    response=s.WebhookEndpointCreated,
+    status=201,
+    description="Events are signed as Standard Webhooks describes (`webhook-id`, "
+    "`webhook-timestamp`, `webhook-signature`), with the `secret` in the answer. Loopback, "
+    "private and link-local addresses are refused.",
+)
+@keys.required("write")
+@idempotent(s.WebhookEndpointCreate)
+def create_webhook_endpoint(body: s.WebhookEndpointCreate) -> Response:
+    """A new endpoint, with its signing secret."""
+    endpoint, secret = endpoints.create_endpoint(
+        body.url, body.event_types, body.description, keys.actor()
+    )
+    return present.ok(
+        present.webhook_endpoint_created(endpoint, secret),
+        201,
+        location=url_for(".get_webhook_endpoint", endpoint_id=endpoint.public_id),
+    )
+
+
+@bp.get("/webhook-endpoints/<endpoint_id>")
+@operation(
+    summary="Get a webhook endpoint",
+    tag="Webhook endpoints",
+    auth="read",
+    response=s.WebhookEndpoint,
+)
+@keys.required("read")
+def get_webhook_endpoint(endpoint_id: str) -> Response:
+    """One endpoint."""
+    return present.ok(present.webhook_endpoint(endpoints.get_endpoint(endpoint_id)))
+
+
+@bp.patch("/webhook-endpoints/<endpoint_id>")
+@operation(
+    summary="Change a webhook endpoint (URL, event types, description, enabled)",
+    tag="Webhook endpoints",
+    auth="write",
+    body=s.WebhookEndpointUpdate,
+    response=s.WebhookEndpoint,
+)
+@keys.required("write")
+def update_webhook_endpoint(endpoint_id: str) -> Response:
+    """Change the fields given."""
+    body = parse_body(s.WebhookEndpointUpdate)
+    endpoint = endpoints.update_endpoint(
+        endpoint_id,
+        keys.actor(),
+        url=body.url,
+        event_types=body.event_types,
+        description=body.description,
+        enabled=body.enabled,
+    )
+    return present.ok(present.webhook_endpoint(endpoint))
+
+
+@bp.delete("/webhook-endpoints/<endpoint_id>")
+@operation(
+    summary="Delete a webhook endpoint and its delivery log",
+    tag="Webhook endpoints",
+    auth="write",
+    response=s.WebhookEndpoint,
+)
+@keys.required("write")
+def delete_webhook_endpoint(endpoint_id: str) -> Response:
+    """Remove it; answers the endpoint as it was."""
+    shown = present.webhook_endpoint(endpoints.get_endpoint(endpoint_id))
+    endpoints.delete_endpoint(endpoint_id, keys.actor())
+    return present.ok(shown)
+
+
+@bp.get("/webhook-endpoints/<endpoint_id>/secret")
+@operation(
+    summary="Read an endpoint's signing secret",
+    tag="Webhook endpoints",
+    auth="write",
+    response=s.WebhookEndpointSecret,
+    description="Needs a write key: a secret lets its holder forge our events.",
+)
+@keys.required("write")
+def get_webhook_secret(endpoint_id: str) -> Response:
+    """The current signing secret."""
+    endpoint = endpoints.get_endpoint(endpoint_id)
+    return present.ok(present.webhook_secret(endpoint, endpoints.current_secret(endpoint)))
+
+
+@bp.post("/webhook-endpoints/<endpoint_id>/rotate-secret")
+@operation(
+    summary="Rotate the signing secret (the old one keeps signing for 24 hours)",
+    tag="Webhook endpoints",
+    auth="write",
+    body=s.Empty,
+    response=s.WebhookEndpointSecret,
+)
+@keys.required("write")
+@idempotent(s.Empty)
+def rotate_webhook_secret(endpoint_id: str, body: s.Empty) -> Response:
+    """A new secret; both sign every request for the next 24 hours."""
+    endpoint, secret = endpoints.rotate_secret(endpoint_id, keys.actor())
+    return present.ok(present.webhook_secret(endpoint, secret))
+
+
+@bp.post("/webhook-endpoints/<endpoint_id>/test")
+@operation(
+    summary="Send a test event (webhook_endpoint.test) to this endpoint",
+    tag="Webhook endpoints",
+    auth="write",
+    body=s.Empty,
+    response=s.TestEventSent,
+    status=202,
+    errors=(409,),
+)
+@keys.required("write")
+@idempotent(s.Empty)
+def send_test_event(endpoint_id: str, body: s.Empty) -> Response:
+    """Queue a test event; its delivery shows in the endpoint's log."""
+    event = endpoints.send_test(endpoint_id, keys.actor())
+    return present.ok(s.TestEventSent(event_id=event.public_id), 202)
+
+
+@bp.get("/webhook-endpoints/<endpoint_id>/deliveries")
+@operation(
+    summary="An endpoint's deliveries, newest first",
+    tag="Webhook endpoints",
+    auth="read",
+    response=s.WebhookDelivery,
+    many=True,
+    query=s.PageQuery,
+)
+@keys.required("read")
+def list_webhook_deliveries(endpoint_id: str) -> Response:
+    """The delivery log, one row per event."""
+    q = parse_query(s.PageQuery)
+    before = int(q.cursor) if q.cursor and q.cursor.isdigit() else None
+    page = endpoints.list_deliveries(
+        endpoints.get_endpoint(endpoint_id), limit=q.limit, before=before
+    )
+    return present.ok(
+        [present.webhook_delivery(d) for d in page.items], next_cursor=page.next_cursor
+    )
+
+
+@bp.post("/webhook-endpoints/<endpoint_id>/deliveries/<delivery_id>/replay")
+@operation(
+    summary="Send one delivered or failed delivery again now",
+    tag="Webhook endpoints",
+    auth="write",
+    body=s.Empty,
+    response=s.WebhookDelivery,
+    status=202,
+    errors=(409,),
+    description="Same `webhook-id`, re-signed with the current secret; one attempt.",
+)
+@keys.required("write")
+@idempotent(s.Empty)
+def replay_webhook_delivery(endpoint_id: str, delivery_id: str, body: s.Empty) -> Response:
+    """Replay one delivery."""
+    delivery = endpoints.replay(endpoint_id, delivery_id, keys.actor())
+    return present.ok(present.webhook_delivery(delivery), 202)
+
+
+@bp.post("/webhook-endpoints/<endpoint_id>/recover")
+@operation(
+    summary="Send again every failed delivery since a time",
+    tag="Webhook endpoints",
+    auth="write",
+    body=s.WebhookRecover,
+    response=s.Recovered,
+    status=202,
+    errors=(409,),
+)
+@keys.required("write")
+@idempotent(s.WebhookRecover)
+def recover_webhook_deliveries(endpoint_id: str, body: s.WebhookRecover) -> Response:
+    """Recover failed deliveries (each sent once more)."""
+    count = endpoints.recover(endpoint_id, body.since, keys.actor())
+    return present.ok(s.Recovered(deliveries=count), 202)

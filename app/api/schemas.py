@@ -7,18 +7,16 @@ Request models forbid unknown fields; every error names its field by path.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
-from flask import current_app
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from app.models.enums import OrderStatus, PaymentStatus, RefundStatus
+from app.models.enums import OrderStatus, RefundStatus
+from app.security import is_allowed_return_url
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,40}$"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Request(BaseModel):
@@ -43,30 +41,14 @@ class Customer(Request):
 
 
 def _check_return_url(value: str | None) -> str | None:
-    """Only absolute http(s) URLs on our public host or an ALLOWED_RETURN_HOSTS host."""
-    if value is None:
-        return None
-    if _CONTROL.search(value) or "\\" in value:
-        raise ValueError("must be a plain absolute URL")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
-        raise ValueError("must be an absolute http(s) URL without credentials")
-    public = urlsplit(current_app.config.get("PUBLIC_BASE_URL") or "")
-    if (
-        public.scheme == "https"
-        and parts.scheme == "http"
-        and parts.hostname not in ("localhost", "127.0.0.1", "::1")
-    ):
-        raise ValueError("must be an https URL")
-    allowed = {h.lower() for h in current_app.config.get("ALLOWED_RETURN_HOSTS", [])}
-    if public.netloc:
-        allowed.add(public.netloc.lower())
-    if public.hostname:
-        allowed.add(public.hostname.lower())
-    netloc = parts.netloc.lower()
-    if netloc not in allowed and not (parts.port is None and parts.hostname in allowed):
-        raise ValueError("this host is not allowed for return URLs (ALLOWED_RETURN_HOSTS)")
-    return value
+    """Only absolute http(s) URLs on our public host or an ALLOWED_RETURN_HOSTS host (the
+    one check: app/security.is_allowed_return_url)."""
+    if value is None or is_allowed_return_url(value):
+        return value
+    raise ValueError(
+        "must be an absolute http(s) URL (https when the store is) on the store's host or "
+        "an ALLOWED_RETURN_HOSTS host, without credentials"
+    )
 
 
 class CheckoutSessionCreate(Request):
@@ -106,6 +88,28 @@ class CheckoutSessionCreate(Request):
     @classmethod
     def _allowed_host(cls, value: str | None) -> str | None:
         return _check_return_url(value)
+
+
+class PaymentLinkCreate(Request):
+    """A payment link for a catalog product (`sku`, `quantity`) or a custom `amount` in
+    `currency` with its `description`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"description": "Deposit for order 1042", "amount": 5000, "currency": "USD"}
+            ]
+        },
+    )
+
+    description: str = Field(min_length=1, max_length=200)
+    sku: str | None = Field(default=None, min_length=1, max_length=64)
+    quantity: int = Field(default=1, ge=1, le=99)
+    amount: int | None = Field(default=None, ge=1, le=10**10, description="Minor units.")
+    currency: str | None = Field(default=None, min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")
+    reusable: bool = Field(default=False, description="Any number of customers may pay it.")
+    expires_at: AwareDatetime | None = None
 
 
 class RazorpayErrorMetadata(Request):
@@ -174,6 +178,60 @@ class RefundCreate(Request):
     reason: str | None = Field(default=None, max_length=200)
 
 
+class ShownPaymentStatus(StrEnum):
+    """A payment's status as the API reports it: the core's states, except that a checkout
+    the customer opened and has not paid is `incomplete` (never `created`), and
+    `processing` means the gateway is confirming a payment the customer made."""
+
+    INCOMPLETE = "incomplete"
+    PROCESSING = "processing"
+    AUTHORIZED = "authorized"
+    SUCCEEDED = "succeeded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+
+
+class FulfillmentCreate(Request):
+    status: Literal["fulfilled", "canceled"] = Field(
+        default="fulfilled",
+        description="`fulfilled` (only a paid order) or `canceled` (it will not be sent).",
+    )
+    note: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Shown to the customer, e.g. the carrier and tracking number.",
+    )
+
+
+EVENT_TYPE_DOC = "Event types to receive; empty or omitted: every type."
+
+
+class WebhookEndpointCreate(Request):
+    url: str = Field(min_length=1, max_length=2000, examples=["https://example.com/hooks"])
+    event_types: list[str] = Field(default_factory=list, max_length=20, description=EVENT_TYPE_DOC)
+    description: str = Field(default="", max_length=200)
+
+
+class WebhookEndpointUpdate(Request):
+    url: str | None = Field(default=None, min_length=1, max_length=2000)
+    event_types: list[str] | None = Field(default=None, max_length=20, description=EVENT_TYPE_DOC)
+    description: str | None = Field(default=None, max_length=200)
+    enabled: bool | None = Field(
+        default=None, description="true enables it again (after a 410 or days of failures)."
+    )
+
+
+class WebhookRecover(Request):
+    since: AwareDatetime = Field(description="Resend every failed delivery created since then.")
+
+
+class Empty(Request):
+    pass
+
+
 class PageQuery(Request):
     limit: int = Field(default=20, ge=1, le=100)
     cursor: str | None = Field(
@@ -193,7 +251,7 @@ class OrderListQuery(PageQuery):
 
 
 class PaymentListQuery(OrderListQuery):
-    status: PaymentStatus | None = None  # type: ignore[assignment]
+    status: ShownPaymentStatus | None = None  # type: ignore[assignment]
     gateway: str | None = Field(default=None, max_length=20)
     currency: str | None = Field(default=None, min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")
 
@@ -236,15 +294,64 @@ class Order(BaseModel):
     customer: OrderCustomer
     items: list[OrderItem]
     payment_ids: list[str]
+    fulfillment_status: Literal["unfulfilled", "fulfilled", "canceled"]
+    fulfilled_at: datetime | None
+    fulfillment_note: str | None
     expires_at: datetime
     created_at: datetime
     updated_at: datetime
 
 
+class WebhookEndpoint(BaseModel):
+    id: str
+    url: str
+    description: str
+    event_types: list[str]
+    enabled: bool
+    disabled_reason: str | None
+    failing_since: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookEndpointSecret(BaseModel):
+    endpoint_id: str
+    secret: str = Field(description="`whsec_` + base64: verify with any Standard Webhooks library.")
+    previous_secret_valid_until: datetime | None = Field(
+        description="After a rotation the previous secret also signs until then."
+    )
+
+
+class WebhookEndpointCreated(WebhookEndpoint):
+    secret: str = Field(description="The signing secret (`whsec_` + base64).")
+
+
+class WebhookDelivery(BaseModel):
+    id: str
+    event_id: str = Field(description="Sent as the `webhook-id` header, the same on every retry.")
+    event_type: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+    created_at: datetime
+
+
+class TestEventSent(BaseModel):
+    event_id: str
+
+
+class Recovered(BaseModel):
+    deliveries: int
+
+
 class Payment(BaseModel):
     id: str
     order_id: str
-    status: PaymentStatus
+    status: ShownPaymentStatus
     amount: int
     amount_refunded: int
     currency: str
@@ -269,6 +376,22 @@ class Payment(BaseModel):
     )
     created_at: datetime
     updated_at: datetime
+
+
+class PaymentLink(BaseModel):
+    id: str
+    url: str = Field(description="The page to send the customer to.")
+    description: str
+    amount: int
+    currency: str
+    sku: str | None = Field(description="The catalog product it sells; null for a custom amount.")
+    quantity: int
+    reusable: bool
+    active: bool
+    usable: bool = Field(description="False once expired, used (single use) or turned off.")
+    expires_at: datetime | None
+    order_ids: list[str]
+    created_at: datetime
 
 
 class Refund(BaseModel):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField, StringField
-from wtforms.validators import InputRequired, Length
+from wtforms.validators import EqualTo, InputRequired, Length
 
 
 class LoginForm(FlaskForm):
@@ -19,3 +19,21 @@ class EmptyForm(FlaskForm):
 
 class TwoFactorForm(FlaskForm):
     code = StringField("Code", validators=[InputRequired("Enter the code."), Length(max=40)])
+
+
+class ForgotPasswordForm(FlaskForm):
+    email = EmailField("Email", validators=[InputRequired("Enter your email."), Length(max=254)])
+
+
+class ResetPasswordForm(FlaskForm):
+    password = PasswordField(
+        "New password",
+        validators=[InputRequired("Choose a new password."), Length(max=1024)],
+    )
+    confirm = PasswordField(
+        "New password again",
+        validators=[
+            InputRequired("Type the new password again."),
+            EqualTo("password", "The two passwords are not the same."),
+        ],
+    )

@@ -6,13 +6,23 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
-from app.auth import service
-from app.auth.forms import EmptyForm, LoginForm
-from app.auth.throttle import throttle
+from app.auth import reset, service
+from app.auth.forms import EmptyForm, ForgotPasswordForm, LoginForm, ResetPasswordForm
+from app.auth.throttle import remember_device, throttle
+from app.extensions import limiter
 from app.security import is_safe_next
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -54,12 +64,54 @@ def login() -> Response | str | tuple[str, int]:
             return render_template("auth/login.html", form=form), 429
         user = service.authenticate(email, form.password.data or "")
         if user is not None:
-            return two_factor.password_ok(user, form.next.data)
-        throttle().failed(email)
-        form.form_errors.append("Wrong email or password.")
+            return remember_device(two_factor.password_ok(user, form.next.data), user.email)
+        failure = throttle().failed(email)
+        form.form_errors.append(failure.message if failure else "Wrong email or password.")
         return render_template("auth/login.html", form=form), 401
     status = 400 if request.method == "POST" else 200
     return render_template("auth/login.html", form=form), status
+
+
+reset_limit = limiter.limit(
+    lambda: current_app.config["PASSWORD_RESET_RATE_LIMIT"],
+    methods=["POST"],
+    error_message="Too many reset requests from your network. Please wait a few minutes.",
+)
+
+
+@bp.route("/forgot", methods=["GET", "POST"])
+@reset_limit
+def forgot_password() -> str | tuple[str, int]:
+    """Ask for a password reset link by email (the answer never says if the account exists)."""
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        reset.request_reset(form.email.data or "")
+        return render_template("auth/forgot.html", form=form, sent_to=form.email.data)
+    status = 400 if request.method == "POST" else 200
+    return render_template("auth/forgot.html", form=form), status
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+def reset_password(token: str) -> Response | str | tuple[str, int]:
+    """Choose a new password through an emailed link (signed, expiring, single-use)."""
+    form = ResetPasswordForm()
+    try:
+        user = reset.user_for_token(token)
+    except reset.ResetError as exc:
+        return render_template("auth/reset.html", form=None, problem=exc.message), 400
+    if form.validate_on_submit():
+        try:
+            reset.reset_password(token, form.password.data or "")
+        except reset.ResetError as exc:
+            form.password.errors = [*form.password.errors, exc.message]
+        else:
+            throttle().forget_account(user.email)
+            service.end_session(current_user if current_user.is_authenticated else None)
+            flash("Your password is changed. Sign in with the new one.", "success")
+            return redirect(url_for("auth.login"), code=303)
+        return render_template("auth/reset.html", form=form, email=user.email), 422
+    status = 422 if request.method == "POST" else 200
+    return render_template("auth/reset.html", form=form, email=user.email), status
 
 
 @bp.post("/logout")

@@ -15,7 +15,7 @@ from app.models.base import utcnow
 from app.payments import audit
 from app.payments.audit import Actor
 from app.payments.uow import unit_of_work
-from app.serving import off_the_event_loop
+from app.serving.greenlets import off_the_event_loop
 
 # Checked against when the email is unknown, so both paths cost the same time.
 _DUMMY_HASH = generate_password_hash("kassa-timing-equaliser")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import EmailField, IntegerField, RadioField, StringField
 from wtforms.validators import Email, InputRequired, Length, NumberRange
@@ -7,24 +8,43 @@ from wtforms.validators import Email, InputRequired, Length, NumberRange
 
 class CheckoutForm(FlaskForm):
     email = EmailField(
-        "Email",
+        _l("Email"),
         validators=[
-            InputRequired("Enter your email address."),
-            Email("Enter a valid email address."),
+            InputRequired(_l("Enter your email address.")),
+            Email(_l("Enter a valid email address.")),
             Length(max=254),
         ],
     )
-    name = StringField("Full name", validators=[InputRequired("Enter your name."), Length(max=200)])
+    name = StringField(
+        _l("Full name"), validators=[InputRequired(_l("Enter your name.")), Length(max=200)]
+    )
     quantity = IntegerField(
-        "Quantity",
+        _l("Quantity"),
         default=1,
         validators=[
-            InputRequired("Enter a quantity."),
-            NumberRange(min=1, max=99, message="Choose a quantity between 1 and 99."),
+            InputRequired(_l("Enter a quantity.")),
+            NumberRange(min=1, max=99, message=_l("Choose a quantity between 1 and 99.")),
         ],
     )
-    gateway = RadioField("Pay with", validators=[InputRequired("Choose how to pay.")])
+    gateway = RadioField(_l("Pay with"), validators=[InputRequired(_l("Choose how to pay."))])
 
 
 class RetryForm(FlaskForm):
-    gateway = RadioField("Pay with", validators=[InputRequired("Choose how to pay.")])
+    gateway = RadioField(_l("Pay with"), validators=[InputRequired(_l("Choose how to pay."))])
+
+
+class CartCheckoutForm(FlaskForm):
+    """Who is paying for the cart, and how (the items come from the cart)."""
+
+    email = EmailField(
+        _l("Email"),
+        validators=[
+            InputRequired(_l("Enter your email address.")),
+            Email(_l("Enter a valid email address.")),
+            Length(max=254),
+        ],
+    )
+    name = StringField(
+        _l("Full name"), validators=[InputRequired(_l("Enter your name.")), Length(max=200)]
+    )
+    gateway = RadioField(_l("Pay with"), validators=[InputRequired(_l("Choose how to pay."))])

@@ -14,33 +14,30 @@ from urllib.parse import urlsplit
 from flask import abort, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from app import csp
 from app.checkout import bp
 from app.extensions import csrf
 from app.gateways import registry
-from app.gateways.razorpay import RazorpayGateway
-from app.models import Payment, PaymentStatus
+from app.gateways.base import PagedCheckout
+from app.models import Payment
 from app.models.base import utcnow
+from app.models.enums import PAYABLE
 from app.payments import checkout
 from app.payments.audit import CUSTOMER
 from app.payments.errors import KassaError, NotFound
+from app.security import csp_allow, origin_of
 
-PAYABLE = (PaymentStatus.CREATED, PaymentStatus.PROCESSING)
 FAILURE_FIELDS = ("error[code]", "error[metadata][payment_id]")
 
 
-def _razorpay_payment(payment_id: str) -> tuple[Payment, RazorpayGateway]:
+def _razorpay_payment(payment_id: str) -> tuple[Payment, PagedCheckout]:
     try:
         payment = checkout.get_payment(payment_id)
         gateway = registry.get_gateway("razorpay")
     except KassaError:
         abort(404)
-    # The registry wraps adapters in the resilience layer; its calls pass through it.
-    if payment.gateway != "razorpay" or not isinstance(
-        getattr(gateway, "inner", gateway), RazorpayGateway
-    ):
+    if payment.gateway != "razorpay" or not isinstance(gateway, PagedCheckout):
         abort(404)
-    return payment, gateway  # type: ignore[return-value]
+    return payment, gateway
 
 
 # What the real checkout.js needs besides its own host, from Razorpay's published CSP
@@ -62,7 +59,7 @@ RAZORPAY_HOSTED = {
 def _allow_checkout_js() -> str:
     """Allow RAZORPAY_CHECKOUT_JS (and what it needs) on this response only."""
     src = str(current_app.config["RAZORPAY_CHECKOUT_JS"])
-    script_origin = csp.origin(src)
+    script_origin = origin_of(src) or src
     extra: dict[str, list[str]] = {"script-src": [script_origin]}
     if (urlsplit(src).hostname or "").endswith(".razorpay.com"):
         for name, sources in RAZORPAY_HOSTED.items():
@@ -70,7 +67,7 @@ def _allow_checkout_js() -> str:
     else:
         # A local stand-in (tests, development): its modal calls back to its own origin.
         extra["connect-src"] = [script_origin]
-    csp.allow(**{name.replace("-", "_"): sources for name, sources in extra.items()})
+    csp_allow(**{name.replace("-", "_"): sources for name, sources in extra.items()})
     return src
 
 
@@ -125,9 +122,3 @@ def razorpay_callback(payment_id: str) -> Response:
         # A failed try leaves the Razorpay order payable: back to the page, with the reason.
         return redirect(url_for("checkout.razorpay_pay", payment_id=payment.public_id), code=303)
     return redirect(url_for("checkout.payment_return", payment_id=payment.public_id), code=303)
-
-
-@bp.after_request
-def _razorpay_csp(response: Response) -> Response:
-    # Only requests that asked for extras (the Razorpay page) get a changed header.
-    return csp.apply(response)

@@ -50,7 +50,7 @@ def bar_chart(
     height: int = 200,
 ) -> BarChart:
     """Bars for (day, value) points; `fmt` turns a value into text for people."""
-    top, bottom, left, right = 16.0, 24.0, 4.0, 4.0
+    top, bottom, left, right = 4.0, 4.0, 4.0, 4.0  # labels are HTML around the drawing
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = _nice_max(max((v for _, v in points), default=0))
     n = max(1, len(points))

@@ -6,13 +6,24 @@ import secrets
 from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, HiddenField, SearchField, SelectField, StringField
-from wtforms.fields.choices import SelectChoice
-from wtforms.validators import InputRequired, Length, Optional, ValidationError
+from wtforms import (
+    BooleanField,
+    DateField,
+    HiddenField,
+    IntegerField,
+    SearchField,
+    SelectField,
+    StringField,
+)
+
+# types-wtforms (3.2) predates SelectChoice, new in WTForms 3.3.
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]
+from wtforms.validators import InputRequired, Length, NumberRange, Optional, ValidationError
 
 from app.dashboard.queries import SORTS, PaymentFilters
-from app.models import ApiKeyScope, PaymentStatus, WebhookStatus
+from app.models import ApiKeyScope, WebhookStatus
 from app.money import Money, MoneyError
+from app.presentation import filter_statuses, status_label
 
 
 def options(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
@@ -43,8 +54,7 @@ class FilterForm(FlaskForm):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.status.choices = options(
-            [("", "Any status")]
-            + [(s.value, s.value.replace("_", " ").capitalize()) for s in PaymentStatus]
+            [("", "Any status")] + [(s, status_label(s)) for s in filter_statuses()]
         )
         self.gateway.choices = options(
             [("", "Any gateway")] + [(g, g.capitalize()) for g in gateways]
@@ -148,3 +158,39 @@ class WebhookFilterForm(FlaskForm):
 
 class ButtonForm(FlaskForm):
     """CSRF-only form for buttons that POST (capture, sync, reprocess, revoke)."""
+
+
+class PaymentLinkForm(FlaskForm):
+    """A payment link: a catalog product, or a custom amount with a description."""
+
+    description = StringField(
+        "What the customer pays for",
+        validators=[InputRequired("Describe what is being paid for."), Length(max=200)],
+        description="Shown on the payment page and the receipt, e.g. “Deposit for order 1042”.",
+    )
+    sku = SelectField("Product", validators=[Optional()])
+    quantity = IntegerField(
+        "Quantity", default=1, validators=[Optional(), NumberRange(1, 99, "Between 1 and 99.")]
+    )
+    amount = StringField("Custom amount", validators=[Length(max=30)])
+    currency = StringField("Currency", default="USD", validators=[Optional(), Length(max=3)])
+    reusable = BooleanField("Reusable (any number of customers may pay)")
+    expires_on = DateField("Expires after (optional)", validators=[Optional()])
+
+    def __init__(self, *args: Any, products: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sku.choices = options([("", "A custom amount (below)")] + products)
+        self.amount_minor: int | None = None
+
+    def validate_amount(self, field: StringField) -> None:
+        if self.sku.data:
+            return
+        if not (field.data or "").strip():
+            raise ValidationError("Enter the amount, or choose a product.")
+        try:
+            money = Money.parse(field.data or "", self.currency.data or "")
+        except MoneyError as exc:
+            raise ValidationError(str(exc)) from None
+        if money.amount_minor <= 0:
+            raise ValidationError("Enter an amount greater than zero.")
+        self.amount_minor = money.amount_minor

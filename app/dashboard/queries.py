@@ -25,18 +25,19 @@ from app.models import (
     AuditEntry,
     Order,
     Payment,
-    PaymentStatus,
+    Product,
     Refund,
     RefundStatus,
     WebhookEvent,
     WebhookStatus,
 )
-from app.models.orders import FINAL_PAYMENT_STATUSES
+from app.models.enums import CAPTURED, FINAL_PAYMENT_STATUSES
+from app.payments import store
+from app.presentation import OPEN_STATES, status_condition
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 SORTS = {"newest": "Newest first", "oldest": "Oldest first"}
-CAPTURED = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
 
 
 # --- payments list ------------------------------------------------------------------
@@ -117,7 +118,7 @@ def filtered_payments(filters: PaymentFilters) -> Select[Any]:
     """The WHERE part shared by the list, the count-free pager and the CSV export."""
     stmt = select(Payment)
     if filters.status:
-        stmt = stmt.where(Payment.status == filters.status)
+        stmt = stmt.where(status_condition(filters.status))
     if filters.gateway:
         stmt = stmt.where(Payment.gateway == filters.gateway)
     if filters.currency:
@@ -256,55 +257,74 @@ def payment_detail(public_id: str) -> Payment | None:
 class TimelineItem:
     when: datetime
     kind: str  # "audit" or "webhook"
-    title: str
-    actor: str | None = None
+    title: str  # the plain sentence
+    actor: str | None = None  # who, as a merchant knows them (an email, a key's name)
     from_state: str | None = None
     to_state: str | None = None
     details: dict[str, Any] | None = None
     payload: str | None = None  # raw webhook body (already redacted when stored)
     outcome: str | None = None
     ref: str = ""
+    raw: str = ""  # the raw record: action or event type, states, actor id
+    routine: bool = False  # changed nothing: folded away
 
 
 def timeline(payment: Payment, limit: int = 500) -> list[TimelineItem]:
-    """Audit entries and webhook events of a payment, oldest first."""
-    audits = db.session.execute(
-        select(AuditEntry)
-        .where(AuditEntry.payment_id == payment.id)
-        .order_by(AuditEntry.created_at, AuditEntry.id)
-        .limit(limit)
-    ).scalars()
-    items = [
-        TimelineItem(
-            when=a.created_at,
-            kind="audit",
-            title=a.action,
-            actor=f"{a.actor_type}:{a.actor_id}" if a.actor_id else a.actor_type,
-            from_state=a.from_state,
-            to_state=a.to_state,
-            details=a.details,
-            ref=f"audit-{a.id}",
+    """Audit entries and webhook events of a payment, oldest first, in plain words."""
+    from app.dashboard import timeline as words
+
+    audits = list(
+        db.session.execute(
+            select(AuditEntry)
+            .where(AuditEntry.payment_id == payment.id)
+            .order_by(AuditEntry.created_at, AuditEntry.id)
+            .limit(limit)
+        ).scalars()
+    )
+    people = words.People((a.actor_type, a.actor_id) for a in audits)
+    items = []
+    for a in audits:
+        states = (
+            f" {a.from_state or '∅'} → {a.to_state or '∅'}" if a.from_state or a.to_state else ""
         )
-        for a in audits
-    ]
+        who = f"{a.actor_type}:{a.actor_id}" if a.actor_id else a.actor_type
+        items.append(
+            TimelineItem(
+                when=a.created_at,
+                kind="audit",
+                title=words.audit_sentence(
+                    a.action, a.from_state, a.to_state, a.details, payment.currency
+                ),
+                actor=people.name(a.actor_type, a.actor_id),
+                from_state=a.from_state,
+                to_state=a.to_state,
+                details=a.details,
+                ref=f"audit-{a.id}",
+                raw=f"{a.action}{states} by {who}",
+                routine=a.action in words.ROUTINE_ACTIONS,
+            )
+        )
     hooks = db.session.execute(
         select(WebhookEvent)
         .where(WebhookEvent.payment_id == payment.id)
         .order_by(WebhookEvent.received_at, WebhookEvent.id)
         .limit(limit)
     ).scalars()
-    items += [
-        TimelineItem(
-            when=w.received_at,
-            kind="webhook",
-            title=w.event_type,
-            actor=f"{w.gateway}:{w.event_id}",
-            payload=w.payload,
-            outcome=w.outcome or w.status,
-            ref=f"event-{w.id}",
+    for w in hooks:
+        outcome = w.outcome or w.status
+        items.append(
+            TimelineItem(
+                when=w.received_at,
+                kind="webhook",
+                title=words.webhook_sentence(w.event_type, w.gateway, outcome),
+                actor=f"{words.gateway_name(w.gateway)} (webhook)",
+                payload=w.payload,
+                outcome=outcome,
+                ref=f"event-{w.id}",
+                raw=f"{w.event_type} {w.gateway}:{w.event_id} ({w.status}; {outcome})",
+                routine=words.is_routine_webhook(w.outcome),
+            )
         )
-        for w in hooks
-    ]
     items.sort(key=lambda item: (item.when, item.kind))
     return items
 
@@ -383,6 +403,7 @@ class DayPoint:
     count: int = 0
     succeeded: int = 0
     volume: int = 0  # captured amount, in the chart's currency
+    open: int = 0  # checkouts still open
 
 
 @dataclass
@@ -395,19 +416,19 @@ class Overview:
     series: list[DayPoint]
     total_count: int
     total_succeeded: int
+    total_open: int  # checkouts still open (the customer may yet pay): not in the rate
     by_gateway: list[dict[str, Any]]
     by_currency: list[dict[str, Any]]
 
     @property
     def success_rate(self) -> float | None:
-        return self.total_succeeded / self.total_count if self.total_count else None
+        settled = self.total_count - self.total_open
+        return self.total_succeeded / settled if settled else None
 
 
-def _day_expr(column: Any) -> Any:
-    """The UTC calendar day of a timestamp, per backend (GROUP BY key)."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        return func.date(func.timezone("UTC", column))
-    return func.date(column)
+def _rate(succeeded: int, settled: int) -> float | None:
+    """Success among attempts that are settled: checkouts still open are left out."""
+    return succeeded / settled if settled > 0 else None
 
 
 def _as_date(value: Any) -> date:
@@ -423,8 +444,9 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
     end = today or datetime.now(UTC).date()
     start = end - timedelta(days=days - 1)
     since = _day_start(start)
-    day = _day_expr(Payment.created_at)
+    day = store.utc_day(Payment.created_at)
     captured = Payment.status.in_([s.value for s in CAPTURED])
+    still_open = Payment.status.in_(OPEN_STATES)
     # One pass over the date range; the few hundred groups are folded in Python.
     rows = db.session.execute(
         select(
@@ -434,6 +456,7 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
             func.count().label("n"),
             func.sum(case((captured, 1), else_=0)).label("ok"),
             func.sum(case((captured, Payment.amount), else_=0)).label("volume"),
+            func.sum(case((still_open, 1), else_=0)).label("open"),
         )
         .where(Payment.created_at >= since)
         .group_by(day, Payment.gateway, Payment.currency)
@@ -446,18 +469,22 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
     refunded = {cur: (int(n), int(total or 0)) for cur, n, total in refunds}
 
     volume_by_currency: dict[str, int] = defaultdict(int)
-    gateways: dict[str, dict[str, int]] = defaultdict(lambda: {"count": 0, "succeeded": 0})
+    gateways: dict[str, dict[str, int]] = defaultdict(
+        lambda: {"count": 0, "succeeded": 0, "open": 0}
+    )
     currencies: dict[str, dict[str, int]] = defaultdict(
-        lambda: {"count": 0, "succeeded": 0, "volume": 0}
+        lambda: {"count": 0, "succeeded": 0, "volume": 0, "open": 0}
     )
     for r in rows:
         volume_by_currency[r.currency] += int(r.volume or 0)
         g = gateways[r.gateway]
         g["count"] += int(r.n)
         g["succeeded"] += int(r.ok or 0)
+        g["open"] += int(r.open or 0)
         c = currencies[r.currency]
         c["count"] += int(r.n)
         c["succeeded"] += int(r.ok or 0)
+        c["open"] += int(r.open or 0)
         c["volume"] += int(r.volume or 0)
     names = sorted(currencies)
     chart_currency = (
@@ -473,6 +500,7 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
             continue
         point.count += int(r.n)
         point.succeeded += int(r.ok or 0)
+        point.open += int(r.open or 0)
         if r.currency == chart_currency:
             point.volume += int(r.volume or 0)
 
@@ -487,7 +515,7 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
                 "refund_count": n_ref,
                 "refunded": amount_ref,
                 "net": c["volume"] - amount_ref,
-                "rate": c["succeeded"] / c["count"] if c["count"] else None,
+                "rate": _rate(c["succeeded"], c["count"] - c["open"]),
             }
         )
     for cur, (n_ref, amount_ref) in refunded.items():
@@ -498,6 +526,7 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
                     "count": 0,
                     "succeeded": 0,
                     "volume": 0,
+                    "open": 0,
                     "refund_count": n_ref,
                     "refunded": amount_ref,
                     "net": -amount_ref,
@@ -505,7 +534,7 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
                 }
             )
     by_gateway = [
-        {"gateway": name, **g, "rate": g["succeeded"] / g["count"] if g["count"] else None}
+        {"gateway": name, **g, "rate": _rate(g["succeeded"], g["count"] - g["open"])}
         for name, g in sorted(gateways.items())
     ]
     series = [points[d] for d in sorted(points)]
@@ -518,6 +547,18 @@ def overview(days: int, currency: str | None = None, today: date | None = None) 
         series=series,
         total_count=sum(p.count for p in series),
         total_succeeded=sum(p.succeeded for p in series),
+        total_open=sum(p.open for p in series),
         by_gateway=by_gateway,
         by_currency=by_currency,
+    )
+
+
+def listed_products() -> list[Product]:
+    """The storefront's products (what a payment link may sell)."""
+    return list(
+        db.session.execute(
+            select(Product)
+            .where(Product.active.is_(True), Product.listed.is_(True))
+            .order_by(Product.id)
+        ).scalars()
     )

@@ -13,7 +13,6 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from flask import (
@@ -31,25 +30,31 @@ from flask import (
 from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
+from app import live
 from app.api.keys import create_api_key, list_api_keys, revoke_api_key
 from app.auth.routes import roles_required
 from app.dashboard import bp, queries
 from app.dashboard.charts import bar_chart
+from app.dashboard.endpoint_forms import FulfillmentForm
 from app.dashboard.forms import (
     ApiKeyForm,
     ButtonForm,
     FilterForm,
+    PaymentLinkForm,
     RefundForm,
     WebhookFilterForm,
     options,
 )
+from app.dashboard.timeline import requester
 from app.extensions import db, htmx, login_manager
 from app.models import Payment, Role
-from app.money import exponent, format_minor
+from app.money import format_minor, major_text
 from app.payments import events
+from app.payments import links as links_core
 from app.payments.audit import Actor
 from app.payments.errors import KassaError
 from app.payments.refunds import capture_payment, create_refund, refundable_amount, sync_payment
+from app.presentation import shown_status
 
 MANAGERS = (Role.OWNER.value, Role.ADMIN.value)
 POLL_STOP = 286  # htmx: stop polling this element
@@ -87,6 +92,7 @@ def dashboard_globals() -> dict[str, Any]:
         "can_manage": can_manage,
         "logout_form": ButtonForm(),
         "gateway_dashboard_url": queries.gateway_dashboard_url,
+        "requester": requester,
     }
 
 
@@ -179,10 +185,11 @@ def payments() -> BaseResponse:
         page=page,
         filters=filters,
         oob_status=_partial_wanted(),
+        live_events_url=live.events_url("dashboard.events"),
     )
     if _partial_wanted():
         # Keep the address bar tidy (no empty parameters) while staying a real link.
-        args = filters.query_args()
+        args: dict[str, Any] = filters.query_args()
         for name in ("after", "before"):
             if request.args.get(name):
                 args[name] = request.args[name]
@@ -200,19 +207,6 @@ def payment_row(public_id: str) -> BaseResponse:
     if payment.is_final:
         response.status_code = POLL_STOP
     return response
-
-
-_places = lru_cache(maxsize=256)(exponent)
-
-
-def _major(amount: int, currency: str) -> str:
-    """Minor units as plain major-unit text ("12.50", "1800", "1.250"), integer maths only
-    (the export formats millions of amounts; Money objects cost ten times more)."""
-    places = _places(currency)
-    if not places:
-        return str(amount)
-    whole, part = divmod(abs(amount), 10**places)
-    return f"{'-' if amount < 0 else ''}{whole}.{part:0{places}d}"
 
 
 def _csv_cell(value: str) -> str:
@@ -268,10 +262,10 @@ def export_csv() -> BaseResponse:
                     pid,
                     created_at.isoformat(),
                     order_id,
-                    status,
+                    shown_status(status, gateway_pid, failure),
                     gateway,
-                    _major(amount, currency),
-                    _major(refunded, currency),
+                    major_text(amount, currency),
+                    major_text(refunded, currency),
                     currency,
                     _csv_cell(email),
                     _csv_cell(reference or ""),
@@ -307,6 +301,7 @@ def _payment_context(payment: Payment, **extra: Any) -> dict[str, Any]:
         "remaining": refundable_amount(payment),
         "pending_refunds": queries.has_pending_refunds(payment),
         "button_form": ButtonForm(),
+        "fulfillment_form": FulfillmentForm(formdata=None),
     }
     context.update(extra)
     if "refund_form" not in context:
@@ -320,7 +315,10 @@ def payment(public_id: str) -> BaseResponse:
     p = _payment_or_404(public_id)
     return make_response(
         render_template(
-            "dashboard/payment.html", timeline=queries.timeline(p), **_payment_context(p)
+            "dashboard/payment.html",
+            timeline=queries.timeline(p),
+            live_events_url=live.events_url("dashboard.events"),
+            **_payment_context(p),
         )
     )
 
@@ -340,6 +338,9 @@ def _with_timeline(payment: Payment, settled: bool, extra: dict[str, Any]) -> di
 def _status_widget(payment: Payment, **extra: Any) -> BaseResponse:
     settled = payment.is_final and not queries.has_pending_refunds(payment)
     context = _payment_context(payment, **_with_timeline(payment, settled, extra))
+    context["order_label_oob"] = True  # the order's label follows its payment at once
+    # Once everything settled, the refund form says what is left (e.g. "refunded in full").
+    context["refund_form_oob"] = settled
     response = make_response(render_template("dashboard/_payment_status.html", **context))
     if settled:
         response.status_code = POLL_STOP
@@ -455,7 +456,6 @@ def _button_action(public_id: str, action: str) -> BaseResponse:
             message = "Payment synced with the gateway."
     except KassaError as exc:  # declined, unavailable, wrong state: say so in the panel
         error, message = exc.message, None
-    db.session.expire_all()  # the core committed in its own units of work
     p = _payment_or_404(public_id)
     if not _partial_wanted():
         flash(error or message or "", "error" if error else "success")
@@ -511,11 +511,10 @@ def reprocess(row_id: int) -> BaseResponse:
         abort(404)
     error = None
     try:
-        events.process(row_id, force=True)
+        events.reprocess(row_id, _actor())  # audited as this merchant's request
     except Exception as exc:  # noqa: BLE001  (any failure is recorded on the row; show it)
         current_app.logger.warning("reprocess of event %s failed: %s", row_id, exc)
         error = f"Processing failed: {type(exc).__name__}: {exc}"
-    db.session.expire_all()
     event = queries.webhook_event(row_id)
     if not _partial_wanted():
         flash(error or "Event reprocessed.", "error" if error else "success")
@@ -595,3 +594,84 @@ def revoke_key(prefix: str) -> BaseResponse:
         button_form=ButtonForm(),
         key_message=f"Key {key.prefix}… revoked.",
     )
+
+
+# --- payment links -------------------------------------------------------------------
+
+
+def _link_form(formdata: Any = None) -> PaymentLinkForm:
+    products = [
+        (p.sku, f"{p.name} ({format_minor(p.unit_amount, p.currency)})")
+        for p in queries.listed_products()
+    ]
+    if formdata is None:
+        return PaymentLinkForm(formdata=None, products=products)
+    return PaymentLinkForm(products=products)
+
+
+def _links_page(form: PaymentLinkForm, status: int = 200, **extra: Any) -> BaseResponse:
+    return _render(
+        "dashboard/links.html",
+        "dashboard/_links.html",
+        status=status,
+        links=links_core.list_links(),
+        form=form,
+        button_form=ButtonForm(),
+        link_amount=links_core.link_amount,
+        link_problem=links_core.unavailable,
+        **extra,
+    )
+
+
+@bp.get("/links")
+def payment_links() -> BaseResponse:
+    """Payment links: create, list with their payments, turn off."""
+    return _links_page(_link_form())
+
+
+@bp.post("/links")
+@roles_required(*MANAGERS)
+def create_payment_link() -> BaseResponse:
+    """Create a link for a catalog product or a custom amount."""
+    form = _link_form(formdata=True)
+    if not form.validate_on_submit():
+        return _links_page(form, 422)
+    expires = None
+    if form.expires_on.data:
+        # The whole chosen day counts: the link works until its end (UTC).
+        expires = datetime.combine(form.expires_on.data, datetime.max.time(), tzinfo=UTC)
+    try:
+        link = links_core.create_link(
+            links_core.NewLink(
+                description=form.description.data or "",
+                sku=form.sku.data or None,
+                quantity=form.quantity.data or 1,
+                amount=None if form.sku.data else form.amount_minor,
+                currency=None if form.sku.data else (form.currency.data or "").upper(),
+                reusable=bool(form.reusable.data),
+                expires_at=expires,
+            ),
+            _actor(),
+        )
+    except KassaError as exc:
+        form.form_errors.append(exc.message)
+        for detail in exc.details or []:
+            if isinstance(detail, dict) and detail.get("message"):
+                form.form_errors.append(str(detail["message"]))
+        return _links_page(form, 422)
+    url = url_for("checkout.pay_link", link_id=link.public_id, _external=True)
+    return _links_page(_link_form(), 201, new_link_url=url)
+
+
+@bp.post("/links/<public_id>/off")
+@roles_required(*MANAGERS)
+def turn_off_link(public_id: str) -> BaseResponse:
+    """Turn a link off: its page then says so and takes no payment."""
+    try:
+        links_core.set_active(public_id, False, _actor())
+    except KassaError as exc:
+        abort(exc.http_status)
+    if not _partial_wanted():
+        flash("Payment link turned off.", "success")
+        return redirect(url_for("dashboard.payment_links"), code=303)
+    return _links_page(_link_form())

@@ -12,17 +12,80 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from app.models.enums import DisputeStatus, PaymentStatus, RefundStatus
 
 
-class GatewayError(Exception):
-    """A gateway call failed. `code` is one of Kassa's error codes.
+class GatewayCode(StrEnum):
+    """Kassa's gateway error codes: what an adapter's GatewayError says went wrong. Each
+    carries what pages, the API and jobs make of it (its facts, below)."""
 
-    Codes: card_declined, payment_failed, invalid_request, authentication_failed
-    (our credentials), rate_limited, gateway_unavailable (connection/5xx/timeout),
-    idempotency_conflict, not_found.
+    CARD_DECLINED = "card_declined"
+    PAYMENT_FAILED = "payment_failed"
+    INVALID_REQUEST = "invalid_request"
+    AUTHENTICATION_FAILED = "authentication_failed"  # our credentials
+    RATE_LIMITED = "rate_limited"  # the gateway throttles us
+    GATEWAY_UNAVAILABLE = "gateway_unavailable"  # connection, 5xx, timeout, breaker open
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    NOT_FOUND = "not_found"
+
+    @property
+    def http_status(self) -> int:
+        """The status Kassa answers with (pages and the API alike)."""
+        return _CODE_FACTS[self].http_status
+
+    @property
+    def api_code(self) -> str:
+        """The JSON API's error code."""
+        return _CODE_FACTS[self].api_code
+
+    @property
+    def transient(self) -> bool:
+        """The gateway struggles (the breaker counts it; a retry may succeed)."""
+        return _CODE_FACTS[self].transient
+
+    def customer_message(self, gateway_message: str) -> str:
+        """What a customer is told when a checkout fails with this code."""
+        return _CODE_FACTS[self].customer_message or gateway_message
+
+
+@dataclass(frozen=True, slots=True)
+class _CodeFacts:
+    http_status: int
+    api_code: str
+    customer_message: str | None  # None: the gateway's own words (a decline reason)
+    transient: bool = False
+
+
+_TRY_AGAIN = "We could not start the payment. Please try again, or choose another method."
+_NOT_ANSWERING = "The payment provider is not answering right now. Please try again in a minute."
+_CODE_FACTS = {
+    GatewayCode.CARD_DECLINED: _CodeFacts(402, "card_declined", None),
+    GatewayCode.PAYMENT_FAILED: _CodeFacts(402, "payment_failed", None),
+    GatewayCode.INVALID_REQUEST: _CodeFacts(502, "gateway_error", _TRY_AGAIN),
+    GatewayCode.AUTHENTICATION_FAILED: _CodeFacts(502, "gateway_error", _TRY_AGAIN),
+    # Throttled by the gateway: for an integrator that is the gateway being unavailable
+    # (the API's own 429 "rate_limited" means *they* are sending too much).
+    GatewayCode.RATE_LIMITED: _CodeFacts(503, "gateway_unavailable", _NOT_ANSWERING, True),
+    GatewayCode.GATEWAY_UNAVAILABLE: _CodeFacts(503, "gateway_unavailable", _NOT_ANSWERING, True),
+    GatewayCode.IDEMPOTENCY_CONFLICT: _CodeFacts(409, "gateway_error", _TRY_AGAIN),
+    GatewayCode.NOT_FOUND: _CodeFacts(404, "gateway_error", _TRY_AGAIN),
+}
+
+
+def gateway_code(code: str) -> GatewayCode:
+    """The GatewayCode for an error's code; an unknown one counts as an invalid request."""
+    try:
+        return GatewayCode(code)
+    except ValueError:
+        return GatewayCode.INVALID_REQUEST
+
+
+class GatewayError(Exception):
+    """A gateway call failed. `code` is one of Kassa's error codes (GatewayCode).
+
     `retryable` is True only when the gateway says a retry with the same
     idempotency key is safe.
     """
@@ -42,6 +105,20 @@ class GatewayError(Exception):
         self.retryable = retryable
         self.http_status = http_status
         self.decline_code = decline_code
+
+
+# The Gateway methods that go over the network (the rest is local work): what resilience
+# retries and what a request waits for outside the worker's line (app/serving/admission.py).
+NETWORK_CALLS = (
+    "create_checkout",
+    "retrieve",
+    "confirm_return",
+    "cancel_checkout",
+    "refund",
+    "capture",
+    "list_events",
+    "retrieve_refund",
+)
 
 
 class SignatureError(Exception):
@@ -221,6 +298,27 @@ class Gateway(Protocol):
     def redact(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Remove secrets (client secrets and the like) before the payload is stored."""
         ...
+
+
+@runtime_checkable
+class PagedCheckout(Protocol):
+    """Optional: a gateway whose checkout opens from a page of ours with the gateway's script
+    (Razorpay Standard Checkout): the options the script opens it with (no secrets)."""
+
+    def checkout_options(
+        self,
+        *,
+        reference: str,
+        amount: int,
+        currency: str,
+        store_name: str,
+        description: str,
+        customer_name: str,
+        customer_email: str,
+        callback_url: str,
+        order_id: str,
+        payment_id: str,
+    ) -> dict[str, Any]: ...
 
 
 @runtime_checkable

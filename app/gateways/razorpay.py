@@ -423,7 +423,9 @@ class RazorpayGateway:
         """The order we already made for this receipt, if an earlier try got through."""
         listing = self._call(self._client.order.all, {"receipt": receipt, "count": 100})
         # The filter is documented as "contains": compare exactly here.
-        mine = [o for o in listing.get("items", []) if o.get("receipt") == receipt]
+        mine: list[dict[str, Any]] = [
+            o for o in listing.get("items", []) if o.get("receipt") == receipt
+        ]
         if not mine:
             return None
         for order in mine:
@@ -813,7 +815,8 @@ class RazorpayGateway:
 
     def redact(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Razorpay payloads carry no API secrets; drop card numbers and tokens if present."""
-        return redact(payload)
+        redacted: dict[str, Any] = redact(payload)
+        return redacted
 
 
 def _error_from_response(response: requests.Response | None, fallback: str) -> GatewayError:

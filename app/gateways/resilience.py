@@ -31,7 +31,6 @@ from typing import Any, TypeVar
 
 import requests
 
-from app.admission import waiting_outside
 from app.gateways.base import (
     CaptureRequest,
     CheckoutRequest,
@@ -44,12 +43,11 @@ from app.gateways.base import (
     RefundResult,
     ReturnParams,
     VerifiedEvent,
+    gateway_code,
 )
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-TRANSIENT_CODES = frozenset({"rate_limited", "gateway_unavailable"})
 
 
 @dataclass(frozen=True)
@@ -94,7 +92,7 @@ def is_transient(exc: GatewayError) -> bool:
     status = exc.http_status
     return bool(
         exc.retryable
-        or exc.code in TRANSIENT_CODES
+        or gateway_code(exc.code).transient
         or (status is not None and (status == 429 or status >= 500))
     )
 
@@ -179,12 +177,6 @@ class ResilientGateway:
         return random.uniform(cap / 2, cap)
 
     def call(self, method: str, fn: Callable[[], T]) -> T:
-        # Waiting on the network (and between retries), the request gives up its place
-        # among the worker's running requests (app/admission.py).
-        with waiting_outside():
-            return self._call(method, fn)
-
-    def _call(self, method: str, fn: Callable[[], T]) -> T:
         started = time.monotonic()
         for attempt in range(1, self.policy.max_attempts + 1):
             if not self.breaker.allow():

@@ -481,26 +481,26 @@ class SandboxGateway:
                     refund_id=(obj.get("metadata") or {}).get("refund_id"),
                 )
             ]
-        status = {
+        payment_status = {
             "payment.processing": PaymentStatus.PROCESSING,
             "payment.authorized": PaymentStatus.AUTHORIZED,
             "payment.succeeded": PaymentStatus.SUCCEEDED,
             "payment.failed": PaymentStatus.FAILED,
             "checkout.expired": PaymentStatus.EXPIRED,
         }.get(event.event_type)
-        if status is None:
+        if payment_status is None:
             return []
         meta = obj.get("metadata") or {}
         card = obj.get("card")
         deadline = None
-        if status == PaymentStatus.AUTHORIZED:
+        if payment_status == PaymentStatus.AUTHORIZED:
             deadline = datetime.fromtimestamp(
                 event.payload.get("created", time.time()), UTC
             ) + timedelta(days=7)
         return [
             PaymentUpdate(
                 ref=PaymentRef(payment_id=meta.get("payment_id"), reference=obj.get("id")),
-                status=status,
+                status=payment_status,
                 amount=obj.get("amount"),
                 currency=obj.get("currency"),
                 gateway_payment_id=obj.get("payment_id"),

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import stripe
+from stripe.params import EventListParams
 
 from app.gateways.base import (
     CaptureRequest,
@@ -87,6 +88,7 @@ def to_stripe_amount(amount_minor: int, currency: str) -> int:
     """
     cur = currency.upper()
     ours, theirs = iso_exponent(cur), stripe_exponent(cur)
+    value: int
     if theirs >= ours:
         value = amount_minor * 10 ** (theirs - ours)
     else:
@@ -109,8 +111,8 @@ def from_stripe_amount(amount: int, currency: str) -> int:
     cur = currency.upper()
     ours, theirs = iso_exponent(cur), stripe_exponent(cur)
     if ours >= theirs:
-        return int(amount) * 10 ** (ours - theirs)
-    factor = 10 ** (theirs - ours)
+        return int(amount) * int(10 ** (ours - theirs))
+    factor = int(10 ** (theirs - ours))
     if amount % factor:
         # Cannot happen for amounts we created; a dashboard-made odd amount is
         # rounded down rather than crashing event processing forever.
@@ -221,9 +223,8 @@ def _obj(value: Any) -> Mapping[str, Any] | None:
 
 def _plain(obj: Any) -> dict[str, Any]:
     """StripeObject → plain dict (recursively), so one mapper serves API and webhooks."""
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    return dict(obj)
+    plain: dict[str, Any] = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    return plain
 
 
 def _card_details(charge: Mapping[str, Any] | None) -> dict[str, str] | None:
@@ -310,9 +311,10 @@ class PooledHTTPClient(stripe.HTTPClient):
         headers: Mapping[str, str] | None,
         post_data: Any = None,
         **_: Any,
-    ) -> tuple[bytes, int, Mapping[str, str]]:
+    ) -> tuple[str, int, Mapping[str, str]]:
         response = self._send(method, url, headers, post_data, preload=True)
-        return response.data, response.status, response.headers
+        # The SDK decodes a bytes body as UTF-8 itself; its interface says str.
+        return response.data.decode("utf-8"), response.status, response.headers
 
     def request_stream(
         self,
@@ -517,13 +519,12 @@ class StripeGateway:
             params["customer_email"] = request.customer_email
         # Three fields of the answer are read, so the SDK's object is read as it is, not
         # copied into plain dicts first (every checkout's hot path).
-        session = self._call(
+        session = self._call_object(
             "checkout.create",
             lambda: self._client.v1.checkout.sessions.create(
                 params=params,  # type: ignore[arg-type]
                 options={"idempotency_key": request.idempotency_key},
             ),
-            plain=False,
         )
         log.info("stripe checkout session %s created for %s", session["id"], request.payment_id)
         return CheckoutSession(
@@ -563,15 +564,16 @@ class StripeGateway:
         """Expire an open session. Already expired: done. Completed (the customer paid
         meanwhile): GatewayError, so the core leaves the payment to the webhook instead
         of marking money that was taken as canceled."""
-        if not ref.reference:
+        session_id = ref.reference
+        if not session_id:
             return
-        session = self._retrieve_session(ref.reference)
+        session = self._retrieve_session(session_id)
         if session.get("status") == "open":
             try:
                 self._call(
                     "checkout.expire",
                     lambda: self._client.v1.checkout.sessions.expire(
-                        ref.reference,  # type: ignore[arg-type]
+                        session_id,
                         options={"idempotency_key": f"expire-{ref.reference}"},
                     ),
                 )
@@ -580,7 +582,7 @@ class StripeGateway:
                 if exc.code != "invalid_request":
                     raise
                 # Completed or expired between our retrieve and the expire.
-                session = self._retrieve_session(ref.reference)
+                session = self._retrieve_session(session_id)
                 if session.get("status") == "open":
                     raise
         if session.get("status") == "complete":
@@ -728,7 +730,9 @@ class StripeGateway:
             return _ts(card["capture_before"])
         if pi and pi.get("created"):
             # Card authorizations are held for 7 days by default.
-            return _ts(pi["created"]) + timedelta(days=7)  # type: ignore[operator]
+            created = _ts(pi["created"])
+            if created is not None:
+                return created + timedelta(days=7)
         return None
 
     def payment_intent_update(
@@ -855,7 +859,7 @@ class StripeGateway:
         """
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
-        params: dict[str, Any] = {
+        params: EventListParams = {
             "created": {"gte": int(since.timestamp())},
             "types": list(HANDLED_EVENTS),
             "limit": min(EVENTS_PAGE_SIZE, self._events_max),
@@ -864,8 +868,8 @@ class StripeGateway:
         seen: set[str] = set()
         while True:
             page = self._call_raw(
-                "events.list", lambda: self._client.v1.events.list(params=dict(params))
-            )  # type: ignore[arg-type]
+                "events.list", lambda: self._client.v1.events.list(params=params.copy())
+            )
             items = [e for e in page.get("data") or [] if isinstance(e, Mapping)]
             for item in items:
                 event_id, event_type = item.get("id"), item.get("type")
@@ -885,7 +889,7 @@ class StripeGateway:
                     len(events),
                 )
                 break
-            params["starting_after"] = items[-1].get("id")
+            params["starting_after"] = str(items[-1].get("id"))
         # Oldest first: applied in the order Stripe created them.
         return list(reversed(events[: self._events_max]))
 
@@ -976,7 +980,7 @@ class StripeGateway:
         return replace(update, ref=replace(update.ref, payment_id=payment_id))
 
     def _payment_intent(self, pi_id: str) -> dict[str, Any]:
-        return self._call(  # type: ignore[no-any-return]
+        return self._call(
             "payment_intent.retrieve",
             lambda: self._client.v1.payment_intents.retrieve(
                 pi_id, params={"expand": ["latest_charge"]}
@@ -984,15 +988,20 @@ class StripeGateway:
         )
 
     def redact(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return redact(payload)
+        redacted: dict[str, Any] = redact(payload)
+        return redacted
 
     # ------------------------------------------------------------------ errors
-    def _call(self, what: str, fn: Any, *, plain: bool = True) -> Any:
+    def _call(self, what: str, fn: Callable[[], Any]) -> dict[str, Any]:
+        """The SDK's answer as plain dicts, its errors as GatewayErrors."""
+        return _plain(self._call_object(what, fn))
+
+    def _call_object(self, what: str, fn: Callable[[], Any]) -> Any:
+        """The SDK's answer as it is (an object read in place), its errors as GatewayErrors."""
         try:
-            result = fn()
+            return fn()
         except stripe.StripeError as exc:
             raise self._translate(what, exc) from None
-        return _plain(result) if plain else result
 
     def _call_raw(self, what: str, fn: Any) -> dict[str, Any]:
         """Like _call, but the response's JSON exactly as Stripe sent it (list pages: the
@@ -1004,7 +1013,8 @@ class StripeGateway:
         raw = getattr(getattr(result, "last_response", None), "data", None)
         if isinstance(raw, dict):
             return raw
-        return result.to_dict(for_json=True)  # type: ignore[no-any-return]
+        plain: dict[str, Any] = result.to_dict(for_json=True)
+        return plain
 
     @staticmethod
     def _translate(what: str, exc: stripe.StripeError) -> GatewayError:

@@ -82,6 +82,15 @@ def enqueue(name: str, *args: Any) -> None:
         dispatch(name, *args)
 
 
+def enqueue_once(name: str, *args: Any) -> None:
+    """enqueue(), unless the same job with the same arguments already waits for this
+    transaction's commit (the outbox relay: one run takes every row written)."""
+    batches = _batches()
+    if batches and (name, args) in batches[-1]:
+        return
+    enqueue(name, *args)
+
+
 def dispatch(name: str, *args: Any) -> None:
     """Send a job to Celery when a broker is configured, else to the in-process runner."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]

@@ -26,13 +26,15 @@ PERIODIC: dict[str, tuple[str, str]] = {
     "retry-webhooks": ("webhooks.retry_due", "WEBHOOK_RETRY_INTERVAL_SECONDS"),
     "resend-receipts": ("receipts.resend_pending", "RECEIPT_RESEND_INTERVAL_SECONDS"),
     "purge-idempotency-keys": ("api.purge_idempotency_keys", "IDEMPOTENCY_PURGE_INTERVAL_SECONDS"),
+    "notify-merchants": ("notifications.sweep", "NOTIFY_INTERVAL_SECONDS"),
+    "outgoing-webhooks": ("outgoing.sweep", "OUTGOING_WEBHOOK_INTERVAL_SECONDS"),
 }
 
 
-def make_celery(app: Flask) -> Celery:
+def make_celery(app: Flask) -> Celery[Any]:
     broker = app.config["CELERY_BROKER_URL"]
 
-    class FlaskTask(Task):  # type: ignore[misc]
+    class FlaskTask(Task[Any, Any]):
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
             with app.app_context():
                 return self.run(*args, **kwargs)

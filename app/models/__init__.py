@@ -3,7 +3,9 @@
 from app.models.catalog import Product
 from app.models.enums import (
     ApiKeyScope,
+    DeliveryStatus,
     DisputeStatus,
+    FulfillmentStatus,
     OrderStatus,
     PaymentStatus,
     RefundStatus,
@@ -11,20 +13,29 @@ from app.models.enums import (
     WebhookStatus,
 )
 from app.models.events import AuditEntry, Receipt, WebhookEvent
+from app.models.links import PaymentLink, PaymentLinkOrder
+from app.models.notifications import MerchantNotification
 from app.models.orders import Dispute, Order, OrderItem, Payment, Refund
+from app.models.outbox import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.models.users import ApiKey, IdempotencyKey, SandboxRefund, SandboxSession, User
 
 __all__ = [
     "ApiKey",
     "ApiKeyScope",
     "AuditEntry",
+    "DeliveryStatus",
     "Dispute",
     "DisputeStatus",
+    "FulfillmentStatus",
     "IdempotencyKey",
+    "MerchantNotification",
     "Order",
     "OrderItem",
     "OrderStatus",
+    "OutboxEvent",
     "Payment",
+    "PaymentLink",
+    "PaymentLinkOrder",
     "PaymentStatus",
     "Product",
     "Receipt",
@@ -34,6 +45,9 @@ __all__ = [
     "SandboxRefund",
     "SandboxSession",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "WebhookEvent",
     "WebhookStatus",
 ]

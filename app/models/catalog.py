@@ -2,14 +2,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, String, Text
+from sqlalchemy import CheckConstraint, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.extensions import db
+from app.extensions import Model
 from app.models.base import UTCDateTime, utcnow
 
 
-class Product(db.Model):
+class Product(Model):
     __tablename__ = "products"
     __table_args__ = (
         CheckConstraint("unit_amount > 0", name="unit_amount_positive"),
@@ -25,6 +25,8 @@ class Product(db.Model):
     # None means unlimited; otherwise units still available (reservations already taken off).
     stock: Mapped[int | None]
     active: Mapped[bool] = mapped_column(default=True)
+    # False for a payment link's custom amount: sold only through its link, never listed.
+    listed: Mapped[bool] = mapped_column(default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def __repr__(self) -> str:

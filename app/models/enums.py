@@ -13,6 +13,14 @@ class OrderStatus(StrEnum):
     FAILED = "failed"
 
 
+# An order that ended without being paid (its stock is released; buying again makes a new one).
+ORDER_UNPAID_ENDS = frozenset({OrderStatus.FAILED, OrderStatus.EXPIRED, OrderStatus.CANCELED})
+
+
+# An order whose money was taken (refunds since then included).
+ORDER_PAID = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
+
+
 class PaymentStatus(StrEnum):
     CREATED = "created"  # intent committed, gateway not (yet) answered
     PROCESSING = "processing"  # customer at the gateway / async method in flight
@@ -23,6 +31,23 @@ class PaymentStatus(StrEnum):
     FAILED = "failed"
     CANCELED = "canceled"
     EXPIRED = "expired"
+
+
+# Sets of payment states, each fact once (the state machines: app/payments/state.py).
+# An attempt the customer can still pay: its checkout is open (or about to be).
+PAYABLE = frozenset({PaymentStatus.CREATED, PaymentStatus.PROCESSING})
+# An attempt that keeps its order pending: payable, or authorized and not yet captured.
+STILL_OPEN = PAYABLE | {PaymentStatus.AUTHORIZED}
+# The money was taken (refunds since then included).
+CAPTURED = frozenset(
+    {PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED}
+)
+# Captured money that can still be refunded, in part at least.
+REFUNDABLE = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED})
+# Over without money taken (late money can still move it to succeeded).
+UNPAID_ENDS = frozenset({PaymentStatus.FAILED, PaymentStatus.EXPIRED, PaymentStatus.CANCELED})
+# Nothing more to wait for without someone acting (the dashboard stops refreshing).
+FINAL_PAYMENT_STATUSES = CAPTURED | UNPAID_ENDS
 
 
 class RefundStatus(StrEnum):
@@ -44,6 +69,20 @@ class WebhookStatus(StrEnum):
     PROCESSED = "processed"
     FAILED = "failed"  # will be retried
     DEAD = "dead"  # gave up after N attempts; reprocessable by hand
+
+
+class FulfillmentStatus(StrEnum):
+    UNFULFILLED = "unfulfilled"
+    FULFILLED = "fulfilled"
+    CANCELED = "canceled"
+
+
+class DeliveryStatus(StrEnum):
+    """An outgoing webhook delivery (one event to one endpoint)."""
+
+    PENDING = "pending"  # due at next_attempt_at (or being sent, under a lease)
+    DELIVERED = "delivered"  # the endpoint answered 2xx
+    FAILED = "failed"  # retries used up, endpoint disabled, or a replay that failed
 
 
 class Role(StrEnum):

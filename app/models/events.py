@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.extensions import db
+from app.extensions import Model
 from app.models.base import UTCDateTime, utcnow
 from app.models.enums import WebhookStatus
 
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from app.models.orders import Order, Payment
 
 
-class WebhookEvent(db.Model):
+class WebhookEvent(Model):
     """The inbox: every verified gateway event, stored before it is processed."""
 
     __tablename__ = "webhook_events"
@@ -40,7 +40,7 @@ class WebhookEvent(db.Model):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class AuditEntry(db.Model):
+class AuditEntry(Model):
     """Append-only history: who changed what, from which state to which."""
 
     __tablename__ = "audit_entries"
@@ -65,7 +65,7 @@ class AuditEntry(db.Model):
     order: Mapped[Order | None] = relationship(lazy="raise")
 
 
-class Receipt(db.Model):
+class Receipt(Model):
     """One email receipt per (kind, subject): the unique key makes resends impossible."""
 
     __tablename__ = "receipts"

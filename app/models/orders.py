@@ -6,10 +6,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.extensions import db
+from app.extensions import Model
 from app.models.base import UTCDateTime, public_id, utcnow
 from app.models.enums import (
+    CAPTURED,
+    FINAL_PAYMENT_STATUSES,
     DisputeStatus,
+    FulfillmentStatus,
     OrderStatus,
     PaymentStatus,
     RefundStatus,
@@ -19,23 +22,15 @@ from app.models.enums import (
 if TYPE_CHECKING:
     from app.models.catalog import Product
 
-FINAL_PAYMENT_STATUSES = frozenset(
-    {
-        PaymentStatus.SUCCEEDED,
-        PaymentStatus.PARTIALLY_REFUNDED,
-        PaymentStatus.REFUNDED,
-        PaymentStatus.FAILED,
-        PaymentStatus.CANCELED,
-        PaymentStatus.EXPIRED,
-    }
-)
 
-
-class Order(db.Model):
+class Order(Model):
     __tablename__ = "orders"
     __table_args__ = (
         CheckConstraint("total_amount > 0", name="total_positive"),
         CheckConstraint(f"status IN ({values(OrderStatus)})", name="status_valid"),
+        CheckConstraint(
+            f"fulfillment_status IN ({values(FulfillmentStatus)})", name="fulfillment_status_valid"
+        ),
         Index("ix_orders_status_created", "status", "created_at"),
     )
 
@@ -50,6 +45,13 @@ class Order(db.Model):
     customer_name: Mapped[str] = mapped_column(String(200))
     # True while the items' stock is held for this order; flipped exactly once on release.
     stock_reserved: Mapped[bool] = mapped_column(default=True)
+    # Set by the merchant (dashboard or API): unfulfilled -> fulfilled, or canceled.
+    fulfillment_status: Mapped[str] = mapped_column(
+        String(20), default=FulfillmentStatus.UNFULFILLED, server_default="unfulfilled"
+    )
+    fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Shown to the customer with the fulfilment (carrier and tracking number, say).
+    fulfillment_note: Mapped[str | None] = mapped_column(String(500))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -68,7 +70,7 @@ class Order(db.Model):
         return self.status not in (OrderStatus.PENDING,)
 
 
-class OrderItem(db.Model):
+class OrderItem(Model):
     __tablename__ = "order_items"
     __table_args__ = (
         CheckConstraint("quantity BETWEEN 1 AND 99", name="quantity_range"),
@@ -92,7 +94,7 @@ class OrderItem(db.Model):
         return self.unit_amount * self.quantity
 
 
-class Payment(db.Model):
+class Payment(Model):
     """One attempt at paying an order through one gateway."""
 
     __tablename__ = "payments"
@@ -157,19 +159,14 @@ class Payment(db.Model):
 
     @property
     def amount_captured(self) -> int:
-        captured = {
-            PaymentStatus.SUCCEEDED,
-            PaymentStatus.PARTIALLY_REFUNDED,
-            PaymentStatus.REFUNDED,
-        }
-        return self.amount if self.status in captured else 0
+        return self.amount if self.status in CAPTURED else 0
 
     @property
     def net_amount(self) -> int:
         return self.amount_captured - self.amount_refunded
 
 
-class Refund(db.Model):
+class Refund(Model):
     __tablename__ = "refunds"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
@@ -198,7 +195,7 @@ class Refund(db.Model):
     payment: Mapped[Payment] = relationship(back_populates="refunds")
 
 
-class Dispute(db.Model):
+class Dispute(Model):
     __tablename__ = "disputes"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),

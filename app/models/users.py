@@ -7,12 +7,12 @@ from flask_login import UserMixin
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.extensions import db
+from app.extensions import Model
 from app.models.base import UTCDateTime, utcnow
 from app.models.enums import ApiKeyScope, Role, values
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     """A merchant staff member."""
 
     __tablename__ = "users"
@@ -37,7 +37,7 @@ class User(UserMixin, db.Model):
         return f"{self.id}:{self.session_token or ''}"
 
     @property
-    def is_active(self) -> bool:  # type: ignore[override]
+    def is_active(self) -> bool:
         return self.active
 
     @property
@@ -45,7 +45,7 @@ class User(UserMixin, db.Model):
         return self.role in (Role.OWNER, Role.ADMIN)
 
 
-class ApiKey(db.Model):
+class ApiKey(Model):
     """A merchant API key: only a prefix (to find it) and a hash (to check it) are kept."""
 
     __tablename__ = "api_keys"
@@ -66,7 +66,7 @@ class ApiKey(db.Model):
         return self.revoked_at is None
 
 
-class IdempotencyKey(db.Model):
+class IdempotencyKey(Model):
     """A stored API response, replayed for a repeated POST with the same key."""
 
     __tablename__ = "idempotency_keys"
@@ -87,7 +87,7 @@ class IdempotencyKey(db.Model):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
-class SandboxSession(db.Model):
+class SandboxSession(Model):
     """The sandbox gateway's own record of a hosted checkout (its 'server side')."""
 
     __tablename__ = "sandbox_sessions"
@@ -113,7 +113,7 @@ class SandboxSession(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class SandboxRefund(db.Model):
+class SandboxRefund(Model):
     __tablename__ = "sandbox_refunds"
     __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
 

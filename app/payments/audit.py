@@ -1,11 +1,13 @@
-"""Who did it, and the append-only audit trail."""
+"""Who did it, and the append-only audit trail.
+
+record() is the one way to write an entry; row() gives the same entry as plain values for
+the fast paths (app/payments/store.py), which write it with their own statement.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-from sqlalchemy import insert as sa_insert
 
 from app.extensions import db
 from app.models import AuditEntry, Order, Payment
@@ -30,11 +32,6 @@ def gateway_actor(gateway: str, event_id: str | None = None) -> Actor:
     return Actor("gateway", f"{gateway}:{event_id}" if event_id else gateway)
 
 
-# Built once: a statement object reused with new parameters skips rebuilding and
-# re-keying it for SQLAlchemy's compiled cache on every call.
-_INSERT = sa_insert(AuditEntry.__table__)
-
-
 def row(
     actor: Actor,
     action: str,
@@ -47,7 +44,8 @@ def row(
     payment_id: int | None = None,
     order_id: int | None = None,
 ) -> dict[str, Any]:
-    """An audit_entries row as values, for code that writes rows rather than ORM objects."""
+    """An audit entry as the values of its row, for the fast paths that write rows rather
+    than ORM objects (app/payments/store.py); they write it in the same transaction."""
     return {
         "created_at": utcnow(),
         "actor_type": actor.type,
@@ -61,40 +59,6 @@ def row(
         "payment_id": payment_id,
         "order_id": order_id,
     }
-
-
-def insert_row(values: dict[str, Any]) -> None:
-    """Write a row() at once; same table, same transaction rules as record()."""
-    db.session.connection().execute(_INSERT, values)
-
-
-def insert(
-    actor: Actor,
-    action: str,
-    object_type: str,
-    object_id: str,
-    *,
-    from_state: str | None = None,
-    to_state: str | None = None,
-    details: dict[str, Any] | None = None,
-    payment_id: int | None = None,
-    order_id: int | None = None,
-) -> None:
-    """An audit entry written at once, for code that works with rows rather than ORM
-    objects (the checkout's hot path); same table, same transaction rules as record()."""
-    insert_row(
-        row(
-            actor,
-            action,
-            object_type,
-            object_id,
-            from_state=from_state,
-            to_state=to_state,
-            details=details,
-            payment_id=payment_id,
-            order_id=order_id,
-        )
-    )
 
 
 def record(

@@ -3,7 +3,9 @@ a page or form message elsewhere); the core never builds responses itself."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
+
+from app.gateways.base import gateway_code
 
 
 class KassaError(Exception):
@@ -60,21 +62,15 @@ class GatewayNotAvailable(KassaError):
 
 
 class PaymentGatewayFailed(KassaError):
-    """A gateway call failed; `code` carries the gateway error code (card_declined, ...)."""
+    """A gateway call failed; `code` carries the gateway error code (GatewayCode), whose
+    facts give the HTTP status and the API's code."""
 
     code = "gateway_unavailable"
     http_status = 502
 
-    STATUS_BY_CODE: ClassVar[dict[str, int]] = {
-        "card_declined": 402,
-        "payment_failed": 402,
-        "invalid_request": 502,
-        "authentication_failed": 502,
-        "rate_limited": 503,
-        "gateway_unavailable": 503,
-        "idempotency_conflict": 409,
-        "not_found": 404,
-    }
-
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message, code=code, http_status=self.STATUS_BY_CODE.get(code, 502))
+        super().__init__(message, code=code, http_status=gateway_code(code).http_status)
+
+    @property
+    def api_code(self) -> str:
+        return gateway_code(self.code).api_code

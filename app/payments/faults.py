@@ -9,7 +9,9 @@ with a fault point set (app/config.py).
 
 Points: after_gateway_checkout, after_gateway_capture, after_gateway_refund,
 after_gateway_return (the return page asked the gateway, e.g. PayPal captured),
-webhook_process (inside the inbox transaction, before its commit).
+webhook_process (inside the inbox transaction, before its commit), outbox_relay (the
+relay, after the change it reports committed, before dispatching), after_webhook_delivery
+(an outgoing webhook sent, its answer not yet recorded).
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ def _take(product_id: int, quantity: int) -> bool:
         .values(stock=Product.stock - quantity)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    matched: int = result.rowcount  # type: ignore[attr-defined]
+    return matched == 1
 
 
 def put_back(product_id: int, quantity: int) -> None:

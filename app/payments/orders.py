@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, select
 
 from app.extensions import db
-from app.models import Order, OrderItem, OrderStatus, Product
+from app.models import FulfillmentStatus, Order, OrderItem, OrderStatus, Product
 from app.models.base import public_id, utcnow
 from app.payments import audit, inventory
 from app.payments.audit import Actor
@@ -57,12 +57,11 @@ def _validate(items: Sequence[ItemRequest], email: str, name: str) -> None:
         raise ValidationFailed("Please correct the highlighted fields.", details=details)
 
 
-# The checkout's statements, built once (see audit._INSERT).
+# The catalog read, built once: a statement object reused with new parameters skips
+# rebuilding and re-keying it for SQLAlchemy's compiled cache on every call.
 _CATALOG = select(
     Product.id, Product.sku, Product.name, Product.unit_amount, Product.currency, Product.stock
 ).where(Product.sku.in_(bindparam("skus", expanding=True)), Product.active.is_(True))
-_INSERT_ORDER = insert(Order.__table__).returning(Order.__table__.c.id)
-_INSERT_ITEM = insert(OrderItem.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,63 +74,21 @@ class OrderLine:
 
 
 @dataclass(frozen=True, slots=True)
-class NewOrder:
-    """An order just written in the caller's unit of work, as plain values: nothing for
-    the ORM to flush, track or reload (this is every checkout's hot path)."""
-
-    id: int
-    public_id: str
-    status: str
-    currency: str
-    total_amount: int
-    customer_email: str
-    customer_name: str
-    expires_at: datetime
-    items: tuple[OrderLine, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class OrderPlan:
-    """A validated order priced from the catalog, not written yet."""
+    """A validated order priced from the catalog, not written yet: its rows, ready to write
+    in one go (app/payments/store.py), and what its stock reservation needs."""
 
     values: dict[str, Any]  # the orders row
     lines: tuple[OrderLine, ...]
     stock: tuple[int | None, ...]  # each line's product stock, as read
-    quantities: dict[str, int]  # sku -> quantity, for the audit entry
-
-    def audit_row(self, actor: Actor, order_id: int | None) -> dict[str, Any]:
-        return audit.row(
-            actor,
-            "order.created",
-            "order",
-            self.values["public_id"],
-            to_state=self.values["status"],
-            details={
-                "total": self.values["total_amount"],
-                "currency": self.values["currency"],
-                "items": self.quantities,
-            },
-            order_id=order_id,
-        )
-
-    def written(self, order_id: int) -> NewOrder:
-        v = self.values
-        return NewOrder(
-            id=order_id,
-            public_id=v["public_id"],
-            status=v["status"],
-            currency=v["currency"],
-            total_amount=v["total_amount"],
-            customer_email=v["customer_email"],
-            customer_name=v["customer_name"],
-            expires_at=v["expires_at"],
-            items=self.lines,
-        )
+    item_rows: list[dict[str, Any]]  # the order_items rows (order_id filled in on writing)
+    details: dict[str, Any]  # the order.created audit entry's details
+    audit_row: dict[str, Any]  # that entry, as a row (order_id filled in on writing)
 
 
-def plan_order(items: Sequence[ItemRequest], email: str, name: str) -> OrderPlan:
+def plan_order(items: Sequence[ItemRequest], email: str, name: str, actor: Actor) -> OrderPlan:
     """Validate the request and price it from the products table (never from the caller),
-    in the caller's unit of work."""
+    in the caller's unit of work; `actor` is who the order.created entry will name."""
     _validate(items, email, name)
     skus = [i.sku for i in items]
     products = {p.sku: p for p in db.session.connection().execute(_CATALOG, {"skus": skus})}
@@ -163,51 +120,58 @@ def plan_order(items: Sequence[ItemRequest], email: str, name: str) -> OrderPlan
         "customer_name": name.strip(),
         "total_amount": sum(line.unit_amount * line.quantity for line in lines),
         "stock_reserved": True,
+        "fulfillment_status": FulfillmentStatus.UNFULFILLED.value,
         "expires_at": now + timedelta(minutes=current_app.config["CHECKOUT_EXPIRY_MINUTES"]),
         "created_at": now,
         "updated_at": now,
     }
+    details = {
+        "total": values["total_amount"],
+        "currency": values["currency"],
+        "items": {i.sku: i.quantity for i in items},
+    }
     return OrderPlan(
-        values,
-        lines,
-        tuple(products[line.sku].stock for line in lines),
-        {i.sku: i.quantity for i in items},
+        values=values,
+        lines=lines,
+        stock=tuple(products[line.sku].stock for line in lines),
+        item_rows=[
+            {
+                "product_id": line.product_id,
+                "sku": line.sku,
+                "name": line.name,
+                "unit_amount": line.unit_amount,
+                "quantity": line.quantity,
+            }
+            for line in lines
+        ],
+        details=details,
+        audit_row=audit.row(
+            actor,
+            "order.created",
+            "order",
+            values["public_id"],
+            to_state=values["status"],
+            details=details,
+        ),
     )
 
 
-def item_rows(plan: OrderPlan, order_id: int | None) -> list[dict[str, Any]]:
-    return [
-        {
-            "order_id": order_id,
-            "product_id": line.product_id,
-            "sku": line.sku,
-            "name": line.name,
-            "unit_amount": line.unit_amount,
-            "quantity": line.quantity,
-        }
-        for line in plan.lines
-    ]
-
-
 def reserve(plan: OrderPlan) -> None:
-    """Take the order's stock (limited products only), or raise OutOfStock."""
+    """Take the order's stock (limited products only), or raise OutOfStock. Called last in
+    the order's unit of work, so a limited product's row lock is held as briefly as can be."""
     inventory.reserve_lines(list(zip(plan.lines, plan.stock, strict=True)))
 
 
-def create_order(items: Sequence[ItemRequest], email: str, name: str, actor: Actor) -> NewOrder:
-    """Build an order from the catalog and reserve its stock, in the caller's unit of work."""
-    return write_order(plan_order(items, email, name), actor)
-
-
-def write_order(plan: OrderPlan, actor: Actor) -> NewOrder:
-    """Write a planned order, its items, its stock reservation and its audit entry."""
-    conn = db.session.connection()
-    order_id = conn.execute(_INSERT_ORDER, plan.values).scalar_one()
-    conn.execute(_INSERT_ITEM, item_rows(plan, order_id))
-    # Last, so a limited product's row lock is held for as short a time as possible.
+def create_order(items: Sequence[ItemRequest], email: str, name: str, actor: Actor) -> Order:
+    """An order alone (no payment attempt), built from the catalog with its stock reserved,
+    in the caller's unit of work."""
+    plan = plan_order(items, email, name, actor)
+    order = Order(**plan.values, items=[OrderItem(**row) for row in plan.item_rows])
+    db.session.add(order)
+    db.session.flush()
     reserve(plan)
-    audit.insert_row(plan.audit_row(actor, order_id))
-    return plan.written(order_id)
+    audit.record(actor, "order.created", order, to_state=order.status, details=plan.details)
+    return order
 
 
 def get_order(order_public_id: str) -> Order:

@@ -1,4 +1,4 @@
-"""Email receipts: exactly one per paid order and per succeeded refund.
+"""Email receipts: exactly one per paid order, per fulfilled order and per succeeded refund.
 
 The receipts table's unique (kind, subject) key is the guard: however often a
 webhook arrives, only the first insert wins and only its job sends. With no SMTP
@@ -8,19 +8,17 @@ server configured, receipts are written as .eml files into instance/outbox/.
 from __future__ import annotations
 
 import logging
-import smtplib
 from datetime import timedelta
 from email.message import EmailMessage
-from pathlib import Path
 
 from flask import current_app, render_template
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from app import jobs
+from app import jobs, mail
 from app.extensions import db
 from app.models import Order, Receipt, Refund
 from app.models.base import utcnow
+from app.models.enums import ORDER_PAID
+from app.payments import store
 from app.payments.uow import lock, unit_of_work
 
 log = logging.getLogger(__name__)
@@ -30,22 +28,20 @@ SENDING_LEASE = timedelta(minutes=10)
 
 
 def _claim(kind: str, subject_id: str, order: Order) -> int | None:
-    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    result = db.session.execute(
-        insert(Receipt)
-        .values(
-            kind=kind,
-            subject_id=subject_id,
-            order_id=order.id,
-            recipient=order.customer_email,
-            status="pending",
-            attempts=0,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["kind", "subject_id"])
-        .returning(Receipt.id)
+    claimed = store.insert_or_ignore(
+        Receipt,
+        {
+            "kind": kind,
+            "subject_id": subject_id,
+            "order_id": order.id,
+            "recipient": order.customer_email,
+            "status": "pending",
+            "attempts": 0,
+            "created_at": utcnow(),
+        },
+        conflict=("kind", "subject_id"),
     )
-    return result.scalar_one_or_none()
+    return None if claimed is None else int(claimed.id)
 
 
 @jobs.task("receipts.order_paid")
@@ -55,6 +51,18 @@ def order_paid(order_id: int) -> None:
         if order is None:
             return
         receipt_id = _claim("order_paid", order.public_id, order)
+    if receipt_id is not None:
+        send(receipt_id)
+
+
+@jobs.task("receipts.order_fulfilled")
+def order_fulfilled(order_id: int) -> None:
+    """Tell the customer their order was fulfilled (once: the receipts table's key)."""
+    with unit_of_work():
+        order = db.session.get(Order, order_id)
+        if order is None:
+            return
+        receipt_id = _claim("order_fulfilled", order.public_id, order)
     if receipt_id is not None:
         send(receipt_id)
 
@@ -84,10 +92,23 @@ def _build(receipt: Receipt) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = current_app.config.get("MAIL_DEFAULT_SENDER") or "receipts@kassa.localhost"
     msg["To"] = receipt.recipient
-    subject = f"Your refund from {store}" if refund else f"Your receipt from {store}"
+    if receipt.kind == "order_fulfilled":
+        subject = f"Your order from {store} is on its way"
+        body = render_template("emails/fulfilled.txt", order=order, store=store)
+    else:
+        subject = f"Your refund from {store}" if refund else f"Your receipt from {store}"
+        body = render_template("emails/receipt.txt", order=order, refund=refund, store=store)
     msg["Subject"] = f"{subject} ({order.public_id})"
     msg["Message-ID"] = f"<{receipt.kind}.{receipt.subject_id}@kassa>"
-    msg.set_content(render_template("emails/receipt.txt", order=order, refund=refund, store=store))
+    if receipt.kind == "order_fulfilled":
+        msg.set_content(body)
+    else:
+        from app.receipt_facts import facts
+
+        context = {"order": order, "refund": refund, "store": store, "receipt": facts(order)}
+        msg.set_content(render_template("emails/receipt.txt", **context))
+        # The same receipt as HTML for mail apps that show it (the text part stays first).
+        msg.add_alternative(render_template("emails/receipt.html", **context), subtype="html")
     return msg
 
 
@@ -109,24 +130,7 @@ def send(receipt_id: int) -> None:
         receipt.status = "sending"
         receipt.sent_at = utcnow()
     try:
-        server = current_app.config.get("MAIL_SERVER")
-        if server:
-            port = int(current_app.config.get("MAIL_PORT") or 587)
-            with smtplib.SMTP(server, port, timeout=10) as smtp:
-                if current_app.config.get("MAIL_USE_TLS"):
-                    smtp.starttls()
-                if current_app.config.get("MAIL_USERNAME"):
-                    smtp.login(
-                        current_app.config["MAIL_USERNAME"], current_app.config["MAIL_PASSWORD"]
-                    )
-                smtp.send_message(message)
-        else:
-            outbox = Path(current_app.instance_path) / "outbox"
-            outbox.mkdir(parents=True, exist_ok=True)
-            # One file name per receipt: a resend after a crash overwrites, never duplicates.
-            (outbox / f"{receipt_id:08d}-{message['Message-ID'].strip('<>')}.eml").write_bytes(
-                bytes(message)
-            )
+        mail.send(message, f"{receipt_id:08d}-{message['Message-ID'].strip('<>')}")
     except Exception as exc:
         with unit_of_work():
             receipt = lock(Receipt, id=receipt_id)
@@ -150,12 +154,11 @@ def resend_pending() -> int:
     whose receipt job never ran. Returns how many were (re)sent."""
     from sqlalchemy import and_, or_, select
 
-    from app.models import OrderStatus, RefundStatus
+    from app.models import RefundStatus
 
     now = utcnow()
     settle = now - timedelta(minutes=2)  # leave the normal path time to finish
     recent = now - timedelta(days=1)  # never mail old orders after an upgrade
-    paid = (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED)
     orders_without = (
         db.session.execute(
             select(Order.id)
@@ -163,7 +166,7 @@ def resend_pending() -> int:
                 Receipt, and_(Receipt.kind == "order_paid", Receipt.subject_id == Order.public_id)
             )
             .where(
-                Order.status.in_(paid),
+                Order.status.in_(ORDER_PAID),
                 Order.updated_at >= recent,
                 Order.updated_at <= settle,
                 Receipt.id.is_(None),

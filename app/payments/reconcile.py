@@ -32,8 +32,10 @@ from app.gateways import registry
 from app.gateways.base import GatewayError, PaymentRef
 from app.models import Order, OrderStatus, Payment, PaymentStatus, Refund, RefundStatus
 from app.models.base import utcnow
-from app.payments import audit, state
+from app.models.enums import PAYABLE, STILL_OPEN
+from app.payments import state
 from app.payments.audit import Actor
+from app.payments.gateway_calls import gateway_errors
 from app.payments.uow import lock, unit_of_work
 from app.payments.updates import apply_update_now
 
@@ -41,7 +43,6 @@ log = logging.getLogger(__name__)
 
 RECONCILER = Actor("job", "reconcile")
 EXPIRER = Actor("job", "expire")
-OPEN = (PaymentStatus.CREATED, PaymentStatus.PROCESSING)
 
 
 @dataclass
@@ -205,9 +206,7 @@ def reconcile(limit: int = 1000) -> Report:
         db.session.execute(
             select(Payment.id)
             .where(
-                Payment.status.in_(
-                    (PaymentStatus.CREATED, PaymentStatus.PROCESSING, PaymentStatus.AUTHORIZED)
-                ),
+                Payment.status.in_(STILL_OPEN),
                 Payment.updated_at <= cutoff,
             )
             .order_by(Payment.id)
@@ -247,7 +246,7 @@ def reconcile_job() -> list[str]:
 def _expire_payment(payment_id: int, actor: Actor, reason: str) -> None:
     with unit_of_work():
         payment = lock(Payment, id=payment_id)
-        if payment is not None and payment.status in OPEN:
+        if payment is not None and payment.status in PAYABLE:
             state.transition_payment(payment, PaymentStatus.EXPIRED, actor, reason=reason)
 
 
@@ -260,55 +259,38 @@ def expire_order(order_id: int) -> bool:
     attempts = [
         (p.id, p.gateway, p.public_id, p.gateway_reference, p.gateway_payment_id)
         for p in order.payments
-        if p.status in OPEN
+        if p.status in PAYABLE
     ]
     db.session.rollback()
     for payment_id, gateway_name, public_id, reference, gateway_payment_id in attempts:
         if reference:
             gateway = registry.get_gateway(gateway_name)
             ref = PaymentRef(public_id, reference, gateway_payment_id)
-            try:
+            with gateway_errors(
+                (Payment, payment_id), EXPIRER, "payment.expire_failed", raises=False
+            ) as call:
                 try:
                     gateway.cancel_checkout(ref)
                 finally:
                     # Its final word either way: a payment completed just before the close
                     # (the gateway then refuses to expire it) is applied as paid.
                     apply_update_now(gateway_name, gateway.retrieve(ref), EXPIRER, source="expiry")
-            except GatewayError as exc:
+            if call.error is not None:
                 # The gateway is down or refused: never expire what we could not close;
                 # the next run or a webhook decides.
-                with unit_of_work():
-                    payment = lock(Payment, id=payment_id)
-                    if payment is not None:
-                        audit.record(
-                            EXPIRER,
-                            "payment.expire_failed",
-                            payment,
-                            details={"code": exc.code, "message": exc.message},
-                        )
                 continue
         _expire_payment(payment_id, EXPIRER, "checkout window passed")
     with unit_of_work():
         order = lock(Order, id=order_id)
         if order is None or order.status != OrderStatus.PENDING:
             return order is not None and order.status == OrderStatus.EXPIRED
-        if any(p.status in OPEN for p in order.payments):
+        if any(p.status in PAYABLE for p in order.payments):
             return False  # an attempt we could not close: try again next run
         if not order.payments:
             # No attempt was ever made: expire the order itself.
-            from app.payments import inventory
-
-            order.status = OrderStatus.EXPIRED
-            audit.record(
-                EXPIRER,
-                "order.status_changed",
-                order,
-                from_state=OrderStatus.PENDING,
-                to_state=OrderStatus.EXPIRED,
-            )
-            inventory.release(order, EXPIRER)
+            state.transition_order(order, EXPIRER, OrderStatus.EXPIRED)
         else:
-            state.sync_order(order, EXPIRER)
+            state.transition_order(order, EXPIRER)
         return order.status == OrderStatus.EXPIRED
 
 

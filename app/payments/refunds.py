@@ -16,20 +16,19 @@ from app.gateways import registry
 from app.gateways.base import CaptureRequest, GatewayError, PaymentRef, RefundRequest
 from app.models import Payment, PaymentStatus, Refund, RefundStatus
 from app.models.base import public_id
+from app.models.enums import REFUNDABLE
 from app.payments import audit, faults, state
 from app.payments.audit import Actor
 from app.payments.checkout import get_payment
 from app.payments.errors import (
     InvalidState,
     NotFound,
-    PaymentGatewayFailed,
     RefundExceedsRemaining,
     ValidationFailed,
 )
+from app.payments.gateway_calls import gateway_errors
 from app.payments.uow import lock, unit_of_work
 from app.payments.updates import apply_update_now
-
-REFUNDABLE = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED})
 
 
 def refundable_amount(payment: Payment) -> int:
@@ -126,31 +125,16 @@ def send_refund(refund_id: int, actor: Actor) -> Refund:
         reason=refund.reason,
         idempotency_key=refund.idempotency_key,
     )
-    try:
+
+    def refused(locked: Refund, exc: GatewayError) -> None:
+        locked.failure_reason = exc.message
+        state.transition_refund(
+            locked, RefundStatus.FAILED, actor, reason="gateway refused", details={"code": exc.code}
+        )
+
+    with gateway_errors((Refund, refund_id), actor, "refund.gateway_error", refused=refused):
         result = gateway.refund(request)
         faults.hit("after_gateway_refund")
-    except GatewayError as exc:
-        with unit_of_work():
-            locked = lock(Refund, id=refund_id)
-            assert locked is not None
-            if exc.retryable:
-                audit.record(
-                    actor,
-                    "refund.gateway_error",
-                    locked,
-                    payment=locked.payment,
-                    details={"code": exc.code, "message": exc.message},
-                )
-            else:
-                locked.failure_reason = exc.message
-                state.transition_refund(
-                    locked,
-                    RefundStatus.FAILED,
-                    actor,
-                    reason="gateway refused",
-                    details={"code": exc.code},
-                )
-        raise PaymentGatewayFailed(exc.code, exc.message) from exc
     from app.gateways.base import RefundUpdate
 
     apply_update_now(
@@ -183,7 +167,7 @@ def capture_payment(payment_public_id: str, actor: Actor) -> Payment:
         locked = lock(Payment, id=payment.id)
         assert locked is not None
         audit.record(actor, "payment.capture_requested", locked, from_state=locked.status)
-    try:
+    with gateway_errors():
         update = gateway.capture(
             CaptureRequest(
                 payment_id=payment.public_id,
@@ -195,8 +179,6 @@ def capture_payment(payment_public_id: str, actor: Actor) -> Payment:
             )
         )
         faults.hit("after_gateway_capture")
-    except GatewayError as exc:
-        raise PaymentGatewayFailed(exc.code, exc.message) from exc
     apply_update_now(payment.gateway, update, actor, source="capture response")
     db.session.refresh(payment)
     return payment
@@ -206,12 +188,10 @@ def sync_payment(payment_public_id: str, actor: Actor) -> Payment:
     """Bring one payment up to date from the gateway (dashboard button, reconcile)."""
     payment = get_payment(payment_public_id)
     gateway = registry.get_gateway(payment.gateway)
-    try:
+    with gateway_errors():
         update = gateway.retrieve(
             PaymentRef(payment.public_id, payment.gateway_reference, payment.gateway_payment_id)
         )
-    except GatewayError as exc:
-        raise PaymentGatewayFailed(exc.code, exc.message) from exc
     apply_update_now(payment.gateway, update, actor, source="sync")
     db.session.refresh(payment)
     return payment

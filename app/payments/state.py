@@ -7,21 +7,22 @@ events is the same whatever order they arrived in. One exception is deliberate:
 money beats everything — a payment that failed or expired and later turns out to
 have been captured becomes succeeded (the money was taken; the merchant must see it).
 
-Every function here is called inside a unit of work with the row locked, and writes
-its audit entry in that same transaction.
+One transition function per entity: transition_payment, transition_order,
+transition_refund, transition_dispute. Each is called inside a unit of work with the row
+locked (or, for opening a payment attempt, with the row not read at all: the move is then
+stored as one compare-and-set, app/payments/store.move_payment), and writes its audit entry
+in that same transaction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
-from functools import cache
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import inspect
 
-from app.extensions import db
 from app.models import (
-    AuditEntry,
     Dispute,
     DisputeStatus,
     Order,
@@ -32,10 +33,10 @@ from app.models import (
     RefundStatus,
 )
 from app.models.base import utcnow
-from app.payments import audit
+from app.models.enums import CAPTURED, ORDER_UNPAID_ENDS, STILL_OPEN, UNPAID_ENDS
+from app.payments import audit, outbox, store
 from app.payments.audit import Actor
-from app.payments.rows import insert_from_json, to_json
-from app.payments.uow import unloaded
+from app.payments.uow import lock
 
 P = PaymentStatus
 
@@ -68,8 +69,12 @@ PAYMENT_RANK: dict[PaymentStatus, int] = {
     P.REFUNDED: 6,
 }
 
-CAPTURED = frozenset({P.SUCCEEDED, P.PARTIALLY_REFUNDED, P.REFUNDED})
-NO_MONEY_FINAL = frozenset({P.FAILED, P.EXPIRED, P.CANCELED})
+# Moves the merchant's systems are told about (app/payments/outbox.py); a capture is
+# told as order.paid.
+PAYMENT_EVENTS = {
+    P.FAILED: outbox.EventType.PAYMENT_FAILED,
+    P.AUTHORIZED: outbox.EventType.PAYMENT_AUTHORIZED,
+}
 
 
 class Outcome(StrEnum):
@@ -93,6 +98,29 @@ def payment_outcome(current: PaymentStatus, target: PaymentStatus) -> Outcome:
     return Outcome.INVALID
 
 
+def refund_totals_outcome(
+    current: PaymentStatus, target: PaymentStatus, amount_changed: bool
+) -> Outcome:
+    """Classify a move caused by the payment's refund totals (pure): only captured money
+    moves between succeeded, partially refunded and refunded."""
+    if current not in CAPTURED or target not in CAPTURED:
+        return Outcome.INVALID
+    if target == current and not amount_changed:
+        return Outcome.DUPLICATE
+    return Outcome.APPLIED
+
+
+def _moves_by_compare_and_set(expected: PaymentStatus, target: PaymentStatus) -> bool:
+    """Moves between open states, where nothing else follows (no timestamps, the order
+    stays pending): stored as one compare-and-set, without loading the payment first."""
+    return (
+        expected in STILL_OPEN
+        and target in STILL_OPEN - {P.AUTHORIZED}
+        and target not in PAYMENT_EVENTS  # a move that is told writes its outbox row
+        and payment_outcome(expected, target) is Outcome.APPLIED
+    )
+
+
 def transition_payment(
     payment: Payment,
     target: PaymentStatus,
@@ -100,11 +128,47 @@ def transition_payment(
     *,
     reason: str,
     details: dict[str, Any] | None = None,
+    values: Mapping[str, Any] | None = None,
+    only_from: PaymentStatus | None = None,
+    amount_refunded: int | None = None,
 ) -> Outcome:
-    """The one place a payment's status changes because a gateway said so."""
-    current = PaymentStatus(payment.status)
-    outcome = payment_outcome(current, target)
+    """The one place a payment's status changes: because a gateway said so, or (with
+    `amount_refunded`, the sum of its succeeded refunds) because its refunds did.
+
+    `values` are set on the payment with the move. `only_from` names the one state the
+    move is meant from (opening a checkout: created -> processing); from any other state
+    only the values are set (a webhook got there first and its news stands). With it, a
+    payment whose state is not loaded (app/payments/uow.unloaded, or expired by a commit)
+    is moved by one compare-and-set with its audit entry (app/payments/store.move_payment),
+    the checkout's hot path; only if that finds another state is the row locked and read.
+    """
     info = {"reason": reason, **(details or {})}
+    if (
+        only_from is not None
+        and "status" in inspect(payment).unloaded
+        and _moves_by_compare_and_set(only_from, target)
+    ):
+        entry = audit.row(
+            actor,
+            "payment.status_changed",
+            "payment",
+            "",
+            from_state=only_from,
+            to_state=target,
+            details=info,
+        )
+        if store.move_payment(payment.id, only_from, target, values or {}, entry):
+            return Outcome.APPLIED
+        locked = lock(Payment, id=payment.id)  # refreshes this very object
+        assert locked is payment
+    for key, value in (values or {}).items():
+        setattr(payment, key, value)
+    current = PaymentStatus(payment.status)
+    if only_from is not None and current != only_from:
+        return payment_outcome(current, target)
+    if amount_refunded is not None:
+        return _move_by_refunds(payment, current, target, amount_refunded, actor)
+    outcome = payment_outcome(current, target)
     if outcome is not Outcome.APPLIED:
         audit.record(
             actor,
@@ -121,7 +185,7 @@ def transition_payment(
         payment.authorized_at = now
     if target == P.SUCCEEDED and payment.captured_at is None:
         payment.captured_at = now
-    if target == P.SUCCEEDED and current in NO_MONEY_FINAL:
+    if target == P.SUCCEEDED and current in UNPAID_ENDS:
         info["late_success"] = True
     if target == P.SUCCEEDED and any(
         p.id != payment.id and p.status in CAPTURED for p in payment.order.payments
@@ -135,127 +199,22 @@ def transition_payment(
     audit.record(
         actor, "payment.status_changed", payment, from_state=current, to_state=target, details=info
     )
+    if target in PAYMENT_EVENTS:
+        outbox.emit(PAYMENT_EVENTS[target], payment)
     if not (current in STILL_OPEN and target in STILL_OPEN):
         # From one open state to another the order's status can't change (it is pending
         # while any attempt is open), so it isn't even loaded.
-        sync_order(payment.order, actor)
+        transition_order(payment.order, actor)
     return outcome
 
 
-def transition_unloaded(
-    payment_id: int,
-    expected: PaymentStatus,
-    target: PaymentStatus,
-    actor: Actor,
-    *,
-    reason: str,
-    details: dict[str, Any] | None = None,
-    **values: Any,
-) -> Payment | None:
-    """transition_payment for an attempt that isn't loaded, as one compare-and-set UPDATE
-    (which is also its row lock), with the same audit entry; `values` are set with it.
-
-    Only for moves between open states, where nothing else follows (no timestamps, the
-    order stays pending): the checkout's hot path, which would otherwise load and lock
-    the row first. None when the payment is no longer `expected` (a webhook got there
-    first): the caller then takes the locked path through transition_payment.
-    """
-    if not (
-        expected in STILL_OPEN
-        and target in STILL_OPEN - {P.AUTHORIZED}
-        and payment_outcome(expected, target) is Outcome.APPLIED
-    ):
-        raise ValueError(f"{expected} -> {target} needs transition_payment")
-    details = {"reason": reason, **(details or {})}
-    conn = db.session.connection()
-    if conn.dialect.name == "postgresql":
-        # The UPDATE and its audit entry in one statement (app/payments/rows.py).
-        entry = audit.row(
-            actor,
-            "payment.status_changed",
-            "payment",
-            "",
-            from_state=expected,
-            to_state=target,
-            details=details,
-        )
-        moved = conn.exec_driver_sql(
-            _move_and_audit_sql(tuple(sorted(values))),
-            {
-                "id": payment_id,
-                "expected": str(expected),
-                "target": str(target),
-                "updated_at": utcnow(),
-                "entry": to_json(entry),
-                **{f"set_{k}": v for k, v in values.items()},
-            },
-        ).scalar_one_or_none()
-        return None if moved is None else unloaded(Payment, payment_id)
-    # A Core UPDATE: the ORM's bulk UPDATE ... RETURNING an entity cost three times as
-    # much CPU for the same row, and the caller's commit expires what it would load.
-    table = Payment.__table__
-    row = conn.execute(
-        update(table)
-        .where(table.c.id == payment_id, table.c.status == expected)
-        .values(status=target, **values)
-        .returning(table.c.public_id, table.c.order_id)
-    ).one_or_none()
-    if row is None:
-        return None
-    audit.insert(
-        actor,
-        "payment.status_changed",
-        "payment",
-        row.public_id,
-        from_state=expected,
-        to_state=target,
-        details=details,
-        payment_id=payment_id,
-        order_id=row.order_id,
-    )
-    return unloaded(Payment, payment_id)
-
-
-@cache
-def _move_and_audit_sql(columns: tuple[str, ...]) -> str:
-    """transition_unloaded's compare-and-set UPDATE (setting `columns` as well) and its
-    audit entry, as one PostgreSQL statement; one text per set of columns."""
-    known = set(Payment.__table__.columns.keys())
-    if not set(columns) <= known:
-        raise ValueError(f"not payments columns: {sorted(set(columns) - known)}")
-    sets = "".join(f", {c} = %(set_{c})s" for c in columns)
-    return (
-        "WITH moved AS (UPDATE payments SET status = %(target)s, updated_at = %(updated_at)s"
-        f"{sets} WHERE id = %(id)s AND status = %(expected)s"
-        " RETURNING id, public_id, order_id) "
-        + insert_from_json(
-            AuditEntry.__table__,
-            "moved, json_populate_record(NULL::audit_entries, %(entry)s::json) r",
-            {
-                "object_id": "moved.public_id",
-                "payment_id": "moved.id",
-                "order_id": "moved.order_id",
-            },
-        )
-        + " RETURNING payment_id"
-    )
-
-
-def apply_refund_totals(payment: Payment, actor: Actor) -> None:
-    """Recompute amount_refunded from the refund rows and move the refund states."""
-    refunded = sum(r.amount for r in payment.refunds if r.status == RefundStatus.SUCCEEDED)
-    before_amount = payment.amount_refunded
+def _move_by_refunds(
+    payment: Payment, current: PaymentStatus, target: PaymentStatus, refunded: int, actor: Actor
+) -> Outcome:
+    before = payment.amount_refunded
     payment.amount_refunded = refunded
-    current = PaymentStatus(payment.status)
-    if current not in CAPTURED:
-        return
-    if refunded == 0:
-        target = P.SUCCEEDED
-    elif refunded >= payment.amount:
-        target = P.REFUNDED
-    else:
-        target = P.PARTIALLY_REFUNDED
-    if target != current or refunded != before_amount:
+    outcome = refund_totals_outcome(current, target, refunded != before)
+    if outcome is Outcome.APPLIED:
         payment.status = target
         audit.record(
             actor,
@@ -263,9 +222,23 @@ def apply_refund_totals(payment: Payment, actor: Actor) -> None:
             payment,
             from_state=current,
             to_state=target,
-            details={"amount_refunded": refunded, "previous_amount_refunded": before_amount},
+            details={"amount_refunded": refunded, "previous_amount_refunded": before},
         )
-        sync_order(payment.order, actor)
+        transition_order(payment.order, actor)
+    return outcome
+
+
+def apply_refund_totals(payment: Payment, actor: Actor) -> None:
+    """Recompute amount_refunded from the refund rows and move the payment's status to
+    match, through transition_payment."""
+    refunded = sum(r.amount for r in payment.refunds if r.status == RefundStatus.SUCCEEDED)
+    if refunded == 0:
+        target = P.SUCCEEDED
+    elif refunded >= payment.amount:
+        target = P.REFUNDED
+    else:
+        target = P.PARTIALLY_REFUNDED
+    transition_payment(payment, target, actor, reason="refund totals", amount_refunded=refunded)
 
 
 # --- orders -------------------------------------------------------------------------
@@ -291,8 +264,11 @@ _ORDER_FROM_PAYMENT = {
 }
 
 
-# Attempt states that keep their order pending (see desired_order_status).
-STILL_OPEN = frozenset({P.CREATED, P.PROCESSING, P.AUTHORIZED})
+ORDER_EVENTS = {
+    O.PAID: outbox.EventType.ORDER_PAID,
+    O.EXPIRED: outbox.EventType.ORDER_EXPIRED,
+    O.CANCELED: outbox.EventType.ORDER_CANCELED,
+}
 
 
 def desired_order_status(order: Order) -> OrderStatus:
@@ -309,16 +285,22 @@ def desired_order_status(order: Order) -> OrderStatus:
     return _ORDER_FROM_PAYMENT.get(PaymentStatus(latest.status), O.PENDING)
 
 
-def sync_order(order: Order, actor: Actor) -> None:
+def transition_order(order: Order, actor: Actor, target: OrderStatus | None = None) -> None:
+    """The one place an order's status changes: to what its payments say
+    (desired_order_status), or to `target` for an order that has none (it expired before
+    any attempt was made). Stock and the receipt follow the move."""
     from app.payments import inventory  # late import: inventory imports this module
 
     current = OrderStatus(order.status)
-    target = desired_order_status(order)
+    if target is None:
+        target = desired_order_status(order)
     if target == current or target not in ORDER_TRANSITIONS[current]:
         return
     order.status = target
     audit.record(actor, "order.status_changed", order, from_state=current, to_state=target)
-    if target in (O.FAILED, O.EXPIRED, O.CANCELED):
+    if target in ORDER_EVENTS:
+        outbox.emit(ORDER_EVENTS[target], order)
+    if target in ORDER_UNPAID_ENDS:
         inventory.release(order, actor)
     elif target == O.PAID and not order.stock_reserved:
         inventory.reserve_again(order, actor)
@@ -381,12 +363,19 @@ def transition_refund(
         payment=refund.payment,
     )
     apply_refund_totals(refund.payment, actor)
+    if target in REFUND_EVENTS:
+        outbox.emit(REFUND_EVENTS[target], refund)
     if target == R.SUCCEEDED:
         from app import jobs
 
         jobs.enqueue("receipts.refund_succeeded", refund.id)
     return outcome
 
+
+REFUND_EVENTS = {
+    R.SUCCEEDED: outbox.EventType.REFUND_SUCCEEDED,
+    R.FAILED: outbox.EventType.REFUND_FAILED,
+}
 
 D = DisputeStatus
 DISPUTE_RANK = {D.OPEN: 0, D.CLOSED: 1, D.WON: 2, D.LOST: 2}
@@ -413,6 +402,7 @@ def transition_dispute(
     if outcome is Outcome.APPLIED:
         dispute.status = target
         action = "dispute.status_changed"
+        outbox.emit(outbox.EventType.DISPUTE_CLOSED, dispute)  # every move ends it
     else:
         action = f"dispute.event_{outcome.value}"
     audit.record(

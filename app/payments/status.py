@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.models import Order, OrderStatus, PaymentStatus
+from app.models.enums import PAYABLE, UNPAID_ENDS
 
 
 def is_settled(order: Order) -> bool:
@@ -15,13 +16,13 @@ def is_settled(order: Order) -> bool:
     if latest.status == PaymentStatus.AUTHORIZED:
         # Waiting on the merchant only under manual capture; otherwise capture is seconds away.
         return latest.capture_method == "manual"
-    return latest.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED, PaymentStatus.EXPIRED)
+    return latest.status in UNPAID_ENDS
 
 
 def headline(order: Order) -> str:
     latest = order.latest_payment
     if order.status == OrderStatus.PENDING:
-        if latest is None or latest.status in (PaymentStatus.CREATED, PaymentStatus.PROCESSING):
+        if latest is None or latest.status in PAYABLE:
             return "Confirming your payment…"
         if latest.status == PaymentStatus.AUTHORIZED:
             return (

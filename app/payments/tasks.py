@@ -1,5 +1,7 @@
 """Imported by app.jobs.init_app so every job name is registered."""
 
-from app.payments import events, receipts, reconcile
+from app import notifications
+from app.payments import events, outbox, receipts, reconcile
+from app.payments.outgoing import delivery
 
-__all__ = ["events", "receipts", "reconcile"]
+__all__ = ["delivery", "events", "notifications", "outbox", "receipts", "reconcile"]

@@ -15,7 +15,8 @@ from sqlalchemy import select
 from app.extensions import db
 from app.gateways.base import DisputeUpdate, PaymentRef, PaymentUpdate, RefundUpdate, Update
 from app.models import Dispute, Payment, PaymentStatus, Refund, RefundStatus
-from app.payments import audit, state
+from app.models.enums import CAPTURED
+from app.payments import audit, outbox, state
 from app.payments.audit import Actor
 from app.payments.state import Outcome
 from app.payments.uow import lock
@@ -72,7 +73,7 @@ def _apply_payment_update(
         payment.gateway_payment_id = update.gateway_payment_id
     if update.payment_method:
         payment.payment_method = dict(update.payment_method)
-    failed_news = update.status not in state.CAPTURED and update.status != PaymentStatus.AUTHORIZED
+    failed_news = update.status not in CAPTURED and update.status != PaymentStatus.AUTHORIZED
     if (update.failure_code or update.failure_message) and failed_news:
         payment.failure_code = update.failure_code
         payment.failure_message = update.failure_message
@@ -147,7 +148,7 @@ def _apply_refund_update(
             payment=payment,
             details={"source": source, "amount": update.amount, "by": "gateway dashboard"},
         )
-    if update.status == RefundStatus.SUCCEEDED and payment.status not in state.CAPTURED:
+    if update.status == RefundStatus.SUCCEEDED and payment.status not in CAPTURED:
         # A refund proves the money was captured; news of the capture may still be on its way.
         state.transition_payment(
             payment,
@@ -197,6 +198,7 @@ def _apply_dispute_update(
             payment=payment,
             details={"source": source, "amount": update.amount, "reason": update.reason},
         )
+        outbox.emit(outbox.EventType.DISPUTE_CREATED, dispute)
         if update.status == dispute.status:
             return Outcome.APPLIED
     if update.gateway_status:

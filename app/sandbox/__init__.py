@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+)
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
@@ -19,12 +27,17 @@ def _processor() -> SandboxProcessor:
 
 
 @bp.get("/pay/<session_id>")
-def pay(session_id: str) -> str:
+def pay(session_id: str) -> Response:
     """The hosted page: the customer picks what their 'card' does."""
     row = _processor().get(session_id)
     if row is None:
         abort(404)
-    return render_template("sandbox/pay.html", session=row, scenarios=SCENARIOS, form=FlaskForm())
+    response = make_response(
+        render_template("sandbox/pay.html", session=row, scenarios=SCENARIOS, form=FlaskForm())
+    )
+    # Back after paying must ask again (and show the outcome), not replay the payable form.
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/pay/<session_id>")

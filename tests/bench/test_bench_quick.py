@@ -39,7 +39,15 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
     # How fast the machine was, at the start and at the end (runs on other days compare).
     speed = [float(v) for k, v in payload["machine"].items() if k.startswith("reference work")]
     assert len(speed) == 2 and all(ms > 0 for ms in speed)
-    assert set(results) == {"checkout", "webhooks", "dashboard", "page", "memory"}
+    assert set(results) == {
+        "checkout",
+        "webhooks",
+        "dashboard",
+        "page",
+        "memory",
+        "streams",
+        "deliveries",
+    }
     for result in results.values():
         assert "error" not in result
         assert isinstance(result["ratio"], (int, float)) and result["ratio"] > 0
@@ -56,3 +64,7 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
     assert dashboard["csv"]["rows"] >= dashboard["payments"]  # quick runs share a database
     assert results["page"]["total_raw_bytes"] > 0
     assert results["memory"]["rss_mb_after_requests"]
+    streams = results["streams"]
+    assert streams["checkout_with_streams"]["ok"] > 0
+    assert streams["publish_to_receive"]["received"] == streams["publish_to_receive"]["acked"] > 0
+    assert results["deliveries"]["none_lost"]

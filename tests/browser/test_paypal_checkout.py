@@ -108,9 +108,9 @@ def test_pay_with_paypal_cancel_retry_and_refund_from_the_dashboard(
     page.get_by_role("button", name="Review refund").click()
     page.get_by_role("button", name="Confirm refund").click()
     # PayPal answers COMPLETED at once for this capture; its webhook then changes nothing.
-    expect(page.get_by_text("Refund of $10.00 succeeded.")).to_be_visible()
+    expect(page.get_by_text("Refund of $10.00 requested").first).to_be_visible()
     refund_status = page.locator("#refund-list tbody tr [data-status]").first
-    expect(refund_status).to_have_text("Succeeded")
+    expect(refund_status).to_have_text("Succeeded", timeout=10_000)
     expect(page.locator("#payment-status [data-status]")).to_have_text("Partially refunded")
     (call,) = fake.calls("POST", "/v2/payments/captures/")
     assert call.json["amount"] == {"currency_code": "USD", "value": "10.00"}

@@ -1,5 +1,5 @@
 """gunicorn with the repository's gunicorn.conf.py, as deployed, for the tests that need
-real worker processes (test_gunicorn_balance.py, test_gunicorn_default.py)."""
+real worker processes (test_gunicorn_default.py)."""
 
 from __future__ import annotations
 

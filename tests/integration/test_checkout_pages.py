@@ -79,7 +79,10 @@ def test_sold_out_is_a_form_message(make_app: Callable[..., Flask]) -> None:
     app = make_app()
     response = app.test_client().post("/products/print-usd", data={**GOOD, "quantity": "6"})
     assert response.status_code == 422
-    assert "fewer than 6 left" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    # The message agrees with the stock shown ("5 left"), and the field stops at 5.
+    assert "Only 5 left of Signed print (limited): choose 5 or fewer." in page
+    assert "5 left" in page and re.search(r'<input[^>]*id="quantity"[^>]*max="5"', page)
     with app.app_context():
         assert (
             db.session.execute(select(Product.stock).where(Product.sku == "print-usd")).scalar_one()
@@ -109,10 +112,11 @@ def test_unknown_pages_are_404(make_app: Callable[..., Flask]) -> None:
     assert client.get("/checkout/return/pay_guess").status_code == 404
 
 
-def test_status_widget_polls_until_settled_and_works_without_htmx(
-    make_app: Callable[..., Flask],
+@pytest.mark.parametrize("live", [True, False])
+def test_status_widget_refreshes_itself_and_works_without_htmx(
+    make_app: Callable[..., Flask], live: bool
 ) -> None:
-    app = make_app()
+    app = make_app(LIVE_UPDATES=live)
     client = app.test_client()
     client.post("/products/tee-usd", data=GOOD)
     with app.app_context():
@@ -121,7 +125,11 @@ def test_status_widget_polls_until_settled_and_works_without_htmx(
     assert partial.status_code == 200
     html = partial.get_data(as_text=True)
     assert html.lstrip().startswith("<section") and "<html" not in html
-    assert 'hx-trigger="every 1s"' in html and 'hx-swap="outerHTML"' in html
+    # On the page's event stream, or polling when streams are off.
+    trigger = 'hx-trigger="sse:order"' if live else 'hx-trigger="every 1s"'
+    assert trigger in html and 'hx-swap="outerHTML"' in html
+    page = client.get(f"/orders/{order_id}").get_data(as_text=True)
+    assert ("sse-connect=" in page) is live
     full = client.get(f"/orders/{order_id}/status")  # no htmx: a whole page
     assert "<html" in full.get_data(as_text=True)
 

@@ -185,7 +185,7 @@ def test_a_second_captured_attempt_is_flagged(make_app: Callable[..., Flask]) ->
     """Money wins, but two captures on one order must be visible to the merchant."""
     from app.gateways.base import PaymentRef, PaymentUpdate
     from app.models import PaymentStatus
-    from app.payments.checkout import _new_attempt
+    from app.payments.checkout import new_attempt
     from app.payments.updates import apply_update_now
 
     app = make_app()
@@ -195,7 +195,9 @@ def test_a_second_captured_attempt_is_flagged(make_app: Callable[..., Flask]) ->
             db.session.execute(select(Payment).where(Payment.public_id == first)).scalar_one().order
         )
         with unit_of_work():
-            second = _new_attempt(order, "sandbox", CUSTOMER)
+            second_id = new_attempt(order, "sandbox", CUSTOMER)
+        second = db.session.get(Payment, second_id)
+        assert second is not None
         apply_update_now(
             "sandbox",
             PaymentUpdate(

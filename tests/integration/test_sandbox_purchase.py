@@ -83,15 +83,16 @@ def test_success_page_says_confirming_until_the_webhook_lands(
     status = HEADLINE.search(landing.text)
     assert status and status.group(1) == "pending"
     assert "Confirming your payment" in landing.text
-    assert 'hx-trigger="every 1s"' in landing.text
+    # The status widget refreshes on the page's event stream.
+    assert 'hx-trigger="sse:order"' in landing.text and "sse-connect=" in landing.text
     order_id = order_id_of(landing.text)
     assert wait_for(settled(browser, order_id))[0] == "paid"
-    # The htmx partial stops polling once settled (286) and carries no trigger any more.
+    # Settled: 286 (htmx stops any polling); it still listens to its stream (fulfilment).
     partial = browser.http.get(
         f"{server.url}/orders/{order_id}/status", headers={"HX-Request": "true"}, timeout=5
     )
     assert partial.status_code == 286
-    assert "hx-trigger" not in partial.text
+    assert "every 1s" not in partial.text and 'hx-trigger="sse:order"' in partial.text
 
 
 def test_declined_shows_the_reason_and_offers_a_retry(

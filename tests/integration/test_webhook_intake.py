@@ -21,7 +21,7 @@ from app.gateways.sandbox import SIGNATURE_HEADER, sign
 from app.models import WebhookEvent
 from app.models.base import utcnow
 from app.payments import events
-from app.payments.events import InboxWriter, _Slot
+from app.payments.inbox_writer import InboxWriter, _Slot
 
 SECRET = "whsec_sandbox_test_secret"
 

@@ -1,4 +1,4 @@
-"""Admission control (app/admission.py): the limit, the first-come line, and a request
+"""Admission control (app/serving/admission.py): the limit, the first-come line, and a request
 waiting on the network giving its place away."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from app.admission import ActiveLimit, waiting_outside
+from app.serving.admission import ActiveLimit, waiting_outside
 
 
 def _start(target: Callable[[], None]) -> threading.Thread:
@@ -44,7 +44,9 @@ def test_requests_beyond_the_limit_wait_and_enter_in_arrival_order() -> None:
     limit._release()
     assert _until(lambda: admitted == [0])
     assert limit.active == 2
+    # One place at a time: two handed on at once may wake their threads in either order.
     limit._release()
+    assert _until(lambda: admitted == [0, 1])
     limit._release()
     assert _until(lambda: admitted == [0, 1, 2])
     for thread in waiters:
@@ -111,7 +113,7 @@ def test_after_its_request_or_inside_another_wait_it_changes_nothing() -> None:
 
 
 def test_a_streamed_body_gives_its_place_back_once_when_sent_or_closed() -> None:
-    from app.admission import _StreamedBody
+    from app.serving.admission import _StreamedBody
 
     left: list[str] = []
     sent = _StreamedBody(iter([b"a", b"b"]), lambda: left.append("sent"))

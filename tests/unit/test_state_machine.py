@@ -168,11 +168,32 @@ def test_known_sequences(events: tuple[P, ...], final: P) -> None:
     ("expected", "target"),
     [(c, r) for c in EXPECTED for r in GATEWAY_REPORTED if (c, r) != (P.CREATED, P.PROCESSING)],
 )
-def test_the_unloaded_shortcut_only_opens_attempts(expected: P, target: P) -> None:
+def test_only_opening_an_attempt_is_stored_by_compare_and_set(expected: P, target: P) -> None:
     """Any move with consequences (timestamps, the order, stock) goes through
-    transition_payment on a locked row; the shortcut refuses before touching anything."""
-    from app.payments.audit import CUSTOMER
-    from app.payments.state import transition_unloaded
+    transition_payment on a locked row; the compare-and-set is only for opening one."""
+    from app.payments.state import _moves_by_compare_and_set
 
-    with pytest.raises(ValueError, match="needs transition_payment"):
-        transition_unloaded(1, expected, target, CUSTOMER, reason="test")
+    assert _moves_by_compare_and_set(P.CREATED, P.PROCESSING)
+    assert not _moves_by_compare_and_set(expected, target)
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "changed", "outcome"),
+    [
+        (P.SUCCEEDED, P.PARTIALLY_REFUNDED, True, Outcome.APPLIED),
+        (P.PARTIALLY_REFUNDED, P.PARTIALLY_REFUNDED, True, Outcome.APPLIED),
+        (P.PARTIALLY_REFUNDED, P.REFUNDED, True, Outcome.APPLIED),
+        (P.REFUNDED, P.PARTIALLY_REFUNDED, True, Outcome.APPLIED),  # a refund failed later
+        (P.PARTIALLY_REFUNDED, P.SUCCEEDED, True, Outcome.APPLIED),
+        (P.SUCCEEDED, P.SUCCEEDED, False, Outcome.DUPLICATE),
+        (P.REFUNDED, P.REFUNDED, False, Outcome.DUPLICATE),
+        (P.AUTHORIZED, P.REFUNDED, True, Outcome.INVALID),  # no money taken: nothing moves
+        (P.FAILED, P.PARTIALLY_REFUNDED, True, Outcome.INVALID),
+    ],
+)
+def test_refund_totals_move_only_captured_payments(
+    current: P, target: P, changed: bool, outcome: Outcome
+) -> None:
+    from app.payments.state import refund_totals_outcome
+
+    assert refund_totals_outcome(current, target, changed) is outcome

@@ -17,7 +17,7 @@ monkey.patch_all()
 import sys, time
 import gevent
 from werkzeug.security import check_password_hash, generate_password_hash
-from app.serving import off_the_event_loop
+from app.serving.greenlets import off_the_event_loop
 
 stored = generate_password_hash("correct horse battery staple")
 ticks = []

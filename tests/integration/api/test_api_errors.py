@@ -437,7 +437,7 @@ def test_payment_fields(api: Api) -> None:
     created = api.post("/checkout-sessions", checkout_body()).get_json()["data"]
     payment = api.get(f"/payments/{created['payment']['id']}").get_json()["data"]
     assert payment["order_id"] == created["order"]["id"]
-    assert payment["gateway"] == "sandbox" and payment["status"] == "processing"
+    assert payment["gateway"] == "sandbox" and payment["status"] == "incomplete"
     assert payment["gateway_reference"].startswith("sbx_cs_")
     assert payment["amount"] == 2500 and payment["currency"] == "USD"
     with api.app.app_context():

@@ -84,12 +84,12 @@ def test_confirm_is_verified_with_the_gateway(api: Api) -> None:
         f"/payments/{payment_id}/confirm", {"session_id": data["payment"]["gateway_reference"]}
     )
     assert claimed.status_code == 200
-    assert claimed.get_json()["data"]["status"] == "processing"
+    assert claimed.get_json()["data"]["status"] == "incomplete"
     forged = api.post(
         f"/payments/{payment_id}/confirm",
         {"razorpay_payment_id": "pay_fake", "razorpay_signature": "deadbeef"},
     )
-    assert forged.get_json()["data"]["status"] == "processing"
+    assert forged.get_json()["data"]["status"] == "incomplete"
     complete_at_sandbox(api.app, data["payment"]["gateway_reference"])
     confirmed = api.post(
         f"/payments/{payment_id}/confirm", {"session_id": data["payment"]["gateway_reference"]}
@@ -106,7 +106,7 @@ def test_refresh_syncs_a_missed_webhook(api: Api) -> None:
     with api.app.app_context():
         processor.complete(data["payment"]["gateway_reference"], "decline")
     processor.undelivered.clear()  # the webhooks never arrive
-    assert api.get(f"/payments/{payment_id}").get_json()["data"]["status"] == "processing"
+    assert api.get(f"/payments/{payment_id}").get_json()["data"]["status"] == "incomplete"
     synced = api.get(f"/payments/{payment_id}?refresh=true").get_json()["data"]
     assert synced["status"] == "failed"
     assert synced["failure_code"] == "card_declined"

@@ -67,7 +67,7 @@ def test_a_confirm_naming_another_order_changes_nothing(pp_api: Api, fake: FakeP
         {"paypal_order_id": other["payment"]["gateway_reference"]},
     )
     assert response.status_code == 200
-    assert response.get_json()["data"]["status"] == "processing"
+    assert response.get_json()["data"]["status"] == "incomplete"  # not paid, nothing changed
     assert not fake.captures
 
 

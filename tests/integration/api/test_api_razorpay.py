@@ -76,7 +76,7 @@ def test_forged_handler_fields_change_nothing(rzp_api: Api, fake: FakeRazorpay) 
         response = rzp_api.post(f"/payments/{victim['payment']['id']}/confirm", fields)
         assert response.status_code == 200, response.get_json()
         payment = response.get_json()["data"]
-        assert payment["status"] == "processing", fields
+        assert payment["status"] == "incomplete", fields
         assert payment["gateway_payment_id"] is None and payment["failure_message"] is None
 
 

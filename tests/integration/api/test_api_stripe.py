@@ -40,7 +40,7 @@ def test_confirm_asks_stripe_and_only_a_paid_session_counts(
     # A browser claiming the paid session for the unpaid payment changes nothing.
     forged = api.post(f"/payments/{unpaid['payment']['id']}/confirm", {"session_id": session_id})
     assert forged.status_code == 200
-    assert forged.get_json()["data"]["status"] == "processing"
+    assert forged.get_json()["data"]["status"] == "incomplete"
     confirmed = api.post(
         f"/payments/{paid_data['payment']['id']}/confirm", {"session_id": session_id}
     )

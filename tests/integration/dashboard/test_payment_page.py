@@ -48,14 +48,17 @@ def test_page_shows_amounts_customer_items_gateway_and_timeline(
     assert "dashboard.stripe.com" not in html  # the sandbox has no dashboard to link to
     # Timeline: audit entries and the webhook events with their raw payloads.
     assert "payment.created" in html
-    assert "payment.succeeded" in html and "Raw payload" in html
+    assert "payment.succeeded" in html and "Payload:" in html
+    assert "Sandbox sent “payment succeeded”: applied" in html and "Payment succeeded" in html
     assert (
         "&#34;type&#34;: &#34;payment.succeeded&#34;" in html
         or "&quot;type&quot;: &quot;payment.succeeded&quot;" in html
     )
-    # Final and nothing pending: the status panel does not poll.
+    # The status panel never polls: it refreshes on the page's event stream.
     panel = re.search(r'<section id="payment-status"[^>]*>', html)
-    assert panel and "hx-trigger" not in panel.group(0)
+    assert panel and "every" not in panel.group(0)
+    assert f'hx-trigger="sse:payment-{pid}"' in panel.group(0)
+    assert 'sse-connect="/dashboard/events?since=' in html
     assert client.get("/dashboard/payments/pay_nope").status_code == 404
 
 
@@ -271,6 +274,7 @@ def test_change_button_and_links_from_internal_ids(
 def test_in_flight_payment_panel_polls_until_final(
     dash_app: Flask, signed_in: Callable[[str], FlaskClient]
 ) -> None:
+    dash_app.config["LIVE_UPDATES"] = False  # where no stream can be held: polling
     client = signed_in("viewer")
     with dash_app.app_context():
         pid = make_payment(status="processing").public_id
@@ -278,7 +282,7 @@ def test_in_flight_payment_panel_polls_until_final(
     panel = re.search(r'<section id="payment-status"[^>]*>', html)
     assert panel and 'hx-trigger="every 1s"' in panel.group(0)
     polled = client.get(f"/dashboard/payments/{pid}/status", headers={"HX-Request": "true"})
-    assert polled.status_code == 200 and "Processing" in polled.get_data(as_text=True)
+    assert polled.status_code == 200 and "Incomplete" in polled.get_data(as_text=True)
     with dash_app.app_context():
         db.session.execute(
             db.text(

@@ -144,6 +144,7 @@ def test_pager_links_and_htmx_swap_keep_the_url_in_step(
 def test_only_in_flight_rows_poll_and_stop_when_final(
     dash_app: Flask, signed_in: Callable[[str], FlaskClient]
 ) -> None:
+    dash_app.config["LIVE_UPDATES"] = False  # where no stream can be held: polling
     client = signed_in("viewer")
     with dash_app.app_context():
         moving = make_payment(status="processing").public_id

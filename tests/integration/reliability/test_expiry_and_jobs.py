@@ -233,6 +233,8 @@ def test_celery_app_settings_and_beat_schedule(make_app: Callable[..., Flask]) -
         "webhooks.retry_due",
         "receipts.resend_pending",
         "api.purge_idempotency_keys",
+        "notifications.sweep",
+        "outgoing.sweep",
     }
     assert schedule["checkouts.expire"] == timedelta(seconds=60)
     from app import jobs

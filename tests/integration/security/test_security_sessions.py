@@ -198,16 +198,35 @@ def _attempt(client: Any, email: str, password: str) -> Any:
     )
 
 
-def test_failed_sign_ins_are_throttled_per_account(app: Any, client: Any) -> None:
-    for _ in range(5):
-        assert _attempt(client, OWNER_EMAIL, "wrong password here").status_code == 401
-    blocked = _attempt(client, OWNER_EMAIL, OWNER_PASSWORD)  # even the right one
+def test_failed_sign_ins_pause_the_guesser_not_the_owner(app: Any, client: Any) -> None:
+    texts = [
+        _attempt(client, OWNER_EMAIL, "wrong password here").get_data(as_text=True)
+        for _ in range(5)
+    ]
+    assert "4 more tries before signing in pauses for 30 seconds" in texts[0]
+    assert "1 more try before signing in pauses" in texts[3]
+    assert "paused for 30 seconds" in texts[4]
+    blocked = _attempt(client, OWNER_EMAIL, OWNER_PASSWORD)  # even the right one, from here
     assert blocked.status_code == 429
     text = blocked.get_data(as_text=True)
-    assert "Too many failed sign-in attempts" in text and "15 minutes" in text
+    assert "Too many failed sign-in attempts" in text and "30 seconds" in text
+    assert "reset your password" in text
     assert not _signed_in(client)
-    # Another account from the same address is not locked by this one's failures.
+    # Another account from the same address is not paused by this one's failures.
     assert _attempt(client, "someone@else.example", "whatever long pw").status_code == 401
+    # The owner, at another address, signs in: a guesser cannot lock them out.
+    owner = app.test_client()
+    page = owner.get("/auth/login", environ_base={"REMOTE_ADDR": "10.7.7.7"})
+    response = owner.post(
+        "/auth/login",
+        environ_base={"REMOTE_ADDR": "10.7.7.7"},
+        data={
+            "email": OWNER_EMAIL,
+            "password": OWNER_PASSWORD,
+            "csrf_token": csrf_from(page.get_data(as_text=True)),
+        },
+    )
+    assert response.status_code == 303
 
 
 def test_failed_sign_ins_are_throttled_per_address(make_app: Any) -> None:

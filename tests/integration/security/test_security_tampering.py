@@ -183,7 +183,7 @@ def test_checkout_creation_is_limited_per_address(make_app: Any) -> None:
         assert start_checkout(client).status_code == 303
     limited = start_checkout(client)
     assert limited.status_code == 429
-    assert "Too many checkout attempts" in limited.get_data(as_text=True)
+    assert "Too many checkouts from your network" in limited.get_data(as_text=True)
     assert client.get("/products/tee-usd").status_code == 200  # browsing is not limited
     assert _orders(app) == 3
     elsewhere = app.test_client()

@@ -1,0 +1,73 @@
+"""Customer pages in the browser's language (English, Hindi, German), amounts and dates
+formatted for it; the dashboard stays English; every catalog is complete and compiled."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from babel.messages.mofile import read_mo
+from babel.messages.pofile import read_po
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parents[2]
+CUSTOMER = {"email": "", "name": "", "gateway": "sandbox", "quantity": "1"}
+
+
+@pytest.mark.parametrize(
+    ("accept", "lang", "words"),
+    [
+        ("de-DE,de;q=0.9,en;q=0.5", "de", ["In den Warenkorb", "Weiter zur Zahlung", "Warenkorb"]),
+        ("hi-IN,hi;q=0.9", "hi", ["कार्ट में डालें", "भुगतान पर जाएँ", "सभी उत्पाद"]),
+        ("fr-FR,fr;q=0.9", "en", ["Add to cart", "Continue to payment", "All products"]),
+    ],
+)
+def test_product_page_speaks_the_browsers_language(
+    make_app: Callable[..., Flask], accept: str, lang: str, words: list[str]
+) -> None:
+    client = make_app().test_client()
+    page = client.get("/products/tee-usd", headers={"Accept-Language": accept}).get_data(
+        as_text=True
+    )
+    assert f'<html lang="{lang}">' in page
+    for word in words:
+        assert word in page
+
+
+def test_form_errors_and_amounts_follow_the_language(make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+    client = app.test_client()
+    headers = {"Accept-Language": "de"}
+    empty = client.post("/products/print-usd", data=CUSTOMER, headers=headers)
+    assert "Geben Sie Ihre E-Mail-Adresse ein." in empty.get_data(as_text=True)
+    filled = {**CUSTOMER, "email": "d@example.com", "name": "D", "quantity": "9"}
+    page = client.post("/products/print-usd", data=filled, headers=headers).get_data(as_text=True)
+    assert "Nur noch 5 × Signed print (limited) verfügbar" in page
+    assert "$60,00" in page  # German decimal comma
+    client.post("/cart/add", data={"sku": "tee-usd", "quantity": "2"})
+    hindi = client.get("/cart", headers={"Accept-Language": "hi"}).get_data(as_text=True)
+    assert "कुल (2 वस्तुएँ)" in hindi and "$50.00" in hindi
+
+
+def test_the_dashboard_and_sign_in_stay_english(make_app: Callable[..., Flask]) -> None:
+    page = make_app().test_client().get("/auth/login", headers={"Accept-Language": "de"})
+    assert '<html lang="en">' in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("lang", ["de", "hi"])
+def test_catalogs_are_complete_and_compiled(lang: str) -> None:
+    folder = ROOT / "app" / "translations" / lang / "LC_MESSAGES"
+    with open(folder / "messages.po", "rb") as fh:
+        po = read_po(fh)
+    with open(ROOT / "app" / "translations" / "messages.pot", "rb") as fh:
+        pot = read_po(fh)
+    missing = [m.id for m in pot if m.id and (m.id not in po or not po[m.id].string)]
+    assert not missing, f"{lang}: untranslated {missing}"
+    with open(folder / "messages.mo", "rb") as fh:
+        mo = read_mo(fh)
+
+    def ids(catalog: object) -> set[str]:
+        return {m.id if isinstance(m.id, str) else m.id[0] for m in catalog if m.id}  # type: ignore[attr-defined]
+
+    assert ids(po) == ids(mo), "run make translations"
