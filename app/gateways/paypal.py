@@ -360,7 +360,7 @@ def _first_unit(order: Mapping[str, Any]) -> dict[str, Any]:
 def _payments_of(order: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
     payments = _first_unit(order).get("payments") or {}
     return {
-        kind: [p for p in payments.get(kind) or [] if isinstance(p, Mapping)]
+        kind: [dict(p) for p in payments.get(kind) or [] if isinstance(p, Mapping)]
         for kind in ("captures", "authorizations", "refunds")
     }
 
@@ -814,11 +814,16 @@ class PayPalGateway:
         method = payment_method_details(order)
         captures = payments["captures"]
         auths = payments["authorizations"]
-        for wanted in (("COMPLETED", "PARTIALLY_REFUNDED", "REFUNDED"), ("PENDING",)):
+        capture_wanted: tuple[tuple[str, ...], ...] = (
+            ("COMPLETED", "PARTIALLY_REFUNDED", "REFUNDED"),
+            ("PENDING",),
+        )
+        for wanted in capture_wanted:
             found = [c for c in captures if c.get("status") in wanted]
             if found:
                 return self._capture_update(found[-1], ref, method)
-        for wanted in (("CREATED", "PARTIALLY_CAPTURED"), ("PENDING",)):
+        auth_wanted: tuple[tuple[str, ...], ...] = (("CREATED", "PARTIALLY_CAPTURED"), ("PENDING",))
+        for wanted in auth_wanted:
             found = [a for a in auths if a.get("status") in wanted]
             if found:
                 return self._authorization_update(found[-1], ref, method)
@@ -1285,10 +1290,10 @@ class PayPalGateway:
                     reference=_order_id_of(capture),
                     gateway_payment_id=capture_id,
                 )
-            update = self.refund_update(refund, ref)
-            if kind == "PAYMENT.CAPTURE.REVERSED" and not update.reason:
-                update = replace(update, reason="reversed by PayPal")
-            return [update]
+            refunded = self.refund_update(refund, ref)
+            if kind == "PAYMENT.CAPTURE.REVERSED" and not refunded.reason:
+                refunded = replace(refunded, reason="reversed by PayPal")
+            return [refunded]
         dispute_id = resource.get("dispute_id")
         if not isinstance(dispute_id, str):
             return []
