@@ -106,6 +106,16 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "RAZORPAY_CHECKOUT_JS": env_str(
             "RAZORPAY_CHECKOUT_JS", "https://checkout.razorpay.com/v1/checkout.js"
         ),
+        # PayPal (Orders v2 + Payments v2); the sandbox API unless PAYPAL_API_BASE says live
+        "PAYPAL_CLIENT_ID": env_str("PAYPAL_CLIENT_ID"),
+        "PAYPAL_CLIENT_SECRET": env_str("PAYPAL_CLIENT_SECRET"),
+        "PAYPAL_WEBHOOK_ID": env_str("PAYPAL_WEBHOOK_ID"),
+        "PAYPAL_API_BASE": env_str("PAYPAL_API_BASE", "https://api-m.sandbox.paypal.com"),
+        # "offline" (certificate + SHA256withRSA, no call) or "api" (verify-webhook-signature)
+        "PAYPAL_WEBHOOK_VERIFICATION": env_str("PAYPAL_WEBHOOK_VERIFICATION", "offline"),
+        # PEM bundle of roots trusted for PayPal's webhook certificates (default: certifi's)
+        "PAYPAL_WEBHOOK_CA_FILE": env_str("PAYPAL_WEBHOOK_CA_FILE"),
+        "PAYPAL_TIMEOUT_SECONDS": float(env_str("PAYPAL_TIMEOUT_SECONDS", "10") or 10),
         # Webhooks
         "WEBHOOK_TOLERANCE_SECONDS": env_int("WEBHOOK_TOLERANCE_SECONDS", 300),
         # Events the periodic retry sweep picks up at most per run (failed ones past their
@@ -310,6 +320,18 @@ def check_production(config: dict[str, Any]) -> None:
         problems.append(
             "RAZORPAY_KEY_SECRET and RAZORPAY_WEBHOOK_SECRET are required with RAZORPAY_KEY_ID"
         )
+    if config.get("PAYPAL_CLIENT_ID") and not (
+        config.get("PAYPAL_CLIENT_SECRET") and config.get("PAYPAL_WEBHOOK_ID")
+    ):
+        problems.append(
+            "PAYPAL_CLIENT_SECRET and PAYPAL_WEBHOOK_ID are required with PAYPAL_CLIENT_ID"
+        )
+    if config.get("PAYPAL_CLIENT_ID") and not str(config.get("PAYPAL_API_BASE") or "").startswith(
+        "https://"
+    ):
+        problems.append("PAYPAL_API_BASE must be an https:// URL in production")
+    if config.get("PAYPAL_CLIENT_ID") and config.get("PAYPAL_WEBHOOK_CA_FILE"):
+        problems.append("PAYPAL_WEBHOOK_CA_FILE is for tests and development; unset it")
     if config.get("SANDBOX_ENABLED") and config.get("SANDBOX_WEBHOOK_SECRET") in (None, ""):
         problems.append(
             "SANDBOX_WEBHOOK_SECRET is required when the sandbox is enabled in "
@@ -364,6 +386,7 @@ SECRET_SETTINGS = (
     "STRIPE_WEBHOOK_SECRET",
     "RAZORPAY_KEY_SECRET",
     "RAZORPAY_WEBHOOK_SECRET",
+    "PAYPAL_CLIENT_SECRET",
     "SANDBOX_WEBHOOK_SECRET",
 )
 

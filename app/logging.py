@@ -29,7 +29,7 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 
 _SECRET_KEYS = re.compile(
     r"(?i)(authorization|proxy-authorization|stripe-signature|kassa-signature|"
-    r"x-razorpay-signature|signature|password|secret|api[_-]?key|cookie|csrf[_-]?token)"
+    r"x-razorpay-signature|paypal-transmission-sig|signature|password|secret|api[_-]?key|cookie|csrf[_-]?token)"
 )
 _HEADER_VALUE = re.compile(
     r"(?i)\b((?:proxy-)?authorization|cookie)(\"?'?\s*[:=]\s*\"?'?)((?:bearer|basic)\s+)?"

@@ -52,6 +52,8 @@ CSP_HEADER = "Content-Security-Policy"
 # hosted page is on our own origin.
 GATEWAY_FORM_ACTION = {
     "stripe": ["https://checkout.stripe.com"],
+    # The payer-action link of an Orders v2 order (live and sandbox).
+    "paypal": ["https://www.paypal.com", "https://www.sandbox.paypal.com"],
 }
 
 # What a gateway's script needs besides its own host, from the gateway's published CSP

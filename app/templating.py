@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, current_app, url_for
 from flask_babel import format_datetime
 
 from app.i18n import current_locale
+from app.methods import describe
 from app.money import format_minor
 from app.presentation import payment_status, return_heading, status_label
 
@@ -34,6 +37,17 @@ def init_app(app: Flask) -> None:
     def local_when(value: datetime | None) -> str:
         """A date and time in the reader's language (customer pages and emails), UTC."""
         return f"{format_datetime(value, 'medium')} UTC" if value else ""
+
+    @app.template_filter("method_label")
+    def method_label(details: Mapping[str, Any] | None) -> str:
+        return describe(details)
+
+    @app.template_filter("iso_when")
+    def iso_when(value: str | None) -> str:
+        try:
+            return when(datetime.fromisoformat(value)) if value else ""
+        except ValueError:
+            return ""
 
     @app.template_filter("when")
     def when(value: datetime | None) -> str:

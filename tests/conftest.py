@@ -49,6 +49,7 @@ PG_SKIP_REASON = (
 _ENV_PREFIXES_TO_CLEAR = (
     "STRIPE_",
     "RAZORPAY_",
+    "PAYPAL_",
     "SANDBOX_",
     "KASSA_",
     "RATELIMIT_",

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from app import models
 from app.api import schemas
 from app.api.queries import TimelineEntry
+from app.methods import describe
 from app.money import format_minor
 from app.presentation import payment_status
 
@@ -92,6 +93,7 @@ def payment(p: models.Payment) -> schemas.Payment:
         failure_code=p.failure_code,
         failure_message=p.failure_message,
         payment_method=p.payment_method,
+        payment_method_label=describe(p.payment_method) or None,
         created_at=p.created_at,
         updated_at=p.updated_at,
     )

@@ -161,7 +161,7 @@ def list_payments() -> Response:
     body=s.PaymentConfirm,
     response=s.Payment,
     description="Pass what the gateway gave the browser (Razorpay's handler fields, "
-    "or a Stripe session id). Nothing changes unless the gateway confirms "
+    "a Stripe session id, or PayPal's order id as `paypal_order_id`). Nothing changes unless the gateway confirms "
     "it; the answer is the payment as we now know it.",
 )
 @keys.required("write")

@@ -73,7 +73,8 @@ class CheckoutSessionCreate(Request):
         min_length=1,
         max_length=20,
         pattern=r"^[a-z0-9_]+$",
-        description="Defaults to the first active gateway.",
+        description="stripe, razorpay, paypal or sandbox (when active); defaults to the "
+        "first active gateway.",
     )
     success_url: str | None = Field(
         default=None,
@@ -136,6 +137,14 @@ class PaymentConfirm(Request):
     razorpay_payment_id: str | None = Field(default=None, max_length=255)
     razorpay_order_id: str | None = Field(default=None, max_length=255)
     razorpay_signature: str | None = Field(default=None, max_length=255)
+    paypal_order_id: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="PayPal order id (the `token` PayPal appends to the return URL). Kassa "
+        "reads the order from PayPal and captures (or authorizes) it with the attempt's "
+        "PayPal-Request-Id; an id that is not this attempt's order changes nothing.",
+    )
     error: RazorpayError | None = Field(
         default=None,
         description="Razorpay's failure handler fields (unsigned: the payment "
@@ -144,7 +153,9 @@ class PaymentConfirm(Request):
 
     def gateway_args(self) -> dict[str, str]:
         """The fields as the gateway's return parameters (Razorpay's form names)."""
-        args = self.model_dump(exclude_none=True, exclude={"error"})
+        args = self.model_dump(exclude_none=True, exclude={"error", "paypal_order_id"})
+        if self.paypal_order_id is not None:
+            args["token"] = self.paypal_order_id  # the name PayPal's return URL uses
         if self.error is not None:
             for name, value in self.error.model_dump(
                 exclude_none=True, exclude={"metadata"}
@@ -346,16 +357,23 @@ class Payment(BaseModel):
     currency: str
     gateway: str
     gateway_reference: str | None = Field(
-        description="Stripe Checkout Session id / Razorpay order id / sandbox session id."
+        description="Stripe Checkout Session id / Razorpay order id / PayPal order id / "
+        "sandbox session id."
     )
     gateway_payment_id: str | None = Field(
-        description="Stripe PaymentIntent id / Razorpay payment id / sandbox payment id."
+        description="Stripe PaymentIntent id / Razorpay payment id / PayPal capture id "
+        "(authorization id while authorized) / sandbox payment id."
     )
     capture_method: Literal["automatic", "manual"]
     checkout_url: str | None
     failure_code: str | None
     failure_message: str | None
     payment_method: dict[str, Any] | None
+    payment_method_label: str | None = Field(
+        default=None,
+        description="How the customer paid, wallets named: Apple Pay (Visa •••• 4242), "
+        "Google Pay, Link, UPI (vpa), Paytm wallet, PayPal.",
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from sqlalchemy import Select, and_, case, func, or_, select, tuple_
 from sqlalchemy.orm import selectinload
@@ -351,6 +352,15 @@ def gateway_dashboard_url(payment: Payment, live: bool | None = None) -> str | N
         return f"https://dashboard.stripe.com/{'' if live else 'test/'}payments/{pid}"
     if payment.gateway == "razorpay" and pid:
         return f"https://dashboard.razorpay.com/app/payments/{pid}"
+    if payment.gateway == "paypal" and pid:
+        if live is None:
+            from flask import current_app
+
+            host = urlsplit(str(current_app.config.get("PAYPAL_API_BASE") or "")).hostname
+            live = host in ("api-m.paypal.com", "api.paypal.com")
+        # The capture (or authorization) id is PayPal's transaction id in its activity view.
+        site = "https://www.paypal.com" if live else "https://www.sandbox.paypal.com"
+        return f"{site}/activity/payment/{quote(pid, safe='')}"
     return None
 
 

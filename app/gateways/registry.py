@@ -59,14 +59,36 @@ def _razorpay(config: dict[str, Any], app: Flask) -> Gateway | None:
     return gateway
 
 
+def _paypal(config: dict[str, Any], app: Flask) -> Gateway | None:
+    """Active when the client id, client secret and webhook id are all set."""
+    from app.gateways.paypal import PayPalGateway, check_settings_safety
+
+    gateway = PayPalGateway.from_config(config)
+    if gateway is None:
+        if config.get("PAYPAL_CLIENT_ID"):
+            app.logger.warning(
+                "PayPal is off: PAYPAL_CLIENT_SECRET and PAYPAL_WEBHOOK_ID are both needed"
+            )
+        return None
+    check_settings_safety(gateway.api_base, bool(app.debug or config.get("DEBUG")))
+    app.logger.info(
+        "PayPal gateway active on its %s API (%s), webhooks verified %s",
+        gateway.mode,
+        gateway.api_base,
+        gateway.verification,
+    )
+    return gateway
+
+
 # name -> factory returning the gateway, or None when not configured
 FACTORIES: dict[str, Callable[[dict[str, Any], Flask], Gateway | None]] = {
     "stripe": _stripe,
     "sandbox": _sandbox,
     "razorpay": _razorpay,
+    "paypal": _paypal,
 }
 
-ORDER = ("stripe", "razorpay", "sandbox")
+ORDER = ("stripe", "razorpay", "paypal", "sandbox")
 
 
 def init_app(app: Flask) -> None:

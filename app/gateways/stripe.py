@@ -228,14 +228,21 @@ def _plain(obj: Any) -> dict[str, Any]:
 
 
 def _card_details(charge: Mapping[str, Any] | None) -> dict[str, str] | None:
-    """Brand and last 4 only: the card details safe to keep."""
+    """Brand, last 4 and the wallet (Apple Pay, Google Pay, Link): the details safe to keep."""
     if not charge:
         return None
     pmd = charge.get("payment_method_details") or {}
+    if pmd.get("type") == "link":
+        # Link as its own payment method: no card details to show, the wallet is the fact.
+        return {"method": "wallet", "wallet": "link"}
     card = pmd.get("card") or {}
     if not card:
         return None
     details = {k: str(card[k]) for k in ("brand", "last4") if card.get(k)}
+    wallet = (card.get("wallet") or {}).get("type")
+    if wallet:
+        # apple_pay, google_pay, link, samsung_pay...: a card paid through a wallet.
+        details.update(method="card", wallet=str(wallet))
     return details or None
 
 

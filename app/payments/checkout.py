@@ -365,14 +365,20 @@ def confirm_return(payment_public_id: str, args: dict[str, str], actor: Actor) -
     payment = get_payment(payment_public_id)
     gateway = registry.get_gateway(payment.gateway)
     ref = PaymentRef(payment.public_id, payment.gateway_reference, payment.gateway_payment_id)
+    closed = payment.status in (PaymentStatus.CANCELED, PaymentStatus.EXPIRED, PaymentStatus.FAILED)
     release_connection()
     update = None
     with gateway_errors(
         (Payment, payment.id), actor, "payment.return_unverified", raises=False
     ) as call:
-        update = gateway.confirm_return(ref, ReturnParams(args))
+        # A closed attempt is only read: a return page must never complete it (PayPal's
+        # return captures, and a late approval must not take money for an expired order).
+        update = (
+            gateway.retrieve(ref) if closed else gateway.confirm_return(ref, ReturnParams(args))
+        )
     if call.error is not None:
         return payment
+    faults.hit("after_gateway_return")
     if update is not None:
         apply_update_now(payment.gateway, update, actor, source="return page")
     db.session.refresh(payment)

@@ -8,6 +8,7 @@ touched on arrival so a test knows the process got there. Production refuses to 
 with a fault point set (app/config.py).
 
 Points: after_gateway_checkout, after_gateway_capture, after_gateway_refund,
+after_gateway_return (the return page asked the gateway, e.g. PayPal captured),
 webhook_process (inside the inbox transaction, before its commit), outbox_relay (the
 relay, after the change it reports committed, before dispatching), after_webhook_delivery
 (an outgoing webhook sent, its answer not yet recorded).

@@ -586,7 +586,12 @@ class FakeStripe:
         return pi
 
     def _new_charge(
-        self, pi: dict[str, Any], brand: str, last4: str, captured: bool
+        self,
+        pi: dict[str, Any],
+        brand: str,
+        last4: str,
+        captured: bool,
+        wallet: str | None = None,
     ) -> dict[str, Any]:
         cid = self._new_id("ch_")
         charge = {
@@ -613,6 +618,11 @@ class FakeStripe:
                     "fingerprint": "fp_" + secrets.token_hex(6),
                     "funding": "credit",
                     "capture_before": int(time.time()) + 7 * 86400 if not captured else None,
+                    # Stripe's card.wallet: set when a wallet (Apple Pay, Google Pay, Link)
+                    # presented the card.
+                    "wallet": {"type": wallet, wallet: {}, "dynamic_last4": last4}
+                    if wallet
+                    else None,
                 },
             },
             "refunded": False,
@@ -638,8 +648,9 @@ class FakeStripe:
         brand: str = "visa",
         last4: str = "4242",
         emit: bool = True,
+        wallet: str | None = None,
     ) -> dict[str, Any]:
-        """Act as the customer on the hosted page.
+        """Act as the customer on the hosted page (`wallet`: apple_pay, google_pay, link).
 
         outcome: "paid" (card; authorized only when the session asked for manual capture),
         "unpaid" (an async method such as a bank debit, still processing), "failed" (a
@@ -670,7 +681,7 @@ class FakeStripe:
                 events.append(("checkout.session.completed", session))
             elif outcome == "paid":
                 manual = pi["capture_method"] == "manual"
-                charge = self._new_charge(pi, brand, last4, captured=not manual)
+                charge = self._new_charge(pi, brand, last4, captured=not manual, wallet=wallet)
                 pi["last_payment_error"] = None
                 if manual:
                     pi.update(status="requires_capture", amount_capturable=pi["amount"])

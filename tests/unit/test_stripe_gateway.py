@@ -40,6 +40,7 @@ from app.gateways.stripe import (
     key_mode,
     to_stripe_amount,
 )
+from app.methods import describe
 from app.models.enums import DisputeStatus, PaymentStatus, RefundStatus
 from tests.fakes.stripe_api import FakeStripe, decode_form
 from tests.fakes.stripe_fixtures import (
@@ -323,6 +324,29 @@ def test_retrieve_open_session_is_processing_with_expand(gateway, fake_stripe) -
     assert update.status == PaymentStatus.PROCESSING
     assert update.ref.payment_id == "pay_abc"
     assert (update.amount, update.currency) == (3700, "USD")
+
+
+@pytest.mark.parametrize(
+    ("wallet", "label"),
+    [
+        ("apple_pay", "Apple Pay (Visa •••• 4242)"),
+        ("google_pay", "Google Pay (Visa •••• 4242)"),
+        ("link", "Link (Visa •••• 4242)"),
+    ],
+)
+def test_a_card_paid_through_a_wallet_records_the_wallet(
+    gateway, fake_stripe, wallet: str, label: str
+) -> None:
+    session = gateway.create_checkout(checkout_request())
+    fake_stripe.complete_session(session.reference, "paid", wallet=wallet)
+    update = gateway.retrieve(PaymentRef(reference=session.reference))
+    assert update.payment_method == {
+        "brand": "visa",
+        "last4": "4242",
+        "method": "card",
+        "wallet": wallet,
+    }
+    assert describe(update.payment_method) == label
 
 
 def test_retrieve_paid_session(gateway, fake_stripe) -> None:

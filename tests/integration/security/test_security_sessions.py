@@ -281,6 +281,14 @@ def test_production_starts_with_real_secrets() -> None:
             STRIPE_SECRET_KEY="sk_live_" + "k3Yq9" * 8, STRIPE_WEBHOOK_SECRET="whsec_" + "Hq2p8" * 6
         )
     )
+    check_production(
+        _production(
+            PAYPAL_CLIENT_ID="AbC123",
+            PAYPAL_CLIENT_SECRET="EJq7" * 10,
+            PAYPAL_WEBHOOK_ID="8PT597110X687430LKGECATA",
+            PAYPAL_API_BASE="https://api-m.paypal.com",
+        )
+    )
 
 
 @pytest.mark.parametrize(
@@ -298,6 +306,35 @@ def test_production_starts_with_real_secrets() -> None:
         ({"SESSION_COOKIE_SECURE": False}, "SESSION_COOKIE_SECURE"),
         ({"SESSION_COOKIE_NAME": "session"}, "__Host-"),
         ({"PUBLIC_BASE_URL": "http://shop.example.com"}, "https"),
+        ({"PAYPAL_CLIENT_ID": "AbC123"}, "PAYPAL_CLIENT_SECRET and PAYPAL_WEBHOOK_ID"),
+        (
+            {
+                "PAYPAL_CLIENT_ID": "AbC123",
+                "PAYPAL_CLIENT_SECRET": "changeme",
+                "PAYPAL_WEBHOOK_ID": "WH1",
+                "PAYPAL_API_BASE": "https://api-m.paypal.com",
+            },
+            "PAYPAL_CLIENT_SECRET",
+        ),
+        (
+            {
+                "PAYPAL_CLIENT_ID": "AbC123",
+                "PAYPAL_CLIENT_SECRET": "EJq7" * 10,
+                "PAYPAL_WEBHOOK_ID": "WH1",
+                "PAYPAL_API_BASE": "http://127.0.0.1:8766",
+            },
+            "PAYPAL_API_BASE",
+        ),
+        (
+            {
+                "PAYPAL_CLIENT_ID": "AbC123",
+                "PAYPAL_CLIENT_SECRET": "EJq7" * 10,
+                "PAYPAL_WEBHOOK_ID": "WH1",
+                "PAYPAL_API_BASE": "https://api-m.paypal.com",
+                "PAYPAL_WEBHOOK_CA_FILE": "/tmp/root.pem",
+            },
+            "PAYPAL_WEBHOOK_CA_FILE",
+        ),
     ],
 )
 def test_production_refuses_default_or_missing_secrets(
