@@ -29,6 +29,7 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass
+from typing import cast
 
 from flask import Flask, current_app, request
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -83,7 +84,8 @@ class Failure:
 class LoginThrottle:
     def __init__(self, app: Flask) -> None:
         uri = app.config.get("RATELIMIT_STORAGE_URI") or "memory://"
-        self.storage = storage.storage_from_string(uri)
+        # A URI names a synchronous store here (memory://, redis://, a database): never async.
+        self.storage: storage.Storage = cast(storage.Storage, storage.storage_from_string(uri))
         self.limiter: strategies.RateLimiter
         if isinstance(self.storage, storage.MovingWindowSupport):
             self.limiter = strategies.MovingWindowRateLimiter(self.storage)

@@ -101,10 +101,12 @@ class People:
             rows = db.session.execute(select(User.id, User.email).where(User.id.in_(user_ids)))
             self.users = {str(uid): email for uid, email in rows}
         if key_ids:
-            rows = db.session.execute(
+            key_rows = db.session.execute(
                 select(ApiKey.id, ApiKey.name, ApiKey.prefix).where(ApiKey.id.in_(key_ids))
             )
-            self.keys = {str(kid): f"API key “{name}” ({prefix}…)" for kid, name, prefix in rows}
+            self.keys = {
+                str(kid): f"API key “{name}” ({prefix}…)" for kid, name, prefix in key_rows
+            }
 
     def name(self, actor_type: str, actor_id: str | None) -> str:
         if actor_type == "user":

@@ -7,6 +7,8 @@ the signature checks out.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import cast
 
 from flask import Blueprint, jsonify, request
 from werkzeug.wrappers import Response
@@ -26,7 +28,9 @@ def receive(gateway: str) -> tuple[Response, int]:
     """Accept one gateway event."""
     body = request.get_data(cache=False)
     try:
-        stored, _event_id = events.receive(gateway, body, request.headers)
+        # Werkzeug's Headers: a case-insensitive str -> str mapping (typeshed does not say so).
+        headers = cast(Mapping[str, str], request.headers)
+        stored, _event_id = events.receive(gateway, body, headers)
     except GatewayNotAvailable:
         return jsonify(error="unknown gateway"), 404
     except SignatureError as exc:
