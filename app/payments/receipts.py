@@ -94,14 +94,12 @@ def _build(receipt: Receipt) -> EmailMessage:
     msg["To"] = receipt.recipient
     if receipt.kind == "order_fulfilled":
         subject = f"Your order from {store} is on its way"
-        body = render_template("emails/fulfilled.txt", order=order, store=store)
     else:
         subject = f"Your refund from {store}" if refund else f"Your receipt from {store}"
-        body = render_template("emails/receipt.txt", order=order, refund=refund, store=store)
     msg["Subject"] = f"{subject} ({order.public_id})"
     msg["Message-ID"] = f"<{receipt.kind}.{receipt.subject_id}@kassa>"
     if receipt.kind == "order_fulfilled":
-        msg.set_content(body)
+        msg.set_content(render_template("emails/fulfilled.txt", order=order, store=store))
     else:
         from app.receipt_facts import facts
 
