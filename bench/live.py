@@ -32,7 +32,7 @@ from bench.harness import (
     loadgen,
     wait_http,
 )
-from bench.serving import Sizes, _gateway_target, _redis_url
+from bench.serving import Sizes, _gateway_target, _redis_url, stop_shared
 
 
 def _pct(values: list[float], p: float) -> float | None:
@@ -264,6 +264,9 @@ with app.app_context():
 
 def deliveries(db: Database, sizes: Sizes) -> dict[str, Any]:
     count = sizes.pick(20000, 100)
+    # The earlier benchmarks' servers would relay these events too, and their SSRF guard
+    # (rightly) refuses the loopback receiver: only the sweepers below may send them.
+    stop_shared()
     port = free_port()
     receiver = Process(["-m", "bench.receiver", "--port", str(port)])
     try:
