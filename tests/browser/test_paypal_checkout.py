@@ -36,7 +36,7 @@ def fake(_live_http_server: object) -> Iterator[FakePayPal]:
 
 @pytest.fixture
 def app(
-    build_app: Callable[..., Flask],
+    make_app: Callable[..., Flask],
     fake: FakePayPal,
     _live_http_server: object,
     tmp_path: Path,
@@ -45,7 +45,7 @@ def app(
     overrides = paypal_config(fake, tmp_path / "root.pem")
     overrides["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
     overrides["SANDBOX_ENABLED"] = True  # the form offers a choice: PayPal among others
-    app = build_app(**overrides)
+    app = make_app(**overrides)
     route_certificates(app, fake)
     with app.app_context():
         add_products()
