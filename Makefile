@@ -22,7 +22,7 @@ LOCK_ARGS ?=
 # Coverage of app/ in `make test`; the floor applies to the whole suite only, so a run narrowed
 # with PYTEST_ARGS reports coverage without failing on it. Provisional: the issue measured 91%
 # (unit + integration); set a few points under a full run of the suite once one is measured.
-COV_FLOOR ?= 80
+COV_FLOOR ?= 85
 COV_ARGS ?= --cov --cov-report=term $(if $(PYTEST_ARGS),,--cov-fail-under=$(COV_FLOOR))
 
 .PHONY: help install lock run serve test bench lint clean distclean chromium worker beat reconcile translations
