@@ -48,6 +48,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if config:
         app.config.update(config)
     check_production(app.config)
+    from app import crypto
+
+    crypto.init_app(app)  # the keys of the encrypted columns; refuses bad ones
 
     from app import db as db_setup
     from app import jobs, live
