@@ -63,7 +63,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app,
         db,
         directory=str(ROOT / "migrations"),
-        compare_type=True,
+        compare_type=db_setup.compare_migration_type,
         render_item=db_setup.render_migration_item,
     )
     csrf.init_app(app)
