@@ -240,3 +240,107 @@ def seal_row(table: Any, row: Mapping[str, Any]) -> dict[str, Any]:
         if sealed.get(name) is not None:
             sealed[name] = encrypt(str(sealed[name]))
     return sealed
+
+
+# --- key rotation (`flask rotate-encryption-key`) -------------------------------------
+
+
+@dataclass
+class RotationStats:
+    rows: int = 0  # rows read
+    reencrypted: int = 0  # values re-encrypted with the first key
+    rehashed: int = 0  # blind-index values recomputed (BLIND_INDEX_KEY changed)
+    changed_meanwhile: int = 0  # rows the app rewrote between our read and our write
+
+
+def encrypted_tables(metadata: Any) -> list[tuple[Any, list[str], dict[str, str]]]:
+    """(table, encrypted columns, {blind-index column: its encrypted column}) of every
+    table with EncryptedString columns. A blind index is the column named
+    `<encrypted column>_hash` (customer_email_hash for customer_email)."""
+    found = []
+    for table in metadata.sorted_tables:
+        columns = encrypted_columns(table)
+        if not columns:
+            continue
+        hashes = {f"{c}_hash": c for c in columns if f"{c}_hash" in table.columns}
+        if len(table.primary_key.columns) != 1:
+            raise RuntimeError(f"{table.name}: encrypted tables need a one-column primary key")
+        found.append((table, columns, hashes))
+    return found
+
+
+def rotate_all(
+    engine: Any,
+    metadata: Any,
+    ring: Keyring,
+    *,
+    batch_size: int = 500,
+    progress: Any = None,
+) -> RotationStats:
+    """Re-encrypt every encrypted value that the first key did not encrypt, and recompute
+    every blind index that BLIND_INDEX_KEY did not make, BATCH rows per transaction in
+    primary-key order.
+
+    Idempotent (a value already under the first key is left alone) and so resumable:
+    interrupted, it is run again and picks up what is left. Each row is written with a
+    compare-and-set on the values it read, so a row the app rewrote meanwhile (already
+    with the first key) is never overwritten with older data. `progress(n)` is called
+    after each batch of n rows."""
+    from sqlalchemy import and_, column, select, table, update
+
+    stats = RotationStats()
+    for real, columns, indexes in encrypted_tables(metadata):
+        key = real.primary_key.columns.values()[0].name
+        # Plain-text view of the table: the raw tokens, no EncryptedString processing.
+        raw = table(real.name, column(key), *(column(c, Text()) for c in [*columns, *indexes]))
+        pk = raw.c[key]
+        query = select(pk, *(raw.c[c] for c in [*columns, *indexes])).order_by(pk)
+        last = None
+        while True:
+            with engine.begin() as conn:
+                stmt = query if last is None else query.where(pk > last)
+                rows = conn.execute(stmt.limit(batch_size)).mappings().all()
+                if not rows:
+                    break
+                for row in rows:
+                    values: dict[str, str] = {}
+                    plain: dict[str, str] = {}
+                    for c in columns:
+                        token = row[c]
+                        if token is None:
+                            continue
+                        if not ring.is_current(token):
+                            plain[c] = ring.decrypt(token)
+                            values[c] = ring.encrypt(plain[c])
+                            stats.reencrypted += 1
+                    for h, c in indexes.items():
+                        if row[c] is None:
+                            continue
+                        text = plain.get(c) or ring.decrypt(row[c])
+                        digest = ring.email_hash(text)
+                        if row[h] != digest:
+                            values[h] = digest
+                            stats.rehashed += 1
+                    if values:
+                        written = conn.execute(
+                            update(raw)
+                            .where(and_(pk == row[key], *(raw.c[c] == row[c] for c in values)))
+                            .values(values)
+                        )
+                        if written.rowcount != 1:
+                            stats.changed_meanwhile += 1
+                stats.rows += len(rows)
+                last = rows[-1][key]
+            if progress is not None:
+                progress(len(rows))
+    return stats
+
+
+def count_encrypted_rows(engine: Any, metadata: Any) -> int:
+    from sqlalchemy import func, select
+
+    with engine.connect() as conn:
+        return sum(
+            int(conn.execute(select(func.count()).select_from(t)).scalar_one())
+            for t, _, _ in encrypted_tables(metadata)
+        )

@@ -6,7 +6,7 @@ index `customer_email_hash` (HMAC-SHA256 with BLIND_INDEX_KEY) to orders and pay
 which replaces the plain email indexes: searching by email is exact match only.
 
 Columns: orders.customer_email, orders.customer_name, payments.customer_email,
-sandbox_sessions.customer_email, users.totp_secret, webhook_endpoints.secret and
+sandbox_sessions.customer_email, receipts.recipient, users.totp_secret, webhook_endpoints.secret and
 previous_secret. On PostgreSQL the VARCHAR columns become TEXT (a Fernet token is about
 1.4 times the value plus 76 characters); SQLite does not enforce VARCHAR lengths, so its
 tables are left as they are rather than rebuilt (rebuilding orders with foreign keys on
@@ -38,6 +38,7 @@ COLUMNS: dict[str, tuple[str, tuple[str, ...], bool]] = {
     "orders": ("id", ("customer_email", "customer_name"), True),
     "payments": ("id", ("customer_email",), True),
     "sandbox_sessions": ("id", ("customer_email",), False),
+    "receipts": ("id", ("recipient",), False),
     "users": ("id", ("totp_secret",), False),
     "webhook_endpoints": ("id", ("secret", "previous_secret"), False),
 }
@@ -46,6 +47,7 @@ WIDENED: dict[str, dict[str, sa.types.TypeEngine]] = {
     "orders": {"customer_email": sa.String(254), "customer_name": sa.String(200)},
     "payments": {"customer_email": sa.String(254)},
     "sandbox_sessions": {"customer_email": sa.String(254)},
+    "receipts": {"recipient": sa.String(254)},
     "users": {"totp_secret": sa.String(64)},
 }
 
