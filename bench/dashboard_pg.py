@@ -21,16 +21,22 @@ from typing import Any
 
 import psycopg
 
-FILL = """
+# Customers' emails and names are encrypted at rest (app/crypto.py): CUSTOMERS distinct
+# customers, encrypted in Python, passed as arrays; orders pick one each.
+CUSTOMERS = 20000
+FILL_ORDERS = """
 INSERT INTO orders (public_id, status, currency, total_amount, customer_email, customer_name,
-                    stock_reserved, expires_at, created_at, updated_at)
+                    customer_email_hash, stock_reserved, expires_at, created_at, updated_at)
 SELECT 'ord_b' || g, 'paid', (ARRAY['USD','EUR','INR','JPY'])[1 + g % 4], 1000 + g % 5000,
-       'buyer' || (g % 200000) || '@example.com', 'Buyer', false,
+       (%(emails)s::text[])[1 + g % %(customers)s], (%(names)s::text[])[1 + g % %(customers)s],
+       (%(hashes)s::text[])[1 + g % %(customers)s], false,
        now(), now() - make_interval(secs => (g * 31.5)::int % (365*86400)), now()
-FROM generate_series(1, %(n)s) AS g;
+FROM generate_series(1, %(n)s) AS g
+"""
+FILL_PAYMENTS = """
 INSERT INTO payments (public_id, order_id, gateway, status, amount, currency, amount_refunded,
                       capture_method, idempotency_key, gateway_reference, gateway_payment_id,
-                      customer_email, created_at, updated_at)
+                      customer_email, customer_email_hash, created_at, updated_at)
 SELECT 'pay_b' || o.id, o.id,
        (ARRAY['stripe','stripe','razorpay','sandbox','stripe'])[1 + o.id % 5],
        CASE WHEN o.id % 50 = 0 THEN 'processing' WHEN o.id % 10 = 1 THEN 'failed'
@@ -38,9 +44,8 @@ SELECT 'pay_b' || o.id, o.id,
             ELSE 'succeeded' END,
        o.total_amount, o.currency, CASE WHEN o.id % 40 = 3 THEN o.total_amount ELSE 0 END,
        'automatic', 'bench-' || o.id, 'cs_b' || o.id, 'pi_b' || o.id, o.customer_email,
-       o.created_at, o.created_at
-FROM orders o;
-ANALYZE;
+       o.customer_email_hash, o.created_at, o.created_at
+FROM orders o
 """
 
 
@@ -112,8 +117,22 @@ def run(url: str, rows: int) -> None:
         start = time.perf_counter()
         raw = db.engine.raw_connection()
         try:
+            from app.crypto import email_hash, encrypt
+
+            emails = [f"buyer{c}@example.com" for c in range(CUSTOMERS)]
             cur = raw.cursor()
-            cur.execute(FILL.replace("%(n)s", str(int(rows))))
+            cur.execute(
+                FILL_ORDERS,
+                {
+                    "n": int(rows),
+                    "customers": CUSTOMERS,
+                    "emails": [encrypt(e) for e in emails],
+                    "names": [encrypt(f"Buyer {c}") for c in range(CUSTOMERS)],
+                    "hashes": [email_hash(e) for e in emails],
+                },
+            )
+            cur.execute(FILL_PAYMENTS)
+            cur.execute("ANALYZE")
             raw.commit()
         finally:
             raw.close()

@@ -26,6 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # Scratch files (logs, metrics dirs, results JSON); tests point it at a tmp dir.
 OUT = Path(os.environ.get("BENCH_OUT") or ROOT / "bench" / "out")
 SECRET_KEY = "bench-secret-" + "k" * 40
+# Production refuses to start without them (app/crypto.py); fixed so every bench process
+# (servers, sweepers, the harness writing rows) reads what the others wrote.
+ENCRYPTION_KEYS = "QmVuY2gtZW5jcnlwdGlvbi1rZXktMzItYnl0ZXMhISE="
+BLIND_INDEX_KEY = "bench-blind-index-" + "i" * 40
 WEBHOOK_SECRET = "whsec_bench_sandbox_secret"
 
 
@@ -210,6 +214,8 @@ def app_env(db: Database, **extra: str) -> dict[str, str]:
         "KASSA_ENV": "production",
         "DATABASE_URL": db.url,
         "SECRET_KEY": SECRET_KEY,
+        "ENCRYPTION_KEYS": ENCRYPTION_KEYS,
+        "BLIND_INDEX_KEY": BLIND_INDEX_KEY,
         "SANDBOX_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "SANDBOX_DELIVER_WEBHOOKS": "false",
         "SESSION_COOKIE_SECURE": "true",  # production requires it; the load generator

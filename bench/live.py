@@ -20,8 +20,11 @@ from typing import Any
 
 import requests
 
+from app.crypto import keyring_for
 from app.gateways.sandbox import sign
 from bench.harness import (
+    BLIND_INDEX_KEY,
+    ENCRYPTION_KEYS,
     OUT,
     WEBHOOK_SECRET,
     Database,
@@ -243,6 +246,7 @@ def streams(db: Database, sizes: Sizes) -> dict[str, Any]:
         fake.stop()
 
 
+KEYS = {"ENCRYPTION_KEYS": ENCRYPTION_KEYS, "BLIND_INDEX_KEY": BLIND_INDEX_KEY}
 SWEEPER = """
 import sys, time
 sys.stderr = open(sys.argv[2], "w", buffering=1)  # the sweeper's log, for a failed run
@@ -251,7 +255,8 @@ from app.payments.outgoing import delivery
 app = create_app({"SQLALCHEMY_DATABASE_URI": sys.argv[1],
                   "OUTGOING_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
                   "OUTGOING_WEBHOOK_CONCURRENCY": "32", "OUTGOING_WEBHOOK_BATCH": "200",
-                  "SCHEDULER_ENABLED": False, "JOBS_EAGER": True})
+                  "SCHEDULER_ENABLED": False, "JOBS_EAGER": True,
+                  "ENCRYPTION_KEYS": sys.argv[3], "BLIND_INDEX_KEY": sys.argv[4]})
 idle = 0
 with app.app_context():
     while idle < 20:
@@ -271,11 +276,13 @@ def deliveries(db: Database, sizes: Sizes) -> dict[str, Any]:
     receiver = Process(["-m", "bench.receiver", "--port", str(port)])
     try:
         wait_http(f"http://127.0.0.1:{port}/health")
+        # The secret is encrypted at rest, with the bench's key (app/crypto.py).
+        secret = keyring_for(KEYS).encrypt("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
         db.scalar(
             "WITH e AS (INSERT INTO webhook_endpoints (public_id, url, description, event_types,"
             " enabled, secret, created_at, updated_at) VALUES ('we_bench', "
             f"'http://127.0.0.1:{port}/hooks', 'bench', '[]', true, "
-            "'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', now(), now()) RETURNING id) "
+            f"'{secret}', now(), now()) RETURNING id) "
             "SELECT id FROM e"
         )
         db.scalar(
@@ -287,7 +294,16 @@ def deliveries(db: Database, sizes: Sizes) -> dict[str, Any]:
         )
         started = time.monotonic()
         sweepers = [
-            Process(["-c", SWEEPER, db.url, str(OUT / f"sweeper-{n}.log")])
+            Process(
+                [
+                    "-c",
+                    SWEEPER,
+                    db.url,
+                    str(OUT / f"sweeper-{n}.log"),
+                    ENCRYPTION_KEYS,
+                    BLIND_INDEX_KEY,
+                ]
+            )
             for n in range(sizes.pick(2, 1))
         ]
         deadline = started + sizes.pick(300, 60)
