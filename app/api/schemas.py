@@ -241,7 +241,11 @@ class PageQuery(Request):
 
 class OrderListQuery(PageQuery):
     status: OrderStatus | None = None
-    email: str | None = Field(default=None, max_length=254)
+    email: str | None = Field(
+        default=None,
+        max_length=254,
+        description="Exact email, any letter case (no partial match: emails are encrypted).",
+    )
     created_after: AwareDatetime | None = Field(
         default=None, description="Created at or after (inclusive)."
     )
