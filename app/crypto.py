@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import Text, TypeDecorator
+from sqlalchemy.sql import operators
 
 EXTENSION = "kassa_crypto"
 # Fernet tokens are url-safe base64 of a version byte 0x80 and a timestamp: "gAAAAA...".
@@ -215,6 +216,23 @@ class EncryptedString(TypeDecorator[str]):
 
     impl = Text
     cache_ok = True
+
+    class Comparator(TypeDecorator.Comparator[str]):
+        """Only IS [NOT] NULL: any other comparison or ordering of ciphertext is a bug
+        that would silently match nothing, so it raises instead."""
+
+        def operate(self, op: Any, *other: Any, **kwargs: Any) -> Any:
+            if op in (operators.is_, operators.is_not):
+                return super().operate(op, *other, **kwargs)
+            raise TypeError(
+                f"{self.expr} is encrypted: SQL cannot compare or sort it (every encryption "
+                "differs); search through its blind index (<column>_hash == email_hash(...))"
+            )
+
+        def reverse_operate(self, op: Any, other: Any, **kwargs: Any) -> Any:
+            return self.operate(op, other, **kwargs)
+
+    comparator_factory = Comparator
 
     def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
         if value is None:

@@ -87,3 +87,18 @@ def test_development_keys_are_derived_from_the_secret_key_and_stable() -> None:
 def test_production_never_derives_keys(config: dict[str, Any]) -> None:
     with pytest.raises(RuntimeError, match="ENCRYPTION_KEYS and BLIND_INDEX_KEY must be set"):
         keyring_for(config)
+
+
+def test_encrypted_columns_refuse_sql_comparisons_that_would_match_nothing() -> None:
+    from app.models import Order, WebhookEndpoint
+
+    with pytest.raises(TypeError, match="blind index"):
+        _ = Order.customer_email == "ada@example.com"
+    with pytest.raises(TypeError, match="encrypted"):
+        Order.customer_name.in_(["Ada"])
+    with pytest.raises(TypeError, match="encrypted"):
+        WebhookEndpoint.secret.desc()
+    # Only IS [NOT] NULL, which ciphertext answers like plaintext.
+    assert "IS NOT NULL" in str(WebhookEndpoint.previous_secret.is_not(None))
+    assert "IS NULL" in str(WebhookEndpoint.previous_secret.is_(None))
+    assert "customer_email_hash = " in str(Order.customer_email_hash == "x")

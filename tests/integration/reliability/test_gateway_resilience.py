@@ -18,6 +18,7 @@ import requests
 from flask import Flask
 from sqlalchemy import select
 
+from app.crypto import email_hash
 from app.extensions import db
 from app.gateways.base import (
     CheckoutRequest,
@@ -292,7 +293,7 @@ def test_through_the_core_a_checkout_survives_a_flaky_gateway_and_an_outage(
     assert "not answering right now" in str(caught.value.message)
     with app.app_context():
         stuck = db.session.execute(
-            select(Payment).where(Payment.customer_email == "b@example.com")
+            select(Payment).where(Payment.customer_email_hash == email_hash("b@example.com"))
         ).scalar_one()
         assert stuck.status == "created" and stuck.gateway_reference is None
         assert db.session.execute(
@@ -308,7 +309,7 @@ def test_through_the_core_a_checkout_survives_a_flaky_gateway_and_an_outage(
         report = reconcile()
     with app.app_context():
         stuck = db.session.execute(
-            select(Payment).where(Payment.customer_email == "b@example.com")
+            select(Payment).where(Payment.customer_email_hash == email_hash("b@example.com"))
         ).scalar_one()
         assert stuck.status == "processing"
         assert stuck.gateway_reference == fake.objects[stuck_key]["id"]
