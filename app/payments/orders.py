@@ -11,6 +11,7 @@ from flask import current_app
 from sqlalchemy import bindparam, select
 
 from app.extensions import db
+from app.i18n import current_locale
 from app.models import FulfillmentStatus, Order, OrderItem, OrderStatus, Product
 from app.models.base import public_id, utcnow
 from app.payments import audit, inventory
@@ -118,6 +119,8 @@ def plan_order(items: Sequence[ItemRequest], email: str, name: str, actor: Actor
         # Stored lower-cased so every search finds it (mail systems treat it so in practice).
         "customer_email": email.strip().lower(),
         "customer_name": name.strip(),
+        # The language the customer ordered in: receipts and other emails follow it.
+        "locale": current_locale(),
         "total_amount": sum(line.unit_amount * line.quantity for line in lines),
         "stock_reserved": True,
         "fulfillment_status": FulfillmentStatus.UNFULFILLED.value,
