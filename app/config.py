@@ -345,6 +345,11 @@ def check_production(config: dict[str, Any]) -> None:
         problems.append("SESSION_COOKIE_NAME must start with __Host- in production")
     if not str(config.get("PUBLIC_BASE_URL") or "").startswith("https://"):
         problems.append("PUBLIC_BASE_URL must be an https:// URL in production")
+    if not config.get("METRICS_TOKEN") or len(str(config["METRICS_TOKEN"])) < 16:
+        problems.append(
+            "METRICS_TOKEN must be set (at least 16 characters): /metrics answers only "
+            "'Authorization: Bearer <METRICS_TOKEN>' in production"
+        )
     if config.get("FAULT_POINT"):
         problems.append("KASSA_FAULT_POINT is for crash tests only; unset it")
     if config.get("OUTGOING_WEBHOOK_ALLOW_PRIVATE"):
@@ -388,6 +393,7 @@ SECRET_SETTINGS = (
     "RAZORPAY_WEBHOOK_SECRET",
     "PAYPAL_CLIENT_SECRET",
     "SANDBOX_WEBHOOK_SECRET",
+    "METRICS_TOKEN",
 )
 
 
