@@ -193,7 +193,10 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "FAULT_POINT": env_str("KASSA_FAULT_POINT"),
         # Rate limits
         "RATELIMIT_ENABLED": env_bool("RATELIMIT_ENABLED", True),
-        "RATELIMIT_STORAGE_URI": env_str("RATELIMIT_STORAGE_URI", "memory://"),
+        # Where limits and the sign-in throttle count, shared by every worker and instance:
+        # unset = REDIS_URL when set, else the app's database ("database://",
+        # app/ratelimit_store.py). "memory://" counts per process (one worker only).
+        "RATELIMIT_STORAGE_URI": env_str("RATELIMIT_STORAGE_URI"),
         # Failed merchant sign-ins (app/auth/throttle.py): free tries per account from one
         # address before growing pauses; per client address over all accounts; and per
         # account from browsers that never signed in to it (a distributed guesser).
