@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bench.harness import OUT, ROOT, SECRET_KEY, Database
+from bench.harness import KEY_SETTINGS, OUT, ROOT, SECRET_KEY, Database
 
 PAYMENTS_OVERRIDE: int | None = None
 
@@ -46,6 +46,7 @@ def seed(db: Database, count: int) -> float:
         SECRET_KEY=SECRET_KEY,
         BENCH_INSTANCE_PATH=str(OUT / "instance"),
         LOG_LEVEL="WARNING",
+        **KEY_SETTINGS,  # the keys the bench's servers encrypted with
     )
     start = time.monotonic()
     subprocess.run(
@@ -90,6 +91,7 @@ def _app(url: str) -> Any:
         {
             "SQLALCHEMY_DATABASE_URI": url,
             "SECRET_KEY": SECRET_KEY,
+            **KEY_SETTINGS,
             "INSTANCE_PATH": str(OUT / "instance"),
             "LOG_LEVEL": "WARNING",
             "ACCESS_LOG": False,

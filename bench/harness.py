@@ -30,7 +30,9 @@ SECRET_KEY = "bench-secret-" + "k" * 40
 # (servers, sweepers, the harness writing rows) reads what the others wrote.
 ENCRYPTION_KEYS = "QmVuY2gtZW5jcnlwdGlvbi1rZXktMzItYnl0ZXMhISE="
 BLIND_INDEX_KEY = "bench-blind-index-" + "i" * 40
+KEY_SETTINGS = {"ENCRYPTION_KEYS": ENCRYPTION_KEYS, "BLIND_INDEX_KEY": BLIND_INDEX_KEY}
 WEBHOOK_SECRET = "whsec_bench_sandbox_secret"
+METRICS_TOKEN = "mt_" + "Qx7v" * 8  # production requires one; bench scrapes with it
 
 
 def free_port() -> int:
@@ -96,6 +98,7 @@ class Database:
             BENCH_INSTANCE_PATH=str(OUT / "instance"),
             SECRET_KEY=SECRET_KEY,
             LOG_LEVEL="WARNING",
+            **KEY_SETTINGS,
         )
         subprocess.run(
             [sys.executable, "-c", code],
@@ -217,6 +220,7 @@ def app_env(db: Database, **extra: str) -> dict[str, str]:
         "ENCRYPTION_KEYS": ENCRYPTION_KEYS,
         "BLIND_INDEX_KEY": BLIND_INDEX_KEY,
         "SANDBOX_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "METRICS_TOKEN": METRICS_TOKEN,
         "SANDBOX_DELIVER_WEBHOOKS": "false",
         "SESSION_COOKIE_SECURE": "true",  # production requires it; the load generator
         # is not a browser and sends it over loopback

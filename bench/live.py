@@ -25,6 +25,7 @@ from app.gateways.sandbox import sign
 from bench.harness import (
     BLIND_INDEX_KEY,
     ENCRYPTION_KEYS,
+    KEY_SETTINGS,
     OUT,
     WEBHOOK_SECRET,
     Database,
@@ -246,7 +247,6 @@ def streams(db: Database, sizes: Sizes) -> dict[str, Any]:
         fake.stop()
 
 
-KEYS = {"ENCRYPTION_KEYS": ENCRYPTION_KEYS, "BLIND_INDEX_KEY": BLIND_INDEX_KEY}
 SWEEPER = """
 import sys, time
 sys.stderr = open(sys.argv[2], "w", buffering=1)  # the sweeper's log, for a failed run
@@ -277,7 +277,7 @@ def deliveries(db: Database, sizes: Sizes) -> dict[str, Any]:
     try:
         wait_http(f"http://127.0.0.1:{port}/health")
         # The secret is encrypted at rest, with the bench's key (app/crypto.py).
-        secret = keyring_for(KEYS).encrypt("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        secret = keyring_for(KEY_SETTINGS).encrypt("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
         db.scalar(
             "WITH e AS (INSERT INTO webhook_endpoints (public_id, url, description, event_types,"
             " enabled, secret, created_at, updated_at) VALUES ('we_bench', "
