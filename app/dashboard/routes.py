@@ -48,6 +48,7 @@ from app.dashboard.forms import (
 )
 from app.dashboard.timeline import requester
 from app.extensions import db, htmx, login_manager
+from app.i18n import current_locale
 from app.models import Payment, Role
 from app.money import format_minor, major_text
 from app.payments import events
@@ -432,7 +433,7 @@ def refund(public_id: str) -> BaseResponse:
             form.form_errors.append(exc.message)
             fresh = queries.payment_detail(public_id) or p
             return _refund_form_response(fresh, form, 422, refresh_lists=True)
-    amount = format_minor(done.amount, done.currency)
+    amount = format_minor(done.amount, done.currency, current_locale())
     if done.status == "pending":
         message = gettext("Refund of %(amount)s requested.", amount=amount)
     elif done.status == "succeeded":
