@@ -22,8 +22,9 @@ from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, ValidationError
 
 from app.dashboard.queries import SORTS, PaymentFilters
+from app.i18n import current_locale
 from app.models import ApiKeyScope, WebhookStatus
-from app.money import Money, MoneyError
+from app.money import Money, MoneyError, decimal_separator, exponent
 from app.presentation import filter_statuses, status_label
 
 
@@ -103,19 +104,38 @@ class RefundForm(FlaskForm):
     token = HiddenField()
     confirm = HiddenField()
 
-    def __init__(self, *args: Any, currency: str, remaining: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        currency: str,
+        remaining: int,
+        locale: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.currency = currency
         self.remaining = remaining
+        # Amounts are typed with the decimal separator of the language the page shows
+        # amounts in ("0,50" in German, "0.50" in English): one grammar (Money.parse).
+        self.locale = locale or current_locale()
         self.amount_minor: int | None = None
         if not self.token.data:
             self.token.data = secrets.token_urlsafe(16)
         if self.amount.data is None:
-            self.amount.data = Money(remaining, currency).to_major_string() if remaining else ""
+            self.amount.data = (
+                Money(remaining, currency).to_input_string(self.locale) if remaining else ""
+            )
+
+    @property
+    def example(self) -> str:
+        """How an amount is typed here, for the hint ("12.50", "12,50", "1250")."""
+        return Money(
+            1250 * 10 ** max(0, exponent(self.currency) - 2), self.currency
+        ).to_input_string(self.locale)
 
     def validate_amount(self, field: StringField) -> None:
         try:
-            money = Money.parse(field.data or "", self.currency)
+            money = Money.parse(field.data or "", self.currency, self.locale)
         except MoneyError as exc:
             raise ValidationError(str(exc)) from None
         if money.amount_minor <= 0:
@@ -182,10 +202,22 @@ class PaymentLinkForm(FlaskForm):
     reusable = BooleanField(_l("Reusable (any number of customers may pay)"))
     expires_on = DateField(_l("Expires after (optional)"), validators=[Optional()])
 
-    def __init__(self, *args: Any, products: list[tuple[str, str]], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        products: list[tuple[str, str]],
+        locale: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.sku.choices = options([("", "A custom amount (below)")] + products)
+        self.locale = locale or current_locale()
         self.amount_minor: int | None = None
+
+    @property
+    def example(self) -> str:
+        """A custom amount as typed here ("49.00", "49,00")."""
+        return "49" + decimal_separator(self.locale) + "00"
 
     def validate_amount(self, field: StringField) -> None:
         if self.sku.data:
@@ -193,7 +225,7 @@ class PaymentLinkForm(FlaskForm):
         if not (field.data or "").strip():
             raise ValidationError(_l("Enter the amount, or choose a product."))
         try:
-            money = Money.parse(field.data or "", self.currency.data or "")
+            money = Money.parse(field.data or "", self.currency.data or "", self.locale)
         except MoneyError as exc:
             raise ValidationError(str(exc)) from None
         if money.amount_minor <= 0:
