@@ -22,6 +22,7 @@ from sqlalchemy.orm import selectinload
 from app.crypto import email_hash
 from app.extensions import db
 from app.gateways import registry
+from app.i18n import N_
 from app.models import (
     AuditEntry,
     Order,
@@ -38,7 +39,7 @@ from app.presentation import OPEN_STATES, status_condition
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-SORTS = {"newest": "Newest first", "oldest": "Oldest first"}
+SORTS = {"newest": N_("Newest first"), "oldest": N_("Oldest first")}
 
 
 # --- payments list ------------------------------------------------------------------
