@@ -1,5 +1,6 @@
-"""Customer pages in the browser's language (English, Hindi, German), amounts and dates
-formatted for it; the dashboard stays English; every catalog is complete and compiled."""
+"""Customer pages and the dashboard in the browser's language (English, Hindi, German),
+amounts and dates formatted for it; sign-in stays English; every catalog is complete and
+compiled, and covers every dashboard, sandbox and Razorpay-page string."""
 
 from __future__ import annotations
 
