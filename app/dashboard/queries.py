@@ -320,7 +320,7 @@ def timeline(payment: Payment, limit: int = 500) -> list[TimelineItem]:
                 when=w.received_at,
                 kind="webhook",
                 title=words.webhook_sentence(w.event_type, w.gateway, outcome),
-                actor=f"{words.gateway_name(w.gateway)} (webhook)",
+                actor=words.gettext("%(gateway)s (webhook)", gateway=words.gateway_name(w.gateway)),
                 payload=w.payload,
                 outcome=outcome,
                 ref=f"event-{w.id}",
