@@ -1,9 +1,12 @@
-"""Languages: customer pages and emails in the customer's language (Flask-Babel).
+"""Languages: customer pages, emails and the dashboard in the reader's language (Flask-Babel).
 
 The language is the browser's best match among LANGUAGES (Accept-Language), else
-DEFAULT_LOCALE; amounts and dates are formatted for it by Babel. Emails sent by jobs
-(no browser to ask) use DEFAULT_LOCALE. Catalogs live in app/translations/<lang>/; after
-changing a wrapped string: `make translations` (extract, update, compile).
+DEFAULT_LOCALE; amounts and dates are formatted for it by Babel. The merchant's dashboard
+follows their browser the same way. A checkout keeps the customer's language on the order
+(orders.locale), so the emails sent later by webhooks and jobs (no browser to ask) are
+written in it (app/payments/receipts.py, force_locale). Catalogs live in
+app/translations/<lang>/; after changing a wrapped string: `make translations` (extract,
+update, compile).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import and_, or_
 
+from app.i18n import N_
 from app.models import Order, OrderStatus, Payment, PaymentStatus
 
 INCOMPLETE = "incomplete"
@@ -24,26 +25,26 @@ OPEN_STATES = (PaymentStatus.CREATED.value, PaymentStatus.PROCESSING.value)
 
 # Every word a person may see for a status, in one table.
 STATUS_LABELS = {
-    "pending": "Awaiting payment",
-    "paid": "Paid",
-    "partially_refunded": "Partially refunded",
-    "refunded": "Refunded",
-    "canceled": "Canceled",
-    "expired": "Expired",
-    "failed": "Payment failed",
-    "created": "Incomplete",
-    INCOMPLETE: "Incomplete",
-    "processing": "Processing",
-    "authorized": "Authorized",
-    "succeeded": "Succeeded",
+    "pending": N_("Awaiting payment"),
+    "paid": N_("Paid"),
+    "partially_refunded": N_("Partially refunded"),
+    "refunded": N_("Refunded"),
+    "canceled": N_("Canceled"),
+    "expired": N_("Expired"),
+    "failed": N_("Payment failed"),
+    "created": N_("Incomplete"),
+    INCOMPLETE: N_("Incomplete"),
+    "processing": N_("Processing"),
+    "authorized": N_("Authorized"),
+    "succeeded": N_("Succeeded"),
     # refunds, disputes, webhooks
-    "open": "Open",
-    "won": "Won",
-    "lost": "Lost",
-    "closed": "Closed",
-    "received": "Received",
-    "processed": "Processed",
-    "dead": "Dead",
+    "open": N_("Open"),
+    "won": N_("Won"),
+    "lost": N_("Lost"),
+    "closed": N_("Closed"),
+    "received": N_("Received"),
+    "processed": N_("Processed"),
+    "dead": N_("Dead"),
 }
 
 # What each label means, for the filter's option titles and the API docs.

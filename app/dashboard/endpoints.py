@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC
 
 from flask import abort, flash, make_response, redirect, render_template, url_for
+from flask_babel import gettext, ngettext
 from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -18,6 +19,7 @@ from app.dashboard import bp
 from app.dashboard.endpoint_forms import EndpointForm, FulfillmentForm, RecoverForm
 from app.dashboard.forms import ButtonForm
 from app.extensions import htmx
+from app.i18n import N_
 from app.models import FulfillmentStatus, Role, WebhookEndpoint
 from app.payments import fulfillment
 from app.payments.audit import Actor
@@ -94,7 +96,10 @@ def endpoint_create() -> BaseResponse:
         except KassaError as exc:
             form.url.errors = [exc.message]
         else:
-            flash("Endpoint added. Verify its deliveries with the signing secret below.", "success")
+            flash(
+                gettext("Endpoint added. Verify its deliveries with the signing secret below."),
+                "success",
+            )
             return _see_other(url_for("dashboard.endpoint_detail", public_id=endpoint.public_id))
     return make_response(
         render_template(
@@ -130,7 +135,7 @@ def endpoint_update(public_id: str) -> BaseResponse:
         except KassaError as exc:
             form.url.errors = [exc.message]
         else:
-            flash("Endpoint saved.", "success")
+            flash(gettext("Endpoint saved."), "success")
             return _see_other(url_for("dashboard.endpoint_detail", public_id=public_id))
     return _endpoint_page(public_id, 422, edit_form=form)
 
@@ -146,7 +151,7 @@ def _action(public_id: str, run: Callable[[], object], message: str) -> BaseResp
         except KassaError as exc:
             flash(exc.message, "error")
         else:
-            flash(message.format(result=result), "success")
+            flash(gettext(message).format(result=result), "success")
     return _see_other(url_for("dashboard.endpoint_detail", public_id=public_id))
 
 
@@ -157,7 +162,7 @@ def endpoint_enable(public_id: str) -> BaseResponse:
     return _action(
         public_id,
         lambda: endpoints.update_endpoint(public_id, _actor(), enabled=True),
-        "Endpoint enabled. Recover what it missed below.",
+        N_("Endpoint enabled. Recover what it missed below."),
     )
 
 
@@ -168,7 +173,7 @@ def endpoint_disable(public_id: str) -> BaseResponse:
     return _action(
         public_id,
         lambda: endpoints.update_endpoint(public_id, _actor(), enabled=False),
-        "Endpoint disabled.",
+        N_("Endpoint disabled."),
     )
 
 
@@ -179,7 +184,7 @@ def endpoint_rotate(public_id: str) -> BaseResponse:
     return _action(
         public_id,
         lambda: endpoints.rotate_secret(public_id, _actor()),
-        "New secret made. The previous one keeps signing for 24 hours: update your receiver.",
+        N_("New secret made. The previous one keeps signing for 24 hours: update your receiver."),
     )
 
 
@@ -190,7 +195,7 @@ def endpoint_test(public_id: str) -> BaseResponse:
     return _action(
         public_id,
         lambda: endpoints.send_test(public_id, _actor()),
-        "Test event {result.public_id} sent; see the log below.",
+        N_("Test event {result.public_id} sent; see the log below."),
     )
 
 
@@ -205,7 +210,7 @@ def endpoint_delete(public_id: str) -> BaseResponse:
         except KassaError as exc:
             flash(exc.message, "error")
             return _see_other(url_for("dashboard.endpoint_detail", public_id=public_id))
-        flash("Endpoint deleted.", "success")
+        flash(gettext("Endpoint deleted."), "success")
     return _see_other(url_for("dashboard.endpoint_list"))
 
 
@@ -224,7 +229,12 @@ def endpoint_recover(public_id: str) -> BaseResponse:
     except KassaError as exc:
         form.since.errors = [exc.message]
         return _endpoint_page(public_id, 422, recover_form=form)
-    flash(f"{count} failed deliver{'y' if count == 1 else 'ies'} sent again.", "success")
+    flash(
+        ngettext(
+            "%(num)s failed delivery sent again.", "%(num)s failed deliveries sent again.", count
+        ),
+        "success",
+    )
     return _see_other(url_for("dashboard.endpoint_detail", public_id=public_id))
 
 
@@ -262,7 +272,7 @@ def delivery_replay(public_id: str, delivery_id: str) -> BaseResponse:
         except KassaError as exc:
             flash(exc.message, "error")
         else:
-            flash("Sent again.", "success")
+            flash(gettext("Sent again."), "success")
     return _see_other(back)
 
 

@@ -49,7 +49,11 @@ class FilterForm(FlaskForm):
     currency = SelectField(_l("Currency"), validators=[Optional()])
     date_from = DateField(_l("From"), name="from", validators=[Optional()])
     date_to = DateField(_l("To"), name="to", validators=[Optional()])
-    sort = SelectField(_l("Sort"), choices=options(list(SORTS.items())), validators=[Optional()])
+    sort = SelectField(
+        _l("Sort"),
+        choices=options([(key, _l(label)) for key, label in SORTS.items()]),
+        validators=[Optional()],
+    )
 
     def __init__(
         self, *args: Any, gateways: list[str], currencies: list[str], **kwargs: Any
@@ -84,10 +88,10 @@ class FilterForm(FlaskForm):
 
 
 REFUND_REASONS = [
-    ("requested_by_customer", "Requested by the customer"),
-    ("duplicate", "Duplicate payment"),
-    ("fraudulent", "Fraudulent"),
-    ("other", "Other"),
+    ("requested_by_customer", _l("Requested by the customer")),
+    ("duplicate", _l("Duplicate payment")),
+    ("fraudulent", _l("Fraudulent")),
+    ("other", _l("Other")),
 ]
 
 
@@ -160,7 +164,10 @@ class ApiKeyForm(FlaskForm):
     scope = SelectField(
         _l("Access"),
         choices=options(
-            [(ApiKeyScope.WRITE.value, "Read and write"), (ApiKeyScope.READ.value, "Read only")]
+            [
+                (ApiKeyScope.WRITE.value, _l("Read and write")),
+                (ApiKeyScope.READ.value, _l("Read only")),
+            ]
         ),
     )
 
@@ -210,7 +217,7 @@ class PaymentLinkForm(FlaskForm):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.sku.choices = options([("", "A custom amount (below)")] + products)
+        self.sku.choices = options([("", _l("A custom amount (below)"))] + products)
         self.locale = locale or current_locale()
         self.amount_minor: int | None = None
 

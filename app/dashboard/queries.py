@@ -22,6 +22,7 @@ from sqlalchemy.orm import selectinload
 from app.crypto import email_hash
 from app.extensions import db
 from app.gateways import registry
+from app.i18n import N_
 from app.models import (
     AuditEntry,
     Order,
@@ -38,7 +39,7 @@ from app.presentation import OPEN_STATES, status_condition
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-SORTS = {"newest": "Newest first", "oldest": "Oldest first"}
+SORTS = {"newest": N_("Newest first"), "oldest": N_("Oldest first")}
 
 
 # --- payments list ------------------------------------------------------------------
@@ -319,7 +320,7 @@ def timeline(payment: Payment, limit: int = 500) -> list[TimelineItem]:
                 when=w.received_at,
                 kind="webhook",
                 title=words.webhook_sentence(w.event_type, w.gateway, outcome),
-                actor=f"{words.gateway_name(w.gateway)} (webhook)",
+                actor=words.gettext("%(gateway)s (webhook)", gateway=words.gateway_name(w.gateway)),
                 payload=w.payload,
                 outcome=outcome,
                 ref=f"event-{w.id}",

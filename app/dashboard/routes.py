@@ -27,6 +27,7 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask_babel import gettext
 from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -47,6 +48,7 @@ from app.dashboard.forms import (
 )
 from app.dashboard.timeline import requester
 from app.extensions import db, htmx, login_manager
+from app.i18n import current_locale
 from app.models import Payment, Role
 from app.money import format_minor, major_text
 from app.payments import events
@@ -431,10 +433,13 @@ def refund(public_id: str) -> BaseResponse:
             form.form_errors.append(exc.message)
             fresh = queries.payment_detail(public_id) or p
             return _refund_form_response(fresh, form, 422, refresh_lists=True)
-    message = (
-        f"Refund of {format_minor(done.amount, done.currency)} "
-        f"{'requested' if done.status == 'pending' else done.status}."
-    )
+    amount = format_minor(done.amount, done.currency, current_locale())
+    if done.status == "pending":
+        message = gettext("Refund of %(amount)s requested.", amount=amount)
+    elif done.status == "succeeded":
+        message = gettext("Refund of %(amount)s succeeded.", amount=amount)
+    else:
+        message = gettext("Refund of %(amount)s failed.", amount=amount)
     if not _partial_wanted():
         flash(message, "success")
         return redirect(url_for("dashboard.payment", public_id=public_id) + "#refunds", code=303)
@@ -450,10 +455,10 @@ def _button_action(public_id: str, action: str) -> BaseResponse:
     try:
         if action == "capture":
             capture_payment(public_id, _actor())
-            message = "Payment captured."
+            message = gettext("Payment captured.")
         else:
             sync_payment(public_id, _actor())
-            message = "Payment synced with the gateway."
+            message = gettext("Payment synced with the gateway.")
     except KassaError as exc:  # declined, unavailable, wrong state: say so in the panel
         error, message = exc.message, None
     p = _payment_or_404(public_id)
@@ -517,7 +522,7 @@ def reprocess(row_id: int) -> BaseResponse:
         error = f"Processing failed: {type(exc).__name__}: {exc}"
     event = queries.webhook_event(row_id)
     if not _partial_wanted():
-        flash(error or "Event reprocessed.", "error" if error else "success")
+        flash(error or gettext("Event reprocessed."), "error" if error else "success")
         return redirect(url_for("dashboard.webhooks"), code=303)
     return make_response(
         render_template(
@@ -525,7 +530,7 @@ def reprocess(row_id: int) -> BaseResponse:
             event=event,
             button_form=ButtonForm(),
             row_error=error,
-            row_message=None if error else "Reprocessed.",
+            row_message=None if error else gettext("Reprocessed."),
         )
     )
 
@@ -563,7 +568,9 @@ def create_key() -> BaseResponse:
             status = 201
             form = ApiKeyForm(formdata=None)
         except (KassaError, ValueError) as exc:
-            form.form_errors.append(getattr(exc, "message", None) or "Check the name and access.")
+            form.form_errors.append(
+                getattr(exc, "message", None) or gettext("Check the name and access.")
+            )
     return _render(
         "dashboard/api_keys.html",
         "dashboard/_api_keys.html",
@@ -584,7 +591,7 @@ def revoke_key(prefix: str) -> BaseResponse:
     except KassaError as exc:
         abort(exc.http_status)
     if not _partial_wanted():
-        flash(f"Key {key.prefix}… revoked.", "success")
+        flash(gettext("Key %(prefix)s… revoked.", prefix=key.prefix), "success")
         return redirect(url_for("dashboard.api_keys"), code=303)
     return _render(
         "dashboard/api_keys.html",
@@ -592,7 +599,7 @@ def revoke_key(prefix: str) -> BaseResponse:
         keys=list_api_keys(),
         form=ApiKeyForm(formdata=None),
         button_form=ButtonForm(),
-        key_message=f"Key {key.prefix}… revoked.",
+        key_message=gettext("Key %(prefix)s… revoked.", prefix=key.prefix),
     )
 
 
@@ -672,6 +679,6 @@ def turn_off_link(public_id: str) -> BaseResponse:
     except KassaError as exc:
         abort(exc.http_status)
     if not _partial_wanted():
-        flash("Payment link turned off.", "success")
+        flash(gettext("Payment link turned off."), "success")
         return redirect(url_for("dashboard.payment_links"), code=303)
     return _links_page(_link_form())

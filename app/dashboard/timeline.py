@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from flask_babel import gettext as _gettext
 from sqlalchemy import select
 
 from app.extensions import db
+from app.i18n import N_, current_locale
 from app.models import ApiKey, User
 from app.money import format_minor
 from app.presentation import status_label
@@ -23,46 +25,48 @@ GATEWAY_NAMES = {"sandbox": "Sandbox", "stripe": "Stripe", "razorpay": "Razorpay
 
 # Sentences for a payment reaching a state (payment.status_changed).
 PAYMENT_REACHED = {
-    "processing": "Sent to the payment page; waiting for the customer to pay",
-    "authorized": "Payment authorized; waiting to be captured",
-    "succeeded": "Payment succeeded",
-    "failed": "Payment failed",
-    "expired": "Checkout expired without a payment",
-    "canceled": "Checkout canceled",
-    "partially_refunded": "Partly refunded",
-    "refunded": "Refunded in full",
+    "processing": N_("Sent to the payment page; waiting for the customer to pay"),
+    "authorized": N_("Payment authorized; waiting to be captured"),
+    "succeeded": N_("Payment succeeded"),
+    "failed": N_("Payment failed"),
+    "expired": N_("Checkout expired without a payment"),
+    "canceled": N_("Checkout canceled"),
+    "partially_refunded": N_("Partly refunded"),
+    "refunded": N_("Refunded in full"),
 }
 
 ACTIONS = {
-    "payment.created": "Payment attempt started",
-    "order.created": "Order placed",
-    "order.paid": "Order paid",
-    "order.paid_twice": "This order was paid twice: refund one of its payments",
-    "order.stock_released": "Reserved stock released",
-    "order.stock_reserved_again": "Stock reserved again for a late payment",
-    "checkout.payment_return": "The customer came back from the payment page",
-    "checkout.payment_cancel": "The customer left the payment page without paying",
-    "checkout.razorpay_callback": "Razorpay sent the customer back",
-    "checkout.razorpay_pay": "The customer opened Razorpay's payment window",
-    "payment.return_unverified": "A return from the payment page could not be verified "
-    "(nothing changed)",
-    "payment.capture_requested": "Capture requested",
-    "payment.captured": "Payment captured",
-    "payment.refund_totals": "Refunded amount updated",
-    "payment.mismatch": "The gateway's data did not match this payment (flagged, not applied)",
-    "payment.gateway_error": "A call to the gateway failed",
-    "payment.expire_failed": "Closing the checkout at the gateway failed (retried later)",
-    "payment.cancel_failed": "Canceling at the gateway failed",
-    "payment.event_invalid": "The gateway reported a change that is not possible here "
-    "(recorded, not applied)",
-    "refund.requested": "Refund requested",
-    "refund.created": "Refund made in the gateway's own dashboard",
-    "refund.failed": "Refund failed",
-    "refund.mismatch": "The gateway's refund data did not match (flagged)",
-    "refund.gateway_error": "A refund call to the gateway failed",
-    "dispute.opened": "The customer disputed this payment",
-    "dispute.status_changed": "Dispute updated",
-    "webhook.reprocess_requested": "A webhook was processed again by hand",
+    "payment.created": N_("Payment attempt started"),
+    "order.created": N_("Order placed"),
+    "order.paid": N_("Order paid"),
+    "order.paid_twice": N_("This order was paid twice: refund one of its payments"),
+    "order.stock_released": N_("Reserved stock released"),
+    "order.stock_reserved_again": N_("Stock reserved again for a late payment"),
+    "checkout.payment_return": N_("The customer came back from the payment page"),
+    "checkout.payment_cancel": N_("The customer left the payment page without paying"),
+    "checkout.razorpay_callback": N_("Razorpay sent the customer back"),
+    "checkout.razorpay_pay": N_("The customer opened Razorpay's payment window"),
+    "payment.return_unverified": N_(
+        "A return from the payment page could not be verified (nothing changed)"
+    ),
+    "payment.capture_requested": N_("Capture requested"),
+    "payment.captured": N_("Payment captured"),
+    "payment.refund_totals": N_("Refunded amount updated"),
+    "payment.mismatch": N_("The gateway's data did not match this payment (flagged, not applied)"),
+    "payment.gateway_error": N_("A call to the gateway failed"),
+    "payment.expire_failed": N_("Closing the checkout at the gateway failed (retried later)"),
+    "payment.cancel_failed": N_("Canceling at the gateway failed"),
+    "payment.event_invalid": N_(
+        "The gateway reported a change that is not possible here (recorded, not applied)"
+    ),
+    "refund.requested": N_("Refund requested"),
+    "refund.created": N_("Refund made in the gateway's own dashboard"),
+    "refund.failed": N_("Refund failed"),
+    "refund.mismatch": N_("The gateway's refund data did not match (flagged)"),
+    "refund.gateway_error": N_("A refund call to the gateway failed"),
+    "dispute.opened": N_("The customer disputed this payment"),
+    "dispute.status_changed": N_("Dispute updated"),
+    "webhook.reprocess_requested": N_("A webhook was processed again by hand"),
 }
 
 # Audit actions that record a check which changed nothing.
@@ -74,15 +78,20 @@ ROUTINE_ACTIONS = frozenset(
 ROUTINE_OUTCOMES = ("duplicate", "stale", "ignored")
 
 WEBHOOK_OUTCOMES = {
-    "applied": "applied",
-    "duplicate": "already known, nothing changed",
-    "stale": "older than what we knew, nothing changed",
-    "invalid": "not possible here, recorded only",
-    "processed": "processed",
-    "received": "received, waiting to be processed",
-    "failed": "processing failed, will be retried",
-    "dead": "processing gave up; reprocess it from the webhook inbox",
+    "applied": N_("applied"),
+    "duplicate": N_("already known, nothing changed"),
+    "stale": N_("older than what we knew, nothing changed"),
+    "invalid": N_("not possible here, recorded only"),
+    "processed": N_("processed"),
+    "received": N_("received, waiting to be processed"),
+    "failed": N_("processing failed, will be retried"),
+    "dead": N_("processing gave up; reprocess it from the webhook inbox"),
 }
+
+
+def gettext(message: str, **variables: Any) -> str:
+    """Flask-Babel's gettext, typed (the sentences here are shown in the merchant's language)."""
+    return str(_gettext(message, **variables))
 
 
 def gateway_name(name: str) -> str:
@@ -105,31 +114,40 @@ class People:
                 select(ApiKey.id, ApiKey.name, ApiKey.prefix).where(ApiKey.id.in_(key_ids))
             )
             self.keys = {
-                str(kid): f"API key “{name}” ({prefix}…)" for kid, name, prefix in key_rows
+                str(kid): gettext("API key “%(name)s” (%(prefix)s…)", name=name, prefix=prefix)
+                for kid, name, prefix in key_rows
             }
 
     def name(self, actor_type: str, actor_id: str | None) -> str:
         if actor_type == "user":
-            return self.users.get(actor_id or "", "a merchant user (since removed)")
+            return self.users.get(actor_id or "") or gettext("a merchant user (since removed)")
         if actor_type == "api_key":
-            return self.keys.get(actor_id or "", "an API key (since removed)")
+            return self.keys.get(actor_id or "") or gettext("an API key (since removed)")
         if actor_type == "customer":
-            return "the customer"
+            return gettext("the customer")
         if actor_type == "gateway":
             gateway = (actor_id or "").split(":", 1)[0]
             return (
-                f"{gateway_name(gateway)} (webhook)"
+                gettext("%(gateway)s (webhook)", gateway=gateway_name(gateway))
                 if ":" in (actor_id or "")
-                else (gateway_name(gateway) if gateway else "the gateway")
+                else (gateway_name(gateway) if gateway else gettext("the gateway"))
             )
         if actor_type == "job":
-            return "Kassa (automatic check)"
+            return gettext("Kassa (automatic check)")
         return "Kassa"
 
 
-def _amount(details: dict[str, Any] | None, currency: str) -> str:
+def _amount(details: dict[str, Any] | None, currency: str) -> str | None:
     amount = (details or {}).get("amount")
-    return f" of {format_minor(int(amount), currency)}" if isinstance(amount, int) else ""
+    return (
+        format_minor(int(amount), currency, current_locale()) if isinstance(amount, int) else None
+    )
+
+
+def _state(status: str | None) -> str:
+    """A status label inside a sentence: translated, lower-cased where the language does."""
+    label = gettext(status_label(status or ""))
+    return label.lower() if current_locale().startswith("en") else label
 
 
 def audit_sentence(
@@ -141,27 +159,36 @@ def audit_sentence(
 ) -> str:
     """One audit entry as a sentence."""
     if action == "payment.status_changed" and to_state:
-        sentence = PAYMENT_REACHED.get(to_state, f"Payment {status_label(to_state).lower()}")
+        reached = PAYMENT_REACHED.get(to_state)
+        sentence = (
+            gettext(reached) if reached else gettext("Payment %(status)s", status=_state(to_state))
+        )
         if to_state == "succeeded" and (details or {}).get("late_success"):
-            sentence += " (late: after the checkout had closed)"
+            sentence = gettext(
+                "%(sentence)s (late: after the checkout had closed)", sentence=sentence
+            )
         return sentence
     if action == "order.status_changed" and to_state:
-        return f"Order is now {status_label(to_state).lower()}"
+        return gettext("Order is now %(status)s", status=_state(to_state))
     if action in ("refund.status_changed", "refund.updated", "refund.succeeded") and to_state:
-        return f"Refund {status_label(to_state).lower()}"
+        return gettext("Refund %(status)s", status=_state(to_state))
     if action == "dispute.status_changed" and to_state:
-        return f"Dispute {status_label(to_state).lower()}"
+        return gettext("Dispute %(status)s", status=_state(to_state))
     if action.endswith(".event_duplicate"):
-        return f"Checked: no change (still {status_label(from_state or '').lower()})"
+        return gettext("Checked: no change (still %(status)s)", status=_state(from_state))
     if action.endswith(".event_stale"):
-        return f"Older news ignored ({status_label(to_state or '').lower()})"
+        return gettext("Older news ignored (%(status)s)", status=_state(to_state))
+    amount = _amount(details, currency)
     if action == "refund.requested":
-        return f"Refund{_amount(details, currency)} requested"
-    base = ACTIONS.get(action)
-    if base is None:
-        base = action.replace(".", ": ", 1).replace("_", " ").capitalize()
-    if action in ("refund.created", "dispute.opened"):
-        base += _amount(details, currency)
+        if amount:
+            return gettext("Refund of %(amount)s requested", amount=amount)
+        return gettext("Refund requested")
+    known = ACTIONS.get(action)
+    if known is None:  # an action with no sentence yet: its own name, readable
+        return action.replace(".", ": ", 1).replace("_", " ").capitalize()
+    base = gettext(known)
+    if action in ("refund.created", "dispute.opened") and amount:
+        base = gettext("%(what)s of %(amount)s", what=base, amount=amount)
     return base
 
 
@@ -169,8 +196,17 @@ def webhook_sentence(event_type: str, gateway: str, outcome: str | None) -> str:
     """One inbox event as a sentence: which notice, from whom, and what it did."""
     what = event_type.replace("_", " ").replace(".", " ")
     parts = [p for p in (outcome or "").split(", ") if p]
-    result = "; ".join(dict.fromkeys(WEBHOOK_OUTCOMES.get(p, p) for p in parts))
-    return f"{gateway_name(gateway)} sent “{what}”" + (f": {result}" if result else "")
+    result = "; ".join(
+        dict.fromkeys(gettext(WEBHOOK_OUTCOMES[p]) if p in WEBHOOK_OUTCOMES else p for p in parts)
+    )
+    if result:
+        return gettext(
+            "%(gateway)s sent “%(what)s”: %(result)s",
+            gateway=gateway_name(gateway),
+            what=what,
+            result=result,
+        )
+    return gettext("%(gateway)s sent “%(what)s”", gateway=gateway_name(gateway), what=what)
 
 
 def is_routine_webhook(outcome: str | None) -> bool:
@@ -183,5 +219,5 @@ def requester(requested_by: str) -> str:
     """A refund's `requested_by` ("user:3", "api_key:7", "gateway", "job") in words."""
     kind, _, ident = requested_by.partition(":")
     if kind == "gateway" and not ident:
-        return "the gateway's dashboard"
+        return gettext("the gateway's dashboard")
     return People([(kind, ident or None)]).name(kind, ident or None)

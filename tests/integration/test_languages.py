@@ -1,5 +1,6 @@
-"""Customer pages in the browser's language (English, Hindi, German), amounts and dates
-formatted for it; the dashboard stays English; every catalog is complete and compiled."""
+"""Customer pages and the dashboard in the browser's language (English, Hindi, German),
+amounts and dates formatted for it; sign-in stays English; every catalog is complete and
+compiled, and covers every dashboard, sandbox and Razorpay-page string."""
 
 from __future__ import annotations
 
@@ -108,3 +109,31 @@ def test_catalogs_are_complete_and_compiled(lang: str) -> None:
         return {m.id if isinstance(m.id, str) else m.id[0] for m in catalog if m.id}  # type: ignore[attr-defined]
 
     assert ids(po) == ids(mo), "run make translations"
+
+
+def test_timeline_sentences_follow_the_merchants_language(make_app: Callable[..., Flask]) -> None:
+    from app.dashboard.timeline import audit_sentence, webhook_sentence
+
+    app = make_app()
+    details = {"amount": 1050}
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        assert audit_sentence("refund.requested", None, None, details, "EUR") == (
+            "Refund of €10.50 requested"
+        )
+        assert audit_sentence("order.status_changed", None, "paid", None, "EUR") == (
+            "Order is now paid"
+        )
+    with app.test_request_context(headers={"Accept-Language": "de"}):
+        assert audit_sentence("refund.requested", None, None, details, "EUR") == (
+            "Erstattung über €10,50 angefordert"
+        )
+        assert audit_sentence("order.status_changed", None, "paid", None, "EUR") == (
+            "Bestellung jetzt: Bezahlt"
+        )
+        assert webhook_sentence("payment.succeeded", "sandbox", "duplicate") == (
+            "Sandbox sendete „payment succeeded“: bereits bekannt, nichts geändert"
+        )
+    with app.test_request_context(headers={"Accept-Language": "hi"}):
+        assert audit_sentence("payment.created", None, "created", None, "EUR") == (
+            "भुगतान का प्रयास शुरू"
+        )

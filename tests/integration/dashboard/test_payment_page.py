@@ -348,14 +348,14 @@ def test_typed_refund_amounts_follow_one_grammar_and_the_locale(
     german = {**hx_headers(client, page_url), "Accept-Language": "de"}
     page = client.get(page_url, headers={"Accept-Language": "de"}).get_data(as_text=True)
     assert re.search(r'<input[^>]*id="amount"[^>]*value="14,50"', page)
-    assert "e.g. 12,50" in page
+    assert "z. B. 12,50" in page  # the dashboard speaks German too
     refused = client.post(
         url, data={"amount": "0.5", "reason": "other", "token": form_token(page)}, headers=german
     )
     assert "is not an amount" in refused.get_data(as_text=True)
     data = {"amount": "0,5", "reason": "other", "token": form_token(page)}
     review = client.post(url, data=data, headers=german).get_data(as_text=True)
-    assert "Confirm the refund" in review and "0,50" in review
+    assert "Erstattung bestätigen" in review and "0,50" in review
     client.post(url, data={**data, "confirm": "yes"}, headers=german)
     with dash_app.app_context():
         refund = db.session.execute(select(Refund)).scalar_one()
