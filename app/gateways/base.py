@@ -186,6 +186,9 @@ class PaymentUpdate:
     failure_message: str | None = None
     payment_method: Mapping[str, Any] | None = None  # brand, last4, vpa...: safe fields only
     capture_deadline: datetime | None = None
+    # With status CANCELED or EXPIRED: an authorization ended (voided by the merchant or
+    # the gateway, or lapsed), news from after it, unlike a checkout's own cancel/expiry.
+    authorization_ended: bool = False
 
 
 @dataclass(frozen=True, slots=True)
