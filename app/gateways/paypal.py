@@ -906,6 +906,9 @@ class PayPalGateway:
             else None,
             payment_method=details,
             capture_deadline=deadline,
+            # VOIDED (by the merchant, or PayPal) and EXPIRED (past its validity): the
+            # authorization's own end, news from after it (app/payments/state.py).
+            authorization_ended=status in ("VOIDED", "EXPIRED"),
         )
 
     def retrieve(self, ref: PaymentRef) -> PaymentUpdate:
