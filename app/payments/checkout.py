@@ -16,6 +16,7 @@ from flask import current_app, url_for
 from sqlalchemy import inspect, select
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app.crypto import email_hash
 from app.extensions import db
 from app.gateways import registry
 from app.gateways.base import (
@@ -65,6 +66,7 @@ def _attempt_row(
         "currency": currency,
         "amount_refunded": 0,
         "customer_email": email,
+        "customer_email_hash": email_hash(email),
         "capture_method": current_app.config.get("CAPTURE_METHOD", "automatic"),
         "idempotency_key": f"kassa-checkout-{pid}",
         "expires_at": expires_at,
