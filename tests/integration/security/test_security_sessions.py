@@ -270,6 +270,8 @@ def _production(**overrides: Any) -> dict[str, Any]:
         "SESSION_COOKIE_NAME": "__Host-kassa_session",
         "PUBLIC_BASE_URL": "https://shop.example.com",
         "METRICS_TOKEN": "mt_" + "R4nd0mScr4pe" * 2,
+        "ENCRYPTION_KEYS": "n6lgJy1Fc_R-haNQ7eg_dkCnuOr7f8Nvv5ilDP4Xxrk=",
+        "BLIND_INDEX_KEY": "bi_" + "Vq9sT2kW" * 5,
     }
     config.update(overrides)
     return config
