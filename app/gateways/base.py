@@ -116,6 +116,7 @@ NETWORK_CALLS = (
     "cancel_checkout",
     "refund",
     "capture",
+    "void_payment",
     "list_events",
     "retrieve_refund",
 )
@@ -328,6 +329,15 @@ class PagedCheckout(Protocol):
         order_id: str,
         payment_id: str,
     ) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class VoidsAuthorizations(Protocol):
+    """Optional: a gateway that can release an authorization without capturing it
+    (Stripe: cancel the PaymentIntent; PayPal: void the authorization). The answer is the
+    payment as the gateway now has it: canceled, with authorization_ended set."""
+
+    def void_payment(self, request: CaptureRequest) -> PaymentUpdate: ...
 
 
 @runtime_checkable

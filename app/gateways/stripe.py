@@ -667,6 +667,23 @@ class StripeGateway:
             pi, payment_id=request.payment_id, reference=request.reference
         )
 
+    def void_payment(self, request: CaptureRequest) -> PaymentUpdate:
+        """Release an uncaptured authorization: cancel its PaymentIntent (idempotent on
+        the request's key). Answers the intent as canceled, the authorization's end."""
+        pi_id = self._payment_intent_id(request.reference, request.gateway_payment_id)
+        pi = self._call(
+            "payment_intent.cancel",
+            lambda: self._client.v1.payment_intents.cancel(
+                pi_id,
+                params={"cancellation_reason": "requested_by_customer"},
+                options={"idempotency_key": request.idempotency_key},
+            ),
+        )
+        update = self.payment_intent_update(
+            pi, payment_id=request.payment_id, reference=request.reference
+        )
+        return replace(update, authorization_ended=update.status == PaymentStatus.CANCELED)
+
     # ------------------------------------------------------------------ mapping
     def session_update(self, session: Mapping[str, Any]) -> PaymentUpdate:
         """What a Checkout Session (payment_intent maybe expanded) says about our payment."""

@@ -457,6 +457,34 @@ def test_an_authorization_voided_at_paypal_cancels_the_payment_and_releases_stoc
         db.session.remove()
 
 
+def test_the_merchant_voids_an_authorization_from_kassa(
+    make_paypal_app: Callable[..., Flask], fake: FakePayPal
+) -> None:
+    app = make_paypal_app(CAPTURE_METHOD="manual")
+    with app.test_request_context():
+        payment = _authorized(app, fake)
+        assert refunds.can_void(payment)
+        voided = refunds.void_authorization(payment.public_id, MERCHANT)
+        assert (voided.status, voided.order.status) == ("canceled", "canceled")
+        assert not voided.order.stock_reserved
+        (call,) = fake.calls(
+            "POST", f"/v2/payments/authorizations/{payment.gateway_payment_id}/void"
+        )
+        assert call.request_id == f"kassa-void-{payment.gateway_payment_id}"
+        assert fake.authorizations[payment.gateway_payment_id or ""]["status"] == "VOIDED"
+        assert _outbox_types(voided).count("payment.authorization_voided") == 1
+        # Its webhook arriving afterwards changes nothing more.
+        voided_events = [
+            e for e in fake.events if e["event_type"] == "PAYMENT.AUTHORIZATION.VOIDED"
+        ]
+        post_webhook(app.test_client(), *fake.signed(voided_events[-1]))
+        assert transitions(fresh(payment.public_id), "canceled") == 1
+        assert not refunds.can_void(fresh(payment.public_id))
+        with pytest.raises(InvalidState):
+            refunds.void_authorization(payment.public_id, MERCHANT)
+        db.session.remove()
+
+
 def test_an_authorization_that_lapsed_expires_the_payment_on_sync(
     make_paypal_app: Callable[..., Flask], fake: FakePayPal
 ) -> None:

@@ -405,6 +405,24 @@ def test_an_authorization_voided_in_stripe_cancels_the_payment(
         assert types.count("order.canceled") == 1
 
 
+def test_the_merchant_voids_an_authorization_from_kassa(make_stripe_app, fake_stripe) -> None:
+    app = make_stripe_app(CAPTURE_METHOD="manual")
+    with app.test_client() as client:
+        shop, payment_id, pi_id = _authorized(app, client, fake_stripe)
+        with app.test_request_context():
+            voided = refund_service.void_authorization(payment_id, merchant())
+            assert (voided.status, voided.order.status) == ("canceled", "canceled")
+        [call] = fake_stripe.calls("POST", f"/v1/payment_intents/{pi_id}/cancel")
+        assert call.idempotency_key == f"kassa-void-{payment_id}"
+        assert fake_stripe.payment_intents[pi_id]["status"] == "canceled"
+        # Stripe's event for it, delivered afterwards, is a duplicate.
+        shop.deliver_all(new_events(fake_stripe, 0, "payment_intent.canceled"))
+        payment = shop.payment(payment_id)
+        assert (payment.status, payment.order.status) == ("canceled", "canceled")
+        assert not payment.order.stock_reserved
+        assert _outbox(shop, payment_id).count("payment.authorization_voided") == 1
+
+
 @pytest.mark.parametrize("first", ["charge.expired", "payment_intent.canceled"])
 def test_a_lapsed_authorization_expires_the_payment_in_any_order(
     make_stripe_app, fake_stripe, first: str
