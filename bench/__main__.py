@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--only checkout,webhooks,dashboard,page,memory]`
+"""`python -m bench [--quick] [--only checkout,api_checkout,webhooks,dashboard,page,memory]`
 
 Full runs (the default, `make bench`) write bench/RESULTS.md and bench/out/results.json;
 quick runs (CI, tests/bench/) use small counts, write only bench/out/results-quick.json
@@ -32,6 +32,7 @@ from bench.report import write_report
 
 BENCHES: dict[str, Callable[[Database, serving.Sizes], dict[str, Any]]] = {
     "checkout": serving.checkout_under_latency,
+    "api_checkout": serving.api_vs_form_checkout,
     "webhooks": serving.webhook_intake,
     "dashboard": dashboard.run,
     "page": serving.page_weight,
@@ -52,6 +53,14 @@ def headline(result: dict[str, Any]) -> str:
             f"checkout: {s['rate']} sessions/s at {slow_key[8:]} (p50 {s['p50_ms']} ms, "
             f"p99 {s['p99_ms']} ms, errors {s['errors']}); baseline 0 ms {b['rate']}/s "
             f"(p50 {b['p50_ms']} ms, p99 {b['p99_ms']} ms, errors {b['errors']}); "
+            f"ratio {result['ratio']}"
+        )
+    if name == "api_checkout":
+        f, a = result["form"], result["api"]
+        return (
+            f"api checkout: {a['rate']}/s (p99 {a['p99_ms']} ms, {a['server_cpu_ms_per_op']} "
+            f"CPU ms/op, errors {a['errors']}); form checkout {f['rate']}/s (p99 {f['p99_ms']} "
+            f"ms, {f['server_cpu_ms_per_op']} CPU ms/op, errors {f['errors']}); "
             f"ratio {result['ratio']}"
         )
     if name == "webhooks":

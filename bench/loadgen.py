@@ -231,6 +231,37 @@ async def checkout(cfg: dict[str, Any]) -> Result:
     )
 
 
+async def api_checkout(cfg: dict[str, Any]) -> Result:
+    """Shop fronts: the JSON API's checkout (no key: the public door), one item per order,
+    as the form checkout buys; 201 with the hosted checkout URL is success."""
+
+    async def one(conn: Connection, i: int, n: int, state: Any) -> bool | str:
+        body = json.dumps(
+            {
+                "items": [{"sku": cfg["sku"], "quantity": 1}],
+                "customer": {"email": f"buyer{n}@example.com", "name": f"Buyer {n}"},
+                "gateway": cfg["gateway"],
+            }
+        ).encode()
+        reply = await conn.request(
+            "POST", "/api/v1/checkout-sessions", {"Content-Type": "application/json"}, body
+        )
+        if reply.status == 201 and cfg["expect_location"].encode() in reply.body:
+            return True
+        return f"{reply.status} {reply.body[:120]!r}"
+
+    return await run(
+        "api_checkout",
+        cfg["host"],
+        cfg["port"],
+        cfg["clients"],
+        cfg["total"],
+        cfg["max_seconds"],
+        None,
+        one,
+    )
+
+
 async def webhooks(cfg: dict[str, Any]) -> Result:
     """Senders: each posts distinct signed events (pre-signed by the parent, read from a file)."""
     events = [json.loads(line) for line in Path(cfg["events_file"]).read_text().splitlines()]
@@ -274,7 +305,12 @@ async def gets(cfg: dict[str, Any]) -> Result:
     )
 
 
-SCENARIOS = {"checkout": checkout, "webhooks": webhooks, "gets": gets}
+SCENARIOS = {
+    "checkout": checkout,
+    "api_checkout": api_checkout,
+    "webhooks": webhooks,
+    "gets": gets,
+}
 
 
 def main() -> None:

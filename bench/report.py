@@ -47,7 +47,31 @@ def write_report(payload: dict[str, Any], path: Path) -> None:
         if "error" in result:
             out.append(f"Failed: `{result['error']}`")
             continue
-        if name in ("checkout", "webhooks"):
+        if name == "api_checkout":
+            runs = [(k, v) for k, v in result.items() if isinstance(v, dict) and "rate" in v]
+            out.append(
+                _table(
+                    ["run", "ok", "errors", "per second", "p50 ms", "p99 ms", "CPU ms/op"],
+                    [
+                        [
+                            k,
+                            v["ok"],
+                            v["errors"],
+                            v["rate"],
+                            v["p50_ms"],
+                            v["p99_ms"],
+                            v.get("server_cpu_ms_per_op"),
+                        ]
+                        for k, v in runs
+                    ],
+                )
+            )
+            out.append("")
+            out.append(
+                f"Setup: {result.get('setup')}. Ratio (API rate / form rate, one run): "
+                f"{result.get('ratio')}."
+            )
+        elif name in ("checkout", "webhooks"):
             runs = [(k, v) for k, v in result.items() if isinstance(v, dict) and "rate" in v]
             out.append(
                 _table(

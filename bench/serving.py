@@ -176,6 +176,88 @@ def checkout_under_latency(db: Database, sizes: Sizes) -> dict[str, Any]:
         release(sizes, server, fake)
 
 
+def _server_cpu_seconds(server: Server) -> float:
+    """User + system CPU time of gunicorn's master and workers (its process group) so far."""
+    assert server.proc is not None
+    group, total, tick = server.proc.pid, 0, os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[2]) == group:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def api_vs_form_checkout(db: Database, sizes: Sizes) -> dict[str, Any]:
+    """a2. The JSON API's checkout against the storefront form's, in one run on one server
+    (the machine is shared: only a ratio within one run means anything). The two alternate
+    (form, API, form, API in full runs) with the gateway answering at once, and each run
+    reports the server's CPU milliseconds per checkout beside its rate."""
+    clients = sizes.pick(64, 8)
+    total = sizes.pick(6000, 40)
+    max_seconds = sizes.pick(20, 3)
+    rounds = sizes.pick(2, 1)
+    server, target, fake, gateway_port = kassa_with_gateway(db, sizes)
+    try:
+        target["set_latency"](0)
+        cfg = {
+            "host": "127.0.0.1",
+            "port": server.port,
+            "sku": "tee-usd",
+            "gateway": target["gateway"],
+            "expect_location": f"127.0.0.1:{gateway_port}/pay/",
+            "clients": clients,
+            "total": total,
+            "max_seconds": max_seconds,
+        }
+        warm = dict(cfg, total=sizes.pick(500, 5), max_seconds=sizes.pick(5, 2))
+        loadgen("checkout", warm)
+        loadgen("api_checkout", warm)
+        runs: dict[str, list[dict[str, Any]]] = {"checkout": [], "api_checkout": []}
+        for _round in range(rounds):
+            for scenario, done in runs.items():
+                cpu_before = _server_cpu_seconds(server)
+                run = loadgen(scenario, cfg)
+                cpu = _server_cpu_seconds(server) - cpu_before
+                run["server_cpu_ms_per_op"] = (
+                    round(1000 * cpu / run["ok"], 2) if run["ok"] else None
+                )
+                done.append(run)
+        form, api = _combined(runs["checkout"]), _combined(runs["api_checkout"])
+        for combined, scenario in ((form, "checkout"), (api, "api_checkout")):
+            ok = sum(r["ok"] for r in runs[scenario])
+            cpu_ms = sum((r["server_cpu_ms_per_op"] or 0) * r["ok"] for r in runs[scenario])
+            combined["server_cpu_ms_per_op"] = round(cpu_ms / ok, 2) if ok else None
+        result: dict[str, Any] = {
+            "name": "api_checkout",
+            "setup": {
+                "gateway": target["gateway"],
+                "workers": server.env["WEB_CONCURRENCY"],
+                "worker class": server.env["WORKER_CLASS"],
+                "clients": clients,
+                "requests per run (max)": total,
+                "seconds per run (max)": max_seconds,
+                "rounds (form, then API)": rounds,
+            },
+            "form": form,
+            "api": api,
+            # At least 0.9 is the aim (issue #23.10).
+            "ratio": round(api["rate"] / form["rate"], 3) if form["rate"] else None,
+        }
+        if rounds > 1:
+            for n in range(rounds):
+                result[f"round {n + 1}, form"] = runs["checkout"][n]
+                result[f"round {n + 1}, api"] = runs["api_checkout"][n]
+        return result
+    finally:
+        release(sizes, server, fake)
+
+
 def _combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Several runs of one setting as one: the rate over all of them (every ok request over
     every second), and each percentile from the worse run (the runs' latencies are not

@@ -61,7 +61,7 @@ def list_products() -> Response:
 def create_checkout_session(body: s.CheckoutSessionCreate) -> Response:
     """Order the items and open a hosted checkout at the gateway."""
     gateway = body.gateway or next(iter(registry.gateways()))
-    payment = checkout.create_checkout(
+    opened = checkout.open_new_checkout(
         [ItemRequest(i.sku, i.quantity) for i in body.items],
         body.customer.email,
         body.customer.name,
@@ -70,10 +70,11 @@ def create_checkout_session(body: s.CheckoutSessionCreate) -> Response:
         success_url=body.success_url,
         cancel_url=body.cancel_url,
     )
+    # From what the core wrote: nothing is read back after the commit.
     return present.ok(
-        present.checkout_session(payment),
+        present.checkout_session(opened.written),
         201,
-        location=url_for(".get_payment", payment_id=payment.public_id),
+        location=url_for(".get_payment", payment_id=opened.written.public_id),
     )
 
 

@@ -55,7 +55,14 @@ from app.payments import events
 from app.payments import links as links_core
 from app.payments.audit import Actor
 from app.payments.errors import KassaError
-from app.payments.refunds import capture_payment, create_refund, refundable_amount, sync_payment
+from app.payments.refunds import (
+    can_void,
+    capture_payment,
+    create_refund,
+    refundable_amount,
+    sync_payment,
+    void_authorization,
+)
 from app.presentation import shown_status
 
 MANAGERS = (Role.OWNER.value, Role.ADMIN.value)
@@ -95,6 +102,7 @@ def dashboard_globals() -> dict[str, Any]:
         "logout_form": ButtonForm(),
         "gateway_dashboard_url": queries.gateway_dashboard_url,
         "requester": requester,
+        "can_void": can_void,
     }
 
 
@@ -449,13 +457,16 @@ def refund(public_id: str) -> BaseResponse:
 
 
 def _button_action(public_id: str, action: str) -> BaseResponse:
-    """Capture or sync, then answer the status widget (or 303 back without htmx)."""
+    """Capture, void or sync, then answer the status widget (or 303 back without htmx)."""
     _payment_or_404(public_id)
     error = None
     try:
         if action == "capture":
             capture_payment(public_id, _actor())
             message = gettext("Payment captured.")
+        elif action == "void":
+            void_authorization(public_id, _actor())
+            message = gettext("Authorization voided: nothing was charged.")
         else:
             sync_payment(public_id, _actor())
             message = gettext("Payment synced with the gateway.")
@@ -473,6 +484,13 @@ def _button_action(public_id: str, action: str) -> BaseResponse:
 def capture(public_id: str) -> BaseResponse:
     """Capture an authorized payment; answers the status widget."""
     return _button_action(public_id, "capture")
+
+
+@bp.post("/payments/<public_id>/void")
+@roles_required(*MANAGERS)
+def void(public_id: str) -> BaseResponse:
+    """Void an authorized payment (release the hold, charge nothing); answers the widget."""
+    return _button_action(public_id, "void")
 
 
 @bp.post("/payments/<public_id>/sync")

@@ -116,6 +116,7 @@ NETWORK_CALLS = (
     "cancel_checkout",
     "refund",
     "capture",
+    "void_payment",
     "list_events",
     "retrieve_refund",
 )
@@ -186,6 +187,9 @@ class PaymentUpdate:
     failure_message: str | None = None
     payment_method: Mapping[str, Any] | None = None  # brand, last4, vpa...: safe fields only
     capture_deadline: datetime | None = None
+    # With status CANCELED or EXPIRED: an authorization ended (voided by the merchant or
+    # the gateway, or lapsed), news from after it, unlike a checkout's own cancel/expiry.
+    authorization_ended: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +329,15 @@ class PagedCheckout(Protocol):
         order_id: str,
         payment_id: str,
     ) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class VoidsAuthorizations(Protocol):
+    """Optional: a gateway that can release an authorization without capturing it
+    (Stripe: cancel the PaymentIntent; PayPal: void the authorization). The answer is the
+    payment as the gateway now has it: canceled, with authorization_ended set."""
+
+    def void_payment(self, request: CaptureRequest) -> PaymentUpdate: ...
 
 
 @runtime_checkable

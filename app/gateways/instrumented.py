@@ -30,6 +30,7 @@ TIMED_OPERATIONS = (
     "cancel_checkout",
     "refund",
     "capture",
+    "void_payment",
 )
 
 

@@ -775,6 +775,17 @@ class PayPalGateway:
             if auth.get("status") in ("CREATED", "PENDING") and auth.get("id"):
                 self.void_authorization(str(auth["id"]))
 
+    def void_payment(self, request: CaptureRequest) -> PaymentUpdate:
+        """Release the authorization (manual capture) without capturing: void it, then
+        read it back; VOIDED is the authorization's end."""
+        if not request.gateway_payment_id:
+            raise GatewayError("invalid_request", "no PayPal authorization to void")
+        self.void_authorization(request.gateway_payment_id)
+        auth_id = _path_id(request.gateway_payment_id, "authorization")
+        auth = self._call("GET", f"/v2/payments/authorizations/{auth_id}")
+        ref = PaymentRef(request.payment_id, request.reference, request.gateway_payment_id)
+        return self._authorization_update(auth, ref)
+
     def void_authorization(self, authorization_id: str) -> None:
         auth_id = _path_id(authorization_id, "authorization")
         try:
@@ -906,6 +917,9 @@ class PayPalGateway:
             else None,
             payment_method=details,
             capture_deadline=deadline,
+            # VOIDED (by the merchant, or PayPal) and EXPIRED (past its validity): the
+            # authorization's own end, news from after it (app/payments/state.py).
+            authorization_ended=status in ("VOIDED", "EXPIRED"),
         )
 
     def retrieve(self, ref: PaymentRef) -> PaymentUpdate:

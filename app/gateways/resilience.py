@@ -254,6 +254,18 @@ class ResilientGateway:
         return self.call("capture", lambda: self.inner.capture(request))
 
     @property
+    def can_void_payments(self) -> bool:
+        return callable(getattr(self.inner, "void_payment", None))
+
+    def void_payment(self, request: CaptureRequest) -> PaymentUpdate:
+        """Optional protocol method (Stripe, PayPal): release an uncaptured authorization."""
+        voider = getattr(self.inner, "void_payment", None)
+        if not callable(voider):
+            raise NotImplementedError(f"{self.name} cannot void authorizations")
+        update: PaymentUpdate = self.call("void_payment", lambda: voider(request))
+        return update
+
+    @property
     def can_list_events(self) -> bool:
         return callable(getattr(self.inner, "list_events", None))
 

@@ -181,6 +181,8 @@ HANDLED_EVENTS = (
     "checkout.session.async_payment_failed",
     "checkout.session.expired",
     "payment_intent.payment_failed",
+    "payment_intent.canceled",
+    "charge.expired",
     "charge.refunded",
     "refund.created",
     "refund.updated",
@@ -665,6 +667,23 @@ class StripeGateway:
             pi, payment_id=request.payment_id, reference=request.reference
         )
 
+    def void_payment(self, request: CaptureRequest) -> PaymentUpdate:
+        """Release an uncaptured authorization: cancel its PaymentIntent (idempotent on
+        the request's key). Answers the intent as canceled, the authorization's end."""
+        pi_id = self._payment_intent_id(request.reference, request.gateway_payment_id)
+        pi = self._call(
+            "payment_intent.cancel",
+            lambda: self._client.v1.payment_intents.cancel(
+                pi_id,
+                params={"cancellation_reason": "requested_by_customer"},
+                options={"idempotency_key": request.idempotency_key},
+            ),
+        )
+        update = self.payment_intent_update(
+            pi, payment_id=request.payment_id, reference=request.reference
+        )
+        return replace(update, authorization_ended=update.status == PaymentStatus.CANCELED)
+
     # ------------------------------------------------------------------ mapping
     def session_update(self, session: Mapping[str, Any]) -> PaymentUpdate:
         """What a Checkout Session (payment_intent maybe expanded) says about our payment."""
@@ -918,6 +937,42 @@ class StripeGateway:
             # another card. Record why, keep the payment processing.
             update = self.payment_intent_update(obj)
             return [_replace_status(update, PaymentStatus.PROCESSING)]
+        if kind == "payment_intent.canceled":
+            # Only an authorization's end is news here: an intent canceled with a charge
+            # that was never captured (voided in Stripe's dashboard, by us, or lapsed:
+            # cancellation_reason "automatic"). One canceled without any charge is a
+            # checkout closing, which the session's own events report.
+            if not obj.get("latest_charge"):
+                return []
+            update = self.payment_intent_update(obj)
+            lapsed = obj.get("cancellation_reason") == "automatic"
+            return [
+                replace(
+                    update,
+                    status=PaymentStatus.EXPIRED if lapsed else PaymentStatus.CANCELED,
+                    authorization_ended=True,
+                    payment_method=None,
+                )
+            ]
+        if kind == "charge.expired":
+            # An uncaptured charge whose authorization lapsed.
+            if obj.get("captured"):
+                return []
+            metadata = obj.get("metadata") or {}
+            currency = (obj.get("currency") or "").upper() or None
+            pi_id = _id(obj.get("payment_intent"))
+            return [
+                PaymentUpdate(
+                    ref=PaymentRef(payment_id=metadata.get("payment_id"), gateway_payment_id=pi_id),
+                    status=PaymentStatus.EXPIRED,
+                    amount=from_stripe_amount(obj["amount"], currency)
+                    if obj.get("amount") is not None and currency
+                    else None,
+                    currency=currency,
+                    gateway_payment_id=pi_id,
+                    authorization_ended=True,
+                )
+            ]
         if kind == "charge.refunded":
             refunds = (obj.get("refunds") or {}).get("data") or []
             return [self.refund_update(r, obj) for r in refunds if isinstance(r, Mapping)]

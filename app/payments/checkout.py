@@ -8,11 +8,12 @@ and a retried create reuses the key: the gateway never makes a second session.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from flask import current_app, url_for
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.crypto import email_hash
@@ -27,7 +28,7 @@ from app.gateways.base import (
     ReturnParams,
     ReturnRejected,
 )
-from app.models import Order, OrderStatus, Payment, PaymentStatus
+from app.models import Order, OrderItem, OrderStatus, Payment, PaymentStatus
 from app.models.base import public_id, utcnow
 from app.models.enums import ORDER_UNPAID_ENDS, PAYABLE, UNPAID_ENDS
 from app.payments import audit, faults, orders, state, store
@@ -113,6 +114,34 @@ def create_checkout(
     cancel_url: str | None = None,
 ) -> Payment:
     """Order + first payment attempt + hosted checkout; returns the payment."""
+    return open_new_checkout(
+        items, email, name, gateway_name, actor, success_url=success_url, cancel_url=cancel_url
+    ).payment
+
+
+@dataclass(frozen=True, slots=True)
+class NewCheckout:
+    """A checkout just opened. `payment` is the session's row (its checkout URL known
+    without a query); `written` is the payment as stored, with its order, the order's
+    items and payments, for an answer that reads nothing back after the commit: copies
+    built from the values written, never in a session (reading them never queries).
+    When a webhook moved the attempt meanwhile, `written` is the row as read then."""
+
+    payment: Payment
+    written: Payment
+
+
+def open_new_checkout(
+    items: Sequence[ItemRequest],
+    email: str,
+    name: str,
+    gateway_name: str,
+    actor: Actor,
+    *,
+    success_url: str | None = None,
+    cancel_url: str | None = None,
+) -> NewCheckout:
+    """create_checkout, keeping what was written for the answer (the JSON API's 201)."""
     # An unknown or unconfigured gateway fails before any write.
     gateway = registry.get_gateway(gateway_name)
     with unit_of_work():
@@ -126,7 +155,7 @@ def create_checkout(
             order["expires_at"],
             gateway_name,
         )
-        _, payment_id = store.write_checkout(
+        order_id, payment_id = store.write_checkout(
             order,
             plan.item_rows,
             attempt,
@@ -148,7 +177,35 @@ def create_checkout(
         success_url=success_url,
         cancel_url=cancel_url,
     )
-    return _open(payment_id, gateway, request, actor)
+    opened: dict[str, Any] = {}
+    payment = _open(payment_id, gateway, request, actor, opened)
+    if "status" not in inspect(payment).unloaded:
+        return NewCheckout(payment, payment)  # moved meanwhile: read, so read from it
+    written_order = Order(
+        id=order_id,
+        **order,
+        fulfilled_at=None,
+        fulfillment_note=None,
+        items=[OrderItem(order_id=order_id, **row) for row in plan.item_rows],
+    )
+    written = Payment(
+        **{
+            **attempt,
+            "id": payment_id,
+            "order_id": order_id,
+            "gateway_payment_id": None,
+            "failure_code": None,
+            "failure_message": None,
+            "payment_method": None,
+            "authorized_at": None,
+            "capture_deadline": None,
+            "captured_at": None,
+            **opened,
+            "status": PaymentStatus.PROCESSING,
+        },
+    )
+    written.order = written_order  # and so written_order.payments == [written]
+    return NewCheckout(payment, written)
 
 
 def retry_checkout(order_public_id: str, gateway_name: str, actor: Actor) -> Payment:
@@ -279,8 +336,15 @@ def open_checkout(
     return _open(payment_id, registry.get_gateway(payment.gateway), request, actor)
 
 
-def _open(payment_id: int, gateway: Gateway, request: CheckoutRequest, actor: Actor) -> Payment:
-    """Ask the gateway for a hosted checkout, then record its answer on the attempt."""
+def _open(
+    payment_id: int,
+    gateway: Gateway,
+    request: CheckoutRequest,
+    actor: Actor,
+    opened: dict[str, Any] | None = None,
+) -> Payment:
+    """Ask the gateway for a hosted checkout, then record its answer on the attempt;
+    `opened` (when given) receives the values stored with the move."""
     release_connection()  # don't hold a pooled connection while the gateway thinks
 
     def refused(payment: Payment, exc: GatewayError) -> None:
@@ -297,10 +361,12 @@ def _open(payment_id: int, gateway: Gateway, request: CheckoutRequest, actor: Ac
     ):
         session = gateway.create_checkout(request)
         faults.hit("after_gateway_checkout")
-    opened: dict[str, Any] = {
-        "gateway_reference": session.reference,
-        "checkout_url": session.redirect_url,
-    }
+    opened = {} if opened is None else opened
+    opened.update(
+        gateway_reference=session.reference,
+        checkout_url=session.redirect_url,
+        updated_at=utcnow(),  # stored as given, so an answer can say it without a read
+    )
     if session.expires_at:
         opened["expires_at"] = session.expires_at
     with unit_of_work():

@@ -52,6 +52,9 @@ class EventType(StrEnum):
     ORDER_FULFILLMENT_CANCELED = "order.fulfillment_canceled"
     PAYMENT_AUTHORIZED = "payment.authorized"
     PAYMENT_FAILED = "payment.failed"
+    # An authorization ended unpaid: voided (by the merchant or the gateway), or lapsed.
+    PAYMENT_AUTHORIZATION_VOIDED = "payment.authorization_voided"
+    PAYMENT_AUTHORIZATION_EXPIRED = "payment.authorization_expired"
     REFUND_SUCCEEDED = "refund.succeeded"
     REFUND_FAILED = "refund.failed"
     DISPUTE_CREATED = "dispute.created"

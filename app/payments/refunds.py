@@ -22,6 +22,7 @@ from app.payments.audit import Actor
 from app.payments.checkout import get_payment
 from app.payments.errors import (
     InvalidState,
+    KassaError,
     NotFound,
     RefundExceedsRemaining,
     ValidationFailed,
@@ -180,6 +181,47 @@ def capture_payment(payment_public_id: str, actor: Actor) -> Payment:
         )
         faults.hit("after_gateway_capture")
     apply_update_now(payment.gateway, update, actor, source="capture response")
+    db.session.refresh(payment)
+    return payment
+
+
+def can_void(payment: Payment) -> bool:
+    """An authorized payment whose gateway can void it from here (Stripe, PayPal)."""
+    if payment.status != PaymentStatus.AUTHORIZED:
+        return False
+    try:
+        gateway = registry.get_gateway(payment.gateway)
+    except KassaError:
+        return False
+    return bool(getattr(gateway, "can_void_payments", False))
+
+
+def void_authorization(payment_public_id: str, actor: Actor) -> Payment:
+    """Release an authorized (manual-capture) payment without charging: the gateway
+    voids it, and its answer (canceled, the authorization's end) goes through the state
+    machine: the order is canceled and its stock released."""
+    payment = get_payment(payment_public_id)
+    if payment.status != PaymentStatus.AUTHORIZED:
+        raise InvalidState("Only an authorized payment can be voided.")
+    if not can_void(payment):
+        raise InvalidState("This gateway's authorizations cannot be voided from here.")
+    gateway = registry.get_gateway(payment.gateway)
+    with unit_of_work():
+        locked = lock(Payment, id=payment.id)
+        assert locked is not None
+        audit.record(actor, "payment.void_requested", locked, from_state=locked.status)
+    with gateway_errors():
+        update = gateway.void_payment(  # type: ignore[attr-defined]
+            CaptureRequest(
+                payment_id=payment.public_id,
+                reference=payment.gateway_reference,
+                gateway_payment_id=payment.gateway_payment_id,
+                amount=payment.amount,
+                currency=payment.currency,
+                idempotency_key=f"kassa-void-{payment.public_id}",
+            )
+        )
+    apply_update_now(payment.gateway, update, actor, source="void response")
     db.session.refresh(payment)
     return payment
 

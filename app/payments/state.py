@@ -50,7 +50,9 @@ PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     P.FAILED: frozenset({P.EXPIRED, P.CANCELED, P.AUTHORIZED, P.SUCCEEDED}),
     P.EXPIRED: frozenset({P.CANCELED, P.AUTHORIZED, P.SUCCEEDED}),
     P.CANCELED: frozenset({P.AUTHORIZED, P.SUCCEEDED}),
-    P.AUTHORIZED: frozenset({P.SUCCEEDED}),
+    # Only an authorization's own end (voided: canceled; lapsed: expired) leaves it
+    # unpaid; a checkout's cancel or expiry is older news (see AUTHORIZATION_END_RANK).
+    P.AUTHORIZED: frozenset({P.SUCCEEDED, P.CANCELED, P.EXPIRED}),
     P.SUCCEEDED: frozenset(),
     P.PARTIALLY_REFUNDED: frozenset(),
     P.REFUNDED: frozenset(),
@@ -69,6 +71,12 @@ PAYMENT_RANK: dict[PaymentStatus, int] = {
     P.REFUNDED: 6,
 }
 
+# An authorization that ended is news from after the authorization: it ranks above it
+# (and below money: a capture that still lands wins). Stored as canceled (voided, by the
+# merchant or the gateway) or expired (lapsed), with authorized_at set: that pair is how
+# a stored payment says its authorization ended. A void outranks a lapse.
+AUTHORIZATION_END_RANK: dict[PaymentStatus, float] = {P.EXPIRED: 5.3, P.CANCELED: 5.6}
+
 # Moves the merchant's systems are told about (app/payments/outbox.py); a capture is
 # told as order.paid.
 PAYMENT_EVENTS = {
@@ -84,11 +92,31 @@ class Outcome(StrEnum):
     INVALID = "invalid"  # not a move the table allows (recorded, never applied)
 
 
-def payment_outcome(current: PaymentStatus, target: PaymentStatus) -> Outcome:
-    """Classify a gateway-reported status against the current one (pure; table-tested)."""
+def payment_outcome(
+    current: PaymentStatus,
+    target: PaymentStatus,
+    *,
+    current_ended: bool = False,
+    target_ended: bool = False,
+) -> Outcome:
+    """Classify a gateway-reported status against the current one (pure; table-tested).
+
+    `target_ended`: the report is an authorization's end (canceled = voided, expired =
+    lapsed); `current_ended`: the payment's canceled/expired state is one. Those rank
+    above authorized (AUTHORIZATION_END_RANK), so every delivery order ends the same."""
     if target in (P.PARTIALLY_REFUNDED, P.REFUNDED):
         return Outcome.INVALID  # refund states follow refunds, never a status report
     effective = P.SUCCEEDED if current in CAPTURED else current
+    current_ended = current_ended and effective in AUTHORIZATION_END_RANK
+    target_ended = target_ended and target in AUTHORIZATION_END_RANK
+    if current_ended or target_ended:
+        before = _rank(effective, current_ended)
+        after = _rank(target, target_ended)
+        if after == before:
+            return Outcome.DUPLICATE
+        return Outcome.APPLIED if after > before else Outcome.STALE
+    if effective == P.AUTHORIZED and target in AUTHORIZATION_END_RANK:
+        return Outcome.STALE  # the checkout's cancel or expiry, from before the authorization
     if target == effective:
         return Outcome.DUPLICATE
     if target in PAYMENT_TRANSITIONS[effective]:
@@ -96,6 +124,15 @@ def payment_outcome(current: PaymentStatus, target: PaymentStatus) -> Outcome:
     if PAYMENT_RANK[target] < PAYMENT_RANK[effective]:
         return Outcome.STALE
     return Outcome.INVALID
+
+
+def _rank(status: PaymentStatus, ended: bool) -> float:
+    return AUTHORIZATION_END_RANK[status] if ended else PAYMENT_RANK[status]
+
+
+def _authorization_ended(payment: Payment) -> bool:
+    """The payment's canceled/expired state is its authorization's end (voided, lapsed)."""
+    return payment.status in AUTHORIZATION_END_RANK and payment.authorized_at is not None
 
 
 def refund_totals_outcome(
@@ -131,6 +168,7 @@ def transition_payment(
     values: Mapping[str, Any] | None = None,
     only_from: PaymentStatus | None = None,
     amount_refunded: int | None = None,
+    authorization_ended: bool = False,
 ) -> Outcome:
     """The one place a payment's status changes: because a gateway said so, or (with
     `amount_refunded`, the sum of its succeeded refunds) because its refunds did.
@@ -168,7 +206,11 @@ def transition_payment(
         return payment_outcome(current, target)
     if amount_refunded is not None:
         return _move_by_refunds(payment, current, target, amount_refunded, actor)
-    outcome = payment_outcome(current, target)
+    ended_before = _authorization_ended(payment)
+    ended = authorization_ended and target in AUTHORIZATION_END_RANK
+    if ended:
+        info["authorization_ended"] = "voided" if target == P.CANCELED else "lapsed"
+    outcome = payment_outcome(current, target, current_ended=ended_before, target_ended=ended)
     if outcome is not Outcome.APPLIED:
         audit.record(
             actor,
@@ -181,7 +223,8 @@ def transition_payment(
         return outcome
     payment.status = target
     now = utcnow()
-    if target == P.AUTHORIZED and payment.authorized_at is None:
+    if (target == P.AUTHORIZED or ended) and payment.authorized_at is None:
+        # An authorization's end names an authorization, even when it arrives first.
         payment.authorized_at = now
     if target == P.SUCCEEDED and payment.captured_at is None:
         payment.captured_at = now
@@ -199,7 +242,14 @@ def transition_payment(
     audit.record(
         actor, "payment.status_changed", payment, from_state=current, to_state=target, details=info
     )
-    if target in PAYMENT_EVENTS:
+    if ended and not ended_before:
+        outbox.emit(
+            outbox.EventType.PAYMENT_AUTHORIZATION_VOIDED
+            if target == P.CANCELED
+            else outbox.EventType.PAYMENT_AUTHORIZATION_EXPIRED,
+            payment,
+        )
+    elif target in PAYMENT_EVENTS:
         outbox.emit(PAYMENT_EVENTS[target], payment)
     if not (current in STILL_OPEN and target in STILL_OPEN):
         # From one open state to another the order's status can't change (it is pending

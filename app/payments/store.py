@@ -196,16 +196,18 @@ def move_payment(
     links are filled in from the payment."""
     conn = _connection()
     if _on_postgresql(conn):
-        # The UPDATE and its audit entry in one statement.
+        # The UPDATE and its audit entry in one statement (updated_at from `values` when
+        # the caller gives it, so it knows what was stored).
+        others = {k: v for k, v in values.items() if k != "updated_at"}
         moved = conn.exec_driver_sql(
-            _move_and_audit_sql(tuple(sorted(values))),
+            _move_and_audit_sql(tuple(sorted(others))),
             {
                 "id": payment_id,
                 "expected": str(expected),
                 "target": str(target),
-                "updated_at": utcnow(),
+                "updated_at": values.get("updated_at") or utcnow(),
                 "entry": _to_json(audit_row),
-                **{f"set_{k}": v for k, v in values.items()},
+                **{f"set_{k}": v for k, v in others.items()},
             },
         ).scalar_one_or_none()
         return moved is not None

@@ -82,7 +82,14 @@ def _apply_payment_update(
     details: dict[str, Any] = {"source": source}
     if update.failure_code:
         details["failure_code"] = update.failure_code
-    return state.transition_payment(payment, update.status, actor, reason=source, details=details)
+    return state.transition_payment(
+        payment,
+        update.status,
+        actor,
+        reason=source,
+        details=details,
+        authorization_ended=update.authorization_ended,
+    )
 
 
 def fail_attempt(payment: Payment, code: str, message: str, actor: Actor) -> None:

@@ -41,6 +41,7 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
     assert len(speed) == 2 and all(ms > 0 for ms in speed)
     assert set(results) == {
         "checkout",
+        "api_checkout",
         "webhooks",
         "dashboard",
         "page",
@@ -56,6 +57,9 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
     for run_ in (checkout["baseline_0ms"], checkout["latency_50ms"]):
         assert run_["ok"] > 0 and run_["rate"] > 0 and run_["p99_ms"] > 0
     assert checkout["gateway_metric_present"]
+    api_checkout = results["api_checkout"]
+    for run_ in (api_checkout["form"], api_checkout["api"]):
+        assert run_["ok"] > 0 and run_["errors"] == 0 and run_["server_cpu_ms_per_op"] > 0
     webhooks = results["webhooks"]
     assert webhooks["kassa"]["ok"] > 0 and webhooks["baseline_bare_flask"]["ok"] > 0
     assert webhooks["all_acked_events_in_inbox"]

@@ -307,6 +307,24 @@ class FakePayPal:
             capture = self.captures[capture_id]
             return copy.deepcopy(self._refund(capture, {} if amount is None else {"value": amount}))
 
+    def void_in_dashboard(self, authorization_id: str) -> dict[str, Any]:
+        """The merchant voids an authorization in PayPal's dashboard (or PayPal does):
+        VOIDED, with its PAYMENT.AUTHORIZATION.VOIDED event."""
+        with self.lock:
+            auth = self.authorizations[authorization_id]
+            auth.update(status="VOIDED", update_time=_now())
+            self._sync_order(auth)
+            return self._event("PAYMENT.AUTHORIZATION.VOIDED", "authorization", auth)
+
+    def lapse(self, authorization_id: str) -> dict[str, Any]:
+        """An authorization past its validity (29 days): EXPIRED. PayPal sends no event
+        for it; a re-fetch (sync, reconcile) finds it."""
+        with self.lock:
+            auth = self.authorizations[authorization_id]
+            auth.update(status="EXPIRED", update_time=_now())
+            self._sync_order(auth)
+            return copy.deepcopy(auth)
+
     def set_refund_status(self, refund_id: str, status: str) -> dict[str, Any]:
         with self.lock:
             self.refunds[refund_id]["status"] = status

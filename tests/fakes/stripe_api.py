@@ -178,6 +178,7 @@ class FakeStripe:
             ("POST", re.compile(r"^/v1/checkout/sessions/([^/]+)/expire$"), self._expire),
             ("GET", re.compile(r"^/v1/payment_intents/([^/]+)$"), self._get_pi),
             ("POST", re.compile(r"^/v1/payment_intents/([^/]+)/capture$"), self._capture),
+            ("POST", re.compile(r"^/v1/payment_intents/([^/]+)/cancel$"), self._cancel_pi),
             ("GET", re.compile(r"^/v1/charges/([^/]+)$"), self._get_charge),
             ("POST", re.compile(r"^/v1/refunds$"), self._create_refund),
             ("GET", re.compile(r"^/v1/refunds$"), self._list_refunds),
@@ -559,6 +560,39 @@ class FakeStripe:
         self.emit("charge.captured", charge)
         self.emit("payment_intent.succeeded", pi)
         return pi
+
+    def _cancel_pi(self, p: dict[str, Any], pid: str) -> dict[str, Any]:
+        """POST /v1/payment_intents/{id}/cancel: only an intent not yet succeeded; an
+        uncaptured charge is released with it."""
+        pi = self._get_pi(p, pid)
+        if pi["status"] in ("succeeded", "canceled"):
+            raise StripeFakeError(
+                400,
+                "invalid_request_error",
+                f"You cannot cancel this PaymentIntent because it has a status of {pi['status']}.",
+                code="payment_intent_unexpected_state",
+            )
+        reason = p.get("cancellation_reason") or "requested_by_customer"
+        pi.update(
+            status="canceled",
+            cancellation_reason=reason,
+            canceled_at=int(time.time()),
+            amount_capturable=0,
+        )
+        if pi.get("latest_charge"):
+            self.charges[pi["latest_charge"]].update(refunded=True, amount_refunded=pi["amount"])
+        self.emit("payment_intent.canceled", pi)
+        return pi
+
+    def lapse_authorization(self, pid: str) -> None:
+        """An uncaptured authorization's hold ran out (7 days for cards): Stripe expires
+        the charge and cancels the intent automatically."""
+        with self.lock:
+            pi = self.payment_intents[pid]
+            charge = self.charges[pi["latest_charge"]]
+            charge.update(status="failed", refunded=True, amount_refunded=charge["amount"])
+            self.emit("charge.expired", charge)
+        self._cancel_pi({"cancellation_reason": "automatic"}, pid)
 
     def _new_pi(self, session: dict[str, Any]) -> dict[str, Any]:
         pid = self._new_id("pi_")

@@ -19,9 +19,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import AuditEntry, Dispute, Payment, Refund, WebhookEvent
+from app.models import AuditEntry, Dispute, OutboxEvent, Payment, Refund, WebhookEvent
 from app.payments import reconcile, refunds
 from app.payments.audit import Actor
+from app.payments.errors import InvalidState
 from tests.fakes.paypal_api import FakePayPal
 from tests.fakes.paypal_certs import SigningBundle, make_bundle, sibling
 from tests.integration.paypal_app import (
@@ -407,6 +408,96 @@ def test_manual_capture_authorizes_then_captures_from_the_core(
         assert captured.status == "succeeded"
         (call,) = fake.calls("POST", "/v2/payments/authorizations/")
         assert call.json["amount"] == {"currency_code": "USD", "value": "25.00"}
+        db.session.remove()
+
+
+def _authorized(app: Flask, fake: FakePayPal) -> Payment:
+    client = app.test_client()
+    payment = start_checkout()
+    approve_and_return(client, fake, payment)
+    payment = fresh(payment.public_id)
+    assert payment.status == "authorized" and payment.order.stock_reserved
+    return payment
+
+
+def _outbox_types(payment: Payment) -> list[str]:
+    return list(
+        db.session.execute(
+            select(OutboxEvent.type).where(OutboxEvent.payment_id == payment.public_id)
+        ).scalars()
+    )
+
+
+def test_an_authorization_voided_at_paypal_cancels_the_payment_and_releases_stock(
+    make_paypal_app: Callable[..., Flask], fake: FakePayPal
+) -> None:
+    """#17: PAYMENT.AUTHORIZATION.VOIDED used to be recorded as stale news (the
+    authorization stayed "authorized" and held its stock)."""
+    app = make_paypal_app(CAPTURE_METHOD="manual")
+    with app.test_request_context():
+        client = app.test_client()
+        payment = _authorized(app, fake)
+        created = [e for e in fake.events if e["event_type"] == "PAYMENT.AUTHORIZATION.CREATED"]
+        voided = fake.void_in_dashboard(payment.gateway_payment_id or "")
+        # Twice, then the older CREATED event after it: one transition, still voided.
+        for event in [voided, voided, *created]:
+            post_webhook(client, *fake.signed(event))
+        payment = fresh(payment.public_id)
+        assert (payment.status, payment.order.status) == ("canceled", "canceled")
+        assert payment.authorized_at is not None  # its authorization ended, not a checkout
+        assert not payment.order.stock_reserved
+        assert transitions(payment, "canceled") == 1
+        types = _outbox_types(payment)
+        assert types.count("payment.authorization_voided") == 1
+        assert types.count("order.canceled") == 1
+        # Nothing can be captured on a void: the core refuses before calling PayPal.
+        with pytest.raises(InvalidState):
+            refunds.capture_payment(payment.public_id, MERCHANT)
+        assert not fake.captures
+        db.session.remove()
+
+
+def test_the_merchant_voids_an_authorization_from_kassa(
+    make_paypal_app: Callable[..., Flask], fake: FakePayPal
+) -> None:
+    app = make_paypal_app(CAPTURE_METHOD="manual")
+    with app.test_request_context():
+        payment = _authorized(app, fake)
+        assert refunds.can_void(payment)
+        voided = refunds.void_authorization(payment.public_id, MERCHANT)
+        assert (voided.status, voided.order.status) == ("canceled", "canceled")
+        assert not voided.order.stock_reserved
+        (call,) = fake.calls(
+            "POST", f"/v2/payments/authorizations/{payment.gateway_payment_id}/void"
+        )
+        assert call.request_id == f"kassa-void-{payment.gateway_payment_id}"
+        assert fake.authorizations[payment.gateway_payment_id or ""]["status"] == "VOIDED"
+        assert _outbox_types(voided).count("payment.authorization_voided") == 1
+        # Its webhook arriving afterwards changes nothing more.
+        voided_events = [
+            e for e in fake.events if e["event_type"] == "PAYMENT.AUTHORIZATION.VOIDED"
+        ]
+        post_webhook(app.test_client(), *fake.signed(voided_events[-1]))
+        assert transitions(fresh(payment.public_id), "canceled") == 1
+        assert not refunds.can_void(fresh(payment.public_id))
+        with pytest.raises(InvalidState):
+            refunds.void_authorization(payment.public_id, MERCHANT)
+        db.session.remove()
+
+
+def test_an_authorization_that_lapsed_expires_the_payment_on_sync(
+    make_paypal_app: Callable[..., Flask], fake: FakePayPal
+) -> None:
+    app = make_paypal_app(CAPTURE_METHOD="manual")
+    with app.test_request_context():
+        payment = _authorized(app, fake)
+        fake.lapse(payment.gateway_payment_id or "")
+        refunds.sync_payment(payment.public_id, MERCHANT)
+        payment = fresh(payment.public_id)
+        assert (payment.status, payment.order.status) == ("expired", "expired")
+        assert not payment.order.stock_reserved
+        types = _outbox_types(payment)
+        assert "payment.authorization_expired" in types and "order.expired" in types
         db.session.remove()
 
 

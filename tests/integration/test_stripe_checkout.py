@@ -355,6 +355,95 @@ def test_manual_capture_authorizes_then_captures(make_stripe_app, fake_stripe) -
         assert capture.idempotency_key == f"kassa-capture-{payment_id}"
 
 
+def _authorized(app: Flask, client: Any, fake_stripe: FakeStripe) -> tuple[Shop, str, str]:
+    shop = Shop(app, client, fake_stripe)
+    payment_id, session_id = shop.buy()
+    since = len(fake_stripe.events)
+    fake_stripe.complete_session(session_id)
+    shop.deliver_all(new_events(fake_stripe, since, "checkout.session.completed"))
+    payment = shop.payment(payment_id)
+    assert (payment.status, payment.order.status) == ("authorized", "pending")
+    return shop, payment_id, payment.gateway_payment_id or ""
+
+
+def _outbox(shop: Shop, payment_id: str) -> list[str]:
+    from app.models import OutboxEvent
+
+    with shop.app.app_context():
+        return list(
+            db.session.execute(
+                select(OutboxEvent.type).where(OutboxEvent.payment_id == payment_id)
+            ).scalars()
+        )
+
+
+def test_an_authorization_voided_in_stripe_cancels_the_payment(
+    make_stripe_app, fake_stripe
+) -> None:
+    """#17: payment_intent.canceled on an uncaptured intent used to be ignored (and an
+    authorized payment could only become succeeded)."""
+    app = make_stripe_app(CAPTURE_METHOD="manual")
+    with app.test_client() as client:
+        shop, payment_id, pi_id = _authorized(app, client, fake_stripe)
+        since = len(fake_stripe.events)
+        voided = requests.post(
+            f"{fake_stripe.base_url}/v1/payment_intents/{pi_id}/cancel",
+            data={"cancellation_reason": "requested_by_customer"},
+            headers={"Authorization": "Bearer sk_test_fake"},
+            timeout=5,
+        )
+        assert voided.status_code == 200, voided.text
+        [event] = new_events(fake_stripe, since, "payment_intent.canceled")
+        shop.deliver_all([event, event])
+        # The authorization's older news, delivered again afterwards, changes nothing.
+        shop.deliver_all(new_events(fake_stripe, 0, "checkout.session.completed"))
+        payment = shop.payment(payment_id)
+        assert (payment.status, payment.order.status) == ("canceled", "canceled")
+        assert not payment.order.stock_reserved
+        types = _outbox(shop, payment_id)
+        assert types.count("payment.authorization_voided") == 1
+        assert types.count("order.canceled") == 1
+
+
+def test_the_merchant_voids_an_authorization_from_kassa(make_stripe_app, fake_stripe) -> None:
+    app = make_stripe_app(CAPTURE_METHOD="manual")
+    with app.test_client() as client:
+        shop, payment_id, pi_id = _authorized(app, client, fake_stripe)
+        with app.test_request_context():
+            voided = refund_service.void_authorization(payment_id, merchant())
+            assert (voided.status, voided.order.status) == ("canceled", "canceled")
+        [call] = fake_stripe.calls("POST", f"/v1/payment_intents/{pi_id}/cancel")
+        assert call.idempotency_key == f"kassa-void-{payment_id}"
+        assert fake_stripe.payment_intents[pi_id]["status"] == "canceled"
+        # Stripe's event for it, delivered afterwards, is a duplicate.
+        shop.deliver_all(new_events(fake_stripe, 0, "payment_intent.canceled"))
+        payment = shop.payment(payment_id)
+        assert (payment.status, payment.order.status) == ("canceled", "canceled")
+        assert not payment.order.stock_reserved
+        assert _outbox(shop, payment_id).count("payment.authorization_voided") == 1
+
+
+@pytest.mark.parametrize("first", ["charge.expired", "payment_intent.canceled"])
+def test_a_lapsed_authorization_expires_the_payment_in_any_order(
+    make_stripe_app, fake_stripe, first: str
+) -> None:
+    app = make_stripe_app(CAPTURE_METHOD="manual")
+    with app.test_client() as client:
+        shop, payment_id, pi_id = _authorized(app, client, fake_stripe)
+        since = len(fake_stripe.events)
+        fake_stripe.lapse_authorization(pi_id)
+        events = new_events(fake_stripe, since, "charge.expired", "payment_intent.canceled")
+        events.sort(key=lambda e: e["type"] != first)
+        shop.deliver_all(events + events)
+        payment = shop.payment(payment_id)
+        assert (payment.status, payment.order.status) == ("expired", "expired")
+        assert not payment.order.stock_reserved
+        assert _outbox(shop, payment_id).count("payment.authorization_expired") == 1
+        # A capture can no longer be asked for.
+        with app.test_request_context(), pytest.raises(KassaError):
+            refund_service.capture_payment(payment_id, merchant())
+
+
 def test_other_event_types_are_stored_and_acknowledged(shop: Shop) -> None:
     _paid(shop)  # delivers charge.succeeded and payment_intent.succeeded as well
     with shop.app.app_context():

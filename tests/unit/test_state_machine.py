@@ -7,6 +7,7 @@ import pytest
 
 from app.models import PaymentStatus as P
 from app.payments.state import (
+    AUTHORIZATION_END_RANK,
     PAYMENT_RANK,
     PAYMENT_TRANSITIONS,
     Outcome,
@@ -127,15 +128,78 @@ def test_refund_states_never_come_from_status_reports(current: P, target: P) -> 
 def test_table_only_moves_forward() -> None:
     for current, targets in PAYMENT_TRANSITIONS.items():
         for target in targets:
-            assert PAYMENT_RANK[target] > PAYMENT_RANK[current], (current, target)
+            # Leaving an authorization unpaid is its end (voided/lapsed), ranked above it.
+            ended = current == P.AUTHORIZED and target in AUTHORIZATION_END_RANK
+            after = AUTHORIZATION_END_RANK[target] if ended else PAYMENT_RANK[target]
+            assert after > PAYMENT_RANK[current], (current, target)
 
 
-def _final(events: tuple[P, ...]) -> P:
-    state = P.CREATED
+# An authorization's end, as the adapters report it (status + authorization_ended).
+VOIDED, LAPSED = (P.CANCELED, True), (P.EXPIRED, True)
+
+
+def _report(event: P | tuple[P, bool]) -> tuple[P, bool]:
+    return event if isinstance(event, tuple) else (event, False)
+
+
+def _final(events: tuple[P | tuple[P, bool], ...]) -> tuple[P, bool]:
+    """The stored state after `events`: (status, its authorization ended)."""
+    state, ended = P.CREATED, False
     for event in events:
-        if payment_outcome(state, event) is Outcome.APPLIED:
-            state = event
-    return state
+        target, target_ended = _report(event)
+        outcome = payment_outcome(state, target, current_ended=ended, target_ended=target_ended)
+        if outcome is Outcome.APPLIED:
+            state, ended = target, target_ended and target in AUTHORIZATION_END_RANK
+    return state, ended
+
+
+@pytest.mark.parametrize(
+    ("current", "current_ended", "target", "target_ended", "outcome"),
+    [
+        # #17: an authorization voided or lapsed leaves authorized (it used to be "stale").
+        (P.AUTHORIZED, False, P.CANCELED, True, A),
+        (P.AUTHORIZED, False, P.EXPIRED, True, A),
+        # A checkout's own cancel or expiry is older news than the authorization.
+        (P.AUTHORIZED, False, P.CANCELED, False, S),
+        (P.AUTHORIZED, False, P.EXPIRED, False, S),
+        # After the end, the authorization's own report is older news ...
+        (P.CANCELED, True, P.AUTHORIZED, False, S),
+        (P.EXPIRED, True, P.AUTHORIZED, False, S),
+        # ... while a capture that still lands wins (money wins).
+        (P.CANCELED, True, P.SUCCEEDED, False, A),
+        (P.EXPIRED, True, P.SUCCEEDED, False, A),
+        (P.SUCCEEDED, False, P.CANCELED, True, S),
+        (P.REFUNDED, False, P.EXPIRED, True, S),
+        # A void outranks a lapse; each again is a duplicate.
+        (P.EXPIRED, True, P.CANCELED, True, A),
+        (P.CANCELED, True, P.EXPIRED, True, S),
+        (P.CANCELED, True, P.CANCELED, True, D),
+        (P.EXPIRED, True, P.EXPIRED, True, D),
+        # The end arriving before the authorization (any order): it applies from open states.
+        (P.PROCESSING, False, P.CANCELED, True, A),
+        (P.CREATED, False, P.EXPIRED, True, A),
+        (P.CANCELED, False, P.CANCELED, True, A),  # the plain cancel learns it was a void
+        (P.CANCELED, True, P.CANCELED, False, S),
+        (P.FAILED, False, P.EXPIRED, True, A),
+    ],
+)
+def test_authorization_ends(
+    current: P, current_ended: bool, target: P, target_ended: bool, outcome: Outcome
+) -> None:
+    assert (
+        payment_outcome(current, target, current_ended=current_ended, target_ended=target_ended)
+        is outcome
+    )
+
+
+def test_final_state_never_depends_on_delivery_order_with_authorization_ends() -> None:
+    reports: list[P | tuple[P, bool]] = [*GATEWAY_REPORTED, VOIDED, LAPSED]
+    for size in range(1, 6):
+        for subset in itertools.combinations(reports, size):
+            finals = {_final(order) for order in itertools.permutations(subset)}
+            assert len(finals) == 1, (subset, finals)
+            doubled = {_final(order + order) for order in itertools.permutations(subset)}
+            assert doubled == finals
 
 
 def test_final_state_never_depends_on_delivery_order() -> None:
@@ -158,10 +222,14 @@ def test_final_state_never_depends_on_delivery_order() -> None:
         ((P.FAILED, P.EXPIRED), P.EXPIRED),
         ((P.AUTHORIZED, P.PROCESSING, P.SUCCEEDED), P.SUCCEEDED),
         ((P.PROCESSING, P.FAILED), P.FAILED),
+        ((P.AUTHORIZED, VOIDED), P.CANCELED),
+        ((VOIDED, P.AUTHORIZED), P.CANCELED),
+        ((P.AUTHORIZED, LAPSED, P.SUCCEEDED), P.SUCCEEDED),
+        ((P.AUTHORIZED, P.CANCELED), P.AUTHORIZED),
     ],
 )
-def test_known_sequences(events: tuple[P, ...], final: P) -> None:
-    assert _final(events) is final
+def test_known_sequences(events: tuple[P | tuple[P, bool], ...], final: P) -> None:
+    assert _final(events)[0] is final
 
 
 @pytest.mark.parametrize(

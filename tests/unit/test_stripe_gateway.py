@@ -1007,3 +1007,58 @@ def test_logs_name_what_happened_without_secrets_or_card_data(gateway, fake_stri
     assert "card_declined" in text and "insufficient_funds" in text
     for secret in (FAKE_SECRET_KEY, FAKE_WEBHOOK_SECRET, "_secret_", "4242"):
         assert secret not in text
+
+
+# ------------------------------------------------------- an authorization's end (#17)
+
+
+@pytest.mark.parametrize(
+    ("reason", "status"),
+    [
+        ("requested_by_customer", PaymentStatus.CANCELED),  # voided in Stripe's dashboard
+        ("abandoned", PaymentStatus.CANCELED),
+        ("automatic", PaymentStatus.EXPIRED),  # the hold ran out
+    ],
+)
+def test_a_canceled_uncaptured_intent_is_an_authorization_end(
+    gateway: StripeGateway, reason: str, status: PaymentStatus
+) -> None:
+    intent = {
+        "id": "pi_1",
+        "object": "payment_intent",
+        "status": "canceled",
+        "cancellation_reason": reason,
+        "capture_method": "manual",
+        "amount": 2500,
+        "currency": "usd",
+        "latest_charge": "ch_1",
+        "metadata": {"payment_id": "pay_1"},
+    }
+    [update] = gateway.interpret(_verified("payment_intent.canceled", intent))
+    assert isinstance(update, PaymentUpdate)
+    assert (update.status, update.authorization_ended) == (status, True)
+    assert update.ref.payment_id == "pay_1" and update.gateway_payment_id == "pi_1"
+
+
+def test_an_intent_canceled_before_any_charge_is_left_to_the_session(
+    gateway: StripeGateway,
+) -> None:
+    intent = {"id": "pi_1", "status": "canceled", "latest_charge": None, "metadata": {}}
+    assert gateway.interpret(_verified("payment_intent.canceled", intent)) == []
+
+
+def test_an_expired_charge_is_a_lapsed_authorization(gateway: StripeGateway) -> None:
+    charge = {
+        "id": "ch_1",
+        "object": "charge",
+        "amount": 2500,
+        "currency": "usd",
+        "captured": False,
+        "payment_intent": "pi_1",
+        "metadata": {"payment_id": "pay_1"},
+    }
+    [update] = gateway.interpret(_verified("charge.expired", charge))
+    assert isinstance(update, PaymentUpdate)
+    assert (update.status, update.authorization_ended) == (PaymentStatus.EXPIRED, True)
+    assert (update.amount, update.currency, update.gateway_payment_id) == (2500, "USD", "pi_1")
+    assert gateway.interpret(_verified("charge.expired", {**charge, "captured": True})) == []

@@ -270,6 +270,11 @@ def test_handled_events_are_exactly_the_ones_interpret_uses(gateway, fake_stripe
     fake_stripe.update_dispute(fake_stripe.create_dispute(pi)["id"], "won")
     late = gateway.create_checkout(checkout_request(payment_id="pay_x", idempotency_key="x"))
     fake_stripe.expire_session(late.reference)
+    held = gateway.create_checkout(
+        checkout_request(payment_id="pay_held", idempotency_key="held", capture_method="manual")
+    )
+    fake_stripe.complete_session(held.reference)
+    fake_stripe.lapse_authorization(fake_stripe.sessions[held.reference]["payment_intent"])
     seen = {e["type"] for e in fake_stripe.events}
     assert seen >= set(HANDLED_EVENTS) - {
         "checkout.session.async_payment_succeeded",
