@@ -133,6 +133,9 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "CELERY_VISIBILITY_TIMEOUT": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
         # Periodic tasks without a broker: a small in-process scheduler thread (make run).
         "SCHEDULER_ENABLED": env_bool("SCHEDULER_ENABLED", True),
+        # Only one scheduler leads (app/jobs/leader.py). On SQLite its lease lasts this
+        # long: a dead leader is replaced within it (PostgreSQL: at once, by its lock).
+        "SCHEDULER_LEASE_SECONDS": env_int("SCHEDULER_LEASE_SECONDS", 15),
         "RECONCILE_INTERVAL_SECONDS": env_int("RECONCILE_INTERVAL_SECONDS", 300),
         "EXPIRE_INTERVAL_SECONDS": env_int("EXPIRE_INTERVAL_SECONDS", 60),
         "WEBHOOK_RETRY_INTERVAL_SECONDS": env_int("WEBHOOK_RETRY_INTERVAL_SECONDS", 60),
