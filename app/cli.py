@@ -129,6 +129,16 @@ def init_app(app: Flask) -> None:
         user = create_merchant(email, role, password)
         click.echo(f"Merchant {user.email} ({user.role}) is ready.")
 
+    @app.cli.command("generate-encryption-key")
+    def generate_encryption_key_command() -> None:
+        """Print a new Fernet key (for ENCRYPTION_KEYS) and a new BLIND_INDEX_KEY."""
+        import secrets
+
+        from cryptography.fernet import Fernet
+
+        click.echo(f"ENCRYPTION_KEYS={Fernet.generate_key().decode()}")
+        click.echo(f"BLIND_INDEX_KEY={secrets.token_urlsafe(48)}")
+
     @app.cli.command("seed-bench")
     @click.argument("count", type=click.IntRange(1, 50_000_000))
     @click.option("--batch", default=20_000, show_default=True, help="rows per COPY/commit")

@@ -1,7 +1,7 @@
 """shared rate-limit counters and the scheduler's leader lease
 
 Revision ID: d5a7c3e1f9b2
-Revises: feb1ca03fa89
+Revises: 5d2c8e4a1b70
 Create Date: 2026-12-07 09:20:00.000000
 
 """
@@ -11,7 +11,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "d5a7c3e1f9b2"
-down_revision = "feb1ca03fa89"
+down_revision = "5d2c8e4a1b70"
 branch_labels = None
 depends_on = None
 
