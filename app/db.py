@@ -44,7 +44,8 @@ class StallWatchdog:
     statement is noted when it starts and forgotten when it ends (two dictionary writes);
     a watcher thread shuts down the socket of any past DB_STATEMENT_TIMEOUT_MS +
     DB_STALL_GRACE_MS, so the waiting request gets an OperationalError (503) and the pool
-    discards the connection."""
+    discards the connection. A connection with the execution option kassa_no_deadline
+    (migrations, migrations/env.py) has none."""
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
@@ -58,7 +59,11 @@ class StallWatchdog:
         event.listen(engine, "after_cursor_execute", self._after)
         event.listen(engine, "handle_error", self._error)
 
-    def _before(self, conn: Any, *_: Any) -> None:
+    def _before(
+        self, conn: Any, _cursor: Any, _sql: Any, _params: Any, context: Any, _many: Any
+    ) -> None:
+        if context is not None and context.execution_options.get("kassa_no_deadline"):
+            return  # migrations: as long as they take
         dbapi = conn.connection.dbapi_connection
         self._busy[id(dbapi)] = (dbapi, time.monotonic() + self.deadline)
         if self._pid != os.getpid():  # first statement of this process (after a fork)
