@@ -8,14 +8,17 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+import requests
 from flask import Flask
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app.api.keys import create_api_key
 from app.config import engine_options
+from tests.integration.workers import workers
 
 pytestmark = pytest.mark.postgres
 
@@ -152,3 +155,29 @@ def test_a_client_cut_off_mid_transaction_releases_its_locks(
     finally:
         cut_off.dispose()
         direct.dispose()
+
+
+def test_gunicorn_answers_503_fast_when_the_database_is_blackholed(
+    make_app: Callable[..., Flask], pg_url: str, proxy: Proxy, tmp_path: Path
+) -> None:
+    """The same as deployed: gevent workers, settings from the environment."""
+    make_app()  # the test's database, migrated and seeded
+    settings = {
+        "WEB_CONCURRENCY": "2",
+        "DB_CONNECT_TIMEOUT": "2",
+        "DB_STATEMENT_TIMEOUT_MS": "1000",
+        "DB_STALL_GRACE_MS": "500",
+        "SCHEDULER_ENABLED": "false",
+        "GRACEFUL_TIMEOUT": "2",  # at the end, workers stuck on the blackhole are not waited for
+    }
+    with workers(_proxied(pg_url, proxy), tmp_path, **settings) as (base, _):
+        for _ in range(4):  # both workers hold pooled connections
+            assert requests.get(f"{base}/", timeout=10).status_code == 200
+        assert requests.get(f"{base}/readyz", timeout=10).status_code == 200
+        proxy.blackhole = True
+        for path, limit in (("/readyz", 2.0), ("/", 4.0), ("/readyz", 2.0), ("/", 4.0)):
+            started = time.monotonic()
+            answer = requests.get(f"{base}{path}", timeout=30)
+            took = time.monotonic() - started
+            assert answer.status_code == 503, (path, answer.text[:300])
+            assert took < limit, (path, took)
