@@ -77,6 +77,8 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "BLIND_INDEX_KEY": env_str("BLIND_INDEX_KEY"),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(database_url),
+        # PostgreSQL: drop a connection whose statement had no answer this long (app/db.py).
+        "DB_STALL_SECONDS": stall_deadline_seconds(),
         "PUBLIC_BASE_URL": (env_str("PUBLIC_BASE_URL", "http://127.0.0.1:5000") or "").rstrip("/"),
         "STORE_NAME": env_str("STORE_NAME", "Kassa demo store"),
         "MAX_CONTENT_LENGTH": env_int("MAX_CONTENT_LENGTH", 256 * 1024),
@@ -138,6 +140,9 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "CELERY_VISIBILITY_TIMEOUT": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
         # Periodic tasks without a broker: a small in-process scheduler thread (make run).
         "SCHEDULER_ENABLED": env_bool("SCHEDULER_ENABLED", True),
+        # Only one scheduler leads (app/jobs/leader.py). On SQLite its lease lasts this
+        # long: a dead leader is replaced within it (PostgreSQL: at once, by its lock).
+        "SCHEDULER_LEASE_SECONDS": env_int("SCHEDULER_LEASE_SECONDS", 15),
         "RECONCILE_INTERVAL_SECONDS": env_int("RECONCILE_INTERVAL_SECONDS", 300),
         "EXPIRE_INTERVAL_SECONDS": env_int("EXPIRE_INTERVAL_SECONDS", 60),
         "WEBHOOK_RETRY_INTERVAL_SECONDS": env_int("WEBHOOK_RETRY_INTERVAL_SECONDS", 60),
@@ -310,7 +315,48 @@ def engine_options(database_url: str) -> dict[str, Any]:
     # rather than failing while the worker would still be allowed to answer it.
     options["pool_timeout"] = env_int("DB_POOL_TIMEOUT", 30)
     options["pool_recycle"] = env_int("DB_POOL_RECYCLE", 1800)
+    options["connect_args"] = postgres_connect_args()
     return options
+
+
+def postgres_connect_args() -> dict[str, Any]:
+    """Bounds on every wait on PostgreSQL (issue 23): a blackholed or half-gone server or
+    a lost client never holds a request, a job or a row lock for long.
+
+    - DB_CONNECT_TIMEOUT (s): giving up on a new connection.
+    - DB_STATEMENT_TIMEOUT_MS: the server cancels a longer statement; the app also gives up
+      on a statement that has had no answer for this long plus DB_STALL_GRACE_MS (a server
+      that is not answering at all), app/db.py.
+    - DB_LOCK_TIMEOUT_MS: waiting for a row lock someone else holds.
+    - DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: the server ends a session left idle inside a
+      transaction (a client cut off half-way), releasing its locks.
+    - TCP keepalives and DB_TCP_USER_TIMEOUT_MS: a connection whose peer vanished is
+      noticed by the kernel, on both ends (the server sets its own keepalives likewise).
+    0 turns a timeout off."""
+    statement = env_int("DB_STATEMENT_TIMEOUT_MS", 15000)
+    lock = env_int("DB_LOCK_TIMEOUT_MS", 10000)
+    idle = env_int("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 30000)
+    return {
+        "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 5),
+        "options": (
+            f"-c statement_timeout={statement} -c lock_timeout={lock} "
+            f"-c idle_in_transaction_session_timeout={idle}"
+        ),
+        "keepalives": 1,
+        "keepalives_idle": env_int("DB_KEEPALIVES_IDLE", 30),
+        "keepalives_interval": env_int("DB_KEEPALIVES_INTERVAL", 10),
+        "keepalives_count": env_int("DB_KEEPALIVES_COUNT", 3),
+        "tcp_user_timeout": env_int("DB_TCP_USER_TIMEOUT_MS", 30000),
+    }
+
+
+def stall_deadline_seconds() -> float | None:
+    """How long a statement may go without an answer before the app drops its connection
+    (DB_STATEMENT_TIMEOUT_MS + DB_STALL_GRACE_MS); None when statement_timeout is off."""
+    statement = env_int("DB_STATEMENT_TIMEOUT_MS", 15000)
+    if statement <= 0:
+        return None
+    return (statement + env_int("DB_STALL_GRACE_MS", 2000)) / 1000
 
 
 def check_production(config: dict[str, Any]) -> None:

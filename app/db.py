@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import select
+import socket
 import sys
+import threading
+import time
 from functools import cache
 from typing import Any
 
@@ -13,6 +18,8 @@ from sqlalchemy.engine import Engine
 
 from app.extensions import db
 
+log = logging.getLogger(__name__)
+
 
 def configure_engine(app: Flask) -> None:
     with app.app_context():
@@ -21,6 +28,84 @@ def configure_engine(app: Flask) -> None:
         _configure_sqlite(engine)
     elif engine.dialect.name == "postgresql":
         _configure_postgres(engine)
+        stall = app.config.get("DB_STALL_SECONDS")
+        if stall:
+            watchdog = StallWatchdog(float(stall))
+            watchdog.watch(engine)
+            app.extensions["kassa_db_watchdog"] = watchdog
+
+
+class StallWatchdog:
+    """Drops a connection whose statement has had no answer past the deadline.
+
+    statement_timeout is the server's: a server that answers nothing at all (blackholed by
+    the network, frozen) never sends the cancellation, and the kernel keeps an unanswered
+    but acknowledged stream open for ever. So the app keeps its own deadline: each
+    statement is noted when it starts and forgotten when it ends (two dictionary writes);
+    a watcher thread shuts down the socket of any past DB_STATEMENT_TIMEOUT_MS +
+    DB_STALL_GRACE_MS, so the waiting request gets an OperationalError (503) and the pool
+    discards the connection. A connection with the execution option kassa_no_deadline
+    (migrations, migrations/env.py) has none."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self._busy: dict[int, tuple[Any, float]] = {}
+        self._pid = 0
+        self._lock = threading.Lock()
+        self.dropped = 0
+
+    def watch(self, engine: Engine) -> None:
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+        event.listen(engine, "handle_error", self._error)
+
+    def _before(
+        self, conn: Any, _cursor: Any, _sql: Any, _params: Any, context: Any, _many: Any
+    ) -> None:
+        if context is not None and context.execution_options.get("kassa_no_deadline"):
+            return  # migrations: as long as they take
+        dbapi = conn.connection.dbapi_connection
+        self._busy[id(dbapi)] = (dbapi, time.monotonic() + self.deadline)
+        if self._pid != os.getpid():  # first statement of this process (after a fork)
+            self._start()
+
+    def _after(self, conn: Any, *_: Any) -> None:
+        self._busy.pop(id(conn.connection.dbapi_connection), None)
+
+    def _error(self, context: Any) -> None:
+        dbapi = getattr(context.connection, "connection", None)
+        if dbapi is not None:
+            self._busy.pop(id(getattr(dbapi, "dbapi_connection", dbapi)), None)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            threading.Thread(target=self._loop, name="kassa-db-watchdog", daemon=True).start()
+
+    def _loop(self) -> None:
+        period = max(0.05, min(1.0, self.deadline / 4))
+        while True:
+            time.sleep(period)
+            now = time.monotonic()
+            for key, (dbapi, deadline) in list(self._busy.items()):
+                if now >= deadline and self._busy.pop(key, None) is not None:
+                    self._cut(dbapi)
+
+    def _cut(self, dbapi: Any) -> None:
+        log.error(
+            "database: no answer to a statement for %.1f s; dropping its connection",
+            self.deadline,
+        )
+        self.dropped += 1
+        try:
+            # A duplicate of the descriptor: shutting it down ends the connection itself
+            # (psycopg's wait sees it and raises); closing the duplicate leaves psycopg's.
+            with socket.fromfd(dbapi.fileno(), socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, ValueError):
+            pass  # already closed
 
 
 def _configure_postgres(engine: Engine) -> None:

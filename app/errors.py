@@ -6,13 +6,17 @@ everything else gets a plain page (or a fragment for htmx requests).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Flask, render_template, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from app.payments.errors import KassaError
+
+log = logging.getLogger(__name__)
 
 # Werkzeug's stock sentences ("The requested URL was not found on the server. If you
 # entered the URL manually...") read like a server log; say it as a shop would.
@@ -62,6 +66,35 @@ def init_app(app: Flask) -> None:
         return render_template(
             "errors/error.html", title=title, message=message, status=status
         ), status
+
+    @app.errorhandler(sa_exc.OperationalError)
+    @app.errorhandler(sa_exc.TimeoutError)
+    def database_unavailable(exc: Exception) -> Any:
+        """The database did not answer in time (app/config.py's timeouts, app/db.py's
+        watchdog, the pool's wait): a clear 503, never a hung request."""
+        log.error("database unavailable: %s", type(exc).__name__)
+        headers = {"Retry-After": "5"}
+        if api_errors.is_api_request():
+            return api_errors.error_response(
+                503,
+                "database_unavailable",
+                "The database is not answering. Retry shortly; retrying with the same "
+                "Idempotency-Key is safe.",
+                headers=headers,
+            )
+        if request.path.startswith("/webhooks/"):
+            return "Service Unavailable\n", 503, headers
+        return (
+            render_template(
+                "errors/error.html",
+                title="Temporarily unavailable",
+                message="We cannot reach our records right now, so nothing was changed. "
+                "Please try again in a minute.",
+                status=503,
+            ),
+            503,
+            headers,
+        )
 
     @app.errorhandler(500)
     def server_error(exc: Exception) -> Any:

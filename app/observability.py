@@ -207,16 +207,60 @@ def broker_queue_depth(
         return None
 
 
-def check_database() -> str | None:
-    """None when `SELECT 1` works, else a short reason (never the URL or password)."""
+def check_database(timeout: float = 2.0) -> str | None:
+    """None when `SELECT 1` works within `timeout` seconds, else a short reason (never the
+    URL or password).
+
+    On PostgreSQL the check has a session of its own, outside the pool (a pool whose
+    connections all wait on a dead server would hold it up), with connect and statement
+    timeouts; and whatever the driver does, the answer comes by the deadline: the check
+    runs on a helper thread that is waited for only that long."""
     from app.extensions import db
 
-    try:
-        with db.engine.connect() as conn:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    engine = db.engine
+    if engine.dialect.name == "postgresql":
+        engine = _readiness_engine(app, engine, timeout)
+
+    def probe() -> None:
+        with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+
+    result: list[BaseException | None] = []
+    worker = threading.Thread(target=lambda: result.append(_run(probe)), daemon=True)
+    worker.start()
+    worker.join(timeout * 0.75)  # the answer, with its way out, by the deadline
+    if not result:
+        return f"no answer within {timeout:g} s"
+    problem = result[0]
+    return None if problem is None else type(problem).__name__
+
+
+def _run(probe: Any) -> BaseException | None:
+    try:
+        probe()
         return None
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
-        return f"{type(exc).__name__}"
+        return exc
+
+
+def _readiness_engine(app: Flask, engine: Any, timeout: float) -> Any:
+    cached = app.extensions.get("kassa_readiness_engine")
+    if cached is None:
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        options = app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}
+        args = dict(options.get("connect_args") or {})
+        millis = max(100, int(timeout * 1000))
+        args["connect_timeout"] = max(1, int(timeout))
+        args["options"] = f"-c statement_timeout={millis}"
+        cached = create_engine(engine.url, poolclass=NullPool, connect_args=args)
+        watchdog = app.extensions.get("kassa_db_watchdog")
+        if watchdog is not None:  # a probe that connected, then met silence, ends too
+            watchdog.watch(cached)
+        app.extensions["kassa_readiness_engine"] = cached
+    return cached
 
 
 def check_broker(url: str | None, timeout: float) -> str | None:
@@ -364,7 +408,7 @@ def init_app(app: Flask) -> None:
         """Readiness: the database answers, and the broker when one is configured."""
         timeout = float(current_app.config.get("READYZ_TIMEOUT_SECONDS", 2))
         checks: dict[str, str] = {}
-        problem = check_database()
+        problem = check_database(timeout)
         checks["database"] = f"failed: {problem}" if problem else "ok"
         broker_url = current_app.config.get("CELERY_BROKER_URL")
         if broker_url:

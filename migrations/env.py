@@ -89,9 +89,14 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        # A migration may run longer than a request's statement_timeout (app/config.py):
+        # no app-side stall deadline (app/db.py) and, below, none on the server either.
+        connection.execution_options(kassa_no_deadline=True)
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
             context.run_migrations()
 
 

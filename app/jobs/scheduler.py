@@ -4,33 +4,44 @@ Started by create_app's first request when SCHEDULER_ENABLED is on, no broker is
 configured and the app is not TESTING, so `make run` needs nothing else. CLI commands
 never start it. Each due task is handed to the in-process job runner.
 
-Every worker of every instance runs a scheduler. With REDIS_URL set they share one
-schedule: a task runs where it first takes its Redis key for the interval (SET NX PX), so
-a task runs once per interval across all of them, not once per worker. Without Redis each
-process keeps its own (the tasks are safe to run at once: row locks, SKIP LOCKED).
+Every worker of every instance runs a scheduler, but only the leader dispatches (one
+across all workers and instances, app/jobs/leader.py: a PostgreSQL advisory lock, or a
+lease row on SQLite), so each task runs once per interval, not once per worker. When the
+leader dies another takes over within a tick (PostgreSQL) or a lease
+(SCHEDULER_LEASE_SECONDS), and runs what is due soon after. (The tasks stay safe to run
+twice at once, row locks and SKIP LOCKED, for the moment of a hand-over.)
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-from typing import Any
 
 from flask import Flask
+
+from app.jobs.leader import Leadership, leadership_for
 
 log = logging.getLogger(__name__)
 
 
 class Scheduler:
-    def __init__(self, app: Flask, schedule: dict[str, float], tick: float = 1.0) -> None:
+    def __init__(
+        self,
+        app: Flask,
+        schedule: dict[str, float],
+        tick: float = 1.0,
+        leadership: Leadership | None = None,
+    ) -> None:
         self.app = app
         self.schedule = schedule  # task name -> interval in seconds
         self.tick = tick
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._redis: Any = None
+        self.leadership = leadership or leadership_for(app)
+        self._ticked = False
         # Run each task soon after start (catch up after a restart), then on its interval.
         now = time.monotonic()
         self.next_run = {name: now + min(5.0, interval) for name, interval in schedule.items()}
@@ -41,11 +52,13 @@ class Scheduler:
                 return
             self._thread = threading.Thread(target=self._loop, name="kassa-scheduler", daemon=True)
             self._thread.start()
+        log.info("scheduler: started in pid %s", os.getpid())
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+        self.leadership.release()
 
     @property
     def running(self) -> bool:
@@ -59,35 +72,33 @@ class Scheduler:
         for name, interval in self.schedule.items():
             if now >= self.next_run[name]:
                 self.next_run[name] = now + interval
-                if not self._claim(name, interval):
-                    continue  # another worker or instance runs it this interval
                 log.info("periodic task %s dispatched", name)
                 with self.app.app_context():
                     dispatch(name)
                 ran.append(name)
         return ran
 
-    def _claim(self, name: str, interval: float) -> bool:
-        url = self.app.config.get("REDIS_URL")
-        if not url:
-            return True
-        import redis
-
-        try:
-            if self._redis is None:
-                self._redis = redis.Redis.from_url(url, socket_timeout=2)
-            # A little less than the interval, so the next holder's clock drift never
-            # makes a whole interval go by without a run.
-            ttl = max(100, int(interval * 1000 * 0.9))
-            return bool(self._redis.set(f"kassa:periodic:{name}", "1", nx=True, px=ttl))
-        except (redis.RedisError, OSError):  # Redis away: run it here (safe to run twice)
-            log.warning("periodic task %s: Redis unavailable, running it here", name)
-            return True
+    def lead(self) -> bool:
+        """True when this process leads now (taking the leadership when it is free)."""
+        was = self.leadership.leading
+        leading = self.leadership.hold()
+        first, self._ticked = not self._ticked, True
+        if leading and not was:
+            log.info("scheduler: pid %s leads the periodic tasks", os.getpid())
+            # Taken over: each task runs soon, as after a start, then on its interval (a
+            # follower's own schedule went stale while it waited).
+            if not first:
+                now = time.monotonic()
+                self.next_run = {n: now + min(5.0, i) for n, i in self.schedule.items()}
+        elif was and not leading:
+            log.warning("scheduler: pid %s no longer leads", os.getpid())
+        return leading
 
     def _loop(self) -> None:
         while not self._stop.wait(self.tick):
             try:
-                self.run_due()
+                if self.lead():
+                    self.run_due()
             except Exception:  # the scheduler must outlive any one failure
                 log.exception("scheduler tick failed")
 

@@ -10,6 +10,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, insert, select
 
+from app.crypto import email_hash
 from app.extensions import db
 from app.models import Order
 from app.models.base import utcnow
@@ -28,6 +29,7 @@ def _overdue_orders(app: Flask, count: int) -> None:
                     "currency": "USD",
                     "total_amount": 100,
                     "customer_email": f"c{i}@example.com",
+                    "customer_email_hash": email_hash(f"c{i}@example.com"),
                     "customer_name": "C",
                     "status": "pending",
                     "stock_reserved": False,
