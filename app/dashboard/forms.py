@@ -20,6 +20,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, ValidationError
 
+from app import inputs
 from app.dashboard.queries import SORTS, PaymentFilters
 from app.models import ApiKeyScope, WebhookStatus
 from app.money import Money, MoneyError
@@ -29,6 +30,12 @@ from app.presentation import filter_statuses, status_label
 def options(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
     """(value, label) pairs as WTForms choices (tuples are deprecated in WTForms 3.3)."""
     return [SelectChoice(value, label) for value, label in pairs]
+
+
+def day_in_range(form: FlaskForm, field: DateField) -> None:
+    """A day whose whole span can be searched (9999-12-31 has no next day to end at)."""
+    if field.data is not None and not inputs.day_in_range(field.data):
+        raise ValidationError("Choose a date before 9999-12-31.")
 
 
 class FilterForm(FlaskForm):
@@ -45,8 +52,8 @@ class FilterForm(FlaskForm):
     status = SelectField("Status", validators=[Optional()])
     gateway = SelectField("Gateway", validators=[Optional()])
     currency = SelectField("Currency", validators=[Optional()])
-    date_from = DateField("From", name="from", validators=[Optional()])
-    date_to = DateField("To", name="to", validators=[Optional()])
+    date_from = DateField("From", name="from", validators=[Optional(), day_in_range])
+    date_to = DateField("To", name="to", validators=[Optional(), day_in_range])
     sort = SelectField("Sort", choices=options(list(SORTS.items())), validators=[Optional()])
 
     def __init__(
@@ -154,6 +161,9 @@ class WebhookFilterForm(FlaskForm):
         ),
     )
     gateway = SelectField("Gateway", validators=[Optional()])
+    before = IntegerField(
+        "Before", validators=[Optional(), NumberRange(min=1, max=inputs.MAX_ROW_ID)]
+    )
 
 
 class ButtonForm(FlaskForm):
