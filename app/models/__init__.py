@@ -1,6 +1,7 @@
 """All models, importable from one place (and seen by Alembic autogenerate)."""
 
 from app.models.catalog import Product
+from app.models.coordination import LeaderLease, RateLimitCounter
 from app.models.enums import (
     ApiKeyScope,
     DeliveryStatus,
@@ -28,6 +29,7 @@ __all__ = [
     "DisputeStatus",
     "FulfillmentStatus",
     "IdempotencyKey",
+    "LeaderLease",
     "MerchantNotification",
     "Order",
     "OrderItem",
@@ -38,6 +40,7 @@ __all__ = [
     "PaymentLinkOrder",
     "PaymentStatus",
     "Product",
+    "RateLimitCounter",
     "Receipt",
     "Refund",
     "RefundStatus",
