@@ -16,7 +16,6 @@ from typing import Any, Literal, TypeVar
 from flask import Flask
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
-from pydantic_core import core_schema
 
 from app.api import schemas
 
@@ -75,7 +74,7 @@ STORABLE_TEXT = r"^[^\x00]*$"
 class RequestJsonSchema(GenerateJsonSchema):
     """pydantic's JSON Schema, plus what the API's parsing refuses beyond the models."""
 
-    def str_schema(self, schema: core_schema.StringSchema) -> JsonSchemaValue:
+    def str_schema(self, schema: Any) -> JsonSchemaValue:
         result = super().str_schema(schema)
         if self.mode == "validation" and "pattern" not in result and "format" not in result:
             result["pattern"] = STORABLE_TEXT
