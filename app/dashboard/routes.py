@@ -494,7 +494,7 @@ def webhooks() -> BaseResponse:
     form.validate()
     status = form.status.data if form.status.data and not form.status.errors else None
     gateway = form.gateway.data if form.gateway.data and not form.gateway.errors else None
-    if form.before.errors:  # not a row id (e.g. beyond 64 bits): no page starts there
+    if form.before.errors:  # not a row id (e.g. beyond INTEGER): no page starts there
         abort(400)
     rows, next_before = queries.webhook_page(status, gateway, form.before.data)
     args = {k: v for k, v in {"status": status, "gateway": gateway}.items() if v}

@@ -85,7 +85,7 @@ def test_a_filter_out_of_range_is_shown_on_the_form(
 
 
 @BOTH
-def test_ids_beyond_64_bits_are_a_404(
+def test_ids_beyond_an_integer_column_are_a_404(
     signed_in: Callable[[str], FlaskClient], db_backend: str
 ) -> None:
     client = signed_in("owner")
