@@ -6,8 +6,20 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class RowIdConverter(IntegerConverter):
+    """`<int:...>` in every route: at most what a row id can be (app/inputs.MAX_ROW_ID). A
+    larger number matches no route (404) instead of overflowing the database driver."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        from app.inputs import MAX_ROW_ID
+
+        kwargs.setdefault("max", MAX_ROW_ID)
+        super().__init__(map, *args, **kwargs)
 
 
 class Kassa(Flask):
@@ -19,6 +31,7 @@ class Kassa(Flask):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.url_map.converters["int"] = RowIdConverter
         self._plain_callables: set[Any] = set()
 
     def ensure_sync(self, func: Any) -> Any:

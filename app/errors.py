@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, render_template, request
+from flask import Flask, Response, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
+from app.inputs import unstorable
 from app.payments.errors import KassaError
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,73 @@ PLAIN_WORDS = {
 }
 
 
+UNSTORABLE_MESSAGE = (
+    "The request holds a character that cannot be stored (a NUL byte or an unpaired "
+    "surrogate). Nothing was changed."
+)
+# Bodies read raw (signatures are checked over the exact bytes): never parsed as forms here.
+_RAW_BODY_PREFIXES = ("/webhooks/", "/api/")
+
+
+def _unstorable_input() -> tuple[int, str, str] | None:
+    """(status, where, name) of the first path segment, query parameter or form field that
+    no database here can store; None when everything can be."""
+    if unstorable(request.path):
+        return 404, "path", ""
+    for key, value in request.args.items(multi=True):
+        if unstorable(key) or unstorable(value):
+            return 400, "query", key
+    if (
+        request.method not in ("GET", "HEAD", "OPTIONS")
+        and request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data")
+        and not request.path.startswith(_RAW_BODY_PREFIXES)
+    ):
+        for key, value in request.form.items(multi=True):
+            if unstorable(key) or unstorable(value):
+                return 400, "form", key
+    return None
+
+
+def _page(status: int, title: str, message: str) -> Response:
+    """The error as a page, or as the fragment alone for an htmx swap."""
+    template = (
+        "errors/_error.html"
+        if request.headers.get("HX-Request") == "true" and not request.headers.get("HX-Boosted")
+        else "errors/error.html"
+    )
+    return make_response(
+        render_template(template, title=title, message=message, status=status), status
+    )
+
+
 def init_app(app: Flask) -> None:
     from app.api import errors as api_errors
+
+    def refuse_unstorable_input() -> Response | None:
+        """One guard for every door: a path, query string or form that cannot be stored
+        is refused before any view (or the database) sees it, the same on both databases:
+        404 for a path (nothing can live there), 400 otherwise."""
+        found = _unstorable_input()
+        if found is None:
+            return None
+        status, where, name = found
+        if api_errors.is_api_request():
+            if status == 404:
+                return api_errors.error_response(
+                    404, "not_found", "Nothing here: check the path (see /api/v1/openapi.json)."
+                )
+            return api_errors.error_response(
+                400,
+                "validation_error",
+                UNSTORABLE_MESSAGE,
+                [{"field": name, "in": where, "message": "contains NUL or a lone surrogate"}],
+            )
+        if status == 404:
+            return _page(404, *PLAIN_WORDS[404])
+        return _page(400, PLAIN_WORDS[400][0], UNSTORABLE_MESSAGE)
+
+    # Early, right after the request id: before CSRF, sign-in checks and every view.
+    app.before_request_funcs.setdefault(None, []).insert(0, refuse_unstorable_input)
 
     @app.errorhandler(KassaError)
     def domain_error(exc: KassaError) -> Any:

@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar
 
 from flask import Flask
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
 
 from app.api import schemas
 
@@ -63,6 +63,56 @@ def operation(**kwargs: Any) -> Callable[[F], F]:
         return view
 
     return attach
+
+
+# Text a database here cannot store: refused in every request string (app/api/parsing.py,
+# app/errors.py), so the document says so wherever a field has no stricter pattern. (Lone
+# surrogates cannot be written as valid JSON text at all; the JSON parser refuses them.)
+STORABLE_TEXT = r"^[^\x00]*$"
+
+
+class RequestJsonSchema(GenerateJsonSchema):
+    """pydantic's JSON Schema, plus what the API's parsing refuses beyond the models."""
+
+    def str_schema(self, schema: Any) -> JsonSchemaValue:
+        result = super().str_schema(schema)
+        if self.mode == "validation" and "pattern" not in result and "format" not in result:
+            result["pattern"] = STORABLE_TEXT
+        return result
+
+
+# Where each response carries the ids that other operations take as path parameters: the
+# OpenAPI links that let a client (and Schemathesis' stateful phase) follow one answer
+# with the next request.
+LINK_SOURCES: dict[type[BaseModel], dict[str, str]] = {
+    schemas.CheckoutSession: {"payment_id": "/data/payment/id", "order_id": "/data/order/id"},
+    schemas.Payment: {"payment_id": "/data/id", "order_id": "/data/order_id"},
+    schemas.Order: {"order_id": "/data/id"},
+    schemas.Refund: {"refund_id": "/data/id", "payment_id": "/data/payment_id"},
+    schemas.PaymentLink: {"link_id": "/data/id"},
+    schemas.WebhookEndpoint: {"endpoint_id": "/data/id"},
+    schemas.WebhookEndpointCreated: {"endpoint_id": "/data/id"},
+    schemas.WebhookEndpointSecret: {"endpoint_id": "/data/endpoint_id"},
+}
+
+
+def _add_links(built: list[tuple[Operation, list[str], dict[str, Any]]]) -> None:
+    """Links from each single-object success answer to every operation whose path
+    parameters that answer provides."""
+    for spec, _, op in built:
+        sources = LINK_SOURCES.get(spec.response) if spec.response and not spec.many else None
+        if not sources:
+            continue
+        links: dict[str, Any] = {}
+        for _, names, target in built:
+            if target is op or not names or not set(names) <= set(sources):
+                continue
+            links[target["operationId"]] = {
+                "operationId": target["operationId"],
+                "parameters": {name: f"$response.body#{sources[name]}" for name in names},
+            }
+        if links:
+            op["responses"][str(spec.status)]["links"] = links
 
 
 def _models(
@@ -148,7 +198,9 @@ def build(app: Flask) -> dict[str, Any]:
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             found.append((rule.rule, method.lower(), spec))
     ops = [spec for _, _, spec in found]
-    key_map, top = models_json_schema(_models(ops), ref_template=REF)
+    key_map, top = models_json_schema(
+        _models(ops), ref_template=REF, schema_generator=RequestJsonSchema
+    )
     components: dict[str, Any] = top.get("$defs", {})
     error_ref = key_map[(schemas.ErrorEnvelope, "serialization")]
     error_response = {
@@ -157,6 +209,7 @@ def build(app: Flask) -> dict[str, Any]:
     }
 
     paths: dict[str, Any] = {}
+    built: list[tuple[Operation, list[str], dict[str, Any]]] = []
     for rule_path, method, spec in sorted(found):
         path, path_names = _path(rule_path)
         parameters: list[dict[str, Any]] = [
@@ -247,6 +300,8 @@ def build(app: Flask) -> dict[str, Any]:
             op["x-scope"] = spec.auth
         op.update(spec.extra)
         paths.setdefault(path, {})[method] = op
+        built.append((spec, path_names, op))
+    _add_links(built)
 
     return {
         "openapi": "3.1.0",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Iterator
+from typing import Any, TypeVar
 
 from flask import request
 from pydantic import BaseModel, ValidationError
 
 from app.api.errors import ApiError, validation_details
+from app.inputs import unstorable
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -24,7 +26,7 @@ def parse_body(model: type[M]) -> M:
     ):
         raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
     try:
-        return model.model_validate_json(raw, strict=True)
+        parsed = model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         raise ApiError(
             400,
@@ -32,6 +34,32 @@ def parse_body(model: type[M]) -> M:
             "The request body is not valid.",
             validation_details(exc, "body"),
         ) from None
+    bad = [
+        {
+            "field": field,
+            "in": "body",
+            "message": "contains NUL, which cannot be stored",
+            "type": "string_unstorable",
+        }
+        for field in _unstorable_fields(parsed.model_dump(), ())
+    ]
+    if bad:
+        raise ApiError(400, "validation_error", "The request body is not valid.", bad)
+    return parsed
+
+
+def _unstorable_fields(value: Any, path: tuple[str, ...]) -> Iterator[str]:
+    """Paths (items.0.sku) of every string in a parsed body that cannot be stored. (A lone
+    surrogate never gets this far: the JSON parser refuses it as invalid JSON.)"""
+    if isinstance(value, str):
+        if unstorable(value):
+            yield ".".join(path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _unstorable_fields(item, (*path, str(key)))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _unstorable_fields(item, (*path, str(index)))
 
 
 def parse_query(model: type[M]) -> M:

@@ -17,6 +17,7 @@ from sqlalchemy import Select, select
 from app.api.errors import ApiError
 from app.crypto import email_hash
 from app.extensions import db
+from app.inputs import row_id
 from app.models import AuditEntry, Order, Payment, Product, Refund, WebhookEvent
 from app.payments.errors import NotFound
 from app.presentation import status_condition
@@ -36,22 +37,31 @@ def decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         version, _, value = raw.partition(":")
-        if version != "v1" or not value.isdigit():
+        if version != "v1" or not value.isascii() or not value.isdigit():
+            raise ValueError(cursor)
+        if not row_id(int(value)):  # beyond a 64-bit id: no row could follow it
             raise ValueError(cursor)
         return int(value)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiError(
-            400,
-            "validation_error",
-            "The cursor is not valid.",
-            [
-                {
-                    "field": "cursor",
-                    "in": "query",
-                    "message": "use next_cursor from the previous page",
-                }
-            ],
-        ) from None
+        raise _invalid_cursor() from None
+
+
+def _invalid_cursor() -> ApiError:
+    return ApiError(
+        400,
+        "validation_error",
+        "The cursor is not valid.",
+        [{"field": "cursor", "in": "query", "message": "use next_cursor from the previous page"}],
+    )
+
+
+def decode_id_cursor(cursor: str | None) -> int | None:
+    """A cursor that is a row id (the delivery log's next_cursor); 400 when it is not one."""
+    if not cursor:
+        return None
+    if cursor.isascii() and cursor.isdigit() and row_id(int(cursor)):
+        return int(cursor)
+    raise _invalid_cursor()
 
 
 def _page(stmt: Select[Any], model: Any, limit: int, cursor: str | None) -> Page:

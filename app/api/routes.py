@@ -484,7 +484,7 @@ def send_test_event(endpoint_id: str, body: s.Empty) -> Response:
 def list_webhook_deliveries(endpoint_id: str) -> Response:
     """The delivery log, one row per event."""
     q = parse_query(s.PageQuery)
-    before = int(q.cursor) if q.cursor and q.cursor.isdigit() else None
+    before = queries.decode_id_cursor(q.cursor)
     page = endpoints.list_deliveries(
         endpoints.get_endpoint(endpoint_id), limit=q.limit, before=before
     )

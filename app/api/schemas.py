@@ -9,14 +9,49 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
+from app.inputs import CONTROL_CLASS, SPACE_CLASS, utc_representable
 from app.models.enums import OrderStatus, RefundStatus
 from app.security import is_allowed_return_url
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,40}$"
+# Patterns mean the same to JSON Schema (ECMA-262) and to pydantic (Rust regex): explicit
+# classes only, no \s (ECMA's includes U+FEFF, Rust's does not).
+EMAIL_PATTERN = rf"^[^@{CONTROL_CLASS}{SPACE_CLASS}]+@[^@{CONTROL_CLASS}{SPACE_CLASS}]+$"
+NAME_PATTERN = rf"^[^{CONTROL_CLASS}]*[^{CONTROL_CLASS}{SPACE_CLASS}][^{CONTROL_CLASS}]*$"
+
+
+def _integral_float(value: Any) -> Any:
+    """JSON Schema's `integer` includes 3798900.0 (a number with a zero fraction): take it
+    as the integer it is. 1.5 stays a float and is refused as `int_type`."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer in a JSON body, as JSON Schema defines one.
+JsonInt = Annotated[int, BeforeValidator(_integral_float)]
+
+
+def _in_utc_range(value: datetime) -> datetime:
+    if not utc_representable(value):
+        raise ValueError("must be between 0001-01-01 and 9999-12-31 in UTC")
+    return value
+
+
+# An aware date-time that can be compared with stored (UTC) times.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc_range)]
 
 
 class Request(BaseModel):
@@ -30,14 +65,14 @@ class Request(BaseModel):
 
 class CheckoutItem(Request):
     sku: str = Field(min_length=1, max_length=64, examples=["tee-usd"])
-    quantity: int = Field(ge=1, le=99, examples=[1])
+    quantity: JsonInt = Field(ge=1, le=99, examples=[1])
 
 
 class Customer(Request):
     email: str = Field(
-        min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$", examples=["ada@example.com"]
+        min_length=3, max_length=254, pattern=EMAIL_PATTERN, examples=["ada@example.com"]
     )
-    name: str = Field(min_length=1, max_length=200, pattern=r"\S", examples=["Ada Lovelace"])
+    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN, examples=["Ada Lovelace"])
 
 
 def _check_return_url(value: str | None) -> str | None:
@@ -105,11 +140,11 @@ class PaymentLinkCreate(Request):
 
     description: str = Field(min_length=1, max_length=200)
     sku: str | None = Field(default=None, min_length=1, max_length=64)
-    quantity: int = Field(default=1, ge=1, le=99)
-    amount: int | None = Field(default=None, ge=1, le=10**10, description="Minor units.")
+    quantity: JsonInt = Field(default=1, ge=1, le=99)
+    amount: JsonInt | None = Field(default=None, ge=1, le=10**10, description="Minor units.")
     currency: str | None = Field(default=None, min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")
     reusable: bool = Field(default=False, description="Any number of customers may pay it.")
-    expires_at: AwareDatetime | None = None
+    expires_at: UtcDatetime | None = None
 
 
 class RazorpayErrorMetadata(Request):
@@ -172,7 +207,7 @@ class CaptureCreate(Request):
 
 
 class RefundCreate(Request):
-    amount: int | None = Field(
+    amount: JsonInt | None = Field(
         default=None, ge=1, le=10**12, description="Minor units; omit to refund everything left."
     )
     reason: str | None = Field(default=None, max_length=200)
@@ -225,7 +260,7 @@ class WebhookEndpointUpdate(Request):
 
 
 class WebhookRecover(Request):
-    since: AwareDatetime = Field(description="Resend every failed delivery created since then.")
+    since: UtcDatetime = Field(description="Resend every failed delivery created since then.")
 
 
 class Empty(Request):
@@ -246,10 +281,10 @@ class OrderListQuery(PageQuery):
         max_length=254,
         description="Exact email, any letter case (no partial match: emails are encrypted).",
     )
-    created_after: AwareDatetime | None = Field(
+    created_after: UtcDatetime | None = Field(
         default=None, description="Created at or after (inclusive)."
     )
-    created_before: AwareDatetime | None = Field(
+    created_before: UtcDatetime | None = Field(
         default=None, description="Created before (exclusive)."
     )
 

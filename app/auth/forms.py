@@ -4,9 +4,14 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import EqualTo, InputRequired, Length
 
+from app.forms import NoControlCharacters
+
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[InputRequired("Enter your email."), Length(max=254)])
+    email = EmailField(
+        "Email",
+        validators=[InputRequired("Enter your email."), Length(max=254), NoControlCharacters()],
+    )
     password = PasswordField(
         "Password", validators=[InputRequired("Enter your password."), Length(max=1024)]
     )
@@ -22,7 +27,10 @@ class TwoFactorForm(FlaskForm):
 
 
 class ForgotPasswordForm(FlaskForm):
-    email = EmailField("Email", validators=[InputRequired("Enter your email."), Length(max=254)])
+    email = EmailField(
+        "Email",
+        validators=[InputRequired("Enter your email."), Length(max=254), NoControlCharacters()],
+    )
 
 
 class ResetPasswordForm(FlaskForm):

@@ -5,6 +5,8 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, IntegerField, RadioField, StringField
 from wtforms.validators import Email, InputRequired, Length, NumberRange
 
+from app.forms import NoControlCharacters
+
 
 class CheckoutForm(FlaskForm):
     email = EmailField(
@@ -13,10 +15,16 @@ class CheckoutForm(FlaskForm):
             InputRequired(_l("Enter your email address.")),
             Email(_l("Enter a valid email address.")),
             Length(max=254),
+            NoControlCharacters(),
         ],
     )
     name = StringField(
-        _l("Full name"), validators=[InputRequired(_l("Enter your name.")), Length(max=200)]
+        _l("Full name"),
+        validators=[
+            InputRequired(_l("Enter your name.")),
+            Length(max=200),
+            NoControlCharacters(),
+        ],
     )
     quantity = IntegerField(
         _l("Quantity"),
@@ -42,9 +50,15 @@ class CartCheckoutForm(FlaskForm):
             InputRequired(_l("Enter your email address.")),
             Email(_l("Enter a valid email address.")),
             Length(max=254),
+            NoControlCharacters(),
         ],
     )
     name = StringField(
-        _l("Full name"), validators=[InputRequired(_l("Enter your name.")), Length(max=200)]
+        _l("Full name"),
+        validators=[
+            InputRequired(_l("Enter your name.")),
+            Length(max=200),
+            NoControlCharacters(),
+        ],
     )
     gateway = RadioField(_l("Pay with"), validators=[InputRequired(_l("Choose how to pay."))])

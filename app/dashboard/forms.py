@@ -21,6 +21,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, ValidationError
 
+from app import inputs
 from app.dashboard.queries import SORTS, PaymentFilters
 from app.i18n import current_locale
 from app.models import ApiKeyScope, WebhookStatus
@@ -31,6 +32,12 @@ from app.presentation import filter_statuses, status_label
 def options(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
     """(value, label) pairs as WTForms choices (tuples are deprecated in WTForms 3.3)."""
     return [SelectChoice(value, label) for value, label in pairs]
+
+
+def day_in_range(form: FlaskForm, field: DateField) -> None:
+    """A day whose whole span can be searched (9999-12-31 has no next day to end at)."""
+    if field.data is not None and not inputs.day_in_range(field.data):
+        raise ValidationError(_l("Choose a date before 9999-12-31."))
 
 
 class FilterForm(FlaskForm):
@@ -47,8 +54,8 @@ class FilterForm(FlaskForm):
     status = SelectField(_l("Status"), validators=[Optional()])
     gateway = SelectField(_l("Gateway"), validators=[Optional()])
     currency = SelectField(_l("Currency"), validators=[Optional()])
-    date_from = DateField(_l("From"), name="from", validators=[Optional()])
-    date_to = DateField(_l("To"), name="to", validators=[Optional()])
+    date_from = DateField(_l("From"), name="from", validators=[Optional(), day_in_range])
+    date_to = DateField(_l("To"), name="to", validators=[Optional(), day_in_range])
     sort = SelectField(
         _l("Sort"),
         choices=options([(key, _l(label)) for key, label in SORTS.items()]),
@@ -184,6 +191,9 @@ class WebhookFilterForm(FlaskForm):
         ),
     )
     gateway = SelectField(_l("Gateway"), validators=[Optional()])
+    before = IntegerField(
+        _l("Before"), validators=[Optional(), NumberRange(min=1, max=inputs.MAX_ROW_ID)]
+    )
 
 
 class ButtonForm(FlaskForm):

@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit
 from sqlalchemy import Select, and_, case, func, or_, select, tuple_
 from sqlalchemy.orm import selectinload
 
+from app import inputs
 from app.crypto import email_hash
 from app.extensions import db
 from app.gateways import registry
@@ -84,10 +85,10 @@ def decode_cursor(token: str | None) -> tuple[datetime, int] | None:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         when, _, row_id = raw.partition("|")
         parsed = datetime.fromisoformat(when)
-        if parsed.tzinfo is None:
+        if parsed.tzinfo is None or not row_id.isascii() or not inputs.row_id(int(row_id)):
             return None
         return parsed.astimezone(UTC), int(row_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         return None
 
 

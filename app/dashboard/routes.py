@@ -191,6 +191,8 @@ def payments() -> BaseResponse:
     response = _render(
         "dashboard/payments.html",
         "dashboard/_payments_results.html",
+        # A filter that cannot be used is dropped and shown as an error: the page says so.
+        status=400 if form.errors else 200,
         form=form,
         page=page,
         filters=filters,
@@ -230,6 +232,8 @@ def _csv_cell(value: str) -> str:
 def export_csv() -> BaseResponse:
     """The filtered payments as CSV, streamed row by row from a server-side cursor."""
     form = _filter_form()
+    if form.errors:  # an export must hold exactly what was asked for, or nothing
+        abort(400)
     filters = form.filters()
     header = [
         "payment_id",
@@ -513,7 +517,9 @@ def webhooks() -> BaseResponse:
     form.validate()
     status = form.status.data if form.status.data and not form.status.errors else None
     gateway = form.gateway.data if form.gateway.data and not form.gateway.errors else None
-    rows, next_before = queries.webhook_page(status, gateway, request.args.get("before", type=int))
+    if form.before.errors:  # not a row id (e.g. beyond INTEGER): no page starts there
+        abort(400)
+    rows, next_before = queries.webhook_page(status, gateway, form.before.data)
     args = {k: v for k, v in {"status": status, "gateway": gateway}.items() if v}
     return _render(
         "dashboard/webhooks.html",

@@ -111,12 +111,13 @@ def verify_signature(
     for item in header.split(","):
         key, _, value = item.strip().partition("=")
         parts.setdefault(key, []).append(value)
-    try:
-        ts = int(parts["t"][0])
-    except (KeyError, ValueError):
-        raise SignatureError("malformed signature header") from None
+    raw_ts = parts.get("t", [""])[0]
+    # Unix seconds: ASCII digits, at most 12 (a 309-digit one would overflow a float below).
+    if not (raw_ts.isascii() and raw_ts.isdigit() and len(raw_ts) <= 12):
+        raise SignatureError("malformed signature header")
+    ts = int(raw_ts)
     current = time.time() if now is None else now
-    if abs(current - ts) > tolerance:
+    if abs(int(current) - ts) > tolerance:
         raise SignatureError("timestamp outside the tolerance (replayed or clock skew)")
     expected = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
     if not any(hmac.compare_digest(expected, given) for given in parts.get("v1", [])):
