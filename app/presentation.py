@@ -34,6 +34,7 @@ STATUS_LABELS = {
     "created": "Incomplete",
     INCOMPLETE: "Incomplete",
     "processing": "Processing",
+    "requires_action": "Waiting for the customer to authenticate",
     "authorized": "Authorized",
     "succeeded": "Succeeded",
     # refunds, disputes, webhooks
@@ -50,6 +51,7 @@ STATUS_LABELS = {
 STATUS_HINTS = {
     INCOMPLETE: "checkout opened, the customer has not paid (yet)",
     "processing": "the gateway is confirming a payment the customer made",
+    "requires_action": "a charge of a saved method waits for the customer to authenticate it",
 }
 
 

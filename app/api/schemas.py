@@ -185,6 +185,7 @@ class ShownPaymentStatus(StrEnum):
 
     INCOMPLETE = "incomplete"
     PROCESSING = "processing"
+    REQUIRES_ACTION = "requires_action"
     AUTHORIZED = "authorized"
     SUCCEEDED = "succeeded"
     PARTIALLY_REFUNDED = "partially_refunded"

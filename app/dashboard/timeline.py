@@ -24,6 +24,7 @@ GATEWAY_NAMES = {"sandbox": "Sandbox", "stripe": "Stripe", "razorpay": "Razorpay
 # Sentences for a payment reaching a state (payment.status_changed).
 PAYMENT_REACHED = {
     "processing": "Sent to the payment page; waiting for the customer to pay",
+    "requires_action": "The bank asked the customer to authenticate; they were sent a link",
     "authorized": "Payment authorized; waiting to be captured",
     "succeeded": "Payment succeeded",
     "failed": "Payment failed",

@@ -1,6 +1,7 @@
 """All models, importable from one place (and seen by Alembic autogenerate)."""
 
 from app.models.catalog import Product
+from app.models.customers import Customer, GatewayCustomer, MethodStatus, SavedPaymentMethod
 from app.models.enums import (
     ApiKeyScope,
     DeliveryStatus,
@@ -23,12 +24,15 @@ __all__ = [
     "ApiKey",
     "ApiKeyScope",
     "AuditEntry",
+    "Customer",
     "DeliveryStatus",
     "Dispute",
     "DisputeStatus",
     "FulfillmentStatus",
+    "GatewayCustomer",
     "IdempotencyKey",
     "MerchantNotification",
+    "MethodStatus",
     "Order",
     "OrderItem",
     "OrderStatus",
@@ -44,6 +48,7 @@ __all__ = [
     "Role",
     "SandboxRefund",
     "SandboxSession",
+    "SavedPaymentMethod",
     "User",
     "WebhookAttempt",
     "WebhookDelivery",

@@ -3,7 +3,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import Model
@@ -21,6 +30,7 @@ from app.models.enums import (
 
 if TYPE_CHECKING:
     from app.models.catalog import Product
+    from app.models.customers import Customer
 
 
 class Order(Model):
@@ -142,6 +152,11 @@ class Payment(Model):
     # Safe-to-keep method details only: brand, last4, wallet, vpa. Never a full number.
     payment_method: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     customer_email: Mapped[str] = mapped_column(String(254), index=True)
+    # The store's customer (matched by email at checkout) and, for a charge of a saved
+    # method, which one; save_payment_method: the customer agreed to save this one.
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    saved_method_id: Mapped[int | None] = mapped_column(ForeignKey("saved_payment_methods.id"))
+    save_payment_method: Mapped[bool] = mapped_column(default=False, server_default=false())
     authorized_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     capture_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
     captured_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -152,6 +167,7 @@ class Payment(Model):
     order: Mapped[Order] = relationship(back_populates="payments")
     refunds: Mapped[list[Refund]] = relationship(back_populates="payment", order_by="Refund.id")
     disputes: Mapped[list[Dispute]] = relationship(back_populates="payment", order_by="Dispute.id")
+    customer: Mapped[Customer | None] = relationship(back_populates="payments")
 
     @property
     def is_final(self) -> bool:

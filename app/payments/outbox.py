@@ -52,6 +52,7 @@ class EventType(StrEnum):
     ORDER_FULFILLMENT_CANCELED = "order.fulfillment_canceled"
     PAYMENT_AUTHORIZED = "payment.authorized"
     PAYMENT_FAILED = "payment.failed"
+    PAYMENT_REQUIRES_ACTION = "payment.requires_action"
     REFUND_SUCCEEDED = "refund.succeeded"
     REFUND_FAILED = "refund.failed"
     DISPUTE_CREATED = "dispute.created"

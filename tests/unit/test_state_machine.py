@@ -16,6 +16,7 @@ from app.payments.state import (
 GATEWAY_REPORTED = [
     P.CREATED,
     P.PROCESSING,
+    P.REQUIRES_ACTION,
     P.AUTHORIZED,
     P.SUCCEEDED,
     P.FAILED,
@@ -29,6 +30,7 @@ EXPECTED = {
     P.CREATED: {
         P.CREATED: D,
         P.PROCESSING: A,
+        P.REQUIRES_ACTION: A,
         P.AUTHORIZED: A,
         P.SUCCEEDED: A,
         P.FAILED: A,
@@ -38,6 +40,17 @@ EXPECTED = {
     P.PROCESSING: {
         P.CREATED: S,
         P.PROCESSING: D,
+        P.REQUIRES_ACTION: A,
+        P.AUTHORIZED: A,
+        P.SUCCEEDED: A,
+        P.FAILED: A,
+        P.CANCELED: A,
+        P.EXPIRED: A,
+    },
+    P.REQUIRES_ACTION: {
+        P.CREATED: S,
+        P.PROCESSING: S,
+        P.REQUIRES_ACTION: D,
         P.AUTHORIZED: A,
         P.SUCCEEDED: A,
         P.FAILED: A,
@@ -47,6 +60,7 @@ EXPECTED = {
     P.FAILED: {
         P.CREATED: S,
         P.PROCESSING: S,
+        P.REQUIRES_ACTION: S,
         P.AUTHORIZED: A,
         P.SUCCEEDED: A,
         P.FAILED: D,
@@ -56,6 +70,7 @@ EXPECTED = {
     P.EXPIRED: {
         P.CREATED: S,
         P.PROCESSING: S,
+        P.REQUIRES_ACTION: S,
         P.AUTHORIZED: A,
         P.SUCCEEDED: A,
         P.FAILED: S,
@@ -65,6 +80,7 @@ EXPECTED = {
     P.CANCELED: {
         P.CREATED: S,
         P.PROCESSING: S,
+        P.REQUIRES_ACTION: S,
         P.AUTHORIZED: A,
         P.SUCCEEDED: A,
         P.FAILED: S,
@@ -74,6 +90,7 @@ EXPECTED = {
     P.AUTHORIZED: {
         P.CREATED: S,
         P.PROCESSING: S,
+        P.REQUIRES_ACTION: S,
         P.AUTHORIZED: D,
         P.SUCCEEDED: A,
         P.FAILED: S,
@@ -83,6 +100,7 @@ EXPECTED = {
     P.SUCCEEDED: {
         P.CREATED: S,
         P.PROCESSING: S,
+        P.REQUIRES_ACTION: S,
         P.AUTHORIZED: S,
         P.SUCCEEDED: D,
         P.FAILED: S,
@@ -93,6 +111,7 @@ EXPECTED = {
     P.PARTIALLY_REFUNDED: {
         P.CREATED: S,
         P.PROCESSING: S,
+        P.REQUIRES_ACTION: S,
         P.AUTHORIZED: S,
         P.SUCCEEDED: D,
         P.FAILED: S,
@@ -102,6 +121,7 @@ EXPECTED = {
     P.REFUNDED: {
         P.CREATED: S,
         P.PROCESSING: S,
+        P.REQUIRES_ACTION: S,
         P.AUTHORIZED: S,
         P.SUCCEEDED: D,
         P.FAILED: S,
@@ -158,6 +178,9 @@ def test_final_state_never_depends_on_delivery_order() -> None:
         ((P.FAILED, P.EXPIRED), P.EXPIRED),
         ((P.AUTHORIZED, P.PROCESSING, P.SUCCEEDED), P.SUCCEEDED),
         ((P.PROCESSING, P.FAILED), P.FAILED),
+        ((P.REQUIRES_ACTION, P.SUCCEEDED), P.SUCCEEDED),
+        ((P.REQUIRES_ACTION, P.PROCESSING), P.REQUIRES_ACTION),
+        ((P.PROCESSING, P.REQUIRES_ACTION, P.FAILED), P.FAILED),
     ],
 )
 def test_known_sequences(events: tuple[P, ...], final: P) -> None:
