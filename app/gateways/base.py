@@ -118,6 +118,8 @@ NETWORK_CALLS = (
     "capture",
     "list_events",
     "retrieve_refund",
+    "charge_saved_method",
+    "detach_method",
 )
 
 
@@ -149,6 +151,47 @@ class CheckoutRequest:
     expires_at: datetime
     capture_method: str = "automatic"  # or "manual"
     description: str = ""
+    # The customer agreed to save the method for later charges (off-session).
+    save_payment_method: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SavedMethod:
+    """A payment method the gateway saved for later charges: its token and what is safe to
+    show. Never card data."""
+
+    token: str
+    brand: str | None = None
+    last4: str | None = None
+    exp_month: int | None = None
+    exp_year: int | None = None
+    wallet: str | None = None
+    gateway_customer_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRequest:
+    """Charge a saved method off-session (the customer is not there)."""
+
+    payment_id: str  # ours (pay_...)
+    order_id: str  # ours (ord_...)
+    amount: int
+    currency: str
+    token: str  # SavedMethod.token
+    gateway_customer_id: str | None
+    description: str
+    idempotency_key: str  # from the committed attempt
+    return_url: str  # where an authentication the customer completes comes back to
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeResult:
+    """What an off-session charge came to: the update to apply and, when the bank wants the
+    customer to authenticate (status requires_action), the gateway page that does it."""
+
+    update: PaymentUpdate
+    reference: str
+    action_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +223,8 @@ class PaymentUpdate:
     failure_message: str | None = None
     payment_method: Mapping[str, Any] | None = None  # brand, last4, vpa...: safe fields only
     capture_deadline: datetime | None = None
+    # The method the gateway saved with this payment (the customer agreed at checkout).
+    saved_method: SavedMethod | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +364,22 @@ class PagedCheckout(Protocol):
         order_id: str,
         payment_id: str,
     ) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class SavesMethods(Protocol):
+    """Optional: a gateway that saves payment methods at checkout and charges them later
+    off-session (issue 18)."""
+
+    def charge_saved_method(self, request: ChargeRequest) -> ChargeResult:
+        """Charge a saved method without the customer. Idempotent on
+        request.idempotency_key. A decline raises GatewayError; authentication required
+        answers status requires_action with an action_url."""
+        ...
+
+    def detach_method(self, token: str) -> None:
+        """Remove a saved method at the gateway (it can never be charged again)."""
+        ...
 
 
 @runtime_checkable

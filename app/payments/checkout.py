@@ -28,7 +28,7 @@ from app.gateways.base import (
 from app.models import Order, OrderStatus, Payment, PaymentStatus
 from app.models.base import public_id, utcnow
 from app.models.enums import ORDER_UNPAID_ENDS, PAYABLE, UNPAID_ENDS
-from app.payments import audit, faults, orders, state, store
+from app.payments import audit, customers, faults, orders, state, store
 from app.payments.audit import Actor
 from app.payments.errors import InvalidState, NotFound
 from app.payments.gateway_calls import gateway_errors
@@ -65,6 +65,9 @@ def _attempt_row(
         "customer_email": email,
         "capture_method": current_app.config.get("CAPTURE_METHOD", "automatic"),
         "idempotency_key": f"kassa-checkout-{pid}",
+        "customer_id": None,
+        "saved_method_id": None,
+        "save_payment_method": False,
         "expires_at": expires_at,
         "created_at": now,
         "updated_at": now,
@@ -96,6 +99,11 @@ def new_attempt(order: Order, gateway_name: str, actor: Actor) -> int:
         order.expires_at,
         gateway_name,
     )
+    earlier = order.latest_payment
+    if earlier is not None:
+        # Another attempt of the same purchase: the same customer, the same consent.
+        attempt["customer_id"] = earlier.customer_id
+        attempt["save_payment_method"] = earlier.save_payment_method
     return store.write_attempt(attempt, _created_audit_row(actor, attempt))
 
 
@@ -108,8 +116,11 @@ def create_checkout(
     *,
     success_url: str | None = None,
     cancel_url: str | None = None,
+    save_payment_method: bool = False,
 ) -> Payment:
-    """Order + first payment attempt + hosted checkout; returns the payment."""
+    """Order + first payment attempt + hosted checkout; returns the payment. The customer
+    is matched by email (created when new) in the same unit of work; with
+    `save_payment_method` (the customer's consent) the gateway saves the method."""
     # An unknown or unconfigured gateway fails before any write.
     gateway = registry.get_gateway(gateway_name)
     with unit_of_work():
@@ -123,6 +134,10 @@ def create_checkout(
             order["expires_at"],
             gateway_name,
         )
+        attempt["customer_id"] = customers.match_customer(
+            order["customer_email"], order["customer_name"]
+        )
+        attempt["save_payment_method"] = bool(save_payment_method)
         _, payment_id = store.write_checkout(
             order,
             plan.item_rows,
@@ -144,6 +159,7 @@ def create_checkout(
         capture_method=attempt["capture_method"],
         success_url=success_url,
         cancel_url=cancel_url,
+        save_payment_method=attempt["save_payment_method"],
     )
     return _open(payment_id, gateway, request, actor)
 
@@ -231,6 +247,7 @@ def _checkout_request(
     capture_method: str,
     success_url: str | None,
     cancel_url: str | None,
+    save_payment_method: bool = False,
 ) -> CheckoutRequest:
     lines = tuple(lines)
     return CheckoutRequest(
@@ -249,6 +266,7 @@ def _checkout_request(
         expires_at=expires_at,
         capture_method=capture_method,
         description=", ".join(f"{i.quantity} × {i.name}" for i in lines),
+        save_payment_method=save_payment_method,
     )
 
 
@@ -272,6 +290,7 @@ def open_checkout(
         capture_method=payment.capture_method,
         success_url=success_url,
         cancel_url=cancel_url,
+        save_payment_method=payment.save_payment_method,
     )
     return _open(payment_id, registry.get_gateway(payment.gateway), request, actor)
 
