@@ -22,7 +22,7 @@ from app.checkout.forms import CartCheckoutForm, CheckoutForm, RetryForm
 from app.extensions import db, htmx, limiter
 from app.gateways import registry
 from app.models import PaymentLink, PaymentStatus, Product
-from app.payments import charges, checkout, links, orders
+from app.payments import charges, checkout, customers, links, orders
 from app.payments.audit import CUSTOMER
 from app.payments.errors import InvalidState, KassaError, NotFound, OutOfStock
 from app.payments.orders import ItemRequest
@@ -297,6 +297,40 @@ def payment_action(token: str) -> Response | tuple[str, int]:
     if payment.status == PaymentStatus.REQUIRES_ACTION and payment.checkout_url:
         return redirect(payment.checkout_url, code=303)
     return render_template("checkout/action.html", problem=None, payment=payment), 200
+
+
+@bp.get("/account/methods/<token>")
+def saved_methods(token: str) -> tuple[str, int]:
+    """The customer's own page (from the receipt's signed link): their saved methods."""
+    try:
+        customer = customers.customer_for_methods_link(token)
+    except NotFound:
+        abort(404)
+    except InvalidState as exc:
+        return render_template("checkout/saved_methods.html", problem=exc.message), 410
+    return render_template(
+        "checkout/saved_methods.html",
+        problem=None,
+        customer=customer,
+        methods=[m for m in customer.methods if m.active],
+        token=token,
+        form=FlaskForm(),
+    ), 200
+
+
+@bp.post("/account/methods/<token>/<method_id>/remove")
+def remove_saved_method(token: str, method_id: str) -> Response | tuple[str, int]:
+    """The customer removes a saved method (detached at the gateway)."""
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    try:
+        customer = customers.customer_for_methods_link(token)
+        customers.detach_method(method_id, CUSTOMER, customer)
+    except NotFound:
+        abort(404)
+    except KassaError as exc:
+        return render_template("checkout/saved_methods.html", problem=exc.message), exc.http_status
+    return redirect(url_for("checkout.saved_methods", token=token, removed=1), code=303)
 
 
 @bp.get("/checkout/return/<payment_id>")

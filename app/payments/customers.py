@@ -8,18 +8,27 @@ the gateway first, so a removed method can never be charged.
 
 from __future__ import annotations
 
+from flask import current_app, url_for
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from app.extensions import db
 from app.gateways import registry
 from app.gateways.base import SavedMethod
-from app.models import Customer, GatewayCustomer, MethodStatus, Payment, SavedPaymentMethod
+from app.models import (
+    Customer,
+    GatewayCustomer,
+    MethodStatus,
+    Order,
+    Payment,
+    SavedPaymentMethod,
+)
 from app.models.base import public_id, utcnow
 from app.models.customers import email_index
 from app.payments import audit, store
 from app.payments.audit import Actor
-from app.payments.errors import NotFound
+from app.payments.errors import InvalidState, NotFound
 from app.payments.gateway_calls import gateway_errors
 from app.payments.uow import lock, unit_of_work
 
@@ -153,3 +162,43 @@ def detach_method(method_public_id: str, actor: Actor, customer: Customer | None
             locked,
             details={"customer": locked.customer.public_id},
         )
+
+
+# --- the customer's own page (from the receipt) -----------------------------------------
+
+METHODS_SALT = "kassa-customer-methods"
+
+
+def _methods_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key or "", salt=METHODS_SALT)
+
+
+def methods_link(customer: Customer) -> str:
+    """The customer's signed, expiring link to see and remove their saved methods."""
+    token = _methods_serializer().dumps(customer.public_id)
+    base: str = current_app.config["PUBLIC_BASE_URL"]
+    return base + url_for("checkout.saved_methods", token=token)
+
+
+def customer_for_methods_link(token: str) -> Customer:
+    hours = int(current_app.config.get("PAYMENT_ACTION_LINK_HOURS", 72))
+    try:
+        customer_id = _methods_serializer().loads(token, max_age=hours * 3600)
+    except SignatureExpired:
+        raise InvalidState(
+            "This link has expired; the link in your latest receipt works."
+        ) from None
+    except BadSignature:
+        raise NotFound("No such page.") from None
+    return get_customer(str(customer_id))
+
+
+def methods_link_for_order(order: Order) -> str | None:
+    """For a receipt: the link, when the order's customer has saved methods."""
+    customer_ids = {p.customer_id for p in order.payments if p.customer_id is not None}
+    if not customer_ids:
+        return None
+    customer = db.session.get(Customer, min(customer_ids))
+    if customer is None or not any(m.active for m in customer.methods):
+        return None
+    return methods_link(customer)

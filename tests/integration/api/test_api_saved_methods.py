@@ -245,3 +245,32 @@ def test_an_expired_card_is_marked_and_not_charged(api: Api) -> None:
     [method] = api.get(f"/customers/{customer['id']}/payment-methods").get_json()["data"]
     assert method["expired"] is True
     assert charge(api, method_id, "expired-1").status_code == 409
+
+
+def test_the_receipt_links_to_the_customers_own_page_where_they_remove_a_method(
+    api: Api,
+) -> None:
+    customer = save_at_checkout(api)
+    texts = [
+        message_from_bytes(p.read_bytes(), policy=default)
+        for p in (Path(api.app.instance_path) / "outbox").iterdir()
+    ]
+    receipts = [m for m in texts if str(m["Subject"]).startswith("Your receipt")]
+    assert receipts
+    body = receipts[-1].get_body(preferencelist=("plain",))
+    assert body is not None
+    found = re.search(r"https?://\S+/account/methods/\S+", body.get_content())
+    assert found, body.get_content()
+    path = found.group(0).removeprefix(api.app.config["PUBLIC_BASE_URL"])
+    browser = api.app.test_client()
+    page = browser.get(path)
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Visa •••• 4242" in html and "ada@example.com" in html
+    method_id = customer["payment_methods"][0]["id"]
+    removed = browser.post(f"{path}/{method_id}/remove")  # CSRF is off in the API app
+    assert removed.status_code == 303
+    assert "You have no saved payment methods." in browser.get(path).get_data(as_text=True)
+    assert api.get(f"/customers/{customer['id']}/payment-methods").get_json()["data"] == []
+    # A tampered link shows nothing.
+    assert browser.get(path[:-3] + "xyz").status_code == 404
