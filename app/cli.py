@@ -129,6 +129,47 @@ def init_app(app: Flask) -> None:
         user = create_merchant(email, role, password)
         click.echo(f"Merchant {user.email} ({user.role}) is ready.")
 
+    @app.cli.command("generate-encryption-key")
+    def generate_encryption_key_command() -> None:
+        """Print a new Fernet key (for ENCRYPTION_KEYS) and a new BLIND_INDEX_KEY."""
+        import secrets
+
+        from cryptography.fernet import Fernet
+
+        click.echo(f"ENCRYPTION_KEYS={Fernet.generate_key().decode()}")
+        click.echo(f"BLIND_INDEX_KEY={secrets.token_urlsafe(48)}")
+
+    @app.cli.command("rotate-encryption-key")
+    @click.option("--batch-size", default=500, show_default=True, help="Rows per transaction.")
+    def rotate_encryption_key_command(batch_size: int) -> None:
+        """Re-encrypt every encrypted column with the first key of ENCRYPTION_KEYS.
+
+        Put the new key first in ENCRYPTION_KEYS everywhere (keep the old ones after it),
+        restart, run this; then the old keys can be dropped. Also recomputes the email
+        hashes if BLIND_INDEX_KEY changed. Safe to interrupt and run again."""
+        from app.crypto import count_encrypted_rows, keyring, rotate_all
+        from app.extensions import db
+
+        total = count_encrypted_rows(db.engine, db.metadata)
+        with click.progressbar(length=total, label="Re-encrypting", show_pos=True) as bar:
+            stats = rotate_all(
+                db.engine, db.metadata, keyring(), batch_size=batch_size, progress=bar.update
+            )
+        click.echo(
+            f"{stats.rows} rows read: {stats.reencrypted} value(s) re-encrypted with the "
+            f"first key, {stats.rehashed} email hash(es) recomputed."
+        )
+        if stats.changed_meanwhile:
+            click.echo(
+                f"{stats.changed_meanwhile} row(s) changed while this ran and were left as "
+                "the app wrote them; run the command again to check them."
+            )
+        else:
+            click.echo(
+                "Every encrypted value now uses the first key of ENCRYPTION_KEYS: the "
+                "other keys can be removed."
+            )
+
     @app.cli.command("seed-bench")
     @click.argument("count", type=click.IntRange(1, 50_000_000))
     @click.option("--batch", default=20_000, show_default=True, help="rows per COPY/commit")

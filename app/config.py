@@ -70,6 +70,11 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "KASSA_ENV": env,
         "DEBUG": env_bool("FLASK_DEBUG", False),
         "SECRET_KEY": secret_key,
+        # Encryption at rest (app/crypto.py): comma-separated Fernet keys, the first
+        # encrypts, all decrypt; and the blind index's HMAC key (exact search by email).
+        # Empty outside production: both derived from SECRET_KEY.
+        "ENCRYPTION_KEYS": env_str("ENCRYPTION_KEYS"),
+        "BLIND_INDEX_KEY": env_str("BLIND_INDEX_KEY"),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(database_url),
         "PUBLIC_BASE_URL": (env_str("PUBLIC_BASE_URL", "http://127.0.0.1:5000") or "").rstrip("/"),
@@ -315,6 +320,7 @@ def check_production(config: dict[str, Any]) -> None:
     problems = []
     if not config.get("SECRET_KEY") or len(str(config["SECRET_KEY"])) < 32:
         problems.append("SECRET_KEY must be set to a random value of at least 32 characters")
+    problems.extend(_encryption_problems(config))
     if config.get("STRIPE_SECRET_KEY") and not config.get("STRIPE_WEBHOOK_SECRET"):
         problems.append("STRIPE_WEBHOOK_SECRET is required when STRIPE_SECRET_KEY is set")
     if config.get("RAZORPAY_KEY_ID") and not (
@@ -359,6 +365,24 @@ def check_production(config: dict[str, Any]) -> None:
         raise RuntimeError("Refusing to start in production: " + "; ".join(problems))
 
 
+def _encryption_problems(config: dict[str, Any]) -> list[str]:
+    from app.crypto import BLIND_INDEX_MIN_LENGTH, check_keys, split_keys
+
+    problems = []
+    if not split_keys(config.get("ENCRYPTION_KEYS")):
+        problems.append(
+            "ENCRYPTION_KEYS must be set (Fernet keys, comma-separated, the first encrypts; "
+            "`flask generate-encryption-key` makes one)"
+        )
+    problems.extend(check_keys(config.get("ENCRYPTION_KEYS")))
+    if len(str(config.get("BLIND_INDEX_KEY") or "")) < BLIND_INDEX_MIN_LENGTH:
+        problems.append(
+            f"BLIND_INDEX_KEY must be set to a random value of at least "
+            f"{BLIND_INDEX_MIN_LENGTH} characters (it keys the email search hashes)"
+        )
+    return problems
+
+
 # Values seen in examples, tutorials and our own docs/tests: never acceptable as secrets.
 KNOWN_DEFAULT_SECRETS = {
     "",
@@ -385,6 +409,7 @@ KNOWN_DEFAULT_SECRETS = {
 }
 SECRET_SETTINGS = (
     "SECRET_KEY",
+    "BLIND_INDEX_KEY",
     "STRIPE_SECRET_KEY",
     "STRIPE_WEBHOOK_SECRET",
     "RAZORPAY_KEY_SECRET",

@@ -7,7 +7,6 @@ last four, expiry, wallet); never card data. The sensitive columns are all decla
 
 from __future__ import annotations
 
-import hashlib
 from datetime import date, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -16,6 +15,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeEngine
 
+from app.crypto import EncryptedString, email_hash
 from app.extensions import Model
 from app.models.base import UTCDateTime, public_id, utcnow
 from app.models.enums import values
@@ -25,18 +25,16 @@ if TYPE_CHECKING:
 
 
 def sensitive(length: int) -> TypeEngine[str]:
-    """The column type of a sensitive value (tokens, gateway customer ids, emails, names).
-
-    Plain text for now; the switch to encryption at rest (app/crypto.py EncryptedString)
-    is made here, once for every such column.
-    """
-    return String(length)
+    """The column type of a sensitive value (tokens, gateway customer ids, emails, names):
+    encrypted at rest (app/crypto.py EncryptedString; `length` is the plaintext's bound)."""
+    return EncryptedString()
 
 
 def email_index(email: str) -> str:
     """The lookup hash of an email (exact match, case-insensitive): what `email_hash` holds,
-    so a customer is found by email without reading the email column."""
-    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+    so a customer is found by email without decrypting anything (app/crypto.py's keyed
+    blind index, BLIND_INDEX_KEY)."""
+    return email_hash(email)
 
 
 class MethodStatus(StrEnum):

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.crypto import EncryptedString
 from app.extensions import Model
 from app.models.base import UTCDateTime, utcnow
 from app.models.enums import WebhookStatus
@@ -75,7 +76,8 @@ class Receipt(Model):
     kind: Mapped[str] = mapped_column(String(30))  # order_paid, refund_succeeded
     subject_id: Mapped[str] = mapped_column(String(60))  # order or refund public id
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
-    recipient: Mapped[str] = mapped_column(String(254))
+    recipient: Mapped[str] = mapped_column(EncryptedString())  # the customer's email
+
     status: Mapped[str] = mapped_column(String(20), default="pending")  # pending, sent, failed
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)

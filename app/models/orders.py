@@ -13,8 +13,9 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
+from app.crypto import EncryptedString, email_hash
 from app.extensions import Model
 from app.models.base import UTCDateTime, public_id, utcnow
 from app.models.enums import (
@@ -51,8 +52,11 @@ class Order(Model):
     status: Mapped[str] = mapped_column(String(24), default=OrderStatus.PENDING)
     currency: Mapped[str] = mapped_column(String(3))
     total_amount: Mapped[int]
-    customer_email: Mapped[str] = mapped_column(String(254), index=True)
-    customer_name: Mapped[str] = mapped_column(String(200))
+    # Encrypted at rest (app/crypto.py); found by exact email through the keyed hash,
+    # which every writer sets with the email (email_hash; the validator below for ORM rows).
+    customer_email: Mapped[str] = mapped_column(EncryptedString())
+    customer_email_hash: Mapped[str] = mapped_column(String(64), index=True)
+    customer_name: Mapped[str] = mapped_column(EncryptedString())
     # True while the items' stock is held for this order; flipped exactly once on release.
     stock_reserved: Mapped[bool] = mapped_column(default=True)
     # Set by the merchant (dashboard or API): unfulfilled -> fulfilled, or canceled.
@@ -70,6 +74,11 @@ class Order(Model):
         back_populates="order", cascade="all, delete-orphan", order_by="OrderItem.id"
     )
     payments: Mapped[list[Payment]] = relationship(back_populates="order", order_by="Payment.id")
+
+    @validates("customer_email")
+    def _hash_email(self, _key: str, value: str) -> str:
+        self.customer_email_hash = email_hash(value)
+        return value
 
     @property
     def latest_payment(self) -> Payment | None:
@@ -151,7 +160,9 @@ class Payment(Model):
     failure_message: Mapped[str | None] = mapped_column(Text)
     # Safe-to-keep method details only: brand, last4, wallet, vpa. Never a full number.
     payment_method: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    customer_email: Mapped[str] = mapped_column(String(254), index=True)
+    # Encrypted at rest, like the order's; customer_email_hash finds it (app/crypto.py).
+    customer_email: Mapped[str] = mapped_column(EncryptedString())
+    customer_email_hash: Mapped[str] = mapped_column(String(64), index=True)
     # The store's customer (matched by email at checkout) and, for a charge of a saved
     # method, which one; save_payment_method: the customer agreed to save this one.
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
@@ -168,6 +179,11 @@ class Payment(Model):
     refunds: Mapped[list[Refund]] = relationship(back_populates="payment", order_by="Refund.id")
     disputes: Mapped[list[Dispute]] = relationship(back_populates="payment", order_by="Dispute.id")
     customer: Mapped[Customer | None] = relationship(back_populates="payments")
+
+    @validates("customer_email")
+    def _hash_email(self, _key: str, value: str) -> str:
+        self.customer_email_hash = email_hash(value)
+        return value
 
     @property
     def is_final(self) -> bool:

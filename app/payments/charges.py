@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app import jobs
+from app.crypto import email_hash
 from app.extensions import db
 from app.gateways import registry
 from app.gateways.base import ChargeRequest, GatewayError, SavesMethods
@@ -107,6 +108,7 @@ def charge_saved_method(
                 "currency": order["currency"],
                 "amount_refunded": 0,
                 "customer_email": order["customer_email"],
+                "customer_email_hash": email_hash(order["customer_email"]),
                 "capture_method": "automatic",
                 "idempotency_key": key,
                 "customer_id": customer.id,
@@ -185,6 +187,7 @@ def _order_values(
         "status": "pending",
         "currency": currency.upper(),
         "customer_email": email,
+        "customer_email_hash": email_hash(email),
         "customer_name": name,
         "total_amount": amount,
         "stock_reserved": True,

@@ -15,6 +15,7 @@ from flask import current_app, url_for
 from sqlalchemy import select
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app.crypto import email_hash
 from app.extensions import db
 from app.gateways import registry
 from app.gateways.base import (
@@ -63,6 +64,7 @@ def _attempt_row(
         "currency": currency,
         "amount_refunded": 0,
         "customer_email": email,
+        "customer_email_hash": email_hash(email),
         "capture_method": current_app.config.get("CAPTURE_METHOD", "automatic"),
         "idempotency_key": f"kassa-checkout-{pid}",
         "customer_id": None,

@@ -2,8 +2,11 @@
 saved method charged, the consent to save, and the requires_action status
 
 Revision ID: 5c1d7e2a9b34
-Revises: feb1ca03fa89
+Revises: 99f90d3538bc
 Create Date: 2026-12-07 09:10:00
+
+Emails, names, gateway customer ids and gateway tokens are Fernet tokens (app/crypto.py
+EncryptedString); customers are found by email through email_hash (the keyed blind index).
 
 """
 
@@ -11,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "5c1d7e2a9b34"
-down_revision = "feb1ca03fa89"
+down_revision = "99f90d3538bc"
 branch_labels = None
 depends_on = None
 
@@ -30,9 +33,9 @@ def upgrade():
         "customers",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("public_id", sa.String(length=40), nullable=False),
-        sa.Column("email", sa.String(length=512), nullable=False),
+        sa.Column("email", sa.Text(), nullable=False),
         sa.Column("email_hash", sa.String(length=64), nullable=False),
-        sa.Column("name", sa.String(length=512), nullable=False),
+        sa.Column("name", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_customers")),
@@ -45,7 +48,7 @@ def upgrade():
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("customer_id", sa.Integer(), nullable=False),
         sa.Column("gateway", sa.String(length=20), nullable=False),
-        sa.Column("gateway_customer_id", sa.String(length=512), nullable=False),
+        sa.Column("gateway_customer_id", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["customer_id"],
@@ -64,7 +67,7 @@ def upgrade():
         sa.Column("public_id", sa.String(length=40), nullable=False),
         sa.Column("customer_id", sa.Integer(), nullable=False),
         sa.Column("gateway", sa.String(length=20), nullable=False),
-        sa.Column("gateway_token", sa.String(length=1024), nullable=False),
+        sa.Column("gateway_token", sa.Text(), nullable=False),
         sa.Column("brand", sa.String(length=40), nullable=True),
         sa.Column("last4", sa.String(length=4), nullable=True),
         sa.Column("exp_month", sa.Integer(), nullable=True),

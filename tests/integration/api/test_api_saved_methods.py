@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.extensions import db
 from app.models import AuditEntry, Customer, Order, Payment, SavedPaymentMethod
@@ -274,3 +274,21 @@ def test_the_receipt_links_to_the_customers_own_page_where_they_remove_a_method(
     assert api.get(f"/customers/{customer['id']}/payment-methods").get_json()["data"] == []
     # A tampered link shows nothing.
     assert browser.get(path[:-3] + "xyz").status_code == 404
+
+
+def test_customer_rows_hold_no_plaintext_and_search_by_email_still_works(api: Api) -> None:
+    customer = save_at_checkout(api, email="Grace@Example.com")
+    with api.app.app_context():
+        raw = db.session.execute(text("SELECT email, name, email_hash FROM customers")).one()
+        assert "grace@example.com" not in str(raw).lower() and "Ada" not in raw.name
+        assert raw.email.startswith("gAAAAA") and raw.name.startswith("gAAAAA")
+        token = db.session.execute(
+            text("SELECT gateway_token FROM saved_payment_methods")
+        ).scalar_one()
+        assert token.startswith("gAAAAA") and "sbx_pm_" not in token
+        # Through the model the values read back as they were written.
+        method = db.session.execute(select(SavedPaymentMethod)).scalar_one()
+        assert method.gateway_token.startswith("sbx_pm_succeed_")
+    found = api.get("/customers?email=grace@EXAMPLE.com").get_json()["data"]
+    assert [c["id"] for c in found] == [customer["id"]]
+    assert found[0]["email"] == "grace@example.com"

@@ -269,6 +269,8 @@ def _production(**overrides: Any) -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": True,
         "SESSION_COOKIE_NAME": "__Host-kassa_session",
         "PUBLIC_BASE_URL": "https://shop.example.com",
+        "ENCRYPTION_KEYS": "pV3i1Yq2m0Qe6vS6a4Yx3oH9mWcQm0xWQFZqGmY1x2c=",
+        "BLIND_INDEX_KEY": "Hq2pR8w" * 6,
     }
     config.update(overrides)
     return config
@@ -295,6 +297,11 @@ def test_production_starts_with_real_secrets() -> None:
     "overrides, complaint",
     [
         ({"SECRET_KEY": None}, "SECRET_KEY"),
+        ({"ENCRYPTION_KEYS": None}, "ENCRYPTION_KEYS must be set"),
+        ({"ENCRYPTION_KEYS": "not-a-fernet-key"}, "ENCRYPTION_KEYS: key 1 is not a Fernet key"),
+        ({"BLIND_INDEX_KEY": None}, "BLIND_INDEX_KEY must be set"),
+        ({"BLIND_INDEX_KEY": "short"}, "BLIND_INDEX_KEY must be set"),
+        ({"BLIND_INDEX_KEY": "change-me-" * 4}, "BLIND_INDEX_KEY is a default"),
         ({"SECRET_KEY": "short"}, "SECRET_KEY"),
         ({"SECRET_KEY": "change-me-change-me-change-me-change-me"}, "SECRET_KEY"),
         ({"SECRET_KEY": "test-secret-key-not-for-production-0123456789abcdef"}, "SECRET_KEY"),
