@@ -7,8 +7,9 @@ from wtforms.validators import Email, InputRequired, Length, NumberRange
 
 # Shown beside the choice, word for word: what the customer agrees to by ticking it.
 SAVE_CONSENT = _l(
-    "Save this payment method for future purchases. The shop may charge it later for "
-    "purchases you agree to; you can remove it at any time from the link in your receipt."
+    "The shop keeps a token from the payment provider (never your card number) and may "
+    "charge it later for purchases you agree to; you can remove it at any time from the "
+    "link in your receipt."
 )
 
 
