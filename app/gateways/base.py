@@ -153,6 +153,8 @@ class CheckoutRequest:
     description: str = ""
     # The customer agreed to save the method for later charges (off-session).
     save_payment_method: bool = False
+    # The gateway's id for this customer, when Kassa knows it already.
+    gateway_customer_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ and a retried create reuses the key: the gateway never makes a second session.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -140,6 +141,11 @@ def create_checkout(
             order["customer_email"], order["customer_name"]
         )
         attempt["save_payment_method"] = bool(save_payment_method)
+        known_id = (
+            customers.gateway_customer_id(attempt["customer_id"], gateway_name)
+            if save_payment_method
+            else None
+        )
         _, payment_id = store.write_checkout(
             order,
             plan.item_rows,
@@ -163,6 +169,8 @@ def create_checkout(
         cancel_url=cancel_url,
         save_payment_method=attempt["save_payment_method"],
     )
+    if known_id:
+        request = replace(request, gateway_customer_id=known_id)
     return _open(payment_id, gateway, request, actor)
 
 

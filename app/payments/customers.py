@@ -57,6 +57,16 @@ def match_customer(email: str, name: str) -> int:
     return int(found)
 
 
+def gateway_customer_id(customer_id: int, gateway: str) -> str | None:
+    """The gateway's id for a customer, if a saved method gave us one."""
+    row = db.session.execute(
+        select(GatewayCustomer).where(
+            GatewayCustomer.customer_id == customer_id, GatewayCustomer.gateway == gateway
+        )
+    ).scalar_one_or_none()
+    return row.gateway_customer_id if row is not None else None
+
+
 def find_by_email(email: str) -> Customer | None:
     return db.session.execute(
         select(Customer).where(Customer.email_hash == email_index(email))
@@ -94,7 +104,7 @@ def get_method(method_public_id: str, customer: Customer | None = None) -> Saved
 def record_saved_method(payment: Payment, saved: SavedMethod, actor: Actor) -> None:
     """The gateway saved the method this payment was paid with: keep its token, once, for
     the payment's customer (the caller's unit of work holds the payment locked)."""
-    if not payment.save_payment_method or payment.customer_id is None:
+    if not payment.save_payment_method or payment.customer_id is None or not saved.token:
         return
     exists = db.session.execute(
         select(SavedPaymentMethod.id).where(SavedPaymentMethod.source_payment_id == payment.id)
