@@ -70,6 +70,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     login_manager.init_app(app)
     htmx.init_app(app)
+    from app.ratelimit_store import default_storage_uri  # registers "database://"
+
+    app.config["RATELIMIT_STORAGE_URI"] = default_storage_uri(
+        app.config.get("RATELIMIT_STORAGE_URI"), app.config.get("REDIS_URL")
+    )
     limiter.init_app(app)
     jobs.init_app(app)
     live.init_app(app)

@@ -208,10 +208,15 @@ def init_reliability_commands(app: Flask) -> None:
 
     @app.cli.command("expire-checkouts")
     def expire_checkouts_command() -> None:
-        """Expire pending orders whose checkout window has passed (stock is released)."""
-        from app.payments.reconcile import expire_overdue
+        """Expire every pending order whose checkout window has passed (stock is released),
+        in batches; says how many are left when some could not be closed."""
+        from app.payments.reconcile import expire_due
 
-        click.echo(f"Expired {expire_overdue()} order(s).")
+        run = expire_due()
+        for line in run.lines():
+            click.echo(line)
+        if run.left:
+            raise SystemExit(1)
 
     @app.cli.command("reprocess-webhook")
     @click.argument("event_row_id", type=int)

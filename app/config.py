@@ -201,7 +201,10 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "FAULT_POINT": env_str("KASSA_FAULT_POINT"),
         # Rate limits
         "RATELIMIT_ENABLED": env_bool("RATELIMIT_ENABLED", True),
-        "RATELIMIT_STORAGE_URI": env_str("RATELIMIT_STORAGE_URI", "memory://"),
+        # Where limits and the sign-in throttle count, shared by every worker and instance:
+        # unset = REDIS_URL when set, else the app's database ("database://",
+        # app/ratelimit_store.py). "memory://" counts per process (one worker only).
+        "RATELIMIT_STORAGE_URI": env_str("RATELIMIT_STORAGE_URI"),
         # Failed merchant sign-ins (app/auth/throttle.py): free tries per account from one
         # address before growing pauses; per client address over all accounts; and per
         # account from browsers that never signed in to it (a distributed guesser).
@@ -354,6 +357,11 @@ def check_production(config: dict[str, Any]) -> None:
         problems.append("SESSION_COOKIE_NAME must start with __Host- in production")
     if not str(config.get("PUBLIC_BASE_URL") or "").startswith("https://"):
         problems.append("PUBLIC_BASE_URL must be an https:// URL in production")
+    if not config.get("METRICS_TOKEN") or len(str(config["METRICS_TOKEN"])) < 16:
+        problems.append(
+            "METRICS_TOKEN must be set (at least 16 characters): /metrics answers only "
+            "'Authorization: Bearer <METRICS_TOKEN>' in production"
+        )
     if config.get("FAULT_POINT"):
         problems.append("KASSA_FAULT_POINT is for crash tests only; unset it")
     if config.get("OUTGOING_WEBHOOK_ALLOW_PRIVATE"):
@@ -416,6 +424,7 @@ SECRET_SETTINGS = (
     "RAZORPAY_WEBHOOK_SECRET",
     "PAYPAL_CLIENT_SECRET",
     "SANDBOX_WEBHOOK_SECRET",
+    "METRICS_TOKEN",
 )
 
 

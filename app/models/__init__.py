@@ -1,6 +1,7 @@
 """All models, importable from one place (and seen by Alembic autogenerate)."""
 
 from app.models.catalog import Product
+from app.models.coordination import LeaderLease, RateLimitCounter
 from app.models.customers import Customer, GatewayCustomer, MethodStatus, SavedPaymentMethod
 from app.models.enums import (
     ApiKeyScope,
@@ -31,6 +32,7 @@ __all__ = [
     "FulfillmentStatus",
     "GatewayCustomer",
     "IdempotencyKey",
+    "LeaderLease",
     "MerchantNotification",
     "MethodStatus",
     "Order",
@@ -42,6 +44,7 @@ __all__ = [
     "PaymentLinkOrder",
     "PaymentStatus",
     "Product",
+    "RateLimitCounter",
     "Receipt",
     "Refund",
     "RefundStatus",

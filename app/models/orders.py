@@ -66,6 +66,9 @@ class Order(Model):
     fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Shown to the customer with the fulfilment (carrier and tracking number, say).
     fulfillment_note: Mapped[str | None] = mapped_column(String(500))
+    # The customer's language at checkout (app/i18n.py): their emails are written in it.
+    # NULL (orders from before it was kept): DEFAULT_LOCALE.
+    locale: Mapped[str | None] = mapped_column(String(16))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -16,7 +16,7 @@ Run it with the keys the app will run with: it needs the app context (flask db u
 Values that already decrypt are left alone, so a rerun after a failure is harmless.
 
 Revision ID: 99f90d3538bc
-Revises: feb1ca03fa89
+Revises: d5a7c3e1f9b2
 Create Date: 2026-12-07 09:30:00
 """
 
@@ -27,7 +27,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "99f90d3538bc"
-down_revision = "feb1ca03fa89"
+down_revision = "d5a7c3e1f9b2"
 branch_labels = None
 depends_on = None
 

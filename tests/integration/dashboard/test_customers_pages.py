@@ -94,7 +94,7 @@ def test_merchant_charges_a_saved_method_after_confirming_and_a_resend_charges_o
         "currency": "USD",
         "description": "Refill",
     }
-    bad = client.post(charge_link.group(1), data={**fields, "amount": "-3"})
+    bad = client.post(charge_link.group(1), data={**fields, "amount": "0.00"})
     assert bad.status_code == 422 and "greater than zero" in bad.get_data(as_text=True)
     review = client.post(charge_link.group(1), data=fields)
     assert review.status_code == 200
