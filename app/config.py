@@ -84,6 +84,9 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": env_int("MAX_CONTENT_LENGTH", 256 * 1024),
         # Checkout
         "CHECKOUT_EXPIRY_MINUTES": env_int("CHECKOUT_EXPIRY_MINUTES", 30),
+        # How long a customer's link to authenticate a charge of a saved method (and to
+        # manage their saved methods) stays valid.
+        "PAYMENT_ACTION_LINK_HOURS": env_int("PAYMENT_ACTION_LINK_HOURS", 72),
         "CAPTURE_METHOD": env_str("CAPTURE_METHOD", "automatic"),
         # Sandbox gateway: on unless turned off; always on when no real gateway is configured.
         "SANDBOX_ENABLED": env_bool("SANDBOX_ENABLED", True),

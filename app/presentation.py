@@ -35,6 +35,7 @@ STATUS_LABELS = {
     "created": N_("Incomplete"),
     INCOMPLETE: N_("Incomplete"),
     "processing": N_("Processing"),
+    "requires_action": N_("Waiting for the customer to authenticate"),
     "authorized": N_("Authorized"),
     "succeeded": N_("Succeeded"),
     # refunds, disputes, webhooks
@@ -51,6 +52,7 @@ STATUS_LABELS = {
 STATUS_HINTS = {
     INCOMPLETE: "checkout opened, the customer has not paid (yet)",
     "processing": "the gateway is confirming a payment the customer made",
+    "requires_action": "a charge of a saved method waits for the customer to authenticate it",
 }
 
 

@@ -177,15 +177,23 @@ def _should_keep(response: Response) -> bool:
     return True
 
 
-def idempotent(model: type[BaseModel]) -> Callable[[F], F]:
+def idempotent(model: type[BaseModel], *, required: bool = False) -> Callable[[F], F]:
     """Parse the body with `model` (400 before anything is stored), then run the view at
-    most once per Idempotency-Key. The view receives the parsed body as `body`."""
+    most once per Idempotency-Key. The view receives the parsed body as `body`. With
+    `required`, a request without the header is refused (400) before anything happens."""
 
     def decorate(view: F) -> F:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             body = parse_body(model)
             key = _read_key()
+            if key is None and required:
+                raise errors.ApiError(
+                    400,
+                    "validation_error",
+                    "This request needs an Idempotency-Key header.",
+                    [{"field": HEADER, "in": "header", "message": "required"}],
+                )
             if key is None:
                 return view(*args, body=body, **kwargs)
             fingerprint = _fingerprint(body)

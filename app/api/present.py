@@ -11,8 +11,11 @@ from pydantic import BaseModel
 from app import models
 from app.api import schemas
 from app.api.queries import TimelineEntry
+from app.extensions import db
 from app.methods import describe
+from app.models import PaymentStatus
 from app.money import format_minor
+from app.payments import charges
 from app.presentation import payment_status
 
 
@@ -94,8 +97,44 @@ def payment(p: models.Payment) -> schemas.Payment:
         failure_message=p.failure_message,
         payment_method=p.payment_method,
         payment_method_label=describe(p.payment_method) or None,
+        customer_id=p.customer.public_id if p.customer is not None else None,
+        saved_payment_method_id=_saved_method_id(p),
+        action_url=charges.action_link(p) if p.status == PaymentStatus.REQUIRES_ACTION else None,
         created_at=p.created_at,
         updated_at=p.updated_at,
+    )
+
+
+def _saved_method_id(p: models.Payment) -> str | None:
+    if p.saved_method_id is None:
+        return None
+    method = db.session.get(models.SavedPaymentMethod, p.saved_method_id)
+    return method.public_id if method is not None else None
+
+
+def saved_method(m: models.SavedPaymentMethod) -> schemas.SavedPaymentMethod:
+    return schemas.SavedPaymentMethod(
+        id=m.public_id,
+        customer_id=m.customer.public_id,
+        gateway=m.gateway,
+        brand=m.brand,
+        last4=m.last4,
+        exp_month=m.exp_month,
+        exp_year=m.exp_year,
+        wallet=m.wallet,
+        status=m.status,
+        expired=m.expired,
+        created_at=m.created_at,
+    )
+
+
+def customer(c: models.Customer) -> schemas.CustomerRecord:
+    return schemas.CustomerRecord(
+        id=c.public_id,
+        email=c.email,
+        name=c.name,
+        payment_methods=[saved_method(m) for m in c.methods if m.active],
+        created_at=c.created_at,
     )
 
 

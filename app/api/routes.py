@@ -14,7 +14,7 @@ from app.api.parsing import parse_body, parse_query
 from app.extensions import limiter
 from app.gateways import registry
 from app.models import FulfillmentStatus
-from app.payments import checkout, fulfillment, links, orders, refunds
+from app.payments import charges, checkout, customers, fulfillment, links, orders, refunds
 from app.payments.orders import ItemRequest
 from app.payments.outgoing import endpoints
 
@@ -69,6 +69,7 @@ def create_checkout_session(body: s.CheckoutSessionCreate) -> Response:
         keys.actor(),
         success_url=body.success_url,
         cancel_url=body.cancel_url,
+        save_payment_method=body.save_payment_method,
     )
     # From what the core wrote: nothing is read back after the commit.
     return present.ok(
@@ -152,6 +153,99 @@ def list_payments() -> Response:
         cursor=q.cursor,
     )
     return present.ok([present.payment(p) for p in page.items], next_cursor=page.next_cursor)
+
+
+@bp.post("/payments/charge")
+@operation(
+    summary="Charge a saved payment method (off-session)",
+    tag="Payments",
+    auth="write",
+    body=s.ChargeCreate,
+    response=s.Payment,
+    status=201,
+    errors=(402, 404, 409, 502, 503),
+    description="Needs an Idempotency-Key: the same key again answers the first result and "
+    "never charges twice. 201 with status `succeeded`, or `requires_action` when the bank "
+    "wants the customer to authenticate: they are emailed `action_url`, and webhooks settle "
+    "the payment after they do. A decline is 402 with the gateway's reason.",
+)
+@keys.required("write")
+@idempotent(s.ChargeCreate, required=True)
+def charge_payment_method(body: s.ChargeCreate) -> Response:
+    """Charge a customer's saved method for an amount or catalog items."""
+    key = request.headers["Idempotency-Key"]
+    payment = charges.charge_saved_method(
+        body.payment_method_id,
+        amount=body.amount,
+        currency=body.currency,
+        items=[ItemRequest(i.sku, i.quantity) for i in body.items or ()],
+        description=body.description,
+        request_key=f"api\n{scope()}\n{key}",
+        actor=keys.actor(),
+    )
+    return present.ok(
+        present.payment(payment),
+        201,
+        location=url_for(".get_payment", payment_id=payment.public_id),
+    )
+
+
+@bp.get("/customers")
+@operation(
+    summary="List customers (newest first)",
+    tag="Customers",
+    auth="read",
+    response=s.CustomerRecord,
+    many=True,
+    query=s.CustomerListQuery,
+)
+@keys.required("read")
+def list_customers() -> Response:
+    """Customers with their saved methods; `?email=` finds one by exact email."""
+    q = parse_query(s.CustomerListQuery)
+    found = customers.list_customers(limit=q.limit, email=q.email)
+    return present.ok([present.customer(c) for c in found], next_cursor=None)
+
+
+@bp.get("/customers/<customer_id>")
+@operation(summary="Get a customer", tag="Customers", auth="read", response=s.CustomerRecord)
+@keys.required("read")
+def get_customer(customer_id: str) -> Response:
+    """One customer with their active saved payment methods."""
+    return present.ok(present.customer(customers.get_customer(customer_id)))
+
+
+@bp.get("/customers/<customer_id>/payment-methods")
+@operation(
+    summary="List a customer's saved payment methods",
+    tag="Customers",
+    auth="read",
+    response=s.SavedPaymentMethod,
+    many=True,
+)
+@keys.required("read")
+def list_payment_methods(customer_id: str) -> Response:
+    """Active saved methods; expired cards are marked `expired`."""
+    customer = customers.get_customer(customer_id)
+    return present.ok(
+        [present.saved_method(m) for m in customer.methods if m.active], next_cursor=None
+    )
+
+
+@bp.delete("/customers/<customer_id>/payment-methods/<method_id>")
+@operation(
+    summary="Remove a saved payment method (detached at the gateway)",
+    tag="Customers",
+    auth="write",
+    response=s.SavedPaymentMethod,
+    errors=(404, 502, 503),
+)
+@keys.required("write")
+def delete_payment_method(customer_id: str, method_id: str) -> Response:
+    """Detach the method at the gateway; it can never be charged again."""
+    customer = customers.get_customer(customer_id)
+    customers.detach_method(method_id, keys.actor(), customer)
+    return present.ok(present.saved_method(customers.get_method(method_id, customer)))
 
 
 @bp.post("/payments/<payment_id>/confirm")

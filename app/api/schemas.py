@@ -118,6 +118,11 @@ class CheckoutSessionCreate(Request):
         "public host or an allowed host. May contain {CHECKOUT_SESSION_ID}.",
     )
     cancel_url: str | None = Field(default=None, max_length=2000)
+    save_payment_method: bool = Field(
+        default=False,
+        description="The customer agreed to save the payment method for future purchases "
+        "(charged later with POST /payments/charge). Show them the consent text first.",
+    )
 
     @field_validator("success_url", "cancel_url")
     @classmethod
@@ -206,6 +211,34 @@ class CaptureCreate(Request):
     """Capture an authorized payment in full (no fields yet)."""
 
 
+class ChargeCreate(Request):
+    """Charge a customer's saved payment method (off-session; the customer is not there)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "payment_method_id": "pm_3kx0",
+                    "amount": 1999,
+                    "currency": "USD",
+                    "description": "Monthly box",
+                }
+            ]
+        },
+    )
+
+    payment_method_id: str = Field(min_length=1, max_length=40, pattern=r"^pm_[A-Za-z0-9]+$")
+    amount: int | None = Field(
+        default=None, ge=1, le=99_999_999, description="Minor units (or give `items`)."
+    )
+    currency: str | None = Field(default=None, min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")
+    items: list[CheckoutItem] | None = Field(
+        default=None, min_length=1, max_length=20, description="Catalog items instead of an amount."
+    )
+    description: str = Field(default="", max_length=200)
+
+
 class RefundCreate(Request):
     amount: JsonInt | None = Field(
         default=None, ge=1, le=10**12, description="Minor units; omit to refund everything left."
@@ -220,6 +253,7 @@ class ShownPaymentStatus(StrEnum):
 
     INCOMPLETE = "incomplete"
     PROCESSING = "processing"
+    REQUIRES_ACTION = "requires_action"
     AUTHORIZED = "authorized"
     SUCCEEDED = "succeeded"
     PARTIALLY_REFUNDED = "partially_refunded"
@@ -413,8 +447,44 @@ class Payment(BaseModel):
         description="How the customer paid, wallets named: Apple Pay (Visa •••• 4242), "
         "Google Pay, Link, UPI (vpa), Paytm wallet, PayPal.",
     )
+    customer_id: str | None = Field(default=None, description="The customer (cus_…).")
+    saved_payment_method_id: str | None = Field(
+        default=None, description="The saved method a charge used (pm_…)."
+    )
+    action_url: str | None = Field(
+        default=None,
+        description="While `requires_action`: the customer's link to authenticate the charge "
+        "(also emailed to them).",
+    )
     created_at: datetime
     updated_at: datetime
+
+
+class SavedPaymentMethod(BaseModel):
+    id: str
+    customer_id: str
+    gateway: str
+    brand: str | None
+    last4: str | None
+    exp_month: int | None
+    exp_year: int | None
+    wallet: str | None
+    status: Literal["active", "detached"]
+    expired: bool = Field(description="A card past its expiry month (cannot be charged).")
+    created_at: datetime
+
+
+class CustomerRecord(BaseModel):
+    id: str
+    email: str
+    name: str
+    payment_methods: list[SavedPaymentMethod]
+    created_at: datetime
+
+
+class CustomerListQuery(Request):
+    email: str | None = Field(default=None, max_length=254, description="Exact match.")
+    limit: int = Field(default=50, ge=1, le=100)
 
 
 class PaymentLink(BaseModel):

@@ -2,10 +2,24 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import EmailField, IntegerField, RadioField, StringField
+from wtforms import BooleanField, EmailField, IntegerField, RadioField, StringField
 from wtforms.validators import Email, InputRequired, Length, NumberRange
 
 from app.forms import NoControlCharacters
+# Shown beside the choice, word for word: what the customer agrees to by ticking it.
+SAVE_CONSENT = _l(
+    "The shop keeps a token from the payment provider (never your card number) and may "
+    "charge it later for purchases you agree to; you can remove it at any time from the "
+    "link in your receipt."
+)
+
+
+def _save_field() -> BooleanField:
+    return BooleanField(
+        _l("Save this payment method for future purchases"),
+        default=False,
+        description=SAVE_CONSENT,
+    )
 
 
 class CheckoutForm(FlaskForm):
@@ -35,6 +49,7 @@ class CheckoutForm(FlaskForm):
         ],
     )
     gateway = RadioField(_l("Pay with"), validators=[InputRequired(_l("Choose how to pay."))])
+    save_payment_method = _save_field()
 
 
 class RetryForm(FlaskForm):
@@ -62,3 +77,4 @@ class CartCheckoutForm(FlaskForm):
         ],
     )
     gateway = RadioField(_l("Pay with"), validators=[InputRequired(_l("Choose how to pay."))])
+    save_payment_method = _save_field()

@@ -21,10 +21,10 @@ from app.checkout import bp, cart
 from app.checkout.forms import CartCheckoutForm, CheckoutForm, RetryForm
 from app.extensions import db, htmx, limiter
 from app.gateways import registry
-from app.models import PaymentLink, Product
-from app.payments import checkout, links, orders
+from app.models import PaymentLink, PaymentStatus, Product
+from app.payments import charges, checkout, customers, links, orders
 from app.payments.audit import CUSTOMER
-from app.payments.errors import KassaError, NotFound, OutOfStock
+from app.payments.errors import InvalidState, KassaError, NotFound, OutOfStock
 from app.payments.orders import ItemRequest
 from app.payments.status import is_settled
 from app.receipt_facts import facts as receipt_facts
@@ -121,6 +121,7 @@ def product(sku: str) -> str | Response | tuple[str, int]:
                         form.name.data or "",
                         form.gateway.data or "",
                         CUSTOMER,
+                        save_payment_method=bool(form.save_payment_method.data),
                     )
                 except NotFound:
                     abort(404)
@@ -226,6 +227,7 @@ def cart_checkout() -> Response | str | tuple[str, int]:
                 form.name.data or "",
                 form.gateway.data or "",
                 CUSTOMER,
+                save_payment_method=bool(form.save_payment_method.data),
             )
         except (NotFound, OutOfStock):
             db.session.expire_all()
@@ -280,6 +282,55 @@ def pay_link(link_id: str) -> Response | tuple[str, int]:
         return _link_page(links.get_link(link_id), form, 422)
     page, status = _link_page(link, form)
     return make_response(page, 410 if links.unavailable(link) else status)
+
+
+@bp.get("/pay/action/<token>")
+def payment_action(token: str) -> Response | tuple[str, int]:
+    """The customer's link to authenticate a charge of their saved method: on to the
+    gateway's page while it waits for them, else the payment's status."""
+    try:
+        payment = charges.payment_for_action(token)
+    except NotFound:
+        abort(404)
+    except InvalidState as exc:
+        return render_template("checkout/action.html", problem=exc.message, payment=None), 410
+    if payment.status == PaymentStatus.REQUIRES_ACTION and payment.checkout_url:
+        return redirect(payment.checkout_url, code=303)
+    return render_template("checkout/action.html", problem=None, payment=payment), 200
+
+
+@bp.get("/account/methods/<token>")
+def saved_methods(token: str) -> tuple[str, int]:
+    """The customer's own page (from the receipt's signed link): their saved methods."""
+    try:
+        customer = customers.customer_for_methods_link(token)
+    except NotFound:
+        abort(404)
+    except InvalidState as exc:
+        return render_template("checkout/saved_methods.html", problem=exc.message), 410
+    return render_template(
+        "checkout/saved_methods.html",
+        problem=None,
+        customer=customer,
+        methods=[m for m in customer.methods if m.active],
+        token=token,
+        form=FlaskForm(),
+    ), 200
+
+
+@bp.post("/account/methods/<token>/<method_id>/remove")
+def remove_saved_method(token: str, method_id: str) -> Response | tuple[str, int]:
+    """The customer removes a saved method (detached at the gateway)."""
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    try:
+        customer = customers.customer_for_methods_link(token)
+        customers.detach_method(method_id, CUSTOMER, customer)
+    except NotFound:
+        abort(404)
+    except KassaError as exc:
+        return render_template("checkout/saved_methods.html", problem=exc.message), exc.http_status
+    return redirect(url_for("checkout.saved_methods", token=token, removed=1), code=303)
 
 
 @bp.get("/checkout/return/<payment_id>")

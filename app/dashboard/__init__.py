@@ -20,4 +20,4 @@ STATUS_WORDS = (
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
-from app.dashboard import endpoints, routes  # noqa: F401  (registers the views)
+from app.dashboard import customers, endpoints, routes  # noqa: F401  (registers the views)

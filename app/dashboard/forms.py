@@ -248,3 +248,34 @@ class PaymentLinkForm(FlaskForm):
         if money.amount_minor <= 0:
             raise ValidationError(_l("Enter an amount greater than zero."))
         self.amount_minor = money.amount_minor
+
+
+class ChargeForm(FlaskForm):
+    """Charge a saved method: the amount, then a confirmation step. The hidden key is made
+    when the form is first shown, so a double submit (or a resend) charges once."""
+
+    amount = StringField("Amount", validators=[InputRequired("Enter the amount."), Length(max=30)])
+    currency = StringField(
+        "Currency", default="USD", validators=[InputRequired("Enter the currency."), Length(3, 3)]
+    )
+    description = StringField(
+        "What the customer is charged for",
+        validators=[InputRequired("Describe what the charge is for."), Length(max=200)],
+    )
+    key = HiddenField(validators=[InputRequired(), Length(16, 80)])
+    confirmed = HiddenField(default="")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.key.data:
+            self.key.data = secrets.token_urlsafe(24)
+        self.amount_minor: int | None = None
+
+    def validate_amount(self, field: StringField) -> None:
+        try:
+            money = Money.parse(field.data or "", self.currency.data or "")
+        except MoneyError as exc:
+            raise ValidationError(str(exc)) from None
+        if money.amount_minor <= 0:
+            raise ValidationError("Enter an amount greater than zero.")
+        self.amount_minor = money.amount_minor

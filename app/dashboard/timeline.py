@@ -26,6 +26,7 @@ GATEWAY_NAMES = {"sandbox": "Sandbox", "stripe": "Stripe", "razorpay": "Razorpay
 # Sentences for a payment reaching a state (payment.status_changed).
 PAYMENT_REACHED = {
     "processing": N_("Sent to the payment page; waiting for the customer to pay"),
+    "requires_action": N_("The bank asked the customer to authenticate; they were sent a link"),
     "authorized": N_("Payment authorized; waiting to be captured"),
     "succeeded": N_("Payment succeeded"),
     "failed": N_("Payment failed"),

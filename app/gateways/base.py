@@ -119,6 +119,8 @@ NETWORK_CALLS = (
     "void_payment",
     "list_events",
     "retrieve_refund",
+    "charge_saved_method",
+    "detach_method",
 )
 
 
@@ -156,6 +158,49 @@ class CheckoutRequest:
     expires_at: datetime
     capture_method: str = "automatic"  # or "manual"
     description: str = ""
+    # The customer agreed to save the method for later charges (off-session).
+    save_payment_method: bool = False
+    # The gateway's id for this customer, when Kassa knows it already.
+    gateway_customer_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SavedMethod:
+    """A payment method the gateway saved for later charges: its token and what is safe to
+    show. Never card data."""
+
+    token: str
+    brand: str | None = None
+    last4: str | None = None
+    exp_month: int | None = None
+    exp_year: int | None = None
+    wallet: str | None = None
+    gateway_customer_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRequest:
+    """Charge a saved method off-session (the customer is not there)."""
+
+    payment_id: str  # ours (pay_...)
+    order_id: str  # ours (ord_...)
+    amount: int
+    currency: str
+    token: str  # SavedMethod.token
+    gateway_customer_id: str | None
+    description: str
+    idempotency_key: str  # from the committed attempt
+    return_url: str  # where an authentication the customer completes comes back to
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeResult:
+    """What an off-session charge came to: the update to apply and, when the bank wants the
+    customer to authenticate (status requires_action), the gateway page that does it."""
+
+    update: PaymentUpdate
+    reference: str
+    action_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +235,8 @@ class PaymentUpdate:
     # With status CANCELED or EXPIRED: an authorization ended (voided by the merchant or
     # the gateway, or lapsed), news from after it, unlike a checkout's own cancel/expiry.
     authorization_ended: bool = False
+    # The method the gateway saved with this payment (the customer agreed at checkout).
+    saved_method: SavedMethod | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +385,19 @@ class VoidsAuthorizations(Protocol):
     payment as the gateway now has it: canceled, with authorization_ended set."""
 
     def void_payment(self, request: CaptureRequest) -> PaymentUpdate: ...
+class SavesMethods(Protocol):
+    """Optional: a gateway that saves payment methods at checkout and charges them later
+    off-session (issue 18)."""
+
+    def charge_saved_method(self, request: ChargeRequest) -> ChargeResult:
+        """Charge a saved method without the customer. Idempotent on
+        request.idempotency_key. A decline raises GatewayError; authentication required
+        answers status requires_action with an action_url."""
+        ...
+
+    def detach_method(self, token: str) -> None:
+        """Remove a saved method at the gateway (it can never be charged again)."""
+        ...
 
 
 @runtime_checkable

@@ -33,6 +33,8 @@ import requests
 
 from app.gateways.base import (
     CaptureRequest,
+    ChargeRequest,
+    ChargeResult,
     CheckoutRequest,
     CheckoutSession,
     Gateway,
@@ -264,6 +266,29 @@ class ResilientGateway:
             raise NotImplementedError(f"{self.name} cannot void authorizations")
         update: PaymentUpdate = self.call("void_payment", lambda: voider(request))
         return update
+
+    @property
+    def can_save_methods(self) -> bool:
+        return callable(getattr(self.inner, "charge_saved_method", None))
+
+    def charge_saved_method(self, request: ChargeRequest) -> ChargeResult:
+        """Optional protocol method (SavesMethods): an off-session charge, retried with the
+        same idempotency key."""
+        charge = getattr(self.inner, "charge_saved_method", None)
+        if not callable(charge):
+            raise GatewayError(
+                "invalid_request", f"{self.display_name} cannot charge saved methods."
+            )
+        result: ChargeResult = self.call("charge_saved_method", lambda: charge(request))
+        return result
+
+    def detach_method(self, token: str) -> None:
+        detach = getattr(self.inner, "detach_method", None)
+        if not callable(detach):
+            raise GatewayError(
+                "invalid_request", f"{self.display_name} cannot remove saved methods."
+            )
+        self.call("detach_method", lambda: detach(token))
 
     @property
     def can_list_events(self) -> bool:

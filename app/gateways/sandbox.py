@@ -30,6 +30,8 @@ from sqlalchemy.orm import Session
 from app.extensions import db
 from app.gateways.base import (
     CaptureRequest,
+    ChargeRequest,
+    ChargeResult,
     CheckoutRequest,
     CheckoutSession,
     GatewayError,
@@ -39,6 +41,7 @@ from app.gateways.base import (
     RefundResult,
     RefundUpdate,
     ReturnParams,
+    SavedMethod,
     SignatureError,
     Update,
     VerifiedEvent,
@@ -72,9 +75,37 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "3ds_fail", "3-D Secure challenge, then failure", "card 4000 0084 0000 1629", challenge=True
     ),
+    Scenario(
+        "save_then_decline",
+        "Pay successfully; later charges of the saved card are declined",
+        "card 4000 0000 0000 0341",
+    ),
     Scenario("abandon", "Abandon checkout", "close the page and go back to the shop"),
 )
 SCENARIO_KEYS = {s.key for s in SCENARIOS}
+
+# A saved sandbox method behaves like the card it was saved from (its token names the
+# scenario): 4242 charges succeed, 3184 asks for authentication every time, 0341 declines.
+_SAVED_BEHAVIOUR = {
+    "succeed": "succeed",
+    "3ds_succeed": "authenticate",
+    "save_then_decline": "decline",
+}
+_LAST4 = {"succeed": "4242", "3ds_succeed": "3184", "save_then_decline": "0341"}
+
+
+def saved_token(scenario: str) -> str:
+    """A sandbox saved method's token (sbx_pm_<behaviour>_<random>)."""
+    return f"sbx_pm_{_SAVED_BEHAVIOUR[scenario]}_{secrets.token_urlsafe(12)}"
+
+
+def token_behaviour(token: str) -> str | None:
+    parts = token.split("_")
+    if len(parts) < 4 or parts[:2] != ["sbx", "pm"]:
+        return None
+    behaviour = parts[2]
+    return behaviour if behaviour in ("succeed", "authenticate", "decline") else None
+
 
 FAILURES = {
     "decline": ("card_declined", "Your card was declined."),
@@ -92,6 +123,7 @@ _STATUS_FROM_SESSION = {
     "succeeded": PaymentStatus.SUCCEEDED,
     "failed": PaymentStatus.FAILED,
     "expired": PaymentStatus.EXPIRED,
+    "requires_action": PaymentStatus.REQUIRES_ACTION,
 }
 
 
@@ -163,7 +195,11 @@ class SandboxProcessor:
                 currency=request.currency,
                 description=request.description,
                 customer_email=request.customer_email,
-                metadata_json={"order_id": request.order_id, "payment_id": request.payment_id},
+                metadata_json={
+                    "order_id": request.order_id,
+                    "payment_id": request.payment_id,
+                    "save_payment_method": request.save_payment_method,
+                },
                 success_url=request.success_url.replace("{CHECKOUT_SESSION_ID}", sid),
                 cancel_url=request.cancel_url,
                 capture_method=request.capture_method,
@@ -185,7 +221,10 @@ class SandboxProcessor:
             row = s.get(SandboxSession, session_id, with_for_update=True)
             if row is None:
                 raise LookupError(session_id)
-            if row.status != "open":
+            if row.status == "requires_action":
+                if scenario not in ("3ds_succeed", "3ds_fail"):
+                    raise ValueError("this charge only completes by authentication")
+            elif row.status != "open":
                 # Paying twice (back button, double click) changes nothing.
                 return row.cancel_url if row.status == "expired" else row.success_url
             if datetime.now(UTC) > row.expires_at:
@@ -203,13 +242,17 @@ class SandboxProcessor:
             elif scenario in FAILURES:
                 row.failure_code, row.failure_message = FAILURES[scenario]
                 row.status = "failed"
-                row.payment_id = "sbx_pay_" + secrets.token_urlsafe(12)
+                row.payment_id = row.payment_id or "sbx_pay_" + secrets.token_urlsafe(12)
                 events.append(self._event("payment.processing", row))
                 events.append(self._event("payment.failed", row))
                 target = row.success_url
             else:
-                row.payment_id = "sbx_pay_" + secrets.token_urlsafe(12)
-                row.card_last4 = "3184" if scenario == "3ds_succeed" else "4242"
+                row.payment_id = row.payment_id or "sbx_pay_" + secrets.token_urlsafe(12)
+                row.card_last4 = row.card_last4 or _LAST4.get(scenario, "4242")
+                if row.metadata_json.get("save_payment_method") and "saved_token" not in (
+                    row.metadata_json
+                ):
+                    row.metadata_json = {**row.metadata_json, "saved_token": saved_token(scenario)}
                 events.append(self._event("payment.processing", row))
                 if row.capture_method == "manual":
                     row.status = "authorized"
@@ -286,10 +329,74 @@ class SandboxProcessor:
         self._send(events)
         return refund
 
+    # -- saved methods -------------------------------------------------------------
+    def charge_saved(self, request: ChargeRequest) -> SandboxSession:
+        """An off-session charge of a saved method: succeeds, declines, or waits for the
+        customer to authenticate (status requires_action), as the card it came from did."""
+        behaviour = token_behaviour(request.token)
+        if behaviour is None:
+            raise GatewayError("not_found", "No such saved sandbox method.", http_status=404)
+        with self._lock, self.session() as s:
+            existing = s.execute(
+                select(SandboxSession).where(
+                    SandboxSession.idempotency_key == request.idempotency_key
+                )
+            ).scalar_one_or_none()
+            if existing is not None:
+                if existing.status == "failed":
+                    raise GatewayError(
+                        existing.failure_code or "card_declined",
+                        existing.failure_message or "Your card was declined.",
+                        http_status=402,
+                        decline_code=existing.failure_code,
+                    )
+                return existing
+            sid = "sbx_cs_" + secrets.token_urlsafe(18)
+            row = SandboxSession(
+                id=sid,
+                idempotency_key=request.idempotency_key,
+                amount=request.amount,
+                currency=request.currency,
+                description=request.description,
+                customer_email="",
+                metadata_json={
+                    "order_id": request.order_id,
+                    "payment_id": request.payment_id,
+                    "saved_token": request.token,
+                },
+                success_url=request.return_url,
+                cancel_url=request.return_url,
+                capture_method="automatic",
+                expires_at=datetime.now(UTC) + timedelta(days=1),
+                payment_id="sbx_pay_" + secrets.token_urlsafe(12),
+                card_last4={"succeed": "4242", "authenticate": "3184", "decline": "0341"}[
+                    behaviour
+                ],
+            )
+            events = []
+            if behaviour == "decline":
+                row.status = "failed"
+                row.failure_code, row.failure_message = FAILURES["decline"]
+            elif behaviour == "authenticate":
+                row.status = "requires_action"
+                events.append(self._event("payment.requires_action", row))
+            else:
+                row.status = "succeeded"
+                events.append(self._event("payment.succeeded", row))
+            s.add(row)
+            s.commit()
+        self._send(events)
+        if row.status == "failed":
+            raise GatewayError(
+                "card_declined", row.failure_message or "", http_status=402, decline_code="generic"
+            )
+        return row
+
     # -- webhooks ----------------------------------------------------------------
     def _event(self, event_type: str, row: SandboxSession) -> dict[str, Any]:
         status = {
             "payment.processing": "processing",
+            "payment.requires_action": "requires_action",
             "payment.succeeded": "succeeded",
             "payment.authorized": "authorized",
             "payment.failed": "failed",
@@ -312,6 +419,7 @@ class SandboxProcessor:
                     "failure_message": row.failure_message if status == "failed" else None,
                     "card": {"brand": "visa", "last4": row.card_last4} if row.card_last4 else None,
                     "capture_method": row.capture_method,
+                    "saved_method": _saved_method_data(row) if status == "succeeded" else None,
                 }
             },
         }
@@ -381,6 +489,31 @@ class SandboxProcessor:
             time.sleep(min(8.0, 0.25 * 2**attempt))
 
 
+def _saved_method_data(row: SandboxSession) -> dict[str, Any] | None:
+    token = row.metadata_json.get("saved_token")
+    if not token:
+        return None
+    return {
+        "id": token,
+        "brand": "visa",
+        "last4": row.card_last4,
+        "exp_month": 12,
+        "exp_year": datetime.now(UTC).year + 3,
+    }
+
+
+def _saved_method(data: Mapping[str, Any] | None) -> SavedMethod | None:
+    if not data:
+        return None
+    return SavedMethod(
+        token=str(data["id"]),
+        brand=data.get("brand"),
+        last4=data.get("last4"),
+        exp_month=data.get("exp_month"),
+        exp_year=data.get("exp_year"),
+    )
+
+
 class SandboxGateway:
     """The adapter the core talks to."""
 
@@ -429,7 +562,23 @@ class SandboxGateway:
             failure_code=row.failure_code,
             failure_message=row.failure_message,
             payment_method={"brand": "visa", "last4": row.card_last4} if row.card_last4 else None,
+            saved_method=_saved_method(_saved_method_data(row))
+            if row.status == "succeeded"
+            else None,
         )
+
+    def charge_saved_method(self, request: ChargeRequest) -> ChargeResult:
+        row = self.processor.charge_saved(request)
+        action = None
+        if row.status == "requires_action":
+            action = (
+                f"{self.processor.base_url}/sandbox/pay/{row.id}/challenge?scenario=3ds_succeed"
+            )
+        return ChargeResult(update=self._update_from_row(row), reference=row.id, action_url=action)
+
+    def detach_method(self, token: str) -> None:
+        if token_behaviour(token) is None:
+            raise GatewayError("not_found", "No such saved sandbox method.", http_status=404)
 
     def retrieve(self, ref: PaymentRef) -> PaymentUpdate:
         row = self.processor.get(ref.reference or "")
@@ -484,6 +633,7 @@ class SandboxGateway:
             ]
         payment_status = {
             "payment.processing": PaymentStatus.PROCESSING,
+            "payment.requires_action": PaymentStatus.REQUIRES_ACTION,
             "payment.authorized": PaymentStatus.AUTHORIZED,
             "payment.succeeded": PaymentStatus.SUCCEEDED,
             "payment.failed": PaymentStatus.FAILED,
@@ -509,6 +659,7 @@ class SandboxGateway:
                 failure_message=obj.get("failure_message"),
                 payment_method={"brand": card["brand"], "last4": card["last4"]} if card else None,
                 capture_deadline=deadline,
+                saved_method=_saved_method(obj.get("saved_method")),
             )
         ]
 

@@ -22,6 +22,8 @@ from stripe.params import EventListParams
 
 from app.gateways.base import (
     CaptureRequest,
+    ChargeRequest,
+    ChargeResult,
     CheckoutRequest,
     CheckoutSession,
     DisputeUpdate,
@@ -32,6 +34,7 @@ from app.gateways.base import (
     RefundResult,
     RefundUpdate,
     ReturnParams,
+    SavedMethod,
     SignatureError,
     Update,
     VerifiedEvent,
@@ -183,6 +186,7 @@ HANDLED_EVENTS = (
     "payment_intent.payment_failed",
     "payment_intent.canceled",
     "charge.expired",
+    "payment_intent.succeeded",
     "charge.refunded",
     "refund.created",
     "refund.updated",
@@ -497,6 +501,13 @@ class StripeGateway:
             pi_data["capture_method"] = "manual"
         if request.description:
             pi_data["description"] = request.description[:1000]
+        customer_id = None
+        if request.save_payment_method:
+            # Saved for off-session charges later, on a Stripe customer of its own.
+            metadata["save_payment_method"] = "true"
+            pi_data["metadata"] = dict(metadata)
+            pi_data["setup_future_usage"] = "off_session"
+            customer_id = request.gateway_customer_id or self._create_customer(request)
         params: dict[str, Any] = {
             "mode": "payment",
             "line_items": [
@@ -517,7 +528,9 @@ class StripeGateway:
             "cancel_url": self._absolute(request.cancel_url),
             "expires_at": self._expires_at(request.expires_at),
         }
-        if request.customer_email:
+        if customer_id:
+            params["customer"] = customer_id  # Stripe takes customer or customer_email
+        elif request.customer_email:
             params["customer_email"] = request.customer_email
         # Three fields of the answer are read, so the SDK's object is read as it is, not
         # copied into plain dicts first (every checkout's hot path).
@@ -533,6 +546,85 @@ class StripeGateway:
             reference=session["id"],
             redirect_url=session["url"],
             expires_at=_ts(getattr(session, "expires_at", None)),
+        )
+
+    def _create_customer(self, request: CheckoutRequest) -> str:
+        customer = self._call(
+            "customer.create",
+            lambda: self._client.v1.customers.create(
+                params={
+                    "email": request.customer_email,
+                    "name": request.customer_name[:256],
+                    "metadata": {"payment_id": request.payment_id},
+                },
+                options={"idempotency_key": f"{request.idempotency_key}-customer"},
+            ),
+        )
+        return str(customer["id"])
+
+    # ------------------------------------------------------------------ saved methods
+    def charge_saved_method(self, request: ChargeRequest) -> ChargeResult:
+        """An off-session PaymentIntent, confirmed at once. Stripe answers a charge the bank
+        wants authenticated with a card error `authentication_required` whose payment
+        intent waits in requires_action."""
+        currency = request.currency.upper()
+        params: dict[str, Any] = {
+            "amount": to_stripe_amount(request.amount, currency),
+            "currency": currency.lower(),
+            "customer": request.gateway_customer_id,
+            "payment_method": request.token,
+            "off_session": True,
+            "confirm": True,
+            "metadata": {"order_id": request.order_id, "payment_id": request.payment_id},
+            "expand": ["latest_charge"],
+        }
+        if request.description:
+            params["description"] = request.description[:1000]
+        try:
+            pi = _plain(
+                self._client.v1.payment_intents.create(
+                    params=params,  # type: ignore[arg-type]
+                    options={"idempotency_key": request.idempotency_key},
+                )
+            )
+        except stripe.CardError as exc:
+            waiting = getattr(exc.error, "payment_intent", None) if exc.error else None
+            if getattr(exc, "code", None) == "authentication_required" and waiting:
+                pi = _plain(waiting)
+                update = replace(
+                    self.payment_intent_update(pi, payment_id=request.payment_id),
+                    status=PaymentStatus.REQUIRES_ACTION,
+                )
+                return ChargeResult(update=update, reference=str(pi["id"]))
+            raise self._translate("payment_intent.create", exc) from None
+        except stripe.StripeError as exc:
+            raise self._translate("payment_intent.create", exc) from None
+        update = self.payment_intent_update(pi, payment_id=request.payment_id)
+        return ChargeResult(update=update, reference=str(pi["id"]))
+
+    def detach_method(self, token: str) -> None:
+        self._call(
+            "payment_method.detach",
+            lambda: self._client.v1.payment_methods.detach(token),
+        )
+
+    def _saved_method(self, pi: Mapping[str, Any], customer: str | None) -> SavedMethod | None:
+        pm_id = _id(pi.get("payment_method"))
+        if not pm_id:
+            return None
+        pm = self._call(
+            "payment_method.retrieve", lambda: self._client.v1.payment_methods.retrieve(pm_id)
+        )
+        card = pm.get("card") or {}
+        wallet = card.get("wallet") or {}
+        return SavedMethod(
+            token=pm_id,
+            brand=card.get("brand"),
+            last4=card.get("last4"),
+            exp_month=card.get("exp_month"),
+            exp_year=card.get("exp_year"),
+            wallet=wallet.get("type") if isinstance(wallet, Mapping) else None,
+            gateway_customer_id=customer or _id(pi.get("customer")),
         )
 
     # ------------------------------------------------------------------ retrieve
@@ -739,6 +831,11 @@ class StripeGateway:
             failure_message=failure_message,
             payment_method=_card_details(_obj((pi or {}).get("latest_charge"))),
             capture_deadline=capture_deadline,
+            # Filled in from the PaymentMethod when the event is enriched (_enrich).
+            saved_method=SavedMethod(token="", gateway_customer_id=_id(session.get("customer")))
+            if metadata.get("save_payment_method") == "true"
+            and status in (PaymentStatus.SUCCEEDED, PaymentStatus.AUTHORIZED)
+            else None,
         )
 
     @staticmethod
@@ -764,6 +861,7 @@ class StripeGateway:
             "succeeded": PaymentStatus.SUCCEEDED,
             "requires_capture": PaymentStatus.AUTHORIZED,
             "canceled": PaymentStatus.CANCELED,
+            "requires_action": PaymentStatus.REQUIRES_ACTION,
         }
         status = status_map.get(pi.get("status") or "", PaymentStatus.PROCESSING)
         error = pi.get("last_payment_error") or {}
@@ -932,6 +1030,12 @@ class StripeGateway:
             elif kind != "checkout.session.completed":
                 return []
             return [update]
+        if kind == "payment_intent.succeeded":
+            # Checkout's payments are settled by the session's events; an off-session
+            # charge (no session) is settled by its intent's.
+            if obj.get("setup_future_usage") or not obj.get("customer"):
+                return []
+            return [self.payment_intent_update(obj)]
         if kind == "payment_intent.payment_failed":
             # Not terminal in Checkout: the session stays open and the customer may try
             # another card. Record why, keep the payment processing.
@@ -996,6 +1100,20 @@ class StripeGateway:
         pi_id = update.ref.gateway_payment_id
         if not pi_id:
             return update
+        if (
+            isinstance(update, PaymentUpdate)
+            and update.saved_method
+            and not update.saved_method.token
+        ):
+            # The customer agreed to save the method: which one the intent was paid with,
+            # read from the PaymentMethod (brand, last four, expiry; never the number).
+            pi = self._payment_intent(pi_id)
+            update = replace(
+                update,
+                saved_method=self._saved_method(pi, update.saved_method.gateway_customer_id),
+                payment_method=update.payment_method
+                or _card_details(_obj(pi.get("latest_charge"))),
+            )
         if isinstance(update, PaymentUpdate):
             paid = update.status in (PaymentStatus.SUCCEEDED, PaymentStatus.AUTHORIZED)
             failed = update.status == PaymentStatus.FAILED

@@ -2,6 +2,7 @@
 
 from app.models.catalog import Product
 from app.models.coordination import LeaderLease, RateLimitCounter
+from app.models.customers import Customer, GatewayCustomer, MethodStatus, SavedPaymentMethod
 from app.models.enums import (
     ApiKeyScope,
     DeliveryStatus,
@@ -24,13 +25,16 @@ __all__ = [
     "ApiKey",
     "ApiKeyScope",
     "AuditEntry",
+    "Customer",
     "DeliveryStatus",
     "Dispute",
     "DisputeStatus",
     "FulfillmentStatus",
+    "GatewayCustomer",
     "IdempotencyKey",
     "LeaderLease",
     "MerchantNotification",
+    "MethodStatus",
     "Order",
     "OrderItem",
     "OrderStatus",
@@ -47,6 +51,7 @@ __all__ = [
     "Role",
     "SandboxRefund",
     "SandboxSession",
+    "SavedPaymentMethod",
     "User",
     "WebhookAttempt",
     "WebhookDelivery",

@@ -24,6 +24,8 @@ ORDER_PAID = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderS
 class PaymentStatus(StrEnum):
     CREATED = "created"  # intent committed, gateway not (yet) answered
     PROCESSING = "processing"  # customer at the gateway / async method in flight
+    # A charge of a saved method that the bank wants the customer to authenticate.
+    REQUIRES_ACTION = "requires_action"
     AUTHORIZED = "authorized"  # funds held, waiting for a manual capture
     SUCCEEDED = "succeeded"  # money captured
     PARTIALLY_REFUNDED = "partially_refunded"
@@ -34,8 +36,11 @@ class PaymentStatus(StrEnum):
 
 
 # Sets of payment states, each fact once (the state machines: app/payments/state.py).
-# An attempt the customer can still pay: its checkout is open (or about to be).
-PAYABLE = frozenset({PaymentStatus.CREATED, PaymentStatus.PROCESSING})
+# An attempt the customer can still pay: its checkout is open (or about to be), or a charge
+# waits for them to authenticate.
+PAYABLE = frozenset(
+    {PaymentStatus.CREATED, PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION}
+)
 # An attempt that keeps its order pending: payable, or authorized and not yet captured.
 STILL_OPEN = PAYABLE | {PaymentStatus.AUTHORIZED}
 # The money was taken (refunds since then included).

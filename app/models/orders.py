@@ -3,7 +3,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.crypto import EncryptedString, email_hash
@@ -22,6 +31,7 @@ from app.models.enums import (
 
 if TYPE_CHECKING:
     from app.models.catalog import Product
+    from app.models.customers import Customer
 
 
 class Order(Model):
@@ -156,6 +166,11 @@ class Payment(Model):
     # Encrypted at rest, like the order's; customer_email_hash finds it (app/crypto.py).
     customer_email: Mapped[str] = mapped_column(EncryptedString())
     customer_email_hash: Mapped[str] = mapped_column(String(64), index=True)
+    # The store's customer (matched by email at checkout) and, for a charge of a saved
+    # method, which one; save_payment_method: the customer agreed to save this one.
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    saved_method_id: Mapped[int | None] = mapped_column(ForeignKey("saved_payment_methods.id"))
+    save_payment_method: Mapped[bool] = mapped_column(default=False, server_default=false())
     authorized_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     capture_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
     captured_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -166,6 +181,7 @@ class Payment(Model):
     order: Mapped[Order] = relationship(back_populates="payments")
     refunds: Mapped[list[Refund]] = relationship(back_populates="payment", order_by="Refund.id")
     disputes: Mapped[list[Dispute]] = relationship(back_populates="payment", order_by="Dispute.id")
+    customer: Mapped[Customer | None] = relationship(back_populates="payments")
 
     @validates("customer_email")
     def _hash_email(self, _key: str, value: str) -> str:

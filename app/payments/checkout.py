@@ -8,7 +8,7 @@ and a retried create reuses the key: the gateway never makes a second session.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -31,7 +31,7 @@ from app.gateways.base import (
 from app.models import Order, OrderItem, OrderStatus, Payment, PaymentStatus
 from app.models.base import public_id, utcnow
 from app.models.enums import ORDER_UNPAID_ENDS, PAYABLE, UNPAID_ENDS
-from app.payments import audit, faults, orders, state, store
+from app.payments import audit, customers, faults, orders, state, store
 from app.payments.audit import Actor
 from app.payments.errors import InvalidState, NotFound, SignatureInvalid
 from app.payments.gateway_calls import gateway_errors
@@ -69,6 +69,9 @@ def _attempt_row(
         "customer_email_hash": email_hash(email),
         "capture_method": current_app.config.get("CAPTURE_METHOD", "automatic"),
         "idempotency_key": f"kassa-checkout-{pid}",
+        "customer_id": None,
+        "saved_method_id": None,
+        "save_payment_method": False,
         "expires_at": expires_at,
         "created_at": now,
         "updated_at": now,
@@ -100,6 +103,11 @@ def new_attempt(order: Order, gateway_name: str, actor: Actor) -> int:
         order.expires_at,
         gateway_name,
     )
+    earlier = order.latest_payment
+    if earlier is not None:
+        # Another attempt of the same purchase: the same customer, the same consent.
+        attempt["customer_id"] = earlier.customer_id
+        attempt["save_payment_method"] = earlier.save_payment_method
     return store.write_attempt(attempt, _created_audit_row(actor, attempt))
 
 
@@ -112,10 +120,18 @@ def create_checkout(
     *,
     success_url: str | None = None,
     cancel_url: str | None = None,
+    save_payment_method: bool = False,
 ) -> Payment:
     """Order + first payment attempt + hosted checkout; returns the payment."""
     return open_new_checkout(
-        items, email, name, gateway_name, actor, success_url=success_url, cancel_url=cancel_url
+        items,
+        email,
+        name,
+        gateway_name,
+        actor,
+        success_url=success_url,
+        cancel_url=cancel_url,
+        save_payment_method=save_payment_method,
     ).payment
 
 
@@ -140,8 +156,11 @@ def open_new_checkout(
     *,
     success_url: str | None = None,
     cancel_url: str | None = None,
+    save_payment_method: bool = False,
 ) -> NewCheckout:
-    """create_checkout, keeping what was written for the answer (the JSON API's 201)."""
+    """create_checkout, keeping what was written for the answer (the JSON API's 201).
+    The customer is matched by email (created when new) in the same unit of work; with
+    `save_payment_method` (the customer's consent) the gateway saves the method."""
     # An unknown or unconfigured gateway fails before any write.
     gateway = registry.get_gateway(gateway_name)
     with unit_of_work():
@@ -154,6 +173,15 @@ def open_new_checkout(
             order["customer_email"],
             order["expires_at"],
             gateway_name,
+        )
+        attempt["customer_id"] = customers.match_customer(
+            order["customer_email"], order["customer_name"]
+        )
+        attempt["save_payment_method"] = bool(save_payment_method)
+        known_id = (
+            customers.gateway_customer_id(attempt["customer_id"], gateway_name)
+            if save_payment_method
+            else None
         )
         order_id, payment_id = store.write_checkout(
             order,
@@ -176,7 +204,10 @@ def open_new_checkout(
         capture_method=attempt["capture_method"],
         success_url=success_url,
         cancel_url=cancel_url,
+        save_payment_method=attempt["save_payment_method"],
     )
+    if known_id:
+        request = replace(request, gateway_customer_id=known_id)
     opened: dict[str, Any] = {}
     payment = _open(payment_id, gateway, request, actor, opened)
     if "status" not in inspect(payment).unloaded:
@@ -291,6 +322,7 @@ def _checkout_request(
     capture_method: str,
     success_url: str | None,
     cancel_url: str | None,
+    save_payment_method: bool = False,
 ) -> CheckoutRequest:
     lines = tuple(lines)
     return CheckoutRequest(
@@ -309,6 +341,7 @@ def _checkout_request(
         expires_at=expires_at,
         capture_method=capture_method,
         description=", ".join(f"{i.quantity} × {i.name}" for i in lines),
+        save_payment_method=save_payment_method,
     )
 
 
@@ -332,6 +365,7 @@ def open_checkout(
         capture_method=payment.capture_method,
         success_url=success_url,
         cancel_url=cancel_url,
+        save_payment_method=payment.save_payment_method,
     )
     return _open(payment_id, registry.get_gateway(payment.gateway), request, actor)
 

@@ -55,6 +55,7 @@ class EventType(StrEnum):
     # An authorization ended unpaid: voided (by the merchant or the gateway), or lapsed.
     PAYMENT_AUTHORIZATION_VOIDED = "payment.authorization_voided"
     PAYMENT_AUTHORIZATION_EXPIRED = "payment.authorization_expired"
+    PAYMENT_REQUIRES_ACTION = "payment.requires_action"
     REFUND_SUCCEEDED = "refund.succeeded"
     REFUND_FAILED = "refund.failed"
     DISPUTE_CREATED = "dispute.created"

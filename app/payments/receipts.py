@@ -111,9 +111,16 @@ def _compose(receipt: Receipt, order: Order) -> EmailMessage:
     if receipt.kind == "order_fulfilled":
         msg.set_content(render_template("emails/fulfilled.txt", order=order, store=store))
     else:
+        from app.payments.customers import methods_link_for_order
         from app.receipt_facts import facts
 
-        context = {"order": order, "refund": refund, "store": store, "receipt": facts(order)}
+        context = {
+            "order": order,
+            "refund": refund,
+            "store": store,
+            "receipt": facts(order),
+            "methods_url": None if refund else methods_link_for_order(order),
+        }
         msg.set_content(render_template("emails/receipt.txt", **context))
         # The same receipt as HTML for mail apps that show it (the text part stays first).
         msg.add_alternative(render_template("emails/receipt.html", **context), subtype="html")

@@ -43,9 +43,22 @@ P = PaymentStatus
 # current state -> states a gateway event may move it to
 PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     P.CREATED: frozenset(
-        {P.PROCESSING, P.FAILED, P.EXPIRED, P.CANCELED, P.AUTHORIZED, P.SUCCEEDED}
+        {
+            P.PROCESSING,
+            P.REQUIRES_ACTION,
+            P.FAILED,
+            P.EXPIRED,
+            P.CANCELED,
+            P.AUTHORIZED,
+            P.SUCCEEDED,
+        }
     ),
-    P.PROCESSING: frozenset({P.FAILED, P.EXPIRED, P.CANCELED, P.AUTHORIZED, P.SUCCEEDED}),
+    P.PROCESSING: frozenset(
+        {P.REQUIRES_ACTION, P.FAILED, P.EXPIRED, P.CANCELED, P.AUTHORIZED, P.SUCCEEDED}
+    ),
+    # A charge of a saved method waiting for the customer to authenticate; a later
+    # "processing" report is older news (the table only moves forward).
+    P.REQUIRES_ACTION: frozenset({P.FAILED, P.EXPIRED, P.CANCELED, P.AUTHORIZED, P.SUCCEEDED}),
     # A declined attempt whose checkout then closes is expired; late money still wins.
     P.FAILED: frozenset({P.EXPIRED, P.CANCELED, P.AUTHORIZED, P.SUCCEEDED}),
     P.EXPIRED: frozenset({P.CANCELED, P.AUTHORIZED, P.SUCCEEDED}),
@@ -62,26 +75,28 @@ PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
 PAYMENT_RANK: dict[PaymentStatus, int] = {
     P.CREATED: 0,
     P.PROCESSING: 1,
-    P.FAILED: 2,
-    P.EXPIRED: 3,
-    P.CANCELED: 4,
-    P.AUTHORIZED: 5,
-    P.SUCCEEDED: 6,
-    P.PARTIALLY_REFUNDED: 6,
-    P.REFUNDED: 6,
+    P.REQUIRES_ACTION: 2,
+    P.FAILED: 3,
+    P.EXPIRED: 4,
+    P.CANCELED: 5,
+    P.AUTHORIZED: 6,
+    P.SUCCEEDED: 7,
+    P.PARTIALLY_REFUNDED: 7,
+    P.REFUNDED: 7,
 }
 
 # An authorization that ended is news from after the authorization: it ranks above it
 # (and below money: a capture that still lands wins). Stored as canceled (voided, by the
 # merchant or the gateway) or expired (lapsed), with authorized_at set: that pair is how
 # a stored payment says its authorization ended. A void outranks a lapse.
-AUTHORIZATION_END_RANK: dict[PaymentStatus, float] = {P.EXPIRED: 5.3, P.CANCELED: 5.6}
+AUTHORIZATION_END_RANK: dict[PaymentStatus, float] = {P.EXPIRED: 6.3, P.CANCELED: 6.6}
 
 # Moves the merchant's systems are told about (app/payments/outbox.py); a capture is
 # told as order.paid.
 PAYMENT_EVENTS = {
     P.FAILED: outbox.EventType.PAYMENT_FAILED,
     P.AUTHORIZED: outbox.EventType.PAYMENT_AUTHORIZED,
+    P.REQUIRES_ACTION: outbox.EventType.PAYMENT_REQUIRES_ACTION,
 }
 
 

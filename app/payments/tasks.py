@@ -1,7 +1,7 @@
 """Imported by app.jobs.init_app so every job name is registered."""
 
 from app import notifications
-from app.payments import events, outbox, receipts, reconcile
+from app.payments import charges, events, outbox, receipts, reconcile
 from app.payments.outgoing import delivery
 
-__all__ = ["delivery", "events", "notifications", "outbox", "receipts", "reconcile"]
+__all__ = ["charges", "delivery", "events", "notifications", "outbox", "receipts", "reconcile"]

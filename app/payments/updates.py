@@ -82,7 +82,7 @@ def _apply_payment_update(
     details: dict[str, Any] = {"source": source}
     if update.failure_code:
         details["failure_code"] = update.failure_code
-    return state.transition_payment(
+    outcome = state.transition_payment(
         payment,
         update.status,
         actor,
@@ -90,6 +90,11 @@ def _apply_payment_update(
         details=details,
         authorization_ended=update.authorization_ended,
     )
+    if update.saved_method is not None and payment.status in CAPTURED | {PaymentStatus.AUTHORIZED}:
+        from app.payments.customers import record_saved_method  # customers reads gateways
+
+        record_saved_method(payment, update.saved_method, actor)
+    return outcome
 
 
 def fail_attempt(payment: Payment, code: str, message: str, actor: Actor) -> None:

@@ -165,6 +165,8 @@ class FakeStripe:
         self._errors: deque[CannedError] = deque()
         self._idempotency: dict[str, tuple[tuple, int, dict[str, Any]]] = {}
         self._extra: dict[str, dict[str, Any]] = {}  # session id → line items, pi data
+        self.customers: dict[str, dict[str, Any]] = {}
+        self.payment_methods: dict[str, dict[str, Any]] = {}
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._outbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -184,6 +186,10 @@ class FakeStripe:
             ("GET", re.compile(r"^/v1/refunds$"), self._list_refunds),
             ("GET", re.compile(r"^/v1/refunds/([^/]+)$"), self._get_refund),
             ("GET", re.compile(r"^/v1/disputes/([^/]+)$"), self._get_dispute),
+            ("POST", re.compile(r"^/v1/customers$"), self._create_customer),
+            ("GET", re.compile(r"^/v1/payment_methods/([^/]+)$"), self._get_pm),
+            ("POST", re.compile(r"^/v1/payment_methods/([^/]+)/detach$"), self._detach_pm),
+            ("POST", re.compile(r"^/v1/payment_intents$"), self._create_pi),
             ("GET", re.compile(r"^/v1/events$"), self._list_events),
             ("GET", re.compile(r"^/v1/events/([^/]+)$"), self._get_event),
         ]
@@ -462,6 +468,24 @@ class FakeStripe:
                 "expires_at must be between 30 minutes and 24 hours away",
                 param="expires_at",
             )
+        customer = p.get("customer")
+        if customer is not None and p.get("customer_email"):
+            raise StripeFakeError(
+                400,
+                "invalid_request_error",
+                "You may only specify one of these parameters: customer, customer_email.",
+                param="customer_email",
+            )
+        if customer is not None and customer not in self.customers:
+            raise self._missing(customer, "customer")
+        sfu = (p.get("payment_intent_data") or {}).get("setup_future_usage")
+        if sfu is not None and sfu not in ("off_session", "on_session"):
+            raise StripeFakeError(
+                400,
+                "invalid_request_error",
+                "Invalid setup_future_usage",
+                param="payment_intent_data[setup_future_usage]",
+            )
         sid = self._new_id("cs_test_")
         session = {
             "id": sid,
@@ -475,7 +499,7 @@ class FakeStripe:
             "client_secret": None,
             "created": now,
             "expires_at": expires_at,
-            "customer": None,
+            "customer": customer,
             "customer_email": p.get("customer_email"),
             "customer_details": None,
             "livemode": False,
@@ -673,6 +697,146 @@ class FakeStripe:
         pi["latest_charge"] = cid
         return charge
 
+    # ================================================================ saved methods
+    def _create_customer(self, p: dict[str, Any]) -> dict[str, Any]:
+        cid = self._new_id("cus_")
+        customer = {
+            "id": cid,
+            "object": "customer",
+            "email": p.get("email"),
+            "name": p.get("name"),
+            "metadata": dict(p.get("metadata") or {}),
+            "created": int(time.time()),
+            "livemode": False,
+        }
+        self.customers[cid] = customer
+        return customer
+
+    def _new_pm(self, brand: str, last4: str) -> dict[str, Any]:
+        pm = {
+            "id": self._new_id("pm_"),
+            "object": "payment_method",
+            "type": "card",
+            "card": {
+                "brand": brand,
+                "last4": last4,
+                "exp_month": 12,
+                "exp_year": 2034,
+                "wallet": None,
+            },
+            "customer": None,
+            "created": int(time.time()),
+            "livemode": False,
+        }
+        self.payment_methods[pm["id"]] = pm
+        return pm
+
+    def _get_pm(self, p: dict[str, Any], pm_id: str) -> dict[str, Any]:
+        pm = self.payment_methods.get(pm_id)
+        if pm is None:
+            raise self._missing(pm_id, "payment_method")
+        return pm
+
+    def _detach_pm(self, p: dict[str, Any], pm_id: str) -> dict[str, Any]:
+        pm = self._get_pm(p, pm_id)
+        if pm["customer"] is None:
+            raise StripeFakeError(
+                400,
+                "invalid_request_error",
+                "The payment method you provided is not attached to a customer.",
+                code="payment_method_unexpected_state",
+            )
+        pm["customer"] = None
+        return pm
+
+    def _create_pi(self, p: dict[str, Any]) -> dict[str, Any]:
+        """An off-session PaymentIntent (customer, payment_method, off_session, confirm):
+        card 3184 needs authentication, 0341 declines, others succeed."""
+        amount = self._int(p, "amount")
+        currency = str(p.get("currency", "")).lower()
+        if not re.fullmatch(r"[a-z]{3}", currency):
+            raise StripeFakeError(
+                400, "invalid_request_error", "Invalid currency", param="currency"
+            )
+        for name in ("customer", "payment_method"):
+            if not p.get(name):
+                raise StripeFakeError(
+                    400,
+                    "invalid_request_error",
+                    f"Missing required param: {name}.",
+                    code="parameter_missing",
+                    param=name,
+                )
+        pm = self._get_pm(p, p["payment_method"])
+        if pm["customer"] != p["customer"]:
+            raise StripeFakeError(
+                400,
+                "invalid_request_error",
+                "The provided PaymentMethod does not belong to the customer.",
+                param="payment_method",
+            )
+        pid = self._new_id("pi_")
+        pi = {
+            "id": pid,
+            "object": "payment_intent",
+            "amount": amount,
+            "amount_capturable": 0,
+            "amount_received": 0,
+            "capture_method": "automatic_async",
+            "client_secret": f"{pid}_secret_{secrets.token_hex(12)}",
+            "created": int(time.time()),
+            "currency": currency,
+            "customer": p["customer"],
+            "description": p.get("description"),
+            "last_payment_error": None,
+            "latest_charge": None,
+            "livemode": False,
+            "metadata": dict(p.get("metadata") or {}),
+            "payment_method": pm["id"],
+            "payment_method_types": ["card"],
+            "status": "requires_confirmation",
+        }
+        self.payment_intents[pid] = pi
+        if p.get("confirm") != "true":
+            return pi
+        last4 = pm["card"]["last4"]
+        if last4 == "3184" and p.get("off_session") == "true":
+            pi["status"] = "requires_action"
+            pi["last_payment_error"] = {
+                "type": "card_error",
+                "code": "authentication_required",
+                "message": "Your card was declined. This transaction requires authentication.",
+            }
+            error = StripeFakeError(
+                402,
+                "card_error",
+                pi["last_payment_error"]["message"],
+                code="authentication_required",
+            )
+            error.body["error"]["payment_intent"] = copy.deepcopy(pi)
+            raise error
+        if last4 == "0341":
+            pi["status"] = "requires_payment_method"
+            pi["last_payment_error"] = {
+                "type": "card_error",
+                "code": "card_declined",
+                "decline_code": "generic_decline",
+                "message": "Your card was declined.",
+            }
+            self.emit("payment_intent.payment_failed", pi)
+            raise StripeFakeError(
+                402,
+                "card_error",
+                "Your card was declined.",
+                code="card_declined",
+                decline_code="generic_decline",
+            )
+        charge = self._new_charge(pi, pm["card"]["brand"], last4, captured=True)
+        pi.update(status="succeeded", amount_received=amount)
+        self.emit("charge.succeeded", charge)
+        self.emit("payment_intent.succeeded", pi)
+        return pi
+
     # ================================================================ customer actions
     def complete_session(
         self,
@@ -716,6 +880,14 @@ class FakeStripe:
             elif outcome == "paid":
                 manual = pi["capture_method"] == "manual"
                 charge = self._new_charge(pi, brand, last4, captured=not manual, wallet=wallet)
+                pm = self._new_pm(brand, last4)
+                pi["payment_method"] = pm["id"]
+                pid_data = self._extra[sid]["payment_intent_data"]
+                if pid_data.get("setup_future_usage") and session.get("customer"):
+                    # Saved for later: attached to the session's customer.
+                    pm["customer"] = session["customer"]
+                    pi["customer"] = session["customer"]
+                    pi["setup_future_usage"] = pid_data["setup_future_usage"]
                 pi["last_payment_error"] = None
                 if manual:
                     pi.update(status="requires_capture", amount_capturable=pi["amount"])

@@ -41,6 +41,9 @@ RAW = {
     "receipts": ("recipient",),
     "users": ("totp_secret",),
     "webhook_endpoints": ("secret", "previous_secret"),
+    # The checkout's customer (issue 18); saved methods' tokens and gateway customer ids
+    # are checked in tests/integration/api/test_api_saved_methods.py.
+    "customers": ("email", "name"),
 }
 
 
@@ -228,7 +231,8 @@ def test_a_new_blind_index_key_is_applied_by_the_rotation(make_app: Callable[...
     assert api.get(f"/orders?email={EMAIL}").get_json()["data"] == []  # old hashes
     result = changed.test_cli_runner().invoke(args=["rotate-encryption-key"])
     assert result.exit_code == 0, result.output
-    assert "0 value(s) re-encrypted with the first key, 2 email hash(es) recomputed" in (
+    # orders, payments and the checkout's customer (customers.email_hash)
+    assert "0 value(s) re-encrypted with the first key, 3 email hash(es) recomputed" in (
         result.output
     )
     assert len(api.get(f"/orders?email={EMAIL}").get_json()["data"]) == 1

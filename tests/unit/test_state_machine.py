@@ -17,6 +17,7 @@ from app.payments.state import (
 GATEWAY_REPORTED = [
     P.CREATED,
     P.PROCESSING,
+    P.REQUIRES_ACTION,
     P.AUTHORIZED,
     P.SUCCEEDED,
     P.FAILED,
@@ -30,6 +31,7 @@ EXPECTED = {
     P.CREATED: {
         P.CREATED: D,
         P.PROCESSING: A,
+        P.REQUIRES_ACTION: A,
         P.AUTHORIZED: A,
         P.SUCCEEDED: A,
         P.FAILED: A,
@@ -39,6 +41,17 @@ EXPECTED = {
     P.PROCESSING: {
         P.CREATED: S,
         P.PROCESSING: D,
+        P.REQUIRES_ACTION: A,
+        P.AUTHORIZED: A,
+        P.SUCCEEDED: A,
+        P.FAILED: A,
+        P.CANCELED: A,
+        P.EXPIRED: A,
+    },
+    P.REQUIRES_ACTION: {
+        P.CREATED: S,
+        P.PROCESSING: S,
+        P.REQUIRES_ACTION: D,
         P.AUTHORIZED: A,
         P.SUCCEEDED: A,
         P.FAILED: A,
@@ -48,6 +61,7 @@ EXPECTED = {
     P.FAILED: {
         P.CREATED: S,
         P.PROCESSING: S,
+        P.REQUIRES_ACTION: S,
         P.AUTHORIZED: A,
         P.SUCCEEDED: A,
         P.FAILED: D,
@@ -57,6 +71,7 @@ EXPECTED = {
     P.EXPIRED: {
         P.CREATED: S,
         P.PROCESSING: S,
+        P.REQUIRES_ACTION: S,
         P.AUTHORIZED: A,
         P.SUCCEEDED: A,
         P.FAILED: S,
@@ -66,6 +81,7 @@ EXPECTED = {
     P.CANCELED: {
         P.CREATED: S,
         P.PROCESSING: S,
+        P.REQUIRES_ACTION: S,
         P.AUTHORIZED: A,
         P.SUCCEEDED: A,
         P.FAILED: S,
@@ -75,6 +91,7 @@ EXPECTED = {
     P.AUTHORIZED: {
         P.CREATED: S,
         P.PROCESSING: S,
+        P.REQUIRES_ACTION: S,
         P.AUTHORIZED: D,
         P.SUCCEEDED: A,
         P.FAILED: S,
@@ -84,6 +101,7 @@ EXPECTED = {
     P.SUCCEEDED: {
         P.CREATED: S,
         P.PROCESSING: S,
+        P.REQUIRES_ACTION: S,
         P.AUTHORIZED: S,
         P.SUCCEEDED: D,
         P.FAILED: S,
@@ -94,6 +112,7 @@ EXPECTED = {
     P.PARTIALLY_REFUNDED: {
         P.CREATED: S,
         P.PROCESSING: S,
+        P.REQUIRES_ACTION: S,
         P.AUTHORIZED: S,
         P.SUCCEEDED: D,
         P.FAILED: S,
@@ -103,6 +122,7 @@ EXPECTED = {
     P.REFUNDED: {
         P.CREATED: S,
         P.PROCESSING: S,
+        P.REQUIRES_ACTION: S,
         P.AUTHORIZED: S,
         P.SUCCEEDED: D,
         P.FAILED: S,
@@ -226,6 +246,9 @@ def test_final_state_never_depends_on_delivery_order() -> None:
         ((VOIDED, P.AUTHORIZED), P.CANCELED),
         ((P.AUTHORIZED, LAPSED, P.SUCCEEDED), P.SUCCEEDED),
         ((P.AUTHORIZED, P.CANCELED), P.AUTHORIZED),
+        ((P.REQUIRES_ACTION, P.SUCCEEDED), P.SUCCEEDED),
+        ((P.REQUIRES_ACTION, P.PROCESSING), P.REQUIRES_ACTION),
+        ((P.PROCESSING, P.REQUIRES_ACTION, P.FAILED), P.FAILED),
     ],
 )
 def test_known_sequences(events: tuple[P | tuple[P, bool], ...], final: P) -> None:

@@ -272,8 +272,6 @@ def _production(**overrides: Any) -> dict[str, Any]:
         "ENCRYPTION_KEYS": "pV3i1Yq2m0Qe6vS6a4Yx3oH9mWcQm0xWQFZqGmY1x2c=",
         "BLIND_INDEX_KEY": "Hq2pR8w" * 6,
         "METRICS_TOKEN": "mt_" + "R4nd0mScr4pe" * 2,
-        "ENCRYPTION_KEYS": "n6lgJy1Fc_R-haNQ7eg_dkCnuOr7f8Nvv5ilDP4Xxrk=",
-        "BLIND_INDEX_KEY": "bi_" + "Vq9sT2kW" * 5,
     }
     config.update(overrides)
     return config

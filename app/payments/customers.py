@@ -1,0 +1,214 @@
+"""Customers and their saved payment methods (issue 18).
+
+A customer is matched by email at checkout (created when new) in the checkout's own unit
+of work; a method is saved only when the customer agreed at checkout and the gateway
+reports the payment paid with the saved method's token. Removing a method detaches it at
+the gateway first, so a removed method can never be charged.
+"""
+
+from __future__ import annotations
+
+from flask import current_app, url_for
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from app.extensions import db
+from app.gateways import registry
+from app.gateways.base import SavedMethod
+from app.models import (
+    Customer,
+    GatewayCustomer,
+    MethodStatus,
+    Order,
+    Payment,
+    SavedPaymentMethod,
+)
+from app.models.base import public_id, utcnow
+from app.models.customers import email_index
+from app.payments import audit, store
+from app.payments.audit import Actor
+from app.payments.errors import InvalidState, NotFound
+from app.payments.gateway_calls import gateway_errors
+from app.payments.uow import lock, unit_of_work
+
+
+def match_customer(email: str, name: str) -> int:
+    """The id of the customer with this email, created if new, in the caller's unit of
+    work. Concurrent checkouts with one new email make one customer (insert-or-ignore on
+    the email's lookup hash)."""
+    now = utcnow()
+    key = email_index(email)
+    row = store.insert_or_ignore(
+        Customer,
+        {
+            "public_id": public_id("cus"),
+            "email": email.strip().lower(),
+            "email_hash": key,
+            "name": name.strip(),
+            "created_at": now,
+            "updated_at": now,
+        },
+        conflict=("email_hash",),
+    )
+    if row is not None:
+        return int(row.id)
+    found = db.session.execute(select(Customer.id).where(Customer.email_hash == key)).scalar_one()
+    return int(found)
+
+
+def gateway_customer_id(customer_id: int, gateway: str) -> str | None:
+    """The gateway's id for a customer, if a saved method gave us one."""
+    row = db.session.execute(
+        select(GatewayCustomer).where(
+            GatewayCustomer.customer_id == customer_id, GatewayCustomer.gateway == gateway
+        )
+    ).scalar_one_or_none()
+    return row.gateway_customer_id if row is not None else None
+
+
+def find_by_email(email: str) -> Customer | None:
+    return db.session.execute(
+        select(Customer).where(Customer.email_hash == email_index(email))
+    ).scalar_one_or_none()
+
+
+def get_customer(customer_public_id: str) -> Customer:
+    customer = db.session.execute(
+        select(Customer)
+        .where(Customer.public_id == customer_public_id)
+        .options(selectinload(Customer.methods), selectinload(Customer.gateway_ids))
+    ).scalar_one_or_none()
+    if customer is None:
+        raise NotFound("No such customer.")
+    return customer
+
+
+def list_customers(limit: int = 50, email: str | None = None) -> list[Customer]:
+    query = select(Customer).options(selectinload(Customer.methods))
+    if email:
+        query = query.where(Customer.email_hash == email_index(email))
+    return list(db.session.execute(query.order_by(Customer.id.desc()).limit(limit)).scalars().all())
+
+
+def get_method(method_public_id: str, customer: Customer | None = None) -> SavedPaymentMethod:
+    query = select(SavedPaymentMethod).where(SavedPaymentMethod.public_id == method_public_id)
+    if customer is not None:
+        query = query.where(SavedPaymentMethod.customer_id == customer.id)
+    method = db.session.execute(query).scalar_one_or_none()
+    if method is None:
+        raise NotFound("No such payment method.")
+    return method
+
+
+def record_saved_method(payment: Payment, saved: SavedMethod, actor: Actor) -> None:
+    """The gateway saved the method this payment was paid with: keep its token, once, for
+    the payment's customer (the caller's unit of work holds the payment locked)."""
+    if not payment.save_payment_method or payment.customer_id is None or not saved.token:
+        return
+    exists = db.session.execute(
+        select(SavedPaymentMethod.id).where(SavedPaymentMethod.source_payment_id == payment.id)
+    ).first()
+    if exists is not None:
+        return
+    method = SavedPaymentMethod(
+        customer_id=payment.customer_id,
+        gateway=payment.gateway,
+        gateway_token=saved.token,
+        brand=saved.brand,
+        last4=saved.last4,
+        exp_month=saved.exp_month,
+        exp_year=saved.exp_year,
+        wallet=saved.wallet,
+        status=MethodStatus.ACTIVE,
+        source_payment_id=payment.id,
+    )
+    db.session.add(method)
+    if saved.gateway_customer_id:
+        has_id = db.session.execute(
+            select(GatewayCustomer.id).where(
+                GatewayCustomer.customer_id == payment.customer_id,
+                GatewayCustomer.gateway == payment.gateway,
+            )
+        ).first()
+        if has_id is None:
+            db.session.add(
+                GatewayCustomer(
+                    customer_id=payment.customer_id,
+                    gateway=payment.gateway,
+                    gateway_customer_id=saved.gateway_customer_id,
+                )
+            )
+    db.session.flush()
+    audit.record(
+        actor,
+        "payment_method.saved",
+        payment,
+        details={"method": method.public_id, "brand": saved.brand, "last4": saved.last4},
+    )
+
+
+def detach_method(method_public_id: str, actor: Actor, customer: Customer | None = None) -> None:
+    """Remove a saved method: detached at the gateway, then marked detached (audited). A
+    method removed already stays removed."""
+    method = get_method(method_public_id, customer)
+    if method.status == MethodStatus.DETACHED:
+        return
+    gateway = registry.get_gateway(method.gateway)
+    detach = getattr(gateway, "detach_method", None)
+    if callable(detach):
+        with gateway_errors():
+            detach(method.gateway_token)
+    with unit_of_work():
+        locked = lock(SavedPaymentMethod, id=method.id)
+        assert locked is not None
+        if locked.status == MethodStatus.DETACHED:
+            return
+        locked.status = MethodStatus.DETACHED
+        locked.detached_at = utcnow()
+        audit.record(
+            actor,
+            "payment_method.detached",
+            locked,
+            details={"customer": locked.customer.public_id},
+        )
+
+
+# --- the customer's own page (from the receipt) -----------------------------------------
+
+METHODS_SALT = "kassa-customer-methods"
+
+
+def _methods_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key or "", salt=METHODS_SALT)
+
+
+def methods_link(customer: Customer) -> str:
+    """The customer's signed, expiring link to see and remove their saved methods."""
+    token = _methods_serializer().dumps(customer.public_id)
+    base: str = current_app.config["PUBLIC_BASE_URL"]
+    return base + url_for("checkout.saved_methods", token=token)
+
+
+def customer_for_methods_link(token: str) -> Customer:
+    hours = int(current_app.config.get("PAYMENT_ACTION_LINK_HOURS", 72))
+    try:
+        customer_id = _methods_serializer().loads(token, max_age=hours * 3600)
+    except SignatureExpired:
+        raise InvalidState(
+            "This link has expired; the link in your latest receipt works."
+        ) from None
+    except BadSignature:
+        raise NotFound("No such page.") from None
+    return get_customer(str(customer_id))
+
+
+def methods_link_for_order(order: Order) -> str | None:
+    """For a receipt: the link, when the order's customer has saved methods."""
+    customer_ids = {p.customer_id for p in order.payments if p.customer_id is not None}
+    if not customer_ids:
+        return None
+    customer = db.session.get(Customer, min(customer_ids))
+    if customer is None or not any(m.active for m in customer.methods):
+        return None
+    return methods_link(customer)
