@@ -92,12 +92,26 @@ def run_migrations_online():
         # A migration may run longer than a request's statement_timeout (app/config.py):
         # no app-side stall deadline (app/db.py) and, below, none on the server either.
         connection.execution_options(kassa_no_deadline=True)
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # A batch migration rebuilds a table (copy, drop, rename); with foreign keys on,
+            # the drop would delete what other rows point at. The pragma is ignored inside
+            # a transaction, so it is set on the driver's connection before SQLAlchemy
+            # begins one (app/db.py emits BEGIN itself); the keys are checked after.
+            raw = connection.connection.driver_connection
+            raw.execute("PRAGMA foreign_keys=OFF")
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
         with context.begin_transaction():
             if connection.dialect.name == "postgresql":
                 connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
             context.run_migrations()
+
+        if sqlite:
+            broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+            raw.execute("PRAGMA foreign_keys=ON")
+            if broken:
+                raise RuntimeError(f"migration left rows with broken foreign keys: {broken[:5]}")
 
 
 if context.is_offline_mode():
