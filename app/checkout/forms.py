@@ -29,6 +29,21 @@ class CheckoutForm(FlaskForm):
     gateway = RadioField(_l("Pay with"), validators=[InputRequired(_l("Choose how to pay."))])
 
 
+class SubscribeForm(FlaskForm):
+    email = EmailField(
+        _l("Email"),
+        validators=[
+            InputRequired(_l("Enter your email address.")),
+            Email(_l("Enter a valid email address.")),
+            Length(max=254),
+        ],
+    )
+    name = StringField(
+        _l("Full name"), validators=[InputRequired(_l("Enter your name.")), Length(max=200)]
+    )
+    gateway = RadioField(_l("Pay with"), validators=[InputRequired(_l("Choose how to pay."))])
+
+
 class RetryForm(FlaskForm):
     gateway = RadioField(_l("Pay with"), validators=[InputRequired(_l("Choose how to pay."))])
 

@@ -525,7 +525,6 @@ def transition_subscription(
         sub.gateway_customer_id = snapshot.gateway_customer_id
     if snapshot.ref.gateway_subscription_id and not sub.gateway_subscription_id:
         sub.gateway_subscription_id = snapshot.ref.gateway_subscription_id
-    sub.synced_at = utcnow()
     if outcome is Outcome.DUPLICATE:
         if changed:
             audit.record(
