@@ -226,7 +226,9 @@ def start(
             assert plan_row is not None
             if gateway_name == "stripe":
                 plan_row.stripe_price_id = checkout.gateway_plan_id
-                plan_row.stripe_product_id = checkout.gateway_product_id
+                plan_row.stripe_product_id = (
+                    checkout.gateway_product_id or plan_row.stripe_product_id
+                )
             elif gateway_name == "razorpay":
                 plan_row.razorpay_plan_id = checkout.gateway_plan_id
     return row
