@@ -157,6 +157,7 @@ class SandboxProcessor:
     # The renewal clock: a thread that renews due subscriptions (off: tests call advance()).
     clock: bool = True
     clock_tick: float = 1.0
+    app: Flask | None = None  # the clock's thread reaches the database through it
     _clock_thread: threading.Thread | None = None
 
     def session(self) -> Session:
@@ -535,7 +536,9 @@ class SandboxProcessor:
         return row
 
     def start_clock(self) -> None:
-        if not self.clock or (self._clock_thread and self._clock_thread.is_alive()):
+        if not self.clock or self.app is None:
+            return
+        if self._clock_thread and self._clock_thread.is_alive():
             return
         thread = threading.Thread(target=self._run_clock, daemon=True, name="sandbox-clock")
         self._clock_thread = thread
@@ -545,7 +548,9 @@ class SandboxProcessor:
         while True:
             time.sleep(self.clock_tick)
             try:
-                self.advance()
+                assert self.app is not None
+                with self.app.app_context():
+                    self.advance()
             except Exception:  # the clock keeps going, like a gateway's scheduler
                 log.exception("sandbox renewal clock failed")
 
@@ -757,6 +762,7 @@ class SandboxGateway:
                 float(cfg["SANDBOX_PERIOD_SECONDS"]) if cfg.get("SANDBOX_PERIOD_SECONDS") else None
             ),
             clock=bool(cfg.get("SANDBOX_RENEWAL_CLOCK", True)),
+            app=app,
         )
         return cls(processor, int(cfg.get("WEBHOOK_TOLERANCE_SECONDS", 300)))
 
