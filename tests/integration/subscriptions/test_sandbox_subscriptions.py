@@ -295,3 +295,22 @@ def test_plan_validation_refuses_bad_input_and_writes_nothing(app: Flask) -> Non
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def test_reconcile_mirrors_what_no_event_told(app: Flask) -> None:
+    """A renewal and a portal cancellation whose events were lost: reconciliation
+    re-fetches open subscriptions and catches up (the paid period included)."""
+    from app.payments.reconcile import reconcile
+
+    public_id = start(app)
+    row = gateway_row(app, public_id)
+    processor(app).advance(row.current_period_end + timedelta(seconds=1))
+    processor(app).cancel_subscription(row.id, at_period_end=True)
+    take_events(app)  # lost
+    with app.test_request_context():
+        report = reconcile()
+    assert report.checked_subscriptions == 1
+    assert any(public_id in change for change in report.changes), report.lines()
+    sub = mirror(app, public_id)
+    assert sub.cancel_at_period_end and sub.current_period_start == row.current_period_end
+    assert len(period_payments(app, public_id)) == 2
