@@ -194,13 +194,13 @@ HANDLED_EVENTS = (
     "charge.dispute.created",
     "charge.dispute.updated",
     "charge.dispute.closed",
-    # Subscriptions: each only names its subscription, which is re-fetched.
+    # Subscriptions: each only names its subscription, which is re-fetched (20 types in
+    # all: Stripe's limit for listing events by type).
     "customer.subscription.created",
     "customer.subscription.updated",
     "customer.subscription.deleted",
     "customer.subscription.paused",
     "customer.subscription.resumed",
-    "customer.subscription.trial_will_end",
     "invoice.paid",
     "invoice.payment_failed",
     "invoice.payment_action_required",
