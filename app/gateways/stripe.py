@@ -179,8 +179,8 @@ DISPUTE_STATUS = {
 
 SESSION_EXPAND = ["payment_intent", "payment_intent.latest_charge"]
 
-# The event types interpret() turns into updates. Reconciliation lists exactly these from
-# /v1/events (Stripe accepts at most 20 in `types`); anything else gives no update.
+# The event types interpret() turns into updates. Reconciliation lists these (and the
+# subscription events below) from /v1/events; anything else gives no update.
 HANDLED_EVENTS = (
     "checkout.session.completed",
     "checkout.session.async_payment_succeeded",
@@ -194,8 +194,11 @@ HANDLED_EVENTS = (
     "charge.dispute.created",
     "charge.dispute.updated",
     "charge.dispute.closed",
-    # Subscriptions: each only names its subscription, which is re-fetched (20 types in
-    # all: Stripe's limit for listing events by type).
+)
+# Subscriptions: each only names its subscription, which is re-fetched
+# (subscription_events); listed by reconciliation with the others (LISTED_EVENTS: at most
+# 20 types, Stripe's limit for listing events by type).
+SUBSCRIPTION_EVENTS = (
     "customer.subscription.created",
     "customer.subscription.updated",
     "customer.subscription.deleted",
@@ -205,6 +208,7 @@ HANDLED_EVENTS = (
     "invoice.payment_failed",
     "invoice.payment_action_required",
 )
+LISTED_EVENTS = HANDLED_EVENTS + SUBSCRIPTION_EVENTS
 SUBSCRIPTION_EVENT_PREFIXES = ("customer.subscription.", "invoice.")
 # Stripe's subscription statuses are the port's words.
 SUBSCRIPTION_STATUS = {s.value: s for s in SubscriptionStatus}
@@ -880,7 +884,7 @@ class StripeGateway:
             since = since.replace(tzinfo=UTC)
         params: EventListParams = {
             "created": {"gte": int(since.timestamp())},
-            "types": list(HANDLED_EVENTS),
+            "types": list(LISTED_EVENTS),
             "limit": min(EVENTS_PAGE_SIZE, self._events_max),
         }
         events: list[VerifiedEvent] = []
