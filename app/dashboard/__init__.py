@@ -6,4 +6,4 @@ from flask import Blueprint
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
-from app.dashboard import endpoints, routes  # noqa: F401  (registers the views)
+from app.dashboard import endpoints, routes, subscriptions  # noqa: F401  (registers the views)

@@ -54,6 +54,7 @@ from app.payments import links as links_core
 from app.payments.audit import Actor
 from app.payments.errors import KassaError
 from app.payments.refunds import capture_payment, create_refund, refundable_amount, sync_payment
+from app.payments.subscriptions import metrics as subscription_metrics
 from app.presentation import shown_status
 
 MANAGERS = (Role.OWNER.value, Role.ADMIN.value)
@@ -154,6 +155,7 @@ def overview() -> BaseResponse:
         data=data,
         volume_chart=volume_chart,
         count_chart=count_chart,
+        subs=subscription_metrics(),
     )
 
 

@@ -586,3 +586,68 @@ def renewal_failed(subscription_id: int, invoice_id: str) -> bool:
         if locked is not None:
             locked.status, locked.sent_at = "sent", utcnow()
     return True
+
+
+# --- figures -------------------------------------------------------------------------
+
+# Periods per month of each interval, for monthly recurring revenue.
+_PER_MONTH = {"day": 365 / 12, "week": 52 / 12, "month": 1.0, "year": 1 / 12}
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    active: int  # subscribers entitled now (active or trialing)
+    mrr: dict[str, int]  # per currency, minor units a month (trials excluded)
+    churned: int  # ended in the window
+    churn_rate: float | None  # churned / (active at the start of the window, estimated)
+    past_due: int
+    window_days: int
+
+
+def metrics(days: int = 30) -> Metrics:
+    """Active subscribers, MRR per currency and churn over the last `days` days."""
+    since = utcnow() - timedelta(days=days)
+    rows = db.session.execute(
+        select(Subscription.status, Plan.amount, Plan.currency, Plan.interval, Plan.interval_count)
+        .join(Plan)
+        .where(Subscription.status.in_([SS.ACTIVE, SS.TRIALING, SS.PAST_DUE]))
+    ).all()
+    active, past_due = 0, 0
+    mrr: dict[str, int] = {}
+    for status, amount, currency, interval, count in rows:
+        if status == SS.PAST_DUE:
+            past_due += 1
+            continue
+        active += 1
+        if status == SS.ACTIVE:
+            monthly = amount * _PER_MONTH[interval] / count
+            mrr[currency] = mrr.get(currency, 0) + round(monthly)
+    churned = int(
+        db.session.execute(
+            select(func.count())
+            .select_from(Subscription)
+            .where(Subscription.status == SS.CANCELED, Subscription.ended_at >= since)
+        ).scalar_one()
+    )
+    base = active + past_due + churned
+    return Metrics(
+        active=active,
+        mrr=dict(sorted(mrr.items())),
+        churned=churned,
+        churn_rate=churned / base if base else None,
+        past_due=past_due,
+        window_days=days,
+    )
+
+
+def timeline(sub: Subscription) -> list[Any]:
+    """The subscription's audit entries, oldest first (its periods' payments have theirs)."""
+    from app.models import AuditEntry
+
+    return list(
+        db.session.execute(
+            select(AuditEntry)
+            .where(AuditEntry.object_type == "subscription", AuditEntry.object_id == sub.public_id)
+            .order_by(AuditEntry.id)
+        ).scalars()
+    )
