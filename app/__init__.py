@@ -48,6 +48,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if config:
         app.config.update(config)
     check_production(app.config)
+    from app import crypto
+
+    crypto.init_app(app)  # the keys of the encrypted columns; refuses bad ones
 
     from app import db as db_setup
     from app import jobs, live
@@ -60,12 +63,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app,
         db,
         directory=str(ROOT / "migrations"),
-        compare_type=True,
+        # Alembic takes a comparison function too (flask_migrate types it as bool only).
+        compare_type=db_setup.compare_migration_type,  # type: ignore[arg-type]
         render_item=db_setup.render_migration_item,
     )
     csrf.init_app(app)
     login_manager.init_app(app)
     htmx.init_app(app)
+    from app.ratelimit_store import default_storage_uri  # registers "database://"
+
+    app.config["RATELIMIT_STORAGE_URI"] = default_storage_uri(
+        app.config.get("RATELIMIT_STORAGE_URI"), app.config.get("REDIS_URL")
+    )
     limiter.init_app(app)
     jobs.init_app(app)
     live.init_app(app)

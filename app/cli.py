@@ -129,6 +129,16 @@ def init_app(app: Flask) -> None:
         user = create_merchant(email, role, password)
         click.echo(f"Merchant {user.email} ({user.role}) is ready.")
 
+    @app.cli.command("generate-encryption-key")
+    def generate_encryption_key_command() -> None:
+        """Print a new Fernet key (for ENCRYPTION_KEYS) and a new BLIND_INDEX_KEY."""
+        import secrets
+
+        from cryptography.fernet import Fernet
+
+        click.echo(f"ENCRYPTION_KEYS={Fernet.generate_key().decode()}")
+        click.echo(f"BLIND_INDEX_KEY={secrets.token_urlsafe(48)}")
+
     @app.cli.command("seed-bench")
     @click.argument("count", type=click.IntRange(1, 50_000_000))
     @click.option("--batch", default=20_000, show_default=True, help="rows per COPY/commit")
@@ -167,10 +177,15 @@ def init_reliability_commands(app: Flask) -> None:
 
     @app.cli.command("expire-checkouts")
     def expire_checkouts_command() -> None:
-        """Expire pending orders whose checkout window has passed (stock is released)."""
-        from app.payments.reconcile import expire_overdue
+        """Expire every pending order whose checkout window has passed (stock is released),
+        in batches; says how many are left when some could not be closed."""
+        from app.payments.reconcile import expire_due
 
-        click.echo(f"Expired {expire_overdue()} order(s).")
+        run = expire_due()
+        for line in run.lines():
+            click.echo(line)
+        if run.left:
+            raise SystemExit(1)
 
     @app.cli.command("reprocess-webhook")
     @click.argument("event_row_id", type=int)

@@ -70,6 +70,11 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "KASSA_ENV": env,
         "DEBUG": env_bool("FLASK_DEBUG", False),
         "SECRET_KEY": secret_key,
+        # Encryption at rest (app/crypto.py): comma-separated Fernet keys, the first
+        # encrypts, all decrypt; and the blind index's HMAC key (exact search by email).
+        # Empty outside production: both derived from SECRET_KEY.
+        "ENCRYPTION_KEYS": env_str("ENCRYPTION_KEYS"),
+        "BLIND_INDEX_KEY": env_str("BLIND_INDEX_KEY"),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(database_url),
         "PUBLIC_BASE_URL": (env_str("PUBLIC_BASE_URL", "http://127.0.0.1:5000") or "").rstrip("/"),
@@ -197,7 +202,10 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "FAULT_POINT": env_str("KASSA_FAULT_POINT"),
         # Rate limits
         "RATELIMIT_ENABLED": env_bool("RATELIMIT_ENABLED", True),
-        "RATELIMIT_STORAGE_URI": env_str("RATELIMIT_STORAGE_URI", "memory://"),
+        # Where limits and the sign-in throttle count, shared by every worker and instance:
+        # unset = REDIS_URL when set, else the app's database ("database://",
+        # app/ratelimit_store.py). "memory://" counts per process (one worker only).
+        "RATELIMIT_STORAGE_URI": env_str("RATELIMIT_STORAGE_URI"),
         # Failed merchant sign-ins (app/auth/throttle.py): free tries per account from one
         # address before growing pauses; per client address over all accounts; and per
         # account from browsers that never signed in to it (a distributed guesser).
@@ -316,6 +324,7 @@ def check_production(config: dict[str, Any]) -> None:
     problems = []
     if not config.get("SECRET_KEY") or len(str(config["SECRET_KEY"])) < 32:
         problems.append("SECRET_KEY must be set to a random value of at least 32 characters")
+    problems.extend(_encryption_problems(config))
     if config.get("STRIPE_SECRET_KEY") and not config.get("STRIPE_WEBHOOK_SECRET"):
         problems.append("STRIPE_WEBHOOK_SECRET is required when STRIPE_SECRET_KEY is set")
     if config.get("RAZORPAY_KEY_ID") and not (
@@ -349,6 +358,11 @@ def check_production(config: dict[str, Any]) -> None:
         problems.append("SESSION_COOKIE_NAME must start with __Host- in production")
     if not str(config.get("PUBLIC_BASE_URL") or "").startswith("https://"):
         problems.append("PUBLIC_BASE_URL must be an https:// URL in production")
+    if not config.get("METRICS_TOKEN") or len(str(config["METRICS_TOKEN"])) < 16:
+        problems.append(
+            "METRICS_TOKEN must be set (at least 16 characters): /metrics answers only "
+            "'Authorization: Bearer <METRICS_TOKEN>' in production"
+        )
     if config.get("FAULT_POINT"):
         problems.append("KASSA_FAULT_POINT is for crash tests only; unset it")
     if config.get("OUTGOING_WEBHOOK_ALLOW_PRIVATE"):
@@ -358,6 +372,24 @@ def check_production(config: dict[str, Any]) -> None:
         )
     if problems:
         raise RuntimeError("Refusing to start in production: " + "; ".join(problems))
+
+
+def _encryption_problems(config: dict[str, Any]) -> list[str]:
+    from app.crypto import BLIND_INDEX_MIN_LENGTH, check_keys, split_keys
+
+    problems = []
+    if not split_keys(config.get("ENCRYPTION_KEYS")):
+        problems.append(
+            "ENCRYPTION_KEYS must be set (Fernet keys, comma-separated, the first encrypts; "
+            "`flask generate-encryption-key` makes one)"
+        )
+    problems.extend(check_keys(config.get("ENCRYPTION_KEYS")))
+    if len(str(config.get("BLIND_INDEX_KEY") or "")) < BLIND_INDEX_MIN_LENGTH:
+        problems.append(
+            f"BLIND_INDEX_KEY must be set to a random value of at least "
+            f"{BLIND_INDEX_MIN_LENGTH} characters (it keys the email search hashes)"
+        )
+    return problems
 
 
 # Values seen in examples, tutorials and our own docs/tests: never acceptable as secrets.
@@ -386,12 +418,14 @@ KNOWN_DEFAULT_SECRETS = {
 }
 SECRET_SETTINGS = (
     "SECRET_KEY",
+    "BLIND_INDEX_KEY",
     "STRIPE_SECRET_KEY",
     "STRIPE_WEBHOOK_SECRET",
     "RAZORPAY_KEY_SECRET",
     "RAZORPAY_WEBHOOK_SECRET",
     "PAYPAL_CLIENT_SECRET",
     "SANDBOX_WEBHOOK_SECRET",
+    "METRICS_TOKEN",
 )
 
 

@@ -6,11 +6,12 @@ against the currency's exponent, and stored as whole minor units.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import lru_cache
 
-from babel.numbers import format_currency
+from babel.numbers import format_currency, get_decimal_symbol
 
 # ISO 4217 exponents that differ from the usual 2. Gateways agree with ISO for
 # these (Stripe's zero-decimal list; Razorpay follows ISO as well).
@@ -56,6 +57,30 @@ class MoneyError(ValueError):
     """An amount or currency that cannot be represented."""
 
 
+# Larger than any real payment, and within a signed 64-bit count of minor units.
+MAX_WHOLE_DIGITS = 15
+
+
+@lru_cache(maxsize=64)
+def decimal_separator(locale: str | None) -> str:
+    """The decimal separator people type in `locale` ("." without one, or for English,
+    "," for German); Latin digits' symbols, since amounts are typed in ASCII digits."""
+    if not locale:
+        return "."
+    try:
+        symbol = get_decimal_symbol(locale, numbering_system="latn")
+    except (ValueError, LookupError):
+        return "."
+    # The separator must not be a digit or a space (the grammar strips outer spaces).
+    return symbol if len(symbol) == 1 and not symbol.isdigit() and not symbol.isspace() else "."
+
+
+@lru_cache(maxsize=8)
+def _amount_re(separator: str) -> re.Pattern[str]:
+    sep = re.escape(separator)
+    return re.compile(rf"(?:([0-9]+)(?:{sep}([0-9]+))?|{sep}([0-9]+))", re.ASCII)
+
+
 def normalize_currency(code: str) -> str:
     """Upper-case and check an ISO 4217 code."""
     if not isinstance(code, str) or len(code.strip()) != 3 or not code.strip().isalpha():
@@ -87,33 +112,40 @@ class Money:
         object.__setattr__(self, "currency", normalize_currency(self.currency))
 
     @classmethod
-    def parse(cls, text: str, currency: str) -> Money:
-        """Parse a typed amount such as "12.50" into minor units.
+    def parse(cls, text: str, currency: str, locale: str | None = None) -> Money:
+        """Parse a typed amount such as "12.50" (or "12,50" for `locale="de"`) into minor units.
 
-        More decimals than the currency has is an error, never a rounding.
+        One strict grammar: ASCII digits, at most one decimal separator (the locale's, or
+        "." without a locale), at most the currency's exponent of decimals after it. No
+        signs, exponents, group separators, underscores or non-ASCII digits: "0,5" is
+        refused in English and read as 0.50 in German, never as 5.00. More decimals than
+        the currency has is an error, never a rounding.
         """
-        places = exponent(currency)
-        cleaned = str(text).strip().replace(",", "") if text is not None else ""
+        cur = normalize_currency(currency)
+        places = exponent(cur)
+        separator = decimal_separator(locale)
+        cleaned = str(text).strip() if text is not None else ""
         if not cleaned:
             raise MoneyError("Enter an amount")
-        try:
-            value = Decimal(cleaned)
-        except InvalidOperation as exc:
-            raise MoneyError(f"{text!r} is not an amount") from exc
-        if not value.is_finite():
-            raise MoneyError(f"{text!r} is not an amount")
-        exp = value.as_tuple().exponent
-        assert isinstance(exp, int)
-        if -exp > places:
-            if places == 0:
-                raise MoneyError(
-                    f"{normalize_currency(currency)} has no minor unit: enter a whole amount"
-                )
+        match = _amount_re(separator).fullmatch(cleaned)
+        if match is None:
+            example = "1250" if places == 0 else "12" + separator + "5" + "0" * (places - 1)
             raise MoneyError(
-                f"{normalize_currency(currency)} allows at most {places} decimal places"
+                f"{text!r} is not an amount: use digits"
+                + (f" and at most one {separator!r} for decimals" if places else "")
+                + f", e.g. {example}"
             )
-        minor = value.scaleb(places)
-        return cls(int(minor), currency)
+        whole, fraction = match.group(1) or "", match.group(2)
+        if match.group(3) is not None:  # ".5"
+            fraction = match.group(3)
+        if fraction is not None and places == 0:
+            raise MoneyError(f"{cur} has no minor unit: enter a whole amount")
+        fraction = fraction or ""
+        if len(fraction) > places:
+            raise MoneyError(f"{cur} allows at most {places} decimal places")
+        if len(whole.lstrip("0")) > MAX_WHOLE_DIGITS:
+            raise MoneyError(f"{text!r} is too large an amount")
+        return cls(int((whole or "0") + fraction.ljust(places, "0")), cur)
 
     @property
     def decimal(self) -> Decimal:
@@ -123,6 +155,12 @@ class Money:
         """Plain decimal text with exactly the currency's places ("12.50", "1000", "1.250")."""
         places = exponent(self.currency)
         return f"{self.decimal:.{places}f}"
+
+    def to_input_string(self, locale: str | None = None) -> str:
+        """What a person types for this amount in `locale` (no grouping): "12.50" in
+        English, "12,50" in German; `parse(..., locale)` reads it back exactly."""
+        text = major_text(self.amount_minor, self.currency)
+        return text.replace(".", decimal_separator(locale)) if exponent(self.currency) else text
 
     def format(self, locale: str = "en_US") -> str:
         """For people: "$12.50", "¥1,000", "BHD 1.250"."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, text
 
+from app.crypto import email_hash, encrypt, encrypted_columns
 from app.extensions import db
 from app.models import Order, OrderItem, Payment, Product
 
@@ -89,6 +90,7 @@ ORDER_COLS = [
     "total_amount",
     "customer_email",
     "customer_name",
+    "customer_email_hash",
     "stock_reserved",
     "expires_at",
     "created_at",
@@ -113,6 +115,7 @@ PAYMENT_COLS = [
     "failure_message",
     "payment_method",
     "customer_email",
+    "customer_email_hash",
     "authorized_at",
     "capture_deadline",
     "captured_at",
@@ -170,6 +173,7 @@ def _rows(
         first, last = FIRST[customer % len(FIRST)], LAST[(customer // 26) % len(LAST)]
         email = f"{first}.{last}{customer}@{DOMAINS[customer % len(DOMAINS)]}"
         name = f"{first.title()} {last.title()}"
+        hashed = email_hash(email)
         order_id = first_order_id + i
         payment_id = first_payment_id + i
         expires = created + timedelta(minutes=30)
@@ -181,6 +185,7 @@ def _rows(
             total,
             email,
             name,
+            hashed,
             order_status == "pending",
             expires,
             created,
@@ -229,6 +234,7 @@ def _rows(
             "Your card was declined." if pay_status == "failed" else None,
             {"brand": card[0], "last4": card[1]} if reached else None,
             email,
+            hashed,
             created + timedelta(seconds=40) if pay_status == "authorized" else None,
             created + timedelta(days=7) if pay_status == "authorized" else None,
             created + timedelta(seconds=40)
@@ -309,16 +315,24 @@ def _copy(
     raw = db.engine.raw_connection()
     try:
         cursor = raw.cursor()
-        for table, cols, data in (
-            ("orders", ORDER_COLS, orders),
-            ("order_items", ITEM_COLS, items),
-            ("payments", PAYMENT_COLS, payments),
+        for model, cols, data in (
+            (Order, ORDER_COLS, orders),
+            (OrderItem, ITEM_COLS, items),
+            (Payment, PAYMENT_COLS, payments),
         ):
+            table = model.__tablename__
             json_at = cols.index("payment_method") if "payment_method" in cols else -1
+            # COPY bypasses the column types: encrypt here what EncryptedString would.
+            sealed = [cols.index(c) for c in encrypted_columns(model.__table__)]
             with cursor.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
                 for row in data:
                     if json_at >= 0 and row[json_at] is not None:
                         row = (*row[:json_at], json.dumps(row[json_at]), *row[json_at + 1 :])
+                    if sealed:
+                        values = list(row)
+                        for at in sealed:
+                            values[at] = encrypt(values[at])
+                        row = tuple(values)
                     copy.write_row(row)
         raw.commit()
     finally:

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(os.environ.get("BENCH_OUT") or ROOT / "bench" / "out")
 SECRET_KEY = "bench-secret-" + "k" * 40
 WEBHOOK_SECRET = "whsec_bench_sandbox_secret"
+METRICS_TOKEN = "mt_" + "Qx7v" * 8  # production requires one; bench scrapes with it
 
 
 def free_port() -> int:
@@ -211,6 +212,7 @@ def app_env(db: Database, **extra: str) -> dict[str, str]:
         "DATABASE_URL": db.url,
         "SECRET_KEY": SECRET_KEY,
         "SANDBOX_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "METRICS_TOKEN": METRICS_TOKEN,
         "SANDBOX_DELIVER_WEBHOOKS": "false",
         "SESSION_COOKIE_SECURE": "true",  # production requires it; the load generator
         # is not a browser and sends it over loopback

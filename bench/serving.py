@@ -16,6 +16,7 @@ import requests
 
 from app.gateways.sandbox import sign
 from bench.harness import (
+    METRICS_TOKEN,
     OUT,
     WEBHOOK_SECRET,
     Database,
@@ -142,7 +143,11 @@ def checkout_under_latency(db: Database, sizes: Sizes) -> dict[str, Any]:
             for ms in (0, latency_ms):
                 target["set_latency"](ms)
                 runs[ms].append(loadgen("checkout", cfg))
-        metrics = requests.get(server.url + "/metrics", timeout=10).text
+        metrics = requests.get(
+            server.url + "/metrics",
+            headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+            timeout=10,
+        ).text
         base, slow = _combined(runs[0]), _combined(runs[latency_ms])
         result: dict[str, Any] = {
             "name": "checkout",

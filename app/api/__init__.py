@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import Blueprint, Flask, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
 from flask_limiter.util import get_remote_address
 
 from app.extensions import csrf, limiter
@@ -34,6 +34,14 @@ limiter.limit(lambda: current_app.config["API_RATE_LIMIT"], key_func=rate_limit_
 from app.api import docs, errors, routes  # noqa: F401  (routes register on bp)
 
 errors.register(bp)
+
+
+@bp.after_request
+def no_store(response: Response) -> Response:
+    """Answers carry customers' emails, names and payment details: no cache keeps them
+    (errors included; the dashboard's pages do the same)."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def init_app(app: Flask) -> None:

@@ -23,7 +23,8 @@ REF = "#/components/schemas/{model}"
 F = TypeVar("F", bound=Callable[..., Any])
 
 ERROR_TEXT = {
-    400: "Invalid request (validation_error names each bad field), or gateway not available",
+    400: "Invalid request (validation_error names each bad field), gateway not available, "
+    "or a confirm proven false (signature_invalid)",
     401: "Missing, malformed, unknown or revoked API key",
     402: "The payment was declined (card_declined, payment_failed)",
     403: "The API key is read-only (insufficient_scope)",

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 
 from app.api.errors import ApiError
+from app.crypto import email_hash
 from app.extensions import db
 from app.models import AuditEntry, Order, Payment, Product, Refund, WebhookEvent
 from app.payments.errors import NotFound
@@ -98,7 +99,8 @@ def list_orders(
     if status:
         stmt = stmt.where(Order.status == status)
     if email:
-        stmt = stmt.where(func.lower(Order.customer_email) == email.strip().lower())
+        # Exact match through the blind index (the email is encrypted, app/crypto.py).
+        stmt = stmt.where(Order.customer_email_hash == email_hash(email))
     return _page(_created(stmt, Order, created_after, created_before), Order, limit, cursor)
 
 
@@ -121,7 +123,7 @@ def list_payments(
     if currency:
         stmt = stmt.where(Payment.currency == currency.upper())
     if email:
-        stmt = stmt.where(func.lower(Payment.customer_email) == email.strip().lower())
+        stmt = stmt.where(Payment.customer_email_hash == email_hash(email))
     return _page(_created(stmt, Payment, created_after, created_before), Payment, limit, cursor)
 
 

@@ -162,7 +162,8 @@ def list_payments() -> Response:
     response=s.Payment,
     description="Pass what the gateway gave the browser (Razorpay's handler fields, "
     "a Stripe session id, or PayPal's order id as `paypal_order_id`). Nothing changes unless the gateway confirms "
-    "it; the answer is the payment as we now know it.",
+    "it; the answer is the payment as we now know it. Fields proven false (a signature that "
+    "does not verify, another order's payment) answer 400 `signature_invalid` and change nothing.",
 )
 @keys.required("write")
 @idempotent(s.PaymentConfirm)

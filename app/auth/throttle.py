@@ -18,8 +18,9 @@ Only failures count (a wrong password, a wrong 2FA code). Three counters:
 A success clears the account-and-address counters. This is a security control, on even
 when RATELIMIT_ENABLED is off (LOGIN_THROTTLE_ENABLED=false turns it off).
 
-Counts live in the rate limiter's storage (RATELIMIT_STORAGE_URI: memory for one
-process, Redis when several workers must agree). Account keys are hashes: the store never
+Counts live in the rate limiter's storage (RATELIMIT_STORAGE_URI: by default the app's
+database, or Redis when REDIS_URL is set, so every worker and instance shares them; see
+app/ratelimit_store.py). Account keys are hashes: the store never
 holds an email address. Behind a proxy, the address is only right with ProxyFix set up.
 """
 
@@ -83,7 +84,11 @@ class Failure:
 
 class LoginThrottle:
     def __init__(self, app: Flask) -> None:
-        uri = app.config.get("RATELIMIT_STORAGE_URI") or "memory://"
+        from app.ratelimit_store import default_storage_uri
+
+        uri = default_storage_uri(
+            app.config.get("RATELIMIT_STORAGE_URI"), app.config.get("REDIS_URL")
+        )
         # A URI names a synchronous store here (memory://, redis://, a database): never async.
         self.storage: storage.Storage = cast(storage.Storage, storage.storage_from_string(uri))
         self.limiter: strategies.RateLimiter

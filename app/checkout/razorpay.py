@@ -23,7 +23,7 @@ from app.models.base import utcnow
 from app.models.enums import PAYABLE
 from app.payments import checkout
 from app.payments.audit import CUSTOMER
-from app.payments.errors import KassaError, NotFound
+from app.payments.errors import KassaError, NotFound, SignatureInvalid
 from app.security import csp_allow, origin_of
 
 FAILURE_FIELDS = ("error[code]", "error[metadata][payment_id]")
@@ -118,6 +118,21 @@ def razorpay_callback(payment_id: str) -> Response:
         payment = checkout.confirm_return(payment_id, fields, CUSTOMER)
     except NotFound:
         abort(404)
+    except SignatureInvalid:
+        # Forged or another order's fields: say so, change nothing; the attempt stays
+        # payable (a genuine callback or the webhook may still come).
+        return Response(
+            render_template(
+                "errors/error.html",
+                title="We could not verify this payment",
+                message="What came back from the payment page does not match this order. "
+                "Nothing was charged or changed.",
+                status=400,
+                back_url=url_for("checkout.razorpay_pay", payment_id=payment_id),
+                back_label="Back to the payment page",
+            ),
+            status=400,
+        )
     if any(name in fields for name in FAILURE_FIELDS) and payment.status in PAYABLE:
         # A failed try leaves the Razorpay order payable: back to the page, with the reason.
         return redirect(url_for("checkout.razorpay_pay", payment_id=payment.public_id), code=303)

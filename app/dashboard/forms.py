@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -21,8 +22,9 @@ from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, ValidationError
 
 from app.dashboard.queries import SORTS, PaymentFilters
+from app.i18n import current_locale
 from app.models import ApiKeyScope, WebhookStatus
-from app.money import Money, MoneyError
+from app.money import Money, MoneyError, decimal_separator, exponent
 from app.presentation import filter_statuses, status_label
 
 
@@ -38,28 +40,28 @@ class FilterForm(FlaskForm):
         csrf = False  # reading only; GET parameters
 
     q = SearchField(
-        "Search",
+        _l("Search"),
         validators=[Optional(), Length(max=254)],
-        description="Payment id, order id, gateway id or customer email",
+        description=_l("Payment id, order id, gateway id or customer email"),
     )
-    status = SelectField("Status", validators=[Optional()])
-    gateway = SelectField("Gateway", validators=[Optional()])
-    currency = SelectField("Currency", validators=[Optional()])
-    date_from = DateField("From", name="from", validators=[Optional()])
-    date_to = DateField("To", name="to", validators=[Optional()])
-    sort = SelectField("Sort", choices=options(list(SORTS.items())), validators=[Optional()])
+    status = SelectField(_l("Status"), validators=[Optional()])
+    gateway = SelectField(_l("Gateway"), validators=[Optional()])
+    currency = SelectField(_l("Currency"), validators=[Optional()])
+    date_from = DateField(_l("From"), name="from", validators=[Optional()])
+    date_to = DateField(_l("To"), name="to", validators=[Optional()])
+    sort = SelectField(_l("Sort"), choices=options(list(SORTS.items())), validators=[Optional()])
 
     def __init__(
         self, *args: Any, gateways: list[str], currencies: list[str], **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
         self.status.choices = options(
-            [("", "Any status")] + [(s, status_label(s)) for s in filter_statuses()]
+            [("", _l("Any status"))] + [(s, status_label(s)) for s in filter_statuses()]
         )
         self.gateway.choices = options(
-            [("", "Any gateway")] + [(g, g.capitalize()) for g in gateways]
+            [("", _l("Any gateway"))] + [(g, g.capitalize()) for g in gateways]
         )
-        self.currency.choices = options([("", "Any currency")] + [(c, c) for c in currencies])
+        self.currency.choices = options([("", _l("Any currency"))] + [(c, c) for c in currencies])
 
     def filters(self) -> PaymentFilters:
         """Valid filters only: a bad value is dropped (and shown as an error)."""
@@ -93,30 +95,51 @@ class RefundForm(FlaskForm):
     """Refund part or all of a payment; a token minted at render time makes a repeated
     submission of the same form refund once."""
 
-    amount = StringField("Amount to refund", validators=[InputRequired("Enter an amount.")])
+    amount = StringField(_l("Amount to refund"), validators=[InputRequired(_l("Enter an amount."))])
     reason = SelectField(
-        "Reason", choices=options(REFUND_REASONS), validators=[InputRequired("Pick a reason.")]
+        _l("Reason"),
+        choices=options(REFUND_REASONS),
+        validators=[InputRequired(_l("Pick a reason."))],
     )
     token = HiddenField()
     confirm = HiddenField()
 
-    def __init__(self, *args: Any, currency: str, remaining: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        currency: str,
+        remaining: int,
+        locale: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.currency = currency
         self.remaining = remaining
+        # Amounts are typed with the decimal separator of the language the page shows
+        # amounts in ("0,50" in German, "0.50" in English): one grammar (Money.parse).
+        self.locale = locale or current_locale()
         self.amount_minor: int | None = None
         if not self.token.data:
             self.token.data = secrets.token_urlsafe(16)
         if self.amount.data is None:
-            self.amount.data = Money(remaining, currency).to_major_string() if remaining else ""
+            self.amount.data = (
+                Money(remaining, currency).to_input_string(self.locale) if remaining else ""
+            )
+
+    @property
+    def example(self) -> str:
+        """How an amount is typed here, for the hint ("12.50", "12,50", "1250")."""
+        return Money(
+            1250 * 10 ** max(0, exponent(self.currency) - 2), self.currency
+        ).to_input_string(self.locale)
 
     def validate_amount(self, field: StringField) -> None:
         try:
-            money = Money.parse(field.data or "", self.currency)
+            money = Money.parse(field.data or "", self.currency, self.locale)
         except MoneyError as exc:
             raise ValidationError(str(exc)) from None
         if money.amount_minor <= 0:
-            raise ValidationError("Enter an amount greater than zero.")
+            raise ValidationError(_l("Enter an amount greater than zero."))
         if money.amount_minor > self.remaining:
             left = Money(self.remaining, self.currency).format()
             raise ValidationError(f"At most {left} can still be refunded.")
@@ -125,17 +148,17 @@ class RefundForm(FlaskForm):
     def validate_token(self, field: HiddenField) -> None:
         value = field.data or ""
         if not (8 <= len(value) <= 40) or not value.replace("-", "").replace("_", "").isalnum():
-            raise ValidationError("This form has expired; reload the page.")
+            raise ValidationError(_l("This form has expired; reload the page."))
 
 
 class ApiKeyForm(FlaskForm):
     name = StringField(
-        "Name",
-        validators=[InputRequired("Give the key a name."), Length(max=100)],
-        description="What uses this key, e.g. “shop backend”.",
+        _l("Name"),
+        validators=[InputRequired(_l("Give the key a name.")), Length(max=100)],
+        description=_l("What uses this key, e.g. “shop backend”."),
     )
     scope = SelectField(
-        "Access",
+        _l("Access"),
         choices=options(
             [(ApiKeyScope.WRITE.value, "Read and write"), (ApiKeyScope.READ.value, "Read only")]
         ),
@@ -147,13 +170,13 @@ class WebhookFilterForm(FlaskForm):
         csrf = False
 
     status = SelectField(
-        "Status",
+        _l("Status"),
         validators=[Optional()],
         choices=options(
-            [("", "Any status")] + [(s.value, s.value.capitalize()) for s in WebhookStatus]
+            [("", _l("Any status"))] + [(s.value, s.value.capitalize()) for s in WebhookStatus]
         ),
     )
-    gateway = SelectField("Gateway", validators=[Optional()])
+    gateway = SelectField(_l("Gateway"), validators=[Optional()])
 
 
 class ButtonForm(FlaskForm):
@@ -164,33 +187,47 @@ class PaymentLinkForm(FlaskForm):
     """A payment link: a catalog product, or a custom amount with a description."""
 
     description = StringField(
-        "What the customer pays for",
-        validators=[InputRequired("Describe what is being paid for."), Length(max=200)],
-        description="Shown on the payment page and the receipt, e.g. “Deposit for order 1042”.",
+        _l("What the customer pays for"),
+        validators=[InputRequired(_l("Describe what is being paid for.")), Length(max=200)],
+        description=_l("Shown on the payment page and the receipt, e.g. “Deposit for order 1042”."),
     )
-    sku = SelectField("Product", validators=[Optional()])
+    sku = SelectField(_l("Product"), validators=[Optional()])
     quantity = IntegerField(
-        "Quantity", default=1, validators=[Optional(), NumberRange(1, 99, "Between 1 and 99.")]
+        _l("Quantity"),
+        default=1,
+        validators=[Optional(), NumberRange(1, 99, _l("Between 1 and 99."))],
     )
-    amount = StringField("Custom amount", validators=[Length(max=30)])
-    currency = StringField("Currency", default="USD", validators=[Optional(), Length(max=3)])
-    reusable = BooleanField("Reusable (any number of customers may pay)")
-    expires_on = DateField("Expires after (optional)", validators=[Optional()])
+    amount = StringField(_l("Custom amount"), validators=[Length(max=30)])
+    currency = StringField(_l("Currency"), default="USD", validators=[Optional(), Length(max=3)])
+    reusable = BooleanField(_l("Reusable (any number of customers may pay)"))
+    expires_on = DateField(_l("Expires after (optional)"), validators=[Optional()])
 
-    def __init__(self, *args: Any, products: list[tuple[str, str]], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        products: list[tuple[str, str]],
+        locale: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.sku.choices = options([("", "A custom amount (below)")] + products)
+        self.locale = locale or current_locale()
         self.amount_minor: int | None = None
+
+    @property
+    def example(self) -> str:
+        """A custom amount as typed here ("49.00", "49,00")."""
+        return "49" + decimal_separator(self.locale) + "00"
 
     def validate_amount(self, field: StringField) -> None:
         if self.sku.data:
             return
         if not (field.data or "").strip():
-            raise ValidationError("Enter the amount, or choose a product.")
+            raise ValidationError(_l("Enter the amount, or choose a product."))
         try:
-            money = Money.parse(field.data or "", self.currency.data or "")
+            money = Money.parse(field.data or "", self.currency.data or "", self.locale)
         except MoneyError as exc:
             raise ValidationError(str(exc)) from None
         if money.amount_minor <= 0:
-            raise ValidationError("Enter an amount greater than zero.")
+            raise ValidationError(_l("Enter an amount greater than zero."))
         self.amount_minor = money.amount_minor

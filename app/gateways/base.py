@@ -130,6 +130,12 @@ class SignatureError(Exception):
     """A webhook whose signature is missing, wrong, or outside the time tolerance."""
 
 
+class ReturnRejected(Exception):
+    """A browser return proven false, not merely unproven: its signature does not verify
+    with our secret, or it names a gateway payment that belongs to another order. The
+    core answers it as a 400 and changes nothing (the genuine return may still come)."""
+
+
 @dataclass(frozen=True, slots=True)
 class LineItem:
     name: str

@@ -54,6 +54,7 @@ from app.gateways.base import (
     RefundResult,
     RefundUpdate,
     ReturnParams,
+    ReturnRejected,
     SignatureError,
     Update,
     VerifiedEvent,
@@ -494,8 +495,11 @@ class RazorpayGateway:
         """Verify a checkout callback (success or failure fields) with Razorpay itself.
 
         Returns a PaymentUpdate built only from what Razorpay answers, or None when
-        nothing could be proven (forged or mismatched callback, payment not settled yet).
-        The browser's razorpay_order_id is ignored: ref.reference is our stored order id.
+        nothing could be proven yet (payment not settled, amounts that do not match).
+        Raises ReturnRejected when the fields are proven false: a signature that does not
+        verify with our key secret over our stored order id, or a payment that Razorpay
+        says belongs to another order. The browser's razorpay_order_id is ignored:
+        ref.reference is our stored order id.
         """
         order_id = ref.reference
         args = params.args
@@ -507,7 +511,7 @@ class RazorpayGateway:
                 order_id, payment_id or "", args.get("razorpay_signature")
             ):
                 log.warning("razorpay callback signature mismatch for order %s", order_id)
-                return None
+                raise ReturnRejected("The payment signature does not verify.")
             update = self._verified_update(ref, payment_id or "")
             if update is None or update.status not in (
                 PaymentStatus.SUCCEEDED,
@@ -526,7 +530,7 @@ class RazorpayGateway:
         if not _PAYMENT_ID_RE.match(razorpay_payment_id):
             # The failure fields are unsigned: never let them steer a request path.
             log.warning("razorpay callback with a malformed payment id for order %s", order_id)
-            return None
+            raise ReturnRejected("The payment id is not a Razorpay payment id.")
         payment = self._call(self._client.payment.fetch, razorpay_payment_id, {"expand[]": "card"})
         if payment.get("order_id") != order_id:
             log.warning(
@@ -535,7 +539,7 @@ class RazorpayGateway:
                 payment.get("order_id"),
                 order_id,
             )
-            return None
+            raise ReturnRejected("The payment belongs to another order.")
         order = self._call(self._client.order.fetch, order_id)
         problems = []
         if ref.payment_id and order.get("receipt") != ref.payment_id:

@@ -1,6 +1,7 @@
 """All models, importable from one place (and seen by Alembic autogenerate)."""
 
 from app.models.catalog import Product
+from app.models.coordination import LeaderLease, RateLimitCounter
 from app.models.enums import (
     ApiKeyScope,
     DeliveryStatus,
@@ -31,6 +32,7 @@ __all__ = [
     "DisputeStatus",
     "FulfillmentStatus",
     "IdempotencyKey",
+    "LeaderLease",
     "MerchantNotification",
     "Order",
     "OrderItem",
@@ -43,6 +45,7 @@ __all__ = [
     "Plan",
     "PlanInterval",
     "Product",
+    "RateLimitCounter",
     "Receipt",
     "Refund",
     "RefundStatus",

@@ -4,8 +4,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
+from app.crypto import EncryptedString, email_hash
 from app.extensions import Model
 from app.models.base import UTCDateTime, public_id, utcnow
 from app.models.enums import (
@@ -42,8 +43,11 @@ class Order(Model):
     status: Mapped[str] = mapped_column(String(24), default=OrderStatus.PENDING)
     currency: Mapped[str] = mapped_column(String(3))
     total_amount: Mapped[int]
-    customer_email: Mapped[str] = mapped_column(String(254), index=True)
-    customer_name: Mapped[str] = mapped_column(String(200))
+    # Encrypted at rest (app/crypto.py); found by exact email through the keyed hash,
+    # which every writer sets with the email (email_hash; the validator below for ORM rows).
+    customer_email: Mapped[str] = mapped_column(EncryptedString())
+    customer_email_hash: Mapped[str] = mapped_column(String(64), index=True)
+    customer_name: Mapped[str] = mapped_column(EncryptedString())
     # True while the items' stock is held for this order; flipped exactly once on release.
     stock_reserved: Mapped[bool] = mapped_column(default=True)
     # Set by the merchant (dashboard or API): unfulfilled -> fulfilled, or canceled.
@@ -53,6 +57,9 @@ class Order(Model):
     fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Shown to the customer with the fulfilment (carrier and tracking number, say).
     fulfillment_note: Mapped[str | None] = mapped_column(String(500))
+    # The customer's language at checkout (app/i18n.py): their emails are written in it.
+    # NULL (orders from before it was kept): DEFAULT_LOCALE.
+    locale: Mapped[str | None] = mapped_column(String(16))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -61,6 +68,11 @@ class Order(Model):
         back_populates="order", cascade="all, delete-orphan", order_by="OrderItem.id"
     )
     payments: Mapped[list[Payment]] = relationship(back_populates="order", order_by="Payment.id")
+
+    @validates("customer_email")
+    def _hash_email(self, _key: str, value: str) -> str:
+        self.customer_email_hash = email_hash(value)
+        return value
 
     @property
     def latest_payment(self) -> Payment | None:
@@ -143,7 +155,9 @@ class Payment(Model):
     failure_message: Mapped[str | None] = mapped_column(Text)
     # Safe-to-keep method details only: brand, last4, wallet, vpa. Never a full number.
     payment_method: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    customer_email: Mapped[str] = mapped_column(String(254), index=True)
+    # Encrypted at rest, like the order's; customer_email_hash finds it (app/crypto.py).
+    customer_email: Mapped[str] = mapped_column(EncryptedString())
+    customer_email_hash: Mapped[str] = mapped_column(String(64), index=True)
     authorized_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     capture_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
     captured_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -160,6 +174,11 @@ class Payment(Model):
     subscription: Mapped[Subscription | None] = relationship(back_populates="payments")
     refunds: Mapped[list[Refund]] = relationship(back_populates="payment", order_by="Refund.id")
     disputes: Mapped[list[Dispute]] = relationship(back_populates="payment", order_by="Dispute.id")
+
+    @validates("customer_email")
+    def _hash_email(self, _key: str, value: str) -> str:
+        self.customer_email_hash = email_hash(value)
+        return value
 
     @property
     def is_final(self) -> bool:

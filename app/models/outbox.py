@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.crypto import EncryptedString
 from app.extensions import Model
 from app.models.base import UTCDateTime, public_id, utcnow
 from app.models.enums import DeliveryStatus, values
@@ -73,10 +74,10 @@ class WebhookEndpoint(Model):
     event_types: Mapped[list[str]] = mapped_column(JSON, default=list)
     enabled: Mapped[bool] = mapped_column(default=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(200))
-    # Signing secrets ("whsec_" + base64). Read and written only through
-    # app/payments/outgoing/secrets.py, the one accessor (stored as given there).
-    secret: Mapped[str] = mapped_column(Text)
-    previous_secret: Mapped[str | None] = mapped_column(Text)
+    # Signing secrets ("whsec_" + base64), encrypted at rest (app/crypto.py). Read and
+    # written only through app/payments/outgoing/secrets.py, the one accessor.
+    secret: Mapped[str] = mapped_column(EncryptedString())
+    previous_secret: Mapped[str | None] = mapped_column(EncryptedString())
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Since when every attempt has failed (null after a success): five days disables it.
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -7,6 +7,7 @@ from flask_login import UserMixin
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.crypto import EncryptedString
 from app.extensions import Model
 from app.models.base import UTCDateTime, utcnow
 from app.models.enums import ApiKeyScope, Role, values
@@ -25,7 +26,7 @@ class User(UserMixin, Model):
     active: Mapped[bool] = mapped_column(default=True)
     # Rotated at login, logout and privilege change: sessions carry it, so old ones die.
     session_token: Mapped[str | None] = mapped_column(String(64))
-    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_secret: Mapped[str | None] = mapped_column(EncryptedString())  # app/crypto.py
     totp_enabled: Mapped[bool] = mapped_column(default=False)
     totp_last_counter: Mapped[int | None]
     recovery_codes: Mapped[list[str] | None] = mapped_column(JSON)  # hashes, used ones removed
@@ -97,7 +98,7 @@ class SandboxSession(Model):
     amount: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
     description: Mapped[str] = mapped_column(Text, default="")
-    customer_email: Mapped[str] = mapped_column(String(254))
+    customer_email: Mapped[str] = mapped_column(EncryptedString())  # app/crypto.py
     metadata_json: Mapped[dict[str, Any]] = mapped_column(JSON)
     success_url: Mapped[str] = mapped_column(Text)
     cancel_url: Mapped[str] = mapped_column(Text)

@@ -15,6 +15,7 @@ from flask import current_app, url_for
 from sqlalchemy import select
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app.crypto import email_hash
 from app.extensions import db
 from app.gateways import registry
 from app.gateways.base import (
@@ -24,13 +25,14 @@ from app.gateways.base import (
     LineItem,
     PaymentRef,
     ReturnParams,
+    ReturnRejected,
 )
 from app.models import Order, OrderStatus, Payment, PaymentStatus
 from app.models.base import public_id, utcnow
 from app.models.enums import ORDER_UNPAID_ENDS, PAYABLE, UNPAID_ENDS
 from app.payments import audit, faults, orders, state, store
 from app.payments.audit import Actor
-from app.payments.errors import InvalidState, NotFound
+from app.payments.errors import InvalidState, NotFound, SignatureInvalid
 from app.payments.gateway_calls import gateway_errors
 from app.payments.orders import ItemRequest
 from app.payments.uow import lock, release_connection, unit_of_work, unloaded
@@ -63,6 +65,7 @@ def _attempt_row(
         "currency": currency,
         "amount_refunded": 0,
         "customer_email": email,
+        "customer_email_hash": email_hash(email),
         "capture_method": current_app.config.get("CAPTURE_METHOD", "automatic"),
         "idempotency_key": f"kassa-checkout-{pid}",
         "expires_at": expires_at,
@@ -373,9 +376,14 @@ def confirm_return(payment_public_id: str, args: dict[str, str], actor: Actor) -
     ) as call:
         # A closed attempt is only read: a return page must never complete it (PayPal's
         # return captures, and a late approval must not take money for an expired order).
-        update = (
-            gateway.retrieve(ref) if closed else gateway.confirm_return(ref, ReturnParams(args))
-        )
+        try:
+            update = (
+                gateway.retrieve(ref) if closed else gateway.confirm_return(ref, ReturnParams(args))
+            )
+        except ReturnRejected as exc:
+            # Proven false (forged, or another order's payment): refuse it, change nothing;
+            # the attempt stays open for the genuine return or the webhook.
+            raise SignatureInvalid(f"{exc} Nothing was changed; the payment is as it was.") from exc
     if call.error is not None:
         return payment
     faults.hit("after_gateway_return")

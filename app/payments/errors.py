@@ -39,6 +39,13 @@ class NotFound(KassaError):
     http_status = 404
 
 
+class SignatureInvalid(KassaError):
+    """What the browser brought back is forged or belongs to another payment."""
+
+    code = "signature_invalid"
+    http_status = 400
+
+
 class OutOfStock(KassaError):
     code = "out_of_stock"
     http_status = 409

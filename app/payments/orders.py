@@ -10,7 +10,9 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import bindparam, select
 
+from app.crypto import email_hash
 from app.extensions import db
+from app.i18n import current_locale
 from app.models import FulfillmentStatus, Order, OrderItem, OrderStatus, Product
 from app.models.base import public_id, utcnow
 from app.payments import audit, inventory
@@ -117,7 +119,11 @@ def plan_order(items: Sequence[ItemRequest], email: str, name: str, actor: Actor
         "currency": currencies.pop(),
         # Stored lower-cased so every search finds it (mail systems treat it so in practice).
         "customer_email": email.strip().lower(),
+        # The blind index that finds it (the email itself is encrypted, app/crypto.py).
+        "customer_email_hash": email_hash(email),
         "customer_name": name.strip(),
+        # The language the customer ordered in: receipts and other emails follow it.
+        "locale": current_locale(),
         "total_amount": sum(line.unit_amount * line.quantity for line in lines),
         "stock_reserved": True,
         "fulfillment_status": FulfillmentStatus.UNFULFILLED.value,

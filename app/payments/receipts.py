@@ -3,6 +3,7 @@
 The receipts table's unique (kind, subject) key is the guard: however often a
 webhook arrives, only the first insert wins and only its job sends. With no SMTP
 server configured, receipts are written as .eml files into instance/outbox/.
+Each is written in the language the customer ordered in (orders.locale), whoever sends it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import timedelta
 from email.message import EmailMessage
 
 from flask import current_app, render_template
+from flask_babel import force_locale, gettext
 
 from app import jobs, mail
 from app.extensions import db
@@ -81,6 +83,12 @@ def refund_succeeded(refund_id: int) -> None:
 def _build(receipt: Receipt) -> EmailMessage:
     order = db.session.get(Order, receipt.order_id)
     assert order is not None
+    # A job or a webhook sends it, with no customer's browser to ask: the order remembers.
+    with force_locale(order.locale or current_app.config["DEFAULT_LOCALE"]):
+        return _compose(receipt, order)
+
+
+def _compose(receipt: Receipt, order: Order) -> EmailMessage:
     refund = None
     if receipt.kind == "refund_succeeded":
         from sqlalchemy import select
@@ -93,9 +101,11 @@ def _build(receipt: Receipt) -> EmailMessage:
     msg["From"] = current_app.config.get("MAIL_DEFAULT_SENDER") or "receipts@kassa.localhost"
     msg["To"] = receipt.recipient
     if receipt.kind == "order_fulfilled":
-        subject = f"Your order from {store} is on its way"
+        subject = gettext("Your order from %(store)s is on its way", store=store)
+    elif refund:
+        subject = gettext("Your refund from %(store)s", store=store)
     else:
-        subject = f"Your refund from {store}" if refund else f"Your receipt from {store}"
+        subject = gettext("Your receipt from %(store)s", store=store)
     msg["Subject"] = f"{subject} ({order.public_id})"
     msg["Message-ID"] = f"<{receipt.kind}.{receipt.subject_id}@kassa>"
     if receipt.kind == "order_fulfilled":

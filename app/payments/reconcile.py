@@ -20,11 +20,13 @@ still open becomes expired, which expires the order and releases its stock.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app, has_request_context
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 
 from app import jobs
 from app.extensions import db
@@ -330,30 +332,77 @@ def expire_order(order_id: int) -> bool:
         return order.status == OrderStatus.EXPIRED
 
 
-@jobs.task("checkouts.expire")
-def expire_overdue(limit: int = 200) -> int:
-    """Periodic: expire pending orders whose checkout window has passed."""
-    ids = (
-        db.session.execute(
-            select(Order.id)
-            .where(
-                Order.status == OrderStatus.PENDING,
-                Order.expires_at <= utcnow(),
-                # Authorized money waits for capture, not for the window.
-                ~Order.payments.any(Payment.status == PaymentStatus.AUTHORIZED),
+@dataclass(frozen=True)
+class ExpiryRun:
+    """One expiry run: orders expired, and overdue orders still pending when it ended
+    (ones whose gateway could not close the checkout, or ones a stopped run never reached)."""
+
+    expired: int
+    left: int
+    stopped: bool  # the run ran out of time before it had looked at every due order
+
+    def lines(self) -> list[str]:
+        lines = [f"Expired {self.expired} order(s)."]
+        if self.left:
+            why = "the run stopped at its time limit" if self.stopped else "not closed yet"
+            lines.append(
+                f"{self.left} overdue order(s) still pending ({why}); the next run goes on."
             )
-            .order_by(Order.expires_at)
-            .limit(limit)
-        )
-        .scalars()
-        .all()
+        return lines
+
+
+def _due() -> Any:
+    return (
+        Order.status == OrderStatus.PENDING,
+        Order.expires_at <= utcnow(),
+        # Authorized money waits for capture, not for the window.
+        ~Order.payments.any(Payment.status == PaymentStatus.AUTHORIZED),
     )
-    db.session.rollback()
+
+
+def expire_due(batch: int = 200, max_seconds: float | None = None) -> ExpiryRun:
+    """Expire every due order, `batch` at a time (each batch one short read), until none
+    is left or `max_seconds` have gone by (then what is left is reported)."""
+    started = time.monotonic()
     expired = 0
-    for order_id in ids:
-        try:
-            expired += expire_order(order_id)
-        except Exception:
-            db.session.rollback()
-            log.exception("expiring order %s failed", order_id)
-    return expired
+    stopped = False
+    after: tuple[Any, int] | None = None  # keyset: each run looks at every due order once
+    while True:
+        query = select(Order.id, Order.expires_at).where(*_due())
+        if after is not None:
+            query = query.where(
+                or_(
+                    Order.expires_at > after[0],
+                    and_(Order.expires_at == after[0], Order.id > after[1]),
+                )
+            )
+        rows = db.session.execute(query.order_by(Order.expires_at, Order.id).limit(batch)).all()
+        db.session.rollback()
+        if not rows:
+            break
+        for order_id, expires_at in rows:
+            after = (expires_at, order_id)
+            try:
+                expired += expire_order(order_id)
+            except Exception:
+                db.session.rollback()
+                log.exception("expiring order %s failed", order_id)
+            if max_seconds is not None and time.monotonic() - started >= max_seconds:
+                stopped = True
+                break
+        if stopped or len(rows) < batch:
+            break
+    left = db.session.execute(select(func.count(Order.id)).where(*_due())).scalar_one()
+    db.session.rollback()
+    run = ExpiryRun(expired=expired, left=int(left), stopped=stopped)
+    if run.left:
+        log.warning("expiry: %s", " ".join(run.lines()))
+    return run
+
+
+@jobs.task("checkouts.expire")
+def expire_overdue(batch: int = 200) -> int:
+    """Periodic: expire every pending order whose checkout window has passed, in batches,
+    within the task's interval (EXPIRE_INTERVAL_SECONDS) so runs never pile up."""
+    budget = float(current_app.config.get("EXPIRE_INTERVAL_SECONDS") or 60) * 0.8
+    return expire_due(batch, max_seconds=budget).expired

@@ -36,6 +36,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.dml import Insert
 
+from app.crypto import seal_row
 from app.extensions import db
 from app.models import AuditEntry, Order, OrderItem, Payment, WebhookEvent
 from app.models.base import utcnow
@@ -155,12 +156,13 @@ def _write_checkout_in_one_statement(
     payment: Mapping[str, Any],
     audit: Sequence[Mapping[str, Any]],
 ) -> tuple[int, int]:
+    # json_populate_record bypasses the column types: encrypt what EncryptedString would.
     order_id, payment_id = conn.exec_driver_sql(
         _WRITE_CHECKOUT,
         {
-            "order": _to_json(order),
+            "order": _to_json(seal_row(_ORDERS, order)),
             "items": _to_json(list(items)),
-            "payment": _to_json(payment),
+            "payment": _to_json(seal_row(_PAYMENTS, payment)),
             "audit": _to_json(list(audit)),
         },
     ).one()

@@ -20,8 +20,25 @@ from app.gateways.sandbox import (
     SandboxGateway,
     SandboxProcessor,
 )
+from app.i18n import N_
 
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
+
+# The scenarios' words (app/gateways/sandbox.py knows no language); pay.html translates them.
+SCENARIO_WORDS = (
+    N_("Pay successfully"),
+    N_("card 4242 4242 4242 4242"),
+    N_("Card declined"),
+    N_("card 4000 0000 0000 0002"),
+    N_("Insufficient funds"),
+    N_("card 4000 0000 0000 9995"),
+    N_("3-D Secure challenge, then success"),
+    N_("card 4000 0027 6000 3184"),
+    N_("3-D Secure challenge, then failure"),
+    N_("card 4000 0084 0000 1629"),
+    N_("Abandon checkout"),
+    N_("close the page and go back to the shop"),
+)
 
 
 def _processor() -> SandboxProcessor:

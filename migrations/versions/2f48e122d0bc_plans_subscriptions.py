@@ -1,7 +1,7 @@
 """plans subscriptions
 
 Revision ID: 2f48e122d0bc
-Revises: feb1ca03fa89
+Revises: 99f90d3538bc
 Create Date: 2026-12-07 09:10:53.956459
 
 """
@@ -11,7 +11,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "2f48e122d0bc"
-down_revision = "feb1ca03fa89"
+down_revision = "99f90d3538bc"
 branch_labels = None
 depends_on = None
 

@@ -46,8 +46,9 @@ def test_schema_matches_models(
         overrides["SQLALCHEMY_DATABASE_URI"] = request.getfixturevalue("pg_url")
     app = make_app(**overrides)
     with app.app_context(), db.engine.connect() as conn:
+        compare_type = app.extensions["migrate"].configure_args["compare_type"]
         diff = compare_metadata(
-            MigrationContext.configure(conn, opts={"compare_type": True}), db.metadata
+            MigrationContext.configure(conn, opts={"compare_type": compare_type}), db.metadata
         )
         assert diff == []
         if backend == "sqlite":

@@ -198,10 +198,22 @@ def test_forged_callbacks_change_nothing(client: FlaskClient, fake: FakeRazorpay
     ]
     for fields in forged:
         response = client.post(f"/checkout/razorpay/{victim.public_id}/callback", data=fields)
-        assert response.status_code == 303
+        assert response.status_code == 400, fields
+        page = response.get_data(as_text=True)
+        assert "We could not verify this payment" in page
+        assert f'href="/checkout/razorpay/{victim.public_id}"' in page
         payment = fresh(victim.public_id)
         assert (payment.status, payment.order.status) == ("processing", "pending"), fields
         assert payment.gateway_payment_id is None and payment.failure_message is None
+    # The genuine callback afterwards still pays the order.
+    genuine = fake.add_payment(ours_unpaid)
+    response = client.post(
+        f"/checkout/razorpay/{victim.public_id}/callback",
+        data=fake.callback_fields(ours_unpaid, genuine["id"]),
+    )
+    assert response.status_code == 303
+    payment = fresh(victim.public_id)
+    assert (payment.status, payment.order.status) == ("succeeded", "paid")
 
 
 def test_a_failed_try_shows_razorpays_reason_and_the_customer_can_retry(

@@ -86,3 +86,28 @@ def test_receipts_are_mailed_in_the_stores_language(make_app: Callable[..., Flas
     html = mail.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
     assert "Hallo Ann Lee," in text and "Beleg-Nr." in text and "$110,00" in text
     assert '<html lang="de">' in html and "Bezahlt insgesamt" in html
+
+
+def test_receipts_are_mailed_in_the_language_the_customer_ordered_in(
+    make_app: Callable[..., Flask],
+) -> None:
+    """The customer shops in Hindi; the webhook that sends the receipt (no browser, the
+    store's default English) still writes it in Hindi: the order keeps the language."""
+    app = make_app(DEFAULT_LOCALE="en")
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "hi-IN,hi;q=0.9"
+    client.post("/cart/add", data={"sku": "tee-usd", "quantity": "2"})
+    started = client.post("/cart", data=CUSTOMER)
+    session_id = started.headers["Location"].rsplit("/", 1)[-1]
+    del client.environ_base["HTTP_ACCEPT_LANGUAGE"]
+    client.post(f"/sandbox/pay/{session_id}", data={"scenario": "succeed"})
+    _deliver(app, client)
+    with app.app_context():
+        order = db.session.execute(select(Order)).scalar_one()
+        assert order.locale == "hi"
+    (path,) = (Path(app.instance_path) / "outbox").glob("*order_paid*.eml")
+    mail = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    text = mail.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    html = mail.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    assert "से आपकी रसीद" in str(mail["Subject"])
+    assert "Hello" not in text and '<html lang="hi">' in html

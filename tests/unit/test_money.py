@@ -8,7 +8,8 @@ CASES = [
     # currency, typed, minor units, plain text back
     ("USD", "12.50", 1250, "12.50"),
     ("USD", "0.01", 1, "0.01"),
-    ("EUR", "1,234.5", 123450, "1234.50"),
+    ("EUR", "1234.5", 123450, "1234.50"),
+    ("EUR", ".5", 50, "0.50"),
     ("INR", "499", 49900, "499.00"),
     ("JPY", "1800", 1800, "1800"),
     ("KRW", "15000", 15000, "15000"),
@@ -61,6 +62,23 @@ def test_exponents(currency: str, places: int) -> None:
         ("abc", "USD", "is not an amount"),
         ("NaN", "USD", "is not an amount"),
         ("Infinity", "EUR", "is not an amount"),
+        # Commas are not dropped, nor underscores, exponents, signs or other digits read.
+        ("0,5", "EUR", "is not an amount"),
+        ("1,5", "EUR", "is not an amount"),
+        ("1,234.50", "USD", "is not an amount"),
+        ("1_0", "EUR", "is not an amount"),
+        ("1e3", "EUR", "is not an amount"),
+        ("1E3", "JPY", "is not an amount"),
+        ("-5", "USD", "is not an amount"),
+        ("+5", "USD", "is not an amount"),
+        ("1.2.3", "BHD", "is not an amount"),
+        ("5.", "USD", "is not an amount"),
+        (".", "USD", "is not an amount"),
+        ("1 000", "USD", "is not an amount"),
+        ("\u0661\u0662", "USD", "is not an amount"),  # Arabic-Indic 12
+        ("\uff11\uff12", "USD", "is not an amount"),  # full-width 12
+        ("\u0967.\u0968", "INR", "is not an amount"),  # Devanagari 1.2
+        ("1" * 16, "USD", "too large"),
     ],
 )
 def test_parse_rejects(typed: str, currency: str, message: str) -> None:

@@ -21,6 +21,7 @@ from app.gateways.base import (
     RefundRequest,
     RefundUpdate,
     ReturnParams,
+    ReturnRejected,
     SignatureError,
 )
 from app.gateways.razorpay import RazorpayGateway, from_razorpay_amount, to_razorpay_amount
@@ -447,7 +448,8 @@ def test_forged_callbacks_prove_nothing(gw: RazorpayGateway, fake: FakeRazorpay)
         {"error[code]": "BAD_REQUEST_ERROR", "error[metadata][payment_id]": f"../orders/{order_a}"},
     ]
     for fields in forged:
-        assert gw.confirm_return(ref_a, ReturnParams(fields)) is None, fields
+        with pytest.raises(ReturnRejected):
+            gw.confirm_return(ref_a, ReturnParams(fields))
     # Nothing got as far as reading an order.
     assert not any(r.path.startswith("/v1/orders/") for r in fake.requests)
 
@@ -461,7 +463,8 @@ def test_a_signed_callback_for_a_payment_of_another_order_is_refused(
     order_b, _ = open_order(gw, payment_id="pay_B000000000000000001")
     paid_b = fake.add_payment(order_b)
     fields = fake.callback_fields(order_a, paid_b["id"])
-    assert gw.confirm_return(ref_a, ReturnParams(fields)) is None
+    with pytest.raises(ReturnRejected, match="another order"):
+        gw.confirm_return(ref_a, ReturnParams(fields))
 
 
 def test_a_payment_with_another_amount_is_refused(gw: RazorpayGateway, fake: FakeRazorpay) -> None:

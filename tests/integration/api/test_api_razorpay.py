@@ -72,12 +72,22 @@ def test_forged_handler_fields_change_nothing(rzp_api: Api, fake: FakeRazorpay) 
             }
         },
     ]
+    url = f"/payments/{victim['payment']['id']}/confirm"
     for fields in forged:
-        response = rzp_api.post(f"/payments/{victim['payment']['id']}/confirm", fields)
-        assert response.status_code == 200, response.get_json()
-        payment = response.get_json()["data"]
+        response = rzp_api.post(url, fields)
+        assert response.status_code == 400, (fields, response.get_json())
+        body = response.get_json()
+        assert body["success"] is False and body["error"]["code"] == "signature_invalid", body
+        payment = rzp_api.get(f"/payments/{victim['payment']['id']}").get_json()["data"]
         assert payment["status"] == "incomplete", fields
         assert payment["gateway_payment_id"] is None and payment["failure_message"] is None
+    # The forgeries did not spoil the attempt: the genuine confirm still pays it.
+    genuine = fake.add_payment(ours)
+    response = rzp_api.post(url, fake.callback_fields(ours, genuine["id"]))
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["data"]["status"] == "succeeded"
+    order = rzp_api.get(f"/orders/{victim['order']['id']}").get_json()["data"]
+    assert order["status"] == "paid"
 
 
 def test_failure_fields_reach_the_adapter_in_razorpays_form_names() -> None:

@@ -320,3 +320,43 @@ def test_timeline_catches_up_when_a_refund_settles(
     body = settled.get_data(as_text=True)
     assert settled.status_code == 286 and 'id="timeline" hx-swap-oob="true"' in body
     assert "refund.succeeded" in body
+
+
+def test_typed_refund_amounts_follow_one_grammar_and_the_locale(
+    dash_app: Flask, signed_in: Callable[[str], FlaskClient]
+) -> None:
+    """#23.9: "0,5" on a €14.50 payment was a €5.00 refund (commas dropped), "1_0" €10.00."""
+    client = signed_in("owner")
+    pid = sandbox_payment(dash_app, client, sku="mug-eur")
+    page_url, url = f"/dashboard/payments/{pid}", f"/dashboard/payments/{pid}/refund"
+    page = client.get(page_url, headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert re.search(r'<input[^>]*id="amount"[^>]*value="14.50"', page)
+    assert "e.g. 12.50" in page
+    headers = {**hx_headers(client, page_url), "Accept-Language": "en"}
+    for typed in ["0,5", "1,5", "1_0", "1e3", "\u0661", "14,50"]:
+        response = client.post(
+            url,
+            data={"amount": typed, "reason": "other", "token": form_token(page)},
+            headers=headers,
+        )
+        html = response.get_data(as_text=True)
+        assert "is not an amount" in html and "Confirm the refund" not in html, typed
+    with dash_app.app_context():
+        assert db.session.query(Refund).count() == 0
+
+    # In German the page shows and reads a decimal comma: "0,5" is €0.50, never €5.00.
+    german = {**hx_headers(client, page_url), "Accept-Language": "de"}
+    page = client.get(page_url, headers={"Accept-Language": "de"}).get_data(as_text=True)
+    assert re.search(r'<input[^>]*id="amount"[^>]*value="14,50"', page)
+    assert "e.g. 12,50" in page
+    refused = client.post(
+        url, data={"amount": "0.5", "reason": "other", "token": form_token(page)}, headers=german
+    )
+    assert "is not an amount" in refused.get_data(as_text=True)
+    data = {"amount": "0,5", "reason": "other", "token": form_token(page)}
+    review = client.post(url, data=data, headers=german).get_data(as_text=True)
+    assert "Confirm the refund" in review and "0,50" in review
+    client.post(url, data={**data, "confirm": "yes"}, headers=german)
+    with dash_app.app_context():
+        refund = db.session.execute(select(Refund)).scalar_one()
+        assert (refund.amount, refund.currency) == (50, "EUR")

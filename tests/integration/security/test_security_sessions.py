@@ -269,6 +269,7 @@ def _production(**overrides: Any) -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": True,
         "SESSION_COOKIE_NAME": "__Host-kassa_session",
         "PUBLIC_BASE_URL": "https://shop.example.com",
+        "METRICS_TOKEN": "mt_" + "R4nd0mScr4pe" * 2,
     }
     config.update(overrides)
     return config
@@ -306,6 +307,9 @@ def test_production_starts_with_real_secrets() -> None:
         ({"SESSION_COOKIE_SECURE": False}, "SESSION_COOKIE_SECURE"),
         ({"SESSION_COOKIE_NAME": "session"}, "__Host-"),
         ({"PUBLIC_BASE_URL": "http://shop.example.com"}, "https"),
+        ({"METRICS_TOKEN": None}, "METRICS_TOKEN"),
+        ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN"),
+        ({"METRICS_TOKEN": "change-this-metrics-token"}, "METRICS_TOKEN"),
         ({"PAYPAL_CLIENT_ID": "AbC123"}, "PAYPAL_CLIENT_SECRET and PAYPAL_WEBHOOK_ID"),
         (
             {
@@ -355,3 +359,17 @@ def test_create_app_refuses_production_without_a_secret_key(
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'p.sqlite'}")
     with pytest.raises(RuntimeError, match="SECRET_KEY"):
         create_app()
+
+
+def test_create_app_refuses_production_without_a_metrics_token(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from app import create_app
+
+    for name, value in _production(SANDBOX_ENABLED="false").items():
+        monkeypatch.setenv(name, str(value))
+    monkeypatch.delenv("METRICS_TOKEN", raising=False)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'p.sqlite'}")
+    with pytest.raises(RuntimeError, match="METRICS_TOKEN must be set") as info:
+        create_app()
+    assert "SECRET_KEY" not in str(info.value)  # only the missing token stands in the way
