@@ -314,3 +314,21 @@ def test_reconcile_mirrors_what_no_event_told(app: Flask) -> None:
     sub = mirror(app, public_id)
     assert sub.cancel_at_period_end and sub.current_period_start == row.current_period_end
     assert len(period_payments(app, public_id)) == 2
+
+
+def test_a_failed_renewal_is_told_to_the_merchant_once(app: Flask) -> None:
+    from app import notifications
+    from app.models import Role, User
+
+    with app.app_context():
+        db.session.add(User(email="owner@shop.test", password_hash="x", role=Role.OWNER.value))
+        db.session.commit()
+    public_id = start(app)
+    processor(app).fail_next_renewals(mirror(app, public_id).gateway_subscription_id, 1)
+    advance(app, public_id, 1)
+    with app.test_request_context():
+        notices = [n for n in notifications.pending_notices() if n.kind == "subscription_past_due"]
+        assert len(notices) == 1 and "sam@example.com" in notices[0].subject
+        assert notices[0].link.endswith(f"/dashboard/subscriptions/{public_id}")
+        assert notifications.sweep() >= 1
+        assert not [n for n in notifications.pending_notices() if n.kind == "subscription_past_due"]
