@@ -667,3 +667,20 @@ def cancel_subscription(subscription_id: str, body: s.SubscriptionCancel) -> Res
 def resume_subscription(subscription_id: str, body: s.SubscriptionResume) -> Response:
     """Lift the scheduled cancellation at the gateway."""
     return present.ok(present.subscription(subscriptions.resume(subscription_id, keys.actor())))
+
+
+@bp.post("/subscriptions/<subscription_id>/change-plan")
+@operation(
+    summary="Move a subscription to another plan (prorated where the gateway can)",
+    tag="Subscriptions",
+    auth="write",
+    body=s.SubscriptionPlanChange,
+    response=s.Subscription,
+    errors=(404, 409, 502, 503),
+)
+@keys.required("write")
+@idempotent(s.SubscriptionPlanChange)
+def change_subscription_plan(subscription_id: str, body: s.SubscriptionPlanChange) -> Response:
+    """Change the plan at the gateway; the answer is mirrored."""
+    sub = subscriptions.change_plan(subscription_id, body.plan_id, keys.actor())
+    return present.ok(present.subscription(sub))

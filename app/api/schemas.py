@@ -291,6 +291,10 @@ class SubscriptionResume(Request):
     pass
 
 
+class SubscriptionPlanChange(Request):
+    plan_id: str = Field(pattern=ID_PATTERN, description="The new plan (same currency).")
+
+
 class PageQuery(Request):
     limit: int = Field(default=20, ge=1, le=100)
     cursor: str | None = Field(

@@ -123,6 +123,7 @@ NETWORK_CALLS = (
     "cancel_subscription",
     "resume_subscription",
     "billing_portal_url",
+    "change_plan",
 )
 
 
@@ -457,6 +458,10 @@ class Subscriptions(Protocol):
 
     def billing_portal_url(self, ref: SubscriptionRef, return_url: str) -> str:
         """Where the customer updates their payment method."""
+        ...
+
+    def change_plan(self, ref: SubscriptionRef, plan: PlanSpec) -> SubscriptionSnapshot:
+        """Move the subscription to another price, prorated where the gateway can."""
         ...
 
     def subscription_events(self, event: VerifiedEvent) -> list[SubscriptionEvent]:

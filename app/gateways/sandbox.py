@@ -36,6 +36,7 @@ from app.gateways.base import (
     InvoiceSnapshot,
     PaymentRef,
     PaymentUpdate,
+    PlanSpec,
     RefundRequest,
     RefundResult,
     RefundUpdate,
@@ -519,6 +520,22 @@ class SandboxProcessor:
         self._send(events)
         return row
 
+    def change_amount(
+        self, sub_id: str, amount: int, currency: str, period: float
+    ) -> SandboxSubscription:
+        events: list[dict[str, Any]] = []
+        with self._lock, self.session() as s:
+            row = s.get(SandboxSubscription, sub_id, with_for_update=True)
+            if row is None:
+                raise GatewayError("not_found", "No such sandbox subscription.", http_status=404)
+            if currency != row.currency:
+                raise GatewayError("invalid_request", "A plan change keeps the currency.")
+            row.amount, row.period_seconds = amount, max(1, round(period))
+            events.append(self._sub_event("customer.subscription.updated", row))
+            s.commit()
+        self._send(events)
+        return row
+
     def resume_subscription(self, sub_id: str) -> SandboxSubscription:
         events: list[dict[str, Any]] = []
         with self._lock, self.session() as s:
@@ -897,6 +914,16 @@ class SandboxGateway:
 
     def resume_subscription(self, ref: SubscriptionRef) -> SubscriptionSnapshot:
         return self.processor.snapshot(self.processor.resume_subscription(self._row(ref).id))
+
+    def change_plan(self, ref: SubscriptionRef, plan: PlanSpec) -> SubscriptionSnapshot:
+        """The next renewal bills the new plan's amount (the sandbox does not prorate)."""
+        row = self.processor.change_amount(
+            self._row(ref).id,
+            plan.amount,
+            plan.currency,
+            self.processor.period_length(plan.interval, plan.interval_count),
+        )
+        return self.processor.snapshot(row)
 
     def billing_portal_url(self, ref: SubscriptionRef, return_url: str) -> str:
         return f"{self.processor.base_url}/sandbox/billing/{self._row(ref).id}"

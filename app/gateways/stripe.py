@@ -29,6 +29,7 @@ from app.gateways.base import (
     InvoiceSnapshot,
     PaymentRef,
     PaymentUpdate,
+    PlanSpec,
     RefundRequest,
     RefundResult,
     RefundUpdate,
@@ -1019,9 +1020,11 @@ class StripeGateway:
     # ------------------------------------------------------------------ errors
     # ------------------------------------------------------------------ subscriptions
     def _price(self, request: SubscriptionRequest) -> tuple[str, str | None]:
+        return self._price_for(request.plan)
+
+    def _price_for(self, plan: PlanSpec) -> tuple[str, str | None]:
         """The plan's Price, created (with its Product) on first use; idempotent on the
         plan, so a retried start never makes a second one."""
-        plan = request.plan
         if plan.gateway_plan_id:
             return plan.gateway_plan_id, None
         product = self._call(
@@ -1179,6 +1182,29 @@ class StripeGateway:
             "subscription.update",
             lambda: self._client.v1.subscriptions.update(
                 sub_id, params={"cancel_at_period_end": False}
+            ),
+        )
+        return self.retrieve_subscription(ref)
+
+    def change_plan(self, ref: SubscriptionRef, plan: PlanSpec) -> SubscriptionSnapshot:
+        """The subscription's one item moves to the new Price; Stripe prorates the rest of
+        the period (credited or charged on the next invoice)."""
+        sub_id = self._subscription_id(ref)
+        if sub_id is None:
+            raise GatewayError("invalid_request", "This subscription has not started yet.")
+        price_id, _ = self._price_for(plan)
+        sub = self._call(
+            "subscription.retrieve", lambda: self._client.v1.subscriptions.retrieve(sub_id)
+        )
+        item_id = str(((sub.get("items") or {}).get("data") or [{}])[0].get("id"))
+        self._call(
+            "subscription.update",
+            lambda: self._client.v1.subscriptions.update(
+                sub_id,
+                params={
+                    "items": [{"id": item_id, "price": price_id}],
+                    "proration_behavior": "create_prorations",
+                },
             ),
         )
         return self.retrieve_subscription(ref)

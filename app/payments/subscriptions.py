@@ -497,6 +497,50 @@ def _change(public_id: str, actor: Actor, what: str) -> Subscription:
     return get_subscription(public_id)
 
 
+def change_plan(public_id: str, plan_public_id: str, actor: Actor) -> Subscription:
+    """Move a running subscription to another plan of the same currency; the gateway
+    prorates where it can (Stripe). The subscription then follows the new plan."""
+    with unit_of_work():
+        sub = lock(Subscription, public_id=public_id)
+        if sub is None:
+            raise NotFound("No such subscription.")
+        plan = get_plan(plan_public_id)
+        if sub.status not in SUBSCRIPTION_OPEN or sub.gateway_subscription_id is None:
+            raise InvalidState("Only a running subscription can change plan.")
+        if plan.id == sub.plan_id:
+            raise InvalidState("The subscription is on this plan already.")
+        if plan.currency != sub.plan.currency:
+            raise InvalidState("A plan change keeps the currency.")
+        audit.record(
+            actor,
+            "subscription.plan_change_requested",
+            sub,
+            details={"from": sub.plan.public_id, "to": plan.public_id},
+        )
+        spec = PlanSpec(
+            plan_id=plan.public_id,
+            name=plan.name,
+            amount=plan.amount,
+            currency=plan.currency,
+            interval=plan.interval,
+            interval_count=plan.interval_count,
+            gateway_plan_id=plan.gateway_id(sub.gateway),
+        )
+        sub_id, plan_id, ref, gateway = sub.id, plan.id, _ref(sub), _gateway(sub.gateway)
+    release_connection()
+    started = utcnow()
+    try:
+        snapshot = gateway.change_plan(ref, spec)
+    except GatewayError as exc:
+        raise PaymentGatewayFailed(exc.code, exc.message) from exc
+    with unit_of_work():
+        row = lock(Subscription, id=sub_id)
+        assert row is not None
+        row.plan_id = plan_id
+    apply_fetched(Fetched(sub_id, snapshot, started, "plan_change"), actor)
+    return get_subscription(public_id)
+
+
 # --- reading -------------------------------------------------------------------------
 
 

@@ -34,6 +34,7 @@ class BillingMixin:
         self.products, self.prices, self.subscriptions = {}, {}, {}
         self.invoices, self.customers = {}, {}
         self.failures_left: dict[str, int] = {}
+        self.prorations: list[dict[str, Any]] = []
 
     def billing_routes(self) -> list[tuple[str, str, Any]]:
         return [
@@ -405,6 +406,20 @@ class BillingMixin:
             sub["canceled_at"] = int(time.time()) if flag else None
         if "metadata" in p:
             sub["metadata"].update(p["metadata"] or {})
+        for change in p.get("items") or []:
+            item = sub["items"]["data"][0]
+            if change.get("id") != item["id"]:
+                raise self._missing(str(change.get("id")), "items[0][id]")
+            price = self.prices.get(change.get("price") or "")
+            if price is None:
+                raise self._missing(str(change.get("price")), "items[0][price]")
+            item["price"] = dict(price)
+            self.prorations.append(
+                {
+                    "subscription": sub_id,
+                    "behavior": p.get("proration_behavior", "create_prorations"),
+                }
+            )
         self.emit("customer.subscription.updated", self._sub_public(sub))
         return self._sub_public(sub)
 

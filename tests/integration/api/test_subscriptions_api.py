@@ -57,6 +57,18 @@ def test_plans_subscriptions_create_get_list_cancel_resume(api: Api, api_app: Fl
     assert got["status"] == "active" and got["entitlement"]["entitled"] is True
     assert len(got["payment_ids"]) == 1 and got["checkout_url"] is None
 
+    other = api.post("/plans", plan_body(sku="max", amount=3000), headers=idem()).get_json()
+    changed = api.post(
+        f"/subscriptions/{sub['id']}/change-plan", {"plan_id": other["data"]["id"]}, headers=idem()
+    )
+    assert (
+        changed.status_code == 200 and changed.get_json()["data"]["plan_id"] == other["data"]["id"]
+    )
+    same = api.post(
+        f"/subscriptions/{sub['id']}/change-plan", {"plan_id": other["data"]["id"]}, headers=idem()
+    )
+    assert same.status_code == 409
+
     canceled = api.post(f"/subscriptions/{sub['id']}/cancel", {}, headers=idem())
     assert canceled.status_code == 200, canceled.get_json()
     assert canceled.get_json()["data"]["cancel_at_period_end"] is True

@@ -218,3 +218,40 @@ def test_every_ordering_of_a_periods_events_twice_ends_in_one_state(billing: Sho
             )
         )
     assert finals == {("active", "paid", ("succeeded", "succeeded"))}
+
+
+def test_a_plan_change_moves_the_item_with_proration(billing: Shop) -> None:
+    public_id, sub_id = subscribe(billing)
+    with billing.app.app_context():
+        bigger = subscriptions.create_plan(
+            sku="max-yen",
+            name="Max",
+            amount=3000,
+            currency="JPY",
+            interval="month",
+            actor=SYSTEM,
+        ).public_id
+        euro = subscriptions.create_plan(
+            sku="max-eur",
+            name="Max EUR",
+            amount=3000,
+            currency="EUR",
+            interval="month",
+            actor=SYSTEM,
+        ).public_id
+    act(billing, subscriptions.change_plan, public_id, bigger, MERCHANT, in_request=True)
+    item = billing.fake.subscriptions[sub_id]["items"]["data"][0]
+    assert item["price"]["unit_amount"] == 3000
+    assert billing.fake.prorations == [{"subscription": sub_id, "behavior": "create_prorations"}]
+    with billing.app.app_context():
+        sub = db.session.execute(
+            select(Subscription).where(Subscription.public_id == public_id)
+        ).scalar_one()
+        assert sub.plan.public_id == bigger
+    with billing.app.test_request_context():
+        from app.payments.errors import InvalidState
+
+        with pytest.raises(InvalidState):
+            subscriptions.change_plan(public_id, euro, MERCHANT)
+    act(billing, billing.fake.renew, sub_id)
+    assert [p[1] for p in periods(billing, public_id)] == [1200, 3000]
