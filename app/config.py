@@ -98,6 +98,10 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "SANDBOX_WEBHOOK_DELAY_SECONDS": float(
             env_str("SANDBOX_WEBHOOK_DELAY_SECONDS", "0.3") or 0.3
         ),
+        # Subscriptions in the sandbox: a period (and a trial day) lasts this many seconds
+        # (unset: the plan's real interval); the renewal clock renews due subscriptions.
+        "SANDBOX_PERIOD_SECONDS": env_str("SANDBOX_PERIOD_SECONDS"),
+        "SANDBOX_RENEWAL_CLOCK": env_bool("SANDBOX_RENEWAL_CLOCK", True),
         # Stripe
         "STRIPE_SECRET_KEY": env_str("STRIPE_SECRET_KEY"),
         "STRIPE_WEBHOOK_SECRET": env_str("STRIPE_WEBHOOK_SECRET"),

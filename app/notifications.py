@@ -27,6 +27,8 @@ from app.models import (
     Refund,
     RefundStatus,
     Role,
+    Subscription,
+    SubscriptionStatus,
     User,
     WebhookEvent,
     WebhookStatus,
@@ -132,6 +134,44 @@ def pending_notices() -> list[Notice]:
                 ],
                 "Fix the cause, then reprocess the event from the webhook inbox.",
                 f"{_base()}/dashboard/webhooks?status=dead",
+            )
+        )
+    for sub in db.session.execute(
+        select(Subscription).where(
+            Subscription.status.in_([SubscriptionStatus.PAST_DUE, SubscriptionStatus.UNPAID]),
+            Subscription.updated_at >= since,
+            Subscription.latest_invoice_id.is_not(None),
+        )
+    ).scalars():
+        key = f"{sub.public_id}:{sub.latest_invoice_id}"[:80]
+        if db.session.execute(
+            select(MerchantNotification.id).where(
+                MerchantNotification.kind == "subscription_past_due",
+                MerchantNotification.subject_id == key,
+                MerchantNotification.status == "sent",
+            )
+        ).first():
+            continue
+        retry = (
+            sub.next_payment_attempt.strftime("%Y-%m-%d %H:%M UTC")
+            if sub.next_payment_attempt
+            else "none planned"
+        )
+        notices.append(
+            Notice(
+                "subscription_past_due",
+                key,
+                f"Renewal failed: {sub.plan.name} for {sub.customer_email}",
+                [
+                    (
+                        f"The renewal of {_money(sub.plan.amount, sub.plan.currency)} "
+                        f"({sub.plan.name}) for {sub.customer_email} was declined."
+                    ),
+                    f"The subscription is {sub.status.replace('_', ' ')}; next retry: {retry}.",
+                    "The customer was emailed a link to update their payment method.",
+                ],
+                "Nothing, unless the retries run out: then contact the customer.",
+                f"{_base()}/dashboard/subscriptions/{sub.public_id}",
             )
         )
     return notices

@@ -74,6 +74,15 @@ def init_app(app: Flask) -> None:
 
     app.jinja_env.globals["product_image"] = product_image
 
+    def plan_every(plan: Any) -> str:
+        """ "every month", "every 3 weeks": how often a plan is billed."""
+        unit = str(plan.interval)
+        if plan.interval_count == 1:
+            return f"every {unit}"
+        return f"every {plan.interval_count} {unit}s"
+
+    app.jinja_env.globals["plan_every"] = plan_every
+
     from app.models.enums import ORDER_PAID, REFUNDABLE
     from app.payments.status import headline, is_settled
 

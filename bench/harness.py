@@ -221,9 +221,6 @@ def app_env(db: Database, **extra: str) -> dict[str, str]:
         "BLIND_INDEX_KEY": BLIND_INDEX_KEY,
         "SANDBOX_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "METRICS_TOKEN": METRICS_TOKEN,
-        # Production requires encryption at rest (app/crypto.py): fixed keys for the bench.
-        "ENCRYPTION_KEYS": "n6lgJy1Fc_R-haNQ7eg_dkCnuOr7f8Nvv5ilDP4Xxrk=",
-        "BLIND_INDEX_KEY": "bench-blind-index-" + "Qm7z" * 6,
         "SANDBOX_DELIVER_WEBHOOKS": "false",
         "SESSION_COOKIE_SECURE": "true",  # production requires it; the load generator
         # is not a browser and sends it over loopback

@@ -92,6 +92,8 @@ def default_test_config(database_uri: str) -> dict[str, Any]:
         # Nothing listens for the sandbox's webhooks under the test client; live_server
         # turns delivery on, because there the app can receive its own HTTP calls.
         "SANDBOX_DELIVER_WEBHOOKS": False,
+        # The sandbox renews subscriptions on its own thread only where a test asks.
+        "SANDBOX_RENEWAL_CLOCK": False,
         "RATELIMIT_ENABLED": False,
         # CSRF stays on: tests post forms with a token (csrf_token, auth) like a browser.
         "WTF_CSRF_ENABLED": True,

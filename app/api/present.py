@@ -237,3 +237,50 @@ def webhook_delivery(d: models.WebhookDelivery) -> schemas.WebhookDelivery:
         delivered_at=d.delivered_at,
         created_at=d.created_at,
     )
+
+
+def plan(p: models.Plan) -> schemas.Plan:
+    return schemas.Plan(
+        id=p.public_id,
+        sku=p.sku,
+        name=p.name,
+        description=p.description,
+        amount=p.amount,
+        currency=p.currency,
+        interval=models.PlanInterval(p.interval),
+        interval_count=p.interval_count,
+        trial_days=p.trial_days,
+        active=p.active,
+    )
+
+
+def subscription(sub: models.Subscription) -> schemas.Subscription:
+    from app.models.base import utcnow
+    from app.payments.entitlement import entitlement
+
+    access = entitlement(sub, utcnow())
+    return schemas.Subscription(
+        id=sub.public_id,
+        plan_id=sub.plan.public_id,
+        gateway=sub.gateway,
+        status=models.SubscriptionStatus(sub.status),
+        customer_email=sub.customer_email,
+        checkout_url=sub.checkout_url if sub.status == "incomplete" else None,
+        current_period_start=sub.current_period_start,
+        current_period_end=sub.current_period_end,
+        cancel_at=sub.cancel_at,
+        cancel_at_period_end=sub.cancel_at_period_end,
+        canceled_at=sub.canceled_at,
+        ended_at=sub.ended_at,
+        trial_end=sub.trial_end,
+        latest_invoice_id=sub.latest_invoice_id,
+        next_payment_attempt=sub.next_payment_attempt,
+        entitlement=schemas.Entitled(
+            entitled=access.entitled,
+            until=access.until,
+            renews=access.renews,
+            reason=access.reason,
+        ),
+        payment_ids=[p.public_id for p in sub.payments],
+        created_at=sub.created_at,
+    )

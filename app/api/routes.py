@@ -14,7 +14,16 @@ from app.api.parsing import parse_body, parse_query
 from app.extensions import limiter
 from app.gateways import registry
 from app.models import FulfillmentStatus
-from app.payments import charges, checkout, customers, fulfillment, links, orders, refunds
+from app.payments import (
+    charges,
+    checkout,
+    customers,
+    fulfillment,
+    links,
+    orders,
+    refunds,
+    subscriptions,
+)
 from app.payments.orders import ItemRequest
 from app.payments.outgoing import endpoints
 
@@ -622,3 +631,160 @@ def recover_webhook_deliveries(endpoint_id: str, body: s.WebhookRecover) -> Resp
     """Recover failed deliveries (each sent once more)."""
     count = endpoints.recover(endpoint_id, body.since, keys.actor())
     return present.ok(s.Recovered(deliveries=count), 202)
+
+
+# --------------------------------------------------------------------------- subscriptions
+
+
+@bp.get("/plans")
+@operation(
+    summary="List the plans on offer",
+    tag="Subscriptions",
+    auth="public",
+    response=s.Plan,
+    many=True,
+)
+def list_plans() -> Response:
+    """The active plans (recurring prices)."""
+    return present.ok([present.plan(p) for p in subscriptions.plans()], next_cursor=None)
+
+
+@bp.post("/plans")
+@operation(
+    summary="Create a plan (a recurring price)",
+    tag="Subscriptions",
+    auth="write",
+    body=s.PlanCreate,
+    response=s.Plan,
+    status=201,
+    description="The gateway's own objects (Stripe Product + Price, Razorpay Plan) are "
+    "created when the plan is first subscribed to.",
+)
+@keys.required("write")
+@idempotent(s.PlanCreate)
+def create_plan(body: s.PlanCreate) -> Response:
+    """Add a plan to the catalog."""
+    plan = subscriptions.create_plan(
+        sku=body.sku,
+        name=body.name,
+        description=body.description,
+        amount=body.amount,
+        currency=body.currency,
+        interval=body.interval.value,
+        interval_count=body.interval_count,
+        trial_days=body.trial_days,
+        actor=keys.actor(),
+    )
+    return present.ok(present.plan(plan), 201)
+
+
+@bp.post("/subscriptions")
+@operation(
+    summary="Start a subscription (send the customer to checkout_url)",
+    tag="Subscriptions",
+    auth="write",
+    body=s.SubscriptionCreate,
+    response=s.Subscription,
+    status=201,
+    errors=(404, 409, 502, 503),
+    description="The subscription is `incomplete` until the customer pays at the gateway; "
+    "its state then mirrors the gateway's (re-fetched on every gateway event).",
+)
+@keys.required("write")
+@idempotent(s.SubscriptionCreate)
+def create_subscription(body: s.SubscriptionCreate) -> Response:
+    """Create the subscription and its gateway checkout."""
+    gateway = body.gateway or next(iter(dict(subscriptions.gateway_choices())), "")
+    sub = subscriptions.start(
+        body.plan_id,
+        email=body.customer.email,
+        name=body.customer.name,
+        gateway_name=gateway,
+        actor=keys.actor(),
+    )
+    return present.ok(
+        present.subscription(sub),
+        201,
+        location=url_for(".get_subscription", subscription_id=sub.public_id),
+    )
+
+
+@bp.get("/subscriptions")
+@operation(
+    summary="List subscriptions (newest first)",
+    tag="Subscriptions",
+    auth="read",
+    response=s.Subscription,
+    many=True,
+    query=s.SubscriptionListQuery,
+)
+@keys.required("read")
+def list_subscriptions() -> Response:
+    """Subscriptions filtered by status, gateway, plan and email."""
+    q = parse_query(s.SubscriptionListQuery)
+    rows = subscriptions.list_subscriptions(
+        status=q.status.value if q.status else None,
+        gateway=q.gateway,
+        plan=q.plan_id,
+        email=q.email,
+        limit=q.limit,
+    )
+    return present.ok([present.subscription(x) for x in rows], next_cursor=None)
+
+
+@bp.get("/subscriptions/<subscription_id>")
+@operation(summary="Get a subscription", tag="Subscriptions", auth="read", response=s.Subscription)
+@keys.required("read")
+def get_subscription(subscription_id: str) -> Response:
+    """One subscription with its entitlement and paid periods."""
+    return present.ok(present.subscription(subscriptions.get_subscription(subscription_id)))
+
+
+@bp.post("/subscriptions/<subscription_id>/cancel")
+@operation(
+    summary="Cancel a subscription (at the period's end, or now)",
+    tag="Subscriptions",
+    auth="write",
+    body=s.SubscriptionCancel,
+    response=s.Subscription,
+    errors=(404, 409, 502, 503),
+)
+@keys.required("write")
+@idempotent(s.SubscriptionCancel)
+def cancel_subscription(subscription_id: str, body: s.SubscriptionCancel) -> Response:
+    """Ask the gateway to cancel; the answer is mirrored."""
+    sub = subscriptions.cancel(subscription_id, keys.actor(), at_period_end=body.at_period_end)
+    return present.ok(present.subscription(sub))
+
+
+@bp.post("/subscriptions/<subscription_id>/resume")
+@operation(
+    summary="Resume a subscription set to cancel",
+    tag="Subscriptions",
+    auth="write",
+    body=s.SubscriptionResume,
+    response=s.Subscription,
+    errors=(404, 409, 502, 503),
+)
+@keys.required("write")
+@idempotent(s.SubscriptionResume)
+def resume_subscription(subscription_id: str, body: s.SubscriptionResume) -> Response:
+    """Lift the scheduled cancellation at the gateway."""
+    return present.ok(present.subscription(subscriptions.resume(subscription_id, keys.actor())))
+
+
+@bp.post("/subscriptions/<subscription_id>/change-plan")
+@operation(
+    summary="Move a subscription to another plan (prorated where the gateway can)",
+    tag="Subscriptions",
+    auth="write",
+    body=s.SubscriptionPlanChange,
+    response=s.Subscription,
+    errors=(404, 409, 502, 503),
+)
+@keys.required("write")
+@idempotent(s.SubscriptionPlanChange)
+def change_subscription_plan(subscription_id: str, body: s.SubscriptionPlanChange) -> Response:
+    """Change the plan at the gateway; the answer is mirrored."""
+    sub = subscriptions.change_plan(subscription_id, body.plan_id, keys.actor())
+    return present.ok(present.subscription(sub))

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from app.inputs import CONTROL_CLASS, SPACE_CLASS, utc_representable
-from app.models.enums import OrderStatus, RefundStatus
+from app.models.enums import OrderStatus, PlanInterval, RefundStatus, SubscriptionStatus
 from app.security import is_allowed_return_url
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,40}$"
@@ -301,6 +301,69 @@ class Empty(Request):
     pass
 
 
+class PlanCreate(Request):
+    """A recurring price: `amount` in minor units every `interval_count` `interval`s."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "sku": "pro-monthly",
+                    "name": "Pro",
+                    "amount": 1500,
+                    "currency": "EUR",
+                    "interval": "month",
+                }
+            ]
+        },
+    )
+
+    sku: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2000)
+    amount: int = Field(ge=1, le=10**12)
+    currency: str = Field(min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")
+    interval: PlanInterval
+    interval_count: int = Field(default=1, ge=1, le=365)
+    trial_days: int = Field(default=0, ge=0, le=730)
+
+
+class SubscriptionCreate(Request):
+    """Start a subscription: send the customer's browser to `checkout_url`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "plan_id": "plan_...",
+                    "gateway": "sandbox",
+                    "customer": {"email": "ada@example.com", "name": "Ada Lovelace"},
+                }
+            ]
+        },
+    )
+
+    plan_id: str = Field(pattern=ID_PATTERN)
+    customer: Customer
+    gateway: str | None = Field(default=None, max_length=20)
+
+
+class SubscriptionCancel(Request):
+    at_period_end: bool = Field(
+        default=True, description="true: at the end of the paid period; false: now."
+    )
+
+
+class SubscriptionResume(Request):
+    pass
+
+
+class SubscriptionPlanChange(Request):
+    plan_id: str = Field(pattern=ID_PATTERN, description="The new plan (same currency).")
+
+
 class PageQuery(Request):
     limit: int = Field(default=20, ge=1, le=100)
     cursor: str | None = Field(
@@ -327,6 +390,14 @@ class PaymentListQuery(OrderListQuery):
     status: ShownPaymentStatus | None = None  # type: ignore[assignment]
     gateway: str | None = Field(default=None, max_length=20)
     currency: str | None = Field(default=None, min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")
+
+
+class SubscriptionListQuery(Request):
+    status: SubscriptionStatus | None = None
+    gateway: str | None = Field(default=None, max_length=20)
+    plan_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    email: str | None = Field(default=None, max_length=254)
+    limit: int = Field(default=100, ge=1, le=100)
 
 
 class PaymentGetQuery(Request):
@@ -566,3 +637,44 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Event,
     ErrorEnvelope,
 )
+
+
+class Plan(BaseModel):
+    id: str
+    sku: str
+    name: str
+    description: str
+    amount: int = Field(description="Per interval, in minor units.")
+    currency: str
+    interval: PlanInterval
+    interval_count: int
+    trial_days: int
+    active: bool
+
+
+class Entitled(BaseModel):
+    entitled: bool
+    until: datetime | None = Field(description="End of what is paid, capped by a scheduled end.")
+    renews: bool
+    reason: str
+
+
+class Subscription(BaseModel):
+    id: str
+    plan_id: str
+    gateway: str
+    status: SubscriptionStatus
+    customer_email: str
+    checkout_url: str | None = Field(description="Where the customer starts it (incomplete).")
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    cancel_at: datetime | None
+    cancel_at_period_end: bool
+    canceled_at: datetime | None
+    ended_at: datetime | None
+    trial_end: datetime | None
+    latest_invoice_id: str | None
+    next_payment_attempt: datetime | None = Field(description="The gateway's next retry.")
+    entitlement: Entitled
+    payment_ids: list[str] = Field(description="One payment per paid period, oldest first.")
+    created_at: datetime

@@ -2,4 +2,4 @@ from flask import Blueprint
 
 bp = Blueprint("checkout", __name__)
 
-from app.checkout import razorpay, routes  # noqa: F401
+from app.checkout import razorpay, routes, subscriptions  # noqa: F401

@@ -6,6 +6,7 @@ from wtforms import BooleanField, EmailField, IntegerField, RadioField, StringFi
 from wtforms.validators import Email, InputRequired, Length, NumberRange
 
 from app.forms import NoControlCharacters
+
 # Shown beside the choice, word for word: what the customer agrees to by ticking it.
 SAVE_CONSENT = _l(
     "The shop keeps a token from the payment provider (never your card number) and may "
@@ -50,6 +51,21 @@ class CheckoutForm(FlaskForm):
     )
     gateway = RadioField(_l("Pay with"), validators=[InputRequired(_l("Choose how to pay."))])
     save_payment_method = _save_field()
+
+
+class SubscribeForm(FlaskForm):
+    email = EmailField(
+        _l("Email"),
+        validators=[
+            InputRequired(_l("Enter your email address.")),
+            Email(_l("Enter a valid email address.")),
+            Length(max=254),
+        ],
+    )
+    name = StringField(
+        _l("Full name"), validators=[InputRequired(_l("Enter your name.")), Length(max=200)]
+    )
+    gateway = RadioField(_l("Pay with"), validators=[InputRequired(_l("Choose how to pay."))])
 
 
 class RetryForm(FlaskForm):

@@ -20,4 +20,9 @@ STATUS_WORDS = (
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
-from app.dashboard import customers, endpoints, routes  # noqa: F401  (registers the views)
+from app.dashboard import (  # noqa: F401  (registers the views)
+    customers,
+    endpoints,
+    routes,
+    subscriptions,
+)

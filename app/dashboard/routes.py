@@ -63,6 +63,7 @@ from app.payments.refunds import (
     sync_payment,
     void_authorization,
 )
+from app.payments.subscriptions import metrics as subscription_metrics
 from app.presentation import shown_status
 
 MANAGERS = (Role.OWNER.value, Role.ADMIN.value)
@@ -164,6 +165,7 @@ def overview() -> BaseResponse:
         data=data,
         volume_chart=volume_chart,
         count_chart=count_chart,
+        subs=subscription_metrics(),
     )
 
 

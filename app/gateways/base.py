@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-from app.models.enums import DisputeStatus, PaymentStatus, RefundStatus
+from app.models.enums import DisputeStatus, PaymentStatus, RefundStatus, SubscriptionStatus
 
 
 class GatewayCode(StrEnum):
@@ -121,6 +121,12 @@ NETWORK_CALLS = (
     "retrieve_refund",
     "charge_saved_method",
     "detach_method",
+    "create_subscription",
+    "retrieve_subscription",
+    "cancel_subscription",
+    "resume_subscription",
+    "billing_portal_url",
+    "change_plan",
 )
 
 
@@ -385,6 +391,9 @@ class VoidsAuthorizations(Protocol):
     payment as the gateway now has it: canceled, with authorization_ended set."""
 
     def void_payment(self, request: CaptureRequest) -> PaymentUpdate: ...
+
+
+@runtime_checkable
 class SavesMethods(Protocol):
     """Optional: a gateway that saves payment methods at checkout and charges them later
     off-session (issue 18)."""
@@ -416,3 +425,121 @@ class RetrievesRefunds(Protocol):
     """Optional: ask the gateway for one refund's current state (reconciliation)."""
 
     def retrieve_refund(self, ref: PaymentRef, gateway_refund_id: str) -> RefundUpdate: ...
+
+
+# --- subscriptions --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSpec:
+    """A recurring price, as an adapter creates it at its gateway (on demand)."""
+
+    plan_id: str  # ours (plan_...)
+    name: str
+    amount: int  # minor units, per interval
+    currency: str
+    interval: str  # day, week, month, year
+    interval_count: int
+    gateway_plan_id: str | None = None  # Stripe Price / Razorpay Plan id, once created
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRequest:
+    """Start a subscription: the customer is sent to the gateway's checkout."""
+
+    subscription_id: str  # ours (sub_...)
+    plan: PlanSpec
+    customer_email: str
+    customer_name: str
+    trial_days: int
+    success_url: str
+    cancel_url: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionCheckout:
+    reference: str  # the checkout (Stripe session id) or the subscription id itself
+    redirect_url: str
+    gateway_subscription_id: str | None = None  # known at once for Razorpay and the sandbox
+    gateway_plan_id: str | None = None  # created on demand: the core keeps it on the plan
+    gateway_product_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRef:
+    subscription_id: str | None = None  # ours, from metadata / notes
+    reference: str | None = None  # the checkout that started it
+    gateway_subscription_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceSnapshot:
+    """One paid period: becomes one payment (refundable like any other)."""
+
+    invoice_id: str
+    amount: int
+    currency: str
+    gateway_payment_id: str | None  # the charge to refund (payment intent / payment id)
+    reference: str | None  # what the adapter's refund looks the payment up by
+    period_start: datetime | None
+    period_end: datetime | None
+    paid_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionSnapshot:
+    """A subscription exactly as its gateway has it now (from a re-fetch, never an event)."""
+
+    ref: SubscriptionRef
+    status: SubscriptionStatus
+    gateway_status: str
+    customer_email: str | None = None
+    gateway_customer_id: str | None = None
+    current_period_start: datetime | None = None
+    current_period_end: datetime | None = None
+    cancel_at: datetime | None = None
+    cancel_at_period_end: bool = False
+    canceled_at: datetime | None = None
+    ended_at: datetime | None = None
+    trial_end: datetime | None = None
+    latest_invoice_id: str | None = None
+    latest_invoice_status: str | None = None
+    next_payment_attempt: datetime | None = None
+    paid_invoices: tuple[InvoiceSnapshot, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionEvent:
+    """An event said something about a subscription: the core re-fetches it (the event's
+    own copy may be older than another event already applied)."""
+
+    ref: SubscriptionRef
+    event_type: str
+
+
+@runtime_checkable
+class Subscriptions(Protocol):
+    """Optional: a gateway with recurring billing (Stripe Billing, Razorpay, the sandbox)."""
+
+    def create_subscription(self, request: SubscriptionRequest) -> SubscriptionCheckout: ...
+
+    def retrieve_subscription(self, ref: SubscriptionRef) -> SubscriptionSnapshot: ...
+
+    def cancel_subscription(
+        self, ref: SubscriptionRef, *, at_period_end: bool
+    ) -> SubscriptionSnapshot: ...
+
+    def resume_subscription(self, ref: SubscriptionRef) -> SubscriptionSnapshot: ...
+
+    def billing_portal_url(self, ref: SubscriptionRef, return_url: str) -> str:
+        """Where the customer updates their payment method."""
+        ...
+
+    def change_plan(self, ref: SubscriptionRef, plan: PlanSpec) -> SubscriptionSnapshot:
+        """Move the subscription to another price, prorated where the gateway can."""
+        ...
+
+    def subscription_events(self, event: VerifiedEvent) -> list[SubscriptionEvent]:
+        """Which subscriptions a verified event is about ([] for none)."""
+        ...

@@ -35,18 +35,32 @@ from app.gateways.base import (
     CheckoutRequest,
     CheckoutSession,
     GatewayError,
+    InvoiceSnapshot,
     PaymentRef,
     PaymentUpdate,
+    PlanSpec,
     RefundRequest,
     RefundResult,
     RefundUpdate,
     ReturnParams,
     SavedMethod,
     SignatureError,
+    SubscriptionCheckout,
+    SubscriptionEvent,
+    SubscriptionRef,
+    SubscriptionRequest,
+    SubscriptionSnapshot,
     Update,
     VerifiedEvent,
 )
-from app.models import PaymentStatus, RefundStatus, SandboxRefund, SandboxSession
+from app.models import (
+    PaymentStatus,
+    RefundStatus,
+    SandboxRefund,
+    SandboxSession,
+    SandboxSubscription,
+    SubscriptionStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +185,14 @@ class SandboxProcessor:
     # (event id, HTTP status or 0 for a connection error) of every delivery attempt.
     deliveries: list[tuple[str, int]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Subscriptions: None gives each period its plan's real length; a number makes a
+    # period (and a trial day) pass in that many seconds.
+    period_seconds: float | None = None
+    # The renewal clock: a thread that renews due subscriptions (off: tests call advance()).
+    clock: bool = True
+    clock_tick: float = 1.0
+    app: Flask | None = None  # the clock's thread reaches the database through it
+    _clock_thread: threading.Thread | None = None
 
     def session(self) -> Session:
         # Its own session and transactions: the sandbox is "another server". Its
@@ -392,6 +414,330 @@ class SandboxProcessor:
             )
         return row
 
+    # -- subscriptions -------------------------------------------------------------
+    def create_subscription(self, request: SubscriptionRequest) -> SandboxSubscription:
+        with self.session() as s:
+            existing = s.execute(
+                select(SandboxSubscription).where(
+                    SandboxSubscription.idempotency_key == request.idempotency_key
+                )
+            ).scalar_one_or_none()
+            if existing is not None:
+                return existing
+            sid = "sbx_sub_" + secrets.token_urlsafe(18)
+            period = self.period_length(request.plan.interval, request.plan.interval_count)
+            row = SandboxSubscription(
+                id=sid,
+                idempotency_key=request.idempotency_key,
+                amount=request.plan.amount,
+                currency=request.plan.currency,
+                description=request.plan.name,
+                customer_email=request.customer_email,
+                metadata_json={"subscription_id": request.subscription_id},
+                success_url=request.success_url.replace("{CHECKOUT_SESSION_ID}", sid),
+                cancel_url=request.cancel_url,
+                period_seconds=max(1, round(period)),
+                trial_seconds=round(request.trial_days * self._day_seconds()),
+            )
+            s.add(row)
+            s.commit()
+        self.start_clock()
+        return row
+
+    def _day_seconds(self) -> float:
+        return self.period_seconds if self.period_seconds is not None else 86400.0
+
+    def period_length(self, interval: str, count: int) -> float:
+        if self.period_seconds is not None:
+            return self.period_seconds * count
+        days = {"day": 1, "week": 7, "month": 30, "year": 365}[interval]
+        return days * 86400.0 * count
+
+    def get_subscription(self, sub_id: str) -> SandboxSubscription | None:
+        with self.session() as s:
+            return s.get(SandboxSubscription, sub_id)
+
+    def subscribe(self, sub_id: str, scenario: str) -> str:
+        """The customer chose what their card does on the hosted subscribe page."""
+        if scenario not in SUBSCRIBE_SCENARIO_KEYS:
+            raise ValueError("unknown scenario")
+        now = datetime.now(UTC)
+        events: list[dict[str, Any]] = []
+        with self._lock, self.session() as s:
+            row = s.get(SandboxSubscription, sub_id, with_for_update=True)
+            if row is None:
+                raise LookupError(sub_id)
+            if row.status != "incomplete":
+                return row.success_url
+            if scenario == "decline":
+                row.latest_invoice_id = self._new_invoice_id(row)
+                row.latest_invoice_status = "open"
+                events.append(self._sub_event("invoice.payment_failed", row))
+                s.commit()
+                self._send(events)
+                return row.cancel_url
+            row.failures_left = 1 if scenario == "renewal_fails" else 0
+            if row.trial_seconds:
+                row.status = "trialing"
+                row.trial_end = now + timedelta(seconds=row.trial_seconds)
+                row.current_period_start, row.current_period_end = now, row.trial_end
+            else:
+                row.status = "active"
+                row.current_period_start = now
+                row.current_period_end = now + timedelta(seconds=row.period_seconds)
+                self._pay_invoice(s, row)
+                events.append(self._sub_event("invoice.paid", row))
+            events.insert(0, self._sub_event("customer.subscription.created", row))
+            s.commit()
+        self._send(events)
+        return row.success_url
+
+    def _new_invoice_id(self, row: SandboxSubscription) -> str:
+        row.invoices += 1
+        return f"sbx_in_{row.id[8:20]}_{row.invoices}"
+
+    def _pay_invoice(self, s: Session, row: SandboxSubscription) -> None:
+        """The current period's invoice is paid: a completed 'session' (what refunds of
+        the sandbox look up) carries its charge."""
+        if row.latest_invoice_status != "open":
+            row.latest_invoice_id = self._new_invoice_id(row)
+        assert row.latest_invoice_id is not None
+        s.add(
+            SandboxSession(
+                id=row.latest_invoice_id,
+                idempotency_key=f"sbx-invoice-{row.latest_invoice_id}",
+                amount=row.amount,
+                currency=row.currency,
+                description=row.description,
+                customer_email=row.customer_email,
+                metadata_json={
+                    "subscription": row.id,
+                    "period_start": _ts(row.current_period_start),
+                    "period_end": _ts(row.current_period_end),
+                },
+                success_url=row.success_url,
+                cancel_url=row.cancel_url,
+                status="succeeded",
+                payment_id="sbx_pay_" + secrets.token_urlsafe(12),
+                card_last4="4242",
+                expires_at=datetime.now(UTC),
+            )
+        )
+        row.latest_invoice_status = "paid"
+        row.next_payment_attempt = None
+        row.attempts = 0
+
+    def advance(self, now: datetime | None = None) -> int:
+        """The gateway's clock: renew, retry or end every subscription that is due.
+        Returns how many moved."""
+        now = now or datetime.now(UTC)
+        moved = 0
+        with self.session() as s:
+            due = list(
+                s.execute(
+                    select(SandboxSubscription.id).where(
+                        SandboxSubscription.status.in_(("active", "trialing", "past_due")),
+                        (SandboxSubscription.current_period_end <= now)
+                        | (SandboxSubscription.next_payment_attempt <= now),
+                    )
+                ).scalars()
+            )
+        for sub_id in due:
+            moved += self._advance_one(sub_id, now)
+        return moved
+
+    def _advance_one(self, sub_id: str, now: datetime) -> int:
+        events: list[dict[str, Any]] = []
+        with self._lock, self.session() as s:
+            row = s.get(SandboxSubscription, sub_id, with_for_update=True)
+            if row is None:
+                return 0
+            end = row.current_period_end
+            if row.status == "past_due":
+                if row.next_payment_attempt is None or row.next_payment_attempt > now:
+                    return 0
+                self._charge(s, row, now, events)
+            elif end is not None and end <= now:
+                if row.cancel_at_period_end:
+                    row.status = "canceled"
+                    row.ended_at = end
+                    events.append(self._sub_event("customer.subscription.deleted", row))
+                else:
+                    row.current_period_start = end
+                    row.current_period_end = end + timedelta(seconds=row.period_seconds)
+                    row.latest_invoice_id = self._new_invoice_id(row)
+                    row.latest_invoice_status = "open"
+                    self._charge(s, row, now, events)
+            else:
+                return 0
+            s.commit()
+        self._send(events)
+        return 1
+
+    def _charge(
+        self, s: Session, row: SandboxSubscription, now: datetime, events: list[dict[str, Any]]
+    ) -> None:
+        if row.failures_left > 0:
+            row.failures_left -= 1
+            row.attempts += 1
+            if row.attempts >= SANDBOX_RETRIES:
+                row.status = "unpaid"
+                row.next_payment_attempt = None
+            else:
+                row.status = "past_due"
+                row.next_payment_attempt = now + timedelta(seconds=row.period_seconds / 4)
+            events.append(self._sub_event("invoice.payment_failed", row))
+            events.append(self._sub_event("customer.subscription.updated", row))
+            return
+        was = row.status
+        row.status = "active"
+        self._pay_invoice(s, row)
+        events.append(self._sub_event("invoice.paid", row))
+        if was != "active":
+            events.append(self._sub_event("customer.subscription.updated", row))
+
+    def fail_next_renewals(self, sub_id: str, count: int = 1) -> None:
+        """Test hook and scenario: the card declines the next `count` charges."""
+        with self.session() as s:
+            row = s.get(SandboxSubscription, sub_id, with_for_update=True)
+            if row is None:
+                raise GatewayError("not_found", "No such sandbox subscription.", http_status=404)
+            row.failures_left = count
+            s.commit()
+
+    def cancel_subscription(self, sub_id: str, *, at_period_end: bool) -> SandboxSubscription:
+        events: list[dict[str, Any]] = []
+        with self._lock, self.session() as s:
+            row = s.get(SandboxSubscription, sub_id, with_for_update=True)
+            if row is None:
+                raise GatewayError("not_found", "No such sandbox subscription.", http_status=404)
+            if row.status in ("canceled", "incomplete_expired"):
+                raise GatewayError("invalid_request", "This subscription has ended.")
+            now = datetime.now(UTC)
+            row.canceled_at = now
+            if at_period_end and row.status not in ("incomplete", "unpaid"):
+                row.cancel_at_period_end = True
+                events.append(self._sub_event("customer.subscription.updated", row))
+            else:
+                row.status = "canceled" if row.status != "incomplete" else "incomplete_expired"
+                row.ended_at = now
+                row.next_payment_attempt = None
+                events.append(self._sub_event("customer.subscription.deleted", row))
+            s.commit()
+        self._send(events)
+        return row
+
+    def change_amount(
+        self, sub_id: str, amount: int, currency: str, period: float
+    ) -> SandboxSubscription:
+        events: list[dict[str, Any]] = []
+        with self._lock, self.session() as s:
+            row = s.get(SandboxSubscription, sub_id, with_for_update=True)
+            if row is None:
+                raise GatewayError("not_found", "No such sandbox subscription.", http_status=404)
+            if currency != row.currency:
+                raise GatewayError("invalid_request", "A plan change keeps the currency.")
+            row.amount, row.period_seconds = amount, max(1, round(period))
+            events.append(self._sub_event("customer.subscription.updated", row))
+            s.commit()
+        self._send(events)
+        return row
+
+    def resume_subscription(self, sub_id: str) -> SandboxSubscription:
+        events: list[dict[str, Any]] = []
+        with self._lock, self.session() as s:
+            row = s.get(SandboxSubscription, sub_id, with_for_update=True)
+            if row is None:
+                raise GatewayError("not_found", "No such sandbox subscription.", http_status=404)
+            if row.status in ("canceled", "incomplete_expired"):
+                raise GatewayError("invalid_request", "An ended subscription cannot resume.")
+            if row.cancel_at_period_end:
+                row.cancel_at_period_end = False
+                row.canceled_at = None
+                events.append(self._sub_event("customer.subscription.updated", row))
+                s.commit()
+        self._send(events)
+        return row
+
+    def start_clock(self) -> None:
+        if not self.clock or self.app is None:
+            return
+        if self._clock_thread and self._clock_thread.is_alive():
+            return
+        thread = threading.Thread(target=self._run_clock, daemon=True, name="sandbox-clock")
+        self._clock_thread = thread
+        thread.start()
+
+    def _run_clock(self) -> None:
+        while True:
+            time.sleep(self.clock_tick)
+            try:
+                assert self.app is not None
+                with self.app.app_context():
+                    self.advance()
+            except Exception:  # the clock keeps going, like a gateway's scheduler
+                log.exception("sandbox renewal clock failed")
+
+    def _sub_event(self, event_type: str, row: SandboxSubscription) -> dict[str, Any]:
+        # Like Stripe's events: a snapshot of the object as it was, which the core never
+        # applies (it re-fetches); it only names the subscription.
+        return {
+            "id": "evt_sbx_" + secrets.token_urlsafe(12),
+            "type": event_type,
+            "created": int(time.time()),
+            "data": {
+                "object": {
+                    "id": row.latest_invoice_id if event_type.startswith("invoice.") else row.id,
+                    "object": "invoice" if event_type.startswith("invoice.") else "subscription",
+                    "subscription": row.id,
+                    "status": row.status,
+                    "metadata": dict(row.metadata_json),
+                }
+            },
+        }
+
+    def snapshot(self, row: SandboxSubscription) -> SubscriptionSnapshot:
+        with self.session() as s:
+            paid = s.execute(
+                select(SandboxSession)
+                .where(SandboxSession.idempotency_key.like(f"sbx-invoice-sbx_in_{row.id[8:20]}_%"))
+                .order_by(SandboxSession.created_at)
+            ).scalars()
+            invoices = tuple(
+                InvoiceSnapshot(
+                    invoice_id=inv.id,
+                    amount=inv.amount,
+                    currency=inv.currency,
+                    gateway_payment_id=inv.payment_id,
+                    reference=inv.id,
+                    period_start=_from_ts(inv.metadata_json.get("period_start")),
+                    period_end=_from_ts(inv.metadata_json.get("period_end")),
+                    paid_at=inv.created_at,
+                )
+                for inv in paid
+                if inv.metadata_json.get("subscription") == row.id
+            )
+        return SubscriptionSnapshot(
+            ref=SubscriptionRef(
+                subscription_id=row.metadata_json.get("subscription_id"),
+                reference=row.id,
+                gateway_subscription_id=row.id,
+            ),
+            status=SubscriptionStatus(row.status),
+            gateway_status=row.status,
+            customer_email=row.customer_email,
+            current_period_start=row.current_period_start,
+            current_period_end=row.current_period_end,
+            cancel_at_period_end=row.cancel_at_period_end,
+            canceled_at=row.canceled_at,
+            ended_at=row.ended_at,
+            trial_end=row.trial_end,
+            latest_invoice_id=row.latest_invoice_id,
+            latest_invoice_status=row.latest_invoice_status,
+            next_payment_attempt=row.next_payment_attempt,
+            paid_invoices=invoices,
+        )
+
     # -- webhooks ----------------------------------------------------------------
     def _event(self, event_type: str, row: SandboxSession) -> dict[str, Any]:
         status = {
@@ -514,6 +860,28 @@ def _saved_method(data: Mapping[str, Any] | None) -> SavedMethod | None:
     )
 
 
+SUBSCRIBE_SCENARIOS = [
+    Scenario("succeed", "Pay and renew", "Every renewal is paid."),
+    Scenario(
+        "renewal_fails",
+        "Pay, then decline one renewal",
+        "The first renewal is declined; the retry succeeds.",
+    ),
+    Scenario("decline", "Decline", "The first payment is declined."),
+]
+SUBSCRIBE_SCENARIO_KEYS = {s.key for s in SUBSCRIBE_SCENARIOS}
+# Declined charges in a row before a subscription is unpaid (Stripe's default is 4 tries).
+SANDBOX_RETRIES = 4
+
+
+def _ts(value: datetime | None) -> int | None:
+    return int(value.timestamp()) if value is not None else None
+
+
+def _from_ts(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(int(value), UTC) if value is not None else None
+
+
 class SandboxGateway:
     """The adapter the core talks to."""
 
@@ -541,6 +909,11 @@ class SandboxGateway:
             deliver=bool(cfg.get("SANDBOX_DELIVER_WEBHOOKS", True)),
             mode=cfg.get("SANDBOX_WEBHOOK_MODE") or "once",
             delay=float(cfg.get("SANDBOX_WEBHOOK_DELAY_SECONDS", 0.3)),
+            period_seconds=(
+                float(cfg["SANDBOX_PERIOD_SECONDS"]) if cfg.get("SANDBOX_PERIOD_SECONDS") else None
+            ),
+            clock=bool(cfg.get("SANDBOX_RENEWAL_CLOCK", True)),
+            app=app,
         )
         return cls(processor, int(cfg.get("WEBHOOK_TOLERANCE_SECONDS", 300)))
 
@@ -665,3 +1038,57 @@ class SandboxGateway:
 
     def redact(self, payload: dict[str, Any]) -> dict[str, Any]:
         return payload  # the sandbox sends no secrets
+
+    # -- subscriptions (app/gateways/base.Subscriptions) -------------------------------
+    def create_subscription(self, request: SubscriptionRequest) -> SubscriptionCheckout:
+        row = self.processor.create_subscription(request)
+        return SubscriptionCheckout(
+            reference=row.id,
+            redirect_url=f"{self.processor.base_url}/sandbox/subscribe/{row.id}",
+            gateway_subscription_id=row.id,
+        )
+
+    def _row(self, ref: SubscriptionRef) -> SandboxSubscription:
+        row = self.processor.get_subscription(ref.gateway_subscription_id or ref.reference or "")
+        if row is None:
+            raise GatewayError("not_found", "No such sandbox subscription.", http_status=404)
+        return row
+
+    def retrieve_subscription(self, ref: SubscriptionRef) -> SubscriptionSnapshot:
+        self.processor.start_clock()  # after a restart, the first look starts renewals again
+        return self.processor.snapshot(self._row(ref))
+
+    def cancel_subscription(
+        self, ref: SubscriptionRef, *, at_period_end: bool
+    ) -> SubscriptionSnapshot:
+        row = self.processor.cancel_subscription(self._row(ref).id, at_period_end=at_period_end)
+        return self.processor.snapshot(row)
+
+    def resume_subscription(self, ref: SubscriptionRef) -> SubscriptionSnapshot:
+        return self.processor.snapshot(self.processor.resume_subscription(self._row(ref).id))
+
+    def change_plan(self, ref: SubscriptionRef, plan: PlanSpec) -> SubscriptionSnapshot:
+        """The next renewal bills the new plan's amount (the sandbox does not prorate)."""
+        row = self.processor.change_amount(
+            self._row(ref).id,
+            plan.amount,
+            plan.currency,
+            self.processor.period_length(plan.interval, plan.interval_count),
+        )
+        return self.processor.snapshot(row)
+
+    def billing_portal_url(self, ref: SubscriptionRef, return_url: str) -> str:
+        return f"{self.processor.base_url}/sandbox/billing/{self._row(ref).id}"
+
+    def subscription_events(self, event: VerifiedEvent) -> list[SubscriptionEvent]:
+        if not event.event_type.startswith(("customer.subscription.", "invoice.")):
+            return []
+        obj = event.payload.get("data", {}).get("object", {})
+        sub_id = obj.get("subscription")
+        if not sub_id:
+            return []
+        meta = obj.get("metadata") or {}
+        ref = SubscriptionRef(
+            subscription_id=meta.get("subscription_id"), gateway_subscription_id=str(sub_id)
+        )
+        return [SubscriptionEvent(ref=ref, event_type=event.event_type)]

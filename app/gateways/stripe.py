@@ -28,18 +28,25 @@ from app.gateways.base import (
     CheckoutSession,
     DisputeUpdate,
     GatewayError,
+    InvoiceSnapshot,
     PaymentRef,
     PaymentUpdate,
+    PlanSpec,
     RefundRequest,
     RefundResult,
     RefundUpdate,
     ReturnParams,
     SavedMethod,
     SignatureError,
+    SubscriptionCheckout,
+    SubscriptionEvent,
+    SubscriptionRef,
+    SubscriptionRequest,
+    SubscriptionSnapshot,
     Update,
     VerifiedEvent,
 )
-from app.models.enums import DisputeStatus, PaymentStatus, RefundStatus
+from app.models.enums import DisputeStatus, PaymentStatus, RefundStatus, SubscriptionStatus
 from app.money import exponent as iso_exponent
 
 log = logging.getLogger(__name__)
@@ -176,8 +183,8 @@ DISPUTE_STATUS = {
 
 SESSION_EXPAND = ["payment_intent", "payment_intent.latest_charge"]
 
-# The event types interpret() turns into updates. Reconciliation lists exactly these from
-# /v1/events (Stripe accepts at most 20 in `types`); anything else gives no update.
+# The event types interpret() turns into updates. Reconciliation lists these (and the
+# subscription events below) from /v1/events; anything else gives no update.
 HANDLED_EVENTS = (
     "checkout.session.completed",
     "checkout.session.async_payment_succeeded",
@@ -195,6 +202,23 @@ HANDLED_EVENTS = (
     "charge.dispute.updated",
     "charge.dispute.closed",
 )
+# Subscriptions: each only names its subscription, which is re-fetched
+# (subscription_events); listed by reconciliation with the others (LISTED_EVENTS: at most
+# 20 types, Stripe's limit for listing events by type).
+SUBSCRIPTION_EVENTS = (
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+    "invoice.paid",
+    "invoice.payment_failed",
+    "invoice.payment_action_required",
+)
+LISTED_EVENTS = HANDLED_EVENTS + SUBSCRIPTION_EVENTS
+SUBSCRIPTION_EVENT_PREFIXES = ("customer.subscription.", "invoice.")
+# Stripe's subscription statuses are the port's words.
+SUBSCRIPTION_STATUS = {s.value: s for s in SubscriptionStatus}
 EVENTS_PAGE_SIZE = 100  # Stripe's largest page
 EVENTS_MAX = 5000  # per list_events call, so one reconcile run stays bounded
 
@@ -978,7 +1002,7 @@ class StripeGateway:
             since = since.replace(tzinfo=UTC)
         params: EventListParams = {
             "created": {"gte": int(since.timestamp())},
-            "types": list(HANDLED_EVENTS),
+            "types": list(LISTED_EVENTS),
             "limit": min(EVENTS_PAGE_SIZE, self._events_max),
         }
         events: list[VerifiedEvent] = []
@@ -1019,6 +1043,8 @@ class StripeGateway:
         kind = event.event_type
         if kind not in HANDLED_EVENTS:
             return []
+        if kind.startswith(SUBSCRIPTION_EVENT_PREFIXES) or obj.get("mode") == "subscription":
+            return []  # subscription_events(): the subscription is re-fetched instead
         if kind.startswith("checkout.session."):
             update = self.session_update(obj)
             if kind == "checkout.session.async_payment_succeeded":
@@ -1165,6 +1191,240 @@ class StripeGateway:
         return redacted
 
     # ------------------------------------------------------------------ errors
+    # ------------------------------------------------------------------ subscriptions
+    def _price(self, request: SubscriptionRequest) -> tuple[str, str | None]:
+        return self._price_for(request.plan)
+
+    def _price_for(self, plan: PlanSpec) -> tuple[str, str | None]:
+        """The plan's Price, created (with its Product) on first use; idempotent on the
+        plan, so a retried start never makes a second one."""
+        if plan.gateway_plan_id:
+            return plan.gateway_plan_id, None
+        product = self._call(
+            "product.create",
+            lambda: self._client.v1.products.create(
+                params={"name": plan.name[:250], "metadata": {"plan_id": plan.plan_id}},
+                options={"idempotency_key": f"kassa-product-{plan.plan_id}"},
+            ),
+        )
+        price = self._call(
+            "price.create",
+            lambda: self._client.v1.prices.create(
+                params={
+                    "product": product["id"],
+                    "currency": plan.currency.lower(),
+                    "unit_amount": to_stripe_amount(plan.amount, plan.currency),
+                    "recurring": {
+                        "interval": plan.interval,
+                        "interval_count": plan.interval_count,
+                    },
+                    "metadata": {"plan_id": plan.plan_id},
+                },
+                options={"idempotency_key": f"kassa-price-{plan.plan_id}"},
+            ),
+        )
+        return str(price["id"]), str(product["id"])
+
+    def create_subscription(self, request: SubscriptionRequest) -> SubscriptionCheckout:
+        price_id, product_id = self._price(request)
+        metadata = {"subscription_id": request.subscription_id}
+        data: dict[str, Any] = {"metadata": dict(metadata)}
+        if request.trial_days:
+            data["trial_period_days"] = request.trial_days
+        params: dict[str, Any] = {
+            "mode": "subscription",
+            "line_items": [{"price": price_id, "quantity": 1}],
+            "client_reference_id": request.subscription_id,
+            "metadata": metadata,
+            "subscription_data": data,
+            "success_url": self._absolute(request.success_url),
+            "cancel_url": self._absolute(request.cancel_url),
+        }
+        if request.customer_email:
+            params["customer_email"] = request.customer_email
+        session = self._call(
+            "checkout.create_subscription",
+            lambda: self._client.v1.checkout.sessions.create(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": request.idempotency_key},
+            ),
+        )
+        return SubscriptionCheckout(
+            reference=session["id"],
+            redirect_url=session["url"],
+            gateway_plan_id=price_id,
+            gateway_product_id=product_id,
+        )
+
+    def _subscription_id(self, ref: SubscriptionRef) -> str | None:
+        if ref.gateway_subscription_id:
+            return ref.gateway_subscription_id
+        if ref.reference:
+            session = self._call(
+                "checkout.retrieve",
+                lambda: self._client.v1.checkout.sessions.retrieve(ref.reference or ""),
+            )
+            return _id(session.get("subscription"))
+        return None
+
+    def retrieve_subscription(self, ref: SubscriptionRef) -> SubscriptionSnapshot:
+        sub_id = self._subscription_id(ref)
+        if sub_id is None:  # the customer has not finished the checkout yet
+            return SubscriptionSnapshot(
+                ref=ref, status=SubscriptionStatus.INCOMPLETE, gateway_status="checkout_open"
+            )
+        sub = self._call(
+            "subscription.retrieve",
+            lambda: self._client.v1.subscriptions.retrieve(
+                sub_id, params={"expand": ["latest_invoice"]}
+            ),
+        )
+        invoices = self._call(
+            "invoice.list",
+            lambda: self._client.v1.invoices.list(
+                params={
+                    "subscription": sub_id,
+                    "status": "paid",
+                    "limit": 100,
+                    "expand": ["data.payments"],
+                }
+            ),
+        )
+        return self.subscription_snapshot(sub, invoices.get("data") or [], ref)
+
+    @staticmethod
+    def subscription_snapshot(
+        sub: Mapping[str, Any], paid: list[Any], ref: SubscriptionRef | None = None
+    ) -> SubscriptionSnapshot:
+        """A Stripe subscription (and its paid invoices) in the port's words. Periods are
+        on the items since API version 2025-03-31; older versions had them at the top."""
+        items = ((sub.get("items") or {}).get("data")) or [{}]
+        item = items[0] if isinstance(items[0], Mapping) else {}
+        start = item.get("current_period_start", sub.get("current_period_start"))
+        end = item.get("current_period_end", sub.get("current_period_end"))
+        latest = _obj(sub.get("latest_invoice")) or {}
+        status = str(sub.get("status") or "incomplete")
+        meta = sub.get("metadata") or {}
+        return SubscriptionSnapshot(
+            ref=SubscriptionRef(
+                subscription_id=meta.get("subscription_id")
+                or (ref.subscription_id if ref else None),
+                reference=ref.reference if ref else None,
+                gateway_subscription_id=str(sub["id"]),
+            ),
+            status=SUBSCRIPTION_STATUS.get(status, SubscriptionStatus.INCOMPLETE),
+            gateway_status=status,
+            gateway_customer_id=_id(sub.get("customer")),
+            current_period_start=_ts(start),
+            current_period_end=_ts(end),
+            cancel_at=_ts(sub.get("cancel_at")),
+            cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
+            canceled_at=_ts(sub.get("canceled_at")),
+            ended_at=_ts(sub.get("ended_at")),
+            trial_end=_ts(sub.get("trial_end")),
+            latest_invoice_id=_id(sub.get("latest_invoice")),
+            latest_invoice_status=latest.get("status"),
+            next_payment_attempt=_ts(latest.get("next_payment_attempt")),
+            paid_invoices=tuple(
+                _invoice(inv) for inv in paid if isinstance(inv, Mapping) and inv.get("id")
+            ),
+        )
+
+    def cancel_subscription(
+        self, ref: SubscriptionRef, *, at_period_end: bool
+    ) -> SubscriptionSnapshot:
+        sub_id = self._subscription_id(ref)
+        if sub_id is None:
+            raise GatewayError("invalid_request", "This subscription has not started yet.")
+        if at_period_end:
+            self._call(
+                "subscription.update",
+                lambda: self._client.v1.subscriptions.update(
+                    sub_id, params={"cancel_at_period_end": True}
+                ),
+            )
+        else:
+            self._call("subscription.cancel", lambda: self._client.v1.subscriptions.cancel(sub_id))
+        return self.retrieve_subscription(ref)
+
+    def resume_subscription(self, ref: SubscriptionRef) -> SubscriptionSnapshot:
+        sub_id = self._subscription_id(ref)
+        if sub_id is None:
+            raise GatewayError("invalid_request", "This subscription has not started yet.")
+        self._call(
+            "subscription.update",
+            lambda: self._client.v1.subscriptions.update(
+                sub_id, params={"cancel_at_period_end": False}
+            ),
+        )
+        return self.retrieve_subscription(ref)
+
+    def change_plan(self, ref: SubscriptionRef, plan: PlanSpec) -> SubscriptionSnapshot:
+        """The subscription's one item moves to the new Price; Stripe prorates the rest of
+        the period (credited or charged on the next invoice)."""
+        sub_id = self._subscription_id(ref)
+        if sub_id is None:
+            raise GatewayError("invalid_request", "This subscription has not started yet.")
+        price_id, _ = self._price_for(plan)
+        sub = self._call(
+            "subscription.retrieve", lambda: self._client.v1.subscriptions.retrieve(sub_id)
+        )
+        item_id = str(((sub.get("items") or {}).get("data") or [{}])[0].get("id"))
+        self._call(
+            "subscription.update",
+            lambda: self._client.v1.subscriptions.update(
+                sub_id,
+                params={
+                    "items": [{"id": item_id, "price": price_id}],
+                    "proration_behavior": "create_prorations",
+                },
+            ),
+        )
+        return self.retrieve_subscription(ref)
+
+    def billing_portal_url(self, ref: SubscriptionRef, return_url: str) -> str:
+        sub_id = self._subscription_id(ref)
+        if sub_id is None:
+            raise GatewayError("invalid_request", "This subscription has not started yet.")
+        sub = self._call(
+            "subscription.retrieve", lambda: self._client.v1.subscriptions.retrieve(sub_id)
+        )
+        portal = self._call(
+            "billing_portal.create",
+            lambda: self._client.v1.billing_portal.sessions.create(
+                params={"customer": str(_id(sub.get("customer"))), "return_url": return_url}
+            ),
+        )
+        return str(portal["url"])
+
+    def subscription_events(self, event: VerifiedEvent) -> list[SubscriptionEvent]:
+        obj = ((event.payload.get("data") or {}).get("object")) or {}
+        kind = event.event_type
+        if kind.startswith("customer.subscription."):
+            meta = obj.get("metadata") or {}
+            ref = SubscriptionRef(
+                subscription_id=meta.get("subscription_id"),
+                gateway_subscription_id=_id(obj.get("id")),
+            )
+        elif kind.startswith("invoice."):
+            details = (obj.get("parent") or {}).get("subscription_details") or {}
+            sub_id = _id(details.get("subscription")) or _id(obj.get("subscription"))
+            if sub_id is None:
+                return []  # a one-off invoice
+            meta = details.get("metadata") or {}
+            ref = SubscriptionRef(
+                subscription_id=meta.get("subscription_id"), gateway_subscription_id=sub_id
+            )
+        elif kind == "checkout.session.completed" and obj.get("mode") == "subscription":
+            ref = SubscriptionRef(
+                subscription_id=(obj.get("metadata") or {}).get("subscription_id"),
+                reference=_id(obj.get("id")),
+                gateway_subscription_id=_id(obj.get("subscription")),
+            )
+        else:
+            return []
+        return [SubscriptionEvent(ref=ref, event_type=kind)]
+
     def _call(self, what: str, fn: Callable[[], Any]) -> dict[str, Any]:
         """The SDK's answer as plain dicts, its errors as GatewayErrors."""
         return _plain(self._call_object(what, fn))
@@ -1239,6 +1499,27 @@ class StripeGateway:
         return GatewayError(
             code, message, retryable=retryable, http_status=status, decline_code=decline_code
         )
+
+
+def _invoice(inv: Mapping[str, Any]) -> InvoiceSnapshot:
+    """A paid invoice: its charge is under `payments` (API 2025-03-31 on) or, before,
+    `payment_intent`."""
+    pi = _id(inv.get("payment_intent"))
+    for payment in ((inv.get("payments") or {}).get("data")) or []:
+        if isinstance(payment, Mapping) and payment.get("status") == "paid":
+            pi = _id((payment.get("payment") or {}).get("payment_intent")) or pi
+    currency = str(inv.get("currency") or "").upper()
+    lines = ((inv.get("lines") or {}).get("data")) or [{}]
+    period = (lines[0] or {}).get("period") or {}
+    return InvoiceSnapshot(
+        invoice_id=str(inv["id"]),
+        amount=from_stripe_amount(int(inv.get("amount_paid") or 0), currency),
+        currency=currency,
+        gateway_payment_id=pi,
+        reference=None,
+        period_start=_ts(period.get("start", inv.get("period_start"))),
+        period_end=_ts(period.get("end", inv.get("period_end"))),
+    )
 
 
 def _replace_status(update: PaymentUpdate, status: PaymentStatus) -> PaymentUpdate:

@@ -10,8 +10,10 @@ from app.models.enums import (
     FulfillmentStatus,
     OrderStatus,
     PaymentStatus,
+    PlanInterval,
     RefundStatus,
     Role,
+    SubscriptionStatus,
     WebhookStatus,
 )
 from app.models.events import AuditEntry, Receipt, WebhookEvent
@@ -19,6 +21,7 @@ from app.models.links import PaymentLink, PaymentLinkOrder
 from app.models.notifications import MerchantNotification
 from app.models.orders import Dispute, Order, OrderItem, Payment, Refund
 from app.models.outbox import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from app.models.subscriptions import Plan, SandboxSubscription, Subscription
 from app.models.users import ApiKey, IdempotencyKey, SandboxRefund, SandboxSession, User
 
 __all__ = [
@@ -43,6 +46,8 @@ __all__ = [
     "PaymentLink",
     "PaymentLinkOrder",
     "PaymentStatus",
+    "Plan",
+    "PlanInterval",
     "Product",
     "RateLimitCounter",
     "Receipt",
@@ -51,7 +56,10 @@ __all__ = [
     "Role",
     "SandboxRefund",
     "SandboxSession",
+    "SandboxSubscription",
     "SavedPaymentMethod",
+    "Subscription",
+    "SubscriptionStatus",
     "User",
     "WebhookAttempt",
     "WebhookDelivery",

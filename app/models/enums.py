@@ -104,3 +104,29 @@ class ApiKeyScope(StrEnum):
 def values(enum: type[StrEnum]) -> str:
     """SQL list for CHECK constraints."""
     return ", ".join(f"'{m.value}'" for m in enum)
+
+
+class SubscriptionStatus(StrEnum):
+    """A subscription as its gateway has it (Stripe's words; the adapters map theirs)."""
+
+    INCOMPLETE = "incomplete"  # started, first payment not made yet
+    INCOMPLETE_EXPIRED = "incomplete_expired"  # the first payment never came
+    TRIALING = "trialing"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"  # a renewal failed; the gateway is retrying
+    UNPAID = "unpaid"  # retries used up, still open (Razorpay: halted)
+    PAUSED = "paused"
+    CANCELED = "canceled"  # ended (Razorpay: cancelled, completed)
+
+
+# A subscription that is over: nothing can move it again.
+SUBSCRIPTION_ENDS = frozenset({SubscriptionStatus.CANCELED, SubscriptionStatus.INCOMPLETE_EXPIRED})
+# Still running at the gateway (reconciliation re-fetches these).
+SUBSCRIPTION_OPEN = frozenset(SubscriptionStatus) - SUBSCRIPTION_ENDS
+
+
+class PlanInterval(StrEnum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+    YEAR = "year"

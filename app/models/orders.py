@@ -32,6 +32,7 @@ from app.models.enums import (
 if TYPE_CHECKING:
     from app.models.catalog import Product
     from app.models.customers import Customer
+    from app.models.subscriptions import Subscription
 
 
 class Order(Model):
@@ -129,6 +130,7 @@ class Payment(Model):
         CheckConstraint("capture_method IN ('automatic', 'manual')", name="capture_method_valid"),
         UniqueConstraint("gateway", "gateway_reference"),
         UniqueConstraint("gateway", "gateway_payment_id"),
+        UniqueConstraint("gateway", "gateway_invoice_id"),
         Index("ix_payments_created", "created_at", "id"),
         Index("ix_payments_status_created", "status", "created_at"),
         Index("ix_payments_gateway_created", "gateway", "created_at"),
@@ -175,10 +177,16 @@ class Payment(Model):
     capture_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
     captured_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A subscription's paid period: its invoice at the gateway and the period it pays for.
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"), index=True)
+    gateway_invoice_id: Mapped[str | None] = mapped_column(String(255))
+    period_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    period_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     order: Mapped[Order] = relationship(back_populates="payments")
+    subscription: Mapped[Subscription | None] = relationship(back_populates="payments")
     refunds: Mapped[list[Refund]] = relationship(back_populates="payment", order_by="Refund.id")
     disputes: Mapped[list[Dispute]] = relationship(back_populates="payment", order_by="Dispute.id")
     customer: Mapped[Customer | None] = relationship(back_populates="payments")

@@ -20,16 +20,16 @@ from sqlalchemy import func, select
 from app import jobs
 from app.extensions import db
 from app.gateways import registry
-from app.gateways.base import Gateway, VerifiedEvent
+from app.gateways.base import Gateway, Subscriptions, VerifiedEvent
 from app.models import WebhookEvent, WebhookStatus
 from app.models.base import utcnow
 from app.observability import observe_webhook_processed
-from app.payments import audit, faults
+from app.payments import audit, faults, subscriptions
 from app.payments.audit import Actor, gateway_actor
 from app.payments.errors import NotFound
 from app.payments.inbox_writer import inbox_writer
 from app.payments.store import insert_or_ignore
-from app.payments.uow import lock, unit_of_work
+from app.payments.uow import lock, release_connection, unit_of_work
 from app.payments.updates import apply_update
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ def process(event_row_id: int, *, force: bool = False) -> str | None:
     """Apply one stored event exactly once: the inbox row is locked and marked in the
     same transaction as the changes it causes."""
     try:
+        fetched = _fetch_subscriptions(event_row_id, force)
         with unit_of_work():
             row = lock(WebhookEvent, id=event_row_id)
             if row is None:
@@ -113,6 +114,9 @@ def process(event_row_id: int, *, force: bool = False) -> str | None:
 
                     payment = find_payment(row.gateway, update.ref)
                     row.payment_id = payment.id if payment else None
+            for item in fetched:
+                result = subscriptions.apply_fetched(item, actor)
+                outcomes.append(f"subscription {result.value}")
             faults.hit("webhook_process")
             row.attempts += 1
             row.status = WebhookStatus.PROCESSED
@@ -125,6 +129,32 @@ def process(event_row_id: int, *, force: bool = False) -> str | None:
     except Exception as exc:
         _record_failure(event_row_id, exc)
         raise
+
+
+def _fetch_subscriptions(event_row_id: int, force: bool) -> list[subscriptions.Fetched]:
+    """The subscriptions an event is about, each re-fetched from its gateway before the
+    event's transaction starts (no row lock is held while a gateway answers)."""
+    row = db.session.get(WebhookEvent, event_row_id)
+    if (
+        row is None
+        or row.status == WebhookStatus.PROCESSED
+        or (row.status == WebhookStatus.DEAD and not force)
+    ):
+        release_connection()
+        return []
+    gateway = registry.get_gateway(row.gateway)
+    if not isinstance(getattr(gateway, "inner", gateway), Subscriptions):
+        release_connection()
+        return []
+    event = VerifiedEvent(row.event_id, row.event_type, json.loads(row.payload))
+    gateway_name = row.gateway
+    release_connection()
+    fetched = []
+    for named in gateway.subscription_events(event):  # type: ignore[attr-defined]
+        item = subscriptions.fetch_for_event(gateway_name, named)
+        if item is not None:
+            fetched.append(item)
+    return fetched
 
 
 def _record_failure(event_row_id: int, exc: Exception) -> None:

@@ -30,6 +30,7 @@ from app.models import (
     OutboxEvent,
     Payment,
     Refund,
+    Subscription,
     WebhookDelivery,
     WebhookEndpoint,
 )
@@ -60,6 +61,12 @@ class EventType(StrEnum):
     REFUND_FAILED = "refund.failed"
     DISPUTE_CREATED = "dispute.created"
     DISPUTE_CLOSED = "dispute.closed"
+    SUBSCRIPTION_ACTIVATED = "subscription.activated"  # first paid (or trial) period
+    SUBSCRIPTION_UPDATED = "subscription.updated"  # a scheduled end set or lifted, a new period
+    SUBSCRIPTION_PAST_DUE = "subscription.past_due"  # a renewal failed; the gateway retries
+    SUBSCRIPTION_UNPAID = "subscription.unpaid"  # retries used up (Razorpay: halted)
+    SUBSCRIPTION_PAUSED = "subscription.paused"
+    SUBSCRIPTION_CANCELED = "subscription.canceled"  # ended
     # An endpoint was disabled (410, or failing for days); streamed to managers only.
     ENDPOINT_DISABLED = "webhook_endpoint.disabled"
     # Sent to one endpoint when the merchant asks ("send test event"); never streamed.
@@ -133,11 +140,34 @@ def dispute_data(dispute: Dispute) -> dict[str, Any]:
     }
 
 
+def subscription_data(sub: Subscription) -> dict[str, Any]:
+    def at(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "id": sub.public_id,
+        "object": "subscription",
+        "status": sub.status,
+        "plan_id": sub.plan.public_id,
+        "gateway": sub.gateway,
+        "customer_email": sub.customer_email,
+        "current_period_start": at(sub.current_period_start),
+        "current_period_end": at(sub.current_period_end),
+        "cancel_at": at(sub.cancel_at),
+        "cancel_at_period_end": sub.cancel_at_period_end,
+        "canceled_at": at(sub.canceled_at),
+        "ended_at": at(sub.ended_at),
+        "trial_end": at(sub.trial_end),
+        "next_payment_attempt": at(sub.next_payment_attempt),
+    }
+
+
 # --------------------------------------------------------------------------- writing
 
 
 def emit(
-    event_type: EventType, subject: Order | Payment | Refund | Dispute | WebhookEndpoint
+    event_type: EventType,
+    subject: Order | Payment | Refund | Dispute | WebhookEndpoint | Subscription,
 ) -> OutboxEvent:
     """Add the outbox row for `subject`'s change to the caller's transaction; the relay
     is enqueued to run after its commit."""
@@ -155,6 +185,8 @@ def emit(
         order_id, payment_id = data["order_id"], data["payment_id"]
     elif isinstance(subject, WebhookEndpoint):
         data, order_id, payment_id = endpoint_data(subject), None, None
+    elif isinstance(subject, Subscription):
+        data, order_id, payment_id = subscription_data(subject), None, None
     else:
         data = dispute_data(subject)
         order_id, payment_id = data["order_id"], data["payment_id"]

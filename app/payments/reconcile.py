@@ -37,6 +37,7 @@ from app.models.base import utcnow
 from app.models.enums import PAYABLE, STILL_OPEN
 from app.payments import state
 from app.payments.audit import Actor
+from app.payments.errors import KassaError
 from app.payments.gateway_calls import gateway_errors
 from app.payments.uow import lock, unit_of_work
 from app.payments.updates import apply_update_now
@@ -53,6 +54,7 @@ class Report:
 
     checked_payments: int = 0
     checked_refunds: int = 0
+    checked_subscriptions: int = 0
     events_listed: int = 0
     events_new: int = 0
     changes: list[str] = field(default_factory=list)
@@ -61,7 +63,7 @@ class Report:
     def lines(self) -> list[str]:
         head = (
             f"Checked {self.checked_payments} payment(s) and {self.checked_refunds} "
-            f"refund(s); {self.events_new} new of {self.events_listed} listed event(s); "
+            f"refund(s), {self.checked_subscriptions} subscription(s); {self.events_new} new of {self.events_listed} listed event(s); "
             f"{len(self.changes)} change(s), {len(self.errors)} error(s)."
         )
         return [
@@ -198,6 +200,39 @@ def pull_events(report: Report) -> None:
                 )
 
 
+def reconcile_subscriptions(report: Report, limit: int = 500) -> None:
+    """Open subscriptions re-fetched from their gateway: a renewal, a failure or a portal
+    cancellation whose event never came is mirrored now (and its paid periods recorded)."""
+    from app.payments import subscriptions
+
+    public_ids = subscriptions.open_subscription_ids(limit)
+    db.session.rollback()
+    for public_id in public_ids:
+        report.checked_subscriptions += 1
+        before = _subscription_state(public_id)
+        try:
+            subscriptions.sync(public_id, RECONCILER, reason="reconcile")
+        except KassaError as exc:
+            report.errors.append(f"subscription {public_id}: {exc.message}")
+            continue
+        after = _subscription_state(public_id)
+        if after != before:
+            report.changes.append(f"subscription {public_id}: {before} -> {after}")
+
+
+def _subscription_state(public_id: str) -> str:
+    from app.models import Subscription
+
+    row = db.session.execute(
+        select(
+            Subscription.status, Subscription.current_period_end, Subscription.cancel_at_period_end
+        ).where(Subscription.public_id == public_id)
+    ).one()
+    db.session.rollback()
+    end = row[1].isoformat() if row[1] else "-"
+    return f"{row[0]} until {end}{' (canceling)' if row[2] else ''}"
+
+
 def reconcile(limit: int = 1000) -> Report:
     """One pass over everything that may be behind (oldest first, at most `limit` payments
     and `limit` refunds, so one run stays bounded). Safe to run at any time, repeatedly."""
@@ -232,6 +267,7 @@ def reconcile(limit: int = 1000) -> Report:
         reconcile_payment(payment_id, report)
     for refund_id in refund_ids:
         reconcile_refund(refund_id, report)
+    reconcile_subscriptions(report, limit)
     for line in report.lines():
         log.info("reconcile: %s", line.strip())
     return report

@@ -8,7 +8,7 @@ money beats everything — a payment that failed or expired and later turns out 
 have been captured becomes succeeded (the money was taken; the merchant must see it).
 
 One transition function per entity: transition_payment, transition_order,
-transition_refund, transition_dispute. Each is called inside a unit of work with the row
+transition_refund, transition_dispute, transition_subscription. Each is called inside a unit of work with the row
 locked (or, for opening a payment attempt, with the row not read at all: the move is then
 stored as one compare-and-set, app/payments/store.move_payment), and writes its audit entry
 in that same transaction.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import inspect
 
@@ -31,12 +31,17 @@ from app.models import (
     PaymentStatus,
     Refund,
     RefundStatus,
+    Subscription,
+    SubscriptionStatus,
 )
 from app.models.base import utcnow
 from app.models.enums import CAPTURED, ORDER_UNPAID_ENDS, STILL_OPEN, UNPAID_ENDS
 from app.payments import audit, outbox, store
 from app.payments.audit import Actor
 from app.payments.uow import lock
+
+if TYPE_CHECKING:
+    from app.gateways.base import SubscriptionSnapshot
 
 P = PaymentStatus
 
@@ -480,3 +485,140 @@ def transition_dispute(
         payment=dispute.payment,
     )
     return outcome
+
+
+# --- subscriptions ----------------------------------------------------------------------
+
+SS = SubscriptionStatus
+# A subscription mirrors its gateway: every move comes from a re-fetch of the gateway's
+# subscription made under the row's lock (app/payments/subscriptions.py), so the last
+# re-fetch is the newest truth whatever order the events came in. The table only keeps
+# what a gateway can never do: leave an end, or go back to incomplete.
+SUBSCRIPTION_TRANSITIONS: dict[SubscriptionStatus, frozenset[SubscriptionStatus]] = {
+    SS.INCOMPLETE: frozenset(
+        {
+            SS.TRIALING,
+            SS.ACTIVE,
+            SS.PAST_DUE,
+            SS.UNPAID,
+            SS.PAUSED,
+            SS.CANCELED,
+            SS.INCOMPLETE_EXPIRED,
+        }
+    ),
+    SS.TRIALING: frozenset({SS.ACTIVE, SS.PAST_DUE, SS.UNPAID, SS.PAUSED, SS.CANCELED}),
+    SS.ACTIVE: frozenset({SS.TRIALING, SS.PAST_DUE, SS.UNPAID, SS.PAUSED, SS.CANCELED}),
+    SS.PAST_DUE: frozenset({SS.ACTIVE, SS.UNPAID, SS.PAUSED, SS.CANCELED}),
+    SS.UNPAID: frozenset({SS.ACTIVE, SS.PAST_DUE, SS.PAUSED, SS.CANCELED}),
+    SS.PAUSED: frozenset({SS.TRIALING, SS.ACTIVE, SS.PAST_DUE, SS.UNPAID, SS.CANCELED}),
+    SS.CANCELED: frozenset(),
+    SS.INCOMPLETE_EXPIRED: frozenset(),
+}
+# incomplete 0, running 1, ended 2: a lower-ranked report is stale, anything else invalid.
+SUBSCRIPTION_RANK = {s: 1 for s in SS} | {
+    SS.INCOMPLETE: 0,
+    SS.CANCELED: 2,
+    SS.INCOMPLETE_EXPIRED: 2,
+}
+SUBSCRIPTION_EVENTS = {
+    SS.PAST_DUE: outbox.EventType.SUBSCRIPTION_PAST_DUE,
+    SS.UNPAID: outbox.EventType.SUBSCRIPTION_UNPAID,
+    SS.PAUSED: outbox.EventType.SUBSCRIPTION_PAUSED,
+    SS.CANCELED: outbox.EventType.SUBSCRIPTION_CANCELED,
+    SS.INCOMPLETE_EXPIRED: outbox.EventType.SUBSCRIPTION_CANCELED,
+}
+# The mirrored fields a re-fetch sets (beside the status).
+SUBSCRIPTION_FIELDS = (
+    "current_period_start",
+    "current_period_end",
+    "cancel_at",
+    "cancel_at_period_end",
+    "canceled_at",
+    "ended_at",
+    "trial_end",
+    "latest_invoice_id",
+    "latest_invoice_status",
+    "next_payment_attempt",
+    "gateway_status",
+)
+
+
+def subscription_outcome(current: SubscriptionStatus, target: SubscriptionStatus) -> Outcome:
+    """Classify a re-fetched status against the current one (pure; table-tested)."""
+    if target == current:
+        return Outcome.DUPLICATE
+    if target in SUBSCRIPTION_TRANSITIONS[current]:
+        return Outcome.APPLIED
+    if SUBSCRIPTION_RANK[target] < SUBSCRIPTION_RANK[current]:
+        return Outcome.STALE
+    return Outcome.INVALID
+
+
+def transition_subscription(
+    sub: Subscription,
+    snapshot: SubscriptionSnapshot,
+    actor: Actor,
+    *,
+    reason: str,
+) -> Outcome:
+    """The one place a subscription changes: to what the gateway's re-fetched subscription
+    says (`snapshot`), with the row locked. Its dates follow the status (an ended
+    subscription keeps the dates it ended with). Returns APPLIED for a status move,
+    DUPLICATE for the same status (its dates may still have moved: audited and told as
+    subscription.updated), STALE or INVALID (audited, nothing changed)."""
+    current = SubscriptionStatus(sub.status)
+    target = snapshot.status
+    outcome = subscription_outcome(current, target)
+    info: dict[str, Any] = {"reason": reason, "gateway_status": snapshot.gateway_status}
+    if outcome in (Outcome.STALE, Outcome.INVALID):
+        audit.record(
+            actor,
+            f"subscription.event_{outcome.value}",
+            sub,
+            from_state=current,
+            to_state=target,
+            details=info,
+        )
+        return outcome
+    changed = {}
+    for name in SUBSCRIPTION_FIELDS:
+        value = getattr(snapshot, name)
+        if getattr(sub, name) != value:
+            changed[name] = _plain(value)
+            setattr(sub, name, value)
+    if snapshot.gateway_customer_id and not sub.gateway_customer_id:
+        sub.gateway_customer_id = snapshot.gateway_customer_id
+    if snapshot.ref.gateway_subscription_id and not sub.gateway_subscription_id:
+        sub.gateway_subscription_id = snapshot.ref.gateway_subscription_id
+    if outcome is Outcome.DUPLICATE:
+        if changed:
+            audit.record(
+                actor,
+                "subscription.updated",
+                sub,
+                from_state=current,
+                to_state=target,
+                details={**info, "changed": changed},
+            )
+            outbox.emit(outbox.EventType.SUBSCRIPTION_UPDATED, sub)
+        return outcome
+    sub.status = target
+    audit.record(
+        actor,
+        "subscription.status_changed",
+        sub,
+        from_state=current,
+        to_state=target,
+        details={**info, "changed": changed},
+    )
+    if target in SUBSCRIPTION_EVENTS:
+        outbox.emit(SUBSCRIPTION_EVENTS[target], sub)
+    elif current in (SS.INCOMPLETE, SS.PAUSED) and target in (SS.ACTIVE, SS.TRIALING):
+        outbox.emit(outbox.EventType.SUBSCRIPTION_ACTIVATED, sub)
+    else:
+        outbox.emit(outbox.EventType.SUBSCRIPTION_UPDATED, sub)  # recovered, say
+    return outcome
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value

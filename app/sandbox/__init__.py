@@ -14,7 +14,12 @@ from flask import (
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
-from app.gateways.sandbox import SCENARIOS, SandboxGateway, SandboxProcessor
+from app.gateways.sandbox import (
+    SCENARIOS,
+    SUBSCRIBE_SCENARIOS,
+    SandboxGateway,
+    SandboxProcessor,
+)
 from app.i18n import N_
 
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
@@ -89,3 +94,46 @@ def challenge(session_id: str) -> Response | str:
         outcome = "3ds_succeed" if request.form.get("result") == "complete" else "3ds_fail"
         return redirect(_processor().complete(session_id, outcome), code=303)
     return render_template("sandbox/challenge.html", session=row, form=form)
+
+
+@bp.route("/subscribe/<sub_id>", methods=["GET", "POST"])
+def subscribe(sub_id: str) -> Response | str:
+    """The hosted subscribe page: the customer picks what their card does now and later."""
+    processor = _processor()
+    row = processor.get_subscription(sub_id)
+    if row is None:
+        abort(404)
+    form = FlaskForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400)
+        try:
+            return redirect(processor.subscribe(sub_id, request.form.get("scenario", "")), 303)
+        except ValueError:
+            abort(400)
+    return render_template(
+        "sandbox/subscribe.html", sub=row, scenarios=SUBSCRIBE_SCENARIOS, form=form
+    )
+
+
+@bp.route("/billing/<sub_id>", methods=["GET", "POST"])
+def billing(sub_id: str) -> Response | str:
+    """The sandbox's billing portal: update the card (the next retry succeeds), or cancel
+    (told to Kassa by webhook only, as a gateway's portal does)."""
+    processor = _processor()
+    row = processor.get_subscription(sub_id)
+    if row is None:
+        abort(404)
+    form = FlaskForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400)
+        action = request.form.get("action")
+        if action == "update_card":
+            processor.fail_next_renewals(sub_id, 0)
+        elif action == "cancel":
+            processor.cancel_subscription(sub_id, at_period_end=True)
+        else:
+            abort(400)
+        return redirect(f"/sandbox/billing/{sub_id}", 303)
+    return render_template("sandbox/billing.html", sub=row, form=form)

@@ -40,6 +40,7 @@ import requests
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.fakes.stripe_billing import BillingMixin
 from tests.fakes.stripe_signing import make_event, signature_header
 
 THREE_DECIMAL = {"bhd", "jod", "kwd", "omr", "tnd"}
@@ -139,7 +140,7 @@ class Delivery:
 
 
 @dataclass
-class FakeStripe:
+class FakeStripe(BillingMixin):
     """State and behaviour of the fake. `serve()` puts it on a loopback port."""
 
     latency_ms: int = 0
@@ -193,6 +194,8 @@ class FakeStripe:
             ("GET", re.compile(r"^/v1/events$"), self._list_events),
             ("GET", re.compile(r"^/v1/events/([^/]+)$"), self._get_event),
         ]
+        self._billing_init()
+        self._routes += [(m, re.compile(r), h) for m, r, h in self.billing_routes()]
 
     # ================================================================ serving
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> FakeStripe:
@@ -352,6 +355,11 @@ class FakeStripe:
             ("re_", self.refunds),
             ("du_", self.disputes),
             ("dp_", self.disputes),
+            ("in_", self.invoices),
+            ("sub_", self.subscriptions),
+            ("price_", self.prices),
+            ("prod_", self.products),
+            ("cus_", self.customers),
         ):
             if object_id.startswith(prefix):
                 return table.get(object_id)
@@ -404,6 +412,8 @@ class FakeStripe:
 
     # ================================================================ sessions
     def _create_session(self, p: dict[str, Any]) -> dict[str, Any]:
+        if p.get("mode") == "subscription":
+            return self.create_subscription_session(p)
         if p.get("mode") != "payment":
             raise StripeFakeError(
                 400, "invalid_request_error", "mode must be payment", param="mode"

@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from app.models.enums import DisputeStatus, OrderStatus, PaymentStatus, RefundStatus
+from app.models.enums import (
+    DisputeStatus,
+    OrderStatus,
+    PaymentStatus,
+    RefundStatus,
+    SubscriptionStatus,
+)
 from app.payments import state
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "ARCHITECTURE.md"
@@ -28,6 +34,7 @@ TABLES: dict[str, tuple[type[StrEnum], Mapping[Any, frozenset[Any]]]] = {
     "order": (OrderStatus, state.ORDER_TRANSITIONS),
     "refund": (RefundStatus, state.REFUND_TRANSITIONS),
     "dispute": (DisputeStatus, DISPUTE_TRANSITIONS),
+    "subscription": (SubscriptionStatus, state.SUBSCRIPTION_TRANSITIONS),
 }
 
 _ROW = re.compile(r"^\|\s*`(?P<source>[a-z_]+)`\s*\|\s*(?P<targets>[^|]*?)\s*\|$")

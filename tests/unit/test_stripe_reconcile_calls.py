@@ -23,7 +23,7 @@ from app.gateways.base import (
     VerifiedEvent,
 )
 from app.gateways.resilience import Policy, ResilientGateway
-from app.gateways.stripe import HANDLED_EVENTS, StripeGateway, redact
+from app.gateways.stripe import HANDLED_EVENTS, LISTED_EVENTS, StripeGateway, redact
 from app.models.enums import PaymentStatus, RefundStatus
 from tests.fakes.stripe_api import FakeStripe
 from tests.fakes.stripe_fixtures import (
@@ -91,7 +91,7 @@ def test_the_adapter_offers_both_optional_calls(gateway) -> None:
     assert isinstance(gateway, RetrievesRefunds)
     wrapped = ResilientGateway(gateway, Policy())
     assert wrapped.can_list_events and wrapped.can_retrieve_refunds
-    assert len(HANDLED_EVENTS) <= 20  # Stripe's limit for `types`
+    assert len(LISTED_EVENTS) <= 20  # Stripe's limit for `types`
 
 
 def test_list_events_asks_for_the_handled_types_since_a_time(gateway, fake_stripe) -> None:
@@ -100,7 +100,7 @@ def test_list_events_asks_for_the_handled_types_since_a_time(gateway, fake_strip
     [call] = fake_stripe.calls("GET", "/v1/events")
     assert call.query == {
         "created": {"gte": str(int(since.timestamp()))},
-        "types": list(HANDLED_EVENTS),
+        "types": list(LISTED_EVENTS),
         "limit": "100",
     }
 
