@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import dashboard, live, serving
+from bench import dashboard, live, processing, serving
 from bench.harness import (
     OUT,
     REFERENCE_LABEL,
@@ -33,6 +33,7 @@ from bench.report import write_report
 BENCHES: dict[str, Callable[[Database, serving.Sizes], dict[str, Any]]] = {
     "checkout": serving.checkout_under_latency,
     "webhooks": serving.webhook_intake,
+    "processing": processing.run,
     "dashboard": dashboard.run,
     "page": serving.page_weight,
     "memory": serving.worker_memory,
@@ -71,6 +72,27 @@ def headline(result: dict[str, Any]) -> str:
             f"; every acked event in the inbox: {result['all_acked_events_in_inbox']}"
             f"; bare Flask {b['rate']}/s (p99 {b['p99_ms']} ms); ratio "
             f"{result['ratio']} (with broker {result.get('ratio_with_broker')})"
+        )
+    if name == "processing":
+        parts = []
+        for mode in ("inproc", "redis", "rabbitmq"):
+            r = result.get(mode)
+            if not isinstance(r, dict):
+                continue
+            if "skipped" in r:
+                parts.append(f"{mode}: skipped ({r['skipped']})")
+                continue
+            cpu = r["cpu_ms_per_applied_event"]
+            parts.append(
+                f"{mode}: {r['applied_per_s']} applied/s ({r['stored']} events, intake "
+                f"{r['intake']['rate']}/s p99 {r['intake']['p99_ms']} ms, errors "
+                f"{r['intake']['errors']}; CPU ms/event {cpu.get('total_ms')}, as expected "
+                f"{r['check']['payments_as_expected']})"
+            )
+        return (
+            "processing (real events): "
+            + "; ".join(parts)
+            + f"; ratio to 1,000/s {result['ratio']}"
         )
     if name == "dashboard":
         worst = max(q["p95_ms"] for q in result["list_queries"])
