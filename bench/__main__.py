@@ -79,8 +79,8 @@ def headline(result: dict[str, Any]) -> str:
             r = result.get(mode)
             if not isinstance(r, dict):
                 continue
-            if "skipped" in r:
-                parts.append(f"{mode}: skipped ({r['skipped']})")
+            if "skipped" in r or "error" in r:
+                parts.append(f"{mode}: {r.get('skipped') or 'FAILED ' + r['error']}")
                 continue
             cpu = r["cpu_ms_per_applied_event"]
             parts.append(
