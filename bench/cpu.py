@@ -111,3 +111,48 @@ def per_op(spent: dict[str, float], ops: int) -> dict[str, Any]:
     out: dict[str, Any] = {f"{k}_ms": round(v * 1000 / ops, 3) for k, v in spent.items()}
     out["total_ms"] = round(sum(spent.values()) * 1000 / ops, 3)
     return out
+
+
+def app_meter(server: Any, database: str, **more: Callable[[], list[int]]) -> CpuMeter:
+    """A meter for one gunicorn server's processes and this run's PostgreSQL backends."""
+    groups: dict[str, Callable[[], list[int]]] = {
+        "workers": lambda: children(server.proc.pid) if server.proc else [],
+        "postgres": lambda: postgres_backends(database),
+    }
+    groups.update(more)
+    return CpuMeter(groups)
+
+
+def measure(meter: CpuMeter, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run a load generator run under the meter; the run's result gains `cpu_s` (seconds
+    by group, the load generator's own as `client`) and `cpu_ms_per_op` (per ok request)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    meter.start()
+    result = run()
+    spent = meter.stop()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    spent["client"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    result["cpu_s"] = {k: round(v, 3) for k, v in spent.items()}
+    result["cpu_ms_per_op"] = per_op(
+        {k: v for k, v in spent.items() if k != "client"}, result.get("ok", 0)
+    )
+    result["cpu_ms_per_op"]["client_ms"] = (
+        round(spent["client"] * 1000 / result["ok"], 3) if result.get("ok") else None
+    )
+    return result
+
+
+def combined_cpu(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """CPU ms per op over several runs: every second of CPU over every ok request."""
+    ok = sum(r.get("ok", 0) for r in runs)
+    totals: dict[str, float] = {}
+    for r in runs:
+        for k, v in r.get("cpu_s", {}).items():
+            totals[k] = totals.get(k, 0.0) + v
+    client = totals.pop("client", None)
+    out = per_op(totals, ok)
+    if client is not None and ok:
+        out["client_ms"] = round(client * 1000 / ok, 3)
+    return out
