@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import dashboard, live, processing, serving
+from bench import dashboard, journey, live, processing, serving
 from bench.harness import (
     OUT,
     REFERENCE_LABEL,
@@ -34,6 +34,7 @@ BENCHES: dict[str, Callable[[Database, serving.Sizes], dict[str, Any]]] = {
     "checkout": serving.checkout_under_latency,
     "webhooks": serving.webhook_intake,
     "processing": processing.run,
+    "journey": journey.run,
     "dashboard": dashboard.run,
     "page": serving.page_weight,
     "memory": serving.worker_memory,
@@ -93,6 +94,17 @@ def headline(result: dict[str, Any]) -> str:
             "processing (real events): "
             + "; ".join(parts)
             + f"; ratio to 1,000/s {result['ratio']}"
+        )
+    if name == "journey":
+        r, c = result["run"], result["check"]
+        steps = ", ".join(
+            f"{k} p50/p95/p99 {v['p50_ms']}/{v['p95_ms']}/{v['p99_ms']} ms"
+            for k, v in r["steps"].items()
+        )
+        return (
+            f"journey: {r['journeys']} journeys by {r['customers']} customers in {r['seconds']} s "
+            f"= {r['rate']}/s, {r['requests_per_s']} requests/s, errors {r['errors']}; "
+            f"paid exactly once and refunds once: {c['ok']} ({c}); {steps}"
         )
     if name == "dashboard":
         worst = max(q["p95_ms"] for q in result["list_queries"])

@@ -16,7 +16,7 @@ AGAINST = {
     "checkout": "the same checkouts with the gateway at 0 ms (rate at 250 ms / rate at 0 ms)",
     "webhooks": "bare Flask on the same gunicorn settings (Kassa's intake rate / bare rate)",
     "processing": "the 1,000 applied events/s target (best applied rate / 1,000)",
-    "journey": "the same journeys with the gateway at 0 ms (journeys/s / journeys/s at 0 ms)",
+    "journey": "journeys started (paid and checked / started; 1.0 = none lost)",
     "dashboard": "the 50 ms budget (worst list p95 / 50 ms)",
     "page": "the 50 KB budget (bytes transferred / 50 KB)",
     "memory": "RSS after boot (RSS after N requests / at boot)",
