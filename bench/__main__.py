@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import dashboard, journey, live, processing, serving
+from bench import dashboard, instances, journey, live, processing, serving
 from bench.harness import (
     OUT,
     REFERENCE_LABEL,
@@ -35,6 +35,7 @@ BENCHES: dict[str, Callable[[Database, serving.Sizes], dict[str, Any]]] = {
     "webhooks": serving.webhook_intake,
     "processing": processing.run,
     "journey": journey.run,
+    "instances": instances.run,
     "dashboard": dashboard.run,
     "page": serving.page_weight,
     "memory": serving.worker_memory,
@@ -94,6 +95,16 @@ def headline(result: dict[str, Any]) -> str:
             "processing (real events): "
             + "; ".join(parts)
             + f"; ratio to 1,000/s {result['ratio']}"
+        )
+    if name == "instances":
+        parts = [
+            f"{k}: {v['rate']}/s (p99 {v['p99_ms']} ms, errors {v['errors']}, CPU ms/checkout "
+            f"{v['cpu_ms_per_op'].get('total_ms')})"
+            for k, v in result.items()
+            if isinstance(v, dict) and "rate" in v
+        ]
+        return (
+            "instances (checkout via HAProxy): " + "; ".join(parts) + f"; ratio {result['ratio']}"
         )
     if name == "journey":
         r, c = result["run"], result["check"]

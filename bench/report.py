@@ -17,6 +17,7 @@ AGAINST = {
     "webhooks": "bare Flask on the same gunicorn settings (Kassa's intake rate / bare rate)",
     "processing": "the 1,000 applied events/s target (best applied rate / 1,000)",
     "journey": "journeys started (paid and checked / started; 1.0 = none lost)",
+    "instances": "one instance of 2 workers, both behind HAProxy (2 x 1 worker / 1 x 2)",
     "dashboard": "the 50 ms budget (worst list p95 / 50 ms)",
     "page": "the 50 KB budget (bytes transferred / 50 KB)",
     "memory": "RSS after boot (RSS after N requests / at boot)",
@@ -53,6 +54,12 @@ def _ratio_row(result: dict[str, Any]) -> list[Any]:
         )
     elif name == "journey":
         text = _cpu_text(result.get("cpu_ms_per_journey"))
+    elif name == "instances":
+        text = "; ".join(
+            f"{k}: {_cpu_text(v.get('cpu_ms_per_op'))}"
+            for k, v in result.items()
+            if isinstance(v, dict) and "rate" in v
+        )
     else:
         text = "not measured"
     return [name, result.get("ratio"), AGAINST.get(name, ""), result.get("cpu_ratio", ""), text]

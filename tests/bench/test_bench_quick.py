@@ -44,6 +44,7 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
         "webhooks",
         "processing",
         "journey",
+        "instances",
         "dashboard",
         "page",
         "memory",
