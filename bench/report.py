@@ -60,6 +60,13 @@ def _ratio_row(result: dict[str, Any]) -> list[Any]:
             for k, v in result.items()
             if isinstance(v, dict) and "rate" in v
         )
+    elif name == "streams":
+        text = (
+            f"with streams: {_cpu_text(result['checkout_with_streams'].get('cpu_ms_per_op'))}; "
+            f"without: {_cpu_text(result['checkout_without_streams'].get('cpu_ms_per_op'))}"
+        )
+    elif name == "deliveries":
+        text = _cpu_text(result.get("cpu_ms_per_op"))
     else:
         text = "not measured"
     return [name, result.get("ratio"), AGAINST.get(name, ""), result.get("cpu_ratio", ""), text]
