@@ -479,8 +479,8 @@ def _client_run(cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
 
 
 def run(db: Database, sizes: Sizes) -> dict[str, Any]:
-    customers = sizes.pick(1000, 20)
-    max_seconds = sizes.pick(60, 5)
+    customers = int(os.environ.get("BENCH_JOURNEY_CUSTOMERS") or sizes.pick(1000, 20))
+    max_seconds = int(os.environ.get("BENCH_JOURNEY_SECONDS") or sizes.pick(60, 5))
     server = Server(
         "bench.wsgi_kassa:app", app_env(db, WORKER_CONNECTIONS=str(max(1000, customers)))
     ).start()
@@ -492,10 +492,11 @@ def run(db: Database, sizes: Sizes) -> dict[str, Any]:
             "customers": customers,
             "merchants": sizes.pick(4, 2),
             "max_seconds": max_seconds,
-            "journeys_each": sizes.pick(1000, 1),
+            # BENCH_JOURNEY_EACH=1: every customer buys once (a loaded machine's full run).
+            "journeys_each": int(os.environ.get("BENCH_JOURNEY_EACH") or sizes.pick(1000, 1)),
             **merchant,
         }
-        result = measure(app_meter(server, db.name), lambda: _client_run(cfg, max_seconds + 240))
+        result = measure(app_meter(server, db.name), lambda: _client_run(cfg, max_seconds + 420))
         check = _check(db, result)
         cpu = result.pop("cpu_ms_per_op")
         return {
