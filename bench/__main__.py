@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import dashboard, live, serving
+from bench import dashboard, instances, journey, live, processing, serving
 from bench.harness import (
     OUT,
     REFERENCE_LABEL,
@@ -34,6 +34,9 @@ BENCHES: dict[str, Callable[[Database, serving.Sizes], dict[str, Any]]] = {
     "checkout": serving.checkout_under_latency,
     "api_checkout": serving.api_vs_form_checkout,
     "webhooks": serving.webhook_intake,
+    "processing": processing.run,
+    "journey": journey.run,
+    "instances": instances.run,
     "dashboard": dashboard.run,
     "page": serving.page_weight,
     "memory": serving.worker_memory,
@@ -80,6 +83,48 @@ def headline(result: dict[str, Any]) -> str:
             f"; every acked event in the inbox: {result['all_acked_events_in_inbox']}"
             f"; bare Flask {b['rate']}/s (p99 {b['p99_ms']} ms); ratio "
             f"{result['ratio']} (with broker {result.get('ratio_with_broker')})"
+        )
+    if name == "processing":
+        parts = []
+        for mode in ("inproc", "redis", "rabbitmq"):
+            r = result.get(mode)
+            if not isinstance(r, dict):
+                continue
+            if "skipped" in r or "error" in r:
+                parts.append(f"{mode}: {r.get('skipped') or 'FAILED ' + r['error']}")
+                continue
+            cpu = r["cpu_ms_per_applied_event"]
+            parts.append(
+                f"{mode}: {r['applied_per_s']} applied/s ({r['stored']} events, intake "
+                f"{r['intake']['rate']}/s p99 {r['intake']['p99_ms']} ms, errors "
+                f"{r['intake']['errors']}; CPU ms/event {cpu.get('total_ms')}, as expected "
+                f"{r['check']['payments_as_expected']})"
+            )
+        return (
+            "processing (real events): "
+            + "; ".join(parts)
+            + f"; ratio to 1,000/s {result['ratio']}"
+        )
+    if name == "instances":
+        parts = [
+            f"{k}: {v['rate']}/s (p99 {v['p99_ms']} ms, errors {v['errors']}, CPU ms/checkout "
+            f"{v['cpu_ms_per_op'].get('total_ms')})"
+            for k, v in result.items()
+            if isinstance(v, dict) and "rate" in v
+        ]
+        return (
+            "instances (checkout via HAProxy): " + "; ".join(parts) + f"; ratio {result['ratio']}"
+        )
+    if name == "journey":
+        r, c = result["run"], result["check"]
+        steps = ", ".join(
+            f"{k} p50/p95/p99 {v['p50_ms']}/{v['p95_ms']}/{v['p99_ms']} ms"
+            for k, v in r["steps"].items()
+        )
+        return (
+            f"journey: {r['journeys']} journeys by {r['customers']} customers in {r['seconds']} s "
+            f"= {r['rate']}/s, {r['requests_per_s']} requests/s, errors {r['errors']}; "
+            f"paid exactly once and refunds once: {c['ok']} ({c}); {steps}"
         )
     if name == "dashboard":
         worst = max(q["p95_ms"] for q in result["list_queries"])

@@ -22,6 +22,7 @@ import requests
 
 from app.crypto import keyring_for
 from app.gateways.sandbox import sign
+from bench.cpu import CpuMeter, app_meter, children, measure, per_op, postgres_backends
 from bench.harness import (
     BLIND_INDEX_KEY,
     ENCRYPTION_KEYS,
@@ -183,13 +184,13 @@ def streams(db: Database, sizes: Sizes) -> dict[str, Any]:
             "max_seconds": max_seconds,
         }
         loadgen("checkout", dict(cfg, total=sizes.pick(1000, 5), max_seconds=sizes.pick(5, 2)))
-        without = loadgen("checkout", cfg)
+        without = measure(app_meter(server, db.name), lambda: loadgen("checkout", cfg))
         orders = _sandbox_orders(server.url, burst + 1)
         held = Streams(server.port)
         held.open([f"/orders/{orders[0]['order']}/events"] * idle)
         held.wait_open(idle)
         time.sleep(2)
-        with_streams = loadgen("checkout", cfg)
+        with_streams = measure(app_meter(server, db.name), lambda: loadgen("checkout", cfg))
         # The burst: one stream per order, then every order's webhook at once.
         burst_orders = orders[1:]
         held.open([f"/orders/{o['order']}/events" for o in burst_orders])
@@ -292,6 +293,15 @@ def deliveries(db: Database, sizes: Sizes) -> dict[str, Any]:
             " json_build_object('id', 'ord_bench_' || n, 'object', 'order', 'status', 'paid'),"
             f" now() FROM generate_series(1, {count}) n RETURNING 1) SELECT count(*) FROM e"
         )
+        meter = CpuMeter(
+            {
+                "sweepers": lambda: [p for s in sweepers for p in children(s.proc.pid)],
+                "postgres": lambda: postgres_backends(db.name),
+                "receiver": lambda: [receiver.proc.pid],
+            }
+        )
+        sweepers: list[Process] = []
+        meter.start()
         started = time.monotonic()
         sweepers = [
             Process(
@@ -316,6 +326,7 @@ def deliveries(db: Database, sizes: Sizes) -> dict[str, Any]:
                 break
             time.sleep(0.25)
         elapsed = time.monotonic() - started
+        spent = meter.stop()
         for s in sweepers:
             s.stop()
         stats = requests.get(f"http://127.0.0.1:{port}/stats", timeout=5).json()
@@ -327,6 +338,7 @@ def deliveries(db: Database, sizes: Sizes) -> dict[str, Any]:
             "rate": round(delivered / elapsed, 1) if elapsed else None,
             "receiver": stats,
             "none_lost": delivered == count and stats["distinct_ids"] == count,
+            "cpu_ms_per_op": per_op(spent, delivered),
             "ratio": round(delivered / elapsed / 500, 3) if elapsed else None,
         }
     finally:

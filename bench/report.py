@@ -12,6 +12,66 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+AGAINST = {
+    "checkout": "the same checkouts with the gateway at 0 ms (rate at 250 ms / rate at 0 ms)",
+    "webhooks": "bare Flask on the same gunicorn settings (Kassa's intake rate / bare rate)",
+    "processing": "the 1,000 applied events/s target (best applied rate / 1,000)",
+    "journey": "journeys started (paid and checked / started; 1.0 = none lost)",
+    "instances": "one instance of 2 workers, both behind HAProxy (2 x 1 worker / 1 x 2)",
+    "dashboard": "the 50 ms budget (worst list p95 / 50 ms)",
+    "page": "the 50 KB budget (bytes transferred / 50 KB)",
+    "memory": "RSS after boot (RSS after N requests / at boot)",
+    "streams": "checkout without streams (rate with 1,000 idle streams / without)",
+    "deliveries": "the 500/s target (deliveries/s / 500)",
+}
+
+
+def _cpu_text(cpu: dict[str, Any] | None) -> str:
+    if not cpu:
+        return "not measured"
+    parts = [f"{k[:-3]} {v}" for k, v in cpu.items() if k.endswith("_ms") and v is not None]
+    return ", ".join(parts)
+
+
+def _ratio_row(result: dict[str, Any]) -> list[Any]:
+    name = result["name"]
+    if name == "checkout":
+        slow_key = next((k for k in result if k.startswith("latency_")), "")
+        text = (
+            f"0 ms: {_cpu_text(result['baseline_0ms'].get('cpu_ms_per_op'))}; latency: "
+            f"{_cpu_text(result.get(slow_key, {}).get('cpu_ms_per_op'))}"
+        )
+    elif name == "webhooks":
+        text = (
+            f"Kassa: {_cpu_text(result['kassa'].get('cpu_ms_per_op'))}; bare: "
+            f"{_cpu_text(result['baseline_bare_flask'].get('cpu_ms_per_op'))}"
+        )
+    elif name == "processing":
+        text = "; ".join(
+            f"{m}: {_cpu_text(result[m].get('cpu_ms_per_applied_event'))}"
+            for m in ("inproc", "redis", "rabbitmq")
+            if isinstance(result.get(m), dict) and "cpu_ms_per_applied_event" in result[m]
+        )
+    elif name == "journey":
+        text = _cpu_text(result.get("cpu_ms_per_journey"))
+    elif name == "instances":
+        text = "; ".join(
+            f"{k}: {_cpu_text(v.get('cpu_ms_per_op'))}"
+            for k, v in result.items()
+            if isinstance(v, dict) and "rate" in v
+        )
+    elif name == "streams":
+        text = (
+            f"with streams: {_cpu_text(result['checkout_with_streams'].get('cpu_ms_per_op'))}; "
+            f"without: {_cpu_text(result['checkout_without_streams'].get('cpu_ms_per_op'))}"
+        )
+    elif name == "deliveries":
+        text = _cpu_text(result.get("cpu_ms_per_op"))
+    else:
+        text = "not measured"
+    return [name, result.get("ratio"), AGAINST.get(name, ""), result.get("cpu_ratio", ""), text]
+
+
 def write_report(payload: dict[str, Any], path: Path) -> None:
     from bench.__main__ import headline
 
@@ -22,6 +82,20 @@ def write_report(payload: dict[str, Any], path: Path) -> None:
             f"Run started {payload['started']} with `python -m bench` (full mode). Regenerate "
             "with `make bench`; numbers are from one run on the machine below, the app and "
             "its load generator sharing its CPUs."
+        ),
+        "",
+        "## Ratios first (same-run baselines) and CPU per operation",
+        "",
+        (
+            "Rates depend on the machine and on what else runs on it; these do much less. "
+            "Each ratio compares two measurements of the same run; CPU ms per operation is "
+            "the app's processes' CPU time (from /proc: gunicorn workers, Celery workers and "
+            "this run's PostgreSQL backends, separately) over the operations done."
+        ),
+        "",
+        _table(
+            ["benchmark", "ratio", "against", "CPU ratio", "CPU ms/op (workers, PostgreSQL)"],
+            [_ratio_row(r) for r in payload["results"] if "error" not in r],
         ),
         "",
         "## Machine",
@@ -118,6 +192,55 @@ def write_report(payload: dict[str, Any], path: Path) -> None:
                                 f"({r['processed_per_s']}/s); outcomes {r['outcomes']}."
                             ),
                         ]
+        elif name == "processing":
+            rows = []
+            for mode in ("inproc", "redis", "rabbitmq"):
+                r = result.get(mode)
+                if not isinstance(r, dict):
+                    continue
+                if "check" not in r:
+                    rows.append([mode, r.get("skipped") or r.get("error")] + [""] * 8)
+                    continue
+                c, i = r["cpu_ms_per_applied_event"], r["intake"]
+                rows.append(
+                    [
+                        mode,
+                        r["stored"],
+                        r["applied_per_s"],
+                        i["rate"],
+                        i["p99_ms"],
+                        i["errors"],
+                        c.get("web workers_ms"),
+                        c.get("celery workers_ms"),
+                        c.get("postgres backends_ms"),
+                        r["check"]["payments_as_expected"],
+                    ]
+                )
+            out.append(
+                _table(
+                    [
+                        "mode",
+                        "events stored",
+                        "applied/s",
+                        "intake/s",
+                        "intake p99 ms",
+                        "errors",
+                        "CPU ms/event web",
+                        "CPU ms/event celery",
+                        "CPU ms/event PostgreSQL",
+                        "payments as expected",
+                    ],
+                    rows,
+                )
+            )
+            out += ["", f"Setup: {result.get('setup')}."]
+            for mode in ("inproc", "redis", "rabbitmq"):
+                r = result.get(mode)
+                if isinstance(r, dict) and "check" in r:
+                    out += [
+                        "",
+                        f"{mode}: rows {r['check']}; load at start {r.get('load_average_1min_at_start')}.",
+                    ]
         elif name == "dashboard":
             out.append(f"{result['payments']} payments seeded in {result['seed_seconds']} s.")
             out.append("")

@@ -15,6 +15,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from app.gateways.sandbox import sign
+from bench.cpu import app_meter, combined_cpu, measure
 from bench.harness import (
     METRICS_TOKEN,
     OUT,
@@ -142,7 +143,8 @@ def checkout_under_latency(db: Database, sizes: Sizes) -> dict[str, Any]:
         for _round in range(rounds):
             for ms in (0, latency_ms):
                 target["set_latency"](ms)
-                runs[ms].append(loadgen("checkout", cfg))
+                meter = app_meter(server, db.name)
+                runs[ms].append(measure(meter, lambda: loadgen("checkout", cfg)))
         metrics = requests.get(
             server.url + "/metrics",
             headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
@@ -164,6 +166,8 @@ def checkout_under_latency(db: Database, sizes: Sizes) -> dict[str, Any]:
             "baseline_0ms": base,
             f"latency_{latency_ms}ms": slow,
             "ratio": round(slow["rate"] / base["rate"], 3) if base["rate"] else None,
+            # CPU per checkout at the latency over CPU per checkout at 0 ms (app processes).
+            "cpu_ratio": _cpu_ratio(slow, base),
             "gateway_metric_present": "kassa_gateway_request_duration_seconds_count" in metrics,
         }
         if rounds > 1:
@@ -258,12 +262,20 @@ def api_vs_form_checkout(db: Database, sizes: Sizes) -> dict[str, Any]:
         release(sizes, server, fake)
 
 
+def _cpu_ratio(numerator: dict[str, Any], denominator: dict[str, Any]) -> float | None:
+    """Ratio of two runs' CPU ms per operation (the app's processes, client excluded)."""
+    a = (numerator.get("cpu_ms_per_op") or {}).get("total_ms")
+    b = (denominator.get("cpu_ms_per_op") or {}).get("total_ms")
+    return round(a / b, 3) if a and b else None
+
+
 def _combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Several runs of one setting as one: the rate over all of them (every ok request over
     every second), and each percentile from the worse run (the runs' latencies are not
     kept, so they cannot be pooled)."""
     if len(runs) == 1:
         return runs[0]
+    cpu = combined_cpu(runs)
     ok, seconds = sum(r["ok"] for r in runs), sum(r["seconds"] for r in runs)
     combined = {
         "name": runs[0]["name"],
@@ -274,6 +286,7 @@ def _combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "rate": round(ok / seconds, 1) if seconds else 0.0,
         "error_samples": [s for r in runs for s in r["error_samples"]][:5],
         "rates_per_run": [r["rate"] for r in runs],
+        "cpu_ms_per_op": cpu,
     }
     for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
         combined[key] = max(r[key] for r in runs)
@@ -364,7 +377,7 @@ def _intake_run(
         }
         like = f"evt_bench_{label}_%"
         started = time.monotonic()
-        run = loadgen("webhooks", cfg)
+        run = measure(app_meter(server, db.name), lambda: loadgen("webhooks", cfg))
         stored = db.scalar(f"SELECT count(*) FROM webhook_events WHERE event_id LIKE '{like}'")
         deadline = time.monotonic() + sizes.pick(180, 15)
         pending = None
@@ -423,7 +436,9 @@ def webhook_intake(db: Database, sizes: Sizes) -> dict[str, Any]:
         }
         if sizes.full:
             loadgen("webhooks", dict(cfg, total=2000, max_seconds=5))
-        results["baseline_bare_flask"] = loadgen("webhooks", cfg)
+        results["baseline_bare_flask"] = measure(
+            app_meter(bare, db.name), lambda: loadgen("webhooks", cfg)
+        )
     finally:
         bare.stop()
     # Default deployment without a broker: jobs run on each worker's in-process pool.
@@ -452,6 +467,8 @@ def webhook_intake(db: Database, sizes: Sizes) -> dict[str, Any]:
     )
     base = results["baseline_bare_flask"]["rate"]
     results["ratio"] = round(results["kassa"]["rate"] / base, 3) if base else None
+    # CPU per event in Kassa's processes over the bare endpoint's (workers + PostgreSQL).
+    results["cpu_ratio"] = _cpu_ratio(results["kassa"], results["baseline_bare_flask"])
     results["ratio_with_broker"] = round(best["rate"] / base, 3) if base else None
     return results
 

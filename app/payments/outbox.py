@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, insert, select, text
 
 from app import jobs, live
 from app.extensions import db
@@ -35,7 +35,7 @@ from app.models import (
     WebhookEndpoint,
 )
 from app.models.base import public_id, utcnow
-from app.payments import faults
+from app.payments import faults, store
 from app.payments.uow import unit_of_work
 
 log = logging.getLogger(__name__)
@@ -270,13 +270,10 @@ def relay_batch(limit: int = RELAY_BATCH) -> list[live.Message]:
         deliveries: list[dict[str, Any]] = []
         messages: list[live.Message] = []
         due: list[int] = []
+        numbered: list[tuple[int, int]] = []
         for event in events:
             seq += 1
-            db.session.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.id == event.id)
-                .values(seq=seq, dispatched_at=now)
-            )
+            numbered.append((event.id, seq))
             for endpoint in endpoints:
                 if event.endpoint_id is not None:
                     if endpoint.id != event.endpoint_id:
@@ -304,6 +301,7 @@ def relay_batch(limit: int = RELAY_BATCH) -> list[live.Message]:
                     due.append(event.id)
             if event.endpoint_id is None:
                 messages.append(live.Message.from_event(event, seq))
+        store.mark_dispatched(numbered, now)
         if deliveries:
             db.session.execute(insert(WebhookDelivery.__table__), deliveries)
         for start in range(0, len(due), 100):

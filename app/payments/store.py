@@ -16,6 +16,7 @@ and PostgreSQL and compares.
   transition's hot path, app/payments/state.py)
 - insert_or_ignore: INSERT ... ON CONFLICT DO NOTHING RETURNING, on either database
 - event_inserter: the webhook inbox's grouped insert (app/payments/inbox_writer.py)
+- mark_dispatched: the outbox relay's batch given its stream numbers, in one UPDATE
 - utc_day: a timestamp's UTC day in SQL (the dashboard's charts)
 
 Rows are plain dicts of column values; audit rows are made by app/payments/audit.row().
@@ -30,7 +31,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Row, Table, func, insert, update
+from sqlalchemy import Row, Table, bindparam, func, insert, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -38,7 +39,7 @@ from sqlalchemy.sql.dml import Insert
 
 from app.crypto import seal_row
 from app.extensions import db
-from app.models import AuditEntry, Order, OrderItem, Payment, WebhookEvent
+from app.models import AuditEntry, Order, OrderItem, OutboxEvent, Payment, WebhookEvent
 from app.models.base import utcnow
 
 # Core statements built once: a statement object reused with new parameters skips
@@ -48,6 +49,7 @@ _ITEMS = OrderItem.__table__
 _PAYMENTS = Payment.__table__
 _AUDIT = AuditEntry.__table__
 _EVENTS = WebhookEvent.__table__
+_OUTBOX = OutboxEvent.__table__
 _INSERT_ORDER = insert(_ORDERS).returning(_ORDERS.c.id)
 _INSERT_ITEM = insert(_ITEMS)
 _INSERT_PAYMENT = insert(_PAYMENTS).returning(_PAYMENTS.c.id)
@@ -345,3 +347,33 @@ def event_inserter(engine: Engine) -> Callable[[Sequence[Mapping[str, Any]]], Ev
         return [(int(i), str(g), str(e)) for i, g, e in found]
 
     return insert_rows
+
+
+# --- the outbox relay ------------------------------------------------------------------
+
+_MARK_DISPATCHED_PG = text(
+    "UPDATE outbox_events SET seq = v.seq, dispatched_at = :at "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:seqs AS bigint[])) AS v(id, seq) "
+    "WHERE outbox_events.id = v.id"
+).bindparams(bindparam("at", type_=_OUTBOX.c.dispatched_at.type))
+_MARK_DISPATCHED = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_id"))
+    .values(seq=bindparam("row_seq"), dispatched_at=bindparam("row_at"))
+)
+
+
+def mark_dispatched(seqs: Sequence[tuple[int, int]], at: datetime) -> None:
+    """Give outbox rows (id, stream number) their number and dispatch time. PostgreSQL: one
+    UPDATE for the batch; the relay's ORM UPDATE per row also re-evaluated its WHERE
+    against every object in the session (quadratic in the batch; issue 21's profile)."""
+    if not seqs:
+        return
+    conn = _connection()
+    if _on_postgresql(conn):
+        conn.execute(
+            _MARK_DISPATCHED_PG,
+            {"ids": [i for i, _ in seqs], "seqs": [n for _, n in seqs], "at": at},
+        )
+        return
+    conn.execute(_MARK_DISPATCHED, [{"row_id": i, "row_seq": n, "row_at": at} for i, n in seqs])

@@ -43,6 +43,9 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
         "checkout",
         "api_checkout",
         "webhooks",
+        "processing",
+        "journey",
+        "instances",
         "dashboard",
         "page",
         "memory",
@@ -63,6 +66,21 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
     webhooks = results["webhooks"]
     assert webhooks["kassa"]["ok"] > 0 and webhooks["baseline_bare_flask"]["ok"] > 0
     assert webhooks["all_acked_events_in_inbox"]
+    processing = results["processing"]
+    assert processing["all_as_expected"]
+    for mode in ("inproc", "redis"):
+        if "check" in processing[mode]:  # a broker that is not running is skipped
+            assert processing[mode]["unprocessed_after_wait"] == 0
+            assert (
+                processing[mode]["check"]["refunds"]
+                == processing[mode]["check"]["refunds_expected"]
+            )
+    assert "check" in processing["inproc"]
+    journey = results["journey"]
+    assert journey["run"]["errors"] == 0 and journey["run"]["journeys"] > 0
+    assert journey["check"]["ok"] and journey["check"]["refunds_acked"] > 0
+    for result in (checkout["baseline_0ms"], webhooks["kassa"], webhooks["baseline_bare_flask"]):
+        assert result["cpu_ms_per_op"]["workers_ms"] >= 0
     dashboard = results["dashboard"]
     assert dashboard["payments"] > 0 and all(q["p95_ms"] > 0 for q in dashboard["list_queries"])
     assert dashboard["csv"]["rows"] >= dashboard["payments"]  # quick runs share a database

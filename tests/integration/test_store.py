@@ -293,3 +293,36 @@ def test_opening_the_checkout_records_the_same_trail_on_both_databases(
             "reason": "checkout opened",
             "reference": payment.gateway_reference,
         }
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite", "postgres"], indirect=True)
+def test_mark_dispatched_numbers_only_the_rows_given(
+    db_backend: str, make_app: Callable[..., Flask], request: pytest.FixtureRequest
+) -> None:
+    from app.models import OutboxEvent
+
+    with _backend_app(db_backend, make_app, request).app_context():
+        with unit_of_work():
+            for n in range(3):
+                db.session.add(
+                    OutboxEvent(
+                        public_id=f"evt_md_{n}",
+                        type="order.paid",
+                        subject_type="order",
+                        subject_id=f"ord_md_{n}",
+                        data={"n": n},
+                    )
+                )
+        rows = db.session.scalars(select(OutboxEvent).order_by(OutboxEvent.id)).all()
+        ids = [r.id for r in rows]
+        db.session.rollback()
+        at = utcnow()
+        with unit_of_work():
+            store.mark_dispatched([(ids[0], 41), (ids[2], 42)], at)
+        got = [
+            (r.seq, r.dispatched_at)
+            for r in db.session.scalars(select(OutboxEvent).order_by(OutboxEvent.id))
+        ]
+        assert got == [(41, at), (None, None), (42, at)]
+        with unit_of_work():
+            store.mark_dispatched([], at)  # nothing to do: no statement

@@ -1,0 +1,125 @@
+"""Where the time of webhook processing goes: `python -m bench.profile_processing [N]`.
+
+One process, its own PostgreSQL database: N open sandbox payments made with the checkout
+code, their events (bench/processing.py's five patterns) received through the webhook
+intake code, then every job that intake enqueued (webhooks.process, and what those
+enqueue: receipts, the outbox relay...) run one after another under cProfile, as the
+drainer or a Celery worker would run them. Prints the wall and CPU time per job and the
+top functions by cumulative and by own time. The jobs are collected by a stand-in runner
+(`app.extensions["kassa_jobs"]`, the same seam as bench/broker.py), so nothing runs early.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import json
+import os
+import pstats
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.harness import OUT, SECRET_KEY, WEBHOOK_SECRET, Database
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.jobs: list[tuple[str, tuple[Any, ...]]] = []
+
+    def submit(self, name: str, args: tuple[Any, ...]) -> None:
+        self.jobs.append((name, args))
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        return None
+
+
+def main(count: int) -> None:
+    db = Database.create("prof")
+    try:
+        db.migrate_and_seed_demo()
+        os.environ.update(SECRET_KEY=SECRET_KEY, SANDBOX_WEBHOOK_SECRET=WEBHOOK_SECRET)
+        from app import create_app
+        from app.jobs import TASKS
+        from app.payments import events
+        from app.payments.audit import CUSTOMER
+        from app.payments.checkout import ItemRequest, create_checkout
+        from bench import processing
+
+        app = create_app(
+            {
+                "SQLALCHEMY_DATABASE_URI": db.url,
+                "INSTANCE_PATH": str(OUT / "instance-prof"),
+                "SANDBOX_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "SANDBOX_DELIVER_WEBHOOKS": False,
+                "LOG_LEVEL": "WARNING",
+                "SCHEDULER_ENABLED": False,
+                "RATELIMIT_ENABLED": False,
+            }
+        )
+        collect = Collect()
+        app.extensions["kassa_jobs"] = collect
+        ids = []
+        with app.test_request_context():
+            for n in range(count):
+                p = create_checkout(
+                    [ItemRequest("tee-usd", 1)], f"prof{n}@example.com", "Prof", "sandbox", CUSTOMER
+                )
+                ids.append(p.public_id)
+        payments = processing._open_payments(db, ids)
+        path, total, _distinct = processing.build_events(payments, "prof")
+        collect.jobs.clear()
+        t0 = time.perf_counter()
+        with app.test_request_context():
+            for line in Path(path).read_text().splitlines():
+                e = json.loads(line)
+                events.receive("sandbox", e["body"].encode(), e["headers"])
+        intake_s = time.perf_counter() - t0
+        print(
+            f"intake of {total} events, serial, in-process: {intake_s * 1000 / total:.2f} ms each"
+        )
+        profiler = cProfile.Profile()
+        per_job: Counter[str] = Counter()
+        wall: Counter[str] = Counter()
+        cpu: Counter[str] = Counter()
+        done = 0
+        while collect.jobs:
+            name, args = collect.jobs.pop(0)
+            w0, c0 = time.perf_counter(), time.process_time()
+            with app.app_context():
+                profiler.enable()
+                try:
+                    TASKS[name](*args)
+                finally:
+                    profiler.disable()
+            wall[name] += time.perf_counter() - w0
+            cpu[name] += time.process_time() - c0
+            per_job[name] += 1
+            done += 1
+        print(f"{done} jobs run")
+        for name, n in per_job.most_common():
+            print(
+                f"  {name}: {n} runs, wall {wall[name] * 1000 / n:.2f} ms each, "
+                f"CPU {cpu[name] * 1000 / n:.2f} ms each"
+            )
+        processed = per_job["webhooks.process"]
+        print(
+            f"all jobs per processed event: wall {sum(wall.values()) * 1000 / processed:.2f} ms,"
+            f" CPU {sum(cpu.values()) * 1000 / processed:.2f} ms (this process only)"
+        )
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats("cumulative").print_stats(45)
+        stats.sort_stats("tottime").print_stats(30)
+        print(out.getvalue())
+    finally:
+        db.drop()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 500)
