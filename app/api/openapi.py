@@ -93,6 +93,9 @@ LINK_SOURCES: dict[type[BaseModel], dict[str, str]] = {
     schemas.WebhookEndpoint: {"endpoint_id": "/data/id"},
     schemas.WebhookEndpointCreated: {"endpoint_id": "/data/id"},
     schemas.WebhookEndpointSecret: {"endpoint_id": "/data/endpoint_id"},
+    schemas.CustomerRecord: {"customer_id": "/data/id"},
+    schemas.SavedPaymentMethod: {"method_id": "/data/id", "customer_id": "/data/customer_id"},
+    schemas.Subscription: {"subscription_id": "/data/id"},
 }
 
 

@@ -337,7 +337,7 @@ class SubscriptionCreate(Request):
         json_schema_extra={
             "examples": [
                 {
-                    "plan_id": "plan_...",
+                    "plan_id": "plan_4fT2kQ9xLm",
                     "gateway": "sandbox",
                     "customer": {"email": "ada@example.com", "name": "Ada Lovelace"},
                 }

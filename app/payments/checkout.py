@@ -28,7 +28,7 @@ from app.gateways.base import (
     ReturnParams,
     ReturnRejected,
 )
-from app.models import Order, OrderItem, OrderStatus, Payment, PaymentStatus
+from app.models import Customer, Order, OrderItem, OrderStatus, Payment, PaymentStatus
 from app.models.base import public_id, utcnow
 from app.models.enums import ORDER_UNPAID_ENDS, PAYABLE, UNPAID_ENDS
 from app.payments import audit, customers, faults, orders, state, store
@@ -174,7 +174,7 @@ def open_new_checkout(
             order["expires_at"],
             gateway_name,
         )
-        attempt["customer_id"] = customers.match_customer(
+        attempt["customer_id"], customer_public_id = customers.match_customer(
             order["customer_email"], order["customer_name"]
         )
         attempt["save_payment_method"] = bool(save_payment_method)
@@ -236,6 +236,7 @@ def open_new_checkout(
         },
     )
     written.order = written_order  # and so written_order.payments == [written]
+    written.customer = Customer(id=attempt["customer_id"], public_id=customer_public_id)
     return NewCheckout(payment, written)
 
 

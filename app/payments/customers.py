@@ -33,16 +33,17 @@ from app.payments.gateway_calls import gateway_errors
 from app.payments.uow import lock, unit_of_work
 
 
-def match_customer(email: str, name: str) -> int:
-    """The id of the customer with this email, created if new, in the caller's unit of
-    work. Concurrent checkouts with one new email make one customer (insert-or-ignore on
-    the email's lookup hash)."""
+def match_customer(email: str, name: str) -> tuple[int, str]:
+    """The id and public id of the customer with this email, created if new, in the
+    caller's unit of work. Concurrent checkouts with one new email make one customer
+    (insert-or-ignore on the email's lookup hash)."""
     now = utcnow()
     key = email_index(email)
+    new_public_id = public_id("cus")
     row = store.insert_or_ignore(
         Customer,
         {
-            "public_id": public_id("cus"),
+            "public_id": new_public_id,
             "email": email.strip().lower(),
             "email_hash": key,
             "name": name.strip(),
@@ -52,9 +53,11 @@ def match_customer(email: str, name: str) -> int:
         conflict=("email_hash",),
     )
     if row is not None:
-        return int(row.id)
-    found = db.session.execute(select(Customer.id).where(Customer.email_hash == key)).scalar_one()
-    return int(found)
+        return int(row.id), new_public_id
+    found = db.session.execute(
+        select(Customer.id, Customer.public_id).where(Customer.email_hash == key)
+    ).one()
+    return int(found.id), str(found.public_id)
 
 
 def gateway_customer_id(customer_id: int, gateway: str) -> str | None:
