@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -203,8 +203,8 @@ HANDLED_EVENTS = (
     "charge.dispute.closed",
 )
 # Subscriptions: each only names its subscription, which is re-fetched
-# (subscription_events); listed by reconciliation with the others (LISTED_EVENTS: at most
-# 20 types, Stripe's limit for listing events by type).
+# (subscription_events); listed by reconciliation with the others (LISTED_EVENTS, in
+# groups of EVENT_TYPES_PER_LIST: Stripe's limit for listing events by type).
 SUBSCRIPTION_EVENTS = (
     "customer.subscription.created",
     "customer.subscription.updated",
@@ -216,6 +216,7 @@ SUBSCRIPTION_EVENTS = (
     "invoice.payment_action_required",
 )
 LISTED_EVENTS = HANDLED_EVENTS + SUBSCRIPTION_EVENTS
+EVENT_TYPES_PER_LIST = 20  # Stripe's limit for `types` in one events list
 SUBSCRIPTION_EVENT_PREFIXES = ("customer.subscription.", "invoice.")
 # Stripe's subscription statuses are the port's words.
 SUBSCRIPTION_STATUS = {s.value: s for s in SubscriptionStatus}
@@ -1000,39 +1001,50 @@ class StripeGateway:
         """
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
-        params: EventListParams = {
-            "created": {"gte": int(since.timestamp())},
-            "types": list(LISTED_EVENTS),
-            "limit": min(EVENTS_PAGE_SIZE, self._events_max),
-        }
+        # Stripe takes at most 20 types per list: one listing per group of them.
+        found: list[Mapping[str, Any]] = []
+        for start in range(0, len(LISTED_EVENTS), EVENT_TYPES_PER_LIST):
+            found += self._list_events_of(
+                since, LISTED_EVENTS[start : start + EVENT_TYPES_PER_LIST]
+            )
         events: list[VerifiedEvent] = []
         seen: set[str] = set()
+        # Oldest first: applied in the order Stripe created them. A listing is newest first,
+        # so it is turned round before the (stable) sort keeps same-second events in order.
+        oldest_first = found[::-1]
+        for item in sorted(oldest_first, key=lambda e: int(e.get("created") or 0)):
+            event_id, event_type = item.get("id"), item.get("type")
+            if not (isinstance(event_id, str) and isinstance(event_type, str)) or event_id in seen:
+                continue
+            seen.add(event_id)
+            events.append(VerifiedEvent(event_id, event_type, redact(dict(item))))
+        return events[-self._events_max :] if len(events) > self._events_max else events
+
+    def _list_events_of(self, since: datetime, types: Sequence[str]) -> list[Mapping[str, Any]]:
+        """One listing of these types since `since`, newest first, at most events_max."""
+        params: EventListParams = {
+            "created": {"gte": int(since.timestamp())},
+            "types": list(types),
+            "limit": min(EVENTS_PAGE_SIZE, self._events_max),
+        }
+        listed: list[Mapping[str, Any]] = []
         while True:
             page = self._call_raw(
                 "events.list", lambda: self._client.v1.events.list(params=params.copy())
             )
             items = [e for e in page.get("data") or [] if isinstance(e, Mapping)]
-            for item in items:
-                event_id, event_type = item.get("id"), item.get("type")
-                if (
-                    not (isinstance(event_id, str) and isinstance(event_type, str))
-                    or event_id in seen
-                ):
-                    continue
-                seen.add(event_id)
-                events.append(VerifiedEvent(event_id, event_type, redact(dict(item))))
+            listed += items
             if not page.get("has_more") or not items:
                 break
-            if len(events) >= self._events_max:
+            if len(listed) >= self._events_max:
                 log.warning(
                     "stripe events since %s: stopped after %s; older ones were not listed",
                     since.isoformat(),
-                    len(events),
+                    len(listed),
                 )
                 break
             params["starting_after"] = str(items[-1].get("id"))
-        # Oldest first: applied in the order Stripe created them.
-        return list(reversed(events[: self._events_max]))
+        return listed[: self._events_max]
 
     def interpret(self, event: VerifiedEvent) -> list[Update]:
         updates = self._interpret(event)
