@@ -127,6 +127,7 @@ NETWORK_CALLS = (
     "resume_subscription",
     "billing_portal_url",
     "change_plan",
+    "confirm_subscription_return",
 )
 
 
@@ -542,4 +543,42 @@ class Subscriptions(Protocol):
 
     def subscription_events(self, event: VerifiedEvent) -> list[SubscriptionEvent]:
         """Which subscriptions a verified event is about ([] for none)."""
+        ...
+
+
+@runtime_checkable
+class PagedSubscriptionCheckout(Protocol):
+    """Optional: a gateway whose subscription is authorised on a page of ours with the
+    gateway's script (Razorpay Checkout with `subscription_id`), and whose callback is
+    verified by signature before the subscription is re-fetched."""
+
+    def subscription_checkout_options(
+        self,
+        *,
+        gateway_subscription_id: str,
+        store_name: str,
+        description: str,
+        customer_name: str,
+        customer_email: str,
+        callback_url: str,
+        subscription_id: str,
+    ) -> dict[str, Any]: ...
+
+    def confirm_subscription_return(
+        self, ref: SubscriptionRef, params: ReturnParams
+    ) -> SubscriptionSnapshot:
+        """Verify the callback against our stored subscription id (ReturnRejected when it
+        does not verify), then answer the re-fetched subscription."""
+        ...
+
+
+@runtime_checkable
+class LimitsSubscriptionChanges(Protocol):
+    """Optional: a gateway that cannot make every change (Razorpay cannot undo a
+    cancellation). Local work: asked before anything is written or sent."""
+
+    def unsupported_change(
+        self, what: str, status: SubscriptionStatus, cancel_at_period_end: bool
+    ) -> str | None:
+        """Why `what` ("resume", "change_plan", ...) cannot be done, or None."""
         ...

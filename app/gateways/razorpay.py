@@ -48,7 +48,9 @@ from app.gateways.base import (
     CheckoutSession,
     DisputeUpdate,
     GatewayError,
+    InvoiceSnapshot,
     PaymentRef,
+    PlanSpec,
     PaymentUpdate,
     RefundRequest,
     RefundResult,
@@ -56,10 +58,15 @@ from app.gateways.base import (
     ReturnParams,
     ReturnRejected,
     SignatureError,
+    SubscriptionCheckout,
+    SubscriptionEvent,
+    SubscriptionRef,
+    SubscriptionRequest,
+    SubscriptionSnapshot,
     Update,
     VerifiedEvent,
 )
-from app.models.enums import DisputeStatus, PaymentStatus, RefundStatus
+from app.models.enums import DisputeStatus, PaymentStatus, RefundStatus, SubscriptionStatus
 from app.money import MoneyError, exponent, normalize_currency
 
 log = logging.getLogger(__name__)
@@ -106,10 +113,51 @@ _DISPUTE_EVENTS = {
     "payment.dispute.lost": DisputeStatus.LOST,
     "payment.dispute.closed": DisputeStatus.CLOSED,
 }
+# Each names its subscription, which is re-fetched (subscription_events): never read.
+SUBSCRIPTION_EVENTS = frozenset(
+    {
+        "subscription.authenticated",
+        "subscription.activated",
+        "subscription.charged",
+        "subscription.pending",
+        "subscription.halted",
+        "subscription.cancelled",
+        "subscription.completed",
+        "subscription.paused",
+        "subscription.resumed",
+        "subscription.updated",
+    }
+)
 HANDLED_EVENTS = frozenset(
     {"payment.authorized", "payment.captured", "payment.failed", "order.paid"}
     | set(_REFUND_EVENTS)
     | set(_DISPUTE_EVENTS)
+    | SUBSCRIPTION_EVENTS
+)
+# Razorpay's subscription statuses in the port's words. `authenticated` is a mandate
+# waiting for its first charge: a trial when the start is later (subscription_snapshot).
+_SUBSCRIPTION_STATUS = {
+    "created": SubscriptionStatus.INCOMPLETE,
+    "authenticated": SubscriptionStatus.INCOMPLETE,
+    "active": SubscriptionStatus.ACTIVE,
+    "pending": SubscriptionStatus.PAST_DUE,  # a charge failed; Razorpay retries
+    "halted": SubscriptionStatus.UNPAID,  # retries used up
+    "paused": SubscriptionStatus.PAUSED,
+    "cancelled": SubscriptionStatus.CANCELED,
+    "completed": SubscriptionStatus.CANCELED,  # its total_count ran out
+    "expired": SubscriptionStatus.INCOMPLETE_EXPIRED,  # never authorised
+}
+_RUNNING = frozenset({"active", "pending", "halted", "paused", "authenticated"})
+RAZORPAY_PERIODS = {"day": "daily", "week": "weekly", "month": "monthly", "year": "yearly"}
+# Razorpay: "for daily plans, the minimum value [of interval] is 7".
+MIN_DAILY_INTERVAL = 7
+# Razorpay subscriptions need a number of cycles; Kassa's plans renew until cancelled,
+# so a subscription is made for ten years of cycles.
+_CYCLES_IN_TEN_YEARS = {"day": 3650, "week": 520, "month": 120, "year": 10}
+CANNOT_UNDO_CANCEL = (
+    "Razorpay cannot undo a cancellation: a Razorpay subscription set to cancel (now or at "
+    "the end of its cycle) can never be renewed or reactivated. Only a paused Razorpay "
+    "subscription can be resumed; the customer can subscribe again."
 )
 # Keys whose values are never stored, wherever they appear in a payload.
 _SECRET_KEYS = frozenset(
@@ -821,6 +869,329 @@ class RazorpayGateway:
         """Razorpay payloads carry no API secrets; drop card numbers and tokens if present."""
         redacted: dict[str, Any] = redact(payload)
         return redacted
+
+    # ------------------------------------------------------------ subscriptions
+
+    def _plan_for(self, plan: PlanSpec) -> str:
+        """The plan's Razorpay Plan, created on first use. Plans have no idempotency key:
+        before creating, the newest plans are searched for ours (notes.plan_id), so a
+        create whose answer was lost is found again, not made twice."""
+        if plan.gateway_plan_id:
+            return plan.gateway_plan_id
+        period = RAZORPAY_PERIODS.get(plan.interval)
+        if period is None:
+            raise GatewayError("invalid_request", f"Razorpay has no {plan.interval!r} plans")
+        if period == "daily" and plan.interval_count < MIN_DAILY_INTERVAL:
+            raise GatewayError(
+                "invalid_request",
+                f"Razorpay's daily plans repeat every {MIN_DAILY_INTERVAL} days or more",
+            )
+        currency = _currency(plan.currency)
+        amount = to_razorpay_amount(plan.amount, currency)
+        listing = self._call(self._client.plan.all, {"count": 100})
+        for found in listing.get("items", []):
+            if _notes(found).get("plan_id") == plan.plan_id:
+                item = found.get("item") or {}
+                if item.get("amount") != amount or item.get("currency") != currency:
+                    raise GatewayError(
+                        "idempotency_conflict",
+                        f"Razorpay plan {found.get('id')} is ours but costs "
+                        f"{item.get('amount')} {item.get('currency')}",
+                    )
+                return str(found["id"])
+        created = self._call(
+            self._client.plan.create,
+            {
+                "period": period,
+                "interval": plan.interval_count,
+                "item": {"name": plan.name[:250], "amount": amount, "currency": currency},
+                "notes": {"plan_id": plan.plan_id},
+            },
+        )
+        return str(created["id"])
+
+    def create_subscription(self, request: SubscriptionRequest) -> SubscriptionCheckout:
+        """POST /v1/subscriptions (found again by notes.subscription_id when a retry
+        follows a lost answer); the customer authorises it on our Checkout page."""
+        plan_id = self._plan_for(request.plan)
+        found = self._find_subscription(plan_id, request.subscription_id)
+        if found is None:
+            body: dict[str, Any] = {
+                "plan_id": plan_id,
+                "total_count": total_count(request.plan.interval, request.plan.interval_count),
+                "quantity": 1,
+                "customer_notify": 1,
+                "notes": {
+                    "subscription_id": request.subscription_id,
+                    "plan_id": request.plan.plan_id,
+                },
+            }
+            if request.trial_days:
+                # The trial: the mandate is authorised now, the first charge at start_at.
+                start = datetime.now(UTC) + timedelta(days=request.trial_days)
+                body["start_at"] = int(start.timestamp())
+            found = self._call(self._client.subscription.create, body)
+        return SubscriptionCheckout(
+            reference=str(found["id"]),
+            redirect_url=self.subscription_checkout_url(request.subscription_id),
+            gateway_subscription_id=str(found["id"]),
+            gateway_plan_id=plan_id,
+        )
+
+    def _find_subscription(self, plan_id: str, subscription_id: str) -> dict[str, Any] | None:
+        listing = self._call(self._client.subscription.all, {"plan_id": plan_id, "count": 100})
+        for sub in listing.get("items", []):
+            if _notes(sub).get("subscription_id") == subscription_id:
+                return dict(sub)
+        return None
+
+    def subscription_checkout_url(self, subscription_id: str) -> str:
+        """Our own page that opens Razorpay Checkout for this subscription."""
+        return f"{self.public_base_url}/checkout/razorpay/subscriptions/{subscription_id}"
+
+    def subscription_checkout_options(
+        self,
+        *,
+        gateway_subscription_id: str,
+        store_name: str,
+        description: str,
+        customer_name: str,
+        customer_email: str,
+        callback_url: str,
+        subscription_id: str,
+    ) -> dict[str, Any]:
+        """The options for `new Razorpay(options)` with a subscription (no secrets)."""
+        return {
+            "key": self.key_id,
+            "subscription_id": gateway_subscription_id,
+            "name": store_name,
+            "description": description,
+            "prefill": {"name": customer_name, "email": customer_email},
+            "notes": {"subscription_id": subscription_id},
+            "callback_url": callback_url,
+            "redirect": True,
+        }
+
+    def verify_subscription_signature(
+        self, gateway_subscription_id: str, razorpay_payment_id: str, signature: str | None
+    ) -> bool:
+        """HMAC-SHA256(key_secret, "payment_id|subscription_id"), checked by the SDK's own
+        utility (hmac.compare_digest: constant time). `gateway_subscription_id` must be
+        the one stored in our database, never the one the browser sent."""
+        if not (gateway_subscription_id and razorpay_payment_id and signature):
+            return False
+        try:
+            return bool(
+                self._client.utility.verify_subscription_payment_signature(
+                    {
+                        "razorpay_subscription_id": gateway_subscription_id,
+                        "razorpay_payment_id": razorpay_payment_id,
+                        "razorpay_signature": signature,
+                        "secret": self._key_secret,
+                    }
+                )
+            )
+        except (rzp_errors.SignatureVerificationError, TypeError, ValueError):
+            # TypeError: a non-ASCII forgery (compare_digest refuses such strings).
+            return False
+
+    def confirm_subscription_return(
+        self, ref: SubscriptionRef, params: ReturnParams
+    ) -> SubscriptionSnapshot:
+        """Checkout's callback after the customer authorised the subscription: the
+        signature is checked against our stored subscription id, then the subscription is
+        re-fetched (the callback's fields prove the signature, not the state)."""
+        args = params.args
+        sub_id = ref.gateway_subscription_id or ""
+        payment_id = args.get("razorpay_payment_id") or ""
+        if not self.verify_subscription_signature(
+            sub_id, payment_id, args.get("razorpay_signature")
+        ):
+            log.warning("razorpay subscription callback signature mismatch for %s", sub_id)
+            raise ReturnRejected("The subscription signature does not verify.")
+        return self.retrieve_subscription(ref)
+
+    def retrieve_subscription(self, ref: SubscriptionRef) -> SubscriptionSnapshot:
+        """GET /v1/subscriptions/:id and its invoices (GET /v1/invoices?subscription_id=):
+        the subscription as Razorpay has it now, each paid invoice a paid period."""
+        sub_id = ref.gateway_subscription_id or ref.reference
+        if not sub_id:
+            return SubscriptionSnapshot(
+                ref=ref, status=SubscriptionStatus.INCOMPLETE, gateway_status="not_created"
+            )
+        sub = self._call(self._client.subscription.fetch, sub_id)
+        invoices: list[dict[str, Any]] = []
+        skip = 0
+        while True:
+            page = self._call(
+                self._client.invoice.all, {"subscription_id": sub_id, "count": 100, "skip": skip}
+            )
+            items = [i for i in page.get("items", []) if isinstance(i, Mapping)]
+            invoices.extend(items)
+            if len(items) < 100:
+                break
+            skip += 100
+        return subscription_snapshot(sub, invoices, ref)
+
+    def _subscription_id(self, ref: SubscriptionRef) -> str:
+        sub_id = ref.gateway_subscription_id or ref.reference
+        if not sub_id:
+            raise GatewayError("invalid_request", "This subscription has not started yet.")
+        return sub_id
+
+    def cancel_subscription(
+        self, ref: SubscriptionRef, *, at_period_end: bool
+    ) -> SubscriptionSnapshot:
+        """POST /v1/subscriptions/:id/cancel with cancel_at_cycle_end 1 (at the cycle's
+        end: stays active until then) or 0 (now)."""
+        sub_id = self._subscription_id(ref)
+        self._call(
+            self._client.subscription.cancel,
+            sub_id,
+            {"cancel_at_cycle_end": 1 if at_period_end else 0},
+        )
+        return self.retrieve_subscription(ref)
+
+    def resume_subscription(self, ref: SubscriptionRef) -> SubscriptionSnapshot:
+        """A paused subscription resumes (POST /v1/subscriptions/:id/resume, resume_at
+        now). Razorpay cannot undo a cancellation, at the cycle's end or not: that is
+        refused here with Razorpay's reason (the core asks `unsupported_change` first)."""
+        sub_id = self._subscription_id(ref)
+        current = self._call(self._client.subscription.fetch, sub_id)
+        if current.get("status") != "paused":
+            raise GatewayError("invalid_request", CANNOT_UNDO_CANCEL)
+        self._call(self._client.subscription.resume, sub_id, {"resume_at": "now"})
+        return self.retrieve_subscription(ref)
+
+    def change_plan(self, ref: SubscriptionRef, plan: PlanSpec) -> SubscriptionSnapshot:
+        """PATCH /v1/subscriptions/:id with the new plan, schedule_change_at now: Razorpay
+        charges (or credits) the difference for the rest of the cycle itself."""
+        sub_id = self._subscription_id(ref)
+        plan_id = self._plan_for(plan)
+        self._call(
+            self._client.subscription.edit,
+            sub_id,
+            {"plan_id": plan_id, "schedule_change_at": "now"},
+        )
+        return self.retrieve_subscription(ref)
+
+    def billing_portal_url(self, ref: SubscriptionRef, return_url: str) -> str:
+        """Razorpay's own link for the subscription (short_url): where the customer
+        authorises a new payment method. Razorpay has no return URL for it."""
+        sub = self._call(self._client.subscription.fetch, self._subscription_id(ref))
+        url = sub.get("short_url")
+        if not url:
+            raise GatewayError("invalid_request", "Razorpay gave no link for this subscription.")
+        return str(url)
+
+    def unsupported_change(
+        self, what: str, status: SubscriptionStatus, cancel_at_period_end: bool
+    ) -> str | None:
+        """Why Razorpay cannot make a change, before anything is asked (the core shows
+        the reason as it is); None when Razorpay can."""
+        if what == "resume" and status != SubscriptionStatus.PAUSED:
+            return CANNOT_UNDO_CANCEL
+        if what == "change_plan" and (
+            status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING)
+            or cancel_at_period_end
+        ):
+            return "Razorpay changes the plan of active subscriptions only."
+        return None
+
+    def subscription_events(self, event: VerifiedEvent) -> list[SubscriptionEvent]:
+        """Every subscription.* event names its subscription (payload.subscription)."""
+        if not event.event_type.startswith("subscription."):
+            return []
+        body = event.payload.get("payload") or {}
+        entity = (body.get("subscription") or {}).get("entity") or {}
+        sub_id = entity.get("id")
+        if not isinstance(sub_id, str) or not sub_id:
+            return []
+        ref = SubscriptionRef(
+            subscription_id=_notes(entity).get("subscription_id"),
+            gateway_subscription_id=sub_id,
+        )
+        return [SubscriptionEvent(ref=ref, event_type=event.event_type)]
+
+
+def total_count(interval: str, interval_count: int) -> int:
+    """The number of cycles a Razorpay subscription is made for (ten years' worth)."""
+    return max(_CYCLES_IN_TEN_YEARS.get(interval, 120) // max(interval_count, 1), 1)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def subscription_snapshot(
+    sub: Mapping[str, Any], invoices: list[Mapping[str, Any]], ref: SubscriptionRef | None = None
+) -> SubscriptionSnapshot:
+    """A Razorpay subscription (and its invoices) in the port's words.
+
+    A scheduled end shows as `cancel_at_cycle_end` (a cancellation at the cycle's end) or
+    as the last cycle running (`remaining_count` 0): either way it ends at `current_end`
+    without another charge. Razorpay keeps no separate cancellation time: `ended_at` is
+    when it ended."""
+    raw = str(sub.get("status") or "created")
+    status = _SUBSCRIPTION_STATUS.get(raw, SubscriptionStatus.INCOMPLETE)
+    start_at, paid_count = _ts(sub.get("start_at")), _int(sub.get("paid_count")) or 0
+    trial_end = None
+    if raw == "authenticated" and paid_count == 0 and start_at and start_at > datetime.now(UTC):
+        status, trial_end = SubscriptionStatus.TRIALING, start_at
+    current_end = _ts(sub.get("current_end"))
+    ending = raw in _RUNNING and (
+        bool(sub.get("cancel_at_cycle_end")) or _int(sub.get("remaining_count")) == 0
+    )
+    mine = [i for i in invoices if i.get("subscription_id") in (None, sub.get("id"))]
+    latest = max(
+        mine, key=lambda i: (_int(i.get("billing_start")) or 0, _int(i.get("created_at")) or 0),
+        default=None,
+    )
+    notes = _notes(sub)
+    return SubscriptionSnapshot(
+        ref=SubscriptionRef(
+            subscription_id=notes.get("subscription_id") or (ref.subscription_id if ref else None),
+            reference=ref.reference if ref else None,
+            gateway_subscription_id=str(sub["id"]),
+        ),
+        status=status,
+        gateway_status=raw,
+        gateway_customer_id=_clean(sub.get("customer_id")),
+        current_period_start=_ts(sub.get("current_start")),
+        current_period_end=current_end,
+        cancel_at=current_end if ending else None,
+        cancel_at_period_end=ending,
+        canceled_at=_ts(sub.get("ended_at")) if raw == "cancelled" else None,
+        ended_at=_ts(sub.get("ended_at")) if raw in ("cancelled", "completed", "expired") else None,
+        trial_end=trial_end,
+        latest_invoice_id=str(latest["id"]) if latest and latest.get("id") else None,
+        latest_invoice_status=str(latest.get("status")) if latest else None,
+        next_payment_attempt=_ts(sub.get("charge_at")) if raw == "pending" else None,
+        paid_invoices=tuple(
+            _paid_period(i) for i in mine if i.get("status") == "paid" and i.get("id")
+        ),
+    )
+
+
+def _paid_period(invoice: Mapping[str, Any]) -> InvoiceSnapshot:
+    currency = str(invoice.get("currency") or "").upper()
+    amount = invoice.get("amount_paid") or invoice.get("amount")
+    return InvoiceSnapshot(
+        invoice_id=str(invoice["id"]),
+        amount=from_razorpay_amount(amount, currency) if currency else 0,
+        currency=currency,
+        gateway_payment_id=_clean(invoice.get("payment_id")),
+        reference=_clean(invoice.get("order_id")),
+        period_start=_ts(invoice.get("billing_start")),
+        period_end=_ts(invoice.get("billing_end")),
+        paid_at=_ts(invoice.get("paid_at")),
+    )
 
 
 def _error_from_response(response: requests.Response | None, fallback: str) -> GatewayError:

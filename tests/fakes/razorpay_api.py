@@ -4,7 +4,8 @@ It keeps orders, payments, refunds and disputes in memory, answers in Razorpay's
 (including its error object), and records every request: method, path, query, JSON body,
 basic auth and the X-Refund-Idempotency header. Tests can queue canned errors, connection
 resets and latency. With `webhook_url` set it also sends the signed webhooks Razorpay would
-(payment.*, order.paid, refund.*) when the modal pays, a capture or a refund happens. It also serves a stand-in for checkout.js at /v1/checkout.js whose
+(payment.*, order.paid, refund.*) when the modal pays, a capture or a refund happens;
+Plans, Subscriptions and their Invoices are in tests/fakes/razorpay_subscriptions.py. It also serves a stand-in for checkout.js at /v1/checkout.js whose
 "Pay", "Fail" and "Dismiss" buttons drive the fake the way Razorpay's modal would.
 
     with FakeRazorpay().running() as fake:      # or the `razorpay_api` pytest fixture
@@ -36,6 +37,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from tests.fakes.razorpay_signing import payment_signature, signed_webhook
+from tests.fakes.razorpay_subscriptions import SubscriptionsMixin
 
 CHECKOUT_JS = Path(__file__).with_name("razorpay_checkout.js")
 _ALNUM = string.ascii_letters + string.digits
@@ -99,7 +101,7 @@ class _DropConnection(ConnectionResetError):
     """Raised inside the app so werkzeug drops the socket without an answer."""
 
 
-class FakeRazorpay:
+class FakeRazorpay(SubscriptionsMixin):
     def __init__(
         self,
         key_id: str = "rzp_test_fakekey",
@@ -126,6 +128,7 @@ class FakeRazorpay:
         self.deliveries: list[tuple[str, int | str]] = []  # (event type, HTTP status/error)
         self._senders: list[threading.Thread] = []
         self.lock = threading.RLock()
+        self._subscriptions_init()
         self.app = self._make_app()
         self.url = ""
         self._server: Any = None
@@ -782,6 +785,8 @@ class FakeRazorpay:
                 resp = jsonify(fake.callback_fields(order_id, p["id"]))
             resp.headers["Access-Control-Allow-Origin"] = "*"
             return resp
+
+        fake.subscription_routes(app, _error)
 
         return app
 
