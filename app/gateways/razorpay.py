@@ -34,7 +34,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,8 +50,8 @@ from app.gateways.base import (
     GatewayError,
     InvoiceSnapshot,
     PaymentRef,
-    PlanSpec,
     PaymentUpdate,
+    PlanSpec,
     RefundRequest,
     RefundResult,
     RefundUpdate,
@@ -1020,7 +1020,7 @@ class RazorpayGateway:
                 ref=ref, status=SubscriptionStatus.INCOMPLETE, gateway_status="not_created"
             )
         sub = self._call(self._client.subscription.fetch, sub_id)
-        invoices: list[dict[str, Any]] = []
+        invoices: list[Mapping[str, Any]] = []
         skip = 0
         while True:
             page = self._call(
@@ -1130,7 +1130,9 @@ def _int(value: Any) -> int | None:
 
 
 def subscription_snapshot(
-    sub: Mapping[str, Any], invoices: list[Mapping[str, Any]], ref: SubscriptionRef | None = None
+    sub: Mapping[str, Any],
+    invoices: Sequence[Mapping[str, Any]],
+    ref: SubscriptionRef | None = None,
 ) -> SubscriptionSnapshot:
     """A Razorpay subscription (and its invoices) in the port's words.
 
@@ -1150,7 +1152,8 @@ def subscription_snapshot(
     )
     mine = [i for i in invoices if i.get("subscription_id") in (None, sub.get("id"))]
     latest = max(
-        mine, key=lambda i: (_int(i.get("billing_start")) or 0, _int(i.get("created_at")) or 0),
+        mine,
+        key=lambda i: (_int(i.get("billing_start")) or 0, _int(i.get("created_at")) or 0),
         default=None,
     )
     notes = _notes(sub)

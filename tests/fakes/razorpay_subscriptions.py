@@ -79,7 +79,7 @@ class SubscriptionsMixin:
             sub["start_at"] = sub["start_at"] or now
             sub["status"] = "authenticated"
             self._emit("subscription.authenticated", sub)
-            invoice, payment = self._charge(sub, now)
+            _invoice, payment = self._charge(sub, now)
             sub["status"] = "active"
             self._emit("subscription.activated", sub)
             self._emit("subscription.charged", sub, payment)
@@ -298,9 +298,7 @@ class SubscriptionsMixin:
     def _public(self, sub: dict[str, Any]) -> dict[str, Any]:
         return {k: copy.deepcopy(v) for k, v in sub.items() if not k.startswith("_")}
 
-    def _emit(
-        self, kind: str, sub: dict[str, Any], payment: dict[str, Any] | None = None
-    ) -> None:
+    def _emit(self, kind: str, sub: dict[str, Any], payment: dict[str, Any] | None = None) -> None:
         """Record (and, with webhook_url, send) a subscription event as Razorpay builds it."""
         payload: dict[str, Any] = {"subscription": {"entity": self._public(sub)}}
         if payment is not None:
@@ -498,9 +496,7 @@ class SubscriptionsMixin:
             with fake.lock:
                 sub = _sub(sub_id)
                 if sub["status"] not in ("active", "authenticated"):
-                    return error(
-                        400, f"Subscription cannot be updated in {sub['status']} status."
-                    )
+                    return error(400, f"Subscription cannot be updated in {sub['status']} status.")
                 if sub.get("payment_method") == "upi":
                     return error(400, "subscriptions cannot be updated when payment mode is UPI")
                 plan_id = body.get("plan_id")
@@ -515,7 +511,9 @@ class SubscriptionsMixin:
                         sub["plan_id"] = plan_id
                     else:
                         fake._pending_plans[sub_id] = plan_id
-                        sub.update(has_scheduled_changes=True, change_scheduled_at=sub["current_end"])
+                        sub.update(
+                            has_scheduled_changes=True, change_scheduled_at=sub["current_end"]
+                        )
                 fake._emit("subscription.updated", sub)
                 return jsonify(fake._public(sub))
 

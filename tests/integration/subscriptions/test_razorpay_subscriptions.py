@@ -259,9 +259,7 @@ def test_resume_razorpay_cannot_undo_a_cancellation_but_resumes_a_pause(store: S
     sub = mirror(store, public_id)
     assert sub.status == "paused" and not entitlement(sub, utcnow()).entitled
     store.act(subscriptions.resume, public_id, MERCHANT)
-    assert fake.calls("POST", f"/v1/subscriptions/{sub_id}/resume")[-1].json == {
-        "resume_at": "now"
-    }
+    assert fake.calls("POST", f"/v1/subscriptions/{sub_id}/resume")[-1].json == {"resume_at": "now"}
     assert mirror(store, public_id).status == "active"
 
     store.act(subscriptions.cancel, public_id, MERCHANT, at_period_end=True)
@@ -318,9 +316,7 @@ def test_a_paid_period_refunds_through_its_razorpay_payment(store: Store) -> Non
     public_id, _ = subscribe(store)
     with store.app.app_context():
         payment_id = db.session.execute(select(Payment.public_id)).scalar_one()
-    store.act(
-        refunds.create_refund, payment_id, None, "requested_by_customer", MERCHANT
-    )
+    store.act(refunds.create_refund, payment_id, None, "requested_by_customer", MERCHANT)
     rzp_payment = periods(store, public_id)[0][2]
     assert store.fake.calls("POST", f"/v1/payments/{rzp_payment}/refund")
     assert store.fake.payments[str(rzp_payment)]["status"] == "refunded"
@@ -372,7 +368,9 @@ def test_a_callback_alone_activates_and_the_page_then_redirects(store: Store) ->
     assert mirror(store, public_id).status == "active"
     assert len(periods(store, public_id)) == 1
     again = store.client.get(f"/checkout/razorpay/subscriptions/{public_id}")
-    assert again.status_code == 303 and f"/subscriptions/{public_id}?t=" in again.headers["Location"]
+    assert (
+        again.status_code == 303 and f"/subscriptions/{public_id}?t=" in again.headers["Location"]
+    )
 
 
 def test_every_ordering_of_a_cycles_events_twice_ends_in_one_state(store: Store) -> None:
