@@ -200,6 +200,16 @@ class ButtonForm(FlaskForm):
     """CSRF-only form for buttons that POST (capture, sync, reprocess, revoke)."""
 
 
+class PlanChangeForm(FlaskForm):
+    """Move a subscription to another plan: the first POST asks for confirmation, the
+    confirmed one changes it. `from_plan` is the plan the page showed, so a repeated
+    submission of the same form changes the plan once."""
+
+    plan = SelectField(_l("New plan"), validators=[InputRequired(_l("Pick a plan."))])
+    from_plan = HiddenField(validators=[InputRequired()])
+    confirm = HiddenField()
+
+
 class PaymentLinkForm(FlaskForm):
     """A payment link: a catalog product, or a custom amount with a description."""
 

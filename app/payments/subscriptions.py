@@ -556,6 +556,13 @@ def _change(public_id: str, actor: Actor, what: str) -> Subscription:
     return get_subscription(public_id)
 
 
+def plan_change_choices(sub: Subscription) -> list[Plan]:
+    """The plans a running subscription can move to: offered, same currency, not its own."""
+    if sub.status not in SUBSCRIPTION_OPEN or sub.gateway_subscription_id is None:
+        return []
+    return [p for p in plans() if p.currency == sub.plan.currency and p.id != sub.plan_id]
+
+
 def _refuse_unsupported(sub: Subscription, what: str) -> None:
     """InvalidState with the gateway's reason when it cannot make this change at all
     (Razorpay: no undoing a cancellation), before anything is recorded or sent."""
