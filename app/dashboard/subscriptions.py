@@ -68,6 +68,7 @@ def _page(sub: Subscription, plan_form: PlanChangeForm, status: int = 200, **ext
             timeline=subscriptions.timeline(sub),
             form=FlaskForm(),
             plan_form=plan_form,
+            resume_refused=subscriptions.refused_change(sub, "resume"),
             **extra,
         ),
         status,

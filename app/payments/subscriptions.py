@@ -563,17 +563,26 @@ def plan_change_choices(sub: Subscription) -> list[Plan]:
     return [p for p in plans() if p.currency == sub.plan.currency and p.id != sub.plan_id]
 
 
-def _refuse_unsupported(sub: Subscription, what: str) -> None:
-    """InvalidState with the gateway's reason when it cannot make this change at all
-    (Razorpay: no undoing a cancellation), before anything is recorded or sent."""
-    gateway = registry.get_gateway(sub.gateway)
+def refused_change(sub: Subscription, what: str) -> str | None:
+    """The gateway's reason it cannot make this change at all (Razorpay: no undoing a
+    cancellation), or None. Local: pages use it to show the reason instead of a button."""
+    try:
+        gateway = registry.get_gateway(sub.gateway)
+    except GatewayNotAvailable:
+        return None  # the gateway is not configured: the change itself will say so
     inner = getattr(gateway, "inner", gateway)
     if isinstance(inner, LimitsSubscriptionChanges):
-        reason = inner.unsupported_change(
+        return inner.unsupported_change(
             what, SubscriptionStatus(sub.status), bool(sub.cancel_at_period_end or sub.cancel_at)
         )
-        if reason:
-            raise InvalidState(reason)
+    return None
+
+
+def _refuse_unsupported(sub: Subscription, what: str) -> None:
+    """InvalidState with the gateway's reason, before anything is recorded or sent."""
+    reason = refused_change(sub, what)
+    if reason:
+        raise InvalidState(reason)
 
 
 def change_plan(public_id: str, plan_public_id: str, actor: Actor) -> Subscription:

@@ -62,8 +62,9 @@ def test_razorpay_plan_change_and_resume_from_the_dashboard(
 
     owner.post(f"{path}/cancel_at_period_end", data={"csrf_token": token})
     page = owner.get(path).get_data(as_text=True)
-    assert "Resume" in page and "then ends" in page
-    owner.post(f"{path}/resume", data={"csrf_token": token})
+    assert "then ends" in page and "Cancel now" in page
+    assert ">Resume<" not in page and 'id="resume-refused"' in page  # the reason instead
+    owner.post(f"{path}/resume", data={"csrf_token": token})  # a stale page's button
     page = owner.get(path).get_data(as_text=True)
-    assert "Razorpay cannot undo a cancellation" in page
+    assert 'role="alert">Razorpay cannot undo a cancellation' in page
     assert not fake.calls("POST", f"/v1/subscriptions/{sub_id}/resume")

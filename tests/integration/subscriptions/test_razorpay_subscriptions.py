@@ -274,10 +274,14 @@ def test_resume_razorpay_cannot_undo_a_cancellation_but_resumes_a_pause(store: S
     with store.app.test_request_context():
         link = subscriptions.customer_url(public_id)
     token = link.split("t=", 1)[1]
+    page = store.client.get(f"/subscriptions/{public_id}?t={token}").get_data(as_text=True)
+    assert "Keep my subscription" not in page  # the reason is shown instead of a button
+    assert 'id="resume-refused"' in page and "Razorpay cannot undo a cancellation" in page
     answer = store.client.post(f"/subscriptions/{public_id}/resume", data={"t": token})
     assert answer.status_code == 303
     page = store.client.get(answer.headers["Location"]).get_data(as_text=True)
-    assert "Razorpay cannot undo a cancellation" in page
+    assert 'role="alert">Razorpay cannot undo a cancellation' in page
+    assert len(fake.requests) == asked
     # At the cycle's end Razorpay cancels it (no charge) and Kassa follows.
     store.act(fake.renew, sub_id)
     sub = mirror(store, public_id)
