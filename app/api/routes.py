@@ -759,7 +759,7 @@ def cancel_subscription(subscription_id: str, body: s.SubscriptionCancel) -> Res
 
 @bp.post("/subscriptions/<subscription_id>/resume")
 @operation(
-    summary="Resume a subscription set to cancel",
+    summary="Resume a subscription set to cancel, or a paused one (where the gateway can)",
     tag="Subscriptions",
     auth="write",
     body=s.SubscriptionResume,
@@ -769,7 +769,8 @@ def cancel_subscription(subscription_id: str, body: s.SubscriptionCancel) -> Res
 @keys.required("write")
 @idempotent(s.SubscriptionResume)
 def resume_subscription(subscription_id: str, body: s.SubscriptionResume) -> Response:
-    """Lift the scheduled cancellation at the gateway."""
+    """Lift the scheduled cancellation (or the pause) at the gateway; a gateway that
+    cannot (Razorpay never undoes a cancellation) is a 409 with its reason."""
     return present.ok(present.subscription(subscriptions.resume(subscription_id, keys.actor())))
 
 

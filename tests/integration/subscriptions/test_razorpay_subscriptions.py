@@ -457,3 +457,33 @@ def test_daily_plans_under_seven_days_are_refused_with_a_clear_error(store: Stor
             )
     assert "7 days or more" in failed.value.message
     assert not store.fake.calls("POST", "/v1/plans")
+
+
+def test_the_api_cancels_and_says_why_razorpay_cannot_resume(store: Store) -> None:
+    from tests.integration.api.conftest import new_key
+
+    public_id, sub_id = subscribe(store)
+    key = new_key(store.app)
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def post(path: str, body: dict[str, Any], idem: str) -> Any:
+        return store.client.post(
+            f"/api/v1/subscriptions/{public_id}/{path}",
+            json=body,
+            headers={**headers, "Idempotency-Key": idem},
+        )
+
+    since = len(store.fake.sub_events)
+    answer = post("cancel", {"at_period_end": True}, "k-cancel-1")
+    assert answer.status_code == 200, answer.get_json()
+    data = answer.get_json()["data"]
+    assert data["status"] == "active" and data["cancel_at_period_end"] is True
+    assert data["entitlement"]["entitled"] is True
+    store.deliver_twice(since)
+    refused = post("resume", {}, "k-resume-1")
+    assert refused.status_code == 409
+    error = refused.get_json()["error"]
+    assert error["code"] == "invalid_state" and "Razorpay cannot undo" in error["message"]
+    assert not store.fake.calls("POST", f"/v1/subscriptions/{sub_id}/resume")
+    now = post("cancel", {"at_period_end": False}, "k-cancel-2")
+    assert now.get_json()["data"]["status"] == "canceled"
