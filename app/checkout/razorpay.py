@@ -165,8 +165,13 @@ def razorpay_subscribe(public_id: str) -> str | Response:
 @csrf.exempt
 def razorpay_subscription_callback(public_id: str) -> Response:
     """Razorpay posts the authorisation here: verify its signature, re-fetch, redirect."""
+    fields = request.form.to_dict()
+    if any(name in fields for name in FAILURE_FIELDS) and "razorpay_signature" not in fields:
+        # A failed try (unsigned fields: their words are not shown): back to the page.
+        flash(_("The authorisation did not go through; nothing was charged. Please try again."))
+        return redirect(url_for("checkout.razorpay_subscribe", public_id=public_id), code=303)
     try:
-        sub = subscriptions.confirm_return(public_id, request.form.to_dict(), CUSTOMER)
+        sub = subscriptions.confirm_return(public_id, fields, CUSTOMER)
     except NotFound:
         abort(404)
     except SignatureInvalid:

@@ -487,3 +487,18 @@ def test_the_api_cancels_and_says_why_razorpay_cannot_resume(store: Store) -> No
     assert not store.fake.calls("POST", f"/v1/subscriptions/{sub_id}/resume")
     now = post("cancel", {"at_period_end": False}, "k-cancel-2")
     assert now.get_json()["data"]["status"] == "canceled"
+
+
+def test_a_failed_authorisation_goes_back_to_the_page_without_opening_it(store: Store) -> None:
+    public_id, sub_id = start(store)
+    failed = store.fake.authenticate(sub_id, decline=True)
+    answer = store.client.post(
+        f"/checkout/razorpay/subscriptions/{public_id}/callback",
+        data=store.fake.failure_fields(failed["id"]),
+    )
+    assert answer.status_code == 303
+    assert answer.headers["Location"].endswith(f"/checkout/razorpay/subscriptions/{public_id}")
+    page = store.client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "did not go through" in page and 'data-auto-open="false"' in page
+    assert "declined" not in page  # the unsigned fields' words are not shown
+    assert mirror(store, public_id).status == "incomplete"
