@@ -137,3 +137,14 @@ class SavedPaymentMethod(Model):
     @property
     def active(self) -> bool:
         return self.status == MethodStatus.ACTIVE
+
+    @property
+    def label(self) -> str:
+        """How pages name it: "Visa •••• 4242", or the wallet for one saved without a card
+        (a PayPal wallet: PayPal's vault keeps no card Kassa could show)."""
+        if self.wallet and not self.last4:
+            return WALLET_NAMES.get(self.wallet, self.wallet.capitalize())
+        return f"{(self.brand or 'card').capitalize()} •••• {self.last4 or '····'}"
+
+
+WALLET_NAMES = {"paypal": "PayPal", "venmo": "Venmo"}
