@@ -183,7 +183,7 @@ def test_save_at_checkout_then_charge_later_by_vault_id(api: Api, fake: FakePayP
 
 
 def test_paypal_request_id_makes_a_repeated_charge_one_order(api: Api, fake: FakePayPal) -> None:
-    payment, _ = buy_and_save(api, fake)
+    buy_and_save(api, fake)
     [token_id] = fake.payment_tokens
     gateway = api.app.extensions["kassa_gateways"]["paypal"].inner
     request = ChargeRequest(
