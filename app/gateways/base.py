@@ -182,6 +182,8 @@ class SavedMethod:
     exp_year: int | None = None
     wallet: str | None = None
     gateway_customer_id: str | None = None
+    # A wallet's account (PayPal: the payer's email), shown so the customer knows which.
+    account_email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

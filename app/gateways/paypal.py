@@ -427,7 +427,13 @@ def saved_wallet(order: Mapping[str, Any]) -> SavedMethod | None:
         token=token,
         wallet="paypal",
         gateway_customer_id=str(customer) if customer else None,
+        account_email=_email(paypal.get("email_address"))
+        or _email((order.get("payer") or {}).get("email_address")),
     )
+
+
+def _email(value: Any) -> str | None:
+    return value[:254] if isinstance(value, str) and "@" in value else None
 
 
 def _vault_path(token: str) -> str:
@@ -1176,12 +1182,14 @@ class PayPalGateway:
             PaymentStatus.AUTHORIZED,
         ):
             customer = (token.get("customer") or {}).get("id")
+            wallet = (token.get("payment_source") or {}).get("paypal") or {}
             update = replace(
                 update,
                 saved_method=SavedMethod(
                     token=str(token.get("id") or token_id),
                     wallet="paypal",
                     gateway_customer_id=str(customer) if customer else None,
+                    account_email=_email(wallet.get("email_address")),
                 ),
             )
         return [update]

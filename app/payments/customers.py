@@ -123,6 +123,7 @@ def record_saved_method(payment: Payment, saved: SavedMethod, actor: Actor) -> N
         exp_month=saved.exp_month,
         exp_year=saved.exp_year,
         wallet=saved.wallet,
+        account_email=saved.account_email,
         status=MethodStatus.ACTIVE,
         source_payment_id=payment.id,
     )

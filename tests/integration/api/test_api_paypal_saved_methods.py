@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.extensions import db
 from app.gateways.base import ChargeRequest
@@ -123,6 +123,13 @@ def test_save_at_checkout_then_charge_later_by_vault_id(api: Api, fake: FakePayP
     with api.app.app_context():
         saved = db.session.execute(select(SavedPaymentMethod)).scalar_one()
         assert saved.gateway_token == token_id
+        assert saved.account_email == "buyer@example.com"  # the PayPal payer's, not ours
+        assert saved.label == "PayPal (buyer@example.com)"
+        # Encrypted at rest like the token: the raw row holds neither.
+        raw = db.session.execute(
+            text("SELECT gateway_token, account_email FROM saved_payment_methods")
+        ).one()
+        assert token_id not in raw[0] and "buyer@example.com" not in raw[1]
         ids = db.session.execute(select(GatewayCustomer)).scalars().all()
         assert [(g.gateway, g.gateway_customer_id) for g in ids] == [("paypal", paypal_customer)]
 
@@ -300,7 +307,7 @@ def test_the_customers_own_page_removes_a_paypal_wallet(api: Api, fake: FakePayP
     path = link.removeprefix(api.app.config["PUBLIC_BASE_URL"])
     browser = api.app.test_client()
     page = browser.get(path).get_data(as_text=True)
-    assert "<strong>PayPal</strong>" in page and "••••" not in page
+    assert "<strong>PayPal (buyer@example.com)</strong>" in page and "••••" not in page
     assert browser.post(f"{path}/{method['id']}/remove").status_code == 303
     assert [c.path for c in fake.calls("DELETE")] == [f"/v3/vault/payment-tokens/{token_id}"]
     assert customer_of(api, payment)["payment_methods"] == []
@@ -323,5 +330,10 @@ def test_a_wallet_vaulted_after_the_capture_is_saved_from_the_webhook(
     assert method["wallet"] == "paypal"
     assert fake.calls("GET", f"/v3/vault/payment-tokens/{token_id}")
     with api.app.app_context():
-        assert db.session.execute(select(SavedPaymentMethod.gateway_token)).scalar_one() == token_id
+        saved = db.session.execute(select(SavedPaymentMethod)).scalar_one()
+        assert (saved.gateway_token, saved.account_email) == (token_id, "buyer@example.com")
+        [paypal_customer] = db.session.execute(
+            select(GatewayCustomer.gateway_customer_id)
+        ).scalars()
+        assert paypal_customer == fake.payment_tokens[token_id]["customer"]["id"]
         assert db.session.scalar(select(func.count()).select_from(Order)) == 1
