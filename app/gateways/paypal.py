@@ -1137,8 +1137,6 @@ class PayPalGateway:
                 status=PaymentStatus.REQUIRES_ACTION,
                 amount=amount,
                 currency=currency,
-                failure_code="PAYER_ACTION_REQUIRED",
-                failure_message="PayPal wants the payer to approve this payment",
                 payment_method={"method": "wallet", "wallet": "paypal"},
             )
             return ChargeResult(update=update, reference=order_id, action_url=action)

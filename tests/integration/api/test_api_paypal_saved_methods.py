@@ -245,6 +245,8 @@ def test_payer_action_required_waits_then_the_customers_link_settles_it(
     assert browser.get(f"{back.path}?{back.query}").status_code == 200
     settled = api.get(f"/payments/{charged['id']}").get_json()["data"]
     assert settled["status"] == "succeeded" and settled["action_url"] is None
+    with api.app.app_context():
+        assert row(api.app, charged["id"]).failure_code is None  # nothing failed on the way
     [capture_call] = fake.calls("POST", f"/v2/checkout/orders/{order['id']}/capture")
     assert capture_call.request_id == f"kassa-capture-{charged['id']}"
     # The link now says it is done instead of sending them to PayPal again.
