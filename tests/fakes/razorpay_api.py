@@ -129,6 +129,8 @@ class FakeRazorpay:
         # token id -> (reason, description): its recurring charges are declined by the bank.
         self.recurring_declines: dict[str, tuple[str, str]] = {}
         self.card_expiry = (12, 2034)
+        # "created": recurring payments wait (file-based banks) until `settle` says.
+        self.recurring_status = "captured"
         self._refund_keys: dict[str, tuple[str, Any, str]] = {}  # key -> (payment, body, rfnd)
         self.requests: list[Recorded] = []
         self.injections: deque[Injection] = deque()
@@ -393,6 +395,32 @@ class FakeRazorpay:
             }
             self.tokens[token["id"]] = token
             return copy.deepcopy(token)
+
+    def settle(
+        self,
+        payment_id: str,
+        status: str,
+        *,
+        error_reason: str = "payment_failed",
+        error_description: str = "Payment failed",
+    ) -> dict[str, Any]:
+        """A payment left `created` is captured or fails at the bank, later."""
+        with self.lock:
+            payment = self.payments[payment_id]
+            if status == "captured":
+                payment.update(status="captured", captured=True)
+                order = self.orders[payment["order_id"]]
+                order.update(status="paid", amount_paid=payment["amount"], amount_due=0)
+            else:
+                payment.update(
+                    status="failed",
+                    error_code="BAD_REQUEST_ERROR",
+                    error_description=error_description,
+                    error_source="bank",
+                    error_step="payment_authorization",
+                    error_reason=error_reason,
+                )
+            return copy.deepcopy(payment)
 
     def capture_now(self, payment_id: str) -> dict[str, Any]:
         """Razorpay's own auto-capture (or a dashboard capture) of an authorized payment."""
@@ -952,7 +980,13 @@ class FakeRazorpay:
                         reason=decline[0],
                         metadata={"payment_id": p["id"], "order_id": order["id"]},
                     )
-                p = fake.add_payment(order["id"], notes=notes, last4=token["card"]["last4"])
+                waits = fake.recurring_status == "created"
+                p = fake.add_payment(
+                    order["id"],
+                    "created" if waits else None,
+                    notes=notes,
+                    last4=token["card"]["last4"],
+                )
                 fake.payments[p["id"]].update(
                     customer_id=token["customer_id"],
                     token_id=token["id"],
@@ -961,7 +995,8 @@ class FakeRazorpay:
                     description=body.get("description"),
                 )
                 token["used_at"] = int(time.time())
-                fake.deliver(*fake._payment_events(fake.payments[p["id"]]))
+                if not waits:
+                    fake.deliver(*fake._payment_events(fake.payments[p["id"]]))
                 return jsonify(
                     {
                         "razorpay_payment_id": p["id"],

@@ -20,6 +20,7 @@ from sqlalchemy import func, select, text
 
 from app.extensions import db
 from app.models import Order, Payment, SavedPaymentMethod
+from app.payments import customers
 from tests.fakes.razorpay_api import FakeRazorpay
 from tests.integration.api.conftest import Api, error_code, new_key
 from tests.integration.razorpay_app import add_products, razorpay_config
@@ -303,3 +304,66 @@ def test_a_token_that_has_expired_is_marked_expired(rzp_app: Flask, fake: FakeRa
     assert refused.status_code == 409 and error_code(refused) == "invalid_state"
     assert "expired" in refused.get_json()["error"]["message"]
     assert not fake.calls("POST", "/v1/payments/create/recurring")
+
+
+@pytest.mark.parametrize(("outcome", "final"), [("captured", "succeeded"), ("failed", "failed")])
+def test_a_charge_the_bank_settles_later_is_settled_by_webhooks(
+    rzp_app: Flask, fake: FakeRazorpay, outcome: str, final: str
+) -> None:
+    """Some banks settle recurring debits in files: the payment is `created` at first, the
+    charge answers `processing`, and Razorpay's webhook settles it; a failure is final for
+    a merchant-initiated charge (no checkout to retry in)."""
+    api, customer, _ = _save(rzp_app, fake)
+    method = customer["payment_methods"][0]
+    fake.recurring_status = "created"
+    response = _charge(api, method["id"], f"later-{outcome}")
+    assert response.status_code == 201, response.get_json()
+    payment = response.get_json()["data"]
+    assert payment["status"] == "processing"
+    settled = fake.settle(
+        payment["gateway_payment_id"],
+        outcome,
+        error_reason="insufficient_funds",
+        error_description="Payment failed due to insufficient balance.",
+    )
+    _webhook(
+        api, fake, "payment.failed" if outcome == "failed" else "payment.captured", settled["id"]
+    )
+    after = api.get(f"/payments/{payment['id']}").get_json()["data"]
+    assert after["status"] == final
+    if outcome == "failed":
+        assert after["failure_code"] == "insufficient_funds"
+
+
+def test_the_customer_removes_their_method_on_their_own_page(
+    rzp_app: Flask, fake: FakeRazorpay
+) -> None:
+    api, customer, first = _save(rzp_app, fake, last4="4242")
+    method = customer["payment_methods"][0]
+    with rzp_app.test_request_context():
+        link = customers.methods_link(customers.get_customer(customer["id"]))
+    path = link.split("://", 1)[-1].split("/", 1)[-1]
+    page = api.client.get(f"/{path}").get_data(as_text=True)
+    assert "4242" in page
+    removed = api.client.post(f"/{path}/{method['id']}/remove")
+    assert removed.status_code == 303
+    assert fake.calls("DELETE", f"/v1/customers/{first['customer_id']}/tokens/{first['token_id']}")
+    assert first["token_id"] not in fake.tokens
+    assert "4242" not in api.client.get(f"/{path}").get_data(as_text=True)
+
+
+def test_when_razorpay_cannot_delete_the_token_the_method_stays(
+    rzp_app: Flask, fake: FakeRazorpay
+) -> None:
+    api, customer, first = _save(rzp_app, fake)
+    method = customer["payment_methods"][0]
+    for _ in range(3):  # every attempt the resilience layer makes
+        fake.queue_error(500, "Something went wrong", "SERVER_ERROR", method="DELETE")
+    removed = api.client.delete(
+        f"/api/v1/customers/{customer['id']}/payment-methods/{method['id']}",
+        headers=api.headers(),
+    )
+    assert removed.status_code == 503, removed.get_json()
+    assert first["token_id"] in fake.tokens
+    listed = api.get(f"/customers/{customer['id']}/payment-methods").get_json()["data"]
+    assert [(m["id"], m["status"]) for m in listed] == [(method["id"], "active")]
