@@ -94,6 +94,10 @@ SAVE_NOTE = "save_payment_method"
 OFF_SESSION_NOTE = "off_session"
 # X-Refund-Idempotency: "at least 10 characters, alphabets, numbers, hyphens, underscores".
 _REFUND_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{10,}$")
+# A customer's name as Razorpay accepts it: 3-50 characters, letters and digits with
+# period, apostrophe, forward slash, at and parentheses (its Customers API), and spaces.
+_CUSTOMER_NAME_RE = re.compile(r"^[A-Za-z0-9.'/@() ]{3,50}$")
+CUSTOMER_EMAIL_MAX_LENGTH = 64
 # What a Razorpay payment id looks like; browser-sent ids go into URL paths only if they match.
 _PAYMENT_ID_RE = re.compile(r"^pay_[A-Za-z0-9]{6,40}$")
 # Three-decimal currencies Razorpay accepts; the last digit must be 0 (its docs).
@@ -473,9 +477,18 @@ class RazorpayGateway:
     def _customer_id(self, email: str, name: str) -> str:
         """POST /customers with fail_existing=0: the customer with these details, made or
         found (Razorpay answers the existing one instead of an error)."""
+        if len(email) > CUSTOMER_EMAIL_MAX_LENGTH:
+            raise GatewayError(
+                "invalid_request",
+                f"Razorpay keeps customers' emails of up to {CUSTOMER_EMAIL_MAX_LENGTH} "
+                "characters; this one cannot have a saved method",
+            )
         body: dict[str, Any] = {"email": email, "fail_existing": "0"}
-        if name:
-            body["name"] = name[:50]  # Razorpay's limit for a customer's name
+        name = " ".join(name.split())
+        if _CUSTOMER_NAME_RE.match(name):
+            # Otherwise left out (the email identifies the customer): Razorpay refuses
+            # names outside its rule, and the same rule each time keeps the details equal.
+            body["name"] = name
         customer = self._call(self._client.customer.create, body)
         return str(customer["id"])
 

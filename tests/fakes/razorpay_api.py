@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import re
 import secrets
 import socket
 import string
@@ -870,9 +871,18 @@ class FakeRazorpay:
         def create_customer() -> Any:
             body = request.get_json(silent=True) or {}
             email, name, contact = body.get("email"), body.get("name"), body.get("contact")
-            if name is not None and (not isinstance(name, str) or len(name) > 50):
-                return _error(400, "The name may not be greater than 50 characters.")
-            if email is not None and (not isinstance(email, str) or "@" not in email):
+            if name is not None and (
+                not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9.'/@() ]{3,50}", name)
+            ):
+                return _error(
+                    400,
+                    "The name format is invalid.",
+                    source="business",
+                    reason="input_validation_failed",
+                )
+            if email is not None and (
+                not isinstance(email, str) or "@" not in email or len(email) > 64
+            ):
                 return _error(400, "The email must be a valid email address.")
             with fake.lock:
                 for existing in fake.customers.values():

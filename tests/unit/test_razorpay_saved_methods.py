@@ -21,7 +21,9 @@ from app.models.enums import PaymentStatus
 from tests.fakes.razorpay_api import FakeRazorpay
 
 
-def _checkout(gw: RazorpayGateway, *, save: bool = True) -> str:
+def _checkout(
+    gw: RazorpayGateway, *, save: bool = True, name: str = "Asha Rao", email: str = ""
+) -> str:
     session = gw.create_checkout(
         CheckoutRequest(
             payment_id="pay_kassa0001",
@@ -29,8 +31,8 @@ def _checkout(gw: RazorpayGateway, *, save: bool = True) -> str:
             amount=49900,
             currency="INR",
             line_items=(LineItem("Notebook", 49900, 1),),
-            customer_email="asha@example.com",
-            customer_name="Asha Rao",
+            customer_email=email or "asha@example.com",
+            customer_name=name,
             success_url="http://shop.test/ok",
             cancel_url="http://shop.test/cancel",
             idempotency_key="kassa-pay-0001",
@@ -166,3 +168,13 @@ def test_an_expired_token_is_refused_by_razorpay(gw: RazorpayGateway, fake: Fake
     with pytest.raises(GatewayError) as caught:
         gw.charge_saved_method(_charge_request(f"{paid['customer_id']}/{paid['token_id']}"))
     assert caught.value.code == "invalid_request" and "expired" in caught.value.message
+
+
+def test_a_name_razorpay_would_refuse_is_left_out(gw: RazorpayGateway, fake: FakeRazorpay) -> None:
+    _checkout(gw, name="Zoë Saint-Clair")
+    [call] = fake.calls("POST", "/v1/customers")
+    assert call.json == {"email": "asha@example.com", "fail_existing": "0"}
+    with pytest.raises(GatewayError) as caught:
+        _checkout(gw, email="a" * 60 + "@example.com")
+    assert caught.value.code == "invalid_request"
+    assert len(fake.calls("POST", "/v1/customers")) == 1  # refused before asking
