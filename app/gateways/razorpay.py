@@ -752,7 +752,10 @@ class RazorpayGateway:
 
         Idempotent without an idempotency key: the order's receipt is our payment id, so
         a retry finds the order it made; a payment already on that order (the answer was
-        lost) is reported instead of creating another, a failed one as its decline.
+        lost) is reported instead of creating another, a failed one as its decline. As
+        with checkout orders, the one window left is a payment Razorpay made but does
+        not list yet; the core runs one call per attempt at a time (the attempt is
+        committed first, its key unique).
         """
         customer_id, token_id = _token_address(request.token, request.gateway_customer_id)
         currency = _currency(request.currency)
