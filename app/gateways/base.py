@@ -199,6 +199,7 @@ class ChargeRequest:
     description: str
     idempotency_key: str  # from the committed attempt
     return_url: str  # where an authentication the customer completes comes back to
+    customer_email: str = ""  # the customer's, for gateways that ask (Razorpay recurring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +217,9 @@ class CheckoutSession:
     reference: str  # gateway's id for the checkout (session id / order id)
     redirect_url: str  # where to send the customer's browser (303)
     expires_at: datetime | None = None
+    # The gateway customer the checkout saves the method on, when the adapter made or
+    # found one (Razorpay: its checkout page needs it); the core keeps it.
+    gateway_customer_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +387,8 @@ class PagedCheckout(Protocol):
         callback_url: str,
         order_id: str,
         payment_id: str,
+        save_payment_method: bool = False,
+        gateway_customer_id: str | None = None,
     ) -> dict[str, Any]: ...
 
 
