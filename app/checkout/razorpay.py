@@ -96,6 +96,12 @@ def razorpay_pay(payment_id: str) -> str | Response:
         ),
         order_id=order.public_id,
         payment_id=payment.public_id,
+        save_payment_method=payment.save_payment_method,
+        gateway_customer_id=(
+            payment.customer.gateway_customer_id("razorpay")
+            if payment.save_payment_method and payment.customer is not None
+            else None
+        ),
     )
     return render_template(
         "checkout/razorpay.html",

@@ -183,6 +183,8 @@ class SavedMethod:
     exp_year: int | None = None
     wallet: str | None = None
     gateway_customer_id: str | None = None
+    # A wallet's account (PayPal: the payer's email), shown so the customer knows which.
+    account_email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +200,7 @@ class ChargeRequest:
     description: str
     idempotency_key: str  # from the committed attempt
     return_url: str  # where an authentication the customer completes comes back to
+    customer_email: str = ""  # the customer's, for gateways that ask (Razorpay recurring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +218,9 @@ class CheckoutSession:
     reference: str  # gateway's id for the checkout (session id / order id)
     redirect_url: str  # where to send the customer's browser (303)
     expires_at: datetime | None = None
+    # The gateway customer the checkout saves the method on, when the adapter made or
+    # found one (Razorpay: its checkout page needs it); the core keeps it.
+    gateway_customer_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,6 +388,8 @@ class PagedCheckout(Protocol):
         callback_url: str,
         order_id: str,
         payment_id: str,
+        save_payment_method: bool = False,
+        gateway_customer_id: str | None = None,
     ) -> dict[str, Any]: ...
 
 

@@ -25,6 +25,18 @@ Decisions worth knowing (details at each function):
   PROCESSING with the failure code and message; the core expires the attempt when its
   time is up. This also keeps the final state independent of webhook order (a late
   `payment.failed` for an earlier try can never undo a capture).
+* Saved methods (issue 18) follow Razorpay's card recurring flow: with the customer's
+  consent the attempt's order is an authorisation order (a Razorpay customer, made or
+  found with fail_existing=0, `method: card` and a `token` with max_amount, expire_at and
+  `frequency: as_presented`), and Checkout opens with `customer_id` and `recurring: 1`.
+  Once paid, the payment names its `token_id`; the token (read from
+  /customers/{id}/tokens/{token_id}) gives what is safe to show. Kassa keeps the token's
+  address, "cust_…/token_…" (deleting a token needs both ids), never card data. A later
+  charge is a new order (receipt = our payment id, `payment_capture: true`) and
+  POST /payments/create/recurring. Neither call takes an idempotency key: a retry finds
+  the order by its receipt, and a payment already on that order is the charge's answer
+  (never a second one). A failed recurring payment is final for its attempt (notes say
+  `off_session`), unlike a checkout's failed try.
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,6 +57,8 @@ from razorpay import errors as rzp_errors
 
 from app.gateways.base import (
     CaptureRequest,
+    ChargeRequest,
+    ChargeResult,
     CheckoutRequest,
     CheckoutSession,
     DisputeUpdate,
@@ -57,6 +72,7 @@ from app.gateways.base import (
     RefundUpdate,
     ReturnParams,
     ReturnRejected,
+    SavedMethod,
     SignatureError,
     SubscriptionCheckout,
     SubscriptionEvent,
@@ -76,8 +92,19 @@ DEFAULT_API_BASE = "https://api.razorpay.com"
 # creation (capture settings docs); the deadline is shown to the merchant.
 CAPTURE_WINDOW = timedelta(days=3)
 RECEIPT_MAX_LENGTH = 40
+# A saved card's mandate: the most one later charge may take (Razorpay's default for card
+# recurring without extra authentication is INR 15,000, in paise) and how long it lasts.
+DEFAULT_TOKEN_MAX_AMOUNT = 1_500_000
+TOKEN_LIFETIME = timedelta(days=10 * 365)
+# The notes that mark a payment: saved at checkout, or a merchant-initiated charge.
+SAVE_NOTE = "save_payment_method"
+OFF_SESSION_NOTE = "off_session"
 # X-Refund-Idempotency: "at least 10 characters, alphabets, numbers, hyphens, underscores".
 _REFUND_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{10,}$")
+# A customer's name as Razorpay accepts it: 3-50 characters, letters and digits with
+# period, apostrophe, forward slash, at and parentheses (its Customers API), and spaces.
+_CUSTOMER_NAME_RE = re.compile(r"^[A-Za-z0-9.'/@() ]{3,50}$")
+CUSTOMER_EMAIL_MAX_LENGTH = 64
 # What a Razorpay payment id looks like; browser-sent ids go into URL paths only if they match.
 _PAYMENT_ID_RE = re.compile(r"^pay_[A-Za-z0-9]{6,40}$")
 # Three-decimal currencies Razorpay accepts; the last digit must be 0 (its docs).
@@ -360,6 +387,7 @@ class RazorpayGateway:
         timeout: float = 10.0,
         connect_timeout: float = 5.0,
         session: requests.Session | None = None,
+        token_max_amount: int = DEFAULT_TOKEN_MAX_AMOUNT,
     ) -> None:
         if not (key_id and key_secret and webhook_secret):
             raise ValueError("Razorpay needs a key id, a key secret and a webhook secret")
@@ -369,6 +397,7 @@ class RazorpayGateway:
         self._webhook_secret = webhook_secret
         self.public_base_url = public_base_url.rstrip("/")
         self._timeout = (connect_timeout, timeout)
+        self.token_max_amount = token_max_amount
         self._client = razorpay.Client(
             session=session or requests.Session(),
             auth=(key_id, key_secret),
@@ -390,6 +419,9 @@ class RazorpayGateway:
             public_base_url=config.get("PUBLIC_BASE_URL") or "",
             api_base=config.get("RAZORPAY_API_BASE"),
             timeout=float(config.get("RAZORPAY_TIMEOUT_SECONDS") or 10.0),
+            token_max_amount=int(
+                config.get("RAZORPAY_TOKEN_MAX_AMOUNT") or DEFAULT_TOKEN_MAX_AMOUNT
+            ),
         )
 
     # ------------------------------------------------------------ transport
@@ -448,25 +480,65 @@ class RazorpayGateway:
         receipt = request.payment_id
         if len(receipt) > RECEIPT_MAX_LENGTH:
             raise GatewayError("invalid_request", "payment id is too long for a Razorpay receipt")
+        customer_id = None
+        if request.save_payment_method:
+            # fail_existing=0: the same details find the same customer, so a retry (or a
+            # customer Kassa has not stored the id of) never makes a second one.
+            customer_id = request.gateway_customer_id or self._customer_id(
+                request.customer_email, request.customer_name
+            )
         order = self._find_order(receipt, amount, currency)
         if order is None:
-            body = {
+            notes = {"order_id": request.order_id, "payment_id": request.payment_id}
+            body: dict[str, Any] = {
                 "amount": amount,
                 "currency": currency,
                 "receipt": receipt,
-                "notes": {"order_id": request.order_id, "payment_id": request.payment_id},
+                "notes": notes,
                 # Explicit per order: it overrides the dashboard's capture setting, so a
                 # dashboard set to manual cannot leave our payments to be auto-refunded.
                 "payment": {
                     "capture": "manual" if request.capture_method == "manual" else "automatic",
                 },
             }
+            if customer_id:
+                # Razorpay's card recurring authorisation order: the token it makes when
+                # this order is paid can be charged later, up to max_amount each time.
+                notes[SAVE_NOTE] = "true"
+                body.update(
+                    customer_id=customer_id,
+                    method="card",
+                    token={
+                        "max_amount": self.token_max_amount,
+                        "expire_at": int((datetime.now(UTC) + TOKEN_LIFETIME).timestamp()),
+                        "frequency": "as_presented",
+                    },
+                )
             order = self._call(self._client.order.create, body)
         return CheckoutSession(
             reference=str(order["id"]),
             redirect_url=self.checkout_url(request.payment_id),
             expires_at=request.expires_at,
+            gateway_customer_id=customer_id,
         )
+
+    def _customer_id(self, email: str, name: str) -> str:
+        """POST /customers with fail_existing=0: the customer with these details, made or
+        found (Razorpay answers the existing one instead of an error)."""
+        if len(email) > CUSTOMER_EMAIL_MAX_LENGTH:
+            raise GatewayError(
+                "invalid_request",
+                f"Razorpay keeps customers' emails of up to {CUSTOMER_EMAIL_MAX_LENGTH} "
+                "characters; this one cannot have a saved method",
+            )
+        body: dict[str, Any] = {"email": email, "fail_existing": "0"}
+        name = " ".join(name.split())
+        if _CUSTOMER_NAME_RE.match(name):
+            # Otherwise left out (the email identifies the customer): Razorpay refuses
+            # names outside its rule, and the same rule each time keeps the details equal.
+            body["name"] = name
+        customer = self._call(self._client.customer.create, body)
+        return str(customer["id"])
 
     def _find_order(self, receipt: str, amount: int, currency: str) -> dict[str, Any] | None:
         """The order we already made for this receipt, if an earlier try got through."""
@@ -501,9 +573,15 @@ class RazorpayGateway:
         callback_url: str,
         order_id: str,
         payment_id: str,
+        save_payment_method: bool = False,
+        gateway_customer_id: str | None = None,
     ) -> dict[str, Any]:
-        """The options for `new Razorpay(options)` on our checkout page (no secrets)."""
-        return {
+        """The options for `new Razorpay(options)` on our checkout page (no secrets).
+
+        Saving the method (the customer agreed, and the order is an authorisation order
+        on this Razorpay customer): Checkout also gets `customer_id` and `recurring: "1"`.
+        """
+        options: dict[str, Any] = {
             "key": self.key_id,
             "amount": to_razorpay_amount(amount, currency),
             "currency": _currency(currency),
@@ -516,6 +594,11 @@ class RazorpayGateway:
             # Full-page POST to callback_url: works where pop-ups/iframes are blocked.
             "redirect": True,
         }
+        if save_payment_method and gateway_customer_id:
+            options["customer_id"] = gateway_customer_id
+            options["recurring"] = "1"
+            options["notes"][SAVE_NOTE] = "true"
+        return options
 
     def cancel_checkout(self, ref: PaymentRef) -> None:
         """Razorpay orders cannot be closed; nothing to call.
@@ -604,7 +687,7 @@ class RazorpayGateway:
                 "; ".join(problems),
             )
             return None
-        return self._payment_update(payment, ref)
+        return self._with_saved_method(self._payment_update(payment, ref), payment, strict=False)
 
     def _payment_update(
         self,
@@ -627,6 +710,9 @@ class RazorpayGateway:
             created = _ts(payment.get("created_at"))
             deadline = created + CAPTURE_WINDOW if created else None
         failed = raw_status == "failed"
+        if failed and notes.get(OFF_SESSION_NOTE) == "true":
+            # A merchant-initiated charge has no checkout to retry in: its failure is final.
+            mapped = PaymentStatus.FAILED
         return PaymentUpdate(
             ref=ref,
             status=mapped,
@@ -639,6 +725,156 @@ class RazorpayGateway:
             capture_deadline=deadline,
         )
 
+    # ------------------------------------------------------------ saved methods
+
+    def _with_saved_method(
+        self, update: PaymentUpdate, payment: Mapping[str, Any], *, strict: bool
+    ) -> PaymentUpdate:
+        """A paid payment whose notes carry the customer's consent: add the token it saved.
+
+        `strict` (the event job) lets a failed read raise, so the job retries it; a return
+        page or sync carries on without it (the webhook saves it).
+        """
+        if _notes(payment).get(SAVE_NOTE) != "true" or update.status not in (
+            PaymentStatus.SUCCEEDED,
+            PaymentStatus.AUTHORIZED,
+        ):
+            return update
+        try:
+            saved = self._saved_method(payment)
+        except GatewayError:
+            if strict:
+                raise
+            log.warning("razorpay token of payment %s not read yet", payment.get("id"))
+            return update
+        if saved is None:
+            return update
+        return replace(update, saved_method=saved)
+
+    def _saved_method(self, payment: Mapping[str, Any]) -> SavedMethod | None:
+        """The token a paid authorisation payment made, and what is safe to show of it.
+
+        The payment names its token_id and customer_id (a stored webhook has its token id
+        redacted, so the payment is read again); the token itself has the card network,
+        last four and expiry, or the wallet. A token Razorpay rejected or no longer has
+        is not saved.
+        """
+        token_id, customer_id = payment.get("token_id"), payment.get("customer_id")
+        if not (token_id and customer_id) and payment.get("id"):
+            fetched = self._call(self._client.payment.fetch, str(payment["id"]))
+            token_id, customer_id = fetched.get("token_id"), fetched.get("customer_id")
+        if not (token_id and customer_id):
+            return None
+        try:
+            token = self._call(self._client.token.fetch, str(customer_id), str(token_id))
+        except GatewayError as exc:
+            if exc.code == "not_found":
+                return None
+            raise
+        if (token.get("recurring_details") or {}).get("status") == "rejected":
+            return None
+        card = token.get("card") if isinstance(token.get("card"), Mapping) else {}
+        exp_month, exp_year = (
+            _int_or_none(card.get("expiry_month")),
+            _int_or_none(card.get("expiry_year")),
+        )
+        if exp_month is not None and not 1 <= exp_month <= 12:
+            exp_month = None
+        expired_at = _ts(token.get("expired_at"))
+        if expired_at is not None:
+            through = _valid_through(expired_at)
+            if exp_month is None or exp_year is None or through < (exp_year, exp_month):
+                exp_year, exp_month = through
+        return SavedMethod(
+            token=f"{customer_id}/{token_id}",
+            brand=_clean(card.get("network")),
+            last4=_clean(card.get("last4")),
+            exp_month=exp_month,
+            exp_year=exp_year,
+            wallet=_clean(token.get("wallet")),
+            gateway_customer_id=str(customer_id),
+        )
+
+    def charge_saved_method(self, request: ChargeRequest) -> ChargeResult:
+        """Charge a saved token: a new order, then POST /payments/create/recurring.
+
+        Idempotent without an idempotency key: the order's receipt is our payment id, so
+        a retry finds the order it made; a payment already on that order (the answer was
+        lost) is reported instead of creating another, a failed one as its decline. As
+        with checkout orders, the one window left is a payment Razorpay made but does
+        not list yet; the core runs one call per attempt at a time (the attempt is
+        committed first, its key unique).
+        """
+        customer_id, token_id = _token_address(request.token, request.gateway_customer_id)
+        currency = _currency(request.currency)
+        amount = to_razorpay_amount(request.amount, currency)
+        receipt = request.payment_id
+        if len(receipt) > RECEIPT_MAX_LENGTH:
+            raise GatewayError("invalid_request", "payment id is too long for a Razorpay receipt")
+        notes = {
+            "order_id": request.order_id,
+            "payment_id": request.payment_id,
+            OFF_SESSION_NOTE: "true",
+        }
+        ref = PaymentRef(payment_id=request.payment_id)
+        order = self._find_order(receipt, amount, currency)
+        if order is None:
+            order = self._call(
+                self._client.order.create,
+                {
+                    "amount": amount,
+                    "currency": currency,
+                    "receipt": receipt,
+                    "payment_capture": True,
+                    "notes": notes,
+                },
+            )
+        else:
+            earlier = self._call(self._client.order.payments, str(order["id"]))
+            payments = sorted(earlier.get("items", []), key=lambda p: p.get("created_at") or 0)
+            if payments:
+                done = [p for p in payments if p.get("status") != "failed"]
+                if not done:
+                    raise _decline(payments[-1])
+                ref = replace(ref, reference=str(order["id"]))
+                return ChargeResult(
+                    update=self._payment_update(done[-1], ref), reference=str(order["id"])
+                )
+        order_id = str(order["id"])
+        ref = replace(ref, reference=order_id)
+        body: dict[str, Any] = {
+            "amount": amount,
+            "currency": currency,
+            "order_id": order_id,
+            "customer_id": customer_id,
+            "token": token_id,
+            "recurring": True,
+            "notes": notes,
+        }
+        if request.customer_email:
+            body["email"] = request.customer_email
+        if request.description:
+            body["description"] = request.description[:255]
+        created = self._call(self._client.payment.createRecurring, body)
+        rzp_payment_id = created.get("razorpay_payment_id")
+        if not isinstance(rzp_payment_id, str) or not _PAYMENT_ID_RE.match(rzp_payment_id):
+            raise GatewayError(
+                "gateway_unavailable", "Razorpay did not name the recurring payment", retryable=True
+            )
+        payment = self._call(self._client.payment.fetch, rzp_payment_id, {"expand[]": "card"})
+        if payment.get("status") == "failed":
+            raise _decline(payment)
+        return ChargeResult(update=self._payment_update(payment, ref), reference=order_id)
+
+    def detach_method(self, token: str) -> None:
+        """DELETE /customers/{id}/tokens/{token_id}; a token Razorpay no longer has is gone."""
+        customer_id, token_id = _token_address(token, None)
+        try:
+            self._call(self._client.token.delete, customer_id, token_id)
+        except GatewayError as exc:
+            if exc.code != "not_found":
+                raise
+
     # ------------------------------------------------------------ sync
 
     def retrieve(self, ref: PaymentRef) -> PaymentUpdate:
@@ -649,13 +885,17 @@ class RazorpayGateway:
             payment = self._call(
                 self._client.payment.fetch, ref.gateway_payment_id, {"expand[]": "card"}
             )
-            return self._payment_update(payment, ref)
+            return self._with_saved_method(
+                self._payment_update(payment, ref), payment, strict=False
+            )
         listing = self._call(self._client.order.payments, ref.reference)
         payments = sorted(listing.get("items", []), key=lambda p: p.get("created_at") or 0)
         for wanted in (("captured", "refunded"), ("authorized",)):
             found = [p for p in payments if p.get("status") in wanted]
             if found:
-                return self._payment_update(found[-1], ref)
+                return self._with_saved_method(
+                    self._payment_update(found[-1], ref), found[-1], strict=False
+                )
         if not payments:
             return PaymentUpdate(ref=ref, status=PaymentStatus.PROCESSING)
         in_flight = [p for p in payments if p.get("status") != "failed"]
@@ -815,7 +1055,12 @@ class RazorpayGateway:
             if kind == "order.paid":
                 order = (body.get("order") or {}).get("entity") or {}
                 ref = PaymentRef(payment_id=order.get("receipt") or None, reference=order.get("id"))
-            return [self._payment_update(payment, ref, status=status)]
+            # Runs in the event job: a failed read of the saved token is retried with it.
+            return [
+                self._with_saved_method(
+                    self._payment_update(payment, ref, status=status), payment, strict=True
+                )
+            ]
         if kind in _REFUND_EVENTS:
             refund = (body.get("refund") or {}).get("entity") or {}
             if not refund.get("id"):
@@ -1234,3 +1479,41 @@ def _error_from_response(response: requests.Response | None, fallback: str) -> G
     ):
         return GatewayError("payment_failed", message, http_status=status, decline_code=reason)
     return GatewayError("invalid_request", message, http_status=status, decline_code=reason)
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _valid_through(expired_at: datetime) -> tuple[int, int]:
+    """The last (year, month) a token ending at `expired_at` can be charged in, as a
+    card's expiry is written; one that has ended already counts as ended last month."""
+    last = expired_at - timedelta(seconds=1)
+    now = datetime.now(UTC)
+    if expired_at <= now:
+        last = min(last, now.replace(day=1, hour=0, minute=0, second=0) - timedelta(seconds=1))
+    return last.year, last.month
+
+
+def _token_address(token: str, customer_id: str | None) -> tuple[str, str]:
+    """A saved method's token as Kassa keeps it, "cust_…/token_…": both ids."""
+    owner, _, token_id = token.rpartition("/")
+    owner = owner or (customer_id or "")
+    if not owner or not token_id:
+        raise GatewayError("invalid_request", "this saved method names no Razorpay customer")
+    return owner, token_id
+
+
+def _decline(payment: Mapping[str, Any]) -> GatewayError:
+    """A failed recurring payment as the decline it is (402 with Razorpay's reason)."""
+    return GatewayError(
+        "payment_failed",
+        failure_message(payment) or "The payment was declined.",
+        decline_code=failure_code(payment),
+    )

@@ -160,6 +160,7 @@ def charge_saved_method(
         description=lines,
         idempotency_key=key,
         return_url=external_url("checkout.payment_return", payment_id=pid),
+        customer_email=customer.email,
     )
     return _ask_gateway(payment_id, gateway, request, actor)
 

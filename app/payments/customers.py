@@ -70,6 +70,27 @@ def gateway_customer_id(customer_id: int, gateway: str) -> str | None:
     return row.gateway_customer_id if row is not None else None
 
 
+def remember_gateway_customer(payment_id: int, gateway: str, gateway_customer_id: str) -> None:
+    """The gateway made or found a customer for this attempt's checkout (to save its method
+    on): kept for the attempt's customer unless one is kept already, in the caller's unit
+    of work. Concurrent checkouts keep one (insert-or-ignore on customer and gateway)."""
+    customer_id = db.session.execute(
+        select(Payment.customer_id).where(Payment.id == payment_id)
+    ).scalar_one_or_none()
+    if customer_id is None:
+        return
+    store.insert_or_ignore(
+        GatewayCustomer,
+        {
+            "customer_id": customer_id,
+            "gateway": gateway,
+            "gateway_customer_id": gateway_customer_id,
+            "created_at": utcnow(),
+        },
+        conflict=("customer_id", "gateway"),
+    )
+
+
 def find_by_email(email: str) -> Customer | None:
     return db.session.execute(
         select(Customer).where(Customer.email_hash == email_index(email))
@@ -123,6 +144,7 @@ def record_saved_method(payment: Payment, saved: SavedMethod, actor: Actor) -> N
         exp_month=saved.exp_month,
         exp_year=saved.exp_year,
         wallet=saved.wallet,
+        account_email=saved.account_email,
         status=MethodStatus.ACTIVE,
         source_payment_id=payment.id,
     )
