@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 
 from app.auth.routes import roles_required
 from app.dashboard import bp
+from app.dashboard.timeline import subscription_timeline
 from app.models import Role, SubscriptionStatus
 from app.models.base import utcnow
 from app.payments import subscriptions
@@ -52,7 +53,7 @@ def subscription_page(public_id: str) -> str:
         "dashboard/subscription.html",
         sub=sub,
         access=entitlement(sub, utcnow()),
-        timeline=subscriptions.timeline(sub),
+        timeline=subscription_timeline(subscriptions.timeline(sub), sub.plan.currency),
         form=FlaskForm(),
     )
 
