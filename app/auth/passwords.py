@@ -12,7 +12,13 @@ import re
 from functools import cache
 from pathlib import Path
 
-from flask_babel import gettext
+from flask_babel import gettext as _gettext
+
+
+def gettext(message: str, **variables: object) -> str:
+    """Flask-Babel's gettext, typed: the messages are shown in the reader's language."""
+    return str(_gettext(message, **variables))
+
 
 MIN_LENGTH = 12
 MAX_LENGTH = 1024

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from typing import cast
 
 from flask import Flask, current_app, request
-from flask_babel import gettext, ngettext
+from flask_babel import gettext as _gettext
+from flask_babel import ngettext as _ngettext
 from itsdangerous import BadSignature, URLSafeSerializer
 from limits import RateLimitItem, parse, storage, strategies
 from werkzeug.wrappers import Response
@@ -41,6 +42,14 @@ from werkzeug.wrappers import Response
 DEVICE_COOKIE = "kassa_device"
 DEVICE_COOKIE_DAYS = 180
 FIRST_PAUSE_SECONDS = 30
+
+
+def gettext(message: str, **variables: object) -> str:
+    return str(_gettext(message, **variables))
+
+
+def ngettext(singular: str, plural: str, num: int, **variables: object) -> str:
+    return str(_ngettext(singular, plural, num, **variables))
 
 
 def _wait_words(seconds: int) -> str:

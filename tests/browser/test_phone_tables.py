@@ -2,7 +2,7 @@
 column's name, so neither the page nor any table scrolls sideways, and no heading, id or
 button sticks out past the screen's edge (customers, subscriptions, endpoints and the
 customer's plan, subscription and saved-method pages included); the same pages in Hindi
-render their Devanagari text with a real font. Screenshots go to test-results/pages/."""
+render their Devanagari text with a real font, and German (long words) fits too. Screenshots go to test-results/pages/."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def _pages(ids: dict[str, str]) -> list[tuple[str, str]]:
     ]
 
 
-@pytest.mark.parametrize("lang", ["en", "hi"])
+@pytest.mark.parametrize("lang", ["en", "hi", "de"])
 def test_no_dashboard_table_scrolls_sideways_on_a_phone(
     app: Any, live_server: str, browser: Browser, lang: str
 ) -> None:
@@ -71,8 +71,10 @@ def test_no_dashboard_table_scrolls_sideways_on_a_phone(
     context = browser.new_context(
         base_url=live_server,
         viewport={"width": PHONE, "height": 844},
-        locale={"en": "en-US", "hi": "hi-IN"}[lang],
-        extra_http_headers={"Accept-Language": {"en": "en-US,en", "hi": "hi-IN,hi"}[lang]},
+        locale={"en": "en-US", "hi": "hi-IN", "de": "de-DE"}[lang],
+        extra_http_headers={
+            "Accept-Language": {"en": "en-US,en", "hi": "hi-IN,hi", "de": "de-DE,de"}[lang]
+        },
     )
     page = context.new_page()
     problems = []
