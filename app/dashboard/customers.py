@@ -4,6 +4,7 @@ confirmation step, safe against double submits) and removing one."""
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
@@ -16,6 +17,7 @@ from app.models import Customer, Payment, Role, SavedPaymentMethod
 from app.payments import charges, customers
 from app.payments.audit import Actor
 from app.payments.errors import KassaError, NotFound
+from app.presentation import status_label
 
 MANAGERS = (Role.OWNER.value, Role.ADMIN.value)
 
@@ -116,11 +118,11 @@ def charge_method(public_id: str, method_id: str) -> BaseResponse | tuple[str, i
         return _charge_page(customer, method, form, exc.http_status)
     if payment.status == "requires_action":
         flash(
-            "The customer's bank wants them to confirm this charge: they were emailed a link.",
+            _("The customer's bank wants them to confirm this charge: they were emailed a link."),
             "success",
         )
     else:
-        flash("Charge " + payment.status.replace("_", " ") + ".", "success")
+        flash(_("Charge: %(status)s.", status=_(status_label(payment.status))), "success")
     return redirect(url_for("dashboard.payment", public_id=payment.public_id), code=303)
 
 
@@ -136,5 +138,5 @@ def remove_method(public_id: str, method_id: str) -> BaseResponse:
     except KassaError as exc:
         flash(exc.message, "error")
     else:
-        flash("Payment method removed.", "success")
+        flash(_("Payment method removed."), "success")
     return redirect(url_for("dashboard.customer_page", public_id=public_id), code=303)

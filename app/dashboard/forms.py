@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -148,12 +149,12 @@ class RefundForm(FlaskForm):
         try:
             money = Money.parse(field.data or "", self.currency, self.locale)
         except MoneyError as exc:
-            raise ValidationError(str(exc)) from None
+            raise ValidationError(gettext(exc.template, **exc.params)) from None
         if money.amount_minor <= 0:
             raise ValidationError(_l("Enter an amount greater than zero."))
         if money.amount_minor > self.remaining:
             left = Money(self.remaining, self.currency).format()
-            raise ValidationError(f"At most {left} can still be refunded.")
+            raise ValidationError(gettext("At most %(amount)s can still be refunded.", amount=left))
         self.amount_minor = money.amount_minor
 
     def validate_token(self, field: HiddenField) -> None:
@@ -254,7 +255,7 @@ class PaymentLinkForm(FlaskForm):
         try:
             money = Money.parse(field.data or "", self.currency.data or "", self.locale)
         except MoneyError as exc:
-            raise ValidationError(str(exc)) from None
+            raise ValidationError(gettext(exc.template, **exc.params)) from None
         if money.amount_minor <= 0:
             raise ValidationError(_l("Enter an amount greater than zero."))
         self.amount_minor = money.amount_minor
@@ -264,13 +265,17 @@ class ChargeForm(FlaskForm):
     """Charge a saved method: the amount, then a confirmation step. The hidden key is made
     when the form is first shown, so a double submit (or a resend) charges once."""
 
-    amount = StringField("Amount", validators=[InputRequired("Enter the amount."), Length(max=30)])
+    amount = StringField(
+        _l("Amount"), validators=[InputRequired(_l("Enter the amount.")), Length(max=30)]
+    )
     currency = StringField(
-        "Currency", default="USD", validators=[InputRequired("Enter the currency."), Length(3, 3)]
+        _l("Currency"),
+        default="USD",
+        validators=[InputRequired(_l("Enter the currency.")), Length(3, 3)],
     )
     description = StringField(
-        "What the customer is charged for",
-        validators=[InputRequired("Describe what the charge is for."), Length(max=200)],
+        _l("What the customer is charged for"),
+        validators=[InputRequired(_l("Describe what the charge is for.")), Length(max=200)],
     )
     key = HiddenField(validators=[InputRequired(), Length(16, 80)])
     confirmed = HiddenField(default="")
@@ -285,7 +290,7 @@ class ChargeForm(FlaskForm):
         try:
             money = Money.parse(field.data or "", self.currency.data or "")
         except MoneyError as exc:
-            raise ValidationError(str(exc)) from None
+            raise ValidationError(gettext(exc.template, **exc.params)) from None
         if money.amount_minor <= 0:
-            raise ValidationError("Enter an amount greater than zero.")
+            raise ValidationError(_l("Enter an amount greater than zero."))
         self.amount_minor = money.amount_minor

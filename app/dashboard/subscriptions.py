@@ -15,6 +15,7 @@ from werkzeug.wrappers import Response
 from app.auth.routes import roles_required
 from app.dashboard import bp
 from app.dashboard.forms import PlanChangeForm
+from app.dashboard.timeline import subscription_timeline
 from app.models import Role, Subscription, SubscriptionStatus
 from app.models.base import utcnow
 from app.payments import subscriptions
@@ -65,7 +66,7 @@ def _page(sub: Subscription, plan_form: PlanChangeForm, status: int = 200, **ext
             "dashboard/subscription.html",
             sub=sub,
             access=entitlement(sub, utcnow()),
-            timeline=subscriptions.timeline(sub),
+            timeline=subscription_timeline(subscriptions.timeline(sub), sub.plan.currency),
             form=FlaskForm(),
             plan_form=plan_form,
             resume_refused=subscriptions.refused_change(sub, "resume"),
