@@ -3,14 +3,14 @@ confirmation step, safe against double submits) and removing one."""
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
 from app.auth.routes import roles_required
 from app.dashboard import bp
-from app.dashboard.forms import ButtonForm, ChargeForm
+from app.dashboard.forms import ButtonForm, ChargeForm, CustomerPageForm
 from app.extensions import db
 from app.models import Customer, Payment, Role, SavedPaymentMethod
 from app.payments import charges, customers
@@ -18,6 +18,7 @@ from app.payments.audit import Actor
 from app.payments.errors import KassaError, NotFound
 
 MANAGERS = (Role.OWNER.value, Role.ADMIN.value)
+CUSTOMERS_PER_PAGE = 50
 
 
 def _actor() -> Actor:
@@ -40,8 +41,20 @@ def _method_or_404(customer: Customer, method_id: str) -> SavedPaymentMethod:
 
 @bp.get("/customers")
 def customer_list() -> str:
-    """Customers, newest first, with how many methods they saved."""
-    return render_template("dashboard/customers.html", customers=customers.list_customers(100))
+    """Customers, newest first, with how many methods they saved; a page at a time."""
+    form = CustomerPageForm(request.args)
+    if not form.validate():  # not a row id (e.g. beyond INTEGER): no page starts there
+        abort(400)
+    rows, next_before = customers.customer_page(
+        CUSTOMERS_PER_PAGE, email=form.email.data or None, before_id=form.before.data
+    )
+    return render_template(
+        "dashboard/customers.html",
+        customers=rows,
+        next_before=next_before,
+        first_page=form.before.data is None,
+        form=form,
+    )
 
 
 @bp.get("/customers/<public_id>")

@@ -196,6 +196,18 @@ class WebhookFilterForm(FlaskForm):
     )
 
 
+class CustomerPageForm(FlaskForm):
+    """The customers list's query string: an exact email, and where a page starts."""
+
+    class Meta:
+        csrf = False
+
+    email = StringField(_l("Email"), validators=[Optional(), Length(max=254)])
+    before = IntegerField(
+        _l("Before"), validators=[Optional(), NumberRange(min=1, max=inputs.MAX_ROW_ID)]
+    )
+
+
 class ButtonForm(FlaskForm):
     """CSRF-only form for buttons that POST (capture, sync, reprocess, revoke)."""
 

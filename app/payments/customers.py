@@ -8,15 +8,18 @@ the gateway first, so a removed method can never be charged.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import current_app, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import selectinload
 
 from app.extensions import db
 from app.gateways import registry
 from app.gateways.base import SavedMethod
 from app.models import (
+    AuditEntry,
     Customer,
     GatewayCustomer,
     MethodStatus,
@@ -26,17 +29,18 @@ from app.models import (
 )
 from app.models.base import public_id, utcnow
 from app.models.customers import email_index
-from app.payments import audit, store
-from app.payments.audit import Actor
+from app.payments import audit, outbox, store
+from app.payments.audit import SYSTEM, Actor
 from app.payments.errors import InvalidState, NotFound
 from app.payments.gateway_calls import gateway_errors
 from app.payments.uow import lock, unit_of_work
 
 
-def match_customer(email: str, name: str) -> tuple[int, str]:
+def match_customer(email: str, name: str, actor: Actor = SYSTEM) -> tuple[int, str]:
     """The id and public id of the customer with this email, created if new, in the
     caller's unit of work. Concurrent checkouts with one new email make one customer
-    (insert-or-ignore on the email's lookup hash)."""
+    (insert-or-ignore on the email's lookup hash); the one that made it writes its audit
+    entry and its `customer.created` outbox event in the same transaction."""
     now = utcnow()
     key = email_index(email)
     new_public_id = public_id("cus")
@@ -53,11 +57,32 @@ def match_customer(email: str, name: str) -> tuple[int, str]:
         conflict=("email_hash",),
     )
     if row is not None:
+        _announce_created(new_public_id, now, actor)
         return int(row.id), new_public_id
     found = db.session.execute(
         select(Customer.id, Customer.public_id).where(Customer.email_hash == key)
     ).one()
     return int(found.id), str(found.public_id)
+
+
+def _announce_created(customer_public_id: str, created_at: datetime, actor: Actor) -> None:
+    """The new customer's audit entry and outbox event, as rows (the checkout's unit of
+    work writes rows, not ORM objects). The event is thin: ids, no email or name (the
+    outbox is not encrypted; the API's customer answers those)."""
+    db.session.connection().execute(
+        insert(AuditEntry.__table__),
+        [audit.row(actor, "customer.created", "customer", customer_public_id)],
+    )
+    outbox.insert_rows(
+        [
+            outbox.row(
+                outbox.EventType.CUSTOMER_CREATED,
+                outbox.customer_data(customer_public_id, created_at),
+                order_id=None,
+                payment_id=None,
+            )
+        ]
+    )
 
 
 def gateway_customer_id(customer_id: int, gateway: str) -> str | None:
@@ -87,11 +112,23 @@ def get_customer(customer_public_id: str) -> Customer:
     return customer
 
 
-def list_customers(limit: int = 50, email: str | None = None) -> list[Customer]:
+def customer_page(
+    limit: int = 50, *, email: str | None = None, before_id: int | None = None
+) -> tuple[list[Customer], int | None]:
+    """Customers newest first, keyset on id (stable while checkouts add customers): the
+    page, and the id to continue before when more are older. `email` is an exact match
+    (the lookup hash)."""
     query = select(Customer).options(selectinload(Customer.methods))
     if email:
         query = query.where(Customer.email_hash == email_index(email))
-    return list(db.session.execute(query.order_by(Customer.id.desc()).limit(limit)).scalars().all())
+    if before_id is not None:
+        query = query.where(Customer.id < before_id)
+    rows = list(
+        db.session.execute(query.order_by(Customer.id.desc()).limit(limit + 1)).scalars().all()
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].id if more and rows else None)
 
 
 def get_method(method_public_id: str, customer: Customer | None = None) -> SavedPaymentMethod:
