@@ -332,6 +332,13 @@ def confirm_payment_action(token: str) -> Response | tuple[str, int]:
     return _action_page(payment, None, 200)
 
 
+@bp.get("/pay/setup/<customer_id>/done")
+def method_setup_done(customer_id: str) -> str:
+    """Where the gateway sends the customer after saving a method (or leaving): a hint,
+    never proof, so it changes nothing; the gateway's webhook saves the method."""
+    return render_template("checkout/setup_done.html", canceled=bool(request.args.get("canceled")))
+
+
 @bp.get("/account/methods/<token>")
 def saved_methods(token: str) -> tuple[str, int]:
     """The customer's own page (from the receipt's signed link): their saved methods."""

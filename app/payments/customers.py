@@ -8,6 +8,7 @@ the gateway first, so a removed method can never be charged.
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 
 from flask import current_app, url_for
@@ -17,7 +18,13 @@ from sqlalchemy.orm import selectinload
 
 from app.extensions import db
 from app.gateways import registry
-from app.gateways.base import SavedMethod
+from app.gateways.base import (
+    MethodSetupRequest,
+    MethodSetupSession,
+    MethodSetupUpdate,
+    SavedMethod,
+    SetsUpMethods,
+)
 from app.models import (
     AuditEntry,
     Customer,
@@ -31,9 +38,10 @@ from app.models.base import public_id, utcnow
 from app.models.customers import email_index
 from app.payments import audit, outbox, store
 from app.payments.audit import SYSTEM, Actor
-from app.payments.errors import InvalidState, NotFound
+from app.payments.errors import InvalidState, NotFound, ValidationFailed
 from app.payments.gateway_calls import gateway_errors
-from app.payments.uow import lock, unit_of_work
+from app.payments.state import Outcome
+from app.payments.uow import lock, release_connection, unit_of_work
 
 
 def match_customer(email: str, name: str, actor: Actor = SYSTEM) -> tuple[int, str]:
@@ -186,6 +194,120 @@ def record_saved_method(payment: Payment, saved: SavedMethod, actor: Actor) -> N
         payment,
         details={"method": method.public_id, "brand": saved.brand, "last4": saved.last4},
     )
+
+
+# --- saving a method without a payment (Stripe Checkout mode=setup) -------------------
+
+
+def start_method_setup(
+    customer_public_id: str,
+    gateway_name: str,
+    currency: str | None,
+    actor: Actor,
+) -> MethodSetupSession:
+    """A gateway page where the customer saves a method without paying (the link the
+    merchant sends them). The method is saved when the gateway's webhook says the setup
+    finished (record_setup_method); until then nothing changes but the audit trail."""
+    customer = get_customer(customer_public_id)
+    gateway = registry.get_gateway(gateway_name)
+    if not isinstance(getattr(gateway, "inner", gateway), SetsUpMethods):
+        raise InvalidState(f"{gateway.display_name} cannot save a method without a payment.")
+    chosen = (currency or _latest_currency(customer) or "").upper()
+    if len(chosen) != 3 or not chosen.isascii() or not chosen.isalpha():
+        raise ValidationFailed(
+            "Give the currency later charges will be in.",
+            details=[{"field": "currency", "message": "A three-letter ISO 4217 code."}],
+        )
+    base: str = current_app.config["PUBLIC_BASE_URL"]
+    request = MethodSetupRequest(
+        customer_id=customer.public_id,
+        customer_email=customer.email,
+        customer_name=customer.name,
+        gateway_customer_id=customer.gateway_customer_id(gateway_name),
+        currency=chosen,
+        success_url=base + url_for("checkout.method_setup_done", customer_id=customer.public_id),
+        cancel_url=base
+        + url_for("checkout.method_setup_done", customer_id=customer.public_id, canceled=1),
+        idempotency_key=f"kassa-setup-{customer.public_id}-{secrets.token_hex(8)}",
+    )
+    customer_id = customer.id
+    release_connection()
+    with gateway_errors():
+        session: MethodSetupSession = gateway.create_method_setup(request)  # type: ignore[attr-defined]
+    with unit_of_work():
+        if session.gateway_customer_id and not request.gateway_customer_id:
+            _keep_gateway_customer(customer_id, gateway_name, session.gateway_customer_id)
+        locked = lock(Customer, id=customer_id)
+        assert locked is not None
+        audit.record(
+            actor,
+            "payment_method.setup_started",
+            locked,
+            details={"gateway": gateway_name, "reference": session.reference, "currency": chosen},
+        )
+    return session
+
+
+def _latest_currency(customer: Customer) -> str | None:
+    return customer.payments[-1].currency if customer.payments else None
+
+
+def _keep_gateway_customer(customer_id: int, gateway: str, gateway_customer_id: str) -> None:
+    """The gateway's id for our customer, unless one is kept already (insert-or-ignore on
+    (customer, gateway): two setups started at once keep the first)."""
+    store.insert_or_ignore(
+        GatewayCustomer,
+        {
+            "customer_id": customer_id,
+            "gateway": gateway,
+            "gateway_customer_id": gateway_customer_id,
+            "created_at": utcnow(),
+        },
+        conflict=("customer_id", "gateway"),
+    )
+
+
+def record_setup_method(gateway: str, update: MethodSetupUpdate, actor: Actor) -> Outcome | None:
+    """A setup finished at the gateway: keep its method for our customer, once (the same
+    token again is a duplicate), audited, in the caller's unit of work. None when the
+    customer is not ours."""
+    customer = lock(Customer, public_id=update.customer_id)
+    if customer is None:
+        return None
+    saved = update.saved_method
+    if not saved.token:
+        return None
+    for existing in customer.methods:
+        if existing.gateway == gateway and existing.gateway_token == saved.token:
+            return Outcome.DUPLICATE
+    method = SavedPaymentMethod(
+        customer_id=customer.id,
+        gateway=gateway,
+        gateway_token=saved.token,
+        brand=saved.brand,
+        last4=saved.last4,
+        exp_month=saved.exp_month,
+        exp_year=saved.exp_year,
+        wallet=saved.wallet,
+        status=MethodStatus.ACTIVE,
+        source_payment_id=None,
+    )
+    db.session.add(method)
+    if saved.gateway_customer_id:
+        _keep_gateway_customer(customer.id, gateway, saved.gateway_customer_id)
+    db.session.flush()
+    audit.record(
+        actor,
+        "payment_method.saved",
+        customer,
+        details={
+            "method": method.public_id,
+            "setup": update.reference,
+            "brand": saved.brand,
+            "last4": saved.last4,
+        },
+    )
+    return Outcome.APPLIED
 
 
 def detach_method(method_public_id: str, actor: Actor, customer: Customer | None = None) -> None:
