@@ -225,37 +225,6 @@ def get_customer(customer_id: str) -> Response:
     return present.ok(present.customer(customers.get_customer(customer_id)))
 
 
-@bp.post("/customers/<customer_id>/setup")
-@operation(
-    summary="Start saving a payment method without a payment",
-    tag="Customers",
-    auth="write",
-    body=s.MethodSetupCreate,
-    response=s.MethodSetup,
-    status=201,
-    errors=(404, 409, 502, 503),
-    description="Answers the gateway's page (`url`, Stripe Checkout in setup mode) to send "
-    "the customer to. Nothing is saved until the gateway confirms the setup by webhook; the "
-    "method then appears in the customer's `payment_methods`, chargeable with "
-    "`POST /payments/charge`. A gateway that cannot save without a payment is 409.",
-)
-@keys.required("write")
-def start_method_setup(customer_id: str) -> Response:
-    """A link for the customer to save a card without paying."""
-    body = parse_body(s.MethodSetupCreate)
-    session = customers.start_method_setup(customer_id, body.gateway, body.currency, keys.actor())
-    return present.ok(
-        s.MethodSetup(
-            customer_id=customer_id,
-            gateway=body.gateway,
-            reference=session.reference,
-            url=session.redirect_url,
-            expires_at=session.expires_at,
-        ),
-        201,
-    )
-
-
 @bp.get("/customers/<customer_id>/payment-methods")
 @operation(
     summary="List a customer's saved payment methods",

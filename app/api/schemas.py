@@ -553,34 +553,6 @@ class CustomerRecord(BaseModel):
     created_at: datetime
 
 
-class MethodSetupCreate(Request):
-    """Save a payment method for the customer without a payment (Stripe Checkout setup
-    mode): send the customer to `url`; the method is saved when the gateway confirms."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"gateway": "stripe", "currency": "EUR"}]},
-    )
-
-    gateway: str = Field(min_length=1, max_length=20, description="A gateway that can (stripe).")
-    currency: str | None = Field(
-        default=None,
-        min_length=3,
-        max_length=3,
-        pattern=r"^[A-Za-z]{3}$",
-        description="The currency later charges will be in (default: the customer's latest "
-        "payment's). Stripe offers the methods that work in it.",
-    )
-
-
-class MethodSetup(BaseModel):
-    customer_id: str
-    gateway: str
-    reference: str = Field(description="The gateway's id for the setup (a Checkout Session).")
-    url: str = Field(description="The gateway's page where the customer saves the method.")
-    expires_at: datetime | None
-
-
 class CustomerListQuery(PageQuery):
     email: str | None = Field(default=None, max_length=254, description="Exact match.")
     limit: int = Field(default=50, ge=1, le=100)

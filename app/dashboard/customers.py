@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from app.auth.routes import roles_required
 from app.dashboard import bp
-from app.dashboard.forms import ButtonForm, ChargeForm, CustomerPageForm
+from app.dashboard.forms import ButtonForm, ChargeForm, CustomerPageForm, SetupLinkForm
 from app.extensions import db
 from app.models import Customer, Payment, Role, SavedPaymentMethod
 from app.payments import charges, customers
@@ -68,13 +68,43 @@ def customer_page(public_id: str) -> str:
         .scalars()
         .all()
     )
+    setup_form = SetupLinkForm(formdata=None)
+    setup_form.gateway.choices = customers.setup_gateways()
+    setup_form.currency.data = payments[0].currency if payments else "USD"
     return render_template(
         "dashboard/customer.html",
         customer=customer,
         methods=[m for m in customer.methods if m.active],
         payments=payments,
         button_form=ButtonForm(),
+        setup_form=setup_form,
     )
+
+
+@bp.post("/customers/<public_id>/setup")
+@roles_required(*MANAGERS)
+def send_setup_link(public_id: str) -> BaseResponse:
+    """Email the customer a link to save a card without paying (Stripe Checkout setup
+    mode); the card appears here once the gateway confirms."""
+    customer = _customer_or_404(public_id)
+    form = SetupLinkForm()
+    form.gateway.choices = customers.setup_gateways()
+    if not form.validate_on_submit():
+        flash(" ".join(str(e) for errors in form.errors.values() for e in errors), "error")
+        return redirect(url_for("dashboard.customer_page", public_id=public_id), code=303)
+    try:
+        session = customers.start_method_setup(
+            customer.public_id, form.gateway.data or "", form.currency.data or None, _actor()
+        )
+    except KassaError as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+    else:
+        flash(
+            f"A link to save a card was emailed to {customer.email}: {session.redirect_url}",
+            "success",
+        )
+    return redirect(url_for("dashboard.customer_page", public_id=public_id), code=303)
 
 
 def _charge_page(

@@ -208,6 +208,16 @@ class CustomerPageForm(FlaskForm):
     )
 
 
+class SetupLinkForm(FlaskForm):
+    """Send the customer a link to save a card without paying: which gateway, and the
+    currency later charges will be in (the gateway offers the methods that work in it)."""
+
+    gateway = SelectField(_l("Gateway"), validators=[InputRequired()])
+    currency = StringField(
+        _l("Currency"), validators=[Optional(), Length(3, 3, _l("A three-letter code."))]
+    )
+
+
 class ButtonForm(FlaskForm):
     """CSRF-only form for buttons that POST (capture, sync, reprocess, revoke)."""
 

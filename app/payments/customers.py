@@ -25,6 +25,7 @@ from app.gateways.base import (
     SavedMethod,
     SetsUpMethods,
 )
+from app.mail import deliver, new_message
 from app.models import (
     AuditEntry,
     Customer,
@@ -205,9 +206,10 @@ def start_method_setup(
     currency: str | None,
     actor: Actor,
 ) -> MethodSetupSession:
-    """A gateway page where the customer saves a method without paying (the link the
-    merchant sends them). The method is saved when the gateway's webhook says the setup
-    finished (record_setup_method); until then nothing changes but the audit trail."""
+    """A gateway page where the customer saves a method without paying, emailed to them
+    (the merchant's "send a link to save a card"). The method is saved when the gateway's
+    webhook says the setup finished (record_setup_method); until then nothing changes but
+    the audit trail."""
     customer = get_customer(customer_public_id)
     gateway = registry.get_gateway(gateway_name)
     if not isinstance(getattr(gateway, "inner", gateway), SetsUpMethods):
@@ -230,7 +232,7 @@ def start_method_setup(
         + url_for("checkout.method_setup_done", customer_id=customer.public_id, canceled=1),
         idempotency_key=f"kassa-setup-{customer.public_id}-{secrets.token_hex(8)}",
     )
-    customer_id = customer.id
+    customer_id, customer_email, customer_name = customer.id, customer.email, customer.name
     release_connection()
     with gateway_errors():
         session: MethodSetupSession = gateway.create_method_setup(request)  # type: ignore[attr-defined]
@@ -245,7 +247,33 @@ def start_method_setup(
             locked,
             details={"gateway": gateway_name, "reference": session.reference, "currency": chosen},
         )
+    _email_setup_link(customer_email, customer_name, session)
     return session
+
+
+def setup_gateways() -> list[tuple[str, str]]:
+    """(name, label) of the active gateways that save a method without a payment."""
+    found = []
+    for name, label in registry.choices():
+        gateway = registry.get_gateway(name)
+        if isinstance(getattr(gateway, "inner", gateway), SetsUpMethods):
+            found.append((name, label))
+    return found
+
+
+def _email_setup_link(email: str, name: str, session: MethodSetupSession) -> None:
+    """The customer's message with the gateway's page (named by the setup, so a resend
+    after a crash never sends two)."""
+    store_name = current_app.config.get("STORE_NAME") or "Kassa"
+    text = (
+        f"Hello {name},\n\n{store_name} asks you to save a payment method for your future "
+        f"purchases. Nothing is charged now.\n\nSave it here: {session.redirect_url}\n\n"
+        "If you did not expect this, ignore this message; nothing is saved without you."
+    )
+    deliver(
+        new_message(email, f"Save a payment method with {store_name}", text),
+        f"setup-{session.reference}",
+    )
 
 
 def _latest_currency(customer: Customer) -> str | None:
