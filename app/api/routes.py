@@ -210,10 +210,11 @@ def charge_payment_method(body: s.ChargeCreate) -> Response:
 )
 @keys.required("read")
 def list_customers() -> Response:
-    """Customers with their saved methods; `?email=` finds one by exact email."""
+    """Customers with their saved methods; `?email=` finds one by exact email; cursor
+    pagination like the other lists."""
     q = parse_query(s.CustomerListQuery)
-    found = customers.list_customers(limit=q.limit, email=q.email)
-    return present.ok([present.customer(c) for c in found], next_cursor=None)
+    page = queries.list_customers(email=q.email, limit=q.limit, cursor=q.cursor)
+    return present.ok([present.customer(c) for c in page.items], next_cursor=page.next_cursor)
 
 
 @bp.get("/customers/<customer_id>")

@@ -197,6 +197,28 @@ class WebhookFilterForm(FlaskForm):
     )
 
 
+class CustomerPageForm(FlaskForm):
+    """The customers list's query string: an exact email, and where a page starts."""
+
+    class Meta:
+        csrf = False
+
+    email = StringField(_l("Email"), validators=[Optional(), Length(max=254)])
+    before = IntegerField(
+        _l("Before"), validators=[Optional(), NumberRange(min=1, max=inputs.MAX_ROW_ID)]
+    )
+
+
+class SetupLinkForm(FlaskForm):
+    """Send the customer a link to save a card without paying: which gateway, and the
+    currency later charges will be in (the gateway offers the methods that work in it)."""
+
+    gateway = SelectField(_l("Gateway"), validators=[InputRequired()])
+    currency = StringField(
+        _l("Currency"), validators=[Optional(), Length(3, 3, _l("A three-letter code."))]
+    )
+
+
 class ButtonForm(FlaskForm):
     """CSRF-only form for buttons that POST (capture, sync, reprocess, revoke)."""
 

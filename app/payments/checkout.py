@@ -175,7 +175,7 @@ def open_new_checkout(
             gateway_name,
         )
         attempt["customer_id"], customer_public_id = customers.match_customer(
-            order["customer_email"], order["customer_name"]
+            order["customer_email"], order["customer_name"], actor
         )
         attempt["save_payment_method"] = bool(save_payment_method)
         known_id = (
