@@ -181,3 +181,43 @@ def test_an_exiting_process_runs_held_jobs_for_a_bounded_time_then_leaves_the_re
     assert 10 < len(ran) < 2000
     assert elapsed < 15
     assert "background jobs left to the periodic sweeps" in out.stderr
+
+
+def test_a_coalescing_job_waiting_in_the_pool_stands_for_later_enqueues(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The outbox relay after a burst of commits: while one run waits for the pool, more
+    enqueues add nothing; once it has started, the next enqueue queues a run of its own
+    (it may have missed what that commit wrote)."""
+    started = threading.Event()
+    release = threading.Event()
+    runs: list[str] = []
+
+    def blocker(_arg: Any) -> None:
+        started.set()
+        release.wait(10)
+
+    def relay(arg: Any) -> None:
+        runs.append(arg)
+
+    monkeypatch.setitem(jobs.TASKS, "t.block", blocker)
+    monkeypatch.setitem(jobs.TASKS, "t.relay", relay)
+    monkeypatch.setattr(jobs, "COALESCE", {"t.relay"})
+    r = runner()
+    try:
+        # Both pool threads busy: the relay runs wait.
+        r.submit("t.block", ("a",))
+        r.submit("t.block", ("b",))
+        assert started.wait(5)
+        for _ in range(50):
+            r.submit("t.relay", ("x",))
+        r.submit("t.relay", ("y",))  # other arguments: a job of its own
+        release.set()
+        r.wait_idle(10)
+        assert sorted(runs) == ["x", "y"]
+        r.submit("t.relay", ("x",))
+        r.wait_idle(10)
+        assert sorted(runs) == ["x", "x", "y"]
+    finally:
+        release.set()
+        r.shutdown()
