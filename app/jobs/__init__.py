@@ -25,26 +25,20 @@ log = logging.getLogger(__name__)
 
 TASKS: dict[str, Callable[..., Any]] = {}
 BACKGROUND: set[str] = set()
-COALESCE: set[str] = set()
 _local = threading.local()
 _build_lock = threading.Lock()
 
 
 def task(
-    name: str, *, background: bool = False, coalesce: bool = False
+    name: str, *, background: bool = False
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a function as a job under a stable name. `background=True`: in-process,
-    it runs on the drainer thread, after the requests that enqueued it (see Drainer).
-    `coalesce=True`: in-process, a run that is queued and not yet started stands for any
-    further enqueue of the same job and arguments (a job that takes everything there is
-    when it starts, like the outbox relay)."""
+    it runs on the drainer thread, after the requests that enqueued it (see Drainer)."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         TASKS[name] = fn
         if background:
             BACKGROUND.add(name)
-        if coalesce:
-            COALESCE.add(name)
         return fn
 
     return register
@@ -132,7 +126,6 @@ class JobRunner:
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._futures: set[Future[Any]] = set()
-        self._waiting: set[tuple[str, tuple[Any, ...]]] = set()  # COALESCE jobs not started
         self.drainer = Drainer(self)
 
     def submit(self, name: str, args: tuple[Any, ...]) -> None:
@@ -143,13 +136,6 @@ class JobRunner:
             self.drainer.submit(name, args)
             return
         with self._lock:
-            if name in COALESCE:
-                if (name, args) in self._waiting:
-                    # The same job waits in the pool and has not started: when it runs it
-                    # takes whatever this commit wrote too (the outbox relay after a burst
-                    # of commits: one run, not one per commit queued behind each other).
-                    return
-                self._waiting.add((name, args))
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kassa-job")
             future = self._executor.submit(self.run_in_context, name, args)
@@ -157,9 +143,6 @@ class JobRunner:
             future.add_done_callback(self._futures.discard)
 
     def run_in_context(self, name: str, args: tuple[Any, ...]) -> None:
-        if name in COALESCE:
-            with self._lock:  # started: a commit from now on queues a run of its own
-                self._waiting.discard((name, args))
         with self.app.app_context():
             self.run(name, args)
 

@@ -309,7 +309,7 @@ def relay_batch(limit: int = RELAY_BATCH) -> list[live.Message]:
     return messages
 
 
-@jobs.task("outbox.relay", coalesce=True)
+@jobs.task("outbox.relay")
 def relay() -> int:
     """Relay every undispatched outbox row (in batches), publishing each batch to the live
     streams after its commit. Safe to run anywhere, any number of times at once."""
