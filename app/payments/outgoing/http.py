@@ -243,6 +243,8 @@ class Sender:
             return Result(None, elapsed(), error="too many redirects", redirects=hops)
         except TargetRefused as exc:
             return Result(None, elapsed(), error=str(exc), redirects=hops)
+        except urllib3.exceptions.NewConnectionError as exc:  # (a TimeoutError subclass)
+            return Result(None, elapsed(), error=f"ConnectionError: {_reason(exc)}")
         except (urllib3.exceptions.TimeoutError, TimeoutError):
             return Result(None, elapsed(), error=f"timed out after {self.timeout:g} s")
         except urllib3.exceptions.HTTPError as exc:
