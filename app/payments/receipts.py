@@ -192,7 +192,7 @@ def refunds_succeeded(refund_ids: Sequence[int]) -> None:
                     Receipt.kind == "order_paid",
                     Receipt.subject_id.in_([o.public_id for o in orders.values()]),
                 )
-            ).tuples()
+            ).all()
         }
         messages = _claim_and_build(
             "refund_succeeded",
