@@ -6,7 +6,15 @@ intake code, then every job that intake enqueued (webhooks.process, and what tho
 enqueue: receipts, the outbox relay...) run one after another under cProfile, as the
 drainer or a Celery worker would run them. Prints the wall and CPU time per job and the
 top functions by cumulative and by own time. The jobs are collected by a stand-in runner
-(`app.extensions["kassa_jobs"]`, the same seam as bench/broker.py), so nothing runs early.
+(`app.extensions["kassa_jobs"]`, the same seam as bench/broker.py), so nothing runs early;
+the held jobs of a `merge=True` task (webhooks.process_batch) run as one, up to the
+drainer's MERGE_LIMIT ids, as the drainer runs a backlog.
+
+Per job it also counts SQL round trips (statements plus BEGIN, COMMIT, ROLLBACK).
+The profiler's clock is CPU time, not wall time (on a shared machine the wall clock
+mostly measures the run queue). PROFILE_OFF=1: no profiler (its overhead inflates the CPU
+figures), only the per-job CPU and round trips; PROFILE_SHOW_SQL=N prints the statements
+of the first N jobs of each name; PROFILE_DUMP=file keeps the stats for pstats.
 """
 
 from __future__ import annotations
@@ -122,6 +130,8 @@ def main(count: int) -> None:
 
         # CPU time, not wall: on a shared machine the wall clock mostly measures the queue.
         profiler = cProfile.Profile(time.process_time)
+        # PROFILE_OFF=1: CPU and round trips per job without the profiler's own overhead.
+        profiling = not os.environ.get("PROFILE_OFF")
         per_job: Counter[str] = Counter()
         wall: Counter[str] = Counter()
         cpu: Counter[str] = Counter()
@@ -141,11 +151,13 @@ def main(count: int) -> None:
             current[0] = name
             w0, c0 = time.perf_counter(), time.process_time()
             with app.app_context():
-                profiler.enable()
+                if profiling:
+                    profiler.enable()
                 try:
                     TASKS[name](*args)
                 finally:
-                    profiler.disable()
+                    if profiling:
+                        profiler.disable()
             wall[name] += time.perf_counter() - w0
             cpu[name] += time.process_time() - c0
             per_job[name] += 1
@@ -170,6 +182,8 @@ def main(count: int) -> None:
         )
         if os.environ.get("PROFILE_DUMP"):  # for pstats: callers, callees...
             profiler.dump_stats(os.environ["PROFILE_DUMP"])
+        if not profiling:
+            return
         out = io.StringIO()
         stats = pstats.Stats(profiler, stream=out)
         stats.sort_stats("cumulative").print_stats(45)
