@@ -30,6 +30,39 @@ def outbox_dir() -> Path:
     return Path(current_app.instance_path) / "outbox"
 
 
+def deliver_all(messages: list[tuple[EmailMessage, str]]) -> list[Exception | None]:
+    """Send several messages (each with its outbox name, as deliver()) over one SMTP
+    connection; what each one's sending raised, or None, in their order. A connection
+    that fails fails the messages not yet sent."""
+    server = current_app.config.get("MAIL_SERVER")
+    if not server or len(messages) < 2:
+        results: list[Exception | None] = []
+        for message, name in messages:
+            try:
+                deliver(message, name)
+                results.append(None)
+            except Exception as exc:  # noqa: BLE001 - reported per message
+                results.append(exc)
+        return results
+    results = []
+    try:
+        port = int(current_app.config.get("MAIL_PORT") or 587)
+        with smtplib.SMTP(server, port, timeout=10) as smtp:
+            if current_app.config.get("MAIL_USE_TLS"):
+                smtp.starttls()
+            if current_app.config.get("MAIL_USERNAME"):
+                smtp.login(current_app.config["MAIL_USERNAME"], current_app.config["MAIL_PASSWORD"])
+            for message, _name in messages:
+                try:
+                    smtp.send_message(message)
+                    results.append(None)
+                except smtplib.SMTPRecipientsRefused as exc:  # this message only
+                    results.append(exc)
+    except Exception as exc:  # noqa: BLE001 - the connection: the rest were not sent
+        results.extend([exc] * (len(messages) - len(results)))
+    return results
+
+
 def deliver(message: EmailMessage, name: str) -> None:
     """Send the message; `name` names its outbox file (the same name overwrites, so a
     resend after a crash never leaves two)."""

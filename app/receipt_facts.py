@@ -52,14 +52,17 @@ def _absolute(path: str) -> str:
     return base.rstrip("/") + path
 
 
-def facts(order: Order) -> ReceiptFacts:
-    """The receipt of a paid order (its captured payment, succeeded refunds, number)."""
+def facts(order: Order, receipt_id: int | None = None) -> ReceiptFacts:
+    """The receipt of a paid order (its captured payment, succeeded refunds, number);
+    `receipt_id`: its order_paid receipt's id, when the caller knows it."""
     payment = next((p for p in order.payments if p.status in CAPTURED), None)
-    row = db.session.execute(
-        select(Receipt.id).where(
-            Receipt.kind == "order_paid", Receipt.subject_id == order.public_id
-        )
-    ).scalar_one_or_none()
+    row = receipt_id
+    if row is None:
+        row = db.session.execute(
+            select(Receipt.id).where(
+                Receipt.kind == "order_paid", Receipt.subject_id == order.public_id
+            )
+        ).scalar_one_or_none()
     # The receipt's own number once one was issued; the order id says it just as well before.
     number = f"R-{row:06d}" if row is not None else order.public_id
     refunds = [r for r in payment.refunds if r.status == RefundStatus.SUCCEEDED] if payment else []

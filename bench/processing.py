@@ -245,6 +245,12 @@ def _open_payments(db: Database, ids: list[str]) -> list[dict[str, Any]]:
     return [by_id[i] for i in ids]
 
 
+def _receipts_expected(count: int) -> int:
+    """One order_paid receipt per payment that ends captured (every pattern but failed),
+    one refund_succeeded receipt per refunded one (refunded, out of order)."""
+    return sum((n % 5 != 1) + (n % 5 in (2, 4)) for n in range(count))
+
+
 def _check(db: Database, payments: list[dict[str, Any]], label: str) -> dict[str, Any]:
     """Every payment ended as its pattern says; rows written for what was applied."""
     quoted = ",".join(f"'{p['id']}'" for p in payments)
@@ -264,6 +270,11 @@ def _check(db: Database, payments: list[dict[str, Any]], label: str) -> dict[str
         "wrong_samples": wrong[:5],
         "refunds": refunds,
         "refunds_expected": sum(1 for n in range(len(payments)) if n % 5 in (2, 4)),
+        "receipts_sent": db.scalar(
+            "SELECT count(*) FROM receipts WHERE status = 'sent' AND order_id IN "
+            f"(SELECT order_id FROM payments WHERE public_id IN ({quoted}))"
+        ),
+        "receipts_expected": _receipts_expected(len(payments)),
         "audit_rows_by_gateway": db.scalar(
             f"SELECT count(*) FROM audit_entries WHERE actor_type = 'gateway' AND payment_id IN "
             f"({ids})"
@@ -271,12 +282,61 @@ def _check(db: Database, payments: list[dict[str, Any]], label: str) -> dict[str
         "outbox_rows": db.scalar(
             f"SELECT count(*) FROM outbox_events WHERE payment_id IN ({quoted})"
         ),
-        "receipts": db.scalar("SELECT count(*) FROM receipts"),
         "outcomes": db.scalar(
             "SELECT json_object_agg(o, n) FROM (SELECT coalesce(outcome, status) o, count(*) n "
             f"FROM webhook_events WHERE event_id LIKE 'evt_proc_{label}_%' GROUP BY 1) t"
         ),
     }
+
+
+def _work_left(db: Database, like: str, payments_in: str, receipts_expected: int) -> int:
+    """What is still to do for this run: stored events not yet processed, receipts not
+    yet sent, outbox rows not yet relayed (the jobs an applied event causes)."""
+    orders = f"SELECT order_id FROM payments WHERE public_id IN ({payments_in})"
+    return int(
+        db.scalar(
+            "SELECT (SELECT count(*) FROM webhook_events WHERE status <> 'processed' "
+            f"AND event_id LIKE '{like}') + greatest(0, {receipts_expected} - (SELECT count(*) "
+            f"FROM receipts WHERE status = 'sent' AND order_id IN ({orders}))) + (SELECT "
+            "count(*) FROM outbox_events WHERE dispatched_at IS NULL AND payment_id IN "
+            f"({payments_in}))"
+        )
+    )
+
+
+def _wait_done(
+    db: Database, like: str, payments_in: str, receipts_expected: int, stall_s: float
+) -> tuple[float | None, int, bool]:
+    """Wait until every stored event of this run is processed and the receipts and relay
+    it caused are done, for as long as the backlog keeps shrinking: the wait ends early
+    only when nothing moved for `stall_s` seconds (a lost job or a stuck worker), never
+    because the machine is slow. Returns (when the last event was processed, in
+    time.monotonic(), or None; what is left; whether a stall ended the wait)."""
+    left: int | None = None
+    progress_at = time.monotonic()
+    applied_at: float | None = None
+    while True:
+        if applied_at is None and not db.scalar(
+            "SELECT count(*) FROM webhook_events WHERE status <> 'processed' "
+            f"AND event_id LIKE '{like}'"
+        ):
+            applied_at = time.monotonic()
+        now_left = _work_left(db, like, payments_in, receipts_expected)
+        if now_left == 0:
+            return applied_at, 0, False
+        if left is None or now_left < left:
+            progress_at = time.monotonic()
+        left = now_left
+        if time.monotonic() - progress_at > stall_s:
+            return applied_at, left, True
+        time.sleep(0.1)
+
+
+def _log_count(server: Server, words: str) -> int:
+    """How many lines of the server's log say `words` (jobs the broker refused...)."""
+    if server.log_path is None or not server.log_path.exists():
+        return 0
+    return sum(1 for line in server.log_path.open(errors="replace") if words in line)
 
 
 def _one_mode(
@@ -326,20 +386,18 @@ def _one_mode(
             },
         )
         acked_s = time.monotonic() - started
-        deadline = time.monotonic() + sizes.pick(240, 60)
-        pending = None
-        while time.monotonic() < deadline:
-            pending = db.scalar(
-                "SELECT count(*) FROM webhook_events WHERE status <> 'processed' "
-                f"AND event_id LIKE '{like}'"
-            )
-            if pending == 0:
-                break
-            time.sleep(0.1)
-        applied_s = time.monotonic() - started
-        # Let the receipt jobs the events enqueued finish before counting CPU and rows.
-        time.sleep(1.0)
+        payments_in = ",".join(f"'{p['id']}'" for p in payments)
+        applied_at, left, stalled = _wait_done(
+            db, like, payments_in, _receipts_expected(len(payments)), sizes.pick(90, 45)
+        )
+        done_s = time.monotonic() - started
+        # CPU counted until the receipts and relay runs the events caused are done too.
         spent = meter.stop()
+        pending = db.scalar(
+            "SELECT count(*) FROM webhook_events WHERE status <> 'processed' "
+            f"AND event_id LIKE '{like}'"
+        )
+        applied_s = applied_at - started if applied_at is not None else None
         stored = db.scalar(f"SELECT count(*) FROM webhook_events WHERE event_id LIKE '{like}'")
         check = _check(db, payments, label)
         return {
@@ -349,9 +407,13 @@ def _one_mode(
             "intake": run,
             "stored": stored,
             "unprocessed_after_wait": pending,
+            "wait_ended_by_stall": stalled,
+            "jobs_not_sent_to_broker": _log_count(server, "could not send job"),
             "acked_after_s": round(acked_s, 2),
-            "applied_after_s": round(applied_s, 2) if pending == 0 else None,
-            "applied_per_s": round(stored / applied_s, 1) if pending == 0 else None,
+            "applied_after_s": round(applied_s, 2) if applied_s is not None else None,
+            "applied_per_s": round(stored / applied_s, 1) if applied_s else None,
+            "all_done_after_s": round(done_s, 2),
+            "work_left_after_wait": left,
             "cpu_s": {k: round(v, 2) for k, v in spent.items()},
             "cpu_ms_per_applied_event": per_op(spent, stored or 0),
             "load_average_1min_at_start": round(load, 2),

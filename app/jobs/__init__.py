@@ -25,20 +25,27 @@ log = logging.getLogger(__name__)
 
 TASKS: dict[str, Callable[..., Any]] = {}
 BACKGROUND: set[str] = set()
+# Background tasks taking one sequence of ids: in-process, the drainer runs the jobs of
+# such a task that it holds as one call with their ids joined (webhooks.process_batch).
+MERGE: set[str] = set()
 _local = threading.local()
 _build_lock = threading.Lock()
 
 
 def task(
-    name: str, *, background: bool = False
+    name: str, *, background: bool = False, merge: bool = False
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a function as a job under a stable name. `background=True`: in-process,
-    it runs on the drainer thread, after the requests that enqueued it (see Drainer)."""
+    it runs on the drainer thread, after the requests that enqueued it (see Drainer).
+    `merge=True` (background tasks whose one argument is a sequence of ids): the drainer
+    may run several such jobs as one, with their ids joined (up to Drainer.MERGE_LIMIT)."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         TASKS[name] = fn
         if background:
             BACKGROUND.add(name)
+            if merge:
+                MERGE.add(name)
         return fn
 
     return register
@@ -59,6 +66,10 @@ def discard_batch() -> None:
         _batches().pop()
 
 
+class _Group(list[Any]):
+    """The growing argument of a job enqueued with enqueue_grouped()."""
+
+
 def flush_batch() -> None:
     batches = _batches()
     if not batches:
@@ -66,9 +77,13 @@ def flush_batch() -> None:
     pending = batches.pop()
     for name, args in pending:
         if batches:  # nested unit of work: hand over to the outer one
-            batches[-1].append((name, args))
+            if len(args) == 1 and isinstance(args[0], _Group):
+                for item in args[0]:
+                    enqueue_grouped(name, item)
+            else:
+                batches[-1].append((name, args))
         else:
-            dispatch(name, *args)
+            dispatch(name, *(tuple(a) if isinstance(a, _Group) else a for a in args))
 
 
 def enqueue(name: str, *args: Any) -> None:
@@ -89,6 +104,25 @@ def enqueue_once(name: str, *args: Any) -> None:
     if batches and (name, args) in batches[-1]:
         return
     enqueue(name, *args)
+
+
+def enqueue_grouped(name: str, item: Any) -> None:
+    """Add `item` to the one job `name` that runs after this transaction's commit with
+    every item added so far, as one sequence (the receipts of the orders a batch of
+    webhook events paid: one job, one transaction for all of them). Outside a
+    transaction, a job for this item alone."""
+    if name not in TASKS:
+        raise KeyError(f"unknown job {name!r}")
+    batches = _batches()
+    if not batches:
+        dispatch(name, (item,))
+        return
+    for queued, args in batches[-1]:
+        if queued == name and len(args) == 1 and isinstance(args[0], _Group):
+            if item not in args[0]:
+                args[0].append(item)
+            return
+    batches[-1].append((name, (_Group([item]),)))
 
 
 def dispatch(name: str, *args: Any) -> None:
@@ -198,6 +232,7 @@ class Drainer:
     """
 
     LINGER = 5.0  # seconds an idle drainer thread stays before exiting
+    MERGE_LIMIT = 100  # ids in one merged run of a `merge=True` task
 
     def __init__(self, runner: JobRunner) -> None:
         self.runner = runner
@@ -290,15 +325,41 @@ class Drainer:
                 self._thread = None
                 self._cond.notify_all()
                 return None
-            jobs = []
+            taken = []
             for key in self._pending:
-                jobs.append(key)
-                if len(jobs) >= self.batch:
+                taken.append(key)
+                if len(taken) >= self.batch:
                     break
-            for key in jobs:
+            for key in taken:
                 del self._pending[key]
+            jobs = self._merged(taken)
             self._running = len(jobs)
             return jobs
+
+    def _merged(
+        self, taken: list[tuple[str, tuple[Any, ...]]]
+    ) -> list[tuple[str, tuple[Any, ...]]]:
+        """The jobs taken, with those of a `merge=True` task joined into one run each (in
+        the order of their first job), up to MERGE_LIMIT ids a run; the last run of a task
+        also takes its held jobs beyond the batch, so one run applies many."""
+        jobs: list[tuple[str, tuple[Any, ...] | list[Any]]] = []
+        runs: dict[str, list[Any]] = {}
+        for name, args in taken:
+            if name not in MERGE or len(args) != 1:
+                jobs.append((name, args))
+                continue
+            ids = runs.get(name)
+            if ids is None or len(ids) >= self.MERGE_LIMIT:
+                ids = runs[name] = []
+                jobs.append((name, ids))
+            ids.extend(args[0])
+        for name, ids in runs.items():
+            for key in [k for k in self._pending if k[0] == name and len(k[1]) == 1]:
+                if len(ids) >= self.MERGE_LIMIT:
+                    break
+                ids.extend(key[1][0])
+                del self._pending[key]
+        return [(n, (tuple(a),) if isinstance(a, list) else a) for n, a in jobs]
 
     def _past_exit_deadline(self) -> bool:
         if threading.main_thread().is_alive():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from app import jobs
 from app.extensions import db
 from app.gateways import registry
-from app.gateways.base import Gateway, Subscriptions, VerifiedEvent
+from app.gateways.base import Gateway, Subscriptions, Update, VerifiedEvent
 from app.models import WebhookEvent, WebhookStatus
 from app.models.base import utcnow
 from app.observability import observe_webhook_processed
@@ -29,8 +29,8 @@ from app.payments.audit import Actor, gateway_actor
 from app.payments.errors import NotFound
 from app.payments.inbox_writer import inbox_writer
 from app.payments.store import insert_or_ignore
-from app.payments.uow import lock, release_connection, unit_of_work
-from app.payments.updates import apply_update
+from app.payments.uow import lock, lock_all, release_connection, unit_of_work
+from app.payments.updates import apply_update_to, payments_locked
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,11 @@ def receive(gateway_name: str, body: bytes, headers: Mapping[str, str]) -> tuple
     """
     gateway = registry.get_gateway(gateway_name)
     event = gateway.verify_webhook(body, headers)
+    # The writer enqueues the processing of the rows it wrote, after their commit: one
+    # webhooks.process_batch job for every group of deliveries committed together.
     row_id = inbox_writer().insert(_row(gateway_name, gateway, event))
     if row_id is None:
         log.info("webhook duplicate", extra={"gateway": gateway_name, "event_id": event.event_id})
-    else:
-        jobs.enqueue("webhooks.process", row_id)
     return row_id is not None, event.event_id
 
 
@@ -91,69 +91,132 @@ def process(event_row_id: int, *, force: bool = False) -> str | None:
     """Apply one stored event exactly once: the inbox row is locked and marked in the
     same transaction as the changes it causes."""
     try:
-        fetched = _fetch_subscriptions(event_row_id, force)
+        fetched = _fetch_subscriptions([event_row_id], force).get(event_row_id, [])
         with unit_of_work():
             row = lock(WebhookEvent, id=event_row_id)
             if row is None:
                 return None
-            if row.status == WebhookStatus.PROCESSED or (
-                row.status == WebhookStatus.DEAD and not force
-            ):
-                return row.outcome
-            gateway = registry.get_gateway(row.gateway)
-            event = VerifiedEvent(row.event_id, row.event_type, json.loads(row.payload))
-            updates = gateway.interpret(event)
-            actor = gateway_actor(row.gateway, row.event_id)
-            outcomes = []
-            for update in updates:
-                outcome = apply_update(row.gateway, update, actor, source=row.event_type)
-                outcomes.append(outcome.value if outcome else "no matching payment")
-                # No outcome: no payment matched (looking again would find none either).
-                if row.payment_id is None and outcome is not None:
-                    from app.payments.updates import find_payment
-
-                    payment = find_payment(row.gateway, update.ref)
-                    row.payment_id = payment.id if payment else None
-            for item in fetched:
-                result = subscriptions.apply_fetched(item, actor)
-                outcomes.append(f"subscription {result.value}")
-            faults.hit("webhook_process")
-            row.attempts += 1
-            row.status = WebhookStatus.PROCESSED
-            row.processed_at = utcnow()
-            row.last_error = None
-            row.next_attempt_at = None
-            row.outcome = (", ".join(outcomes) if outcomes else "stored only")[:200]
-            observe_webhook_processed(row.gateway, row.received_at, row.processed_at)
-            return row.outcome
+            return _apply(row, fetched, force)
     except Exception as exc:
         _record_failure(event_row_id, exc)
         raise
 
 
-def _fetch_subscriptions(event_row_id: int, force: bool) -> list[subscriptions.Fetched]:
-    """The subscriptions an event is about, each re-fetched from its gateway before the
-    event's transaction starts (no row lock is held while a gateway answers)."""
-    row = db.session.get(WebhookEvent, event_row_id)
-    if (
-        row is None
-        or row.status == WebhookStatus.PROCESSED
-        or (row.status == WebhookStatus.DEAD and not force)
-    ):
-        release_connection()
-        return []
-    gateway = registry.get_gateway(row.gateway)
-    if not isinstance(getattr(gateway, "inner", gateway), Subscriptions):
-        release_connection()
-        return []
-    event = VerifiedEvent(row.event_id, row.event_type, json.loads(row.payload))
-    gateway_name = row.gateway
+# Events applied in one transaction by webhooks.process_batch (larger groups are split).
+BATCH = 100
+
+
+@jobs.task("webhooks.process_batch", background=True, merge=True)
+def process_batch(event_row_ids: Sequence[int]) -> int:
+    """Apply stored events exactly once, many in one transaction: their inbox rows are
+    locked with one statement and marked in the transaction of the changes they cause,
+    whose outbox rows then take one relay run. If any event of the batch fails, nothing of
+    the batch is kept and each event runs again on its own (webhooks.process), so one bad
+    event fails alone and records its failure. Returns how many events were applied."""
+    ids = sorted(set(event_row_ids))
+    done = 0
+    for start in range(0, len(ids), BATCH):
+        done += _process_chunk(ids[start : start + BATCH])
+    return done
+
+
+def _process_chunk(ids: list[int]) -> int:
+    if len(ids) > 1:
+        try:
+            fetched = _fetch_subscriptions(ids, False)
+            with unit_of_work():
+                rows = lock_all(WebhookEvent, ids)
+                interpreted: dict[int, list[Update]] = {}
+                wanted: dict[str, set[str]] = {}
+                for row in rows:
+                    if row.status in (WebhookStatus.PROCESSED, WebhookStatus.DEAD):
+                        continue
+                    updates = registry.get_gateway(row.gateway).interpret(
+                        VerifiedEvent(row.event_id, row.event_type, json.loads(row.payload))
+                    )
+                    interpreted[row.id] = updates
+                    for update in updates:
+                        if update.ref.payment_id:
+                            wanted.setdefault(row.gateway, set()).add(update.ref.payment_id)
+                with payments_locked(wanted):
+                    for row in rows:
+                        _apply(row, fetched.get(row.id, []), False, interpreted.get(row.id))
+            return len(ids)
+        except Exception:  # noqa: BLE001 - rolled back; each event alone says which failed
+            log.info("webhook batch of %d rolled back; processing one by one", len(ids))
+    for row_id in ids:
+        try:
+            process(row_id)
+        except Exception:  # recorded on its row (attempts, last_error); retried by the sweep
+            log.exception("webhook event %s failed", row_id)
+    return len(ids)
+
+
+def _apply(
+    row: WebhookEvent,
+    fetched: list[subscriptions.Fetched],
+    force: bool,
+    updates: list[Update] | None = None,
+) -> str | None:
+    """Apply one locked inbox row in the caller's transaction and mark it processed
+    (`updates`: what its gateway makes of it, when the caller asked already)."""
+    if row.status == WebhookStatus.PROCESSED or (row.status == WebhookStatus.DEAD and not force):
+        return row.outcome
+    if updates is None:
+        event = VerifiedEvent(row.event_id, row.event_type, json.loads(row.payload))
+        updates = registry.get_gateway(row.gateway).interpret(event)
+    actor = gateway_actor(row.gateway, row.event_id)
+    outcomes = []
+    for update in updates:
+        payment, outcome = apply_update_to(row.gateway, update, actor, source=row.event_type)
+        outcomes.append(outcome.value if outcome else "no matching payment")
+        # No outcome: no payment matched (looking again would find none either).
+        if row.payment_id is None and outcome is not None and payment is not None:
+            row.payment_id = payment.id
+    for item in fetched:
+        result = subscriptions.apply_fetched(item, actor)
+        outcomes.append(f"subscription {result.value}")
+    faults.hit("webhook_process")
+    row.attempts += 1
+    row.status = WebhookStatus.PROCESSED
+    row.processed_at = utcnow()
+    row.last_error = None
+    row.next_attempt_at = None
+    row.outcome = (", ".join(outcomes) if outcomes else "stored only")[:200]
+    observe_webhook_processed(row.gateway, row.received_at, row.processed_at)
+    return row.outcome
+
+
+def _fetch_subscriptions(
+    event_row_ids: list[int], force: bool
+) -> dict[int, list[subscriptions.Fetched]]:
+    """The subscriptions the events are about, each re-fetched from its gateway before the
+    events' transaction starts (no row lock is held while a gateway answers)."""
+    rows = db.session.execute(
+        select(
+            WebhookEvent.id,
+            WebhookEvent.gateway,
+            WebhookEvent.event_id,
+            WebhookEvent.event_type,
+            WebhookEvent.payload,
+            WebhookEvent.status,
+        ).where(WebhookEvent.id.in_(event_row_ids))
+    ).all()
     release_connection()
-    fetched = []
-    for named in gateway.subscription_events(event):  # type: ignore[attr-defined]
-        item = subscriptions.fetch_for_event(gateway_name, named)
-        if item is not None:
-            fetched.append(item)
+    fetched: dict[int, list[subscriptions.Fetched]] = {}
+    for row in rows:
+        if row.status == WebhookStatus.PROCESSED or (
+            row.status == WebhookStatus.DEAD and not force
+        ):
+            continue
+        gateway = registry.get_gateway(row.gateway)
+        if not isinstance(getattr(gateway, "inner", gateway), Subscriptions):
+            continue
+        event = VerifiedEvent(row.event_id, row.event_type, json.loads(row.payload))
+        for named in gateway.subscription_events(event):  # type: ignore[attr-defined]
+            item = subscriptions.fetch_for_event(row.gateway, named)
+            if item is not None:
+                fetched.setdefault(row.id, []).append(item)
     return fetched
 
 

@@ -4,7 +4,8 @@ Each delivery must be committed before it is acknowledged, but a transaction per
 delivery costs a pool checkout, BEGIN, INSERT and COMMIT. Here the request thread that
 finds no write in progress becomes the leader: it inserts every delivery queued so far
 in ONE statement or transaction (app/payments/store.event_inserter), wakes their
-threads, and hands the leadership to a thread that queued meanwhile. A lone delivery is
+threads, hands the leadership to a thread that queued meanwhile, and enqueues one
+webhooks.process_batch job for the rows it wrote. A lone delivery is
 written at once, by its own thread; under load the batches grow by themselves. Nothing
 is acknowledged before its commit.
 """
@@ -20,6 +21,7 @@ from flask import current_app
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from app import jobs
 from app.extensions import WAIT_OUTSIDE, db
 from app.payments import store
 
@@ -44,6 +46,7 @@ class InboxWriter:
     """Inserts inbox rows, grouping the deliveries that arrive while a write runs."""
 
     MAX_BATCH = 500
+    JOB_SIZE = 100  # rows per processing job
 
     def __init__(
         self,
@@ -81,6 +84,7 @@ class InboxWriter:
         try:
             self._write(batch)
         finally:
+            written = tuple(slot.row_id for slot in batch if slot.row_id is not None)
             with self._lock:
                 if self._queue:
                     self._queue[0].lead = True
@@ -94,6 +98,10 @@ class InboxWriter:
                 slot.lead = False
             if successor is not None:
                 successor.wake.release()
+        # After the commit, and after the group's requests were woken to answer: one job
+        # applies the whole group (a broker gets one message for it, not one per event).
+        for start in range(0, len(written), self.JOB_SIZE):
+            jobs.enqueue("webhooks.process_batch", written[start : start + self.JOB_SIZE])
 
     def _write(self, batch: list[_Slot]) -> None:
         try:

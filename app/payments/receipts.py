@@ -9,15 +9,18 @@ Each is written in the language the customer ordered in (orders.locale), whoever
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from email.message import EmailMessage
 
 from flask import current_app, render_template
 from flask_babel import force_locale, gettext
+from sqlalchemy import select, update
+from sqlalchemy.orm import selectinload
 
 from app import jobs, mail
 from app.extensions import db
-from app.models import Order, Receipt, Refund
+from app.models import Customer, Order, Payment, Receipt, Refund
 from app.models.base import utcnow
 from app.models.enums import ORDER_PAID
 from app.payments import store
@@ -29,7 +32,11 @@ log = logging.getLogger(__name__)
 SENDING_LEASE = timedelta(minutes=10)
 
 
-def _claim(kind: str, subject_id: str, order: Order) -> int | None:
+def _claim(kind: str, subject_id: str, order: Order, *, sending: bool = False) -> int | None:
+    """Insert the receipt unless (kind, subject) has one; its id, or None. `sending`: the
+    claim is also the send's lease (status sending, sent_at now), for a sender that builds
+    and sends it right after this transaction."""
+    now = utcnow()
     claimed = store.insert_or_ignore(
         Receipt,
         {
@@ -37,24 +44,119 @@ def _claim(kind: str, subject_id: str, order: Order) -> int | None:
             "subject_id": subject_id,
             "order_id": order.id,
             "recipient": order.customer_email,
-            "status": "pending",
-            "attempts": 0,
-            "created_at": utcnow(),
+            "status": "sending" if sending else "pending",
+            "attempts": 1 if sending else 0,
+            "sent_at": now if sending else None,
+            "created_at": now,
         },
         conflict=("kind", "subject_id"),
     )
     return None if claimed is None else int(claimed.id)
 
 
+def _orders_for_receipts(order_ids: Iterable[int]) -> tuple[dict[int, Order], list[Customer]]:
+    """Orders with everything a receipt shows loaded in a fixed number of statements for
+    any number of orders (items, attempts, their refunds), and the customers whose saved
+    methods the receipts link to (the caller holds them while it builds: the session's
+    identity map, where methods_link_for_order finds them, holds its objects weakly)."""
+    ids = sorted(set(order_ids))
+    if not ids:
+        return {}, []
+    orders = (
+        db.session.execute(
+            select(Order)
+            .where(Order.id.in_(ids))
+            .options(
+                selectinload(Order.items),
+                selectinload(Order.payments).selectinload(Payment.refunds),
+            )
+        )
+        .scalars()
+        .all()
+    )
+    customer_ids = {p.customer_id for o in orders for p in o.payments if p.customer_id}
+    customers: list[Customer] = []
+    if customer_ids:
+        customers = list(
+            db.session.execute(
+                select(Customer)
+                .where(Customer.id.in_(customer_ids))
+                .options(selectinload(Customer.methods))
+            ).scalars()
+        )
+    return {o.id: o for o in orders}, customers
+
+
+def _claim_and_build(
+    kind: str,
+    subjects: list[tuple[str, Order, Refund | None]],
+    numbers: dict[str, int] | None = None,
+) -> list[tuple[int, EmailMessage]]:
+    """Claim the receipts of `subjects` (subject id, its order, the refund for refund
+    receipts) in the caller's transaction, each not claimed before (the claim is its
+    sending lease), and build their messages from what is loaded; the caller sends them
+    after the commit (_deliver_claimed). A receipt claimed before is left to its sender
+    (or to resend_pending). `numbers`: the orders' order_paid receipt ids by order public
+    id, for refund receipts (which quote the receipt of the payment)."""
+    messages: list[tuple[int, EmailMessage]] = []
+    for subject_id, order, refund in subjects:
+        receipt_id = _claim(kind, subject_id, order, sending=True)
+        if receipt_id is None:
+            continue
+        receipt = Receipt(
+            id=receipt_id,
+            kind=kind,
+            subject_id=subject_id,
+            order_id=order.id,
+            recipient=order.customer_email,
+        )  # not added to the session: the row is written
+        with force_locale(order.locale or current_app.config["DEFAULT_LOCALE"]):
+            number = receipt_id if kind == "order_paid" else (numbers or {}).get(order.public_id)
+            messages.append((receipt_id, _compose(receipt, order, refund, number)))
+    return messages
+
+
+def _deliver_claimed(messages: list[tuple[int, EmailMessage]]) -> None:
+    """Send claimed receipts; mark the sent ones sent (one statement) and each failed one
+    failed, then raise the first failure (the sweep sends those again)."""
+    if not messages:
+        return
+    results = mail.deliver_all(
+        [(m, f"{rid:08d}-{m['Message-ID'].strip('<>')}") for rid, m in messages]
+    )
+    sent = [rid for (rid, _m), error in zip(messages, results, strict=True) if error is None]
+    failed = [(rid, e) for (rid, _m), e in zip(messages, results, strict=True) if e is not None]
+    with unit_of_work():
+        if sent:
+            db.session.execute(
+                update(Receipt)
+                .where(Receipt.id.in_(sent), Receipt.status == "sending")
+                .values(status="sent", sent_at=utcnow(), last_error=None)
+                .execution_options(synchronize_session=False)
+            )
+        for receipt_id, exc in failed:
+            receipt = lock(Receipt, id=receipt_id)
+            if receipt is not None:
+                receipt.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                receipt.status = "failed"
+                receipt.sent_at = None
+    if failed:
+        raise failed[0][1]
+
+
+@jobs.task("receipts.orders_paid")
+def orders_paid(order_ids: Sequence[int]) -> None:
+    """The receipts of paid orders, claimed in one transaction and sent together (the
+    orders a batch of webhook events paid: state.transition_order groups them)."""
+    with unit_of_work():
+        orders, _customers = _orders_for_receipts(order_ids)
+        messages = _claim_and_build("order_paid", [(o.public_id, o, None) for o in orders.values()])
+    _deliver_claimed(messages)
+
+
 @jobs.task("receipts.order_paid")
 def order_paid(order_id: int) -> None:
-    with unit_of_work():
-        order = db.session.get(Order, order_id)
-        if order is None:
-            return
-        receipt_id = _claim("order_paid", order.public_id, order)
-    if receipt_id is not None:
-        send(receipt_id)
+    orders_paid([order_id])
 
 
 @jobs.task("receipts.order_fulfilled")
@@ -69,33 +171,59 @@ def order_fulfilled(order_id: int) -> None:
         send(receipt_id)
 
 
+@jobs.task("receipts.refunds_succeeded")
+def refunds_succeeded(refund_ids: Sequence[int]) -> None:
+    """The receipts of succeeded refunds, claimed in one transaction and sent together."""
+    with unit_of_work():
+        refunds = (
+            db.session.execute(
+                select(Refund)
+                .where(Refund.id.in_(sorted(set(refund_ids))))
+                .options(selectinload(Refund.payment))
+            )
+            .scalars()
+            .all()
+        )
+        orders, _customers = _orders_for_receipts(r.payment.order_id for r in refunds)
+        numbers = {
+            subject_id: receipt_id
+            for subject_id, receipt_id in db.session.execute(
+                select(Receipt.subject_id, Receipt.id).where(
+                    Receipt.kind == "order_paid",
+                    Receipt.subject_id.in_([o.public_id for o in orders.values()]),
+                )
+            ).all()
+        }
+        messages = _claim_and_build(
+            "refund_succeeded",
+            [(r.public_id, orders[r.payment.order_id], r) for r in refunds],
+            numbers,
+        )
+    _deliver_claimed(messages)
+
+
 @jobs.task("receipts.refund_succeeded")
 def refund_succeeded(refund_id: int) -> None:
-    with unit_of_work():
-        refund = db.session.get(Refund, refund_id)
-        if refund is None:
-            return
-        receipt_id = _claim("refund_succeeded", refund.public_id, refund.payment.order)
-    if receipt_id is not None:
-        send(receipt_id)
+    refunds_succeeded([refund_id])
 
 
 def _build(receipt: Receipt) -> EmailMessage:
     order = db.session.get(Order, receipt.order_id)
     assert order is not None
-    # A job or a webhook sends it, with no customer's browser to ask: the order remembers.
-    with force_locale(order.locale or current_app.config["DEFAULT_LOCALE"]):
-        return _compose(receipt, order)
-
-
-def _compose(receipt: Receipt, order: Order) -> EmailMessage:
     refund = None
     if receipt.kind == "refund_succeeded":
-        from sqlalchemy import select
-
         refund = db.session.execute(
             select(Refund).where(Refund.public_id == receipt.subject_id)
         ).scalar_one()
+    # A job or a webhook sends it, with no customer's browser to ask: the order remembers.
+    with force_locale(order.locale or current_app.config["DEFAULT_LOCALE"]):
+        return _compose(receipt, order, refund)
+
+
+def _compose(
+    receipt: Receipt, order: Order, refund: Refund | None, number: int | None = None
+) -> EmailMessage:
+    """The message; `number`: the order's order_paid receipt id when known (else looked up)."""
     store = current_app.config["STORE_NAME"]
     msg = EmailMessage()
     msg["From"] = current_app.config.get("MAIL_DEFAULT_SENDER") or "receipts@kassa.localhost"
@@ -118,7 +246,8 @@ def _compose(receipt: Receipt, order: Order) -> EmailMessage:
             "order": order,
             "refund": refund,
             "store": store,
-            "receipt": facts(order),
+            # An order_paid receipt numbers itself (no look-up of its own id).
+            "receipt": facts(order, number),
             "methods_url": None if refund else methods_link_for_order(order),
         }
         msg.set_content(render_template("emails/receipt.txt", **context))
@@ -167,7 +296,7 @@ def resend_pending() -> int:
     """Periodic: send receipts that failed, were never sent (their job was lost), or whose
     sender died mid-send; and claim receipts for recently paid orders and succeeded refunds
     whose receipt job never ran. Returns how many were (re)sent."""
-    from sqlalchemy import and_, or_, select
+    from sqlalchemy import and_, or_
 
     from app.models import RefundStatus
 

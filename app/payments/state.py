@@ -377,7 +377,7 @@ def transition_order(order: Order, actor: Actor, target: OrderStatus | None = No
     if target == O.PAID:
         from app import jobs
 
-        jobs.enqueue("receipts.order_paid", order.id)
+        jobs.enqueue_grouped("receipts.orders_paid", order.id)
 
 
 # --- refunds and disputes -------------------------------------------------------------
@@ -438,7 +438,7 @@ def transition_refund(
     if target == R.SUCCEEDED:
         from app import jobs
 
-        jobs.enqueue("receipts.refund_succeeded", refund.id)
+        jobs.enqueue_grouped("receipts.refunds_succeeded", refund.id)
     return outcome
 
 

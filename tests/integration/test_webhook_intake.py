@@ -192,7 +192,7 @@ def test_a_processing_job_lost_after_the_commit_is_swept_up(db_app: Callable[...
     assert (
         app.test_client().post("/webhooks/sandbox", data=body, headers=headers).status_code == 200
     )
-    assert [name for name, _ in lost] == ["webhooks.process"]
+    assert [name for name, _ in lost] == ["webhooks.process_batch"]
     runner.submit = real_submit
     with app.app_context():
         assert events.retry_due() == 0  # not yet: its job may still be on its way

@@ -181,3 +181,46 @@ def test_an_exiting_process_runs_held_jobs_for_a_bounded_time_then_leaves_the_re
     assert 10 < len(ran) < 2000
     assert elapsed < 15
     assert "background jobs left to the periodic sweeps" in out.stderr
+
+
+def test_held_jobs_of_a_merge_task_run_as_one_with_their_ids_joined(
+    ran: list[tuple[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """webhooks.process_batch: the groups the intake enqueued run as one batch (in order,
+    each id once), up to MERGE_LIMIT ids a run; other jobs keep their turn."""
+    monkeypatch.setattr(jobs, "BACKGROUND", {"t.bg", "t.many"})
+    monkeypatch.setattr(jobs, "MERGE", {"t.many"})
+    monkeypatch.setattr(jobs.Drainer, "MERGE_LIMIT", 5)
+    runs: list[tuple[int, ...]] = []
+    monkeypatch.setitem(jobs.TASKS, "t.many", lambda ids: runs.append(tuple(ids)))
+    r = runner(JOBS_BACKGROUND_QUIET_SECONDS=3600, JOBS_BACKGROUND_BATCH=3)
+    try:
+        r.submit("t.many", ((1, 2),))
+        r.submit("t.bg", ("between",))
+        r.submit("t.many", ((3,),))
+        r.submit("t.many", ((4, 5, 6),))  # beyond the batch of 3: joins while room is left
+        r.submit("t.many", ((7,),))
+        r.wait_idle()
+        assert ran == [("t.bg", "between")]
+        assert [i for run in runs for i in run] == [1, 2, 3, 4, 5, 6, 7]
+        assert max(len(run) for run in runs) <= 6  # a run stops taking at the limit
+        assert len(runs) < 4  # fewer runs than jobs
+    finally:
+        r.shutdown()
+
+
+def test_enqueue_grouped_gives_one_job_per_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+    monkeypatch.setitem(jobs.TASKS, "t.group", lambda ids: None)
+    monkeypatch.setattr(jobs, "dispatch", lambda name, *args: sent.append((name, args)))
+    jobs.begin_batch()
+    jobs.enqueue_grouped("t.group", 3)
+    jobs.enqueue("t.group", (9,))
+    jobs.enqueue_grouped("t.group", 1)
+    jobs.enqueue_grouped("t.group", 3)  # once
+    jobs.flush_batch()
+    assert sent == [("t.group", ((3, 1),)), ("t.group", ((9,),))]
+    jobs.begin_batch()
+    jobs.discard_batch()  # rolled back: nothing
+    jobs.enqueue_grouped("t.group", 5)  # outside a transaction: now, alone
+    assert sent[-1] == ("t.group", ((5,),))

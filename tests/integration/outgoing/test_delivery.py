@@ -54,7 +54,10 @@ def test_a_paid_order_is_delivered_once_signed_and_logged(
         event = db.session.execute(
             select(OutboxEvent).where(OutboxEvent.type == "order.paid")
         ).scalar_one()
-        assert got.webhook_id == event.public_id and event.seq == 1
+        assert got.webhook_id == event.public_id
+        # The checkout made the customer first (customer.created), then the payment paid.
+        types = db.session.execute(select(OutboxEvent.type).order_by(OutboxEvent.seq)).scalars()
+        assert list(types) == ["customer.created", "order.paid"] and event.seq == 2
         row = db.session.execute(select(WebhookDelivery)).scalar_one()
         assert row.status == "delivered" and row.attempts == 1
         [attempt] = db.session.execute(select(WebhookAttempt)).scalars().all()
