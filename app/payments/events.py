@@ -143,14 +143,16 @@ def _fetch_subscriptions(event_row_id: int, force: bool) -> list[subscriptions.F
         release_connection()
         return []
     gateway = registry.get_gateway(row.gateway)
-    if not isinstance(getattr(gateway, "inner", gateway), Subscriptions):
+    # The resilience layer forwards subscription calls to the adapter (its __getattr__).
+    adapter = getattr(gateway, "inner", gateway)
+    if not isinstance(adapter, Subscriptions):
         release_connection()
         return []
     event = VerifiedEvent(row.event_id, row.event_type, json.loads(row.payload))
     gateway_name = row.gateway
     release_connection()
     fetched = []
-    for named in gateway.subscription_events(event):  # type: ignore[attr-defined]
+    for named in adapter.subscription_events(event):
         item = subscriptions.fetch_for_event(gateway_name, named)
         if item is not None:
             fetched.append(item)
