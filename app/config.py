@@ -120,6 +120,9 @@ def load_settings(instance_path: Path) -> dict[str, Any]:
         "RAZORPAY_CHECKOUT_JS": env_str(
             "RAZORPAY_CHECKOUT_JS", "https://checkout.razorpay.com/v1/checkout.js"
         ),
+        # A saved card's mandate (card recurring token): the most one later charge may take,
+        # in the currency's subunits (paise); Razorpay's default without extra auth: 15,000 INR.
+        "RAZORPAY_TOKEN_MAX_AMOUNT": env_int("RAZORPAY_TOKEN_MAX_AMOUNT", 1_500_000),
         # PayPal (Orders v2 + Payments v2); the sandbox API unless PAYPAL_API_BASE says live
         "PAYPAL_CLIENT_ID": env_str("PAYPAL_CLIENT_ID"),
         "PAYPAL_CLIENT_SECRET": env_str("PAYPAL_CLIENT_SECRET"),

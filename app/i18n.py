@@ -67,4 +67,10 @@ CUSTOMER_WORDS = (
     N_("This payment link has already been used."),
     N_("Your card was declined."),
     N_("Your card has insufficient funds."),
+    # Signed links' refusals (app/payments/charges.py, customers.py), shown as they are.
+    N_("This link has expired; ask the shop for a new one."),
+    N_("This link has expired; the link in your latest receipt works."),
 )
+
+# A merchant user's role, shown beside their email in the dashboard.
+ROLE_WORDS = (N_("Owner"), N_("Admin"), N_("Viewer"))

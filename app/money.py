@@ -53,8 +53,21 @@ def _known_currencies() -> frozenset[str]:
     return _KNOWN
 
 
+def N_(message: str) -> str:
+    """Marks a message for the catalogs (pybabel's N_ keyword); translated where shown."""
+    return message
+
+
 class MoneyError(ValueError):
-    """An amount or currency that cannot be represented."""
+    """An amount or currency that cannot be represented.
+
+    `template` and `params` let a page say it in the reader's language
+    (`gettext(exc.template, **exc.params)`); str() is the English sentence."""
+
+    def __init__(self, template: str, **params: object) -> None:
+        self.template = template
+        self.params = params
+        super().__init__(template % params if params else template)
 
 
 # Larger than any real payment, and within a signed 64-bit count of minor units.
@@ -84,10 +97,12 @@ def _amount_re(separator: str) -> re.Pattern[str]:
 def normalize_currency(code: str) -> str:
     """Upper-case and check an ISO 4217 code."""
     if not isinstance(code, str) or len(code.strip()) != 3 or not code.strip().isalpha():
-        raise MoneyError(f"{code!r} is not a three-letter ISO 4217 currency code")
+        raise MoneyError(
+            N_("%(code)s is not a three-letter ISO 4217 currency code"), code=repr(code)
+        )
     upper = code.strip().upper()
     if upper not in _known_currencies():
-        raise MoneyError(f"{upper} is not a known ISO 4217 currency")
+        raise MoneyError(N_("%(code)s is not a known ISO 4217 currency"), code=upper)
     return upper
 
 
@@ -126,25 +141,41 @@ class Money:
         separator = decimal_separator(locale)
         cleaned = str(text).strip() if text is not None else ""
         if not cleaned:
-            raise MoneyError("Enter an amount")
+            raise MoneyError(N_("Enter an amount"))
         match = _amount_re(separator).fullmatch(cleaned)
         if match is None:
             example = "1250" if places == 0 else "12" + separator + "5" + "0" * (places - 1)
+            if places:
+                raise MoneyError(
+                    N_(
+                        "%(text)s is not an amount: use digits and at most one %(separator)s "
+                        "for decimals, e.g. %(example)s"
+                    ),
+                    text=repr(text),
+                    separator=repr(separator),
+                    example=example,
+                )
             raise MoneyError(
-                f"{text!r} is not an amount: use digits"
-                + (f" and at most one {separator!r} for decimals" if places else "")
-                + f", e.g. {example}"
+                N_("%(text)s is not an amount: use digits, e.g. %(example)s"),
+                text=repr(text),
+                example=example,
             )
         whole, fraction = match.group(1) or "", match.group(2)
         if match.group(3) is not None:  # ".5"
             fraction = match.group(3)
         if fraction is not None and places == 0:
-            raise MoneyError(f"{cur} has no minor unit: enter a whole amount")
+            raise MoneyError(
+                N_("%(currency)s has no minor unit: enter a whole amount"), currency=cur
+            )
         fraction = fraction or ""
         if len(fraction) > places:
-            raise MoneyError(f"{cur} allows at most {places} decimal places")
+            raise MoneyError(
+                N_("%(currency)s allows at most %(places)d decimal places"),
+                currency=cur,
+                places=places,
+            )
         if len(whole.lstrip("0")) > MAX_WHOLE_DIGITS:
-            raise MoneyError(f"{text!r} is too large an amount")
+            raise MoneyError(N_("%(text)s is too large an amount"), text=repr(text))
         return cls(int((whole or "0") + fraction.ljust(places, "0")), cur)
 
     @property

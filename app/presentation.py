@@ -46,6 +46,29 @@ STATUS_LABELS = {
     "received": N_("Received"),
     "processed": N_("Processed"),
     "dead": N_("Dead"),
+    # subscriptions
+    "trialing": N_("Trial"),
+    "active": N_("Active"),
+    "past_due": N_("Past due"),
+    "unpaid": N_("Unpaid"),
+    "paused": N_("Paused"),
+    "incomplete_expired": N_("Never started"),
+}
+
+# Why a subscription's customer has (or has no) access, in words (app/payments/entitlement.py).
+ACCESS_REASONS = {
+    "awaiting_first_payment": N_("waiting for the first payment"),
+    "never_paid": N_("the first payment never came"),
+    "past_due": N_("a payment failed; it is being retried"),
+    "unpaid": N_("payments failed"),
+    "paused": N_("paused"),
+    "ended": N_("ended"),
+    "no_period": N_("no paid period yet"),
+    "trialing": N_("trial"),
+    "active": N_("active"),
+    "canceling": N_("ends at the end of the period"),
+    "renewal_due": N_("renewal due"),
+    "renewal_overdue": N_("the renewal is overdue"),
 }
 
 # What each label means, for the filter's option titles and the API docs.
@@ -58,6 +81,10 @@ STATUS_HINTS = {
 
 def status_label(status: str) -> str:
     return STATUS_LABELS.get(status, status.replace("_", " ").capitalize())
+
+
+def access_reason(reason: str) -> str:
+    return ACCESS_REASONS.get(reason, reason.replace("_", " "))
 
 
 def shown_status(status: str, gateway_payment_id: str | None, failure_code: str | None) -> str:

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, url_for
-from flask_babel import format_datetime
+from flask_babel import format_datetime, gettext, ngettext
 
 from app.i18n import current_locale
 from app.methods import describe
 from app.money import format_minor
-from app.presentation import payment_status, return_heading, status_label
+from app.presentation import access_reason, payment_status, return_heading, status_label
 
 
 def cart_count() -> int:
@@ -31,6 +31,7 @@ def init_app(app: Flask) -> None:
         return format_minor(amount_minor, currency, current_locale())
 
     app.add_template_filter(status_label, "status_label")
+    app.add_template_filter(lambda r: gettext(access_reason(r or "")), "access_reason")
     app.add_template_filter(payment_status, "payment_status")
 
     @app.template_filter("local_when")
@@ -75,11 +76,17 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["product_image"] = product_image
 
     def plan_every(plan: Any) -> str:
-        """ "every month", "every 3 weeks": how often a plan is billed."""
+        """ "every month", "every 3 weeks": how often a plan is billed, in the reader's
+        language."""
+        count = int(plan.interval_count)
+        words = {
+            "day": lambda: ngettext("every day", "every %(num)d days", count),
+            "week": lambda: ngettext("every week", "every %(num)d weeks", count),
+            "month": lambda: ngettext("every month", "every %(num)d months", count),
+            "year": lambda: ngettext("every year", "every %(num)d years", count),
+        }
         unit = str(plan.interval)
-        if plan.interval_count == 1:
-            return f"every {unit}"
-        return f"every {plan.interval_count} {unit}s"
+        return str(words[unit]()) if unit in words else f"every {count} {unit}"
 
     app.jinja_env.globals["plan_every"] = plan_every
 

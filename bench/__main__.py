@@ -148,16 +148,22 @@ def headline(result: dict[str, Any]) -> str:
         )
     if name == "streams":
         p = result["publish_to_receive"]
+        w, o = result["checkout_with_streams"], result["checkout_without_streams"]
         return (
-            f"streams: checkout {result['checkout_with_streams']['rate']}/s with "
-            f"{result['setup']['idle streams']} idle SSE streams, "
-            f"{result['checkout_without_streams']['rate']}/s without (ratio {result['ratio']}); "
-            f"publish-to-receive p95 {p['p95_ms']} ms ({p['received']}/{p['acked']} received)"
+            f"streams: checkout {w['rate']}/s with {result['setup']['idle streams']} idle SSE "
+            f"streams held, {o['rate']}/s without (mean of {len(w.get('rates', [0]))} "
+            f"interleaved runs each; ratio {result['ratio']}, per round "
+            f"{result.get('pair_ratios')}; errors {w['errors']}/{o['errors']}); "
+            f"publish-to-receive (state change's commit to the client) p50 {p['p50_ms']} ms, "
+            f"p95 {p['p95_ms']} ms ({p['received']}/{p['paid']} received)"
         )
     if name == "deliveries":
         return (
             f"deliveries: {result['rate']} outgoing webhooks/s ({result['delivered']} in "
-            f"{result['seconds']} s), none lost: {result['none_lost']}; ratio to 500/s "
+            f"{result['seconds']} s; sustained {result.get('sustained_rate')}/s over the "
+            f"middle 80%, slowest 5 s {result.get('slowest_5s_rate')}/s), verified and none "
+            f"lost: {result['none_lost']}; CPU ms/delivery "
+            f"{result.get('cpu_ms_per_op', {}).get('total_ms')}; ratio to 500/s "
             f"{result['ratio']}"
         )
     return f"{name}: {result}"

@@ -109,6 +109,10 @@ class Database:
             stderr=subprocess.PIPE,
         )
 
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(_plain(self.url)) as conn:
+            return list(conn.execute(sql).fetchall())
+
     def scalar(self, sql: str) -> Any:
         with psycopg.connect(_plain(self.url)) as conn:
             row = conn.execute(sql).fetchone()

@@ -13,12 +13,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, select
+from sqlalchemy.orm import selectinload
 
 from app.api.errors import ApiError
 from app.crypto import email_hash
 from app.extensions import db
 from app.inputs import row_id
-from app.models import AuditEntry, Order, Payment, Product, Refund, WebhookEvent
+from app.models import AuditEntry, Customer, Order, Payment, Product, Refund, WebhookEvent
 from app.payments.errors import NotFound
 from app.presentation import status_condition
 
@@ -135,6 +136,15 @@ def list_payments(
     if email:
         stmt = stmt.where(Payment.customer_email_hash == email_hash(email))
     return _page(_created(stmt, Payment, created_after, created_before), Payment, limit, cursor)
+
+
+def list_customers(*, email: str | None, limit: int, cursor: str | None) -> Page:
+    """Customers newest first with their saved methods, keyset like the other lists."""
+    stmt = select(Customer).options(selectinload(Customer.methods))
+    if email:
+        # Exact match through the lookup hash (the email is encrypted).
+        stmt = stmt.where(Customer.email_hash == email_hash(email))
+    return _page(stmt, Customer, limit, cursor)
 
 
 def get_refund(refund_public_id: str) -> Refund:

@@ -210,10 +210,11 @@ def charge_payment_method(body: s.ChargeCreate) -> Response:
 )
 @keys.required("read")
 def list_customers() -> Response:
-    """Customers with their saved methods; `?email=` finds one by exact email."""
+    """Customers with their saved methods; `?email=` finds one by exact email; cursor
+    pagination like the other lists."""
     q = parse_query(s.CustomerListQuery)
-    found = customers.list_customers(limit=q.limit, email=q.email)
-    return present.ok([present.customer(c) for c in found], next_cursor=None)
+    page = queries.list_customers(email=q.email, limit=q.limit, cursor=q.cursor)
+    return present.ok([present.customer(c) for c in page.items], next_cursor=page.next_cursor)
 
 
 @bp.get("/customers/<customer_id>")
@@ -759,7 +760,7 @@ def cancel_subscription(subscription_id: str, body: s.SubscriptionCancel) -> Res
 
 @bp.post("/subscriptions/<subscription_id>/resume")
 @operation(
-    summary="Resume a subscription set to cancel",
+    summary="Resume a subscription set to cancel, or a paused one (where the gateway can)",
     tag="Subscriptions",
     auth="write",
     body=s.SubscriptionResume,
@@ -769,7 +770,8 @@ def cancel_subscription(subscription_id: str, body: s.SubscriptionCancel) -> Res
 @keys.required("write")
 @idempotent(s.SubscriptionResume)
 def resume_subscription(subscription_id: str, body: s.SubscriptionResume) -> Response:
-    """Lift the scheduled cancellation at the gateway."""
+    """Lift the scheduled cancellation (or the pause) at the gateway; a gateway that
+    cannot (Razorpay never undoes a cancellation) is a 409 with its reason."""
     return present.ok(present.subscription(subscriptions.resume(subscription_id, keys.actor())))
 
 

@@ -556,7 +556,7 @@ class CustomerRecord(BaseModel):
     created_at: datetime
 
 
-class CustomerListQuery(Request):
+class CustomerListQuery(PageQuery):
     email: str | None = Field(default=None, max_length=254, description="Exact match.")
     limit: int = Field(default=50, ge=1, le=100)
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import EqualTo, InputRequired, Length
@@ -9,11 +10,11 @@ from app.forms import NoControlCharacters
 
 class LoginForm(FlaskForm):
     email = EmailField(
-        "Email",
-        validators=[InputRequired("Enter your email."), Length(max=254), NoControlCharacters()],
+        _l("Email"),
+        validators=[InputRequired(_l("Enter your email.")), Length(max=254), NoControlCharacters()],
     )
     password = PasswordField(
-        "Password", validators=[InputRequired("Enter your password."), Length(max=1024)]
+        _l("Password"), validators=[InputRequired(_l("Enter your password.")), Length(max=1024)]
     )
     next = HiddenField()
 
@@ -23,25 +24,27 @@ class EmptyForm(FlaskForm):
 
 
 class TwoFactorForm(FlaskForm):
-    code = StringField("Code", validators=[InputRequired("Enter the code."), Length(max=40)])
+    code = StringField(
+        _l("Code"), validators=[InputRequired(_l("Enter the code.")), Length(max=40)]
+    )
 
 
 class ForgotPasswordForm(FlaskForm):
     email = EmailField(
-        "Email",
-        validators=[InputRequired("Enter your email."), Length(max=254), NoControlCharacters()],
+        _l("Email"),
+        validators=[InputRequired(_l("Enter your email.")), Length(max=254), NoControlCharacters()],
     )
 
 
 class ResetPasswordForm(FlaskForm):
     password = PasswordField(
-        "New password",
-        validators=[InputRequired("Choose a new password."), Length(max=1024)],
+        _l("New password"),
+        validators=[InputRequired(_l("Choose a new password.")), Length(max=1024)],
     )
     confirm = PasswordField(
-        "New password again",
+        _l("New password again"),
         validators=[
-            InputRequired("Type the new password again."),
-            EqualTo("password", "The two passwords are not the same."),
+            InputRequired(_l("Type the new password again.")),
+            EqualTo("password", _l("The two passwords are not the same.")),
         ],
     )

@@ -12,6 +12,14 @@ import re
 from functools import cache
 from pathlib import Path
 
+from flask_babel import gettext as _gettext
+
+
+def gettext(message: str, **variables: object) -> str:
+    """Flask-Babel's gettext, typed: the messages are shown in the reader's language."""
+    return str(_gettext(message, **variables))
+
+
 MIN_LENGTH = 12
 MAX_LENGTH = 1024
 COMMON_PASSWORDS_FILE = Path(__file__).with_name("common-passwords.txt")
@@ -50,18 +58,18 @@ def is_common(password: str) -> bool:
 def password_problem(password: str, *, email: str | None = None) -> str | None:
     """A message saying what is wrong with a new password, or None if it is acceptable."""
     if len(password) < MIN_LENGTH:
-        return f"Use at least {MIN_LENGTH} characters."
+        return gettext("Use at least %(num)d characters.", num=MIN_LENGTH)
     if len(password) > MAX_LENGTH:
-        return f"Use at most {MAX_LENGTH} characters."
+        return gettext("Use at most %(num)d characters.", num=MAX_LENGTH)
     if is_common(password):
-        return "This password is too common; choose one that is hard to guess."
+        return gettext("This password is too common; choose one that is hard to guess.")
     lowered = password.lower()
     if email:
         local = email.split("@", 1)[0].lower()
         if lowered == email.lower() or (
             len(local) >= 4 and local in lowered and len(lowered) - len(local) < 8
         ):
-            return "Don't base your password on your email address."
+            return gettext("Don't base your password on your email address.")
     if "kassa" in lowered and len(lowered.replace("kassa", "")) < 8:
-        return "Don't base your password on the name of this app."
+        return gettext("Don't base your password on the name of this app.")
     return None

@@ -16,6 +16,7 @@ import secrets
 from urllib.parse import urljoin
 
 from flask import current_app, render_template, url_for
+from flask_babel import gettext as _
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
@@ -86,16 +87,16 @@ def user_for_token(token: str) -> User:
     try:
         data = _serializer().loads(token, max_age=_max_age())
     except SignatureExpired:
-        raise ResetError("This reset link has expired. Ask for a new one.") from None
+        raise ResetError(_("This reset link has expired. Ask for a new one.")) from None
     except BadSignature:
-        raise ResetError("This reset link is not valid. Ask for a new one.") from None
+        raise ResetError(_("This reset link is not valid. Ask for a new one.")) from None
     user = db.session.get(User, int(data.get("uid", 0))) if isinstance(data, dict) else None
     if (
         user is None
         or not user.active
         or not hmac.compare_digest(str(data.get("fp", "")), _fingerprint(user))
     ):
-        raise ResetError("This reset link was already used or replaced. Ask for a new one.")
+        raise ResetError(_("This reset link was already used or replaced. Ask for a new one."))
     return user
 
 
@@ -109,7 +110,7 @@ def reset_password(token: str, password: str) -> User:
     with unit_of_work():
         fresh = lock(User, id=user_id)  # two tabs with the same link: one wins
         if fresh is None or not hmac.compare_digest(_fingerprint(fresh), seen):
-            raise ResetError("This reset link was already used or replaced. Ask for a new one.")
+            raise ResetError(_("This reset link was already used or replaced. Ask for a new one."))
         fresh.password_hash = generate_password_hash(password)
         fresh.session_token = secrets.token_hex(16)  # every signed-in session ends
         audit.record(Actor("user", str(fresh.id)), "user.password_reset", fresh)

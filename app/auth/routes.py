@@ -16,6 +16,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
@@ -67,7 +68,7 @@ def login() -> Response | str | tuple[str, int]:
         if user is not None:
             return remember_device(two_factor.password_ok(user, form.next.data), user.email)
         failure = throttle().failed(email)
-        form.form_errors.append(failure.message if failure else "Wrong email or password.")
+        form.form_errors.append(failure.message if failure else _("Wrong email or password."))
         return render_template("auth/login.html", form=form), 401
     status = 400 if request.method == "POST" else 200
     return render_template("auth/login.html", form=form), status
@@ -76,7 +77,9 @@ def login() -> Response | str | tuple[str, int]:
 reset_limit = limiter.limit(
     lambda: current_app.config["PASSWORD_RESET_RATE_LIMIT"],
     methods=["POST"],
-    error_message="Too many reset requests from your network. Please wait a few minutes.",
+    error_message=lambda: _(
+        "Too many reset requests from your network. Please wait a few minutes."
+    ),
 )
 
 
@@ -108,7 +111,7 @@ def reset_password(token: str) -> Response | str | tuple[str, int]:
         else:
             throttle().forget_account(user.email)
             service.end_session(current_user if current_user.is_authenticated else None)
-            flash("Your password is changed. Sign in with the new one.", "success")
+            flash(_("Your password is changed. Sign in with the new one."), "success")
             return redirect(url_for("auth.login"), code=303)
         return render_template("auth/reset.html", form=form, email=user.email), 422
     status = 422 if request.method == "POST" else 200

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from typing import cast
 
 from flask import Flask, current_app, request
+from flask_babel import gettext as _gettext
+from flask_babel import ngettext as _ngettext
 from itsdangerous import BadSignature, URLSafeSerializer
 from limits import RateLimitItem, parse, storage, strategies
 from werkzeug.wrappers import Response
@@ -42,11 +44,19 @@ DEVICE_COOKIE_DAYS = 180
 FIRST_PAUSE_SECONDS = 30
 
 
+def gettext(message: str, **variables: object) -> str:
+    return str(_gettext(message, **variables))
+
+
+def ngettext(singular: str, plural: str, num: int, **variables: object) -> str:
+    return str(_ngettext(singular, plural, num, **variables))
+
+
 def _wait_words(seconds: int) -> str:
     if seconds < 60:
-        return f"{seconds} second{'' if seconds == 1 else 's'}"
+        return ngettext("%(num)d second", "%(num)d seconds", seconds)
     minutes = max(1, math.ceil(seconds / 60))
-    return f"{minutes} minute{'' if minutes == 1 else 's'}"
+    return ngettext("%(num)d minute", "%(num)d minutes", minutes)
 
 
 @dataclass(frozen=True)
@@ -55,9 +65,10 @@ class Blocked:
 
     @property
     def message(self) -> str:
-        return (
+        return gettext(
             "Too many failed sign-in attempts. For your security, signing in from here is "
-            f"paused; try again in {_wait_words(self.retry_after)}, or reset your password."
+            "paused; try again in %(wait)s, or reset your password.",
+            wait=_wait_words(self.retry_after),
         )
 
 
@@ -71,14 +82,16 @@ class Failure:
     @property
     def message(self) -> str:
         if self.tries_left <= 0:
-            return (
-                "Wrong email or password. Signing in from here is paused for "
-                f"{_wait_words(self.pause)}; you can also reset your password."
+            return gettext(
+                "Wrong email or password. Signing in from here is paused for %(wait)s; "
+                "you can also reset your password.",
+                wait=_wait_words(self.pause),
             )
-        tries = f"{self.tries_left} more tr{'y' if self.tries_left == 1 else 'ies'}"
-        return (
-            f"Wrong email or password. {tries} before signing in pauses for "
-            f"{_wait_words(self.pause)}."
+        return ngettext(
+            "Wrong email or password. %(num)d more try before signing in pauses for %(wait)s.",
+            "Wrong email or password. %(num)d more tries before signing in pauses for %(wait)s.",
+            self.tries_left,
+            wait=_wait_words(self.pause),
         )
 
 

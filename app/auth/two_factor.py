@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from flask import abort, redirect, render_template, session, url_for
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
@@ -20,8 +21,8 @@ PENDING_SECONDS = 300
 DEFAULT_NEXT = "/dashboard/"
 
 MESSAGES = {
-    mfa.Outcome.INVALID: "That code is not right. Check your authenticator app and try again.",
-    mfa.Outcome.REUSED: "That code was already used. Wait for the next one and enter it.",
+    mfa.Outcome.INVALID: _l("That code is not right. Check your authenticator app and try again."),
+    mfa.Outcome.REUSED: _l("That code was already used. Wait for the next one and enter it."),
 }
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import abort, current_app, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from app.checkout import bp
@@ -21,7 +22,7 @@ from app.gateways.base import PagedCheckout
 from app.models import Payment
 from app.models.base import utcnow
 from app.models.enums import PAYABLE
-from app.payments import checkout
+from app.payments import checkout, subscriptions
 from app.payments.audit import CUSTOMER
 from app.payments.errors import KassaError, NotFound, SignatureInvalid
 from app.security import csp_allow, origin_of
@@ -95,6 +96,12 @@ def razorpay_pay(payment_id: str) -> str | Response:
         ),
         order_id=order.public_id,
         payment_id=payment.public_id,
+        save_payment_method=payment.save_payment_method,
+        gateway_customer_id=(
+            payment.customer.gateway_customer_id("razorpay")
+            if payment.save_payment_method and payment.customer is not None
+            else None
+        ),
     )
     return render_template(
         "checkout/razorpay.html",
@@ -137,3 +144,59 @@ def razorpay_callback(payment_id: str) -> Response:
         # A failed try leaves the Razorpay order payable: back to the page, with the reason.
         return redirect(url_for("checkout.razorpay_pay", payment_id=payment.public_id), code=303)
     return redirect(url_for("checkout.payment_return", payment_id=payment.public_id), code=303)
+
+
+# --- subscriptions: Razorpay Checkout with a subscription_id -------------------------
+
+
+@bp.get("/checkout/razorpay/subscriptions/<public_id>")
+def razorpay_subscribe(public_id: str) -> str | Response:
+    """Razorpay Checkout for one subscription: the customer authorises its mandate."""
+    try:
+        sub, options = subscriptions.paged_checkout(public_id)
+    except NotFound:
+        abort(404)
+    if options is None:  # authorised already (or ended): the customer's own page
+        return redirect(subscriptions.customer_url(sub.public_id), code=303)
+    return render_template(
+        "checkout/razorpay_subscription.html",
+        sub=sub,
+        options=options,
+        checkout_js=_allow_checkout_js(),
+        cancel_url=url_for("checkout.plan_page", public_id=sub.plan.public_id),
+    )
+
+
+@bp.post("/checkout/razorpay/subscriptions/<public_id>/callback")
+@csrf.exempt
+def razorpay_subscription_callback(public_id: str) -> Response:
+    """Razorpay posts the authorisation here: verify its signature, re-fetch, redirect."""
+    fields = request.form.to_dict()
+    if any(name in fields for name in FAILURE_FIELDS) and "razorpay_signature" not in fields:
+        # A failed try (unsigned fields: their words are not shown): back to the page.
+        flash(_("The authorisation did not go through; nothing was charged. Please try again."))
+        return redirect(url_for("checkout.razorpay_subscribe", public_id=public_id), code=303)
+    try:
+        sub = subscriptions.confirm_return(public_id, fields, CUSTOMER)
+    except NotFound:
+        abort(404)
+    except SignatureInvalid:
+        return Response(
+            render_template(
+                "errors/error.html",
+                title=_("We could not verify this subscription"),
+                message=_(
+                    "What came back from the payment page does not match this subscription. "
+                    "Nothing was charged or changed."
+                ),
+                status=400,
+                back_url=url_for("checkout.razorpay_subscribe", public_id=public_id),
+                back_label=_("Back to the payment page"),
+            ),
+            status=400,
+        )
+    except KassaError as exc:  # Razorpay not answering: the webhook will still come
+        flash(exc.message, "error")
+    else:
+        public_id = sub.public_id
+    return redirect(subscriptions.customer_url(public_id), code=303)

@@ -21,7 +21,7 @@ from app.checkout import bp, cart
 from app.checkout.forms import CartCheckoutForm, CheckoutForm, RetryForm
 from app.extensions import db, htmx, limiter
 from app.gateways import registry
-from app.models import PaymentLink, PaymentStatus, Product
+from app.models import Payment, PaymentLink, PaymentStatus, Product
 from app.payments import charges, checkout, customers, links, orders
 from app.payments.audit import CUSTOMER
 from app.payments.errors import InvalidState, KassaError, NotFound, OutOfStock
@@ -284,19 +284,59 @@ def pay_link(link_id: str) -> Response | tuple[str, int]:
     return make_response(page, 410 if links.unavailable(link) else status)
 
 
+def _action_page(payment: Payment | None, problem: str | None, status: int) -> tuple[str, int]:
+    return render_template(
+        "checkout/action.html",
+        problem=problem,
+        payment=payment,
+        confirmable=payment is not None and charges.authenticates_here(payment),
+        form=FlaskForm(),
+    ), status
+
+
 @bp.get("/pay/action/<token>")
 def payment_action(token: str) -> Response | tuple[str, int]:
     """The customer's link to authenticate a charge of their saved method: on to the
-    gateway's page while it waits for them, else the payment's status."""
+    gateway's page when it is known already, a button that goes there when the gateway
+    gives it on confirming, else the payment's status."""
     try:
         payment = charges.payment_for_action(token)
     except NotFound:
         abort(404)
     except InvalidState as exc:
-        return render_template("checkout/action.html", problem=exc.message, payment=None), 410
+        return _action_page(None, exc.message, 410)
     if payment.status == PaymentStatus.REQUIRES_ACTION and payment.checkout_url:
         return redirect(payment.checkout_url, code=303)
-    return render_template("checkout/action.html", problem=None, payment=payment), 200
+    return _action_page(payment, None, 200)
+
+
+@bp.post("/pay/action/<token>")
+def confirm_payment_action(token: str) -> Response | tuple[str, int]:
+    """The customer pressed "continue to your bank": the charge is confirmed with them
+    present and they are sent to their bank's page (303), or shown how it ended."""
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    try:
+        payment = charges.payment_for_action(token)
+        url = charges.start_authentication(payment, CUSTOMER)
+    except NotFound:
+        abort(404)
+    except InvalidState as exc:
+        return _action_page(None, exc.message, 410)
+    except KassaError as exc:
+        db.session.rollback()
+        payment = charges.payment_for_action(token)
+        return _action_page(payment, exc.message, exc.http_status)
+    if url:
+        return redirect(url, code=303)
+    return _action_page(payment, None, 200)
+
+
+@bp.get("/pay/setup/<customer_id>/done")
+def method_setup_done(customer_id: str) -> str:
+    """Where the gateway sends the customer after saving a method (or leaving): a hint,
+    never proof, so it changes nothing; the gateway's webhook saves the method."""
+    return render_template("checkout/setup_done.html", canceled=bool(request.args.get("canceled")))
 
 
 @bp.get("/account/methods/<token>")

@@ -70,6 +70,7 @@ def subscription_page(public_id: str) -> str:
         token=token,
         access=entitlement(sub, utcnow()),
         form=FlaskForm(),
+        resume_refused=subscriptions.refused_change(sub, "resume"),
     )
 
 

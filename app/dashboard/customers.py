@@ -3,21 +3,24 @@ confirmation step, safe against double submits) and removing one."""
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
 from app.auth.routes import roles_required
 from app.dashboard import bp
-from app.dashboard.forms import ButtonForm, ChargeForm
+from app.dashboard.forms import ButtonForm, ChargeForm, CustomerPageForm, SetupLinkForm
 from app.extensions import db
 from app.models import Customer, Payment, Role, SavedPaymentMethod
 from app.payments import charges, customers
 from app.payments.audit import Actor
 from app.payments.errors import KassaError, NotFound
+from app.presentation import status_label
 
 MANAGERS = (Role.OWNER.value, Role.ADMIN.value)
+CUSTOMERS_PER_PAGE = 50
 
 
 def _actor() -> Actor:
@@ -40,8 +43,20 @@ def _method_or_404(customer: Customer, method_id: str) -> SavedPaymentMethod:
 
 @bp.get("/customers")
 def customer_list() -> str:
-    """Customers, newest first, with how many methods they saved."""
-    return render_template("dashboard/customers.html", customers=customers.list_customers(100))
+    """Customers, newest first, with how many methods they saved; a page at a time."""
+    form = CustomerPageForm(request.args)
+    if not form.validate():  # not a row id (e.g. beyond INTEGER): no page starts there
+        abort(400)
+    rows, next_before = customers.customer_page(
+        CUSTOMERS_PER_PAGE, email=form.email.data or None, before_id=form.before.data
+    )
+    return render_template(
+        "dashboard/customers.html",
+        customers=rows,
+        next_before=next_before,
+        first_page=form.before.data is None,
+        form=form,
+    )
 
 
 @bp.get("/customers/<public_id>")
@@ -55,13 +70,47 @@ def customer_page(public_id: str) -> str:
         .scalars()
         .all()
     )
+    setup_form = SetupLinkForm(formdata=None)
+    setup_form.gateway.choices = customers.setup_gateways()
+    setup_form.currency.data = payments[0].currency if payments else "USD"
     return render_template(
         "dashboard/customer.html",
         customer=customer,
         methods=[m for m in customer.methods if m.active],
         payments=payments,
         button_form=ButtonForm(),
+        setup_form=setup_form,
     )
+
+
+@bp.post("/customers/<public_id>/setup")
+@roles_required(*MANAGERS)
+def send_setup_link(public_id: str) -> BaseResponse:
+    """Email the customer a link to save a card without paying (Stripe Checkout setup
+    mode); the card appears here once the gateway confirms."""
+    customer = _customer_or_404(public_id)
+    form = SetupLinkForm()
+    form.gateway.choices = customers.setup_gateways()
+    if not form.validate_on_submit():
+        flash(" ".join(str(e) for errors in form.errors.values() for e in errors), "error")
+        return redirect(url_for("dashboard.customer_page", public_id=public_id), code=303)
+    try:
+        session = customers.start_method_setup(
+            customer.public_id, form.gateway.data or "", form.currency.data or None, _actor()
+        )
+    except KassaError as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+    else:
+        flash(
+            _(
+                "A link to save a card was emailed to %(email)s: %(url)s",
+                email=customer.email,
+                url=session.redirect_url,
+            ),
+            "success",
+        )
+    return redirect(url_for("dashboard.customer_page", public_id=public_id), code=303)
 
 
 def _charge_page(
@@ -116,11 +165,11 @@ def charge_method(public_id: str, method_id: str) -> BaseResponse | tuple[str, i
         return _charge_page(customer, method, form, exc.http_status)
     if payment.status == "requires_action":
         flash(
-            "The customer's bank wants them to confirm this charge: they were emailed a link.",
+            _("The customer's bank wants them to confirm this charge: they were emailed a link."),
             "success",
         )
     else:
-        flash("Charge " + payment.status.replace("_", " ") + ".", "success")
+        flash(_("Charge: %(status)s.", status=_(status_label(payment.status))), "success")
     return redirect(url_for("dashboard.payment", public_id=payment.public_id), code=303)
 
 
@@ -136,5 +185,5 @@ def remove_method(public_id: str, method_id: str) -> BaseResponse:
     except KassaError as exc:
         flash(exc.message, "error")
     else:
-        flash("Payment method removed.", "success")
+        flash(_("Payment method removed."), "success")
     return redirect(url_for("dashboard.customer_page", public_id=public_id), code=303)

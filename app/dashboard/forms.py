@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any, cast
 
+from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -150,12 +151,12 @@ class RefundForm(FlaskForm):
         try:
             money = Money.parse(field.data or "", self.currency, self.locale)
         except MoneyError as exc:
-            raise ValidationError(str(exc)) from None
+            raise ValidationError(gettext(exc.template, **exc.params)) from None
         if money.amount_minor <= 0:
             raise ValidationError(_l("Enter an amount greater than zero."))
         if money.amount_minor > self.remaining:
             left = Money(self.remaining, self.currency).format()
-            raise ValidationError(f"At most {left} can still be refunded.")
+            raise ValidationError(gettext("At most %(amount)s can still be refunded.", amount=left))
         self.amount_minor = money.amount_minor
 
     def validate_token(self, field: HiddenField) -> None:
@@ -198,8 +199,40 @@ class WebhookFilterForm(FlaskForm):
     )
 
 
+class CustomerPageForm(FlaskForm):
+    """The customers list's query string: an exact email, and where a page starts."""
+
+    class Meta:
+        csrf = False
+
+    email = StringField(_l("Email"), validators=[Optional(), Length(max=254)])
+    before = IntegerField(
+        _l("Before"), validators=[Optional(), NumberRange(min=1, max=inputs.MAX_ROW_ID)]
+    )
+
+
+class SetupLinkForm(FlaskForm):
+    """Send the customer a link to save a card without paying: which gateway, and the
+    currency later charges will be in (the gateway offers the methods that work in it)."""
+
+    gateway = SelectField(_l("Gateway"), validators=[InputRequired()])
+    currency = StringField(
+        _l("Currency"), validators=[Optional(), Length(3, 3, _l("A three-letter code."))]
+    )
+
+
 class ButtonForm(FlaskForm):
     """CSRF-only form for buttons that POST (capture, sync, reprocess, revoke)."""
+
+
+class PlanChangeForm(FlaskForm):
+    """Move a subscription to another plan: the first POST asks for confirmation, the
+    confirmed one changes it. `from_plan` is the plan the page showed, so a repeated
+    submission of the same form changes the plan once."""
+
+    plan = SelectField(_l("New plan"), validators=[InputRequired(_l("Pick a plan."))])
+    from_plan = HiddenField(validators=[InputRequired()])
+    confirm = HiddenField()
 
 
 class PaymentLinkForm(FlaskForm):
@@ -246,7 +279,7 @@ class PaymentLinkForm(FlaskForm):
         try:
             money = Money.parse(field.data or "", self.currency.data or "", self.locale)
         except MoneyError as exc:
-            raise ValidationError(str(exc)) from None
+            raise ValidationError(gettext(exc.template, **exc.params)) from None
         if money.amount_minor <= 0:
             raise ValidationError(_l("Enter an amount greater than zero."))
         self.amount_minor = money.amount_minor
@@ -256,13 +289,17 @@ class ChargeForm(FlaskForm):
     """Charge a saved method: the amount, then a confirmation step. The hidden key is made
     when the form is first shown, so a double submit (or a resend) charges once."""
 
-    amount = StringField("Amount", validators=[InputRequired("Enter the amount."), Length(max=30)])
+    amount = StringField(
+        _l("Amount"), validators=[InputRequired(_l("Enter the amount.")), Length(max=30)]
+    )
     currency = StringField(
-        "Currency", default="USD", validators=[InputRequired("Enter the currency."), Length(3, 3)]
+        _l("Currency"),
+        default="USD",
+        validators=[InputRequired(_l("Enter the currency.")), Length(3, 3)],
     )
     description = StringField(
-        "What the customer is charged for",
-        validators=[InputRequired("Describe what the charge is for."), Length(max=200)],
+        _l("What the customer is charged for"),
+        validators=[InputRequired(_l("Describe what the charge is for.")), Length(max=200)],
     )
     key = HiddenField(validators=[InputRequired(), Length(16, 80)])
     confirmed = HiddenField(default="")
@@ -277,7 +314,7 @@ class ChargeForm(FlaskForm):
         try:
             money = Money.parse(field.data or "", self.currency.data or "")
         except MoneyError as exc:
-            raise ValidationError(str(exc)) from None
+            raise ValidationError(gettext(exc.template, **exc.params)) from None
         if money.amount_minor <= 0:
-            raise ValidationError("Enter an amount greater than zero.")
+            raise ValidationError(_l("Enter an amount greater than zero."))
         self.amount_minor = money.amount_minor

@@ -37,6 +37,21 @@ PAYMENT_REACHED = {
 }
 
 ACTIONS = {
+    "subscription.created": N_("Subscription started; waiting for the first payment"),
+    "subscription.period_paid": N_("A billing period was paid"),
+    "subscription.updated": N_("The gateway updated the subscription"),
+    "subscription.gateway_error": N_("A call to the gateway failed"),
+    "subscription.invoice_mismatch": N_(
+        "The gateway's invoice did not match this subscription (flagged, not applied)"
+    ),
+    "subscription.fetch_stale": N_("Older news from the gateway ignored"),
+    "subscription.plan_change_requested": N_("Plan change requested"),
+    "subscription.cancel_at_period_end_requested": N_(
+        "Asked the gateway to cancel at the end of the period"
+    ),
+    "subscription.cancel_requested": N_("Asked the gateway to cancel now"),
+    "subscription.resume_requested": N_("Asked the gateway to keep the subscription going"),
+    "plan.created": N_("Plan created"),
     "payment.created": N_("Payment attempt started"),
     "order.created": N_("Order placed"),
     "order.paid": N_("Order paid"),
@@ -169,6 +184,10 @@ def audit_sentence(
                 "%(sentence)s (late: after the checkout had closed)", sentence=sentence
             )
         return sentence
+    if action == "subscription.status_changed" and to_state:
+        return gettext("Subscription is now %(status)s", status=_state(to_state))
+    if action == "subscription.period_paid" and _amount(details, currency):
+        return gettext("Billing period paid: %(amount)s", amount=_amount(details, currency))
     if action == "order.status_changed" and to_state:
         return gettext("Order is now %(status)s", status=_state(to_state))
     if action in ("refund.status_changed", "refund.updated", "refund.succeeded") and to_state:
@@ -222,3 +241,19 @@ def requester(requested_by: str) -> str:
     if kind == "gateway" and not ident:
         return gettext("the gateway's dashboard")
     return People([(kind, ident or None)]).name(kind, ident or None)
+
+
+def subscription_timeline(entries: Iterable[Any], currency: str) -> list[dict[str, Any]]:
+    """A subscription's audit entries as sentences with who did them (raw record kept)."""
+    rows = list(entries)
+    people = People((e.actor_type, e.actor_id) for e in rows)
+    return [
+        {
+            "when": e.created_at,
+            "title": audit_sentence(e.action, e.from_state, e.to_state, e.details, currency),
+            "actor": people.name(e.actor_type, e.actor_id),
+            "raw": f"{e.action} {e.from_state or '∅'} → {e.to_state or '∅'}",
+            "details": e.details,
+        }
+        for e in rows
+    ]

@@ -121,12 +121,15 @@ NETWORK_CALLS = (
     "retrieve_refund",
     "charge_saved_method",
     "detach_method",
+    "start_authentication",
+    "create_method_setup",
     "create_subscription",
     "retrieve_subscription",
     "cancel_subscription",
     "resume_subscription",
     "billing_portal_url",
     "change_plan",
+    "confirm_subscription_return",
 )
 
 
@@ -182,6 +185,8 @@ class SavedMethod:
     exp_year: int | None = None
     wallet: str | None = None
     gateway_customer_id: str | None = None
+    # A wallet's account (PayPal: the payer's email), shown so the customer knows which.
+    account_email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +202,7 @@ class ChargeRequest:
     description: str
     idempotency_key: str  # from the committed attempt
     return_url: str  # where an authentication the customer completes comes back to
+    customer_email: str = ""  # the customer's, for gateways that ask (Razorpay recurring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,10 +216,56 @@ class ChargeResult:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthenticationRequest:
+    """The customer is back (on-session) to authenticate a charge that waits for them."""
+
+    payment_id: str  # ours (pay_...)
+    gateway_payment_id: str  # the gateway's payment (Stripe: the PaymentIntent)
+    token: str  # the saved method being charged (SavedMethod.token)
+    return_url: str  # where the gateway sends the customer after their bank's page
+    idempotency_key: str  # stable per payment: a second visit never confirms twice
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticationStart:
+    """What confirming on-session came to: the bank's page to send the customer to
+    (redirect_url), and the payment as the gateway now has it (applied through the state
+    machine; with no redirect_url it is final news, e.g. authenticated without a challenge)."""
+
+    update: PaymentUpdate
+    redirect_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MethodSetupRequest:
+    """Save a customer's payment method without paying (Stripe Checkout mode=setup)."""
+
+    customer_id: str  # ours (cus_...)
+    customer_email: str
+    customer_name: str
+    gateway_customer_id: str | None  # known already, or None: the adapter creates one
+    currency: str  # ISO 4217, upper case: the currency later charges will be in
+    success_url: str
+    cancel_url: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class MethodSetupSession:
+    reference: str  # the gateway's id for the setup (Stripe: the Checkout Session)
+    redirect_url: str  # the gateway's page where the customer enters the method
+    gateway_customer_id: str | None = None  # created on demand: the core keeps it
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CheckoutSession:
     reference: str  # gateway's id for the checkout (session id / order id)
     redirect_url: str  # where to send the customer's browser (303)
     expires_at: datetime | None = None
+    # The gateway customer the checkout saves the method on, when the adapter made or
+    # found one (Razorpay: its checkout page needs it); the core keeps it.
+    gateway_customer_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +321,18 @@ class DisputeUpdate:
     evidence_due_by: datetime | None = None
 
 
-Update = PaymentUpdate | RefundUpdate | DisputeUpdate
+@dataclass(frozen=True, slots=True)
+class MethodSetupUpdate:
+    """A method setup finished at the gateway (no payment): save `saved_method` for our
+    customer `customer_id`, once. `ref` names no payment (the inbox links none)."""
+
+    customer_id: str  # ours (cus_...), from the setup's metadata
+    reference: str  # the setup's id at the gateway
+    saved_method: SavedMethod
+    ref: PaymentRef = field(default_factory=PaymentRef)
+
+
+Update = PaymentUpdate | RefundUpdate | DisputeUpdate | MethodSetupUpdate
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +444,8 @@ class PagedCheckout(Protocol):
         callback_url: str,
         order_id: str,
         payment_id: str,
+        save_payment_method: bool = False,
+        gateway_customer_id: str | None = None,
     ) -> dict[str, Any]: ...
 
 
@@ -407,6 +472,23 @@ class SavesMethods(Protocol):
     def detach_method(self, token: str) -> None:
         """Remove a saved method at the gateway (it can never be charged again)."""
         ...
+
+
+@runtime_checkable
+class AuthenticatesCharges(Protocol):
+    """Optional: a gateway whose waiting charge is authenticated by confirming it again
+    with the customer present (Stripe: confirm the PaymentIntent with a return_url; the
+    answer's next_action redirect_to_url is the bank's page)."""
+
+    def start_authentication(self, request: AuthenticationRequest) -> AuthenticationStart: ...
+
+
+@runtime_checkable
+class SetsUpMethods(Protocol):
+    """Optional: a gateway that saves a payment method without a payment (Stripe Checkout
+    mode=setup); its webhook then gives a MethodSetupUpdate."""
+
+    def create_method_setup(self, request: MethodSetupRequest) -> MethodSetupSession: ...
 
 
 @runtime_checkable
@@ -542,4 +624,42 @@ class Subscriptions(Protocol):
 
     def subscription_events(self, event: VerifiedEvent) -> list[SubscriptionEvent]:
         """Which subscriptions a verified event is about ([] for none)."""
+        ...
+
+
+@runtime_checkable
+class PagedSubscriptionCheckout(Protocol):
+    """Optional: a gateway whose subscription is authorised on a page of ours with the
+    gateway's script (Razorpay Checkout with `subscription_id`), and whose callback is
+    verified by signature before the subscription is re-fetched."""
+
+    def subscription_checkout_options(
+        self,
+        *,
+        gateway_subscription_id: str,
+        store_name: str,
+        description: str,
+        customer_name: str,
+        customer_email: str,
+        callback_url: str,
+        subscription_id: str,
+    ) -> dict[str, Any]: ...
+
+    def confirm_subscription_return(
+        self, ref: SubscriptionRef, params: ReturnParams
+    ) -> SubscriptionSnapshot:
+        """Verify the callback against our stored subscription id (ReturnRejected when it
+        does not verify), then answer the re-fetched subscription."""
+        ...
+
+
+@runtime_checkable
+class LimitsSubscriptionChanges(Protocol):
+    """Optional: a gateway that cannot make every change (Razorpay cannot undo a
+    cancellation). Local work: asked before anything is written or sent."""
+
+    def unsupported_change(
+        self, what: str, status: SubscriptionStatus, cancel_at_period_end: bool
+    ) -> str | None:
+        """Why `what` ("resume", "change_plan", ...) cannot be done, or None."""
         ...

@@ -70,6 +70,8 @@ from cryptography.x509.oid import NameOID
 
 from app.gateways.base import (
     CaptureRequest,
+    ChargeRequest,
+    ChargeResult,
     CheckoutRequest,
     CheckoutSession,
     DisputeUpdate,
@@ -80,6 +82,7 @@ from app.gateways.base import (
     RefundResult,
     RefundUpdate,
     ReturnParams,
+    SavedMethod,
     SignatureError,
     Update,
     VerifiedEvent,
@@ -181,7 +184,19 @@ REFUND_EVENTS = frozenset({"PAYMENT.CAPTURE.REFUNDED", "PAYMENT.CAPTURE.REVERSED
 DISPUTE_EVENTS = frozenset(
     {"CUSTOMER.DISPUTE.CREATED", "CUSTOMER.DISPUTE.UPDATED", "CUSTOMER.DISPUTE.RESOLVED"}
 )
-HANDLED_EVENTS = PAYMENT_EVENTS | REFUND_EVENTS | DISPUTE_EVENTS
+# Vault v3: the payment token saved with an order (store_in_vault ON_SUCCESS) exists; its
+# resource names the order (metadata.order_id), whose capture is the payment that saved it.
+VAULT_EVENTS = frozenset({"VAULT.PAYMENT-TOKEN.CREATED"})
+HANDLED_EVENTS = PAYMENT_EVENTS | REFUND_EVENTS | DISPUTE_EVENTS | VAULT_EVENTS
+
+# What the customer agreed to at checkout: PayPal saves the wallet once the payment
+# succeeds, for charges the merchant starts later (Orders v2 paypal_wallet_vault_instruction).
+VAULT_INSTRUCTION: dict[str, Any] = {
+    "store_in_vault": "ON_SUCCESS",
+    "usage_type": "MERCHANT",
+    "customer_type": "CONSUMER",
+    "permit_multiple_payment_tokens": False,
+}
 
 _REFUND_STATUS = {
     "COMPLETED": RefundStatus.SUCCEEDED,
@@ -200,6 +215,8 @@ _DISPUTE_OUTCOME = {
 }
 # Ids PayPal gives orders, captures, refunds, authorizations: safe in a URL path.
 _ID_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+# Vault ids (payment tokens) and PayPal customer ids: `^[0-9a-zA-Z_-]+$` in the spec.
+_VAULT_ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,255}$")
 _SECRET_KEYS = frozenset({"access_token", "client_secret", "token", "cvv", "cvv2", "number"})
 
 
@@ -392,6 +409,37 @@ def payment_method_details(order: Mapping[str, Any]) -> dict[str, Any]:
     if payer_id:
         details["payer_id"] = payer_id
     return details
+
+
+def saved_wallet(order: Mapping[str, Any]) -> SavedMethod | None:
+    """The PayPal wallet the order saved (store_in_vault ON_SUCCESS), once PayPal says
+    VAULTED: its vault id (the payment token later orders name as `vault_id`) and PayPal's
+    customer id. Never anything to pay with but the token; no card data exists here."""
+    paypal = (order.get("payment_source") or {}).get("paypal") or {}
+    vault = (paypal.get("attributes") or {}).get("vault") or {}
+    if not isinstance(vault, Mapping) or vault.get("status") != "VAULTED":
+        return None
+    token = vault.get("id")
+    if not isinstance(token, str) or not _VAULT_ID_RE.match(token):
+        return None
+    customer = (vault.get("customer") or {}).get("id")
+    return SavedMethod(
+        token=token,
+        wallet="paypal",
+        gateway_customer_id=str(customer) if customer else None,
+        account_email=_email(paypal.get("email_address"))
+        or _email((order.get("payer") or {}).get("email_address")),
+    )
+
+
+def _email(value: Any) -> str | None:
+    return value[:254] if isinstance(value, str) and "@" in value else None
+
+
+def _vault_path(token: str) -> str:
+    if not token or not _VAULT_ID_RE.match(token):
+        raise GatewayError("invalid_request", "not a PayPal payment token")
+    return quote(token, safe="")
 
 
 def redact(payload: Any) -> Any:
@@ -738,6 +786,13 @@ class PayPalGateway:
         paypal: dict[str, Any] = {"experience_context": context}
         if request.customer_email and "@" in request.customer_email:
             paypal["email_address"] = request.customer_email
+        if request.save_payment_method:
+            # The customer agreed at checkout: PayPal vaults the wallet when the payment
+            # succeeds, on PayPal's customer for them when we know it already.
+            attributes: dict[str, Any] = {"vault": dict(VAULT_INSTRUCTION)}
+            if request.gateway_customer_id:
+                attributes["customer"] = {"id": request.gateway_customer_id}
+            paypal["attributes"] = attributes
         return {
             "intent": "AUTHORIZE" if request.capture_method == "manual" else "CAPTURE",
             "purchase_units": [unit],
@@ -808,6 +863,18 @@ class PayPalGateway:
         return not (ref.payment_id and custom_id and custom_id != ref.payment_id)
 
     def order_update(
+        self, order: Mapping[str, Any], ref: PaymentRef | None = None
+    ) -> PaymentUpdate:
+        """An order's state as one PaymentUpdate, with the wallet it saved (vault id and
+        PayPal customer id) once the payment succeeded or was authorized."""
+        update = self._order_state(order, ref)
+        if update.status in (PaymentStatus.SUCCEEDED, PaymentStatus.AUTHORIZED):
+            saved = saved_wallet(order)
+            if saved is not None:
+                update = replace(update, saved_method=saved)
+        return update
+
+    def _order_state(
         self, order: Mapping[str, Any], ref: PaymentRef | None = None
     ) -> PaymentUpdate:
         """An order's state as one PaymentUpdate: its captures first, then authorizations.
@@ -1003,6 +1070,127 @@ class PayPalGateway:
             if exc.decline_code in ("ORDER_ALREADY_CAPTURED", "ORDER_ALREADY_AUTHORIZED"):
                 return self._get_order(order_id)
             raise
+
+    # ------------------------------------------------------------ saved wallets
+
+    def charge_body(self, request: ChargeRequest) -> dict[str, Any]:
+        """The Orders v2 create body that charges a vaulted wallet: intent CAPTURE, the
+        amount of the order Kassa committed, `payment_source.paypal.vault_id`. The
+        experience context is where PayPal sends the payer back when it wants them to
+        approve first (PAYER_ACTION_REQUIRED)."""
+        currency = _currency(request.currency)
+        if request.amount <= 0:
+            raise GatewayError("invalid_request", "amount must be positive")
+        context: dict[str, Any] = {
+            "shipping_preference": "NO_SHIPPING",
+            "user_action": "PAY_NOW",
+            "return_url": _plain_url(request.return_url),
+            "cancel_url": _plain_url(request.return_url),
+        }
+        if self.brand_name:
+            context["brand_name"] = self.brand_name
+        return {
+            "intent": "CAPTURE",
+            "purchase_units": [
+                {
+                    "reference_id": request.payment_id,
+                    "custom_id": request.payment_id[:MAX_ID_FIELD],
+                    "invoice_id": request.order_id[:MAX_ID_FIELD],
+                    "description": (request.description or f"Order {request.order_id}")[
+                        :MAX_ID_FIELD
+                    ],
+                    "amount": _money(request.amount, currency),
+                }
+            ],
+            "payment_source": {
+                "paypal": {"vault_id": request.token, "experience_context": context}
+            },
+        }
+
+    def charge_saved_method(self, request: ChargeRequest) -> ChargeResult:
+        """POST /v2/checkout/orders with the vault id and the attempt's PayPal-Request-Id
+        (a retry gets PayPal's stored answer, never a second order).
+
+        PayPal completes such an order at once (COMPLETED, with its capture), or answers
+        PAYER_ACTION_REQUIRED with a payer-action link: the payment waits in
+        requires_action, and the return page captures once the payer approved. A refused
+        wallet is a 422 (INSTRUMENT_DECLINED and the like): GatewayError payment_failed.
+        """
+        _vault_path(request.token)
+        order = self._call(
+            "POST",
+            "/v2/checkout/orders",
+            body=self.charge_body(request),
+            request_id=_request_id(request.idempotency_key),
+        )
+        order_id = order.get("id")
+        if not isinstance(order_id, str) or not _ID_RE.match(order_id):
+            raise GatewayError("gateway_unavailable", "PayPal's order has no id", retryable=True)
+        ref = PaymentRef(payment_id=request.payment_id, reference=order_id)
+        if order.get("status") == "PAYER_ACTION_REQUIRED":
+            action = _link(order, "payer-action") or _link(order, "approve")
+            if not action:
+                raise GatewayError("gateway_unavailable", "PayPal's order has no payer-action link")
+            amount, currency = _amount_of(_first_unit(order))
+            update = PaymentUpdate(
+                ref=ref,
+                status=PaymentStatus.REQUIRES_ACTION,
+                amount=amount,
+                currency=currency,
+                payment_method={"method": "wallet", "wallet": "paypal"},
+            )
+            return ChargeResult(update=update, reference=order_id, action_url=action)
+        update = self.order_update(order, ref)
+        if update.status is PaymentStatus.FAILED:
+            # The capture itself was declined (the order completed without money).
+            raise GatewayError(
+                "payment_failed",
+                update.failure_message or "PayPal declined the payment",
+                decline_code=update.failure_code,
+            )
+        return ChargeResult(update=update, reference=order_id)
+
+    def detach_method(self, token: str) -> None:
+        """DELETE /v3/vault/payment-tokens/{id}: the wallet can never be charged again. A
+        token PayPal no longer has is gone already (a repeat, or deleted at PayPal)."""
+        try:
+            self._call("DELETE", f"/v3/vault/payment-tokens/{_vault_path(token)}")
+        except GatewayError as exc:
+            if exc.code != "not_found":
+                raise
+
+    def _vault_update(self, resource: Mapping[str, Any]) -> list[Update]:
+        """VAULT.PAYMENT-TOKEN.CREATED: the token PayPal saved after the order's capture
+        (when it was not VAULTED yet in the capture's answer). Both are re-fetched: the
+        token (it exists, whose customer it is) and its order (the payment it belongs to
+        and whether that succeeded)."""
+        token_id = resource.get("id")
+        order_id = (resource.get("metadata") or {}).get("order_id")
+        if not isinstance(token_id, str) or not isinstance(order_id, str):
+            return []
+        try:
+            token = self._call("GET", f"/v3/vault/payment-tokens/{_vault_path(token_id)}")
+        except GatewayError as exc:
+            if exc.code == "not_found":
+                return []  # deleted since: nothing to save
+            raise
+        update = self.order_update(self._get_order(order_id))
+        if update.saved_method is None and update.status in (
+            PaymentStatus.SUCCEEDED,
+            PaymentStatus.AUTHORIZED,
+        ):
+            customer = (token.get("customer") or {}).get("id")
+            wallet = (token.get("payment_source") or {}).get("paypal") or {}
+            update = replace(
+                update,
+                saved_method=SavedMethod(
+                    token=str(token.get("id") or token_id),
+                    wallet="paypal",
+                    gateway_customer_id=str(customer) if customer else None,
+                    account_email=_email(wallet.get("email_address")),
+                ),
+            )
+        return [update]
 
     # ------------------------------------------------------------ capture and refund
 
@@ -1269,6 +1457,8 @@ class PayPalGateway:
         resource = event.payload.get("resource") or {}
         if not isinstance(resource, Mapping) or kind not in HANDLED_EVENTS:
             return []
+        if kind in VAULT_EVENTS:
+            return self._vault_update(resource)
         if kind in PAYMENT_EVENTS:
             order_id = self._order_for(kind, resource)
             if not order_id:

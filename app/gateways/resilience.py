@@ -32,6 +32,8 @@ from typing import Any, TypeVar
 import requests
 
 from app.gateways.base import (
+    AuthenticationRequest,
+    AuthenticationStart,
     CaptureRequest,
     ChargeRequest,
     ChargeResult,
@@ -39,6 +41,8 @@ from app.gateways.base import (
     CheckoutSession,
     Gateway,
     GatewayError,
+    MethodSetupRequest,
+    MethodSetupSession,
     PaymentRef,
     PaymentUpdate,
     RefundRequest,
@@ -289,6 +293,27 @@ class ResilientGateway:
                 "invalid_request", f"{self.display_name} cannot remove saved methods."
             )
         self.call("detach_method", lambda: detach(token))
+
+    def start_authentication(self, request: AuthenticationRequest) -> AuthenticationStart:
+        """Optional protocol method (AuthenticatesCharges): confirm a waiting charge
+        on-session, retried with the same idempotency key."""
+        start = getattr(self.inner, "start_authentication", None)
+        if not callable(start):
+            raise GatewayError(
+                "invalid_request", f"{self.display_name} cannot authenticate charges here."
+            )
+        result: AuthenticationStart = self.call("start_authentication", lambda: start(request))
+        return result
+
+    def create_method_setup(self, request: MethodSetupRequest) -> MethodSetupSession:
+        """Optional protocol method (SetsUpMethods): a page that saves a method unpaid."""
+        create = getattr(self.inner, "create_method_setup", None)
+        if not callable(create):
+            raise GatewayError(
+                "invalid_request", f"{self.display_name} cannot save a method without a payment."
+            )
+        result: MethodSetupSession = self.call("create_method_setup", lambda: create(request))
+        return result
 
     @property
     def can_list_events(self) -> bool:

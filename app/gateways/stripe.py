@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from stripe._base_address import BaseAddresses
     from stripe.params import (
         PaymentIntentCaptureParams,
+        PaymentIntentConfirmParams,
         PaymentIntentCreateParams,
         RefundCreateParams,
     )
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     )
 
 from app.gateways.base import (
+    AuthenticationRequest,
+    AuthenticationStart,
     CaptureRequest,
     ChargeRequest,
     ChargeResult,
@@ -44,6 +47,9 @@ from app.gateways.base import (
     DisputeUpdate,
     GatewayError,
     InvoiceSnapshot,
+    MethodSetupRequest,
+    MethodSetupSession,
+    MethodSetupUpdate,
     PaymentRef,
     PaymentUpdate,
     PlanSpec,
@@ -65,6 +71,14 @@ from app.models.enums import DisputeStatus, PaymentStatus, RefundStatus, Subscri
 from app.money import exponent as iso_exponent
 
 log = logging.getLogger(__name__)
+
+# Stripe's error codes for a charge the bank wants authenticated, and for an
+# authentication the customer did not pass on the bank's page.
+AUTH_REQUIRED = "authentication_required"
+AUTH_FAILED = "payment_intent_authentication_failure"
+AUTH_FAILED_MESSAGE = (
+    "Your bank did not confirm this payment (the authentication failed), so nothing was charged."
+)
 
 # --------------------------------------------------------------------------- amounts
 # Stripe's own minor units (https://docs.stripe.com/currencies). They differ from
@@ -589,15 +603,21 @@ class StripeGateway:
         )
 
     def _create_customer(self, request: CheckoutRequest) -> str:
+        return self._create_customer_for(
+            request.customer_email,
+            request.customer_name,
+            {"payment_id": request.payment_id},
+            f"{request.idempotency_key}-customer",
+        )
+
+    def _create_customer_for(
+        self, email: str, name: str, metadata: dict[str, str], idempotency_key: str
+    ) -> str:
         customer = self._call(
             "customer.create",
             lambda: self._client.v1.customers.create(
-                params={
-                    "email": request.customer_email,
-                    "name": request.customer_name[:256],
-                    "metadata": {"payment_id": request.payment_id},
-                },
-                options={"idempotency_key": f"{request.idempotency_key}-customer"},
+                params={"email": email, "name": name[:256], "metadata": metadata},
+                options={"idempotency_key": idempotency_key},
             ),
         )
         return str(customer["id"])
@@ -643,6 +663,83 @@ class StripeGateway:
         update = self.payment_intent_update(pi, payment_id=request.payment_id)
         return ChargeResult(update=update, reference=str(pi["id"]))
 
+    def start_authentication(self, request: AuthenticationRequest) -> AuthenticationStart:
+        """The customer is back for a charge their bank wants authenticated: confirm the
+        PaymentIntent on-session (no off_session) with a return_url, Stripe's manual
+        redirect for 3D Secure without Stripe.js. Its answer is requires_action with
+        next_action redirect_to_url (the bank's page, then back to return_url), or final
+        at once (authenticated without a challenge, or declined).
+
+        An intent already waiting on our return_url is sent there again (a second visit
+        confirms nothing twice); one that moved on meanwhile is only read."""
+        pi_id = request.gateway_payment_id
+        pi = self._payment_intent(pi_id)
+        if not self._redirect_url(pi, request.return_url) and self._confirmable(pi):
+            params: PaymentIntentConfirmParams = {
+                "payment_method": request.token,
+                "return_url": request.return_url,
+                "expand": ["latest_charge"],
+            }
+            try:
+                pi = _plain(
+                    self._client.v1.payment_intents.confirm(
+                        pi_id,
+                        params=params,
+                        options={"idempotency_key": request.idempotency_key},
+                    )
+                )
+            except stripe.StripeError as exc:
+                raise self._translate("payment_intent.confirm", exc) from None
+        update = self.charge_update(pi, payment_id=request.payment_id)
+        if pi.get("status") != "requires_action":
+            return AuthenticationStart(update=update)
+        url = self._redirect_url(pi, request.return_url)
+        if not url:
+            kind = (pi.get("next_action") or {}).get("type")
+            raise GatewayError(
+                "invalid_request",
+                f"Stripe asked for a step Kassa cannot show without Stripe.js ({kind}).",
+            )
+        return AuthenticationStart(update=update, redirect_url=url)
+
+    @staticmethod
+    def _redirect_url(pi: Mapping[str, Any], return_url: str) -> str | None:
+        action = pi.get("next_action") or {}
+        if pi.get("status") != "requires_action" or action.get("type") != "redirect_to_url":
+            return None
+        redirect = action.get("redirect_to_url") or {}
+        if redirect.get("return_url") not in (None, return_url):
+            return None  # confirmed for another page: confirm again for ours
+        url = redirect.get("url")
+        return str(url) if url else None
+
+    @staticmethod
+    def _confirmable(pi: Mapping[str, Any]) -> bool:
+        status = pi.get("status")
+        if status in ("requires_confirmation", "requires_action"):
+            return True
+        # After an off-session attempt Stripe may leave the intent wanting a method, with
+        # authentication_required as its error: the saved one, confirmed on-session.
+        error = pi.get("last_payment_error") or {}
+        return status == "requires_payment_method" and error.get("code") == AUTH_REQUIRED
+
+    def charge_update(
+        self, pi: Mapping[str, Any], *, payment_id: str | None = None
+    ) -> PaymentUpdate:
+        """What the PaymentIntent of an off-session charge says: unlike Checkout's intents
+        (whose session stays open for another card), an intent that wants a method again
+        is an end: authentication required (the customer's link), or failed."""
+        update = self.payment_intent_update(pi, payment_id=payment_id, reference=pi.get("id"))
+        error = pi.get("last_payment_error") or {}
+        if pi.get("status") != "requires_payment_method" or not error:
+            return update
+        if error.get("code") == AUTH_REQUIRED:
+            return replace(update, status=PaymentStatus.REQUIRES_ACTION)
+        message = update.failure_message
+        if error.get("code") == AUTH_FAILED:
+            message = AUTH_FAILED_MESSAGE
+        return replace(update, status=PaymentStatus.FAILED, failure_message=message)
+
     def detach_method(self, token: str) -> None:
         self._call(
             "payment_method.detach",
@@ -678,6 +775,9 @@ class StripeGateway:
         )
 
     def retrieve(self, ref: PaymentRef) -> PaymentUpdate:
+        if ref.reference and ref.reference.startswith("pi_"):
+            # An off-session charge: its reference is the PaymentIntent (no session).
+            return self.charge_update(self._payment_intent(ref.reference))
         if ref.reference:
             return self.session_update(self._retrieve_session(ref.reference))
         if ref.gateway_payment_id:
@@ -687,6 +787,15 @@ class StripeGateway:
     def confirm_return(self, ref: PaymentRef, params: ReturnParams) -> PaymentUpdate | None:
         if not ref.reference:
             return None
+        if ref.reference.startswith("pi_"):
+            # Back from the bank's page (on-session authentication): Stripe adds
+            # payment_intent to the return_url; only our stored intent counts.
+            if params.args.get("payment_intent") not in (None, ref.reference):
+                log.warning(
+                    "stripe return for %s carried a foreign payment intent; ignored",
+                    ref.payment_id,
+                )
+            return self.retrieve(ref)
         hint = params.args.get("session_id")
         if hint and hint != ref.reference:
             # The URL is the customer's to edit: only our stored session counts.
@@ -1073,6 +1182,8 @@ class StripeGateway:
             return []
         if kind.startswith(SUBSCRIPTION_EVENT_PREFIXES) or obj.get("mode") == "subscription":
             return []  # subscription_events(): the subscription is re-fetched instead
+        if obj.get("mode") == "setup":
+            return self._setup_updates(kind, obj)
         if kind.startswith("checkout.session."):
             update = self.session_update(obj)
             if kind == "checkout.session.async_payment_succeeded":
@@ -1091,6 +1202,10 @@ class StripeGateway:
                 return []
             return [self.payment_intent_update(obj)]
         if kind == "payment_intent.payment_failed":
+            if _off_session_charge(obj):
+                # A charge of a saved method (no session): its failure is an end, and an
+                # authentication failed on the bank's page says so in plain words.
+                return [self.charge_update(obj)]
             # Not terminal in Checkout: the session stays open and the customer may try
             # another card. Record why, keep the payment processing.
             update = self.payment_intent_update(obj)
@@ -1139,6 +1254,76 @@ class StripeGateway:
         if kind in ("charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"):
             return [self.dispute_update(obj)]
         return []
+
+    def _setup_updates(self, kind: str, session: Mapping[str, Any]) -> list[Update]:
+        """A completed setup session (mode=setup) of ours: the method its SetupIntent
+        saved, read from Stripe (runs in the event job, like _enrich)."""
+        customer_id = (session.get("metadata") or {}).get("customer_id")
+        si_id = _id(session.get("setup_intent"))
+        if kind != "checkout.session.completed" or not customer_id or not si_id:
+            return []
+        si = self._call(
+            "setup_intent.retrieve",
+            lambda: self._client.v1.setup_intents.retrieve(
+                si_id, params={"expand": ["payment_method"]}
+            ),
+        )
+        if si.get("status") != "succeeded":
+            return []
+        pm = _obj(si.get("payment_method"))
+        if not pm:
+            return []
+        card = pm.get("card") or {}
+        wallet = card.get("wallet") or {}
+        saved = SavedMethod(
+            token=str(pm["id"]),
+            brand=card.get("brand"),
+            last4=card.get("last4"),
+            exp_month=card.get("exp_month"),
+            exp_year=card.get("exp_year"),
+            wallet=wallet.get("type") if isinstance(wallet, Mapping) else None,
+            gateway_customer_id=_id(si.get("customer")) or _id(session.get("customer")),
+        )
+        return [
+            MethodSetupUpdate(
+                customer_id=str(customer_id), reference=str(session["id"]), saved_method=saved
+            )
+        ]
+
+    def create_method_setup(self, request: MethodSetupRequest) -> MethodSetupSession:
+        """A Checkout Session in setup mode: the customer enters a card on Stripe's page,
+        it is saved on their Stripe customer without a payment (checkout.session.completed
+        then names the SetupIntent). Dynamic payment methods need the currency."""
+        customer_id = request.gateway_customer_id or self._create_customer_for(
+            request.customer_email,
+            request.customer_name,
+            {"customer_id": request.customer_id},
+            f"{request.idempotency_key}-customer",
+        )
+        metadata = {"customer_id": request.customer_id}
+        params: SessionCreateParams = {
+            "mode": "setup",
+            "customer": customer_id,
+            "currency": request.currency.lower(),
+            "client_reference_id": request.customer_id,
+            "metadata": metadata,
+            "setup_intent_data": {"metadata": dict(metadata)},
+            "success_url": self._success_url(request.success_url),
+            "cancel_url": self._absolute(request.cancel_url),
+        }
+        session = self._call(
+            "checkout.create_setup",
+            lambda: self._client.v1.checkout.sessions.create(
+                params=params,
+                options={"idempotency_key": request.idempotency_key},
+            ),
+        )
+        return MethodSetupSession(
+            reference=str(session["id"]),
+            redirect_url=str(session["url"]),
+            gateway_customer_id=customer_id,
+            expires_at=_ts(session.get("expires_at")),
+        )
 
     def _enrich(self, update: Update) -> Update:
         """Fill in what an event's object does not carry, from the PaymentIntent.
@@ -1547,6 +1732,16 @@ def _invoice(inv: Mapping[str, Any]) -> InvoiceSnapshot:
         reference=None,
         period_start=_ts(period.get("start", inv.get("period_start"))),
         period_end=_ts(period.get("end", inv.get("period_end"))),
+    )
+
+
+def _off_session_charge(pi: Mapping[str, Any]) -> bool:
+    """A PaymentIntent Kassa made to charge a saved method (charge_saved_method): on a
+    customer, naming our payment, not Checkout's (which saves with setup_future_usage)."""
+    return bool(
+        pi.get("customer")
+        and not pi.get("setup_future_usage")
+        and (pi.get("metadata") or {}).get("payment_id")
     )
 
 

@@ -114,6 +114,8 @@ class SavedPaymentMethod(Model):
     exp_month: Mapped[int | None]
     exp_year: Mapped[int | None]
     wallet: Mapped[str | None] = mapped_column(String(40))
+    # A wallet saved without a card (PayPal): the account's email, to tell wallets apart.
+    account_email: Mapped[str | None] = mapped_column(sensitive(512))
     status: Mapped[str] = mapped_column(String(12), default=MethodStatus.ACTIVE)
     # The payment it was saved from (payments point back at the method they charge: the
     # cycle is broken by adding this key after both tables exist).
@@ -137,3 +139,15 @@ class SavedPaymentMethod(Model):
     @property
     def active(self) -> bool:
         return self.status == MethodStatus.ACTIVE
+
+    @property
+    def label(self) -> str:
+        """How pages name it: "Visa •••• 4242", or the wallet and its account for one saved
+        without a card ("PayPal (ada@example.com)": PayPal's vault shows Kassa no card)."""
+        if self.wallet and not self.last4:
+            name = WALLET_NAMES.get(self.wallet, self.wallet.capitalize())
+            return f"{name} ({self.account_email})" if self.account_email else name
+        return f"{(self.brand or 'card').capitalize()} •••• {self.last4 or '····'}"
+
+
+WALLET_NAMES = {"paypal": "PayPal", "venmo": "Venmo"}

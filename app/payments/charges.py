@@ -5,8 +5,10 @@ gateway is called with) are committed first, then the gateway is asked, then its
 goes through the state machine with its audit entry. A decline fails the attempt and is
 raised for the door (402 with the gateway's reason); a charge the bank wants the customer
 to authenticate waits in `requires_action`, and the customer is sent a Kassa link
-(`/pay/action/<token>`, signed and expiring) that brings them to the gateway's page; the
-webhooks settle it from there as usual.
+(`/pay/action/<token>`, signed and expiring) that brings them to the gateway's page: one
+known at charge time (the sandbox), or one the gateway gives when the charge is confirmed
+again with the customer present (`start_authentication`; Stripe's redirect for 3D Secure).
+The return page and the webhooks settle it from there as usual.
 """
 
 from __future__ import annotations
@@ -25,9 +27,16 @@ from app import jobs
 from app.crypto import email_hash
 from app.extensions import db
 from app.gateways import registry
-from app.gateways.base import ChargeRequest, GatewayError, SavesMethods
+from app.gateways.base import (
+    AuthenticatesCharges,
+    AuthenticationRequest,
+    ChargeRequest,
+    GatewayCode,
+    GatewayError,
+    SavesMethods,
+)
 from app.mail import deliver, new_message
-from app.models import MethodStatus, Payment, PaymentStatus
+from app.models import MethodStatus, Payment, PaymentStatus, SavedPaymentMethod
 from app.models.base import public_id, utcnow
 from app.money import format_minor
 from app.payments import audit, customers, orders, store
@@ -160,6 +169,7 @@ def charge_saved_method(
         description=lines,
         idempotency_key=key,
         return_url=external_url("checkout.payment_return", payment_id=pid),
+        customer_email=customer.email,
     )
     return _ask_gateway(payment_id, gateway, request, actor)
 
@@ -241,6 +251,80 @@ def _ask_gateway(payment_id: int, gateway: Any, request: ChargeRequest, actor: A
 
 
 # --- the customer's way back ----------------------------------------------------------
+
+
+def authenticates_here(payment: Payment) -> bool:
+    """Whether the customer's link can take them to their bank for this waiting charge."""
+    if payment.status != PaymentStatus.REQUIRES_ACTION:
+        return False
+    if payment.checkout_url:
+        return True
+    gateway = registry.get_gateway(payment.gateway)
+    return isinstance(getattr(gateway, "inner", gateway), AuthenticatesCharges) and bool(
+        payment.gateway_payment_id and payment.saved_method_id
+    )
+
+
+def start_authentication(payment: Payment, actor: Actor) -> str | None:
+    """The customer asked to confirm a waiting charge: the gateway page that does it, or
+    None when there is none to go to (the payment's status then says why: the gateway
+    may have settled it at once). A refusal fails the attempt and is raised."""
+    if payment.status != PaymentStatus.REQUIRES_ACTION:
+        return None
+    if payment.checkout_url:
+        return payment.checkout_url  # known when the charge was made (the sandbox)
+    gateway = registry.get_gateway(payment.gateway)
+    method = (
+        db.session.get(SavedPaymentMethod, payment.saved_method_id)
+        if payment.saved_method_id is not None
+        else None
+    )
+    if (
+        not isinstance(getattr(gateway, "inner", gateway), AuthenticatesCharges)
+        # The resilience layer has the method too (it forwards it with retries).
+        or not isinstance(gateway, AuthenticatesCharges)
+        or method is None
+        or not payment.gateway_payment_id
+    ):
+        return None
+    request = AuthenticationRequest(
+        payment_id=payment.public_id,
+        gateway_payment_id=payment.gateway_payment_id,
+        token=method.gateway_token,
+        return_url=external_url("checkout.payment_return", payment_id=payment.public_id),
+        idempotency_key=f"{payment.idempotency_key}-authenticate",
+    )
+    payment_id = payment.id
+    release_connection()
+
+    def refused(locked: Payment, exc: GatewayError) -> None:
+        # A decline on-session ends the attempt; any other refusal (a request the gateway
+        # would not take) leaves it waiting, audited, for the shop to look at.
+        if exc.code in (GatewayCode.CARD_DECLINED, GatewayCode.PAYMENT_FAILED):
+            fail_attempt(locked, exc.code, exc.message, actor)
+        else:
+            audit.record(
+                actor,
+                "payment.gateway_error",
+                locked,
+                details={"code": exc.code, "message": exc.message},
+            )
+
+    with gateway_errors(
+        (Payment, payment_id),
+        actor,
+        "payment.gateway_error",
+        refused=refused,
+        for_customer=True,
+    ):
+        start = gateway.start_authentication(request)
+    with unit_of_work():
+        locked = lock(Payment, id=payment_id)
+        assert locked is not None
+        apply_update(locked.gateway, start.update, actor, source="on-session authentication")
+        waiting = locked.status == PaymentStatus.REQUIRES_ACTION
+    db.session.refresh(payment)
+    return start.redirect_url if waiting else None
 
 
 def _serializer() -> URLSafeTimedSerializer:

@@ -175,7 +175,7 @@ def open_new_checkout(
             gateway_name,
         )
         attempt["customer_id"], customer_public_id = customers.match_customer(
-            order["customer_email"], order["customer_name"]
+            order["customer_email"], order["customer_name"], actor
         )
         attempt["save_payment_method"] = bool(save_payment_method)
         known_id = (
@@ -417,6 +417,10 @@ def _open(
             values=opened,
             only_from=PaymentStatus.CREATED,
         )
+        if session.gateway_customer_id:
+            customers.remember_gateway_customer(
+                payment_id, gateway.name, session.gateway_customer_id
+            )
     # The commit expired the attempt, but its checkout URL is known and never changes:
     # the caller's redirect reads it without a query.
     set_committed_value(payment, "checkout_url", session.redirect_url)

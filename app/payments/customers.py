@@ -8,15 +8,26 @@ the gateway first, so a removed method can never be charged.
 
 from __future__ import annotations
 
+import secrets
+from datetime import datetime
+
 from flask import current_app, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import selectinload
 
 from app.extensions import db
 from app.gateways import registry
-from app.gateways.base import SavedMethod
+from app.gateways.base import (
+    MethodSetupRequest,
+    MethodSetupSession,
+    MethodSetupUpdate,
+    SavedMethod,
+    SetsUpMethods,
+)
+from app.mail import deliver, new_message
 from app.models import (
+    AuditEntry,
     Customer,
     GatewayCustomer,
     MethodStatus,
@@ -26,17 +37,19 @@ from app.models import (
 )
 from app.models.base import public_id, utcnow
 from app.models.customers import email_index
-from app.payments import audit, store
-from app.payments.audit import Actor
-from app.payments.errors import InvalidState, NotFound
+from app.payments import audit, outbox, store
+from app.payments.audit import SYSTEM, Actor
+from app.payments.errors import InvalidState, NotFound, ValidationFailed
 from app.payments.gateway_calls import gateway_errors
-from app.payments.uow import lock, unit_of_work
+from app.payments.state import Outcome
+from app.payments.uow import lock, release_connection, unit_of_work
 
 
-def match_customer(email: str, name: str) -> tuple[int, str]:
+def match_customer(email: str, name: str, actor: Actor = SYSTEM) -> tuple[int, str]:
     """The id and public id of the customer with this email, created if new, in the
     caller's unit of work. Concurrent checkouts with one new email make one customer
-    (insert-or-ignore on the email's lookup hash)."""
+    (insert-or-ignore on the email's lookup hash); the one that made it writes its audit
+    entry and its `customer.created` outbox event in the same transaction."""
     now = utcnow()
     key = email_index(email)
     new_public_id = public_id("cus")
@@ -53,11 +66,32 @@ def match_customer(email: str, name: str) -> tuple[int, str]:
         conflict=("email_hash",),
     )
     if row is not None:
+        _announce_created(new_public_id, now, actor)
         return int(row.id), new_public_id
     found = db.session.execute(
         select(Customer.id, Customer.public_id).where(Customer.email_hash == key)
     ).one()
     return int(found.id), str(found.public_id)
+
+
+def _announce_created(customer_public_id: str, created_at: datetime, actor: Actor) -> None:
+    """The new customer's audit entry and outbox event, as rows (the checkout's unit of
+    work writes rows, not ORM objects). The event is thin: ids, no email or name (the
+    outbox is not encrypted; the API's customer answers those)."""
+    db.session.connection().execute(
+        insert(AuditEntry.__table__),
+        [audit.row(actor, "customer.created", "customer", customer_public_id)],
+    )
+    outbox.insert_rows(
+        [
+            outbox.row(
+                outbox.EventType.CUSTOMER_CREATED,
+                outbox.customer_data(customer_public_id, created_at),
+                order_id=None,
+                payment_id=None,
+            )
+        ]
+    )
 
 
 def gateway_customer_id(customer_id: int, gateway: str) -> str | None:
@@ -68,6 +102,27 @@ def gateway_customer_id(customer_id: int, gateway: str) -> str | None:
         )
     ).scalar_one_or_none()
     return row.gateway_customer_id if row is not None else None
+
+
+def remember_gateway_customer(payment_id: int, gateway: str, gateway_customer_id: str) -> None:
+    """The gateway made or found a customer for this attempt's checkout (to save its method
+    on): kept for the attempt's customer unless one is kept already, in the caller's unit
+    of work. Concurrent checkouts keep one (insert-or-ignore on customer and gateway)."""
+    customer_id = db.session.execute(
+        select(Payment.customer_id).where(Payment.id == payment_id)
+    ).scalar_one_or_none()
+    if customer_id is None:
+        return
+    store.insert_or_ignore(
+        GatewayCustomer,
+        {
+            "customer_id": customer_id,
+            "gateway": gateway,
+            "gateway_customer_id": gateway_customer_id,
+            "created_at": utcnow(),
+        },
+        conflict=("customer_id", "gateway"),
+    )
 
 
 def find_by_email(email: str) -> Customer | None:
@@ -87,11 +142,23 @@ def get_customer(customer_public_id: str) -> Customer:
     return customer
 
 
-def list_customers(limit: int = 50, email: str | None = None) -> list[Customer]:
+def customer_page(
+    limit: int = 50, *, email: str | None = None, before_id: int | None = None
+) -> tuple[list[Customer], int | None]:
+    """Customers newest first, keyset on id (stable while checkouts add customers): the
+    page, and the id to continue before when more are older. `email` is an exact match
+    (the lookup hash)."""
     query = select(Customer).options(selectinload(Customer.methods))
     if email:
         query = query.where(Customer.email_hash == email_index(email))
-    return list(db.session.execute(query.order_by(Customer.id.desc()).limit(limit)).scalars().all())
+    if before_id is not None:
+        query = query.where(Customer.id < before_id)
+    rows = list(
+        db.session.execute(query.order_by(Customer.id.desc()).limit(limit + 1)).scalars().all()
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].id if more and rows else None)
 
 
 def get_method(method_public_id: str, customer: Customer | None = None) -> SavedPaymentMethod:
@@ -123,6 +190,7 @@ def record_saved_method(payment: Payment, saved: SavedMethod, actor: Actor) -> N
         exp_month=saved.exp_month,
         exp_year=saved.exp_year,
         wallet=saved.wallet,
+        account_email=saved.account_email,
         status=MethodStatus.ACTIVE,
         source_payment_id=payment.id,
     )
@@ -149,6 +217,150 @@ def record_saved_method(payment: Payment, saved: SavedMethod, actor: Actor) -> N
         payment,
         details={"method": method.public_id, "brand": saved.brand, "last4": saved.last4},
     )
+
+
+# --- saving a method without a payment (Stripe Checkout mode=setup) -------------------
+
+
+def start_method_setup(
+    customer_public_id: str,
+    gateway_name: str,
+    currency: str | None,
+    actor: Actor,
+) -> MethodSetupSession:
+    """A gateway page where the customer saves a method without paying, emailed to them
+    (the merchant's "send a link to save a card"). The method is saved when the gateway's
+    webhook says the setup finished (record_setup_method); until then nothing changes but
+    the audit trail."""
+    customer = get_customer(customer_public_id)
+    gateway = registry.get_gateway(gateway_name)
+    # The resilience layer has the method too (it forwards it with retries).
+    if not isinstance(getattr(gateway, "inner", gateway), SetsUpMethods) or not isinstance(
+        gateway, SetsUpMethods
+    ):
+        raise InvalidState(f"{gateway.display_name} cannot save a method without a payment.")
+    chosen = (currency or _latest_currency(customer) or "").upper()
+    if len(chosen) != 3 or not chosen.isascii() or not chosen.isalpha():
+        raise ValidationFailed(
+            "Give the currency later charges will be in.",
+            details=[{"field": "currency", "message": "A three-letter ISO 4217 code."}],
+        )
+    base: str = current_app.config["PUBLIC_BASE_URL"]
+    request = MethodSetupRequest(
+        customer_id=customer.public_id,
+        customer_email=customer.email,
+        customer_name=customer.name,
+        gateway_customer_id=customer.gateway_customer_id(gateway_name),
+        currency=chosen,
+        success_url=base + url_for("checkout.method_setup_done", customer_id=customer.public_id),
+        cancel_url=base
+        + url_for("checkout.method_setup_done", customer_id=customer.public_id, canceled=1),
+        idempotency_key=f"kassa-setup-{customer.public_id}-{secrets.token_hex(8)}",
+    )
+    customer_id, customer_email, customer_name = customer.id, customer.email, customer.name
+    release_connection()
+    with gateway_errors():
+        session: MethodSetupSession = gateway.create_method_setup(request)
+    with unit_of_work():
+        if session.gateway_customer_id and not request.gateway_customer_id:
+            _keep_gateway_customer(customer_id, gateway_name, session.gateway_customer_id)
+        locked = lock(Customer, id=customer_id)
+        assert locked is not None
+        audit.record(
+            actor,
+            "payment_method.setup_started",
+            locked,
+            details={"gateway": gateway_name, "reference": session.reference, "currency": chosen},
+        )
+    _email_setup_link(customer_email, customer_name, session)
+    return session
+
+
+def setup_gateways() -> list[tuple[str, str]]:
+    """(name, label) of the active gateways that save a method without a payment."""
+    found = []
+    for name, label in registry.choices():
+        gateway = registry.get_gateway(name)
+        if isinstance(getattr(gateway, "inner", gateway), SetsUpMethods):
+            found.append((name, label))
+    return found
+
+
+def _email_setup_link(email: str, name: str, session: MethodSetupSession) -> None:
+    """The customer's message with the gateway's page (named by the setup, so a resend
+    after a crash never sends two)."""
+    store_name = current_app.config.get("STORE_NAME") or "Kassa"
+    text = (
+        f"Hello {name},\n\n{store_name} asks you to save a payment method for your future "
+        f"purchases. Nothing is charged now.\n\nSave it here: {session.redirect_url}\n\n"
+        "If you did not expect this, ignore this message; nothing is saved without you."
+    )
+    deliver(
+        new_message(email, f"Save a payment method with {store_name}", text),
+        f"setup-{session.reference}",
+    )
+
+
+def _latest_currency(customer: Customer) -> str | None:
+    return customer.payments[-1].currency if customer.payments else None
+
+
+def _keep_gateway_customer(customer_id: int, gateway: str, gateway_customer_id: str) -> None:
+    """The gateway's id for our customer, unless one is kept already (insert-or-ignore on
+    (customer, gateway): two setups started at once keep the first)."""
+    store.insert_or_ignore(
+        GatewayCustomer,
+        {
+            "customer_id": customer_id,
+            "gateway": gateway,
+            "gateway_customer_id": gateway_customer_id,
+            "created_at": utcnow(),
+        },
+        conflict=("customer_id", "gateway"),
+    )
+
+
+def record_setup_method(gateway: str, update: MethodSetupUpdate, actor: Actor) -> Outcome | None:
+    """A setup finished at the gateway: keep its method for our customer, once (the same
+    token again is a duplicate), audited, in the caller's unit of work. None when the
+    customer is not ours."""
+    customer = lock(Customer, public_id=update.customer_id)
+    if customer is None:
+        return None
+    saved = update.saved_method
+    if not saved.token:
+        return None
+    for existing in customer.methods:
+        if existing.gateway == gateway and existing.gateway_token == saved.token:
+            return Outcome.DUPLICATE
+    method = SavedPaymentMethod(
+        customer_id=customer.id,
+        gateway=gateway,
+        gateway_token=saved.token,
+        brand=saved.brand,
+        last4=saved.last4,
+        exp_month=saved.exp_month,
+        exp_year=saved.exp_year,
+        wallet=saved.wallet,
+        status=MethodStatus.ACTIVE,
+        source_payment_id=None,
+    )
+    db.session.add(method)
+    if saved.gateway_customer_id:
+        _keep_gateway_customer(customer.id, gateway, saved.gateway_customer_id)
+    db.session.flush()
+    audit.record(
+        actor,
+        "payment_method.saved",
+        customer,
+        details={
+            "method": method.public_id,
+            "setup": update.reference,
+            "brand": saved.brand,
+            "last4": saved.last4,
+        },
+    )
+    return Outcome.APPLIED
 
 
 def detach_method(method_public_id: str, actor: Actor, customer: Customer | None = None) -> None:

@@ -15,6 +15,7 @@ a stream that has seen number N has seen, or can still read, everything before i
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -61,6 +62,7 @@ class EventType(StrEnum):
     REFUND_FAILED = "refund.failed"
     DISPUTE_CREATED = "dispute.created"
     DISPUTE_CLOSED = "dispute.closed"
+    CUSTOMER_CREATED = "customer.created"  # matched by a new email at checkout
     SUBSCRIPTION_ACTIVATED = "subscription.activated"  # first paid (or trial) period
     SUBSCRIPTION_UPDATED = "subscription.updated"  # a scheduled end set or lifted, a new period
     SUBSCRIPTION_PAST_DUE = "subscription.past_due"  # a renewal failed; the gateway retries
@@ -115,6 +117,12 @@ def refund_data(refund: Refund) -> dict[str, Any]:
         "amount": refund.amount,
         "currency": refund.currency,
     }
+
+
+def customer_data(customer_public_id: str, created_at: datetime) -> dict[str, Any]:
+    """Thin, like the others, and without the email or name (the outbox is stored
+    unencrypted; GET /api/v1/customers/{id} answers them)."""
+    return {"id": customer_public_id, "object": "customer", "created_at": created_at.isoformat()}
 
 
 def endpoint_data(endpoint: WebhookEndpoint) -> dict[str, Any]:

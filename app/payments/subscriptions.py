@@ -26,7 +26,11 @@ from app.gateways.base import (
     Gateway,
     GatewayError,
     InvoiceSnapshot,
+    LimitsSubscriptionChanges,
+    PagedSubscriptionCheckout,
     PlanSpec,
+    ReturnParams,
+    ReturnRejected,
     SubscriptionEvent,
     SubscriptionRef,
     SubscriptionRequest,
@@ -57,6 +61,7 @@ from app.payments.errors import (
     InvalidState,
     NotFound,
     PaymentGatewayFailed,
+    SignatureInvalid,
     ValidationFailed,
 )
 from app.payments.state import Outcome
@@ -234,6 +239,57 @@ def start(
             elif gateway_name == "razorpay":
                 plan_row.razorpay_plan_id = checkout.gateway_plan_id
     return row
+
+
+def _paged(sub: Subscription) -> PagedSubscriptionCheckout | None:
+    gateway = registry.get_gateway(sub.gateway)
+    return gateway if isinstance(gateway, PagedSubscriptionCheckout) else None
+
+
+def paged_checkout(public_id: str) -> tuple[Subscription, dict[str, Any] | None]:
+    """A subscription authorised on our own page (Razorpay Checkout): the options its
+    script opens with, or None once there is nothing left to authorise."""
+    sub = get_subscription(public_id)
+    gateway = _paged(sub)
+    if gateway is None:
+        raise NotFound("No such subscription checkout.")
+    if sub.status != SS.INCOMPLETE or not sub.gateway_subscription_id:
+        return sub, None
+    options = gateway.subscription_checkout_options(
+        gateway_subscription_id=sub.gateway_subscription_id,
+        store_name=str(current_app.config["STORE_NAME"]),
+        description=sub.plan.name[:255],
+        customer_name=sub.customer_name,
+        customer_email=sub.customer_email,
+        callback_url=_external("checkout.razorpay_subscription_callback", public_id=public_id),
+        subscription_id=sub.public_id,
+    )
+    return sub, options
+
+
+def confirm_return(public_id: str, fields: dict[str, str], actor: Actor) -> Subscription:
+    """The gateway's checkout came back: verify its signature against the subscription id
+    WE stored (SignatureInvalid when it does not verify; nothing changes), then mirror the
+    re-fetched subscription like any event would."""
+    sub = get_subscription(public_id)
+    gateway = _paged(sub)
+    if gateway is None or not sub.gateway_subscription_id:
+        raise NotFound("No such subscription checkout.")
+    sub_id, ref = sub.id, _ref(sub)
+    release_connection()
+    started = utcnow()
+    try:
+        snapshot = gateway.confirm_subscription_return(ref, ReturnParams(args=fields))
+    except ReturnRejected as exc:
+        with unit_of_work():
+            row = lock(Subscription, id=sub_id)
+            assert row is not None
+            audit.record(actor, "subscription.return_rejected", row, details={"why": str(exc)})
+        raise SignatureInvalid(str(exc)) from exc
+    except GatewayError as exc:
+        raise PaymentGatewayFailed(exc.code, exc.message) from exc
+    apply_fetched(Fetched(sub_id, snapshot, started, "checkout_return"), actor)
+    return get_subscription(public_id)
 
 
 def gateway_choices() -> list[tuple[str, str]]:
@@ -467,12 +523,15 @@ def _change(public_id: str, actor: Actor, what: str) -> Subscription:
             raise NotFound("No such subscription.")
         if sub.status not in SUBSCRIPTION_OPEN:
             raise InvalidState("This subscription has ended.")
-        if what == "resume" and not (sub.cancel_at_period_end or sub.cancel_at):
+        if what == "resume" and not (
+            sub.cancel_at_period_end or sub.cancel_at or sub.status == SS.PAUSED
+        ):
             raise InvalidState("This subscription is not set to cancel.")
         if what == "cancel_at_period_end" and sub.cancel_at_period_end:
             raise InvalidState("This subscription already cancels at the end of its period.")
         if sub.gateway_subscription_id is None:
             raise InvalidState("This subscription has not started at the gateway yet.")
+        _refuse_unsupported(sub, what)
         audit.record(actor, f"subscription.{what}_requested", sub, from_state=sub.status)
         sub_id, ref, gateway = sub.id, _ref(sub), _gateway(sub.gateway)
     release_connection()
@@ -499,6 +558,35 @@ def _change(public_id: str, actor: Actor, what: str) -> Subscription:
     return get_subscription(public_id)
 
 
+def plan_change_choices(sub: Subscription) -> list[Plan]:
+    """The plans a running subscription can move to: offered, same currency, not its own."""
+    if sub.status not in SUBSCRIPTION_OPEN or sub.gateway_subscription_id is None:
+        return []
+    return [p for p in plans() if p.currency == sub.plan.currency and p.id != sub.plan_id]
+
+
+def refused_change(sub: Subscription, what: str) -> str | None:
+    """The gateway's reason it cannot make this change at all (Razorpay: no undoing a
+    cancellation), or None. Local: pages use it to show the reason instead of a button."""
+    try:
+        gateway = registry.get_gateway(sub.gateway)
+    except GatewayNotAvailable:
+        return None  # the gateway is not configured: the change itself will say so
+    inner = getattr(gateway, "inner", gateway)
+    if isinstance(inner, LimitsSubscriptionChanges):
+        return inner.unsupported_change(
+            what, SubscriptionStatus(sub.status), bool(sub.cancel_at_period_end or sub.cancel_at)
+        )
+    return None
+
+
+def _refuse_unsupported(sub: Subscription, what: str) -> None:
+    """InvalidState with the gateway's reason, before anything is recorded or sent."""
+    reason = refused_change(sub, what)
+    if reason:
+        raise InvalidState(reason)
+
+
 def change_plan(public_id: str, plan_public_id: str, actor: Actor) -> Subscription:
     """Move a running subscription to another plan of the same currency; the gateway
     prorates where it can (Stripe). The subscription then follows the new plan."""
@@ -513,6 +601,7 @@ def change_plan(public_id: str, plan_public_id: str, actor: Actor) -> Subscripti
             raise InvalidState("The subscription is on this plan already.")
         if plan.currency != sub.plan.currency:
             raise InvalidState("A plan change keeps the currency.")
+        _refuse_unsupported(sub, "change_plan")
         audit.record(
             actor,
             "subscription.plan_change_requested",

@@ -13,7 +13,14 @@ from typing import Any
 from sqlalchemy import select
 
 from app.extensions import db
-from app.gateways.base import DisputeUpdate, PaymentRef, PaymentUpdate, RefundUpdate, Update
+from app.gateways.base import (
+    DisputeUpdate,
+    MethodSetupUpdate,
+    PaymentRef,
+    PaymentUpdate,
+    RefundUpdate,
+    Update,
+)
 from app.models import Dispute, Payment, PaymentStatus, Refund, RefundStatus
 from app.models.enums import CAPTURED
 from app.payments import audit, outbox, state
@@ -230,6 +237,10 @@ def apply_update_now(gateway: str, update: Update, actor: Actor, *, source: str)
 
 def apply_update(gateway: str, update: Update, actor: Actor, *, source: str) -> Outcome | None:
     """Apply any update inside the caller's unit of work; None when no payment matches."""
+    if isinstance(update, MethodSetupUpdate):
+        from app.payments.customers import record_setup_method  # customers reads gateways
+
+        return record_setup_method(gateway, update, actor)
     payment = find_payment(gateway, update.ref)
     if payment is None:
         return None

@@ -38,6 +38,15 @@ SCENARIO_WORDS = (
     N_("card 4000 0084 0000 1629"),
     N_("Abandon checkout"),
     N_("close the page and go back to the shop"),
+    N_("Pay successfully; later charges of the saved card are declined"),
+    N_("card 4000 0000 0000 0341"),
+    # subscribe.html
+    N_("Pay and renew"),
+    N_("Every renewal is paid."),
+    N_("Pay, then decline one renewal"),
+    N_("The first renewal is declined; the retry succeeds."),
+    N_("Decline"),
+    N_("The first payment is declined."),
 )
 
 

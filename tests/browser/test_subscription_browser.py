@@ -45,7 +45,7 @@ def test_subscribe_watch_a_renewal_and_cancel_at_period_end(
     # Our page for the customer (a signed link): active once the webhook lands.
     expect(page).to_have_url(re.compile(r"/subscriptions/sub_\w+\?t="))
     status = page.locator("#subscription-status")
-    expect(status).to_have_text("active", timeout=10_000)
+    expect(status).to_have_text("Active", timeout=10_000)
     rows = page.locator("#subscription-invoices tbody tr")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("$5.00")
@@ -58,6 +58,6 @@ def test_subscribe_watch_a_renewal_and_cancel_at_period_end(
     paid = rows.count()
     expect(page.get_by_role("button", name="Keep my subscription")).to_be_visible()
     # At the period's end the sandbox ends it; no further period is charged.
-    expect(status).to_have_text("canceled", timeout=3 * PERIOD * 1000)
+    expect(status).to_have_text("Canceled", timeout=3 * PERIOD * 1000)
     expect(rows).to_have_count(paid)
     page.screenshot(path="/tmp/subs_shots/customer_subscription.png", full_page=True)

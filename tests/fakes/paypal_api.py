@@ -1,10 +1,16 @@
 """A fake PayPal REST API on a loopback port, for exercising the adapter over real HTTP.
 
-Stateful, in PayPal's shapes (Orders v2, Payments v2, Notifications v1, Disputes v1, and
-its error object): OAuth2 client-credentials tokens (expiring, revocable), orders that
+Stateful, in PayPal's shapes (Orders v2, Payments v2, Payment Method Tokens v3,
+Notifications v1, Disputes v1, and its error object): OAuth2 client-credentials tokens (expiring, revocable), orders that
 must be approved before capture or authorize, captures, authorizations (capture, void),
 refunds (partial and several, bounded by the capture), disputes, the webhook-events list,
-and verify-webhook-signature. PayPal-Request-Id is honoured like PayPal does: the same id
+and verify-webhook-signature. The vault: an order created with
+`payment_source.paypal.attributes.vault` (store_in_vault ON_SUCCESS) saves the wallet when it
+is captured (a payment token, `attributes.vault` VAULTED with PayPal's customer id, and
+VAULT.PAYMENT-TOKEN.CREATED), or later (`vault_on_capture = False`, then `finish_vaulting`);
+an order created with `payment_source.paypal.vault_id` is captured at once, or waits for
+the payer (PAYER_ACTION_REQUIRED), or is refused (422 INSTRUMENT_DECLINED), as
+`next_vault_charge` says; `DELETE /v3/vault/payment-tokens/{id}` removes a token. PayPal-Request-Id is honoured like PayPal does: the same id
 replays the first answer. An approve page (`/checkoutnow?token=`) with Approve and Cancel
 buttons redirects to the order's return or cancel URL.
 
@@ -183,6 +189,12 @@ class FakePayPal:
         # (the 422 PayPal answers when the funding source is refused).
         self.next_capture: deque[str] = deque()
         self.refund_status = "COMPLETED"
+        # Vault v3: saved wallets (payment tokens) by id; what the next order that names a
+        # vault_id does: COMPLETED (captured at once), PAYER_ACTION_REQUIRED, or
+        # INSTRUMENT_DECLINED (the 422 PayPal answers when the wallet is refused).
+        self.payment_tokens: dict[str, dict[str, Any]] = {}
+        self.next_vault_charge: deque[str] = deque()
+        self.vault_on_capture = True
         self.deliveries: list[tuple[str, int | str]] = []
         self.webhook_delay = 0.05
         self.send_webhooks = True
@@ -398,6 +410,128 @@ class FakePayPal:
             self._event("CUSTOMER.DISPUTE.RESOLVED", "dispute", dispute)
             return copy.deepcopy(dispute)
 
+    # ------------------------------------------------------------ the vault
+
+    def _vault(self, order: dict[str, Any]) -> None:
+        """After a completed capture: save the wallet the order asked to keep (ON_SUCCESS)."""
+        instruction = order.get("_vault")
+        if not instruction or order.get("_vault_token"):
+            return
+        customer_id = instruction.get("customer_id") or _pid(10)
+        instruction["customer_id"] = customer_id
+        paypal = order["payment_source"]["paypal"]
+        if not self.vault_on_capture:
+            paypal["attributes"] = {
+                "vault": {
+                    "status": "APPROVED",
+                    "customer": {"id": customer_id},
+                    "links": [self._link(f"/v2/checkout/orders/{order['id']}", "up")],
+                }
+            }
+            return
+        token_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(7))
+        wallet = {k: copy.deepcopy(v) for k, v in paypal.items() if k != "attributes"}
+        token = {
+            "id": token_id,
+            "customer": {"id": customer_id},
+            "payment_source": {
+                "paypal": {**wallet, "usage_type": "MERCHANT", "customer_type": "CONSUMER"}
+            },
+            "links": [
+                self._link(f"/v3/vault/payment-tokens/{token_id}", "self"),
+                self._link(f"/v3/vault/payment-tokens/{token_id}", "delete", "DELETE"),
+            ],
+        }
+        self.payment_tokens[token_id] = token
+        order["_vault_token"] = token_id
+        paypal["attributes"] = {
+            "vault": {
+                "id": token_id,
+                "status": "VAULTED",
+                "customer": {"id": customer_id},
+                "links": [
+                    self._link(f"/v3/vault/payment-tokens/{token_id}", "self"),
+                    self._link(f"/v3/vault/payment-tokens/{token_id}", "delete", "DELETE"),
+                    self._link(f"/v2/checkout/orders/{order['id']}", "up"),
+                ],
+            }
+        }
+        self._event(
+            "VAULT.PAYMENT-TOKEN.CREATED",
+            "payment_token",
+            {**token, "metadata": {"order_id": order["id"]}},
+        )
+
+    def finish_vaulting(self, order_id: str) -> str:
+        """PayPal saves the wallet of a captured order after the capture answered
+        (`vault_on_capture = False`): the token, and its VAULT.PAYMENT-TOKEN.CREATED."""
+        with self.lock:
+            self.vault_on_capture = True
+            order = self.orders[order_id]
+            self._vault(order)
+            return str(order["_vault_token"])
+
+    def _charge_vault(
+        self, body: dict[str, Any], unit: dict[str, Any], vault_id: Any, context: dict[str, Any]
+    ) -> Any:
+        """An order that names a saved wallet: the merchant charges it (no approval page),
+        unless PayPal wants the payer first."""
+        token = self.payment_tokens.get(vault_id) if isinstance(vault_id, str) else None
+        if token is None:
+            return _error(
+                404,
+                "RESOURCE_NOT_FOUND",
+                "The specified resource does not exist.",
+                "INVALID_RESOURCE_ID",
+                "Specified resource ID does not exist. Please check the resource ID and try again.",
+            )
+        outcome = self.next_vault_charge.popleft() if self.next_vault_charge else "COMPLETED"
+        if outcome == "INSTRUMENT_DECLINED":
+            return _error(
+                422,
+                "UNPROCESSABLE_ENTITY",
+                "The requested action could not be performed, semantically incorrect, or "
+                "failed business validation.",
+                "INSTRUMENT_DECLINED",
+                "The instrument presented was either declined by the processor or bank.",
+            )
+        order_id = _pid()
+        wallet = {
+            k: copy.deepcopy(v)
+            for k, v in token["payment_source"]["paypal"].items()
+            if k not in ("usage_type", "customer_type")
+        }
+        order: dict[str, Any] = {
+            "id": order_id,
+            "intent": body["intent"],
+            "status": "APPROVED",
+            "payment_source": {"paypal": wallet},
+            "payer": {
+                "email_address": wallet.get("email_address"),
+                "payer_id": wallet.get("account_id"),
+            },
+            "purchase_units": [unit],
+            "create_time": _now(),
+            "links": [self._link(f"/v2/checkout/orders/{order_id}", "self")],
+            "_context": context,
+            "_vault_id": vault_id,
+        }
+        self.orders[order_id] = order
+        if outcome == "PAYER_ACTION_REQUIRED":
+            order["status"] = "PAYER_ACTION_REQUIRED"
+            order["links"].append(
+                {
+                    "href": f"{self.url}/checkoutnow?token={order_id}",
+                    "rel": "payer-action",
+                    "method": "GET",
+                }
+            )
+            return _public(order)
+        result = self._capture(order)
+        if isinstance(result, tuple):
+            return result
+        return _public(order)
+
     # ------------------------------------------------------------ webhooks
 
     def _event(self, kind: str, resource_type: str, resource: dict[str, Any]) -> dict[str, Any]:
@@ -541,6 +675,7 @@ class FakePayPal:
         self._event(f"PAYMENT.CAPTURE.{kind}", "capture", capture)
         if outcome == "COMPLETED":
             self._event("CHECKOUT.ORDER.COMPLETED", "checkout-order", order)
+            self._vault(order)
         return capture
 
     def _refund(self, capture: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
@@ -712,13 +847,24 @@ class FakePayPal:
                     declared = (amount.get("breakdown") or {}).get("item_total") or {}
                     if _dec(declared.get("value", "-1")) != total:
                         return _error(422, "UNPROCESSABLE_ENTITY", "items", "ITEM_TOTAL_MISMATCH")
-                context = ((body.get("payment_source") or {}).get("paypal") or {}).get(
-                    "experience_context"
-                ) or {}
+                source = (body.get("payment_source") or {}).get("paypal") or {}
+                context = source.get("experience_context") or {}
+                unit.setdefault("reference_id", "default")
+                if "vault_id" in source:
+                    unit["payee"] = {
+                        "email_address": "merchant@example.com",
+                        "merchant_id": "FAKEMERCHANT1",
+                    }
+                    return fake._charge_vault(body, unit, source["vault_id"], context)
+                vault = (source.get("attributes") or {}).get("vault")
+                if vault is not None and (
+                    vault.get("store_in_vault") != "ON_SUCCESS"
+                    or vault.get("usage_type") not in ("MERCHANT", "PLATFORM")
+                ):
+                    return _error(400, "INVALID_REQUEST", "vault", "INVALID_PARAMETER_VALUE")
                 if not context.get("return_url") or not context.get("cancel_url"):
                     return _error(422, "UNPROCESSABLE_ENTITY", "urls", "MISSING_REQUIRED_PARAMETER")
                 order_id = _pid()
-                unit.setdefault("reference_id", "default")
                 unit["payee"] = {
                     "email_address": "merchant@example.com",
                     "merchant_id": "FAKEMERCHANT1",
@@ -731,7 +877,7 @@ class FakePayPal:
                         "paypal": {
                             k: v
                             for k, v in (body["payment_source"]["paypal"]).items()
-                            if k != "experience_context"
+                            if k not in ("experience_context", "attributes")
                         }
                     },
                     "purchase_units": [unit],
@@ -746,6 +892,9 @@ class FakePayPal:
                     ],
                     "_context": context,
                 }
+                if vault is not None:
+                    customer = ((source.get("attributes") or {}).get("customer") or {}).get("id")
+                    order["_vault"] = {"customer_id": customer}
                 fake.orders[order_id] = order
                 return _public(order)
 
@@ -903,6 +1052,23 @@ class FakePayPal:
                 return fake._refund(capture, {**body, "value": amount.get("value")})
 
             return replay_or(run)
+
+        @app.get("/v3/vault/payment-tokens/<token_id>")
+        def get_payment_token(token_id: str) -> Any:
+            with fake.lock:
+                token = fake.payment_tokens.get(token_id)
+                if token is None:
+                    return _error(404, "RESOURCE_NOT_FOUND", "token", "INVALID_RESOURCE_ID")
+                return jsonify(copy.deepcopy(token))
+
+        @app.delete("/v3/vault/payment-tokens/<token_id>")
+        def delete_payment_token(token_id: str) -> Any:
+            with fake.lock:
+                token = fake.payment_tokens.pop(token_id, None)
+                if token is None:
+                    return _error(404, "RESOURCE_NOT_FOUND", "token", "INVALID_RESOURCE_ID")
+                fake._event("VAULT.PAYMENT-TOKEN.DELETED", "payment_token", token)
+            return Response(status=204)
 
         @app.get("/v1/customer/disputes/<dispute_id>")
         def get_dispute(dispute_id: str) -> Any:

@@ -4,8 +4,16 @@ It keeps orders, payments, refunds and disputes in memory, answers in Razorpay's
 (including its error object), and records every request: method, path, query, JSON body,
 basic auth and the X-Refund-Idempotency header. Tests can queue canned errors, connection
 resets and latency. With `webhook_url` set it also sends the signed webhooks Razorpay would
-(payment.*, order.paid, refund.*) when the modal pays, a capture or a refund happens. It also serves a stand-in for checkout.js at /v1/checkout.js whose
+(payment.*, order.paid, refund.*) when the modal pays, a capture or a refund happens;
+Plans, Subscriptions and their Invoices are in tests/fakes/razorpay_subscriptions.py. It also serves a stand-in for checkout.js at /v1/checkout.js whose
 "Pay", "Fail" and "Dismiss" buttons drive the fake the way Razorpay's modal would.
+
+Card recurring (saved methods) as Razorpay documents it: customers (POST /v1/customers,
+fail_existing), authorisation orders (customer_id, method, token{max_amount, expire_at,
+frequency}) whose payment made with Checkout's `recurring: "1"` and `customer_id` creates a
+token on the customer (the payment names token_id and customer_id), the customer's tokens
+(GET/DELETE /v1/customers/{id}/tokens/{token_id}) and POST /v1/payments/create/recurring,
+which charges a token on a new order (`recurring_declines` makes it decline).
 
     with FakeRazorpay().running() as fake:      # or the `razorpay_api` pytest fixture
         client = razorpay.Client(auth=(fake.key_id, fake.key_secret), base_url=fake.url)
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import re
 import secrets
 import socket
 import string
@@ -36,6 +45,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from tests.fakes.razorpay_signing import payment_signature, signed_webhook
+from tests.fakes.razorpay_subscriptions import SubscriptionsMixin
 
 CHECKOUT_JS = Path(__file__).with_name("razorpay_checkout.js")
 _ALNUM = string.ascii_letters + string.digits
@@ -99,7 +109,7 @@ class _DropConnection(ConnectionResetError):
     """Raised inside the app so werkzeug drops the socket without an answer."""
 
 
-class FakeRazorpay:
+class FakeRazorpay(SubscriptionsMixin):
     def __init__(
         self,
         key_id: str = "rzp_test_fakekey",
@@ -115,6 +125,15 @@ class FakeRazorpay:
         self.refunds: dict[str, dict[str, Any]] = {}
         self.disputes: dict[str, dict[str, Any]] = {}
         self.order_capture: dict[str, str] = {}  # order id -> automatic | manual
+        self.customers: dict[str, dict[str, Any]] = {}
+        self.tokens: dict[str, dict[str, Any]] = {}  # token id -> token (with "customer_id")
+        # Authorisation orders: order id -> {"customer_id", "method", "token"} as created.
+        self.order_recurring: dict[str, dict[str, Any]] = {}
+        # token id -> (reason, description): its recurring charges are declined by the bank.
+        self.recurring_declines: dict[str, tuple[str, str]] = {}
+        self.card_expiry = (12, 2034)
+        # "created": recurring payments wait (file-based banks) until `settle` says.
+        self.recurring_status = "captured"
         self._refund_keys: dict[str, tuple[str, Any, str]] = {}  # key -> (payment, body, rfnd)
         self.requests: list[Recorded] = []
         self.injections: deque[Injection] = deque()
@@ -126,6 +145,7 @@ class FakeRazorpay:
         self.deliveries: list[tuple[str, int | str]] = []  # (event type, HTTP status/error)
         self._senders: list[threading.Thread] = []
         self.lock = threading.RLock()
+        self._subscriptions_init()
         self.app = self._make_app()
         self.url = ""
         self._server: Any = None
@@ -236,10 +256,15 @@ class FakeRazorpay:
         error_description: str = "Payment failed because the card was declined",
         notes: dict[str, Any] | None = None,
         created_at: int | None = None,
+        recurring: bool = False,
+        customer_id: str | None = None,
+        last4: str = "1111",
     ) -> dict[str, Any]:
         """A payment made by a customer on an order (what Checkout would create).
 
-        status None follows the order's capture setting: captured or authorized.
+        status None follows the order's capture setting: captured or authorized. With
+        `recurring` and the order's `customer_id` (what Checkout sends for an authorisation
+        order), a paid card payment creates the customer's token and names it.
         """
         with self.lock:
             order = self.orders[order_id]
@@ -276,6 +301,8 @@ class FakeRazorpay:
                 "error_source": None,
                 "error_step": None,
                 "error_reason": None,
+                "customer_id": None,
+                "token_id": None,
                 "created_at": created_at or int(time.time()),
             }
             if method == "card":
@@ -284,7 +311,7 @@ class FakeRazorpay:
                     "id": payment["card_id"],
                     "entity": "card",
                     "name": "Test Customer",
-                    "last4": "1111",
+                    "last4": last4,
                     "network": "Visa",
                     "type": "credit",
                     "issuer": "HDFC",
@@ -306,6 +333,18 @@ class FakeRazorpay:
                     error_step="payment_authorization",
                     error_reason=error_reason,
                 )
+            auth = self.order_recurring.get(order_id)
+            if (
+                auth is not None
+                and recurring
+                and customer_id == auth["customer_id"]
+                and method == "card"
+            ):
+                payment["customer_id"] = customer_id
+                if status in ("captured", "authorized"):
+                    payment["token_id"] = self.add_token(
+                        customer_id, last4=last4, expire_at=auth["token"].get("expire_at")
+                    )["id"]
             self.payments[pid] = payment
             order["attempts"] += 1
             if status in ("captured", "authorized") and order["status"] != "paid":
@@ -315,6 +354,76 @@ class FakeRazorpay:
                     order["amount_due"] = 0
             elif order["status"] == "created":
                 order["status"] = "attempted"
+            return copy.deepcopy(payment)
+
+    def add_token(
+        self,
+        customer_id: str,
+        *,
+        last4: str = "1111",
+        expire_at: int | None = None,
+        status: str = "confirmed",
+    ) -> dict[str, Any]:
+        """A card recurring token on a customer, shaped like Razorpay's token entity."""
+        with self.lock:
+            month, year = self.card_expiry
+            token = {
+                "id": _id("token"),
+                "entity": "token",
+                "token": "".join(secrets.choice(_ALNUM) for _ in range(14)),
+                "bank": None,
+                "wallet": None,
+                "method": "card",
+                "card": {
+                    "entity": "card",
+                    "name": "Test Customer",
+                    "last4": last4,
+                    "network": "Visa",
+                    "type": "credit",
+                    "issuer": "HDFC",
+                    "international": False,
+                    "emi": False,
+                    "sub_type": "consumer",
+                    "expiry_month": month,
+                    "expiry_year": year,
+                },
+                "recurring": True,
+                "recurring_details": {"status": status, "failure_reason": None},
+                "auth_type": None,
+                "mrn": None,
+                "used_at": int(time.time()),
+                "created_at": int(time.time()),
+                "expired_at": expire_at or int(time.time()) + 10 * 365 * 86400,
+                "dcc_enabled": False,
+                "customer_id": customer_id,
+            }
+            self.tokens[token["id"]] = token
+            return copy.deepcopy(token)
+
+    def settle(
+        self,
+        payment_id: str,
+        status: str,
+        *,
+        error_reason: str = "payment_failed",
+        error_description: str = "Payment failed",
+    ) -> dict[str, Any]:
+        """A payment left `created` is captured or fails at the bank, later."""
+        with self.lock:
+            payment = self.payments[payment_id]
+            if status == "captured":
+                payment.update(status="captured", captured=True)
+                order = self.orders[payment["order_id"]]
+                order.update(status="paid", amount_paid=payment["amount"], amount_due=0)
+            else:
+                payment.update(
+                    status="failed",
+                    error_code="BAD_REQUEST_ERROR",
+                    error_description=error_description,
+                    error_source="bank",
+                    error_step="payment_authorization",
+                    error_reason=error_reason,
+                )
             return copy.deepcopy(payment)
 
     def capture_now(self, payment_id: str) -> dict[str, Any]:
@@ -585,6 +694,35 @@ class FakeRazorpay:
             capture = (body.get("payment") or {}).get("capture") or (
                 "automatic" if body.get("payment_capture", True) else "manual"
             )
+            customer_id, token = body.get("customer_id"), body.get("token")
+            if customer_id is not None and customer_id not in fake.customers:
+                return _error(400, "The id provided does not exist")
+            if token is not None:
+                if not customer_id:
+                    return _error(400, "The customer_id field is required when token is sent.")
+                if body.get("method") not in ("card", "emandate", "upi", "nach"):
+                    return _error(400, "The method field is required when token is sent.")
+                max_amount = token.get("max_amount")
+                if (
+                    not isinstance(max_amount, int)
+                    or isinstance(max_amount, bool)
+                    or max_amount < 1
+                ):
+                    return _error(400, "The token.max_amount must be an integer.")
+                if token.get("frequency") not in (
+                    "as_presented",
+                    "weekly",
+                    "monthly",
+                    "yearly",
+                    "daily",
+                    "quarterly",
+                ):
+                    return _error(400, "The selected token.frequency is invalid.")
+                expire_at = token.get("expire_at")
+                if expire_at is not None and (
+                    not isinstance(expire_at, int) or expire_at <= time.time()
+                ):
+                    return _error(400, "The token.expire_at must be a future timestamp.")
             with fake.lock:
                 order = {
                     "id": _id("order"),
@@ -602,6 +740,12 @@ class FakeRazorpay:
                 }
                 fake.orders[order["id"]] = order
                 fake.order_capture[order["id"]] = capture
+                if token is not None:
+                    fake.order_recurring[order["id"]] = {
+                        "customer_id": customer_id,
+                        "method": body.get("method"),
+                        "token": dict(token),
+                    }
                 return jsonify(order)
 
         @app.get("/v1/orders")
@@ -724,6 +868,158 @@ class FakeRazorpay:
                     return _error(400, "The id provided does not exist")
                 return jsonify(fake.refunds[refund_id])
 
+        # ---- customers and their tokens
+
+        @app.post("/v1/customers")
+        def create_customer() -> Any:
+            body = request.get_json(silent=True) or {}
+            email, name, contact = body.get("email"), body.get("name"), body.get("contact")
+            if name is not None and (
+                not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9.'/@() ]{3,50}", name)
+            ):
+                return _error(
+                    400,
+                    "The name format is invalid.",
+                    source="business",
+                    reason="input_validation_failed",
+                )
+            if email is not None and (
+                not isinstance(email, str) or "@" not in email or len(email) > 64
+            ):
+                return _error(400, "The email must be a valid email address.")
+            with fake.lock:
+                for existing in fake.customers.values():
+                    if (existing["email"], existing["contact"]) == (email, contact) and (
+                        existing["name"] == name or name is None
+                    ):
+                        if str(body.get("fail_existing", "1")) == "0":
+                            return jsonify(existing)
+                        return _error(400, "Customer already exists for the merchant")
+                customer = {
+                    "id": _id("cust"),
+                    "entity": "customer",
+                    "name": name,
+                    "email": email,
+                    "contact": contact,
+                    "gstin": None,
+                    "notes": body.get("notes") or [],
+                    "created_at": int(time.time()),
+                }
+                fake.customers[customer["id"]] = customer
+                return jsonify(customer)
+
+        def _public_token(token: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in token.items() if k != "customer_id"}
+
+        @app.get("/v1/customers/<customer_id>/tokens")
+        def list_tokens(customer_id: str) -> Any:
+            with fake.lock:
+                if customer_id not in fake.customers:
+                    return _error(400, "The id provided does not exist")
+                items = [
+                    _public_token(t)
+                    for t in fake.tokens.values()
+                    if t["customer_id"] == customer_id
+                ]
+                return jsonify({"entity": "collection", "count": len(items), "items": items})
+
+        @app.get("/v1/customers/<customer_id>/tokens/<token_id>")
+        def fetch_token(customer_id: str, token_id: str) -> Any:
+            with fake.lock:
+                token = fake.tokens.get(token_id)
+                if token is None or token["customer_id"] != customer_id:
+                    return _error(400, "The id provided does not exist")
+                return jsonify(_public_token(token))
+
+        @app.delete("/v1/customers/<customer_id>/tokens/<token_id>")
+        def delete_token(customer_id: str, token_id: str) -> Any:
+            with fake.lock:
+                token = fake.tokens.get(token_id)
+                if token is None or token["customer_id"] != customer_id:
+                    return _error(400, "The id provided does not exist")
+                del fake.tokens[token_id]
+                return jsonify({"deleted": True})
+
+        @app.post("/v1/payments/create/recurring")
+        def create_recurring() -> Any:
+            body = request.get_json(silent=True) or {}
+            for name in ("amount", "currency", "order_id", "customer_id", "token", "recurring"):
+                if body.get(name) in (None, ""):
+                    return _error(400, f"The {name} field is required.")
+            if body["recurring"] not in (True, "1", 1, "true"):
+                return _error(400, "The recurring field must be true.")
+            with fake.lock:
+                order = fake.orders.get(body["order_id"])
+                token = fake.tokens.get(body["token"])
+                if order is None or body["customer_id"] not in fake.customers:
+                    return _error(400, "The id provided does not exist")
+                if token is None or token["customer_id"] != body["customer_id"]:
+                    return _error(400, "The token id provided does not exist")
+                if body["amount"] != order["amount"] or body["currency"] != order["currency"]:
+                    return _error(400, "The amount must match the order amount.")
+                if order["status"] == "paid":
+                    return _error(400, "Order has already been paid.")
+                if token["expired_at"] <= time.time():
+                    return _error(
+                        400,
+                        "The token has expired.",
+                        source="business",
+                        step="payment_initiation",
+                        reason="token_expired",
+                    )
+                decline = fake.recurring_declines.get(token["id"])
+                notes = body.get("notes") or {}
+                if decline is not None:
+                    p = fake.add_payment(
+                        order["id"],
+                        "failed",
+                        error_reason=decline[0],
+                        error_description=decline[1],
+                        notes=notes,
+                        last4=token["card"]["last4"],
+                    )
+                    fake.payments[p["id"]].update(
+                        customer_id=token["customer_id"],
+                        token_id=token["id"],
+                        recurring=True,
+                        error_source="bank",
+                    )
+                    fake.deliver(*fake._payment_events(fake.payments[p["id"]]))
+                    return _error(
+                        400,
+                        decline[1],
+                        source="bank",
+                        step="payment_authorization",
+                        reason=decline[0],
+                        metadata={"payment_id": p["id"], "order_id": order["id"]},
+                    )
+                waits = fake.recurring_status == "created"
+                p = fake.add_payment(
+                    order["id"],
+                    "created" if waits else None,
+                    notes=notes,
+                    last4=token["card"]["last4"],
+                )
+                fake.payments[p["id"]].update(
+                    customer_id=token["customer_id"],
+                    token_id=token["id"],
+                    recurring=True,
+                    email=body.get("email") or p["email"],
+                    description=body.get("description"),
+                )
+                token["used_at"] = int(time.time())
+                if not waits:
+                    fake.deliver(*fake._payment_events(fake.payments[p["id"]]))
+                return jsonify(
+                    {
+                        "razorpay_payment_id": p["id"],
+                        "razorpay_order_id": order["id"],
+                        "razorpay_signature": payment_signature(
+                            fake.key_secret, order["id"], p["id"]
+                        ),
+                    }
+                )
+
         # ---- checkout.js stand-in and its back door
 
         @app.get("/v1/checkout.js")
@@ -777,11 +1073,19 @@ class FakeRazorpay:
                     }
                 )
             else:
-                p = fake.add_payment(order_id, method=request.form.get("method", "card"))
+                p = fake.add_payment(
+                    order_id,
+                    method=request.form.get("method", "card"),
+                    recurring=request.form.get("recurring") == "1",
+                    customer_id=request.form.get("customer_id") or None,
+                    last4=request.form.get("last4") or "1111",
+                )
                 fake.deliver(*fake._payment_events(p))
                 resp = jsonify(fake.callback_fields(order_id, p["id"]))
             resp.headers["Access-Control-Allow-Origin"] = "*"
             return resp
+
+        fake.subscription_routes(app, _error)
 
         return app
 

@@ -84,7 +84,8 @@
     function pay(outcome) {
       status.textContent = "Processing…";
       post(origin + "/_fake/checkout/" + encodeURIComponent(o.order_id) + "/pay",
-           { outcome: outcome, key: o.key, method: "card" }).then(function (result) {
+           { outcome: outcome, key: o.key, method: "card",
+             customer_id: o.customer_id || "", recurring: o.recurring || "" }).then(function (result) {
         if (result.error) {
           status.textContent = result.error.description;
           if (o.redirect && o.callback_url && outcome === "fail") {

@@ -168,6 +168,7 @@ class FakeStripe(BillingMixin):
         self._extra: dict[str, dict[str, Any]] = {}  # session id → line items, pi data
         self.customers: dict[str, dict[str, Any]] = {}
         self.payment_methods: dict[str, dict[str, Any]] = {}
+        self.setup_intents: dict[str, dict[str, Any]] = {}
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._outbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -191,6 +192,8 @@ class FakeStripe(BillingMixin):
             ("GET", re.compile(r"^/v1/payment_methods/([^/]+)$"), self._get_pm),
             ("POST", re.compile(r"^/v1/payment_methods/([^/]+)/detach$"), self._detach_pm),
             ("POST", re.compile(r"^/v1/payment_intents$"), self._create_pi),
+            ("POST", re.compile(r"^/v1/payment_intents/([^/]+)/confirm$"), self._confirm_pi),
+            ("GET", re.compile(r"^/v1/setup_intents/([^/]+)$"), self._get_si),
             ("GET", re.compile(r"^/v1/events$"), self._list_events),
             ("GET", re.compile(r"^/v1/events/([^/]+)$"), self._get_event),
         ]
@@ -238,6 +241,8 @@ class FakeStripe(BillingMixin):
             response = self._api(request)
         elif request.path.startswith("/pay/"):
             response = self._hosted(request)
+        elif request.path.startswith("/3ds/"):
+            response = self._challenge(request)
         elif request.path.startswith("/_test/"):
             response = self._control(request)
         else:
@@ -360,6 +365,8 @@ class FakeStripe(BillingMixin):
             ("price_", self.prices),
             ("prod_", self.products),
             ("cus_", self.customers),
+            ("seti_", self.setup_intents),
+            ("pm_", self.payment_methods),
         ):
             if object_id.startswith(prefix):
                 return table.get(object_id)
@@ -414,6 +421,8 @@ class FakeStripe(BillingMixin):
     def _create_session(self, p: dict[str, Any]) -> dict[str, Any]:
         if p.get("mode") == "subscription":
             return self.create_subscription_session(p)
+        if p.get("mode") == "setup":
+            return self._create_setup_session(p)
         if p.get("mode") != "payment":
             raise StripeFakeError(
                 400, "invalid_request_error", "mode must be payment", param="mode"
@@ -812,6 +821,8 @@ class FakeStripe(BillingMixin):
         last4 = pm["card"]["last4"]
         if last4 == "3184" and p.get("off_session") == "true":
             pi["status"] = "requires_action"
+            # Stripe.js would handle this one; Kassa confirms again with a return_url.
+            pi["next_action"] = {"type": "use_stripe_sdk", "use_stripe_sdk": {}}
             pi["last_payment_error"] = {
                 "type": "card_error",
                 "code": "authentication_required",
@@ -846,6 +857,239 @@ class FakeStripe(BillingMixin):
         self.emit("charge.succeeded", charge)
         self.emit("payment_intent.succeeded", pi)
         return pi
+
+    def _confirm_pi(self, p: dict[str, Any], pid: str) -> dict[str, Any]:
+        """POST /v1/payment_intents/{id}/confirm, on-session (the customer is back): a card
+        that wants 3D Secure (3184) answers requires_action with next_action
+        redirect_to_url, the bank's page (/3ds/<pi>), which then sends the customer to
+        return_url. Confirming needs a return_url for that; off_session skips it."""
+        pi = self._get_pi(p, pid)
+        if pi["status"] not in (
+            "requires_payment_method",
+            "requires_confirmation",
+            "requires_action",
+        ):
+            raise StripeFakeError(
+                400,
+                "invalid_request_error",
+                f"You cannot confirm this PaymentIntent because it has a status of {pi['status']}.",
+                code="payment_intent_unexpected_state",
+            )
+        pm = self._get_pm(p, p.get("payment_method") or pi.get("payment_method") or "")
+        if pi.get("customer") and pm["customer"] != pi["customer"]:
+            raise StripeFakeError(
+                400,
+                "invalid_request_error",
+                "The provided PaymentMethod does not belong to the customer.",
+                param="payment_method",
+            )
+        pi["payment_method"] = pm["id"]
+        last4 = pm["card"]["last4"]
+        if last4 == "3184" and p.get("off_session") != "true":
+            if not p.get("return_url"):
+                raise StripeFakeError(
+                    400,
+                    "invalid_request_error",
+                    "A return_url must be specified to confirm this PaymentIntent, because "
+                    "its payment method may require a full page redirect.",
+                    param="return_url",
+                )
+            pi.update(
+                status="requires_action",
+                last_payment_error=None,
+                next_action={
+                    "type": "redirect_to_url",
+                    "redirect_to_url": {
+                        "url": f"{self.base_url}/3ds/{pid}",
+                        "return_url": p["return_url"],
+                    },
+                },
+            )
+            return pi
+        return self._settle_pi(pi, pm, succeeded=last4 != "0341")
+
+    def _settle_pi(
+        self,
+        pi: dict[str, Any],
+        pm: dict[str, Any],
+        *,
+        succeeded: bool,
+        code: str = "card_declined",
+    ) -> dict[str, Any]:
+        pi["next_action"] = None
+        if not succeeded:
+            message = (
+                "The provided PaymentMethod has failed authentication. You can provide "
+                "payment_method_data or a new PaymentMethod to attempt to fulfill this "
+                "PaymentIntent again."
+                if code == "payment_intent_authentication_failure"
+                else "Your card was declined."
+            )
+            pi.update(
+                status="requires_payment_method",
+                last_payment_error={
+                    "type": "invalid_request_error"
+                    if code == "payment_intent_authentication_failure"
+                    else "card_error",
+                    "code": code,
+                    "message": message,
+                    "payment_method": copy.deepcopy(pm),
+                },
+            )
+            self.emit("payment_intent.payment_failed", pi)
+            return pi
+        charge = self._new_charge(pi, pm["card"]["brand"], pm["card"]["last4"], captured=True)
+        pi.update(status="succeeded", amount_received=pi["amount"], last_payment_error=None)
+        self.emit("charge.succeeded", charge)
+        self.emit("payment_intent.succeeded", pi)
+        return pi
+
+    def authenticate(self, pid: str, passed: bool = True) -> str:
+        """Act as the customer on the bank's 3D Secure page; returns where the bank sends
+        them (the return_url, with payment_intent and its client secret, as Stripe does)."""
+        with self.lock:
+            pi = self.payment_intents[pid]
+            action = pi.get("next_action") or {}
+            if pi["status"] != "requires_action" or action.get("type") != "redirect_to_url":
+                raise ValueError(f"payment intent {pid} is {pi['status']}, not waiting for 3DS")
+            return_url = action["redirect_to_url"]["return_url"]
+            pm = self.payment_methods[pi["payment_method"]]
+            self._settle_pi(pi, pm, succeeded=passed, code="payment_intent_authentication_failure")
+            sep = "&" if "?" in return_url else "?"
+            status = "succeeded" if passed else "failed"
+            return (
+                f"{return_url}{sep}payment_intent={pid}"
+                f"&payment_intent_client_secret={pi['client_secret']}&redirect_status={status}"
+            )
+
+    def _challenge(self, request: Request) -> Response:
+        """The bank's 3D Secure page: Complete or Fail authentication."""
+        parts = request.path.strip("/").split("/")
+        pid = parts[1] if len(parts) > 1 else ""
+        pi = self.payment_intents.get(pid)
+        if pi is None:
+            return Response("No such payment", status=404)
+        if request.method == "POST" and parts[2:] == ["complete"]:
+            try:
+                url = self.authenticate(pid, request.form.get("outcome") == "pass")
+            except ValueError as exc:
+                return Response(str(exc), status=400)
+            return Response(status=303, headers={"Location": url})
+        esc = html.escape
+        if pi["status"] != "requires_action":
+            body = f"<p id='status'>This payment is {esc(pi['status'])}.</p>"
+        else:
+            body = (
+                f"<form method='post' action='/3ds/{esc(pid)}/complete'>"
+                "<input type='hidden' name='outcome' value='pass'>"
+                "<button type='submit' id='complete'>Complete authentication</button></form>"
+                f"<form method='post' action='/3ds/{esc(pid)}/complete'>"
+                "<input type='hidden' name='outcome' value='fail'>"
+                "<button type='submit' id='fail'>Fail authentication</button></form>"
+            )
+        page = (
+            "<!doctype html><html><head><meta charset='utf-8'><title>3D Secure test page"
+            f"</title></head><body><h1>3D Secure 2 test page</h1><p>Payment {esc(pid)}: "
+            f"{pi['amount']} {esc(pi['currency'].upper())}</p>{body}</body></html>"
+        )
+        return Response(page, mimetype="text/html")
+
+    # ================================================================ setup mode
+    def _create_setup_session(self, p: dict[str, Any]) -> dict[str, Any]:
+        """mode=setup: saves a method without a payment. Dynamic payment methods need a
+        currency (or payment_method_types); the customer, when given, must exist."""
+        if not p.get("currency") and not p.get("payment_method_types"):
+            raise StripeFakeError(
+                400,
+                "invalid_request_error",
+                "You must provide currency or payment_method_types in setup mode.",
+                param="currency",
+            )
+        if p.get("line_items"):
+            raise StripeFakeError(
+                400,
+                "invalid_request_error",
+                "line_items is not supported in setup mode.",
+                param="line_items",
+            )
+        for name in ("success_url",):
+            if not p.get(name):
+                raise StripeFakeError(
+                    400,
+                    "invalid_request_error",
+                    f"{name} is required",
+                    code="parameter_missing",
+                    param=name,
+                )
+        customer = p.get("customer")
+        if customer is not None and customer not in self.customers:
+            raise self._missing(customer, "customer")
+        now = int(time.time())
+        sid = self._new_id("cs_test_")
+        si_id = self._new_id("seti_")
+        si_data = p.get("setup_intent_data") or {}
+        self.setup_intents[si_id] = {
+            "id": si_id,
+            "object": "setup_intent",
+            "client_secret": f"{si_id}_secret_{secrets.token_hex(12)}",
+            "created": now,
+            "customer": customer,
+            "livemode": False,
+            "metadata": dict(si_data.get("metadata") or {}),
+            "payment_method": None,
+            "status": "requires_payment_method",
+            "usage": "off_session",
+        }
+        session = {
+            "id": sid,
+            "object": "checkout.session",
+            "amount_subtotal": None,
+            "amount_total": None,
+            "currency": (p.get("currency") or "").lower() or None,
+            "cancel_url": p.get("cancel_url"),
+            "success_url": p["success_url"],
+            "client_reference_id": p.get("client_reference_id"),
+            "created": now,
+            "expires_at": now + 86400,
+            "customer": customer,
+            "customer_email": p.get("customer_email"),
+            "livemode": False,
+            "metadata": dict(p.get("metadata") or {}),
+            "mode": "setup",
+            "payment_intent": None,
+            "payment_status": "no_payment_required",
+            "setup_intent": si_id,
+            "status": "open",
+            "url": f"{self.base_url}/pay/{sid}",
+        }
+        self.sessions[sid] = session
+        self._extra[sid] = {"line_items": [], "payment_intent_data": {}}
+        return session
+
+    def _get_si(self, p: dict[str, Any], si_id: str) -> dict[str, Any]:
+        si = self.setup_intents.get(si_id)
+        if si is None:
+            raise self._missing(si_id, "intent")
+        return si
+
+    def complete_setup(
+        self, sid: str, *, brand: str = "visa", last4: str = "4242", emit: bool = True
+    ) -> dict[str, Any]:
+        """Act as the customer on a setup session's page: the card is saved on the
+        session's customer and checkout.session.completed is sent."""
+        with self.lock:
+            session = self.sessions[sid]
+            if session["mode"] != "setup" or session["status"] != "open":
+                raise ValueError(f"session {sid} is not an open setup session")
+            pm = self._new_pm(brand, last4)
+            pm["customer"] = session["customer"]
+            si = self.setup_intents[session["setup_intent"]]
+            si.update(status="succeeded", payment_method=pm["id"])
+            session.update(status="complete")
+            if emit:
+                self.emit("setup_intent.succeeded", si)
+                self.emit("checkout.session.completed", session)
+            return copy.deepcopy(session)
 
     # ================================================================ customer actions
     def complete_session(
@@ -1332,6 +1576,8 @@ class FakeStripe(BillingMixin):
         session = self.sessions.get(sid)
         if session is None:
             return Response("No such checkout session", status=404)
+        if session.get("mode") == "setup":
+            return self._hosted_setup(request, session, parts)
         if request.method == "POST" and parts[2:] == ["complete"]:
             outcome = request.form.get("outcome", "paid")
             if session["status"] == "open":
@@ -1368,6 +1614,31 @@ class FakeStripe(BillingMixin):
             f"<p>Email: {esc(session.get('customer_email') or '')}</p><ul>{rows}</ul>"
             f"<p id='total'>Total: {session['amount_total']} "
             f"{esc(session['currency'].upper())}</p>{body}</body></html>"
+        )
+        return Response(page, mimetype="text/html")
+
+    def _hosted_setup(
+        self, request: Request, session: dict[str, Any], parts: list[str]
+    ) -> Response:
+        sid = session["id"]
+        if request.method == "POST" and parts[2:] == ["complete"]:
+            if session["status"] == "open":
+                self.complete_setup(sid, last4=request.form.get("last4", "4242"))
+            url = session["success_url"].replace("{CHECKOUT_SESSION_ID}", sid)
+            return Response(status=303, headers={"Location": url})
+        esc = html.escape
+        if session["status"] != "open":
+            body = f"<p id='status'>This checkout session is {esc(session['status'])}.</p>"
+        else:
+            body = (
+                f"<form method='post' action='/pay/{sid}/complete'>"
+                "<button type='submit' id='save'>Save card</button></form>"
+                f"<a id='cancel' href='{esc(session.get('cancel_url') or '')}'>Cancel</a>"
+            )
+        page = (
+            "<!doctype html><html><head><meta charset='utf-8'><title>Fake Stripe Checkout"
+            f"</title></head><body><h1>Save a card</h1><p>Session {esc(sid)}</p>{body}"
+            "</body></html>"
         )
         return Response(page, mimetype="text/html")
 

@@ -1,5 +1,5 @@
 """Customer pages and the dashboard in the browser's language (English, Hindi, German),
-amounts and dates formatted for it; sign-in stays English; every catalog is complete and
+amounts and dates formatted for it (sign-in, password reset and two-factor pages too); every catalog is complete and
 compiled, and covers every dashboard, sandbox and Razorpay-page string."""
 
 from __future__ import annotations
@@ -52,9 +52,12 @@ def test_form_errors_and_amounts_follow_the_language(make_app: Callable[..., Fla
     assert "कुल (2 वस्तुएँ)" in hindi and "$50.00" in hindi
 
 
-def test_sign_in_stays_english(make_app: Callable[..., Flask]) -> None:
-    page = make_app().test_client().get("/auth/login", headers={"Accept-Language": "de"})
-    assert '<html lang="en">' in page.get_data(as_text=True)
+def test_sign_in_follows_the_browsers_language(make_app: Callable[..., Flask]) -> None:
+    client = make_app().test_client()
+    german = client.get("/auth/login", headers={"Accept-Language": "de"}).get_data(as_text=True)
+    assert '<html lang="de">' in german and "Händler-Anmeldung" in german
+    hindi = client.get("/auth/forgot", headers={"Accept-Language": "hi"}).get_data(as_text=True)
+    assert '<html lang="hi">' in hindi and "अपना पासवर्ड रीसेट करें" in hindi
 
 
 WRAPPED = re.compile(r"""_\(\s*"((?:[^"\\]|\\.)+)"|_\(\s*'([^']+)'""")
@@ -68,6 +71,7 @@ def test_every_dashboard_and_sandbox_message_is_translated(lang: str) -> None:
         po = read_po(fh)
     templates = [
         *sorted((ROOT / "templates" / "dashboard").glob("*.html")),
+        *sorted((ROOT / "templates" / "auth").glob("*.html")),
         *sorted((ROOT / "templates" / "sandbox").glob("*.html")),
         ROOT / "templates" / "checkout" / "razorpay.html",
     ]

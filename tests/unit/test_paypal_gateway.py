@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +12,7 @@ import requests
 
 from app.gateways.base import (
     CaptureRequest,
+    ChargeRequest,
     CheckoutRequest,
     DisputeUpdate,
     Gateway,
@@ -21,6 +23,7 @@ from app.gateways.base import (
     RefundRequest,
     RefundUpdate,
     ReturnParams,
+    SavedMethod,
     SignatureError,
     VerifiedEvent,
 )
@@ -732,3 +735,111 @@ def test_live_api_is_refused_in_debug_and_plain_http_off_loopback() -> None:
         check_settings_safety("http://paypal.example.com", debug=False)
     check_settings_safety("https://api-m.paypal.com", debug=False)
     check_settings_safety("http://127.0.0.1:8766", debug=True)
+
+
+# ---------------------------------------------------------------- saved wallets (vault)
+
+
+def saved_wallet(gw: PayPalGateway, fake: FakePayPal) -> tuple[PaymentUpdate, str]:
+    """A checkout with the customer's consent to save, approved and captured."""
+    req = replace(checkout_request(), save_payment_method=True)
+    ref = PaymentRef(payment_id=req.payment_id, reference=gw.create_checkout(req).reference)
+    assert ref.reference
+    fake.approve(ref.reference)
+    update = gw.confirm_return(ref, ReturnParams({"token": ref.reference}))
+    assert update is not None
+    return update, ref.reference
+
+
+def vault_charge(token: str, key: str = "kassa-charge-unit") -> ChargeRequest:
+    return ChargeRequest(
+        payment_id="pay_charge000000000000001",
+        order_id="ord_charge000000000000001",
+        amount=4200,
+        currency="EUR",
+        token=token,
+        gateway_customer_id=None,
+        description="Refill",
+        idempotency_key=key,
+        return_url=f"{PUBLIC}/checkout/return/pay_charge000000000000001",
+    )
+
+
+def test_without_consent_nothing_is_vaulted(gw: PayPalGateway, fake: FakePayPal) -> None:
+    _, update = paid(gw, fake)
+    (call,) = [c for c in fake.calls("POST") if c.path == "/v2/checkout/orders"]
+    assert "attributes" not in call.json["payment_source"]["paypal"]
+    assert update.saved_method is None and fake.payment_tokens == {}
+
+
+def test_the_captured_order_names_the_vaulted_wallet(gw: PayPalGateway, fake: FakePayPal) -> None:
+    update, _ = saved_wallet(gw, fake)
+    [(token_id, token)] = fake.payment_tokens.items()
+    assert update.status is PaymentStatus.SUCCEEDED
+    assert update.saved_method == SavedMethod(
+        token=token_id,
+        wallet="paypal",
+        gateway_customer_id=token["customer"]["id"],
+        account_email="buyer@example.com",
+    )
+
+
+def test_a_wallet_not_vaulted_yet_is_not_saved(gw: PayPalGateway, fake: FakePayPal) -> None:
+    fake.vault_on_capture = False  # PayPal answers the capture before the vault
+    update, order_id = saved_wallet(gw, fake)
+    assert update.status is PaymentStatus.SUCCEEDED and update.saved_method is None
+    vault = fake.orders[order_id]["payment_source"]["paypal"]["attributes"]["vault"]
+    assert vault["status"] == "APPROVED" and "id" not in vault
+
+
+def test_the_vault_event_is_re_fetched_with_its_order(gw: PayPalGateway, fake: FakePayPal) -> None:
+    fake.vault_on_capture = False
+    _, order_id = saved_wallet(gw, fake)
+    token_id = fake.finish_vaulting(order_id)
+    [event] = fake.events_of("VAULT.PAYMENT-TOKEN.CREATED")
+    [update] = gw.interpret(VerifiedEvent(event["id"], event["event_type"], event))
+    assert isinstance(update, PaymentUpdate) and update.status is PaymentStatus.SUCCEEDED
+    assert update.saved_method is not None and update.saved_method.token == token_id
+    assert update.ref.reference == order_id
+    # A token deleted since, or one not saved with an order, saves nothing.
+    gw.detach_method(token_id)
+    assert gw.interpret(VerifiedEvent(event["id"], event["event_type"], event)) == []
+    orphan = {"resource": {"id": "abc1234", "customer": {"id": "C1"}}}
+    assert gw.interpret(VerifiedEvent("WH-2", "VAULT.PAYMENT-TOKEN.CREATED", orphan)) == []
+
+
+def test_a_declined_capture_of_a_vault_charge_is_a_decline(
+    gw: PayPalGateway, fake: FakePayPal
+) -> None:
+    saved_wallet(gw, fake)
+    [token_id] = fake.payment_tokens
+    fake.next_capture.append("DECLINED")
+    with pytest.raises(GatewayError) as raised:
+        gw.charge_saved_method(vault_charge(token_id))
+    assert raised.value.code == "payment_failed" and not raised.value.retryable
+
+
+def test_a_vault_charge_sends_the_amount_in_paypals_form(
+    gw: PayPalGateway, fake: FakePayPal
+) -> None:
+    saved_wallet(gw, fake)
+    [token_id] = fake.payment_tokens
+    result = gw.charge_saved_method(vault_charge(token_id))
+    assert result.update.status is PaymentStatus.SUCCEEDED
+    assert (result.update.amount, result.update.currency) == (4200, "EUR")
+    call = [c for c in fake.calls("POST") if c.path == "/v2/checkout/orders"][-1]
+    assert call.json["purchase_units"][0]["amount"] == {"currency_code": "EUR", "value": "42.00"}
+    assert call.request_id == "kassa-charge-unit"
+
+
+def test_deleting_a_token_twice_is_fine_and_a_bad_token_never_leaves(
+    gw: PayPalGateway, fake: FakePayPal
+) -> None:
+    saved_wallet(gw, fake)
+    [token_id] = fake.payment_tokens
+    gw.detach_method(token_id)
+    gw.detach_method(token_id)  # PayPal answers 404: gone already
+    assert len(fake.calls("DELETE")) == 2 and fake.payment_tokens == {}
+    with pytest.raises(GatewayError) as raised:
+        gw.detach_method("../v2/checkout/orders")
+    assert raised.value.code == "invalid_request" and len(fake.calls("DELETE")) == 2

@@ -132,12 +132,14 @@ def claim(
 def _sender(app: Flask) -> tuple[Sender, ThreadPoolExecutor]:
     found = app.extensions.get("kassa_outgoing")
     if found is None:
+        concurrency = int(app.config.get("OUTGOING_WEBHOOK_CONCURRENCY", 16))
         sender = Sender(
             TargetPolicy.from_config(app.config),
             float(app.config.get("OUTGOING_WEBHOOK_TIMEOUT_SECONDS", 15)),
+            pool_maxsize=concurrency,
         )
         pool = ThreadPoolExecutor(
-            max_workers=int(app.config.get("OUTGOING_WEBHOOK_CONCURRENCY", 16)),
+            max_workers=concurrency,
             thread_name_prefix="kassa-webhook-out",
         )
         found = app.extensions["kassa_outgoing"] = (sender, pool)
@@ -168,6 +170,7 @@ def record(results: list[tuple[Claim, dict[str, str], Result]], now: datetime) -
         succeeded: set[int] = set()
         failed: dict[int, str] = {}
         gone: set[int] = set()
+        same: dict[tuple[tuple[str, Any], ...], list[int]] = {}
         for c, headers, result in results:
             attempts.append(
                 {
@@ -211,8 +214,12 @@ def record(results: list[tuple[Claim, dict[str, str], Result]], now: datetime) -
                     values |= {"status": DeliveryStatus.FAILED, "next_attempt_at": None}
                 else:
                     values["next_attempt_at"] = later
+            # Deliveries moving on alike (every one delivered in this batch, say) share
+            # one UPDATE: a batch of 200 is a statement or two, not 200.
+            same.setdefault(tuple(sorted(values.items())), []).append(c.delivery_id)
+        for key, ids in same.items():
             db.session.execute(
-                update(WebhookDelivery).where(WebhookDelivery.id == c.delivery_id).values(**values)
+                update(WebhookDelivery).where(WebhookDelivery.id.in_(ids)).values(**dict(key))
             )
         db.session.execute(insert(WebhookAttempt.__table__), attempts)
         if succeeded:

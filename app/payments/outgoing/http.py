@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
+import certifi
+import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import connection as urllib3_connection
@@ -160,23 +159,20 @@ def _pool_classes(policy: TargetPolicy) -> dict[str, type[HTTPConnectionPool]]:
     return {"http": GuardedHTTPPool, "https": GuardedHTTPSPool}
 
 
-class GuardedAdapter(HTTPAdapter):
-    def __init__(self, policy: TargetPolicy, pool_maxsize: int) -> None:
-        self._classes = _pool_classes(policy)
-        super().__init__(pool_connections=pool_maxsize, pool_maxsize=pool_maxsize, max_retries=0)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = self._classes
-
-
-def guarded_session(policy: TargetPolicy, pool_maxsize: int = 32) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # no proxies from the environment: they would connect unchecked
-    adapter = GuardedAdapter(policy, pool_maxsize)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+def guarded_pool(policy: TargetPolicy, pool_maxsize: int = 32) -> urllib3.PoolManager:
+    """A urllib3 pool manager whose connections go through the policy: keep-alive, shared
+    by the sending threads (urllib3's pools are thread-safe), no retries of its own, no
+    proxies (they would connect on our behalf, unchecked), certificates checked against
+    certifi's bundle as requests would."""
+    manager = urllib3.PoolManager(
+        num_pools=pool_maxsize,
+        maxsize=pool_maxsize,
+        retries=False,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=certifi.where(),
+    )
+    manager.pool_classes_by_scheme = _pool_classes(policy)
+    return manager
 
 
 @dataclass
@@ -194,18 +190,15 @@ class Result:
 
 
 class Sender:
-    """POSTs deliveries through guarded sessions (one per thread, keep-alive)."""
+    """POSTs deliveries through one guarded pool manager (keep-alive, shared by the
+    sending threads): urllib3 directly, without requests' per-call session machinery,
+    which cost as much CPU as the rest of a delivery (bench/RESULTS.md, issue 19)."""
 
-    def __init__(self, policy: TargetPolicy, timeout: float) -> None:
+    def __init__(self, policy: TargetPolicy, timeout: float, pool_maxsize: int = 32) -> None:
         self.policy = policy
         self.timeout = timeout
-        self._local = threading.local()
-
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = guarded_session(self.policy)
-        return session
+        self._pool = guarded_pool(policy, pool_maxsize)
+        self._timeout = urllib3.Timeout(connect=min(timeout, 5.0), read=timeout)
 
     def post(self, url: str, headers: dict[str, str], body: bytes) -> Result:
         started = time.perf_counter()
@@ -219,46 +212,79 @@ class Sender:
                 parts = urlsplit(url)
                 if parts.scheme not in ("http", "https") or parts.username or parts.password:
                     raise TargetRefused(f"refused: {url} is not a plain http(s) URL")
-                with self._session().post(
+                response = self._pool.request(
+                    "POST",
                     url,
-                    data=body,
+                    body=body,
                     headers={"content-type": "application/json", "user-agent": USER_AGENT}
                     | headers,
-                    timeout=(min(self.timeout, 5.0), self.timeout),
-                    allow_redirects=False,
-                    stream=True,
-                ) as response:
+                    timeout=self._timeout,
+                    redirect=False,
+                    retries=False,
+                    preload_content=False,
+                )
+                complete = False
+                try:
                     location = response.headers.get("location")
-                    if response.status_code in REDIRECTS and location:
+                    if response.status in REDIRECTS and location:
                         url = urljoin(url, location)
                         hops.append(url)
                         continue
-                    text = _read_some(response)
+                    text, complete = _read_some(response)
                     return Result(
-                        response.status_code,
+                        response.status,
                         elapsed(),
                         body=text,
                         retry_after=response.headers.get("retry-after"),
                         redirects=hops,
                     )
+                finally:
+                    _finish(response, complete)
             return Result(None, elapsed(), error="too many redirects", redirects=hops)
         except TargetRefused as exc:
             return Result(None, elapsed(), error=str(exc), redirects=hops)
-        except requests.Timeout:
+        except urllib3.exceptions.NewConnectionError as exc:  # (a TimeoutError subclass)
+            return Result(None, elapsed(), error=f"ConnectionError: {_reason(exc)}")
+        except (urllib3.exceptions.TimeoutError, TimeoutError):
             return Result(None, elapsed(), error=f"timed out after {self.timeout:g} s")
-        except requests.RequestException as exc:
+        except urllib3.exceptions.HTTPError as exc:
+            return Result(None, elapsed(), error=f"{_kind(exc)}: {_reason(exc)}")
+        except OSError as exc:
             return Result(None, elapsed(), error=f"{type(exc).__name__}: {_reason(exc)}")
 
 
-def _read_some(response: requests.Response) -> str:
+def _kind(exc: urllib3.exceptions.HTTPError) -> str:
+    """The failure's name as the delivery log has always shown it (requests' names)."""
+    if isinstance(exc, urllib3.exceptions.SSLError):
+        return "SSLError"
+    if isinstance(exc, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ProtocolError):
+        return "ConnectionError"
+    return type(exc).__name__
+
+
+def _read_some(response: urllib3.BaseHTTPResponse) -> tuple[str, bool]:
+    """The first RESPONSE_KEEP bytes of the body, and whether that was all of it."""
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(1024):
+    complete = True
+    for chunk in response.stream(1024):
         chunks.append(chunk)
         size += len(chunk)
-        if size >= RESPONSE_KEEP:
+        if size > RESPONSE_KEEP:
+            complete = False
             break
-    return b"".join(chunks)[:RESPONSE_KEEP].decode("utf-8", "replace")
+    return b"".join(chunks)[:RESPONSE_KEEP].decode("utf-8", "replace"), complete
+
+
+def _finish(response: urllib3.BaseHTTPResponse, complete: bool) -> None:
+    """Hand the connection back for the next delivery when the answer was read to its end
+    (or what is left is small); otherwise close it rather than read an endless body."""
+    remaining = getattr(response, "length_remaining", None)
+    if complete or (remaining is not None and remaining <= 65536):
+        response.drain_conn()
+    else:
+        response.close()
+    response.release_conn()
 
 
 def _reason(exc: BaseException) -> str:

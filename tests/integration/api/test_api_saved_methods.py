@@ -203,7 +203,7 @@ def test_authentication_required_waits_then_the_customers_link_settles_it(api: A
     assert settled["status"] == "succeeded" and settled["action_url"] is None
     # The link now says it is done instead of sending them to pay again.
     done = browser.get(path)
-    assert done.status_code == 200 and "confirmed" in done.get_data(as_text=True)
+    assert done.status_code == 200 and "<h1>Payment confirmed</h1>" in done.get_data(as_text=True)
 
 
 def test_a_forged_link_is_404(api: Api) -> None:

@@ -157,3 +157,35 @@ def test_viewers_cannot_charge_and_owners_remove_methods(
     gone = owner.post(remove.group(1), data={"csrf_token": token.group(1)})
     assert gone.status_code == 303
     assert "No saved methods" in owner.get(path).get_data(as_text=True)
+
+
+def _add_customers(app: Flask, count: int) -> None:
+    from app.payments.customers import match_customer
+    from app.payments.uow import unit_of_work
+
+    with app.app_context():
+        for i in range(count):
+            with unit_of_work():
+                match_customer(f"shopper{i:02d}@example.com", f"Shopper {i:02d}")
+
+
+def test_the_customer_list_comes_a_page_at_a_time(
+    dash_app: Flask, signed_in: Callable[[str], FlaskClient]
+) -> None:
+    _add_customers(dash_app, 53)
+    client = signed_in("viewer")
+    first = client.get("/dashboard/customers").get_data(as_text=True)
+    rows = re.findall(r"shopper(\d\d)@example.com", first)
+    assert rows == [f"{i:02d}" for i in range(52, 2, -1)]  # 50, newest first
+    older = re.search(r'href="(/dashboard/customers\?before=\d+)"[^>]*>Older<', first)
+    assert older, first
+    assert ">Newest<" not in first
+    second = client.get(older.group(1)).get_data(as_text=True)
+    assert re.findall(r"shopper(\d\d)@example.com", second) == ["02", "01", "00"]
+    assert ">Older<" not in second and ">Newest<" in second
+    # An exact email finds one customer, any letter case.
+    found = client.get("/dashboard/customers?email=SHOPPER07@example.com").get_data(as_text=True)
+    assert re.findall(r"shopper(\d\d)@example.com", found) == ["07"]
+    missing = client.get("/dashboard/customers?email=nobody@example.com").get_data(as_text=True)
+    assert "No customer has this email." in missing
+    assert client.get("/dashboard/customers?before=99999999999").status_code == 400

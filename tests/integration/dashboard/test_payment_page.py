@@ -352,7 +352,10 @@ def test_typed_refund_amounts_follow_one_grammar_and_the_locale(
     refused = client.post(
         url, data={"amount": "0.5", "reason": "other", "token": form_token(page)}, headers=german
     )
-    assert "is not an amount" in refused.get_data(as_text=True)
+    # ...and says so in German, naming the separator to use.
+    assert "ist kein Betrag: Verwenden Sie Ziffern und höchstens ein &#39;,&#39;" in (
+        refused.get_data(as_text=True)
+    )
     data = {"amount": "0,5", "reason": "other", "token": form_token(page)}
     review = client.post(url, data=data, headers=german).get_data(as_text=True)
     assert "Erstattung bestätigen" in review and "0,50" in review

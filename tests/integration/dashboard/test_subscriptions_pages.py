@@ -87,3 +87,68 @@ def test_a_viewer_cannot_cancel(dash_app: Flask, signed_in: Callable[[str], Flas
         f"/dashboard/subscriptions/{public_id}/cancel_now", data={"csrf_token": token}
     )
     assert answer.status_code == 403
+
+
+def test_plan_change_asks_first_needs_csrf_and_changes_once(
+    dash_app: Flask, signed_in: Callable[[str], FlaskClient]
+) -> None:
+    owner = signed_in("owner")
+    public_id = started(dash_app, owner, "p@example.com", 1000, "month")
+    with dash_app.test_request_context():
+        bigger = subscriptions.create_plan(
+            sku="plan-bigger",
+            name="Bigger",
+            amount=2500,
+            currency="USD",
+            interval="month",
+            actor=SYSTEM,
+        ).public_id
+        subscriptions.create_plan(
+            sku="plan-euro", name="Euro", amount=900, currency="EUR", interval="month", actor=SYSTEM
+        )
+        current = subscriptions.get_subscription(public_id).plan.public_id
+    path = f"/dashboard/subscriptions/{public_id}"
+    page = owner.get(path).get_data(as_text=True)
+    assert "Review plan change" in page and bigger in page
+    assert "Euro" not in page  # another currency is never offered
+    form = {"plan": bigger, "from_plan": current}
+
+    assert owner.post(f"{path}/change-plan", data=form).status_code == 400  # no CSRF token
+    token = csrf_token(owner, path)
+    asked = owner.post(f"{path}/change-plan", data={**form, "csrf_token": token})
+    assert asked.status_code == 200
+    text = asked.get_data(as_text=True)
+    assert "Confirm plan change" in text and "$25.00" in text
+    assert subscriptions_plan(dash_app, public_id) == current  # nothing changed yet
+
+    confirmed = {**form, "confirm": "yes", "csrf_token": token}
+    done = owner.post(f"{path}/change-plan", data=confirmed)
+    assert done.status_code == 303
+    assert subscriptions_plan(dash_app, public_id) == bigger
+    assert "Plan changed to Bigger" in owner.get(path).get_data(as_text=True)
+    # The same confirmed form again (double click): answered as done, not sent again.
+    again = owner.post(f"{path}/change-plan", data=confirmed)
+    assert again.status_code == 303
+    assert "The subscription is on Bigger" in owner.get(path).get_data(as_text=True)
+    with dash_app.app_context():
+        from sqlalchemy import func, select
+
+        from app.extensions import db
+        from app.models import AuditEntry
+
+        requested = db.session.execute(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.action == "subscription.plan_change_requested")
+        ).scalar_one()
+    assert requested == 1
+    viewer = signed_in("viewer")
+    assert "Review plan change" not in viewer.get(path).get_data(as_text=True)
+    token = csrf_token(viewer, path)
+    denied = viewer.post(f"{path}/change-plan", data={**confirmed, "csrf_token": token})
+    assert denied.status_code == 403
+
+
+def subscriptions_plan(app: Flask, public_id: str) -> str:
+    with app.app_context():
+        return subscriptions.get_subscription(public_id).plan.public_id

@@ -221,3 +221,39 @@ def test_a_pending_delivery_cannot_be_replayed(
     assert dlv.status == "pending"
     with app.test_request_context(), pytest.raises(InvalidState):
         endpoints.replay(endpoint_id, dlv.public_id, MERCHANT)
+
+
+def test_one_batch_records_each_delivery_by_its_own_outcome(
+    hook_app: Callable[..., Flask], receiver: Receiver
+) -> None:
+    """Two endpoints, one event, sent in one batch: the one answered 204 is delivered, the
+    one answered 500 waits for its next attempt (the batch's shared UPDATEs keep them apart)."""
+    app = hook_app()
+    with app.test_request_context():
+        first, secret = endpoints.create_endpoint(receiver.url, ["order.paid"], "a", MERCHANT)
+        second, _ = endpoints.create_endpoint(
+            receiver.url + "?second", ["order.paid"], "b", MERCHANT
+        )
+        receiver.secrets = [secret]
+        ids = {first.id, second.id}
+    receiver.script.append(Answer(500))
+    before = utcnow()
+    paid_payment(app)
+    receiver.wait_for(2)
+    with app.app_context():
+        rows = db.session.execute(select(WebhookDelivery)).scalars().all()
+        assert len(rows) == 2
+        delivered = [r for r in rows if r.status == "delivered"]
+        waiting = [r for r in rows if r.status == "pending"]
+        assert len(delivered) == 1 and len(waiting) == 1
+        assert delivered[0].last_status_code == 204 and delivered[0].next_attempt_at is None
+        assert delivered[0].delivered_at is not None
+        late = waiting[0]
+        assert late.last_status_code == 500 and late.attempts == 1
+        assert late.last_error == "answered 500" and late.delivered_at is None
+        assert late.next_attempt_at is not None
+        assert late.next_attempt_at.replace(tzinfo=None) >= before.replace(tzinfo=None) + timedelta(
+            seconds=3
+        )
+        assert {r.endpoint_id for r in rows} == ids
+        assert db.session.execute(select(func.count(WebhookAttempt.id))).scalar_one() == 2
