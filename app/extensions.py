@@ -51,3 +51,9 @@ limiter = Limiter(key_func=get_remote_address, default_limits=[])
 # slow that is not its own work (the inbox's group commit). The serving layer sets it
 # (app/serving/admission.py); without it, waiting is plain.
 WAIT_OUTSIDE = "kassa_wait_outside"
+
+# app.extensions key of a function that calls a CPU-heavy function (a password hash) without
+# stalling the worker's other requests: `runner(fn, *args)` returns `fn(*args)`. The serving
+# layer sets it at start-up (app/serving/greenlets.py: gevent's native thread pool under
+# gevent workers); without it, the call is plain. Read by app/auth/service.py.
+OFF_THE_EVENT_LOOP = "kassa_off_the_event_loop"

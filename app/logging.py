@@ -22,7 +22,7 @@ import re
 import sys
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TextIO
 
 # Filled by app.observability for each request (and left "-" in jobs and CLI commands).
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -225,7 +225,7 @@ def text_formatter() -> logging.Formatter:
     return logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever sys.stderr is at the time (test runners swap it), and never makes
     a thread wait for another thread's write.
 
@@ -238,6 +238,8 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     buffer is empty. No line is reordered or left behind; under load a line may reach the
     stream a moment after its logging call returned, written by another thread.
     """
+
+    _kassa = True  # ours: configure() replaces it on a second call
 
     def __init__(self, stream: Any = None) -> None:
         super().__init__(stream)
@@ -309,7 +311,6 @@ def configure(level: str = "INFO", json_lines: bool = False, stream: Any = None)
         if getattr(handler, "_kassa", False):
             root.removeHandler(handler)
     handler = _StderrHandler(stream)
-    handler._kassa = True  # type: ignore[attr-defined]
     handler.addFilter(RequestIdFilter())
     handler.addFilter(RedactingFilter())
     handler.setFormatter(json_formatter() if json_lines else text_formatter())

@@ -51,6 +51,7 @@ from sqlalchemy import func, select, text
 from werkzeug.wrappers import Response
 
 import app.logging as kassa_logging
+from app.proxies import real_app, real_request
 from app.serving.admission import ARRIVED
 
 log = logging.getLogger("app.access")
@@ -217,7 +218,7 @@ def check_database(timeout: float = 2.0) -> str | None:
     runs on a helper thread that is waited for only that long."""
     from app.extensions import db
 
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = real_app()
     engine = db.engine
     if engine.dialect.name == "postgresql":
         engine = _readiness_engine(app, engine, timeout)
@@ -373,7 +374,7 @@ def init_app(app: Flask) -> None:
         started = getattr(ctx_g, "request_started", None)
         if started is not None:
             elapsed = time.perf_counter() - started
-            req = request._get_current_object()  # type: ignore[attr-defined]
+            req = real_request()
             rule = req.url_rule
             route = rule.rule if rule is not None else "<unmatched>"
             method = req.method

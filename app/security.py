@@ -21,7 +21,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import unquote, urlsplit
 
 from flask import (
@@ -40,6 +40,7 @@ from itsdangerous import URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
 from app.extensions import csrf, limiter
+from app.proxies import real_app, real_request
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,7 @@ class _HeaderCache:
     def reporting_endpoint(self, report_uri: str) -> str:
         if "://" in report_uri:
             return f'csp="{report_uri}"'
-        req = request._get_current_object()  # type: ignore[attr-defined]
+        req = real_request()
         # The Host header is the client's: the cache is bounded.
         key = (req.scheme, req.host, req.root_path)
         value = self.endpoints.get(key)
@@ -265,7 +266,7 @@ def _header_cache(app: Flask) -> _HeaderCache:
 
 
 def _security_headers(response: Response) -> Response:
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = real_app()
     config = app.config
     cache = _header_cache(app)
     extra = _extras()
@@ -327,7 +328,7 @@ def script_integrity(filename: str) -> str:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\s]")
 
 
-def is_safe_next(target: str | None) -> bool:
+def is_safe_next(target: str | None) -> TypeGuard[str]:
     """True for a same-site relative path: never //host, /\\host, encoded tricks, schemes."""
     if not target or len(target) > 2000:
         return False

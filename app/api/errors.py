@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from pydantic import ValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from app.payments.errors import KassaError, PaymentGatewayFailed
 
@@ -115,8 +115,8 @@ def http_error_response(exc: HTTPException) -> Response:
     headers: dict[str, str] = {}
     details: list[dict[str, Any]] = []
     message = exc.description or exc.name
-    if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
-        headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+    if status == 405 and isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        headers["Allow"] = ", ".join(exc.valid_methods)
     if status == 404:
         message = "Nothing here: check the path (see /api/v1/openapi.json)."
     if status == 413:

@@ -18,11 +18,12 @@ import hashlib
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, cast
 
 from flask import Response, current_app, g, request
+from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
-from sqlalchemy import delete
+from sqlalchemy import CursorResult, delete
 from werkzeug.exceptions import HTTPException
 
 from app import jobs
@@ -42,7 +43,9 @@ MAX_KEY_LENGTH = 255
 ABANDONED_AFTER = timedelta(minutes=5)
 KEPT_HEADERS = ("Content-Type", "Location", "Retry-After")
 
-F = TypeVar("F", bound=Callable[..., Any])
+# A view that takes the parsed body as `body` (and its URL values); the wrapper takes
+# only the URL values.
+View = Callable[..., ResponseReturnValue]
 
 
 def scope() -> str:
@@ -143,10 +146,13 @@ def _release(row_id: int) -> None:
 def purge_expired() -> int:
     """Delete stored responses past their replay window (a periodic job, or the CLI)."""
     with unit_of_work():
-        result = db.session.execute(
-            delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow())
+        # Typed as Result; a DELETE's is a CursorResult, which has rowcount (SQLAlchemy's
+        # stubs cannot tell the two apart by statement).
+        result = cast(
+            "CursorResult[Any]",
+            db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow())),
         )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return int(result.rowcount or 0)
 
 
 def _replay(stored: dict[str, Any]) -> Response:
@@ -177,14 +183,14 @@ def _should_keep(response: Response) -> bool:
     return True
 
 
-def idempotent(model: type[BaseModel], *, required: bool = False) -> Callable[[F], F]:
+def idempotent(model: type[BaseModel], *, required: bool = False) -> Callable[[View], View]:
     """Parse the body with `model` (400 before anything is stored), then run the view at
     most once per Idempotency-Key. The view receives the parsed body as `body`. With
     `required`, a request without the header is refused (400) before anything happens."""
 
-    def decorate(view: F) -> F:
+    def decorate(view: View) -> View:
         @wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> ResponseReturnValue:
             body = parse_body(model)
             key = _read_key()
             if key is None and required:
@@ -219,16 +225,17 @@ def idempotent(model: type[BaseModel], *, required: bool = False) -> Callable[[F
             try:
                 response = current_app.make_response(view(*args, body=body, **kwargs))
             except Exception as exc:
-                response = _as_response(exc)  # type: ignore[assignment]
-                if response is None:
+                failed = _as_response(exc)
+                if failed is None:
                     _release(row_id)
                     raise
+                response = failed
             if _should_keep(response):
                 _finish(row_id, response)
             else:
                 _release(row_id)
             return response
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return decorate

@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
 from flask import g, request
 from sqlalchemy import or_, select, update
@@ -34,7 +34,8 @@ TOKEN_RE = re.compile(r"^(kassa_[0-9a-f]{12})_([A-Za-z0-9_-]{40,64})$")
 TOUCH_EVERY = timedelta(minutes=1)
 _DUMMY_HASH = hashlib.sha256(b"kassa-no-such-key").hexdigest()
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def hash_key(token: str) -> str:
@@ -141,7 +142,8 @@ def current_key() -> ApiKey | None:
     Raises ApiError 401 for a malformed, unknown or revoked key.
     """
     if "api_key" in g:
-        return g.api_key  # type: ignore[no-any-return]
+        checked: ApiKey | None = g.api_key  # set below, once per request
+        return checked
     token = _bearer()
     key = None
     if token is not None:
@@ -163,12 +165,12 @@ def actor() -> Actor:
     return Actor("api_key", key.prefix) if key is not None else Actor("customer", "api")
 
 
-def required(scope: str) -> Callable[[F], F]:
+def required(scope: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """The view needs a key; `write` views refuse read-only keys (403)."""
 
-    def decorate(view: F) -> F:
+    def decorate(view: Callable[P, R]) -> Callable[P, R]:
         @wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             key = current_key()
             if key is None:
                 raise ApiError(
@@ -186,20 +188,20 @@ def required(scope: str) -> Callable[[F], F]:
                 )
             return view(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return decorate
 
 
-def optional(view: F) -> F:
+def optional(view: Callable[P, R]) -> Callable[P, R]:
     """The view works without a key, but a key that is sent must be valid."""
 
     @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         current_key()
         return view(*args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def has_valid_key() -> bool:

@@ -59,7 +59,7 @@ def operation(**kwargs: Any) -> Callable[[F], F]:
     spec = Operation(**kwargs)
 
     def attach(view: F) -> F:
-        view.openapi = spec  # type: ignore[attr-defined]
+        view.__dict__["openapi"] = spec  # read back by build() with getattr(view, "openapi")
         return view
 
     return attach
@@ -123,13 +123,11 @@ def _models(
 ) -> list[tuple[type[BaseModel], Literal["validation", "serialization"]]]:
     pairs: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = []
     for op in ops:
-        for model, mode in (
-            (op.body, "validation"),
-            (op.query, "validation"),
-            (op.response, "serialization"),
-        ):
+        uses: tuple[tuple[type[BaseModel] | None, Literal["validation", "serialization"]], ...]
+        uses = ((op.body, "validation"), (op.query, "validation"), (op.response, "serialization"))
+        for model, mode in uses:
             if model is not None and (model, mode) not in pairs:
-                pairs.append((model, mode))  # type: ignore[arg-type]
+                pairs.append((model, mode))
     pairs.append((schemas.ErrorEnvelope, "serialization"))
     return pairs
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
 from flask import (
     Blueprint,
@@ -27,26 +27,27 @@ from app.extensions import limiter
 from app.security import is_safe_next
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def safe_next(target: str | None, default: str) -> str:
     """Only same-site relative paths: never //host, /\\host, encoded or schemed URLs."""
-    return target if is_safe_next(target) else default  # type: ignore[return-value]
+    return target if is_safe_next(target) else default
 
 
-def roles_required(*roles: str) -> Callable[[F], F]:
+def roles_required(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Allow only signed-in users with one of the roles (403 otherwise)."""
 
-    def decorate(view: F) -> F:
+    def decorate(view: Callable[P, R]) -> Callable[P, R]:
         @wraps(view)
         @login_required
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             if current_user.role not in roles:
                 abort(403)
             return view(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return decorate
 

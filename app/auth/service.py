@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 
-from flask import session
+from flask import current_app, session
 from flask_login import login_user, logout_user
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.extensions import db
+from app.extensions import OFF_THE_EVENT_LOOP, db
 from app.models import User
 from app.models.base import utcnow
 from app.payments import audit
 from app.payments.audit import Actor
 from app.payments.uow import unit_of_work
-from app.serving.greenlets import off_the_event_loop
 
 # Checked against when the email is unknown, so both paths cost the same time.
 _DUMMY_HASH = generate_password_hash("kassa-timing-equaliser")
+
+
+def _password_matches(stored: str, password: str) -> bool:
+    """check_password_hash (~70 ms of scrypt) through the runner serving installed at
+    start-up (app.extensions[OFF_THE_EVENT_LOOP]), so under gevent workers the worker's other
+    requests keep running; a plain call in an app built without serving's runner."""
+    runner: Callable[..., bool] | None = current_app.extensions.get(OFF_THE_EVENT_LOOP)
+    if runner is None:
+        return check_password_hash(stored, password)
+    return runner(check_password_hash, stored, password)
 
 
 def authenticate(email: str, password: str) -> User | None:
@@ -26,9 +36,9 @@ def authenticate(email: str, password: str) -> User | None:
         select(User).where(func.lower(User.email) == email.strip().lower())
     ).scalar_one_or_none()
     if user is None:
-        off_the_event_loop(check_password_hash, _DUMMY_HASH, password)
+        _password_matches(_DUMMY_HASH, password)
         return None
-    if not off_the_event_loop(check_password_hash, user.password_hash, password) or not user.active:
+    if not _password_matches(user.password_hash, password) or not user.active:
         return None
     return user
 

@@ -253,4 +253,5 @@ def init_app(app: Flask) -> None:
 
 
 def throttle() -> LoginThrottle:
-    return current_app.extensions["kassa_login_throttle"]  # type: ignore[no-any-return]
+    installed: LoginThrottle = current_app.extensions["kassa_login_throttle"]  # init_app
+    return installed

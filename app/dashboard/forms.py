@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, cast
 
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
@@ -79,7 +79,9 @@ class FilterForm(FlaskForm):
         """Valid filters only: a bad value is dropped (and shown as an error)."""
 
         def pick(f: SelectField) -> str | None:
-            values = {c.value for c in f.choices}  # type: ignore[union-attr]
+            # Set by options() above; types-wtforms (3.2) knows only the older tuple forms.
+            choices = cast("list[SelectChoice]", f.choices)
+            values = {c.value for c in choices}
             return f.data if f.data and f.data in values and not f.errors else None
 
         date_from = self.date_from.data if not self.date_from.errors else None

@@ -15,10 +15,26 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import stripe
 from stripe.params import EventListParams
+
+if TYPE_CHECKING:
+    # The SDK's typed request parameters (TypedDicts: plain dicts at run time).
+    # BaseAddresses is not re-exported by stripe; StripeClient's base_addresses takes it.
+    from stripe._base_address import BaseAddresses
+    from stripe.params import (
+        PaymentIntentCaptureParams,
+        PaymentIntentConfirmParams,
+        PaymentIntentCreateParams,
+        RefundCreateParams,
+    )
+    from stripe.params.checkout import (
+        SessionCreateParams,
+        SessionCreateParamsPaymentIntentData,
+        SessionCreateParamsSubscriptionData,
+    )
 
 from app.gateways.base import (
     AuthenticationRequest,
@@ -460,14 +476,14 @@ class StripeGateway:
         self._expiry = timedelta(minutes=checkout_expiry_minutes)
         self._public_base_url = public_base_url.rstrip("/")
         self._http = PooledHTTPClient(timeout, proxy=_proxy_from_environment())
-        bases: dict[str, str] = {}
+        bases: BaseAddresses | None = None
         if api_base:
             base = api_base.rstrip("/")
             # Every base, so no call can leak to the real Stripe from a dev/CI setup.
             bases = {"api": base, "connect": base, "files": base, "meter_events": base}
         self._client = stripe.StripeClient(
             secret_key,
-            base_addresses=bases or None,  # type: ignore[arg-type]
+            base_addresses=bases,
             max_network_retries=max_network_retries,
             http_client=self._http,
             stripe_version=stripe_version,
@@ -534,7 +550,7 @@ class StripeGateway:
             # Lets a webhook's session (which names its payment intent only by id) say
             # that a "paid" session is an authorization, without another API call.
             metadata["capture_method"] = "manual"
-        pi_data: dict[str, Any] = {"metadata": dict(metadata)}
+        pi_data: SessionCreateParamsPaymentIntentData = {"metadata": dict(metadata)}
         if request.capture_method == "manual":
             pi_data["capture_method"] = "manual"
         if request.description:
@@ -546,7 +562,7 @@ class StripeGateway:
             pi_data["metadata"] = dict(metadata)
             pi_data["setup_future_usage"] = "off_session"
             customer_id = request.gateway_customer_id or self._create_customer(request)
-        params: dict[str, Any] = {
+        params: SessionCreateParams = {
             "mode": "payment",
             "line_items": [
                 {
@@ -575,7 +591,7 @@ class StripeGateway:
         session = self._call_object(
             "checkout.create",
             lambda: self._client.v1.checkout.sessions.create(
-                params=params,  # type: ignore[arg-type]
+                params=params,
                 options={"idempotency_key": request.idempotency_key},
             ),
         )
@@ -612,22 +628,23 @@ class StripeGateway:
         wants authenticated with a card error `authentication_required` whose payment
         intent waits in requires_action."""
         currency = request.currency.upper()
-        params: dict[str, Any] = {
+        params: PaymentIntentCreateParams = {
             "amount": to_stripe_amount(request.amount, currency),
             "currency": currency.lower(),
-            "customer": request.gateway_customer_id,
             "payment_method": request.token,
             "off_session": True,
             "confirm": True,
             "metadata": {"order_id": request.order_id, "payment_id": request.payment_id},
             "expand": ["latest_charge"],
         }
+        if request.gateway_customer_id is not None:  # the SDK leaves a None out too
+            params["customer"] = request.gateway_customer_id
         if request.description:
             params["description"] = request.description[:1000]
         try:
             pi = _plain(
                 self._client.v1.payment_intents.create(
-                    params=params,  # type: ignore[arg-type]
+                    params=params,
                     options={"idempotency_key": request.idempotency_key},
                 )
             )
@@ -658,7 +675,7 @@ class StripeGateway:
         pi_id = request.gateway_payment_id
         pi = self._payment_intent(pi_id)
         if not self._redirect_url(pi, request.return_url) and self._confirmable(pi):
-            params: dict[str, Any] = {
+            params: PaymentIntentConfirmParams = {
                 "payment_method": request.token,
                 "return_url": request.return_url,
                 "expand": ["latest_charge"],
@@ -667,7 +684,7 @@ class StripeGateway:
                 pi = _plain(
                     self._client.v1.payment_intents.confirm(
                         pi_id,
-                        params=params,  # type: ignore[arg-type]
+                        params=params,
                         options={"idempotency_key": request.idempotency_key},
                     )
                 )
@@ -830,7 +847,7 @@ class StripeGateway:
     def refund(self, request: RefundRequest) -> RefundResult:
         if request.amount <= 0:
             raise GatewayError("invalid_request", "A refund must be for a positive amount.")
-        params: dict[str, Any] = {
+        params: RefundCreateParams = {
             "payment_intent": self._payment_intent_id(
                 request.reference, request.gateway_payment_id
             ),
@@ -843,7 +860,7 @@ class StripeGateway:
         refund = self._call(
             "refund.create",
             lambda: self._client.v1.refunds.create(
-                params=params,  # type: ignore[arg-type]
+                params=params,
                 options={"idempotency_key": request.idempotency_key},
             ),
         )
@@ -876,7 +893,7 @@ class StripeGateway:
 
     def capture(self, request: CaptureRequest) -> PaymentUpdate:
         pi_id = self._payment_intent_id(request.reference, request.gateway_payment_id)
-        params = {
+        params: PaymentIntentCaptureParams = {
             "amount_to_capture": to_stripe_amount(request.amount, request.currency),
             "expand": ["latest_charge"],
         }
@@ -884,7 +901,7 @@ class StripeGateway:
             "payment_intent.capture",
             lambda: self._client.v1.payment_intents.capture(
                 pi_id,
-                params=params,  # type: ignore[arg-type]
+                params=params,
                 options={"idempotency_key": request.idempotency_key},
             ),
         )
@@ -1284,7 +1301,7 @@ class StripeGateway:
             f"{request.idempotency_key}-customer",
         )
         metadata = {"customer_id": request.customer_id}
-        params: dict[str, Any] = {
+        params: SessionCreateParams = {
             "mode": "setup",
             "customer": customer_id,
             "currency": request.currency.lower(),
@@ -1297,7 +1314,7 @@ class StripeGateway:
         session = self._call(
             "checkout.create_setup",
             lambda: self._client.v1.checkout.sessions.create(
-                params=params,  # type: ignore[arg-type]
+                params=params,
                 options={"idempotency_key": request.idempotency_key},
             ),
         )
@@ -1424,10 +1441,10 @@ class StripeGateway:
     def create_subscription(self, request: SubscriptionRequest) -> SubscriptionCheckout:
         price_id, product_id = self._price(request)
         metadata = {"subscription_id": request.subscription_id}
-        data: dict[str, Any] = {"metadata": dict(metadata)}
+        data: SessionCreateParamsSubscriptionData = {"metadata": dict(metadata)}
         if request.trial_days:
             data["trial_period_days"] = request.trial_days
-        params: dict[str, Any] = {
+        params: SessionCreateParams = {
             "mode": "subscription",
             "line_items": [{"price": price_id, "quantity": 1}],
             "client_reference_id": request.subscription_id,
@@ -1441,7 +1458,7 @@ class StripeGateway:
         session = self._call(
             "checkout.create_subscription",
             lambda: self._client.v1.checkout.sessions.create(
-                params=params,  # type: ignore[arg-type]
+                params=params,
                 options={"idempotency_key": request.idempotency_key},
             ),
         )

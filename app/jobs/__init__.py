@@ -19,7 +19,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask
+
+from app.proxies import real_app
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,8 @@ def task(
 def _batches() -> list[list[tuple[str, tuple[Any, ...]]]]:
     if not hasattr(_local, "batches"):
         _local.batches = []
-    return _local.batches  # type: ignore[no-any-return]
+    batches: list[list[tuple[str, tuple[Any, ...]]]] = _local.batches
+    return batches
 
 
 def begin_batch() -> None:
@@ -127,7 +130,7 @@ def enqueue_grouped(name: str, item: Any) -> None:
 
 def dispatch(name: str, *args: Any) -> None:
     """Send a job to Celery when a broker is configured, else to the in-process runner."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = real_app()
     if app.config.get("CELERY_BROKER_URL") and not app.config.get("JOBS_EAGER"):
         try:
             get_celery(app).send_task(name, args=list(args))

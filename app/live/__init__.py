@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app
 
+from app.proxies import real_app
+
 if TYPE_CHECKING:
     from app.models import OutboxEvent
 
@@ -246,7 +248,8 @@ class Hub:
 
 
 def hub() -> Hub:
-    return current_app.extensions["kassa_live"]  # type: ignore[no-any-return]
+    installed: Hub = current_app.extensions["kassa_live"]  # init_app
+    return installed
 
 
 def publish(messages: list[Message]) -> None:
@@ -290,7 +293,7 @@ def stream(
     `name` gives each message its SSE event name (what the page's widgets listen for)."""
     from app.payments import outbox
 
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = real_app()
     the_hub = hub()
     sub = the_hub.subscribe(wants)
 

@@ -281,6 +281,8 @@ def start_authentication(payment: Payment, actor: Actor) -> str | None:
     )
     if (
         not isinstance(getattr(gateway, "inner", gateway), AuthenticatesCharges)
+        # The resilience layer has the method too (it forwards it with retries).
+        or not isinstance(gateway, AuthenticatesCharges)
         or method is None
         or not payment.gateway_payment_id
     ):
@@ -315,7 +317,7 @@ def start_authentication(payment: Payment, actor: Actor) -> str | None:
         refused=refused,
         for_customer=True,
     ):
-        start = gateway.start_authentication(request)  # type: ignore[attr-defined]
+        start = gateway.start_authentication(request)
     with unit_of_work():
         locked = lock(Payment, id=payment_id)
         assert locked is not None

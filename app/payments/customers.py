@@ -234,7 +234,10 @@ def start_method_setup(
     the audit trail."""
     customer = get_customer(customer_public_id)
     gateway = registry.get_gateway(gateway_name)
-    if not isinstance(getattr(gateway, "inner", gateway), SetsUpMethods):
+    # The resilience layer has the method too (it forwards it with retries).
+    if not isinstance(getattr(gateway, "inner", gateway), SetsUpMethods) or not isinstance(
+        gateway, SetsUpMethods
+    ):
         raise InvalidState(f"{gateway.display_name} cannot save a method without a payment.")
     chosen = (currency or _latest_currency(customer) or "").upper()
     if len(chosen) != 3 or not chosen.isascii() or not chosen.isalpha():
@@ -257,7 +260,7 @@ def start_method_setup(
     customer_id, customer_email, customer_name = customer.id, customer.email, customer.name
     release_connection()
     with gateway_errors():
-        session: MethodSetupSession = gateway.create_method_setup(request)  # type: ignore[attr-defined]
+        session: MethodSetupSession = gateway.create_method_setup(request)
     with unit_of_work():
         if session.gateway_customer_id and not request.gateway_customer_id:
             _keep_gateway_customer(customer_id, gateway_name, session.gateway_customer_id)

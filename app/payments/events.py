@@ -210,10 +210,12 @@ def _fetch_subscriptions(
         ):
             continue
         gateway = registry.get_gateway(row.gateway)
-        if not isinstance(getattr(gateway, "inner", gateway), Subscriptions):
+        # The resilience layer forwards subscription calls to the adapter (its __getattr__).
+        adapter = getattr(gateway, "inner", gateway)
+        if not isinstance(adapter, Subscriptions):
             continue
         event = VerifiedEvent(row.event_id, row.event_type, json.loads(row.payload))
-        for named in gateway.subscription_events(event):  # type: ignore[attr-defined]
+        for named in adapter.subscription_events(event):
             item = subscriptions.fetch_for_event(row.gateway, named)
             if item is not None:
                 fetched.setdefault(row.id, []).append(item)

@@ -17,13 +17,13 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from flask import current_app
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from app import jobs
 from app.extensions import WAIT_OUTSIDE, db
 from app.payments import store
+from app.proxies import real_app
 
 _writer_lock = threading.Lock()
 
@@ -135,7 +135,7 @@ class InboxWriter:
 
 def inbox_writer() -> InboxWriter:
     """This app's intake writer (one per process and app, made on first use)."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]  # the app behind the proxy
+    app = real_app()  # the app behind the proxy
     writer: InboxWriter | None = app.extensions.get("kassa_inbox_writer")
     if writer is None:
         with _writer_lock:

@@ -7,9 +7,9 @@ PostgreSQL and SQLite alike, so concurrent buyers can never take the same unit.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 
 from app.extensions import db
 from app.models import Order, Product
@@ -23,14 +23,19 @@ if TYPE_CHECKING:
 
 def _take(product_id: int, quantity: int) -> bool:
     """Take `quantity` units of a product; False when there are not enough."""
-    result = db.session.execute(
-        update(Product)
-        .where(Product.id == product_id)
-        .where((Product.stock.is_(None)) | (Product.stock >= quantity))
-        .values(stock=Product.stock - quantity)
-        .execution_options(synchronize_session=False)
+    # Session.execute is typed as returning Result; a DML statement's is a CursorResult,
+    # which has rowcount (SQLAlchemy's own stubs cannot tell the two apart by statement).
+    result = cast(
+        "CursorResult[Any]",
+        db.session.execute(
+            update(Product)
+            .where(Product.id == product_id)
+            .where((Product.stock.is_(None)) | (Product.stock >= quantity))
+            .values(stock=Product.stock - quantity)
+            .execution_options(synchronize_session=False)
+        ),
     )
-    matched: int = result.rowcount  # type: ignore[attr-defined]
+    matched: int = result.rowcount
     return matched == 1
 
 

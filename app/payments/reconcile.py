@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from flask import current_app, has_request_context
 from sqlalchemy import and_, func, or_, select
@@ -31,7 +32,7 @@ from sqlalchemy import and_, func, or_, select
 from app import jobs
 from app.extensions import db
 from app.gateways import registry
-from app.gateways.base import GatewayError, PaymentRef
+from app.gateways.base import GatewayError, ListsEvents, PaymentRef, RetrievesRefunds
 from app.models import Order, OrderStatus, Payment, PaymentStatus, Refund, RefundStatus
 from app.models.base import utcnow
 from app.models.enums import PAYABLE, STILL_OPEN
@@ -43,6 +44,8 @@ from app.payments.uow import lock, unit_of_work
 from app.payments.updates import apply_update_now
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 RECONCILER = Actor("job", "reconcile")
 EXPIRER = Actor("job", "expire")
@@ -77,7 +80,7 @@ def _grace_cutoff() -> timedelta:
     return timedelta(seconds=int(current_app.config.get("RECONCILE_GRACE_SECONDS", 120)))
 
 
-def _in_request_context(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+def _in_request_context(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """open_checkout builds return URLs with url_for: give jobs and the CLI a request
     context on the public base URL, so the rebuilt request is identical to the first one."""
     if has_request_context():
@@ -143,9 +146,13 @@ def reconcile_refund(refund_id: int, report: Report) -> None:
     gateway = registry.get_gateway(refund.gateway)
     max_age = timedelta(hours=int(current_app.config.get("REFUND_RESEND_MAX_HOURS", 23)))
     try:
-        if refund.gateway_refund_id and getattr(gateway, "can_retrieve_refunds", False):
+        if (
+            refund.gateway_refund_id
+            and getattr(gateway, "can_retrieve_refunds", False)
+            and isinstance(gateway, RetrievesRefunds)
+        ):
             payment = refund.payment
-            update = gateway.retrieve_refund(  # type: ignore[attr-defined]
+            update = gateway.retrieve_refund(
                 PaymentRef(
                     payment.public_id, payment.gateway_reference, payment.gateway_payment_id
                 ),
@@ -183,10 +190,10 @@ def pull_events(report: Report) -> None:
         hours=int(current_app.config.get("RECONCILE_EVENTS_LOOKBACK_HOURS", 72))
     )
     for name, gateway in registry.gateways().items():
-        if not getattr(gateway, "can_list_events", False):
+        if not getattr(gateway, "can_list_events", False) or not isinstance(gateway, ListsEvents):
             continue
         try:
-            listed = gateway.list_events(since)  # type: ignore[attr-defined]
+            listed = gateway.list_events(since)
         except GatewayError as exc:
             report.errors.append(f"{name} events: {exc.message}")
             continue

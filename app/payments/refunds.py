@@ -13,7 +13,13 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.gateways import registry
-from app.gateways.base import CaptureRequest, GatewayError, PaymentRef, RefundRequest
+from app.gateways.base import (
+    CaptureRequest,
+    GatewayError,
+    PaymentRef,
+    RefundRequest,
+    VoidsAuthorizations,
+)
 from app.models import Payment, PaymentStatus, Refund, RefundStatus
 from app.models.base import public_id
 from app.models.enums import REFUNDABLE
@@ -206,12 +212,14 @@ def void_authorization(payment_public_id: str, actor: Actor) -> Payment:
     if not can_void(payment):
         raise InvalidState("This gateway's authorizations cannot be voided from here.")
     gateway = registry.get_gateway(payment.gateway)
+    if not isinstance(gateway, VoidsAuthorizations):  # every gateway that can_void has it
+        raise InvalidState("This gateway's authorizations cannot be voided from here.")
     with unit_of_work():
         locked = lock(Payment, id=payment.id)
         assert locked is not None
         audit.record(actor, "payment.void_requested", locked, from_state=locked.status)
     with gateway_errors():
-        update = gateway.void_payment(  # type: ignore[attr-defined]
+        update = gateway.void_payment(
             CaptureRequest(
                 payment_id=payment.public_id,
                 reference=payment.gateway_reference,

@@ -151,7 +151,9 @@ def _gateway(name: str) -> Subscriptions:
     inner = getattr(gateway, "inner", gateway)
     if not isinstance(inner, Subscriptions):
         raise GatewayNotAvailable(f"{gateway.display_name} does not offer subscriptions here.")
-    return gateway  # type: ignore[return-value]  # the resilience layer forwards the calls
+    # The resilience layer has no subscription methods of its own: it forwards them to the
+    # adapter (ResilientGateway.__getattr__), so the adapter is what answers either way.
+    return inner
 
 
 def _external(endpoint: str, **values: Any) -> str:

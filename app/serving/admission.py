@@ -197,4 +197,5 @@ def init_app(app: Flask) -> None:
         app.extensions[WAIT_OUTSIDE] = waiting_outside
         step_outside_for_gateways(app.extensions.get("kassa_gateways", {}))
         app.after_request(_mark_streamed)
+        # Flask's documented way to add WSGI middleware; mypy sees wsgi_app as a method.
         app.wsgi_app = _Middleware(app.wsgi_app, ActiveLimit(limit))  # type: ignore[method-assign]

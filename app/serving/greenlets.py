@@ -6,6 +6,10 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from flask import Flask
+
+from app.extensions import OFF_THE_EVENT_LOOP
+
 T = TypeVar("T")
 
 
@@ -25,3 +29,9 @@ def off_the_event_loop(fn: Callable[..., T], *args: object) -> T:
         result: T = gevent.get_hub().threadpool.apply(fn, args)
         return result
     return fn(*args)
+
+
+def init_app(app: Flask) -> None:
+    """Install the runner that CPU-heavy calls in the app go through (app/auth/service.py's
+    password check reads app.extensions[OFF_THE_EVENT_LOOP]; the doors never import serving)."""
+    app.extensions[OFF_THE_EVENT_LOOP] = off_the_event_loop

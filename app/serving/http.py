@@ -35,6 +35,7 @@ MIN_SIZE = 1024
 def init_app(app: Flask) -> None:
     hops = int(app.config.get("PROXY_FIX_HOPS") or 0)
     if hops > 0:
+        # Flask's documented way to add WSGI middleware; mypy sees wsgi_app as a method.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops
         )

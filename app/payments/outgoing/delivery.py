@@ -41,6 +41,7 @@ from app.payments.audit import SYSTEM
 from app.payments.outgoing import schedule, secrets, signing
 from app.payments.outgoing.http import Result, Sender, TargetPolicy
 from app.payments.uow import lock, unit_of_work
+from app.proxies import real_app
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def _sender(app: Flask) -> tuple[Sender, ThreadPoolExecutor]:
 
 def send(claims: list[Claim]) -> list[tuple[Claim, dict[str, str], Result]]:
     """POST every claim (concurrently), signed now with the endpoint's secrets."""
-    sender, pool = _sender(current_app._get_current_object())  # type: ignore[attr-defined]
+    sender, pool = _sender(real_app())
 
     def one(c: Claim) -> tuple[Claim, dict[str, str], Result]:
         headers = signing.headers(c.secrets, c.msg_id, int(time.time()), c.body)
