@@ -34,6 +34,54 @@ DEMO_PRODUCTS = [
 ]
 
 
+DEMO_PLANS = [
+    # sku, name, description, amount (minor units), currency, interval, trial days
+    (
+        "coffee-club-eur",
+        "Coffee club",
+        "A bag of fresh beans every month.",
+        1200,
+        "EUR",
+        "month",
+        0,
+    ),
+    (
+        "zine-inr",
+        "Monthly zine",
+        "A printed zine in the post; first week free.",
+        19900,
+        "INR",
+        "month",
+        7,
+    ),
+]
+
+
+def seed_demo_plans() -> list[str]:
+    """The demo store's subscription plans, if missing (`flask seed-demo` only: the tests'
+    databases start without plans). Returns the SKUs created."""
+    from app.models import Plan
+    from app.payments import subscriptions
+    from app.payments.audit import SYSTEM
+
+    created = []
+    for sku, name, description, amount, currency, interval, trial in DEMO_PLANS:
+        if db.session.execute(select(Plan.id).where(Plan.sku == sku)).first():
+            continue
+        subscriptions.create_plan(
+            sku=sku,
+            name=name,
+            description=description,
+            amount=amount,
+            currency=currency,
+            interval=interval,
+            trial_days=trial,
+            actor=SYSTEM,
+        )
+        created.append(sku)
+    return created
+
+
 def seed_demo_data() -> tuple[list[str], str, str | None]:
     """Create the demo catalog and merchant if missing. Returns (created skus, email, password)."""
     created = []
@@ -99,9 +147,11 @@ def init_app(app: Flask) -> None:
     def seed_demo() -> None:
         """Create the demo catalog and a demo merchant (idempotent)."""
         created, email, password = seed_demo_data()
+        plans = seed_demo_plans()
         click.echo(
             f"Demo catalog: {len(created)} product(s) added "
-            f"({len(DEMO_PRODUCTS) - len(created)} already there)."
+            f"({len(DEMO_PRODUCTS) - len(created)} already there); "
+            f"{len(plans)} plan(s) added ({len(DEMO_PLANS) - len(plans)} already there)."
         )
         if password:
             click.echo(f"Demo merchant: {email} / password: {password}")

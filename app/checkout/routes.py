@@ -22,7 +22,7 @@ from app.checkout.forms import CartCheckoutForm, CheckoutForm, RetryForm
 from app.extensions import db, htmx, limiter
 from app.gateways import registry
 from app.models import Payment, PaymentLink, PaymentStatus, Product
-from app.payments import charges, checkout, customers, links, orders
+from app.payments import charges, checkout, customers, links, orders, subscriptions
 from app.payments.audit import CUSTOMER
 from app.payments.errors import InvalidState, KassaError, NotFound, OutOfStock
 from app.payments.orders import ItemRequest
@@ -82,7 +82,9 @@ def storefront() -> str:
         .scalars()
         .all()
     )
-    return render_template("checkout/storefront.html", products=products)
+    return render_template(
+        "checkout/storefront.html", products=products, plans=subscriptions.plans()
+    )
 
 
 def _checkout_form() -> CheckoutForm:

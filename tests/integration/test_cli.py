@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from werkzeug.security import check_password_hash
 
 from app.extensions import db
-from app.models import Product, User
+from app.models import Plan, Product, User
 
 
 def test_seed_demo_is_idempotent_and_prints_the_password(make_app: Callable[..., Flask]) -> None:
@@ -17,12 +17,18 @@ def test_seed_demo_is_idempotent_and_prints_the_password(make_app: Callable[...,
     runner = app.test_cli_runner()
     result = runner.invoke(args=["seed-demo"])
     assert result.exit_code == 0
-    assert "0 product(s) added (5 already there)" in result.output
+    assert "0 product(s) added (5 already there); 2 plan(s) added" in result.output
+    again = runner.invoke(args=["seed-demo"])
+    assert "0 plan(s) added (2 already there)" in again.output
     password = result.output.split("password: ")[1].split()[0]
+    storefront = app.test_client().get("/").get_data(as_text=True)
+    assert "Coffee club" in storefront and "/plans/" in storefront
     with app.app_context():
         assert db.session.execute(select(func.count(Product.id))).scalar_one() == 5
         currencies = set(db.session.execute(select(Product.currency)).scalars())
         assert currencies == {"USD", "EUR", "INR", "JPY"}
+        plans = db.session.execute(select(Plan.name, Plan.currency).order_by(Plan.id)).all()
+        assert [tuple(p) for p in plans] == [("Coffee club", "EUR"), ("Monthly zine", "INR")]
         user = db.session.execute(select(User)).scalar_one()
         assert user.role == "owner" and check_password_hash(user.password_hash, password)
 
