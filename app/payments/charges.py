@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
+from flask_babel import force_locale, gettext
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -35,6 +36,7 @@ from app.gateways.base import (
     GatewayError,
     SavesMethods,
 )
+from app.i18n import current_locale
 from app.mail import deliver, new_message
 from app.models import MethodStatus, Payment, PaymentStatus, SavedPaymentMethod
 from app.models.base import public_id, utcnow
@@ -362,14 +364,24 @@ def send_action_email(payment_id: int) -> None:
     if payment is None or payment.status != PaymentStatus.REQUIRES_ACTION:
         return
     link = action_link(payment)
-    store_name = current_app.config.get("STORE_NAME") or "Kassa"
-    amount = format_minor(payment.amount, payment.currency)
-    text = (
-        f"{store_name} asked your bank for {amount} with the card you saved, and your bank "
-        f"wants you to confirm it.\n\nConfirm the payment: {link}\n\n"
-        "If you did not expect this, ignore this message; nothing is charged without you."
-    )
-    deliver(
-        new_message(payment.customer_email, f"Confirm your payment of {amount}", text),
-        f"action-{payment.public_id}",
-    )
+    store = current_app.config.get("STORE_NAME") or "Kassa"
+    locale = payment.order.locale or customers.customer_locale(payment.customer)
+    with force_locale(locale):
+        amount = format_minor(payment.amount, payment.currency, locale=current_locale())
+        text = "\n\n".join(
+            [
+                gettext(
+                    "%(store)s asked your bank for %(amount)s with the payment method you "
+                    "saved, and your bank wants you to confirm it.",
+                    store=store,
+                    amount=amount,
+                ),
+                gettext("Confirm the payment: %(link)s", link=link),
+                gettext(
+                    "If you did not expect this, ignore this message; nothing is charged "
+                    "without you."
+                ),
+            ]
+        )
+        subject = gettext("Confirm your payment of %(amount)s", amount=amount)
+    deliver(new_message(payment.customer_email, subject, text), f"action-{payment.public_id}")

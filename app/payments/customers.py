@@ -12,6 +12,7 @@ import secrets
 from datetime import datetime
 
 from flask import current_app, url_for
+from flask_babel import force_locale, gettext
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import insert, select
 from sqlalchemy.orm import selectinload
@@ -258,6 +259,7 @@ def start_method_setup(
         idempotency_key=f"kassa-setup-{customer.public_id}-{secrets.token_hex(8)}",
     )
     customer_id, customer_email, customer_name = customer.id, customer.email, customer.name
+    locale = customer_locale(customer)
     release_connection()
     with gateway_errors():
         session: MethodSetupSession = gateway.create_method_setup(request)
@@ -272,7 +274,7 @@ def start_method_setup(
             locked,
             details={"gateway": gateway_name, "reference": session.reference, "currency": chosen},
         )
-    _email_setup_link(customer_email, customer_name, session)
+    _email_setup_link(customer_email, customer_name, locale, session)
     return session
 
 
@@ -286,19 +288,37 @@ def setup_gateways() -> list[tuple[str, str]]:
     return found
 
 
-def _email_setup_link(email: str, name: str, session: MethodSetupSession) -> None:
+def customer_locale(customer: Customer | None) -> str:
+    """The language the customer last ordered in (orders.locale): messages sent with no
+    browser to ask (charges, set-up links, dunning) are written in it."""
+    for payment in reversed(customer.payments if customer else []):
+        if payment.order is not None and payment.order.locale:
+            return payment.order.locale
+    return str(current_app.config["DEFAULT_LOCALE"])
+
+
+def _email_setup_link(email: str, name: str, locale: str, session: MethodSetupSession) -> None:
     """The customer's message with the gateway's page (named by the setup, so a resend
-    after a crash never sends two)."""
-    store_name = current_app.config.get("STORE_NAME") or "Kassa"
-    text = (
-        f"Hello {name},\n\n{store_name} asks you to save a payment method for your future "
-        f"purchases. Nothing is charged now.\n\nSave it here: {session.redirect_url}\n\n"
-        "If you did not expect this, ignore this message; nothing is saved without you."
-    )
-    deliver(
-        new_message(email, f"Save a payment method with {store_name}", text),
-        f"setup-{session.reference}",
-    )
+    after a crash never sends two), in their language."""
+    store = current_app.config.get("STORE_NAME") or "Kassa"
+    with force_locale(locale):
+        greeting = gettext("Hello %(name)s,", name=name) if name else gettext("Hello,")
+        text = "\n\n".join(
+            [
+                greeting,
+                gettext(
+                    "%(store)s asks you to save a payment method for your future purchases. "
+                    "Nothing is charged now.",
+                    store=store,
+                ),
+                gettext("Save it here: %(link)s", link=session.redirect_url),
+                gettext(
+                    "If you did not expect this, ignore this message; nothing is saved without you."
+                ),
+            ]
+        )
+        subject = gettext("Save a payment method with %(store)s", store=store)
+    deliver(new_message(email, subject, text), f"setup-{session.reference}")
 
 
 def _latest_currency(customer: Customer) -> str | None:

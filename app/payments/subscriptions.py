@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app, url_for
+from flask_babel import force_locale, format_datetime, gettext
 from sqlalchemy import func, select
 
 from app import jobs
@@ -56,6 +57,7 @@ from app.models.enums import SUBSCRIPTION_OPEN
 from app.money import MoneyError, normalize_currency
 from app.payments import audit, state
 from app.payments.audit import Actor
+from app.payments.customers import customer_locale, find_by_email
 from app.payments.errors import (
     GatewayNotAvailable,
     InvalidState,
@@ -703,19 +705,25 @@ def renewal_failed(subscription_id: int, invoice_id: str) -> bool:
         row_id = row.id
         email, plan_name, retry = sub.customer_email, sub.plan.name, sub.next_payment_attempt
         ref, gateway_name, public_id = _ref(sub), sub.gateway, sub.public_id
+        locale = customer_locale(find_by_email(email))
     release_connection()
     link = _gateway(gateway_name).billing_portal_url(ref, customer_url(public_id))
-    when = retry.strftime("%Y-%m-%d %H:%M UTC") if retry else "not planned"
     store = current_app.config["STORE_NAME"]
-    text = (
-        f"The renewal of your {plan_name} subscription with {store} did not go through.\n\n"
-        f"Update your payment method here: {link}\n\n"
-        f"Next automatic retry: {when}.\n"
-    )
-    deliver(
-        new_message(email, f"[{store}] Your payment did not go through", text),
-        f"dunning-{row_id:08d}",
-    )
+    with force_locale(locale):
+        when = format_datetime(retry, "medium") + " UTC" if retry else gettext("none planned")
+        text = "\n\n".join(
+            [
+                gettext(
+                    "The renewal of your %(plan)s subscription with %(store)s did not go through.",
+                    plan=plan_name,
+                    store=store,
+                ),
+                gettext("Update your payment method here: %(link)s", link=link),
+                gettext("Next automatic retry: %(when)s.", when=when),
+            ]
+        )
+        subject = gettext("[%(store)s] Your payment did not go through", store=store)
+    deliver(new_message(email, subject, text), f"dunning-{row_id:08d}")
     with unit_of_work():
         locked = lock(MerchantNotification, id=row_id)
         if locked is not None:

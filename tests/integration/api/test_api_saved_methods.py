@@ -292,3 +292,26 @@ def test_customer_rows_hold_no_plaintext_and_search_by_email_still_works(api: Ap
     found = api.get("/customers?email=grace@EXAMPLE.com").get_json()["data"]
     assert [c["id"] for c in found] == [customer["id"]]
     assert found[0]["email"] == "grace@example.com"
+
+
+def test_the_confirmation_email_is_in_the_language_the_customer_bought_in(api: Api) -> None:
+    response = api.post(
+        "/checkout-sessions",
+        checkout_body(
+            save_payment_method=True, customer={"email": "lea@example.com", "name": "Lea"}
+        ),
+        headers={"Accept-Language": "de-DE,de;q=0.9"},
+    )
+    assert response.status_code == 201, response.get_json()
+    data = response.get_json()["data"]
+    complete_at_sandbox(api.app, data["payment"]["gateway_reference"], "3ds_succeed")
+    customer = api.get(f"/customers/{data['payment']['customer_id']}").get_json()["data"]
+    [method] = customer["payment_methods"]
+    # The merchant's charge carries no browser language: the customer's last order's is used.
+    payment = charge(api, method["id"], "auth-de").get_json()["data"]
+    assert payment["status"] == "requires_action"
+    [mail] = (Path(api.app.instance_path) / "outbox").glob(f"action-{payment['id']}*")
+    message = message_from_bytes(mail.read_bytes(), policy=default)
+    assert message["Subject"] == "Bestätigen Sie Ihre Zahlung von $19,99"
+    text = message.get_content()
+    assert "Zahlung bestätigen: http" in text and "/pay/action/" in text
