@@ -26,7 +26,7 @@ Everything runs in the caller's unit of work, except event_inserter's, which com
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import cache, lru_cache
 from typing import Any
