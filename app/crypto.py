@@ -28,8 +28,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -93,6 +94,9 @@ class Keyring:
         if not self.fernets:
             raise RuntimeError("ENCRYPTION_KEYS: at least one key is needed")
         object.__setattr__(self, "_multi", MultiFernet(list(self.fernets)))
+        # One checkout hashes its email several times (the order, the payment, the
+        # customer lookup): the last few addresses' hashes are kept, per keyring.
+        object.__setattr__(self, "_hashes", lru_cache(maxsize=256)(self._email_hash))
 
     @classmethod
     def from_settings(
@@ -159,6 +163,10 @@ class Keyring:
 
     def email_hash(self, email: str) -> str:
         """The blind index of an email: hex HMAC-SHA256 of its normalized form."""
+        memo: Callable[[str], str] = self.__dict__["_hashes"]
+        return memo(email)
+
+    def _email_hash(self, email: str) -> str:
         return hmac.new(
             self.blind_index_key, normalize_email(email).encode(), hashlib.sha256
         ).hexdigest()

@@ -26,9 +26,9 @@ Everything runs in the caller's unit of work, except event_inserter's, which com
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import Row, Table, bindparam, func, insert, text, update
@@ -269,9 +269,12 @@ def utc_day(column: Any) -> Any:
 # --- insert-or-ignore ----------------------------------------------------------------
 
 
+@lru_cache(maxsize=64)
 def _insert_or_ignore_statement(
-    table: Table, dialect: str, conflict: Sequence[str], returning: Iterable[str]
+    table: Table, dialect: str, conflict: tuple[str, ...], returning: tuple[str, ...]
 ) -> Insert:
+    """Built once per table, dialect and columns (a statement is immutable): building it
+    per call cost more CPU than executing it from SQLAlchemy's compiled cache."""
     make = pg_insert if dialect == "postgresql" else sqlite_insert
     return (
         make(table)
@@ -291,7 +294,7 @@ def insert_or_ignore(
     exists, in the caller's transaction; the new row's `returning` columns, or None."""
     table: Table = model.__table__
     stmt = _insert_or_ignore_statement(
-        table, db.session.get_bind().dialect.name, conflict, returning
+        table, db.session.get_bind().dialect.name, tuple(conflict), tuple(returning)
     )
     return db.session.execute(stmt, dict(values)).one_or_none()
 
