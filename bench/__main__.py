@@ -121,11 +121,30 @@ def headline(result: dict[str, Any]) -> str:
             f"{k} p50/p95/p99 {v['p50_ms']}/{v['p95_ms']}/{v['p99_ms']} ms"
             for k, v in r["steps"].items()
         )
-        return (
+        text = (
             f"journey: {r['journeys']} journeys by {r['customers']} customers in {r['seconds']} s "
             f"= {r['rate']}/s, {r['requests_per_s']} requests/s, errors {r['errors']}; "
             f"paid exactly once and refunds once: {c['ok']} ({c}); {steps}"
         )
+        stripe = result.get("stripe")
+        if stripe:
+            parts = []
+            for key in ("latency_0ms", "latency_250ms"):
+                s, sc = stripe[key]["run"], stripe[key]["check"]
+                parts.append(
+                    f"{key[8:]}: {s['journeys']} journeys = {s['rate']}/s, journey p50/p95/p99 "
+                    f"{s['steps'].get('journey', {}).get('p50_ms')}/"
+                    f"{s['steps'].get('journey', {}).get('p95_ms')}/"
+                    f"{s['steps'].get('journey', {}).get('p99_ms')} ms, errors {s['errors']}, "
+                    f"checks {sc['ok']}, CPU ms/journey "
+                    f"{stripe[key]['cpu_ms_per_journey'].get('total_ms')}"
+                )
+            text += (
+                "\njourney (stripe fake): "
+                + "; ".join(parts)
+                + f"; ratio 250 ms / 0 ms {stripe['ratio']}, CPU ratio {stripe['cpu_ratio']}"
+            )
+        return text
     if name == "dashboard":
         worst = max(q["p95_ms"] for q in result["list_queries"])
         return (

@@ -79,6 +79,15 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
     journey = results["journey"]
     assert journey["run"]["errors"] == 0 and journey["run"]["journeys"] > 0
     assert journey["check"]["ok"] and journey["check"]["refunds_acked"] > 0
+    # The same journey through the Stripe adapter against the fake (its hosted page, its
+    # signed webhook), at 0 ms and at 250 ms: every journey paid once, refunds once.
+    for key in ("latency_0ms", "latency_250ms"):
+        stripe_run = journey["stripe"][key]
+        assert stripe_run["run"]["errors"] == 0 and stripe_run["run"]["journeys"] > 0
+        assert stripe_run["check"]["ok"] and stripe_run["check"]["refunds_acked"] > 0
+        assert stripe_run["webhooks"]["webhooks_delivered"] >= stripe_run["run"]["journeys"]
+        assert stripe_run["cpu_ms_per_journey"]["workers_ms"] > 0
+    assert journey["stripe"]["ratio"] > 0
     for result in (checkout["baseline_0ms"], webhooks["kassa"], webhooks["baseline_bare_flask"]):
         assert result["cpu_ms_per_op"]["workers_ms"] >= 0
     dashboard = results["dashboard"]
