@@ -150,20 +150,23 @@ def headline(result: dict[str, Any]) -> str:
         return (
             f"dashboard ({result['payments']} payments): worst list p95 {worst} ms, "
             f"overview p95 {result['overview']['p95_ms']} ms, CSV {result['csv']['rows']} "
-            f"rows, RSS growth {result['csv']['rss_growth_mb']} MB; "
+            f"rows, RSS growth {result['csv']['rss_growth_mb']} MB; CPU ms/query "
+            f"{result.get('cpu_ms_per_op', {}).get('total_ms')}, CPU ms/1,000 CSV rows "
+            f"{result['csv'].get('cpu_ms_per_1000_rows', {}).get('total_ms')}; "
             f"ratio (worst p95 / 50 ms) {result['ratio']}"
         )
     if name == "page":
         return (
             f"page weight: {result['total_transferred_bytes']} B transferred "
             f"({result['total_raw_bytes']} B uncompressed); third-party render-blocking: "
-            f"{len(result['third_party_render_blocking'])}; ratio to 50 KB {result['ratio']}"
+            f"{len(result['third_party_render_blocking'])}; CPU ms/request "
+            f"{result.get('cpu_ms_per_op', {}).get('total_ms')}; ratio to 50 KB {result['ratio']}"
         )
     if name == "memory":
         return (
             f"memory: RSS per worker {result['rss_mb_after_requests']} MB after "
-            f"{result['requests']} requests (boot {result['rss_mb_after_boot']} MB); "
-            f"ratio {result['ratio']}"
+            f"{result['requests']} requests (boot {result['rss_mb_after_boot']} MB); CPU "
+            f"ms/request {result.get('cpu_ms_per_op', {}).get('total_ms')}; ratio {result['ratio']}"
         )
     if name == "streams":
         p = result["publish_to_receive"]

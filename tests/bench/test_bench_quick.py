@@ -93,8 +93,12 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
     dashboard = results["dashboard"]
     assert dashboard["payments"] > 0 and all(q["p95_ms"] > 0 for q in dashboard["list_queries"])
     assert dashboard["csv"]["rows"] >= dashboard["payments"]  # quick runs share a database
+    assert dashboard["cpu_ms_per_op"]["total_ms"] > 0
+    assert dashboard["csv"]["cpu_ms_per_1000_rows"]["total_ms"] >= 0
     assert results["page"]["total_raw_bytes"] > 0
+    assert results["page"]["cpu_ms_per_op"]["workers_ms"] >= 0
     assert results["memory"]["rss_mb_after_requests"]
+    assert results["memory"]["cpu_ms_per_op"]["total_ms"] > 0
     streams = results["streams"]
     assert streams["checkout_with_streams"]["ok"] > 0
     assert streams["publish_to_receive"]["received"] == streams["publish_to_receive"]["acked"] > 0
