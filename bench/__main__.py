@@ -116,16 +116,18 @@ def headline(result: dict[str, Any]) -> str:
             "instances (checkout via HAProxy): " + "; ".join(parts) + f"; ratio {result['ratio']}"
         )
     if name == "journey":
-        r, c = result["run"], result["check"]
-        steps = ", ".join(
-            f"{k} p50/p95/p99 {v['p50_ms']}/{v['p95_ms']}/{v['p99_ms']} ms"
-            for k, v in r["steps"].items()
-        )
-        text = (
-            f"journey: {r['journeys']} journeys by {r['customers']} customers in {r['seconds']} s "
-            f"= {r['rate']}/s, {r['requests_per_s']} requests/s, errors {r['errors']}; "
-            f"paid exactly once and refunds once: {c['ok']} ({c}); {steps}"
-        )
+        text = "journey (sandbox): not run (BENCH_JOURNEY_MODES)"
+        if "run" in result:
+            r, c = result["run"], result["check"]
+            steps = ", ".join(
+                f"{k} p50/p95/p99 {v['p50_ms']}/{v['p95_ms']}/{v['p99_ms']} ms"
+                for k, v in r["steps"].items()
+            )
+            text = (
+                f"journey: {r['journeys']} journeys by {r['customers']} customers in "
+                f"{r['seconds']} s = {r['rate']}/s, {r['requests_per_s']} requests/s, errors "
+                f"{r['errors']}; paid exactly once and refunds once: {c['ok']} ({c}); {steps}"
+            )
         stripe = result.get("stripe")
         if stripe:
             parts = []
