@@ -116,35 +116,59 @@ def headline(result: dict[str, Any]) -> str:
             "instances (checkout via HAProxy): " + "; ".join(parts) + f"; ratio {result['ratio']}"
         )
     if name == "journey":
-        r, c = result["run"], result["check"]
-        steps = ", ".join(
-            f"{k} p50/p95/p99 {v['p50_ms']}/{v['p95_ms']}/{v['p99_ms']} ms"
-            for k, v in r["steps"].items()
-        )
-        return (
-            f"journey: {r['journeys']} journeys by {r['customers']} customers in {r['seconds']} s "
-            f"= {r['rate']}/s, {r['requests_per_s']} requests/s, errors {r['errors']}; "
-            f"paid exactly once and refunds once: {c['ok']} ({c}); {steps}"
-        )
+        text = "journey (sandbox): not run (BENCH_JOURNEY_MODES)"
+        if "run" in result:
+            r, c = result["run"], result["check"]
+            steps = ", ".join(
+                f"{k} p50/p95/p99 {v['p50_ms']}/{v['p95_ms']}/{v['p99_ms']} ms"
+                for k, v in r["steps"].items()
+            )
+            text = (
+                f"journey: {r['journeys']} journeys by {r['customers']} customers in "
+                f"{r['seconds']} s = {r['rate']}/s, {r['requests_per_s']} requests/s, errors "
+                f"{r['errors']}; paid exactly once and refunds once: {c['ok']} ({c}); {steps}"
+            )
+        stripe = result.get("stripe")
+        if stripe:
+            parts = []
+            for key in ("latency_0ms", "latency_250ms"):
+                s, sc = stripe[key]["run"], stripe[key]["check"]
+                parts.append(
+                    f"{key[8:]}: {s['journeys']} journeys = {s['rate']}/s, journey p50/p95/p99 "
+                    f"{s['steps'].get('journey', {}).get('p50_ms')}/"
+                    f"{s['steps'].get('journey', {}).get('p95_ms')}/"
+                    f"{s['steps'].get('journey', {}).get('p99_ms')} ms, errors {s['errors']}, "
+                    f"checks {sc['ok']}, CPU ms/journey "
+                    f"{stripe[key]['cpu_ms_per_journey'].get('total_ms')}"
+                )
+            text += (
+                "\njourney (stripe fake): "
+                + "; ".join(parts)
+                + f"; ratio 250 ms / 0 ms {stripe['ratio']}, CPU ratio {stripe['cpu_ratio']}"
+            )
+        return text
     if name == "dashboard":
         worst = max(q["p95_ms"] for q in result["list_queries"])
         return (
             f"dashboard ({result['payments']} payments): worst list p95 {worst} ms, "
             f"overview p95 {result['overview']['p95_ms']} ms, CSV {result['csv']['rows']} "
-            f"rows, RSS growth {result['csv']['rss_growth_mb']} MB; "
+            f"rows, RSS growth {result['csv']['rss_growth_mb']} MB; CPU ms/query "
+            f"{result.get('cpu_ms_per_op', {}).get('total_ms')}, CPU ms/1,000 CSV rows "
+            f"{result['csv'].get('cpu_ms_per_1000_rows', {}).get('total_ms')}; "
             f"ratio (worst p95 / 50 ms) {result['ratio']}"
         )
     if name == "page":
         return (
             f"page weight: {result['total_transferred_bytes']} B transferred "
             f"({result['total_raw_bytes']} B uncompressed); third-party render-blocking: "
-            f"{len(result['third_party_render_blocking'])}; ratio to 50 KB {result['ratio']}"
+            f"{len(result['third_party_render_blocking'])}; CPU ms/request "
+            f"{result.get('cpu_ms_per_op', {}).get('total_ms')}; ratio to 50 KB {result['ratio']}"
         )
     if name == "memory":
         return (
             f"memory: RSS per worker {result['rss_mb_after_requests']} MB after "
-            f"{result['requests']} requests (boot {result['rss_mb_after_boot']} MB); "
-            f"ratio {result['ratio']}"
+            f"{result['requests']} requests (boot {result['rss_mb_after_boot']} MB); CPU "
+            f"ms/request {result.get('cpu_ms_per_op', {}).get('total_ms')}; ratio {result['ratio']}"
         )
     if name == "streams":
         p = result["publish_to_receive"]

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from bench.cpu import CpuMeter, per_op, postgres_backends
 from bench.harness import KEY_SETTINGS, OUT, ROOT, SECRET_KEY, Database
 
 PAYMENTS_OVERRIDE: int | None = None
@@ -68,8 +70,25 @@ def run(app_db: Database, sizes: Any) -> dict[str, Any]:
         if own:
             db.migrate_and_seed_demo()
         seed_seconds = seed(db, count)
+        # CPU: this process (the app's query code runs here) and the database's backends.
+        meter = CpuMeter(
+            {"app": lambda: [os.getpid()], "postgres": lambda: postgres_backends(db.name)}
+        )
+        meter.start()
         timed = _through_app(db, count, repeat)
+        timed["cpu_ms_per_op"] = per_op(meter.stop(), timed["queries_run"])
+        meter = CpuMeter({"postgres": lambda: postgres_backends(db.name)})
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        meter.start()
         csv_result = export_in_child(db.url)
+        spent = meter.stop()
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        spent["app"] = (children_after.ru_utime + children_after.ru_stime) - (
+            children_before.ru_utime + children_before.ru_stime
+        )
+        # Per 1,000 rows exported (the export runs in a child process of its own).
+        per_row = per_op(spent, csv_result["rows"])
+        csv_result["cpu_ms_per_1000_rows"] = {k: round(v * 1000, 1) for k, v in per_row.items()}
         worst = max(r["p95_ms"] for r in timed["list_queries"])
         return {
             "name": "dashboard",
@@ -174,6 +193,7 @@ def _through_app(db: Database, count: int, repeat: int) -> dict[str, Any]:
             fdb.session.remove()
         fdb.engine.dispose()
     return {
+        "queries_run": repeat * (len(results) + 1),
         "list_queries": results,
         "overview": {
             "days": 90,

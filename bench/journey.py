@@ -17,7 +17,17 @@ by kind, p50/p95/p99 per step, errors; then checked in the database: every paid 
 order is paid, by exactly one payment, and every acknowledged refund is there once (and
 each payment's amount_refunded is the sum of its refunds).
 
-Full runs: 1,000 customers for 60 s (and the same at 0 customers' think time); quick: 20.
+Then the same journey through the Stripe adapter (the official SDK) against
+bench/fake_gateway.py, the fake's API answering at 0 ms (the same-run baseline), then at
+250 ms: the checkout creates a Checkout Session at the fake, the customer pays on the
+fake's hosted page (its own connection, as a browser's), the fake sends the signed
+`checkout.session.completed` webhook to /webhooks/stripe, the return page (which retrieves
+the session) and its widget poll until paid; the merchants' refunds go to the fake too.
+Reported per latency as above, plus the ratio of journeys/s (250 ms / 0 ms) and of CPU ms
+per journey. BENCH_JOURNEY_MODES=stripe (or sandbox) runs one mode only.
+
+Full runs: 1,000 customers for 60 s in each (sandbox, Stripe at 0 ms, at 250 ms);
+quick: 20 sandbox customers, 6 Stripe customers, one journey each.
 """
 
 from __future__ import annotations
@@ -34,20 +44,25 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from bench.cpu import app_meter, measure
+from bench.fake_gateway import WEBHOOK_SECRET as STRIPE_WEBHOOK_SECRET
 from bench.harness import (
     OUT,
     ROOT,
     SECRET_KEY,
     WEBHOOK_SECRET,
     Database,
+    Process,
     Server,
     app_env,
+    free_port,
+    wait_http,
 )
 from bench.serving import Sizes
 
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 ORDER = re.compile(r"/orders/(ord_[A-Za-z0-9_-]+)")
 SESSION = re.compile(r"/sandbox/pay/([A-Za-z0-9_-]+)")
+STRIPE_SESSION = re.compile(r"/pay/(cs_[A-Za-z0-9_]+)")
 
 
 def _pct(values: list[float], p: float) -> float | None:
@@ -115,10 +130,14 @@ class Client:
         self.errors.append(f"{kind}: {status} {body!r}")
 
     async def customer(self, i: int) -> None:
-        from app.gateways.sandbox import sign
         from bench.loadgen import Connection
 
         conn = Connection(self.cfg["host"], self.cfg["port"])
+        gateway = self.cfg.get("gateway", "sandbox")
+        stripe = gateway == "stripe"
+        pattern = STRIPE_SESSION if stripe else SESSION
+        # Stripe's hosted page is Stripe's (the fake's): the browser's second connection.
+        pay_conn = Connection(self.cfg["host"], self.cfg["gateway_port"]) if stripe else conn
         n = 0
         while time.monotonic() < self.stop_at and n < self.cfg["journeys_each"]:
             n += 1
@@ -146,7 +165,7 @@ class Client:
                         "email": email,
                         "name": "Journey",
                         "quantity": "1",
-                        "gateway": "sandbox",
+                        "gateway": gateway,
                     }
                 ).encode()
                 reply = await self.call(
@@ -161,7 +180,7 @@ class Client:
                     form,
                 )
                 location = reply.headers.get("location", "") if reply is not None else ""
-                if reply is None or reply.status != 303 or not SESSION.search(location):
+                if reply is None or reply.status != 303 or not pattern.search(location):
                     self.fail("checkout (form)", reply)
                     continue
                 _cookie(reply.headers, jar)
@@ -171,7 +190,7 @@ class Client:
                     {
                         "items": [{"sku": "tee-usd", "quantity": 1}],
                         "customer": {"email": email, "name": "Journey"},
-                        "gateway": "sandbox",
+                        "gateway": gateway,
                     }
                 ).encode()
                 reply = await self.call(
@@ -186,67 +205,19 @@ class Client:
                     self.fail("checkout (API)", reply)
                     continue
                 hosted = urlsplit(json.loads(reply.body)["data"]["checkout_url"]).path
-            session_id = SESSION.search(hosted).group(1)  # type: ignore[union-attr]
-            reply = await self.call(
-                conn, "hosted page", "GET", hosted, {"Cookie": _cookie_header(jar)}
-            )
-            token = CSRF.search(reply.body.decode()) if reply is not None else None
-            if reply is None or reply.status != 200 or token is None:
-                self.fail("hosted page", reply)
+            found = pattern.search(hosted)
+            if found is None:
+                self.errors.append(f"checkout: hosted page {hosted!r} is not {gateway}'s")
                 continue
-            _cookie(reply.headers, jar)
-            reply = await self.call(
-                conn,
-                "pay",
-                "POST",
-                hosted,
-                {
-                    "Content-Type": "application/x-www-form-urlencoded",
-                    "Cookie": _cookie_header(jar),
-                },
-                urlencode({"csrf_token": token.group(1), "scenario": "succeed"}).encode(),
-            )
-            if reply is None or reply.status != 303:
-                self.fail("pay", reply)
-                continue
-            back = urlsplit(reply.headers.get("location", "")).path + (
-                "?" + urlsplit(reply.headers.get("location", "")).query
-                if urlsplit(reply.headers.get("location", "")).query
-                else ""
-            )
-            stamp = int(time.time())
-            event = json.dumps(
-                {
-                    "id": f"evt_journey_{i}_{n}_{stamp}",
-                    "type": "payment.succeeded",
-                    "created": stamp,
-                    "data": {
-                        "object": {
-                            "id": session_id,
-                            "object": "checkout.session",
-                            "status": "succeeded",
-                            "payment_id": f"sbx_pay_j{i}_{n}",
-                            "metadata": {},
-                            "card": {"brand": "visa", "last4": "4242"},
-                        }
-                    },
-                },
-                separators=(",", ":"),
-            ).encode()
-            reply = await self.call(
-                conn,
-                "webhook",
-                "POST",
-                "/webhooks/sandbox",
-                {
-                    "Content-Type": "application/json",
-                    "Kassa-Signature": sign(WEBHOOK_SECRET, event, stamp),
-                },
-                event,
-            )
-            if reply is None or reply.status != 200:
-                self.fail("webhook", reply)
-                continue
+            session_id = found.group(1)
+            if stripe:
+                back = await self.pay_at_stripe(pay_conn, hosted)
+                if back is None:
+                    continue
+            else:
+                back = await self.pay_at_sandbox(conn, jar, hosted, session_id, i, n)
+                if back is None:
+                    continue
             reply = await self.call(
                 conn, "return page", "GET", back, {"Cookie": _cookie_header(jar)}
             )
@@ -256,7 +227,7 @@ class Client:
                 continue
             payment_id = back.split("/checkout/return/", 1)[1].split("?", 1)[0]
             paid = False
-            for _ in range(60):
+            for _ in range(150):  # 30 s
                 reply = await self.call(
                     conn,
                     "status poll",
@@ -280,6 +251,98 @@ class Client:
             self.paid.append(record)
             self.refund_queue.put_nowait(record)
         await conn.close()
+        if pay_conn is not conn:
+            await pay_conn.close()
+
+    async def pay_at_sandbox(
+        self, conn: Any, jar: dict[str, str], hosted: str, session_id: str, i: int, n: int
+    ) -> str | None:
+        """The sandbox's hosted page (the app's), paying on it, and the sandbox's signed
+        webhook (sent here, as the sandbox has no server of its own): the return path."""
+        from app.gateways.sandbox import sign
+
+        reply = await self.call(conn, "hosted page", "GET", hosted, {"Cookie": _cookie_header(jar)})
+        token = CSRF.search(reply.body.decode()) if reply is not None else None
+        if reply is None or reply.status != 200 or token is None:
+            self.fail("hosted page", reply)
+            return None
+        _cookie(reply.headers, jar)
+        reply = await self.call(
+            conn,
+            "pay",
+            "POST",
+            hosted,
+            {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Cookie": _cookie_header(jar),
+            },
+            urlencode({"csrf_token": token.group(1), "scenario": "succeed"}).encode(),
+        )
+        if reply is None or reply.status != 303:
+            self.fail("pay", reply)
+            return None
+        back = urlsplit(reply.headers.get("location", "")).path + (
+            "?" + urlsplit(reply.headers.get("location", "")).query
+            if urlsplit(reply.headers.get("location", "")).query
+            else ""
+        )
+        stamp = int(time.time())
+        event = json.dumps(
+            {
+                "id": f"evt_journey_{i}_{n}_{stamp}",
+                "type": "payment.succeeded",
+                "created": stamp,
+                "data": {
+                    "object": {
+                        "id": session_id,
+                        "object": "checkout.session",
+                        "status": "succeeded",
+                        "payment_id": f"sbx_pay_j{i}_{n}",
+                        "metadata": {},
+                        "card": {"brand": "visa", "last4": "4242"},
+                    }
+                },
+            },
+            separators=(",", ":"),
+        ).encode()
+        reply = await self.call(
+            conn,
+            "webhook",
+            "POST",
+            "/webhooks/sandbox",
+            {
+                "Content-Type": "application/json",
+                "Kassa-Signature": sign(WEBHOOK_SECRET, event, stamp),
+            },
+            event,
+        )
+        if reply is None or reply.status != 200:
+            self.fail("webhook", reply)
+            return None
+        return back
+
+    async def pay_at_stripe(self, conn: Any, hosted: str) -> str | None:
+        """Stripe's hosted page (the fake's) and paying on it: the fake completes the
+        session and sends the signed checkout.session.completed webhook itself. The
+        return path (the success_url, session id filled in)."""
+        reply = await self.call(conn, "hosted page", "GET", hosted)
+        if reply is None or reply.status != 200:
+            self.fail("hosted page", reply)
+            return None
+        reply = await self.call(
+            conn,
+            "pay",
+            "POST",
+            hosted,
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            b"card=4242424242424242",
+        )
+        location = reply.headers.get("location", "") if reply is not None else ""
+        if reply is None or reply.status != 303 or "/checkout/return/" not in location:
+            self.fail("pay", reply)
+            return None
+        parts = urlsplit(location)
+        return parts.path + ("?" + parts.query if parts.query else "")
 
     async def merchant(self, m: int) -> None:
         from bench.loadgen import Connection
@@ -478,47 +541,141 @@ def _client_run(cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+def _measured(db: Database, server: Server, cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """One client run under the CPU meter, then its after-run checks."""
+    result = measure(app_meter(server, db.name), lambda: _client_run(cfg, timeout))
+    check = _check(db, result)
+    cpu = result.pop("cpu_ms_per_op")
+    return {"run": result, "cpu_ms_per_journey": cpu, "check": check}
+
+
+def _stripe_fake() -> tuple[Process, int]:
+    port = free_port()
+    fake = Process(["-m", "bench.fake_gateway", "--port", str(port)])
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health")
+    except Exception:
+        fake.stop()
+        raise
+    return fake, port
+
+
+def _fake_call(port: int, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    import requests
+
+    url = f"http://127.0.0.1:{port}{path}"
+    reply = requests.post(url, json=body, timeout=5) if body is not None else requests.get(url)
+    reply.raise_for_status()
+    return dict(reply.json())
+
+
+def run_stripe(
+    db: Database, sizes: Sizes, server: Server, merchant: dict[str, str], fake_port: int
+) -> dict[str, Any]:
+    """The same journey through the Stripe adapter (the official SDK) against
+    bench/fake_gateway.py: checkout creates a Checkout Session there, the customer pays on
+    the fake's hosted page, the fake sends the signed checkout.session.completed webhook,
+    the return page (which retrieves the session) polls until paid; refunds go to the fake.
+    Run with the fake's API answering at 0 ms (the baseline), then at 250 ms."""
+    customers = int(os.environ.get("BENCH_JOURNEY_STRIPE_CUSTOMERS") or sizes.pick(1000, 6))
+    max_seconds = int(os.environ.get("BENCH_JOURNEY_STRIPE_SECONDS") or sizes.pick(60, 3))
+    latency_ms = 250
+    _fake_call(fake_port, "/_test/webhook_target", {"url": server.url + "/webhooks/stripe"})
+    cfg = {
+        "host": "127.0.0.1",
+        "port": server.port,
+        "gateway": "stripe",
+        "gateway_port": fake_port,
+        "customers": customers,
+        "merchants": sizes.pick(4, 1),
+        "max_seconds": max_seconds,
+        "journeys_each": int(os.environ.get("BENCH_JOURNEY_EACH") or sizes.pick(1000, 1)),
+        **merchant,
+    }
+    out: dict[str, Any] = {
+        "setup": {
+            "customers": customers,
+            "merchants": cfg["merchants"],
+            "seconds (max) per latency": max_seconds,
+            "gateway": "stripe (the adapter's SDK against bench/fake_gateway.py)",
+            "latencies (in this order)": [0, latency_ms],
+        }
+    }
+    try:
+        for ms in (0, latency_ms):
+            _fake_call(fake_port, "/_test/latency", {"ms": ms})
+            before = _fake_call(fake_port, "/_test/stats")
+            done = _measured(db, server, cfg, max_seconds + 420)
+            time.sleep(0.5)  # a webhook still being retried
+            after = _fake_call(fake_port, "/_test/stats")
+            webhooks = {k: after[k] - before.get(k, 0) for k in after}
+            done["webhooks"] = webhooks
+            done["check"]["webhooks_failed"] = webhooks["webhooks_failed"]
+            done["check"]["ok"] = done["check"]["ok"] and webhooks["webhooks_failed"] == 0
+            out[f"latency_{ms}ms"] = done
+    finally:
+        _fake_call(fake_port, "/_test/latency", {"ms": 0})
+    base, slow = out["latency_0ms"], out[f"latency_{latency_ms}ms"]
+    out["ratio"] = (
+        round(slow["run"]["rate"] / base["run"]["rate"], 3) if base["run"]["rate"] else None
+    )
+    base_cpu = base["cpu_ms_per_journey"].get("total_ms")
+    slow_cpu = slow["cpu_ms_per_journey"].get("total_ms")
+    out["cpu_ratio"] = round(slow_cpu / base_cpu, 3) if base_cpu and slow_cpu else None
+    return out
+
+
 def run(db: Database, sizes: Sizes) -> dict[str, Any]:
     customers = int(os.environ.get("BENCH_JOURNEY_CUSTOMERS") or sizes.pick(1000, 20))
     max_seconds = int(os.environ.get("BENCH_JOURNEY_SECONDS") or sizes.pick(60, 5))
+    stripe_customers = int(os.environ.get("BENCH_JOURNEY_STRIPE_CUSTOMERS") or 0)
+    # One server for both: Stripe is configured (against the fake) beside the sandbox.
+    fake, fake_port = _stripe_fake()
     server = Server(
-        "bench.wsgi_kassa:app", app_env(db, WORKER_CONNECTIONS=str(max(1000, customers)))
-    ).start()
+        "bench.wsgi_kassa:app",
+        app_env(
+            db,
+            WORKER_CONNECTIONS=str(max(1000, customers, stripe_customers)),
+            STRIPE_SECRET_KEY="sk_test_bench",
+            STRIPE_WEBHOOK_SECRET=STRIPE_WEBHOOK_SECRET,
+            STRIPE_API_BASE=f"http://127.0.0.1:{fake_port}",
+        ),
+    )
     try:
+        server.start()
         merchant = _setup_merchant(db, server)
-        cfg = {
-            "host": "127.0.0.1",
-            "port": server.port,
-            "customers": customers,
-            "merchants": sizes.pick(4, 2),
-            "max_seconds": max_seconds,
-            # BENCH_JOURNEY_EACH=1: every customer buys once (a loaded machine's full run).
-            "journeys_each": int(os.environ.get("BENCH_JOURNEY_EACH") or sizes.pick(1000, 1)),
-            **merchant,
-        }
-        result = measure(app_meter(server, db.name), lambda: _client_run(cfg, max_seconds + 420))
-        check = _check(db, result)
-        cpu = result.pop("cpu_ms_per_op")
-        return {
+        result: dict[str, Any] = {
             "name": "journey",
             "setup": {
                 "customers": customers,
-                "merchants": cfg["merchants"],
+                "merchants": sizes.pick(4, 2),
                 "seconds (max)": max_seconds,
                 "gateway": "sandbox (hosted page on the app)",
                 "workers": server.env["WEB_CONCURRENCY"],
             },
-            "run": result,
-            "cpu_ms_per_journey": cpu,
-            "check": check,
+        }
+        if os.environ.get("BENCH_JOURNEY_MODES", "sandbox,stripe") != "stripe":
+            cfg = {
+                "host": "127.0.0.1",
+                "port": server.port,
+                "customers": customers,
+                "merchants": sizes.pick(4, 2),
+                "max_seconds": max_seconds,
+                # BENCH_JOURNEY_EACH=1: every customer buys once (a loaded machine's full run).
+                "journeys_each": int(os.environ.get("BENCH_JOURNEY_EACH") or sizes.pick(1000, 1)),
+                **merchant,
+            }
+            result.update(_measured(db, server, cfg, max_seconds + 420))
             # Journeys that ended paid (and were checked) over journeys started: 1.0 when
             # none was lost. (No gateway latency here: the sandbox's page is the app's.)
-            "ratio": round(result["journeys"] / result["journeys_started"], 3)
-            if result["journeys_started"]
-            else None,
-        }
+            started = result["run"]["journeys_started"]
+            result["ratio"] = round(result["run"]["journeys"] / started, 3) if started else None
+        if "stripe" in os.environ.get("BENCH_JOURNEY_MODES", "sandbox,stripe"):
+            result["stripe"] = run_stripe(db, sizes, server, merchant, fake_port)
+        return result
     finally:
         server.stop()
+        fake.stop()
 
 
 if __name__ == "__main__":

@@ -65,8 +65,13 @@ def _ratio_row(result: dict[str, Any]) -> list[Any]:
             f"with streams: {_cpu_text(result['checkout_with_streams'].get('cpu_ms_per_op'))}; "
             f"without: {_cpu_text(result['checkout_without_streams'].get('cpu_ms_per_op'))}"
         )
-    elif name == "deliveries":
+    elif name in ("deliveries", "page", "memory"):
         text = _cpu_text(result.get("cpu_ms_per_op"))
+    elif name == "dashboard":
+        text = (
+            f"per query: {_cpu_text(result.get('cpu_ms_per_op'))}; CSV per 1,000 rows: "
+            f"{_cpu_text(result.get('csv', {}).get('cpu_ms_per_1000_rows'))}"
+        )
     else:
         text = "not measured"
     return [name, result.get("ratio"), AGAINST.get(name, ""), result.get("cpu_ratio", ""), text]

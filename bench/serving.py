@@ -15,7 +15,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from app.gateways.sandbox import sign
-from bench.cpu import app_meter, combined_cpu, measure
+from bench.cpu import app_meter, combined_cpu, measure, per_op
 from bench.harness import (
     METRICS_TOKEN,
     OUT,
@@ -513,7 +513,9 @@ def _fetch(url: str) -> tuple[int, bytes, int, str]:
 def page_weight(db: Database, sizes: Sizes) -> dict[str, Any]:
     """d. The checkout page and what it loads: bytes transferred, render-blocking requests."""
     server, _target, fake, _port = kassa_with_gateway(db, sizes)
+    meter = app_meter(server, db.name)
     try:
+        meter.start()
         page_url = server.url + "/products/tee-usd"
         status, body, wire, encoding = _fetch(page_url)
         parser = _Assets()
@@ -563,6 +565,10 @@ def page_weight(db: Database, sizes: Sizes) -> dict[str, Any]:
                     "blocking": blocking,
                 }
             )
+        fetched = sum(1 for i in items if isinstance(i["status"], int))
+        # The app's CPU per request of the page and its assets (few requests: coarse,
+        # one clock tick is 10 ms).
+        cpu = per_op(meter.stop(), fetched)
         total_raw = sum(i["raw"] for i in items)
         total_wire = sum(i["transferred"] for i in items)
         return {
@@ -575,6 +581,8 @@ def page_weight(db: Database, sizes: Sizes) -> dict[str, Any]:
             "ratio": round(total_wire / (50 * 1024), 3),
             "third_party_render_blocking": third_party_blocking,
             "missing": [i["url"] for i in items if i["status"] == 404],
+            "requests": fetched,
+            "cpu_ms_per_op": cpu,
         }
     finally:
         release(sizes, server, fake)
@@ -584,8 +592,10 @@ def worker_memory(db: Database, sizes: Sizes) -> dict[str, Any]:
     """e. RSS per worker after N requests (pages, status polls and checkouts)."""
     total = sizes.pick(10000, 100)
     server, target, fake, gateway_port = kassa_with_gateway(db, sizes)
+    meter = app_meter(server, db.name)
     try:
         booted = server.worker_rss_mb()
+        meter.start()
         checkouts = total // 5
         paths = [
             "/",
@@ -621,6 +631,7 @@ def worker_memory(db: Database, sizes: Sizes) -> dict[str, Any]:
             },
             timeout=900,
         )
+        spent = meter.stop()
         after = server.worker_rss_mb()
         served = first["requests"] + second["requests"]
         return {
@@ -632,6 +643,8 @@ def worker_memory(db: Database, sizes: Sizes) -> dict[str, Any]:
             "ratio": round(max(after) / max(booted), 3) if booted and after else None,
             "worker_class": server.env["WORKER_CLASS"],
             "fresh_server": sizes.full,
+            # The app's CPU per request over the mix (a fifth checkouts, the rest GETs).
+            "cpu_ms_per_op": per_op(spent, served),
         }
     finally:
         release(sizes, server, fake)

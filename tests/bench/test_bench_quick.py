@@ -79,13 +79,26 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
     journey = results["journey"]
     assert journey["run"]["errors"] == 0 and journey["run"]["journeys"] > 0
     assert journey["check"]["ok"] and journey["check"]["refunds_acked"] > 0
+    # The same journey through the Stripe adapter against the fake (its hosted page, its
+    # signed webhook), at 0 ms and at 250 ms: every journey paid once, refunds once.
+    for key in ("latency_0ms", "latency_250ms"):
+        stripe_run = journey["stripe"][key]
+        assert stripe_run["run"]["errors"] == 0 and stripe_run["run"]["journeys"] > 0
+        assert stripe_run["check"]["ok"] and stripe_run["check"]["refunds_acked"] > 0
+        assert stripe_run["webhooks"]["webhooks_delivered"] >= stripe_run["run"]["journeys"]
+        assert stripe_run["cpu_ms_per_journey"]["workers_ms"] > 0
+    assert journey["stripe"]["ratio"] > 0
     for result in (checkout["baseline_0ms"], webhooks["kassa"], webhooks["baseline_bare_flask"]):
         assert result["cpu_ms_per_op"]["workers_ms"] >= 0
     dashboard = results["dashboard"]
     assert dashboard["payments"] > 0 and all(q["p95_ms"] > 0 for q in dashboard["list_queries"])
     assert dashboard["csv"]["rows"] >= dashboard["payments"]  # quick runs share a database
+    assert dashboard["cpu_ms_per_op"]["total_ms"] > 0
+    assert dashboard["csv"]["cpu_ms_per_1000_rows"]["total_ms"] >= 0
     assert results["page"]["total_raw_bytes"] > 0
+    assert results["page"]["cpu_ms_per_op"]["workers_ms"] >= 0
     assert results["memory"]["rss_mb_after_requests"]
+    assert results["memory"]["cpu_ms_per_op"]["total_ms"] > 0
     streams = results["streams"]
     assert streams["checkout_with_streams"]["ok"] > 0
     assert streams["publish_to_receive"]["received"] == streams["publish_to_receive"]["acked"] > 0
