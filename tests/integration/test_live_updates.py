@@ -91,7 +91,9 @@ def test_the_order_stream_tells_the_customer_and_resumes_without_gaps(
     _, events = start_purchase(app)
     order_id = the_order(app)
     html = requests.get(f"{server.url}/orders/{order_id}", timeout=5).text
-    assert f'sse-connect="/orders/{order_id}/events?since=0"' in html
+    # The page streams from where the outbox stood when it was rendered: the checkout's
+    # customer.created is seq 1.
+    assert f'sse-connect="/orders/{order_id}/events?since=1"' in html
     assert 'hx-trigger="sse:order"' in html and "htmx-ext-sse.min.js" in html
     stream = Stream(f"{server.url}/orders/{order_id}/events?since=0")
     streams.append(stream)
