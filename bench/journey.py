@@ -350,7 +350,12 @@ class Client:
         conn = Connection(self.cfg["host"], self.cfg["port"])
         jar = {self.cfg["cookie_name"]: self.cfg["cookie_value"]}
         n = 0
-        while time.monotonic() < self.stop_at or not self.refund_queue.empty():
+        refunded = 0
+        # Merchants work while customers do. Once every customer is done, a merchant that has
+        # refunded at least once stops: the paid payments still queued stay unrefunded (the
+        # checks count only acknowledged refunds), so the run ends with its customers
+        # instead of draining a queue of thousands.
+        while not (self.customers_done and (refunded or self.refund_queue.empty())):
             reply = await self.call(
                 conn, "dashboard", "GET", "/dashboard/", {"Cookie": _cookie_header(jar)}
             )
@@ -359,8 +364,6 @@ class Client:
             try:
                 record = await asyncio.wait_for(self.refund_queue.get(), 0.5)
             except TimeoutError:
-                if time.monotonic() >= self.stop_at and self.customers_done:
-                    return
                 continue
             n += 1
             if n % 2:  # refund every other paid payment, 500 of its 2500
@@ -379,6 +382,7 @@ class Client:
                 if reply is None or reply.status != 201:
                     self.fail("refund (API)", reply)
                     continue
+                refunded += 1
                 self.refunds_acked.append(
                     {"payment": record["payment"], "refund": json.loads(reply.body)["data"]["id"]}
                 )
@@ -578,7 +582,9 @@ def run_stripe(
     the return page (which retrieves the session) polls until paid; refunds go to the fake.
     Run with the fake's API answering at 0 ms (the baseline), then at 250 ms."""
     customers = int(os.environ.get("BENCH_JOURNEY_STRIPE_CUSTOMERS") or sizes.pick(1000, 6))
-    max_seconds = int(os.environ.get("BENCH_JOURNEY_STRIPE_SECONDS") or sizes.pick(60, 3))
+    # 20 s of new journeys per latency; the journeys in flight then take as long again
+    # (1,000 customers on two CPUs), so the three runs fit in five minutes.
+    max_seconds = int(os.environ.get("BENCH_JOURNEY_STRIPE_SECONDS") or sizes.pick(20, 3))
     latency_ms = 250
     _fake_call(fake_port, "/_test/webhook_target", {"url": server.url + "/webhooks/stripe"})
     cfg = {
@@ -627,7 +633,7 @@ def run_stripe(
 
 def run(db: Database, sizes: Sizes) -> dict[str, Any]:
     customers = int(os.environ.get("BENCH_JOURNEY_CUSTOMERS") or sizes.pick(1000, 20))
-    max_seconds = int(os.environ.get("BENCH_JOURNEY_SECONDS") or sizes.pick(60, 5))
+    max_seconds = int(os.environ.get("BENCH_JOURNEY_SECONDS") or sizes.pick(30, 5))
     stripe_customers = int(os.environ.get("BENCH_JOURNEY_STRIPE_CUSTOMERS") or 0)
     # One server for both: Stripe is configured (against the fake) beside the sandbox.
     fake, fake_port = _stripe_fake()
