@@ -14,6 +14,7 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 AGAINST = {
     "checkout": "the same checkouts with the gateway at 0 ms (rate at 250 ms / rate at 0 ms)",
+    "api_checkout": "the storefront form's checkout on the same server (API rate / form rate)",
     "webhooks": "bare Flask on the same gunicorn settings (Kassa's intake rate / bare rate)",
     "processing": "the 1,000 applied events/s target (best applied rate / 1,000)",
     "journey": "journeys started (paid and checked / started; 1.0 = none lost)",
@@ -35,12 +36,19 @@ def _cpu_text(cpu: dict[str, Any] | None) -> str:
 
 def _ratio_row(result: dict[str, Any]) -> list[Any]:
     name = result["name"]
+    cpu_ratio = result.get("cpu_ratio", "")
     if name == "checkout":
         slow_key = next((k for k in result if k.startswith("latency_")), "")
         text = (
             f"0 ms: {_cpu_text(result['baseline_0ms'].get('cpu_ms_per_op'))}; latency: "
             f"{_cpu_text(result.get(slow_key, {}).get('cpu_ms_per_op'))}"
         )
+    elif name == "api_checkout":
+        api = result["api"].get("server_cpu_ms_per_op")
+        form = result["form"].get("server_cpu_ms_per_op")
+        text = f"API: server {api}; form: server {form}"
+        if api and form:
+            cpu_ratio = round(api / form, 3)
     elif name == "webhooks":
         text = (
             f"Kassa: {_cpu_text(result['kassa'].get('cpu_ms_per_op'))}; bare: "
@@ -74,7 +82,7 @@ def _ratio_row(result: dict[str, Any]) -> list[Any]:
         )
     else:
         text = "not measured"
-    return [name, result.get("ratio"), AGAINST.get(name, ""), result.get("cpu_ratio", ""), text]
+    return [name, result.get("ratio"), AGAINST.get(name, ""), cpu_ratio, text]
 
 
 def write_report(payload: dict[str, Any], path: Path) -> None:
